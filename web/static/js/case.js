@@ -1,0 +1,187 @@
+// /cases/{case_id}: the case's details and people; its neutral also invites parties, counsel and observers.
+
+import { api, requireStage } from "./api.js";
+import { byId, el, formatDate, humanize, processName, roleName } from "./dom.js";
+import { showError, submitting } from "./feedback.js";
+import { renderHeader } from "./header.js";
+
+const caseId = decodeURIComponent(window.location.pathname.replace(/^\/cases\//, "").replace(/\/$/, ""));
+const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
+
+const session = await requireStage("active");
+renderHeader(session);
+byId("main").hidden = false;
+
+let members = [];
+
+function memberName(userId) {
+  const member = members.find((candidate) => String(candidate.user_id) === String(userId));
+  return member ? member.display_name : null;
+}
+
+function detail(term, ...description) {
+  const items = description.filter((item) => item !== null && item !== undefined && item !== "");
+  return items.length ? [el("dt", {}, term), el("dd", {}, ...items)] : [];
+}
+
+function list(items, render) {
+  return items && items.length ? el("ul", { class: "plain" }, items.map((item) => el("li", {}, render(item)))) : null;
+}
+
+function renderCase(record) {
+  document.title = `${record.title} · Caucus`;
+  byId("case-title").textContent = record.title;
+  byId("case-process").textContent = processName(record.process);
+  byId("case-status").textContent = humanize(record.status);
+  const rows = [
+    ...detail("Case type", record.case_type),
+    ...detail("Description", record.description ? el("p", { class: "prose" }, record.description) : null),
+    ...detail(
+      "Parties",
+      list(record.parties, (party) => `${party.name} (${humanize(party.side)})`),
+    ),
+    ...detail(
+      "Attorneys",
+      list(record.attorneys, (attorney) => `${attorney.name}, for ${attorney.represents}`),
+    ),
+    ...detail(
+      "Court",
+      record.filed_in_court
+        ? [record.cause_number, record.jurisdiction].filter(Boolean).join(", ") || "Filed in court"
+        : null,
+    ),
+    ...detail(
+      "Requested dates",
+      list(record.requested_dates, (date) => formatDate(date)),
+    ),
+  ];
+  byId("case-details").replaceChildren(...rows);
+}
+
+function renderMembers() {
+  const items = members.map((member) => {
+    const represented = member.represents ? memberName(member.represents) || member.represents : null;
+    return el(
+      "li",
+      { dataset: { testid: "member", role: member.role } },
+      el("span", { class: "member-name" }, member.display_name),
+      el("span", { class: "tag" }, roleName(member.role)),
+      represented ? el("span", { class: "hint" }, `for ${represented}`) : null,
+    );
+  });
+  byId("members").replaceChildren(...items);
+  const parties = members.filter((member) => member.role === "party");
+  const select = byId("invite-represents");
+  const chosen = select.value;
+  select.replaceChildren(
+    el("option", { value: "" }, parties.length ? "Choose a party" : "No party has joined yet"),
+    ...parties.map((party) => el("option", { value: party.user_id }, party.display_name)),
+  );
+  select.value = parties.some((party) => String(party.user_id) === chosen) ? chosen : "";
+}
+
+async function loadInvitations() {
+  const { invitations } = await api("GET", `${casePath}/invitations`);
+  byId("no-invitations").hidden = invitations.length > 0;
+  byId("invitation-table").hidden = invitations.length === 0;
+  const now = Date.now();
+  byId("invitation-rows").replaceChildren(
+    ...invitations.map((invitation) => {
+      let state = "Waiting";
+      if (invitation.used_at) {
+        state = `Accepted ${formatDate(invitation.used_at, { withTime: true })}`;
+      } else if (invitation.expires_at && new Date(invitation.expires_at).getTime() < now) {
+        state = "Expired";
+      }
+      return el(
+        "tr",
+        { dataset: { testid: "invitation-row" } },
+        el("td", {}, invitation.display_name),
+        el("td", {}, roleName(invitation.role)),
+        el("td", {}, formatDate(invitation.expires_at, { withTime: true })),
+        el("td", {}, state),
+      );
+    }),
+  );
+}
+
+async function load() {
+  const answer = await api("GET", casePath);
+  members = answer.members || [];
+  renderCase(answer.case);
+  renderMembers();
+  byId("my-role").textContent = `You: ${roleName(answer.my_role)}`;
+  byId("case-content").hidden = false;
+  if (answer.my_role === "neutral") {
+    byId("invite-section").hidden = false;
+    await loadInvitations();
+  }
+}
+
+try {
+  await load();
+} catch (error) {
+  byId("case-content").hidden = true;
+  showError(byId("page-error"), error);
+}
+
+const roleSelect = byId("invite-role");
+roleSelect.addEventListener("change", () => {
+  byId("represents-field").hidden = roleSelect.value !== "counsel";
+});
+
+const inviteForm = byId("invite-form");
+inviteForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const region = byId("invite-error");
+  const role = roleSelect.value;
+  const displayName = byId("invite-name").value.trim();
+  if (!displayName) {
+    showError(region, new Error("Enter the name this person will be shown under."));
+    return;
+  }
+  const body = { role, display_name: displayName };
+  if (role === "counsel") {
+    const represents = byId("invite-represents").value;
+    if (!represents) {
+      showError(region, new Error("Choose the party this counsel represents."));
+      return;
+    }
+    // Send the id as the server gave it (number or string), not the select's text value.
+    const party = members.find((member) => String(member.user_id) === represents);
+    body.represents = party ? party.user_id : represents;
+  }
+  const hours = byId("invite-expires").value.trim();
+  if (hours) {
+    const value = Number(hours);
+    if (!Number.isInteger(value) || value < 1 || value > 720) {
+      showError(region, new Error("An invitation can be valid for 1 to 720 hours."));
+      return;
+    }
+    body.expires_in_hours = value;
+  }
+  byId("invite-created").hidden = true;
+  const answer = await submitting(inviteForm, region, () => api("POST", `${casePath}/invitations`, body));
+  if (!answer) {
+    return;
+  }
+  byId("invite-created-name").textContent = displayName;
+  byId("invitation-link").textContent = new URL(answer.url, window.location.origin).href;
+  byId("invite-created").hidden = false;
+  byId("invite-name").value = "";
+  try {
+    await loadInvitations();
+  } catch (error) {
+    showError(region, error);
+  }
+});
+
+byId("copy-link").addEventListener("click", async () => {
+  const button = byId("copy-link");
+  try {
+    await navigator.clipboard.writeText(byId("invitation-link").textContent);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Select the link and copy it";
+  }
+});

@@ -1,0 +1,83 @@
+// Builds DOM nodes without HTML strings: text is always set as text, never parsed.
+
+/**
+ * el("a", {href: "/cases", class: "link", dataset: {testid: "x"}}, "text", childNode)
+ * Attributes whose value is null, undefined or false are left out; true sets an empty attribute.
+ */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) {
+      continue;
+    }
+    if (name === "dataset") {
+      for (const [key, data] of Object.entries(value)) {
+        node.dataset[key] = data;
+      }
+    } else if (name === "class") {
+      node.className = value;
+    } else {
+      node.setAttribute(name, value === true ? "" : String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) {
+      continue;
+    }
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** Shorthand for document.getElementById that fails loudly when the page lacks the element. */
+export function byId(id) {
+  const node = document.getElementById(id);
+  if (node === null) {
+    throw new Error(`This page has no element #${id}.`);
+  }
+  return node;
+}
+
+const ROLE_NAMES = {
+  admin: "Administrator",
+  neutral: "Neutral",
+  co_neutral: "Co-neutral",
+  party: "Party",
+  counsel: "Counsel",
+  observer: "Observer",
+};
+
+/** A role as people read it. */
+export function roleName(role) {
+  return ROLE_NAMES[role] || String(role || "").replace(/_/g, " ");
+}
+
+const PROCESS_NAMES = { mediation: "Mediation", arbitration: "Arbitration", other: "Other process" };
+
+export function processName(process) {
+  return PROCESS_NAMES[process] || String(process || "");
+}
+
+/** Upper-cases the first letter and turns underscores into spaces: "in_progress" → "In progress". */
+export function humanize(word) {
+  const text = String(word || "").replace(/_/g, " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A date or timestamp in the reader's locale; the raw text when it does not parse. */
+export function formatDate(value, { withTime = false } = {}) {
+  if (!value) {
+    return "";
+  }
+  const dateOnly = /^\d{4}-\d{2}-\d{2}$/.test(value);
+  const date = new Date(dateOnly ? `${value}T00:00:00` : value);
+  if (Number.isNaN(date.getTime())) {
+    return String(value);
+  }
+  const options = { year: "numeric", month: "long", day: "numeric" };
+  if (withTime && !dateOnly) {
+    options.hour = "2-digit";
+    options.minute = "2-digit";
+  }
+  return date.toLocaleString(undefined, options);
+}

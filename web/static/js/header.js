@@ -1,0 +1,40 @@
+// The site header on every signed-in page: who is signed in, where they can go, sign out.
+
+import { logout } from "./api.js";
+import { el, roleName } from "./dom.js";
+
+/** Fills <header id="site-header"> for `session`; links only once the session is active. */
+export function renderHeader(session) {
+  const header = document.getElementById("site-header");
+  if (header === null) {
+    return;
+  }
+  const user = session.user;
+  const brand = el("a", { class: "brand", href: "/cases" }, "Caucus");
+  const nav = el("nav", { "aria-label": "Main" });
+  if (session.stage === "active") {
+    const links = [
+      ["/cases", "Cases"],
+      ["/account/security", "Security"],
+    ];
+    if (user && user.role === "admin") {
+      links.push(["/admin/users", "Users"]);
+    }
+    for (const [href, text] of links) {
+      const current = window.location.pathname === href;
+      nav.append(el("a", { href, "aria-current": current ? "page" : null }, text));
+    }
+  }
+  const who = el(
+    "span",
+    { class: "who" },
+    el("span", { class: "who-name", dataset: { testid: "current-user" } }, user ? user.display_name || user.username : ""),
+    user && user.role ? el("span", { class: "who-role" }, roleName(user.role)) : null,
+  );
+  const signOut = el("button", { type: "button", class: "quiet", dataset: { testid: "logout" } }, "Sign out");
+  signOut.addEventListener("click", () => {
+    signOut.disabled = true;
+    logout();
+  });
+  header.replaceChildren(el("div", { class: "bar" }, brand, nav, el("div", { class: "account" }, who, signOut)));
+}
