@@ -517,6 +517,10 @@ class SpaceVault:
         self.__root = Path(root)
         self.__chunk_size = chunk_size
 
+    # Sealed small values, also reachable as vault.seal(...) / vault.open(...).
+    seal = staticmethod(seal)
+    open = staticmethod(unseal)
+
     @property
     def root(self) -> Path:
         return self.__root
