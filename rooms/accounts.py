@@ -1,0 +1,342 @@
+"""User accounts: creation, password login, TOTP two-factor with recovery codes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyotp
+import sqlalchemy as sa
+
+from rooms.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from rooms.passwords import PasswordPolicy
+from rooms.schema import new_id, recovery_codes, users
+from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.store import Store
+from rooms.throttle import LoginThrottle
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+GLOBAL_ROLES = ("admin", "neutral", "member")
+TOTP_ISSUER = "Caucus"
+RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+WRONG_CREDENTIALS = "Wrong username or password."
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    display_name: str
+    role: str
+    must_change_password: bool
+    totp_enabled: bool
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "must_change_password": self.must_change_password,
+            "totp_enabled": self.totp_enabled,
+        }
+
+
+def _user(row: sa.Row) -> User:
+    return User(
+        row.id,
+        row.username,
+        row.display_name,
+        row.role,
+        bool(row.must_change_password),
+        bool(row.totp_enabled),
+    )
+
+
+def normalize_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME_RE.fullmatch(name):
+        raise InvalidInput(
+            "A username has 3 to 64 characters: letters, digits, '.', '_' or '-'.",
+            code="invalid_username",
+        )
+    return name
+
+
+def _recovery_hash(code: str) -> str:
+    return hashlib.sha256(code.replace("-", "").strip().lower().encode()).hexdigest()
+
+
+def new_recovery_code() -> str:
+    raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(12))
+    return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+
+
+class Accounts:
+    """Owns the users table, recovery codes and the rules of logging in."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: PasswordPolicy,
+        throttle: LoginThrottle,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.throttle = throttle
+        self.clock = clock
+
+    # -- users ---------------------------------------------------------------------------
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        role: str = "member",
+        display_name: str | None = None,
+        must_change_password: bool = False,
+        check_policy: bool = True,
+    ) -> User:
+        name = normalize_username(username)
+        if role not in GLOBAL_ROLES:
+            raise InvalidInput(f"Unknown role {role!r}.", code="invalid_role")
+        if check_policy:
+            self.policy.check(password, username=name)
+        row = {
+            "id": new_id(),
+            "username": name,
+            "display_name": (display_name or name).strip()[:200] or name,
+            "password_hash": self.policy.hash(password),
+            "role": role,
+            "must_change_password": must_change_password,
+            "totp_secret": None,
+            "totp_enabled": False,
+            "totp_last_step": None,
+            "created_at": self.clock(),
+        }
+        async with self.store.begin() as conn:
+            exists = (
+                await conn.execute(sa.select(users.c.id).where(users.c.username == name))
+            ).first()
+            if exists:
+                raise Conflict(f"The username {name!r} is taken.", code="username_taken")
+            await conn.execute(sa.insert(users).values(**row))
+        return await self.get(row["id"])
+
+    async def get(self, user_id: str) -> User:
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise NotFound("No such user.")
+        return _user(row)
+
+    async def list_users(self) -> list[User]:
+        async with self.store.connect() as conn:
+            rows = (await conn.execute(sa.select(users).order_by(users.c.username))).all()
+        return [_user(r) for r in rows]
+
+    async def count_admins(self) -> int:
+        async with self.store.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(users).where(users.c.role == "admin")
+                )
+            ).scalar_one()
+
+    def one_time_password(self) -> str:
+        return secrets.token_urlsafe(12)
+
+    async def ensure_first_admin(self, username: str = "admin") -> str | None:
+        """Create the first admin with a one-time password; ``None`` if an admin exists."""
+        if await self.count_admins():
+            return None
+        password = self.one_time_password()
+        await self.create_user(
+            username,
+            password,
+            role="admin",
+            display_name="Administrator",
+            must_change_password=True,
+            check_policy=False,
+        )
+        return password
+
+    # -- login ---------------------------------------------------------------------------
+    async def authenticate(self, username: str, password: str, client: str) -> tuple[User, str]:
+        """Check a password login; answer the user and the stage their session starts in."""
+        name = username.strip().lower()[:64]
+        subjects = (f"user:{name}", f"addr:{client}")
+        await self.throttle.check(*subjects)
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.username == name))).first()
+        ok = self.policy.verify(row.password_hash if row else None, password)
+        if row is None or not ok:
+            await self.throttle.record_failure(*subjects)
+            raise Unauthenticated(WRONG_CREDENTIALS, code="invalid_credentials")
+        await self.throttle.clear(subjects[0])
+        if self.policy.needs_rehash(row.password_hash):
+            await self._set_password_hash(row.id, self.policy.hash(password))
+        user = _user(row)
+        return user, self.stage_after_password(user)
+
+    @staticmethod
+    def stage_after_password(user: User) -> str:
+        if user.totp_enabled:
+            return STAGE_TOTP
+        return STAGE_PASSWORD if user.must_change_password else STAGE_ACTIVE
+
+    @staticmethod
+    def stage_after_second_factor(user: User) -> str:
+        return STAGE_PASSWORD if user.must_change_password else STAGE_ACTIVE
+
+    async def _set_password_hash(self, user_id: str, password_hash: str) -> None:
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    async def change_password(self, user_id: str, current: str, new: str) -> User:
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+        await self.throttle.check(f"user:{row.username}")
+        if not self.policy.verify(row.password_hash, current):
+            await self.throttle.record_failure(f"user:{row.username}")
+            raise Unauthenticated("Your current password is wrong.", code="invalid_credentials")
+        if hmac.compare_digest(current.encode(), new.encode()):
+            raise InvalidInput(
+                "Choose a new password different from the current one.", code="weak_password"
+            )
+        self.policy.check(new, username=row.username)
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=self.policy.hash(new), must_change_password=False)
+            )
+        return await self.get(user_id)
+
+    # -- TOTP ----------------------------------------------------------------------------
+    def _match_step(self, secret: str, code: str) -> int | None:
+        """The 30-s step whose code equals ``code`` (one step of clock drift allowed)."""
+        code = code.strip().replace(" ", "")
+        if not re.fullmatch(r"\d{6}", code):
+            return None
+        totp = pyotp.TOTP(secret)
+        now = self.clock()
+        current = totp.timecode(now)
+        for step in (current - 1, current, current + 1):
+            if hmac.compare_digest(totp.generate_otp(step), code):
+                return step
+        return None
+
+    async def verify_second_factor(self, user_id: str, code: str, client: str) -> User:
+        """Accept a fresh TOTP code or an unused recovery code, once."""
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+        subjects = (f"user:{row.username}", f"addr:{client}")
+        await self.throttle.check(*subjects)
+        if row.totp_enabled and row.totp_secret:
+            step = self._match_step(row.totp_secret, code)
+            if step is not None:
+                async with self.store.begin() as conn:
+                    # The guarded update makes a replayed or older code lose, also under races.
+                    result = await conn.execute(
+                        sa.update(users)
+                        .where(
+                            users.c.id == user_id,
+                            sa.or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step),
+                        )
+                        .values(totp_last_step=step)
+                    )
+                if result.rowcount == 1:
+                    return _user(row)
+                await self.throttle.record_failure(*subjects)
+                raise Unauthenticated(
+                    "This code was already used. Wait for the next code.", code="code_reused"
+                )
+            if await self._use_recovery_code(user_id, code):
+                return _user(row)
+        await self.throttle.record_failure(*subjects)
+        raise Unauthenticated("The code is wrong or has expired.", code="invalid_code")
+
+    async def _use_recovery_code(self, user_id: str, code: str) -> bool:
+        if len(code) > 64:
+            return False
+        async with self.store.begin() as conn:
+            result = await conn.execute(
+                sa.update(recovery_codes)
+                .where(
+                    recovery_codes.c.user_id == user_id,
+                    recovery_codes.c.code_hash == _recovery_hash(code),
+                    recovery_codes.c.used_at.is_(None),
+                )
+                .values(used_at=self.clock())
+            )
+        return result.rowcount == 1
+
+    async def totp_begin(self, user_id: str) -> tuple[str, str]:
+        """Start enrolment: a new secret (not yet enabled) and its provisioning URI."""
+        user = await self.get(user_id)
+        if user.totp_enabled:
+            raise Conflict("Two-factor sign-in is already on.", code="totp_enabled")
+        secret = pyotp.random_base32()
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user_id)
+                .values(totp_secret=secret, totp_last_step=None)
+            )
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
+        return secret, uri
+
+    async def totp_confirm(self, user_id: str, code: str) -> list[str]:
+        """Turn TOTP on after a first valid code; answer ten new recovery codes."""
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+        if row.totp_enabled:
+            raise Conflict("Two-factor sign-in is already on.", code="totp_enabled")
+        if not row.totp_secret:
+            raise InvalidInput("Start the enrolment first.", code="totp_not_started")
+        step = self._match_step(row.totp_secret, code)
+        if step is None:
+            raise Unauthenticated("The code is wrong or has expired.", code="invalid_code")
+        codes = [new_recovery_code() for _ in range(10)]
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user_id)
+                .values(totp_enabled=True, totp_last_step=step)
+            )
+            await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+            await conn.execute(
+                sa.insert(recovery_codes),
+                [
+                    {"id": new_id(), "user_id": user_id, "code_hash": _recovery_hash(c)}
+                    for c in codes
+                ],
+            )
+        return codes
+
+    async def totp_disable(self, user_id: str, password: str, code: str, client: str) -> User:
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+        if not row.totp_enabled:
+            raise Conflict("Two-factor sign-in is off already.", code="totp_disabled")
+        if not self.policy.verify(row.password_hash, password):
+            await self.throttle.record_failure(f"user:{row.username}")
+            raise Unauthenticated("Your password is wrong.", code="invalid_credentials")
+        await self.verify_second_factor(user_id, code, client)
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == user_id)
+                .values(totp_enabled=False, totp_secret=None, totp_last_step=None)
+            )
+            await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+        return await self.get(user_id)

@@ -1,0 +1,22 @@
+"""Alembic environment: migrations run on a connection handed over by ``rooms.store``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from rooms.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only the offline/autogenerate path
+    from sqlalchemy import create_engine
+
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    connection = engine.connect()
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,95 @@
+"""Server-side login sessions. The browser holds a random token; the store holds its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rooms.schema import sessions
+from rooms.store import Store
+
+STAGE_TOTP = "totp_required"
+STAGE_PASSWORD = "password_change_required"  # noqa: S105 - a stage name
+STAGE_ACTIVE = "active"
+STAGES = (STAGE_TOTP, STAGE_PASSWORD, STAGE_ACTIVE)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Session:
+    token_hash: str
+    user_id: str
+    stage: str
+    expires_at: float
+
+
+class Sessions:
+    """Creates, finds and ends login sessions."""
+
+    def __init__(
+        self, store: Store, lifetime: float = 12 * 3600, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.lifetime = lifetime
+        self.clock = clock
+
+    async def create(self, user_id: str, stage: str) -> str:
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.insert(sessions).values(
+                    token_hash=token_hash(token),
+                    user_id=user_id,
+                    stage=stage,
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + self.lifetime,
+                )
+            )
+            await conn.execute(sa.delete(sessions).where(sessions.c.expires_at < now))
+        return token
+
+    async def find(self, token: str | None) -> Session | None:
+        if not token or len(token) > 200:
+            return None
+        async with self.store.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sessions).where(sessions.c.token_hash == token_hash(token))
+                )
+            ).first()
+        if row is None or row.expires_at < self.clock():
+            return None
+        return Session(row.token_hash, row.user_id, row.stage, row.expires_at)
+
+    async def set_stage(self, session: Session, stage: str) -> Session:
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.token_hash == session.token_hash)
+                .values(stage=stage, last_seen_at=self.clock())
+            )
+        return Session(session.token_hash, session.user_id, stage, session.expires_at)
+
+    async def end(self, session: Session) -> None:
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.delete(sessions).where(sessions.c.token_hash == session.token_hash)
+            )
+
+    async def end_others(self, user_id: str, keep: Session | None) -> None:
+        """End every session of ``user_id`` except ``keep`` (after a password change)."""
+        query = sa.delete(sessions).where(sessions.c.user_id == user_id)
+        if keep is not None:
+            query = query.where(sessions.c.token_hash != keep.token_hash)
+        async with self.store.begin() as conn:
+            await conn.execute(query)

@@ -1,0 +1,99 @@
+"""The store: one async SQLAlchemy engine over SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+``Store`` owns the engine, runs the Alembic migrations at start, and hands out connections.
+The URL forms operators write (``sqlite:///path``, ``postgresql://user@host/db``) are mapped
+to their async drivers here, so the rest of Caucus never names a driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def async_url(url: str) -> sa.URL:
+    """Map an operator's database URL to the async driver Caucus uses for it."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    """Owns the database engine of one Caucus process."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = async_url(url)
+        self.backend = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        connect_args: dict[str, Any] = {}
+        if self.backend == "postgresql" and schema:
+            connect_args["server_settings"] = {"search_path": schema}
+        kwargs: dict[str, Any] = {"connect_args": connect_args}
+        if self.backend == "postgresql":
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.backend == "sqlite":
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+
+        def upgrade(sync_connection: sa.Connection) -> None:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = sync_connection
+            command.upgrade(config, "head")
+
+        async with self.engine.begin() as connection:
+            await connection.run_sync(upgrade)
+        log.info("database migrated", extra={"backend": self.backend})
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a transaction, committed on success."""
+        async with self.engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads."""
+        async with self.engine.connect() as connection:
+            yield connection
+
+    async def vacuum(self) -> None:
+        """Reclaim freed pages (SQLite) so deleted rows leave no readable remains."""
+        if self.backend != "sqlite":
+            return
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            await connection.run_sync(lambda _c: None)
+            driver = raw.driver_connection
+            await driver.execute("VACUUM")
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,148 @@
+"""Sign-in, sign-out, password change and TOTP enrolment routes."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import segno
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from signaling.access import (
+    access,
+    clear_session_cookie,
+    client_address,
+    csrf_token_for,
+    read_json,
+    set_csrf_cookie,
+    set_session_cookie,
+)
+from signaling.services import SERVICES
+
+routes = web.RouteTableDef()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1024)
+
+
+class LoginBody(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class CodeBody(Strict):
+    code: str = Field(min_length=6, max_length=32)
+
+
+class PasswordChangeBody(Strict):
+    current_password: str = Field(min_length=1)
+    new_password: str = Field(min_length=1)
+
+
+class TotpDisableBody(Strict):
+    password: str = Field(min_length=1)
+    code: str = Field(min_length=6, max_length=32)
+
+
+@routes.get("/api/session")
+@access("public")
+async def get_session(request: web.Request) -> web.Response:
+    session, user = request["session"], request["user"]
+    csrf, is_new = csrf_token_for(request)
+    response = web.json_response(
+        {
+            "csrf_token": csrf,
+            "stage": session.stage if session else "anonymous",
+            "user": user.public() if user else None,
+        }
+    )
+    if is_new:
+        set_csrf_cookie(response, csrf)
+    return response
+
+
+@routes.post("/api/login")
+@access("public")
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, LoginBody)
+    services = request.app[SERVICES]
+    if request["session"] is not None:
+        await services.sessions.end(request["session"])
+    user, stage = await services.accounts.authenticate(
+        body.username, body.password, client_address(request)
+    )
+    token = await services.sessions.create(user.id, stage)
+    response = web.json_response({"stage": stage})
+    set_session_cookie(response, token, int(services.sessions.lifetime))
+    return response
+
+
+@routes.post("/api/login/totp")
+@access("stage", stages=(STAGE_TOTP,))
+async def login_totp(request: web.Request) -> web.Response:
+    body = await read_json(request, CodeBody)
+    services = request.app[SERVICES]
+    user = await services.accounts.verify_second_factor(
+        request["user"].id, body.code, client_address(request)
+    )
+    stage = services.accounts.stage_after_second_factor(user)
+    await services.sessions.set_stage(request["session"], stage)
+    return web.json_response({"stage": stage})
+
+
+@routes.post("/api/logout")
+@access("session")
+async def logout(request: web.Request) -> web.Response:
+    await request.app[SERVICES].sessions.end(request["session"])
+    response = web.json_response({"stage": "anonymous"})
+    clear_session_cookie(response)
+    return response
+
+
+@routes.post("/api/account/password")
+@access("stage", stages=(STAGE_PASSWORD, STAGE_ACTIVE))
+async def change_password(request: web.Request) -> web.Response:
+    body = await read_json(request, PasswordChangeBody)
+    services = request.app[SERVICES]
+    await services.accounts.change_password(
+        request["user"].id, body.current_password, body.new_password
+    )
+    await services.sessions.end_others(request["user"].id, keep=request["session"])
+    await services.sessions.set_stage(request["session"], STAGE_ACTIVE)
+    return web.json_response({"stage": STAGE_ACTIVE})
+
+
+def qr_data_uri(text: str) -> str:
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="svg", scale=5, border=2)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@routes.post("/api/account/totp/begin")
+@access("active")
+async def totp_begin(request: web.Request) -> web.Response:
+    secret, uri = await request.app[SERVICES].accounts.totp_begin(request["user"].id)
+    return web.json_response(
+        {"secret": secret, "provisioning_uri": uri, "qr_svg": qr_data_uri(uri)}
+    )
+
+
+@routes.post("/api/account/totp/confirm")
+@access("active")
+async def totp_confirm(request: web.Request) -> web.Response:
+    body = await read_json(request, CodeBody)
+    codes = await request.app[SERVICES].accounts.totp_confirm(request["user"].id, body.code)
+    return web.json_response({"recovery_codes": codes})
+
+
+@routes.post("/api/account/totp/disable")
+@access("active")
+async def totp_disable(request: web.Request) -> web.Response:
+    body = await read_json(request, TotpDisableBody)
+    user = await request.app[SERVICES].accounts.totp_disable(
+        request["user"].id, body.password, body.code, client_address(request)
+    )
+    return web.json_response({"totp_enabled": user.totp_enabled})

@@ -1,0 +1,156 @@
+"""Case routes: the caller's cases, intake, details and invitations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
+from rooms.sessions import STAGE_ACTIVE
+from signaling.access import access, read_json, set_session_cookie
+from signaling.services import SERVICES
+
+routes = web.RouteTableDef()
+
+Text = Field(default="", max_length=4000)
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PartyIntake(Closed):
+    name: str = Field(min_length=1, max_length=200)
+    side: Literal["claimant", "respondent", "other"] = "other"
+
+
+class AttorneyIntake(Closed):
+    name: str = Field(min_length=1, max_length=200)
+    represents: str = Field(default="", max_length=200)
+
+
+class CaseIntake(Closed):
+    process: Literal["mediation", "arbitration", "other"]
+    title: str = Field(min_length=1, max_length=300)
+    case_type: str = Field(default="", max_length=200)
+    description: str = Text
+    parties: list[PartyIntake] = Field(default_factory=list, max_length=50)
+    attorneys: list[AttorneyIntake] = Field(default_factory=list, max_length=50)
+    filed_in_court: bool = False
+    cause_number: str = Field(default="", max_length=100)
+    jurisdiction: str = Field(default="", max_length=200)
+    requested_dates: list[dt.date] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def court_details(self) -> CaseIntake:
+        if self.filed_in_court and not (self.cause_number and self.jurisdiction):
+            raise ValueError("a case filed in court needs its cause number and jurisdiction")
+        return self
+
+
+class InvitationBody(Closed):
+    role: Literal["party", "counsel", "observer", "co_neutral"]
+    display_name: str = Field(min_length=1, max_length=200)
+    represents: str | None = Field(default=None, max_length=32)
+    expires_in_hours: float | None = Field(default=None, gt=0, le=720)
+
+
+class AcceptBody(Closed):
+    username: str = Field(min_length=3, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@routes.get("/api/cases")
+@access("active")
+async def list_cases(request: web.Request) -> web.Response:
+    pairs = await request.app[SERVICES].cases.cases_of(request["user"].id)
+    return web.json_response(
+        {
+            "cases": [
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "process": c.process,
+                    "status": c.status,
+                    "my_role": role,
+                }
+                for c, role in pairs
+            ]
+        }
+    )
+
+
+@routes.post("/api/cases")
+@access("neutral")
+async def open_case(request: web.Request) -> web.Response:
+    body = await read_json(request, CaseIntake)
+    case = await request.app[SERVICES].cases.open_case(
+        request["user"], body.model_dump(mode="json")
+    )
+    return web.json_response({"case": case.public()}, status=201)
+
+
+@routes.get("/api/cases/{case_id}")
+@access("case", case_roles=CASE_ROLES)
+async def get_case(request: web.Request) -> web.Response:
+    cases = request.app[SERVICES].cases
+    case = await cases.get(request.match_info["case_id"])
+    members = await cases.members(case.id)
+    return web.json_response(
+        {
+            "case": case.public(),
+            "members": [m.public() for m in members],
+            "my_role": request["member"].role,
+        }
+    )
+
+
+@routes.get("/api/cases/{case_id}/invitations")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def list_invitations(request: web.Request) -> web.Response:
+    items = await request.app[SERVICES].cases.invitations(request.match_info["case_id"])
+    return web.json_response({"invitations": items})
+
+
+@routes.post("/api/cases/{case_id}/invitations")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def create_invitation(request: web.Request) -> web.Response:
+    body = await read_json(request, InvitationBody)
+    services = request.app[SERVICES]
+    invitation, token = await services.cases.invite(
+        request.match_info["case_id"],
+        request["member"],
+        role=body.role,
+        display_name=body.display_name,
+        represents=body.represents,
+        expires_in_hours=body.expires_in_hours or services.settings.invitation_hours,
+    )
+    return web.json_response(
+        {"invitation": invitation, "token": token, "url": f"/invite/{token}"}, status=201
+    )
+
+
+@routes.get("/api/invitations/{token}")
+@access("public")
+async def describe_invitation(request: web.Request) -> web.Response:
+    info = await request.app[SERVICES].cases.describe_invitation(request.match_info["token"])
+    return web.json_response(info)
+
+
+@routes.post("/api/invitations/{token}/accept")
+@access("public")
+async def accept_invitation(request: web.Request) -> web.Response:
+    body = await read_json(request, AcceptBody)
+    services = request.app[SERVICES]
+    user, case_id = await services.cases.accept_invitation(
+        request.match_info["token"], body.username, body.password
+    )
+    if request["session"] is not None:
+        await services.sessions.end(request["session"])
+    token = await services.sessions.create(user.id, STAGE_ACTIVE)
+    response = web.json_response({"stage": STAGE_ACTIVE, "case_id": case_id}, status=201)
+    set_session_cookie(response, token, int(services.sessions.lifetime))
+    return response

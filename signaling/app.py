@@ -1,0 +1,64 @@
+"""The aiohttp application of a Caucus node: API, pages, socket.io, wired explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from rooms import __version__
+from signaling import api_accounts, api_admin, api_cases, pages
+from signaling.access import access, security_middleware
+from signaling.services import SERVICES, Services
+from signaling.sockets import EventNamespace, create_socket_server
+
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
+
+health = web.RouteTableDef()
+
+
+@health.get("/healthz")
+@access("public")
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    async with services.store.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+    return web.json_response(
+        {"status": "ok", "database": services.store.backend, "version": __version__}
+    )
+
+
+def build_app(services: Services) -> web.Application:
+    """The application for ``services``; the caller starts/stops the services."""
+    app = web.Application(
+        middlewares=[security_middleware], client_max_size=services.settings.max_json_bytes
+    )
+    app[SERVICES] = services
+    for table in (health, api_accounts.routes, api_admin.routes, api_cases.routes, pages.routes):
+        app.add_routes(table)
+
+    sockets, namespaces = create_socket_server(services)
+    app[SOCKETS] = sockets
+    app[NAMESPACES] = namespaces
+
+    # socket.io authenticates its connections itself (session cookie at connect); the
+    # engine.io handshake is same-origin only, so its polling POSTs carry no CSRF header.
+    @access("public", csrf=False)
+    async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
+        return await sockets.handle_request(request)
+
+    app.router.add_route("*", "/socket.io/", socketio_endpoint)
+    return app
+
+
+def services_context(services: Services):
+    """A cleanup context that starts the services with the app and closes them after."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await services.start()
+        yield
+        await services.close()
+
+    return context

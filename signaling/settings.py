@@ -1,0 +1,72 @@
+"""Settings of a Caucus server: one typed object, read from a TOML file, the environment
+(``CAUCUS_*``) and the command line, in increasing order of precedence."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Every field is also ``CAUCUS_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CAUCUS_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    data_dir: Path = Path("caucus-data")
+    database_url: str | None = None
+    public_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_hours: float = Field(12.0, gt=0)
+    login_max_failures: int = Field(5, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    password_min_length: int = Field(12, ge=8)
+    invitation_hours: float = Field(168.0, gt=0)
+    max_json_bytes: int = Field(64 * 1024, ge=1024)
+    log_level: str = "INFO"
+    log_format: str = Field("text", pattern="^(text|json)$")
+    redis_url: str | None = None
+    # Media
+    rtc_port_min: int = Field(0, ge=0, le=65535)
+    rtc_port_max: int = Field(0, ge=0, le=65535)
+    rtc_announced_ip: str | None = None
+    rtc_ice_servers: list[str] = Field(default_factory=list)
+    srtp_profiles: list[str] = Field(
+        default_factory=lambda: ["SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"]
+    )
+    # Spaces
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    video_message_max_seconds: int = Field(600, ge=1)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'caucus.db').resolve()}"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (TOML, keys as the field names), then the environment,
+    then ``overrides`` (command-line options; ``None`` values are ignored)."""
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        with open(config_file, "rb") as f:
+            from_file = tomllib.load(f)
+        from_file = from_file.get("caucus", from_file)
+    env_settings = Settings(**{})  # environment applied over defaults
+    merged = {
+        **{k: v for k, v in from_file.items()},
+        **{k: getattr(env_settings, k) for k in env_settings.model_fields_set},
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+    return Settings(**merged)
