@@ -59,6 +59,7 @@ import os
 import re
 import shutil
 import struct
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -101,6 +102,8 @@ _SEAL_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 
 # Ciphertext written (or read) per system call: 16 chunks of 64 KiB.
 _IO_BATCH_BYTES = 1024 * 1024
+# Batches a reader decrypts ahead of its consumer, each in a worker thread.
+_READ_AHEAD = 2
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -195,6 +198,10 @@ class BlobWriter:
     removes the partial file: a blob exists only once ``finish`` has returned.
     Writing an id that already exists replaces that blob atomically on ``finish``.
     One writer serves one task: do not call ``write`` concurrently.
+
+    Ciphertext is gathered in two 1 MiB buffers: while a worker thread writes one to
+    the file, another encrypts into the other (AES-GCM releases the GIL), so encryption
+    and disk writes overlap and the event loop only hands buffers over.
     """
 
     def __init__(
@@ -210,10 +217,12 @@ class BlobWriter:
         self.__pending = bytearray(chunk_size)
         self.__pending_view = memoryview(self.__pending)
         self.__pending_len = 0
-        chunks_per_batch = max(1, _IO_BATCH_BYTES // (chunk_size + TAG_SIZE))
-        self.__out = bytearray((chunk_size + TAG_SIZE) * chunks_per_batch)
-        self.__out_view = memoryview(self.__out)
+        chunks_per_batch = max(2, _IO_BATCH_BYTES // (chunk_size + TAG_SIZE))
+        capacity = (chunk_size + TAG_SIZE) * chunks_per_batch
+        self.__outs = [memoryview(bytearray(capacity)), memoryview(bytearray(capacity))]
+        self.__out = self.__outs[0]
         self.__out_len = 0
+        self.__io: asyncio.Future[None] | None = None
         self.__index = 0
         self.__size = 0
         self.__fd: int | None = None
@@ -250,77 +259,103 @@ class BlobWriter:
         self.__out[:HEADER_SIZE] = self.__header
         self.__out_len = HEADER_SIZE
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Encrypt and append ``data``; pieces of any size, zero included."""
+    def __check_open(self) -> None:
         if self.__state != "open":
             raise RuntimeError(f"blob writer is {self.__state}, not open")
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt and append ``data``; pieces of any size, zero included."""
+        self.__check_open()
         view = memoryview(data).cast("B")
-        self.__size += len(view)
-        if self.__pending_len + len(view) <= self.__chunk_size:
+        n = len(view)
+        self.__size += n
+        if self.__pending_len + n <= self.__chunk_size:
             # Common for small network reads: just gather, nothing to seal yet.
-            end = self.__pending_len + len(view)
+            end = self.__pending_len + n
             self.__pending_view[self.__pending_len : end] = view
             self.__pending_len = end
             return
         try:
-            await asyncio.to_thread(self.__absorb, view)
+            pos = 0
+            while pos < n:
+                pos = await asyncio.to_thread(self.__absorb, view, pos)
+                if not self.__has_room(self.__chunk_size):
+                    await self.__submit()
         except BaseException:
             await self.abort()
             raise
 
-    def __absorb(self, view: memoryview) -> None:
-        size = self.__chunk_size
-        pos, n = 0, len(view)
+    def __has_room(self, plaintext_len: int) -> bool:
+        return self.__out_len + plaintext_len + TAG_SIZE <= len(self.__out)
+
+    def __absorb(self, view: memoryview, pos: int) -> int:
+        """Seal what fits in the current buffer from ``view[pos:]``; return the new pos.
+
+        A chunk is sealed only once more data is known to follow it: the last chunk is
+        held back in ``pending`` until ``finish`` so it can carry the final-chunk flag.
+        """
+        size, n = self.__chunk_size, len(view)
         if self.__pending_len:
-            take = min(size - self.__pending_len, n)
-            self.__pending_view[self.__pending_len : self.__pending_len + take] = view[:take]
-            self.__pending_len += take
-            pos = take
-            if self.__pending_len < size or pos == n:
-                return
+            take = min(size - self.__pending_len, n - pos)
+            end = self.__pending_len + take
+            self.__pending_view[self.__pending_len : end] = view[pos : pos + take]
+            self.__pending_len = end
+            pos += take
+            if end < size or pos == n or not self.__has_room(size):
+                return pos
             self.__seal_chunk(self.__pending_view, last=False)
             self.__pending_len = 0
-        # A chunk is sealed only once more data is known to follow it: the last chunk
-        # is held back until finish() so it can carry the final-chunk flag.
-        while n - pos > size:
+        while n - pos > size and self.__has_room(size):
             self.__seal_chunk(view[pos : pos + size], last=False)
             pos += size
-        rest = n - pos
-        self.__pending_view[:rest] = view[pos:]
-        self.__pending_len = rest
+        if n - pos <= size:
+            self.__pending_view[: n - pos] = view[pos:]
+            self.__pending_len = n - pos
+            pos = n
+        return pos
 
     def __seal_chunk(self, plaintext: memoryview, last: bool) -> None:
         start = self.__out_len
         end = start + len(plaintext) + TAG_SIZE
-        if end > len(self.__out):
-            self.__flush()
-            start, end = 0, len(plaintext) + TAG_SIZE
         self.__aead.encrypt_into(
-            _nonce(self.__index, last), plaintext, self.__header, self.__out_view[start:end]
+            _nonce(self.__index, last), plaintext, self.__header, self.__out[start:end]
         )
         self.__out_len = end
         self.__index += 1
 
-    def __flush(self) -> None:
-        assert self.__fd is not None
-        _write_all(self.__fd, self.__out_view[: self.__out_len])
+    async def __submit(self) -> None:
+        """Hand the current buffer to a writing thread and continue in the other one."""
+        if self.__io is not None:
+            io, self.__io = self.__io, None
+            await io  # the other buffer is free again once its write is done
+        full = self.__out[: self.__out_len]
+        self.__io = asyncio.ensure_future(asyncio.to_thread(self.__write_out, full))
+        self.__out = self.__outs[1] if self.__out is self.__outs[0] else self.__outs[0]
         self.__out_len = 0
+
+    def __write_out(self, data: memoryview) -> None:
+        assert self.__fd is not None
+        _write_all(self.__fd, data)
 
     async def finish(self) -> int:
         """Seal the final chunk, make the blob durable and visible; return its size."""
-        if self.__state != "open":
-            raise RuntimeError(f"blob writer is {self.__state}, not open")
+        self.__check_open()
         try:
-            await asyncio.to_thread(self.__finish)
+            if not self.__has_room(self.__pending_len):
+                await self.__submit()
+            self.__seal_chunk(self.__pending_view[: self.__pending_len], last=True)
+            self.__pending_len = 0
+            await self.__submit()
+            io, self.__io = self.__io, None
+            assert io is not None
+            await io
+            await asyncio.to_thread(self.__commit)
         except BaseException:
             await self.abort()
             raise
         return self.__size
 
-    def __finish(self) -> None:
-        self.__seal_chunk(self.__pending_view[: self.__pending_len], last=True)
-        self.__pending_len = 0
-        self.__flush()
+    def __commit(self) -> None:
         assert self.__fd is not None
         os.fsync(self.__fd)
         os.close(self.__fd)
@@ -335,6 +370,9 @@ class BlobWriter:
             return
         self.__state = "aborted"
         self.__pending_view[:] = bytes(len(self.__pending))
+        if self.__io is not None:
+            io, self.__io = self.__io, None
+            await asyncio.gather(io, return_exceptions=True)
         await asyncio.to_thread(self.__remove_partial)
 
     def __remove_partial(self) -> None:
@@ -342,6 +380,9 @@ class BlobWriter:
             os.close(self.__fd)
             self.__fd = None
         self.__partial.unlink(missing_ok=True)
+
+
+_BatchFuture = asyncio.Future[tuple[list[bytes], VaultIntegrityError | None]]
 
 
 class BlobReader:
@@ -360,6 +401,7 @@ class BlobReader:
         self.__case_key = case_key
         self.__blob_id = blob_id
         self.__fd: int | None = None
+        self.__inflight: set[asyncio.Future[object]] = set()
         self.__aead: AESGCM | None = None
         self.__header = b""
         self.__chunk_size = 0
@@ -385,9 +427,12 @@ class BlobReader:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.close()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Close the file once reads still running in worker threads are done."""
+        if self.__inflight:
+            await asyncio.gather(*self.__inflight, return_exceptions=True)
         if self.__fd is not None:
             os.close(self.__fd)
             self.__fd = None
@@ -456,20 +501,40 @@ class BlobReader:
             raise RuntimeError("blob reader is not open (use 'async with')")
         stride = self.__chunk_size + TAG_SIZE
         per_batch = max(1, _IO_BATCH_BYTES // stride)
-        buffer = bytearray(stride * per_batch)
-        index = first
-        while index <= last:
-            stop = min(last + 1, index + per_batch)
-            pieces, error = await asyncio.to_thread(self.__read_batch, buffer, index, stop)
-            for piece_index, piece in enumerate(pieces, start=index):
-                if piece_index == last and tail_end is not None:
-                    piece = piece[:tail_end]
-                if piece_index == first and head_skip:
-                    piece = piece[head_skip:]
-                yield piece
-            if error is not None:
-                raise error
-            index = stop
+        # Up to _READ_AHEAD batches are read and decrypted in worker threads while the
+        # consumer sends the current one; results are still yielded strictly in order.
+        ahead: deque[tuple[_BatchFuture, bytearray]] = deque()
+        spare = [bytearray(stride * per_batch) for _ in range(min(_READ_AHEAD, last - first + 1))]
+        next_index = first
+        try:
+            index = first
+            while index <= last:
+                while len(ahead) < _READ_AHEAD and next_index <= last:
+                    stop = min(last + 1, next_index + per_batch)
+                    buffer = spare.pop()
+                    ahead.append((self.__submit_batch(buffer, next_index, stop), buffer))
+                    next_index = stop
+                future, buffer = ahead.popleft()
+                pieces, error = await future
+                spare.append(buffer)
+                for piece_index, piece in enumerate(pieces, start=index):
+                    if piece_index == last and tail_end is not None:
+                        piece = piece[:tail_end]
+                    if piece_index == first and head_skip:
+                        piece = piece[head_skip:]
+                    yield piece
+                if error is not None:
+                    raise error
+                index += len(pieces)
+        finally:
+            if ahead:
+                await asyncio.gather(*(f for f, _ in ahead), return_exceptions=True)
+
+    def __submit_batch(self, buffer: bytearray, first: int, stop: int) -> _BatchFuture:
+        future = asyncio.ensure_future(asyncio.to_thread(self.__read_batch, buffer, first, stop))
+        self.__inflight.add(future)
+        future.add_done_callback(self.__inflight.discard)
+        return future
 
     def __read_batch(
         self, buffer: bytearray, first: int, stop: int

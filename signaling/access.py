@@ -27,6 +27,10 @@ CSRF_COOKIE = "__Host-caucus_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+SESSION = web.RequestKey("session", Session | None)
+USER = web.RequestKey("user", User | None)
+MEMBER = web.RequestKey("member", Member)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
@@ -98,7 +102,7 @@ async def _load_session(request: web.Request) -> tuple[Session | None, User | No
 
 async def authorize(request: web.Request, rule: Access) -> None:
     session, user = await _load_session(request)
-    request["session"], request["user"] = session, user
+    request[SESSION], request[USER] = session, user
     if rule.kind == "public":
         return
     if session is None or user is None:
@@ -121,7 +125,7 @@ async def authorize(request: web.Request, rule: Access) -> None:
         member: Member = await request.app[SERVICES].cases.require_role(
             request.match_info["case_id"], user.id, rule.case_roles
         )
-        request["member"] = member
+        request[MEMBER] = member
         return
     raise RuntimeError(f"unknown access kind {rule.kind!r}")
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.access import (
+    SESSION,
+    USER,
     access,
     clear_session_cookie,
     client_address,
@@ -50,7 +52,7 @@ class TotpDisableBody(Strict):
 @routes.get("/api/session")
 @access("public")
 async def get_session(request: web.Request) -> web.Response:
-    session, user = request["session"], request["user"]
+    session, user = request[SESSION], request[USER]
     csrf, is_new = csrf_token_for(request)
     response = web.json_response(
         {
@@ -69,8 +71,8 @@ async def get_session(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginBody)
     services = request.app[SERVICES]
-    if request["session"] is not None:
-        await services.sessions.end(request["session"])
+    if request[SESSION] is not None:
+        await services.sessions.end(request[SESSION])
     user, stage = await services.accounts.authenticate(
         body.username, body.password, client_address(request)
     )
@@ -86,17 +88,17 @@ async def login_totp(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
     services = request.app[SERVICES]
     user = await services.accounts.verify_second_factor(
-        request["user"].id, body.code, client_address(request)
+        request[USER].id, body.code, client_address(request)
     )
     stage = services.accounts.stage_after_second_factor(user)
-    await services.sessions.set_stage(request["session"], stage)
+    await services.sessions.set_stage(request[SESSION], stage)
     return web.json_response({"stage": stage})
 
 
 @routes.post("/api/logout")
 @access("session")
 async def logout(request: web.Request) -> web.Response:
-    await request.app[SERVICES].sessions.end(request["session"])
+    await request.app[SERVICES].sessions.end(request[SESSION])
     response = web.json_response({"stage": "anonymous"})
     clear_session_cookie(response)
     return response
@@ -108,10 +110,10 @@ async def change_password(request: web.Request) -> web.Response:
     body = await read_json(request, PasswordChangeBody)
     services = request.app[SERVICES]
     await services.accounts.change_password(
-        request["user"].id, body.current_password, body.new_password
+        request[USER].id, body.current_password, body.new_password
     )
-    await services.sessions.end_others(request["user"].id, keep=request["session"])
-    await services.sessions.set_stage(request["session"], STAGE_ACTIVE)
+    await services.sessions.end_others(request[USER].id, keep=request[SESSION])
+    await services.sessions.set_stage(request[SESSION], STAGE_ACTIVE)
     return web.json_response({"stage": STAGE_ACTIVE})
 
 
@@ -124,7 +126,7 @@ def qr_data_uri(text: str) -> str:
 @routes.post("/api/account/totp/begin")
 @access("active")
 async def totp_begin(request: web.Request) -> web.Response:
-    secret, uri = await request.app[SERVICES].accounts.totp_begin(request["user"].id)
+    secret, uri = await request.app[SERVICES].accounts.totp_begin(request[USER].id)
     return web.json_response(
         {"secret": secret, "provisioning_uri": uri, "qr_svg": qr_data_uri(uri)}
     )
@@ -134,7 +136,7 @@ async def totp_begin(request: web.Request) -> web.Response:
 @access("active")
 async def totp_confirm(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
-    codes = await request.app[SERVICES].accounts.totp_confirm(request["user"].id, body.code)
+    codes = await request.app[SERVICES].accounts.totp_confirm(request[USER].id, body.code)
     return web.json_response({"recovery_codes": codes})
 
 
@@ -143,6 +145,6 @@ async def totp_confirm(request: web.Request) -> web.Response:
 async def totp_disable(request: web.Request) -> web.Response:
     body = await read_json(request, TotpDisableBody)
     user = await request.app[SERVICES].accounts.totp_disable(
-        request["user"].id, body.password, body.code, client_address(request)
+        request[USER].id, body.password, body.code, client_address(request)
     )
     return web.json_response({"totp_enabled": user.totp_enabled})

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.sessions import STAGE_ACTIVE
-from signaling.access import access, read_json, set_session_cookie
+from signaling.access import MEMBER, SESSION, USER, access, read_json, set_session_cookie
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -66,7 +66,7 @@ class AcceptBody(Closed):
 @routes.get("/api/cases")
 @access("active")
 async def list_cases(request: web.Request) -> web.Response:
-    pairs = await request.app[SERVICES].cases.cases_of(request["user"].id)
+    pairs = await request.app[SERVICES].cases.cases_of(request[USER].id)
     return web.json_response(
         {
             "cases": [
@@ -87,9 +87,7 @@ async def list_cases(request: web.Request) -> web.Response:
 @access("neutral")
 async def open_case(request: web.Request) -> web.Response:
     body = await read_json(request, CaseIntake)
-    case = await request.app[SERVICES].cases.open_case(
-        request["user"], body.model_dump(mode="json")
-    )
+    case = await request.app[SERVICES].cases.open_case(request[USER], body.model_dump(mode="json"))
     return web.json_response({"case": case.public()}, status=201)
 
 
@@ -103,7 +101,7 @@ async def get_case(request: web.Request) -> web.Response:
         {
             "case": case.public(),
             "members": [m.public() for m in members],
-            "my_role": request["member"].role,
+            "my_role": request[MEMBER].role,
         }
     )
 
@@ -122,7 +120,7 @@ async def create_invitation(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     invitation, token = await services.cases.invite(
         request.match_info["case_id"],
-        request["member"],
+        request[MEMBER],
         role=body.role,
         display_name=body.display_name,
         represents=body.represents,
@@ -148,8 +146,8 @@ async def accept_invitation(request: web.Request) -> web.Response:
     user, case_id = await services.cases.accept_invitation(
         request.match_info["token"], body.username, body.password
     )
-    if request["session"] is not None:
-        await services.sessions.end(request["session"])
+    if request[SESSION] is not None:
+        await services.sessions.end(request[SESSION])
     token = await services.sessions.create(user.id, STAGE_ACTIVE)
     response = web.json_response({"stage": STAGE_ACTIVE, "case_id": case_id}, status=201)
     set_session_cookie(response, token, int(services.sessions.lifetime))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from rooms.accounts import Accounts
 from rooms.cases import Cases
@@ -31,7 +32,12 @@ class Services:
         throttle = LoginThrottle(
             store, settings.login_max_failures, float(settings.login_window_seconds)
         )
-        accounts = Accounts(store, PasswordPolicy(settings.password_min_length), throttle)
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        accounts = Accounts(store, PasswordPolicy(settings.password_min_length, hasher), throttle)
         sessions = Sessions(store, settings.session_hours * 3600)
         return cls(settings, store, accounts, sessions, Cases(store, accounts))
 

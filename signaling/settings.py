@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1)
     login_window_seconds: int = Field(900, ge=1)
     password_min_length: int = Field(12, ge=8)
+    # argon2id cost (defaults: RFC 9106's second recommended option)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
+    argon2_parallelism: int = Field(4, ge=1)
     invitation_hours: float = Field(168.0, gt=0)
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"

@@ -1,0 +1,150 @@
+"""Accounts on both backends: passwords, throttling, TOTP with replay protection, recovery."""
+
+from __future__ import annotations
+
+import pyotp
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from rooms.accounts import Accounts
+from rooms.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
+from rooms.passwords import PasswordPolicy
+from rooms.schema import recovery_codes, users
+from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.throttle import LoginThrottle
+
+GOOD = "a sound passphrase 42"
+# Still argon2id; a lower cost keeps the suite quick.
+FAST_ARGON2 = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def accounts(store, clock) -> Accounts:
+    throttle = LoginThrottle(store, max_failures=5, window=900, clock=clock)
+    return Accounts(store, PasswordPolicy(12, FAST_ARGON2), throttle, clock=clock)
+
+
+async def test_password_hash_is_argon2id(accounts: Accounts, store) -> None:
+    await accounts.create_user("alice", GOOD)
+    async with store.connect() as conn:
+        stored = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
+    assert stored.startswith("$argon2id$")
+    assert GOOD not in stored
+
+
+@pytest.mark.parametrize("password", ["short", "password1234", "alice-and-more-text"])
+async def test_weak_passwords_refused(accounts: Accounts, store, password: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        await accounts.create_user("alice", password)
+    assert err.value.code == "weak_password"
+    async with store.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar() == 0
+
+
+async def test_username_rules_and_uniqueness(accounts: Accounts) -> None:
+    with pytest.raises(InvalidInput):
+        await accounts.create_user("a b", GOOD)
+    await accounts.create_user("Alice", GOOD)
+    with pytest.raises(Conflict):
+        await accounts.create_user("alice", GOOD)
+
+
+async def test_wrong_password_and_unknown_user_answer_alike(accounts: Accounts) -> None:
+    await accounts.create_user("alice", GOOD)
+    with pytest.raises(Unauthenticated) as wrong:
+        await accounts.authenticate("alice", "not the password", "10.0.0.1")
+    with pytest.raises(Unauthenticated) as unknown:
+        await accounts.authenticate("nobody", "not the password", "10.0.0.2")
+    assert (wrong.value.code, wrong.value.message) == (unknown.value.code, unknown.value.message)
+
+
+async def test_sixth_failure_in_window_is_rate_limited(accounts: Accounts, clock: Clock) -> None:
+    await accounts.create_user("alice", GOOD)
+    for _ in range(5):
+        with pytest.raises(Unauthenticated):
+            await accounts.authenticate("alice", "wrong password!", "10.0.0.1")
+    with pytest.raises(RateLimited) as limited:
+        await accounts.authenticate("alice", GOOD, "10.0.0.9")
+    assert 0 < limited.value.retry_after <= 900
+    clock.now += 901
+    user, stage = await accounts.authenticate("alice", GOOD, "10.0.0.9")
+    assert stage == STAGE_ACTIVE and user.username == "alice"
+
+
+async def test_rate_limit_per_address(accounts: Accounts) -> None:
+    for i in range(5):
+        with pytest.raises(Unauthenticated):
+            await accounts.authenticate(f"user{i}", "wrong password!", "10.0.0.7")
+    with pytest.raises(RateLimited):
+        await accounts.authenticate("someone", "wrong password!", "10.0.0.7")
+
+
+async def test_first_admin_must_change_password(accounts: Accounts) -> None:
+    password = await accounts.ensure_first_admin()
+    assert password
+    assert await accounts.ensure_first_admin() is None
+    user, stage = await accounts.authenticate("admin", password, "10.0.0.1")
+    assert stage == STAGE_PASSWORD
+    await accounts.change_password(user.id, password, GOOD)
+    _, stage = await accounts.authenticate("admin", GOOD, "10.0.0.1")
+    assert stage == STAGE_ACTIVE
+
+
+async def test_totp_enrol_login_replay_and_recovery(accounts: Accounts, clock: Clock, store):
+    user = await accounts.create_user("alice", GOOD)
+    secret, uri = await accounts.totp_begin(user.id)
+    assert uri.startswith("otpauth://totp/Caucus:alice?") and secret in uri
+    totp = pyotp.TOTP(secret)
+    with pytest.raises(Unauthenticated):
+        await accounts.totp_confirm(user.id, "000000" if totp.at(clock.now) != "000000" else "1")
+    codes = await accounts.totp_confirm(user.id, totp.at(clock.now))
+    assert len(codes) == 10 and len(set(codes)) == 10
+    async with store.connect() as conn:
+        stored = (await conn.execute(sa.select(recovery_codes.c.code_hash))).scalars().all()
+    assert not set(codes) & set(stored)
+
+    _, stage = await accounts.authenticate("alice", GOOD, "10.0.0.1")
+    assert stage == STAGE_TOTP
+    # The code used for confirmation is spent: replay refused.
+    with pytest.raises(Unauthenticated) as replay:
+        await accounts.verify_second_factor(user.id, totp.at(clock.now), "10.0.0.1")
+    assert replay.value.code == "code_reused"
+    clock.now += 30
+    await accounts.verify_second_factor(user.id, totp.at(clock.now), "10.0.0.1")
+    with pytest.raises(Unauthenticated):
+        await accounts.verify_second_factor(user.id, totp.at(clock.now), "10.0.0.1")
+    # An expired code (three steps old) is refused.
+    with pytest.raises(Unauthenticated) as expired:
+        await accounts.verify_second_factor(user.id, totp.at(clock.now - 90), "10.0.0.1")
+    assert expired.value.code == "invalid_code"
+    # Recovery codes work once each.
+    await accounts.verify_second_factor(user.id, codes[0], "10.0.0.1")
+    with pytest.raises(Unauthenticated):
+        await accounts.verify_second_factor(user.id, codes[0], "10.0.0.1")
+
+
+async def test_totp_disable_needs_password_and_code(accounts: Accounts, clock: Clock) -> None:
+    user = await accounts.create_user("alice", GOOD)
+    secret, _ = await accounts.totp_begin(user.id)
+    totp = pyotp.TOTP(secret)
+    await accounts.totp_confirm(user.id, totp.at(clock.now))
+    clock.now += 30
+    with pytest.raises(Unauthenticated):
+        await accounts.totp_disable(user.id, "wrong password!", totp.at(clock.now), "10.0.0.1")
+    assert (await accounts.get(user.id)).totp_enabled
+    updated = await accounts.totp_disable(user.id, GOOD, totp.at(clock.now), "10.0.0.1")
+    assert not updated.totp_enabled

@@ -1,0 +1,96 @@
+"""A small world of users and cases, each user signed in through the real HTTP API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.conftest import ApiClient, RunningServer
+
+PASSWORD = "a sound passphrase 42"
+
+INTAKE = {
+    "process": "mediation",
+    "title": "Harbor Lane lease dispute",
+    "case_type": "commercial lease",
+    "description": "Unpaid rent and repairs",
+    "parties": [
+        {"name": "Ada Tenant", "side": "claimant"},
+        {"name": "Bo Landlord", "side": "respondent"},
+    ],
+    "attorneys": [{"name": "Cy Counsel", "represents": "Ada Tenant"}],
+    "filed_in_court": True,
+    "cause_number": "2026-CV-0042",
+    "jurisdiction": "District Court",
+    "requested_dates": ["2026-12-01"],
+}
+
+
+@dataclass
+class World:
+    server: RunningServer
+    make_client: Any
+    users: dict[str, Any] = field(default_factory=dict)
+    clients: dict[str, ApiClient] = field(default_factory=dict)
+    cases: dict[str, str] = field(default_factory=dict)
+
+    async def sign_in(self, name: str) -> ApiClient:
+        client = self.make_client()
+        status, body, _ = await client.post("/api/login", {"username": name, "password": PASSWORD})
+        assert status == 200, body
+        assert body["stage"] == "active"
+        self.clients[name] = client
+        return client
+
+    async def add_staff(self, name: str, role: str) -> ApiClient:
+        self.users[name] = await self.server.services.accounts.create_user(
+            name, PASSWORD, role=role
+        )
+        return await self.sign_in(name)
+
+    async def open_case(self, neutral: str, title: str) -> str:
+        status, body, _ = await self.clients[neutral].post("/api/cases", {**INTAKE, "title": title})
+        assert status == 201, body
+        self.cases[title] = body["case"]["id"]
+        return body["case"]["id"]
+
+    async def invite(
+        self, neutral: str, case_id: str, role: str, represents: str | None = None
+    ) -> str:
+        status, body, _ = await self.clients[neutral].post(
+            f"/api/cases/{case_id}/invitations",
+            {"role": role, "display_name": f"{role} person", "represents": represents},
+        )
+        assert status == 201, body
+        return body["token"]
+
+    async def accept(self, token: str, name: str) -> ApiClient:
+        client = self.make_client()
+        status, body, _ = await client.post(
+            f"/api/invitations/{token}/accept", {"username": name, "password": PASSWORD}
+        )
+        assert status == 201, body
+        self.clients[name] = client
+        self.users[name] = body
+        return client
+
+
+@pytest.fixture
+async def world(server: RunningServer, clients: Any) -> World:
+    w = World(server, clients)
+    await w.add_staff("root", "admin")
+    await w.add_staff("nina", "neutral")
+    await w.add_staff("otto", "neutral")
+    case_a = await w.open_case("nina", "Case A")
+    case_b = await w.open_case("otto", "Case B")
+    await w.accept(await w.invite("nina", case_a, "party"), "paula")
+    await w.accept(await w.invite("otto", case_b, "party"), "peter")
+    paula_id = next(
+        m["user_id"]
+        for m in (await w.clients["nina"].get(f"/api/cases/{case_a}"))[1]["members"]
+        if m["role"] == "party"
+    )
+    await w.accept(await w.invite("nina", case_a, "counsel", represents=paula_id), "carl")
+    return w
