@@ -1,1 +1,15 @@
+"""Headless Caucus participant (aiortc) for end-to-end tests and load benchmarks."""
 
+from .media import PatternVideoTrack, PreEncodedVideoTrack, encode_vp8_clip
+from .participant import Participant, ReceivedTrack
+from .signal import LocalSignal, Signal
+
+__all__ = [
+    "LocalSignal",
+    "Participant",
+    "PatternVideoTrack",
+    "PreEncodedVideoTrack",
+    "ReceivedTrack",
+    "Signal",
+    "encode_vp8_clip",
+]

@@ -1,0 +1,353 @@
+"""A Consumer is one (subscriber, producer) pair: it writes one producer's packets to one
+sender of a subscriber's peer connection.
+
+Sequence numbers, timestamps, SSRC and payload type are rewritten per consumer.  The
+rewrite offsets are re-based whenever the source changes (``switch_to``, or the
+publisher restarting its stream), so the subscriber sees one continuous stream: its
+jitter buffer and decoder never notice that the packets now come from elsewhere.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
+
+if TYPE_CHECKING:
+    from aiortc import RTCRtpTransceiver
+
+    from .aiortc_adapter import RtpWriter
+    from .producer import Producer
+    from .settings import MediaSettings
+
+
+class Consumer:
+    """Forwards ``producer`` to the sender of ``transceiver`` on a subscribe transport.
+
+    A consumer is *paused* until it is started (the subscriber's DTLS is up and the
+    sender negotiated) and, for video, until the next keyframe of its source.
+    """
+
+    def __init__(
+        self,
+        *,
+        producer: Producer,
+        transceiver: RTCRtpTransceiver,
+        ssrc: int,
+        rtx_ssrc: int,
+        writer: RtpWriter,
+        settings: MediaSettings,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.kind = producer.kind
+        self.producer: Producer | None = None
+        self.transceiver = transceiver
+        self.closed = False
+        self.started = False
+        self.configured = False
+        self.remb: int | None = None
+
+        self._writer = writer
+        self._settings = settings
+        self._ssrc = ssrc
+        self._rtx_ssrc = rtx_ssrc
+        self._payload_type = 0
+        self._rtx_payload_type: int | None = None
+        #: (abs-send-time id, audio-level id) negotiated with the subscriber.
+        self.extension_ids: tuple[int, int] = (0, 0)
+
+        # rewrite state
+        self._paused = True
+        self._waiting_keyframe = False
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._base_seq = 0  # first source sequence number of the current source
+        self._last_seq = random.randint(0, 0x7FFF)
+        self._last_ts = random.getrandbits(32)
+        self._last_ms = 0
+        self._rtx_seq = random.randint(0, 0x7FFF)
+
+        # feedback state
+        self._nacked: dict[int, float] = {}
+        self._tokens = settings.nack_rate
+        self._tokens_at = time.monotonic()
+
+        # counters
+        self.packets = 0
+        self.bytes = 0
+        self.nacks_received = 0
+        self.nack_requests = 0
+        self.retransmitted = 0
+        self.retransmissions_suppressed = 0
+        self.plis_received = 0
+        self.firs_received = 0
+        self.switches = 0
+        self.fraction_lost = 0
+
+        self._attach(producer)
+
+    @property
+    def mid(self) -> str | None:
+        return self.transceiver.mid
+
+    @property
+    def producer_id(self) -> str | None:
+        return self.producer.id if self.producer is not None else None
+
+    # --- hot path -----------------------------------------------------------------------
+
+    def write(
+        self,
+        seq: int,
+        timestamp: int,
+        marker: int,
+        first_byte: int,
+        tail: bytes,
+        keyframe: bool,
+        arrival_ms: int,
+    ) -> None:
+        if self._paused:
+            if not self.started or (self._waiting_keyframe and not keyframe):
+                return
+            self._rebase(seq, timestamp, arrival_ms)
+        elif (seq - self._base_seq) & 0xFFFF >= 0x8000:
+            return  # older than the current source's first packet
+        out_seq = (seq + self._seq_offset) & 0xFFFF
+        out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        data = (
+            FIXED_HEADER.pack(
+                first_byte, self._payload_type | (marker << 7), out_seq, out_ts, self._ssrc
+            )
+            + tail
+        )
+        if self._writer.write_rtp(data):
+            self.packets += 1
+            self.bytes += len(data)
+            self._last_seq = out_seq
+            self._last_ts = out_ts
+            self._last_ms = arrival_ms
+
+    def _rebase(self, seq: int, timestamp: int, arrival_ms: int) -> None:
+        """Continue the outgoing stream from its last packet with the source's ``seq``."""
+        if self._last_ms:
+            rate = self.producer.codec.clockRate if self.producer else 90000
+            step = max(1, (arrival_ms - self._last_ms) * rate // 1000)
+        else:
+            step = 0
+        self._seq_offset = (self._last_seq + 1 - seq) & 0xFFFF
+        self._ts_offset = (self._last_ts + step - timestamp) & 0xFFFFFFFF
+        self._base_seq = seq
+        self._paused = False
+        self._set_waiting_keyframe(False)
+        self._nacked.clear()
+
+    # --- control ------------------------------------------------------------------------
+
+    def configure(
+        self, payload_type: int, rtx_payload_type: int | None, extension_ids: tuple[int, int]
+    ) -> None:
+        """Apply what the subscriber's answer negotiated for this sender."""
+        self._payload_type = payload_type
+        self._rtx_payload_type = rtx_payload_type
+        self.extension_ids = extension_ids
+        self.configured = True
+
+    def start(self) -> None:
+        """The subscriber can receive: begin at the source's next keyframe."""
+        if self.started or self.closed:
+            return
+        self.started = True
+        self._pause()
+
+    def switch_to(self, producer: Producer) -> None:
+        """Take packets from ``producer`` from its next keyframe on; the subscriber's
+        stream stays continuous (same SSRC, contiguous sequence numbers)."""
+        if producer.kind != self.kind:
+            raise ValueError("a consumer switches between producers of one kind only")
+        if producer is self.producer:
+            return
+        self._detach()
+        self._attach(producer)
+        self.switches += 1
+        if self.started:
+            self._pause()
+
+    def source_restarted(self) -> None:
+        """The producer's publisher began a new stream (new SSRC)."""
+        if self.started:
+            self._pause()
+
+    def _pause(self) -> None:
+        self._paused = True
+        if self.kind == "video":
+            self._set_waiting_keyframe(True)
+            if self.producer is not None:
+                self.producer.request_keyframe()
+
+    def _set_waiting_keyframe(self, waiting: bool) -> None:
+        if waiting == self._waiting_keyframe:
+            return
+        self._waiting_keyframe = waiting
+        if self.producer is not None:
+            self.producer.keyframe_waiters += 1 if waiting else -1
+
+    def _attach(self, producer: Producer) -> None:
+        self.producer = producer
+        producer.consumers.append(self)
+        if self._waiting_keyframe:
+            producer.keyframe_waiters += 1
+
+    def _detach(self) -> None:
+        producer = self.producer
+        if producer is None:
+            return
+        if self._waiting_keyframe:
+            producer.keyframe_waiters -= 1
+        if self in producer.consumers:
+            producer.consumers.remove(self)
+        self.producer = None
+
+    def close(self) -> None:
+        self._detach()
+        self.closed = True
+        self._paused = True
+
+    # --- feedback from the subscriber --------------------------------------------------
+
+    def on_rtcp(self, packet: object) -> None:
+        if isinstance(packet, RtcpRtpfbPacket):
+            if packet.fmt == RTCP_RTPFB_NACK:
+                self.nacks_received += 1
+                self._retransmit(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                if packet.fmt == RTCP_PSFB_PLI:
+                    self.plis_received += 1
+                else:
+                    self.firs_received += 1
+                if self.producer is not None and not self._paused:
+                    self.producer.request_keyframe()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self._ssrc in ssrcs:
+                    self.remb = bitrate
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.fraction_lost = report.fraction_lost
+
+    def _retransmit(self, lost: list[int]) -> None:
+        """Answer a NACK from the producer's buffer, de-duplicated and rate-limited.
+
+        aiortc (and Chrome under loss) re-NACK every missing packet on each arrival, so a
+        sequence number is resent at most once per ``nack_repeat_interval`` and at most
+        ``nack_rate`` packets per second leave per consumer.
+        """
+        producer = self.producer
+        if producer is None or self._paused:
+            return
+        now = time.monotonic()
+        settings = self._settings
+        self._tokens = min(
+            settings.nack_rate, self._tokens + (now - self._tokens_at) * settings.nack_rate
+        )
+        self._tokens_at = now
+        repeat = settings.nack_repeat_interval
+        nacked = self._nacked
+        for out_seq in lost:
+            self.nack_requests += 1
+            seq = (out_seq - self._seq_offset) & 0xFFFF
+            if (seq - self._base_seq) & 0xFFFF >= 0x8000:
+                continue  # before the current source: nothing to resend
+            sent_at = nacked.get(out_seq)
+            if (sent_at is not None and now - sent_at < repeat) or self._tokens < 1:
+                self.retransmissions_suppressed += 1
+                continue
+            entry = producer.lookup(seq)
+            if entry is None:
+                continue
+            nacked[out_seq] = now
+            self._tokens -= 1
+            _, timestamp, marker, payload = entry
+            out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+            if self._rtx_payload_type is not None:
+                header = FIXED_HEADER.pack(
+                    VERSION_BYTE,
+                    self._rtx_payload_type | (marker << 7),
+                    self._rtx_seq,
+                    out_ts,
+                    self._rtx_ssrc,
+                )
+                data = header + SEQUENCE.pack(out_seq) + payload
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            else:
+                data = (
+                    FIXED_HEADER.pack(
+                        VERSION_BYTE,
+                        self._payload_type | (marker << 7),
+                        out_seq,
+                        out_ts,
+                        self._ssrc,
+                    )
+                    + payload
+                )
+            if self._writer.write_rtp(data):
+                self.retransmitted += 1
+        if len(nacked) > 1024:
+            for key in [k for k, at in nacked.items() if now - at >= repeat]:
+                del nacked[key]
+
+    def send_report(self, now: float) -> None:
+        """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space."""
+        if not self.started or self.packets == 0 or self.producer is None:
+            return
+        ntp, rtp = self.producer.sender_clock(now)
+        packet = RtcpSrPacket(
+            ssrc=self._ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=(rtp + self._ts_offset) & 0xFFFFFFFF,
+                packet_count=self.packets & 0xFFFFFFFF,
+                octet_count=self.bytes & 0xFFFFFFFF,
+            ),
+        )
+        self._writer.write_rtcp(bytes(packet))
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "producer_id": self.producer_id,
+            "kind": self.kind,
+            "mid": self.mid,
+            "ssrc": self._ssrc,
+            "started": self.started,
+            "packets_forwarded": self.packets,
+            "bytes_forwarded": self.bytes,
+            "nacks_received": self.nacks_received,
+            "nack_requests": self.nack_requests,
+            "retransmitted": self.retransmitted,
+            "retransmissions_suppressed": self.retransmissions_suppressed,
+            "plis_received": self.plis_received,
+            "firs_received": self.firs_received,
+            "switches": self.switches,
+            "fraction_lost": self.fraction_lost,
+        }

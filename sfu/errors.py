@@ -1,0 +1,32 @@
+"""Domain errors of the media path, mapped to replies by the signaling layer in one place."""
+
+from __future__ import annotations
+
+
+class MediaError(Exception):
+    """A request the SFU refuses; ``code`` is stable and machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidSdp(MediaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid-sdp", message)
+
+
+class NoSupportedCodec(MediaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("no-supported-codec", message)
+
+
+class InvalidState(MediaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid-state", message)
+
+
+class NotFound(MediaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("not-found", message)

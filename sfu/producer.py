@@ -1,0 +1,309 @@
+"""A Producer is one published track: the RTP stream one publisher sends into the SFU.
+
+It owns the retransmission buffer, the reception statistics behind the receiver reports
+sent to the publisher, and the coalescing of keyframe requests; it hands every packet
+to its consumers without decoding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    clamp_packets_lost,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+from .keyframes import keyframe_test
+from .rtp_header import VERSION_BYTE, VERSION_BYTE_EXTENSION, abs_send_time, extension_block
+
+if TYPE_CHECKING:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from .aiortc_adapter import RtpWriter
+    from .consumer import Consumer
+    from .settings import MediaSettings
+
+#: A gap larger than this is a restart or reordering storm, not loss worth NACKing.
+MAX_UPSTREAM_NACK_GAP = 64
+
+
+class Producer:
+    """One published track (``kind`` ``"audio"`` or ``"video"``) of ``participant_id``."""
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        kind: str,
+        codec: RTCRtpCodecParameters,
+        rtx_payload_type: int | None,
+        rtcp_ssrc: int,
+        writer: RtpWriter,
+        settings: MediaSettings,
+        mid: str | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.participant_id = participant_id
+        self.kind = kind
+        self.codec = codec
+        self.mid = mid
+        self.closed = False
+        self.ssrc: int | None = None
+        #: Consumers currently fed by this producer (the router keeps this list).
+        self.consumers: list[Consumer] = []
+
+        self._payload_type = codec.payloadType
+        self._rtx_payload_type = rtx_payload_type
+        self._rtcp_ssrc = rtcp_ssrc
+        self._writer = writer
+        self._settings = settings
+        self._is_keyframe = keyframe_test(codec.mimeType)
+        #: Consumers waiting for a keyframe; while zero, payloads are not inspected.
+        self.keyframe_waiters = 0
+
+        size = settings.retransmission_buffer if kind == "video" else 0
+        self._buffer: list[tuple[int, int, int, bytes] | None] = [None] * size
+        self._buffer_mask = size - 1
+
+        # reception statistics (RFC 3550 A.3)
+        self.packets = 0
+        self.bytes = 0
+        self.retransmissions_received = 0
+        self._base_seq: int | None = None
+        self._max_seq = 0
+        self._cycles = 0
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._stream_base = 0
+        self.last_timestamp = 0
+        self.last_arrival_ms = 0
+
+        # the publisher's latest sender report: (NTP, RTP timestamp, local time)
+        self._sr: tuple[int, int, float] | None = None
+
+        # feedback toward the publisher
+        self.keyframe_requests_sent = 0
+        self.nacks_sent = 0
+        self._last_keyframe_request = -1e9
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframe_pending = False
+
+    # --- hot path -----------------------------------------------------------------------
+
+    def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Forward one decrypted packet to every consumer (called by the receiver hook)."""
+        if self.closed:
+            return
+        payload_type = packet.payload_type
+        if payload_type != self._payload_type:
+            if payload_type != self._rtx_payload_type or self.ssrc is None:
+                return
+            if len(packet.payload) < 2:
+                return  # RTX padding used for bandwidth probing
+            packet = unwrap_rtx(packet, payload_type=self._payload_type, ssrc=self.ssrc)
+            self.retransmissions_received += 1
+        payload = packet.payload
+        if not payload:
+            return
+
+        seq = packet.sequence_number
+        if packet.ssrc != self.ssrc:
+            self._restart(packet)
+        self.packets += 1
+        self.bytes += len(payload)
+        delta = (seq - self._max_seq) & 0xFFFF
+        if 0 < delta < 0x8000:
+            if delta > 1 and self._buffer:
+                self._nack_upstream(delta - 1)
+            if seq < self._max_seq:
+                self._cycles += 0x10000
+            self._max_seq = seq
+            self.last_timestamp = packet.timestamp
+            self.last_arrival_ms = arrival_time_ms
+
+        timestamp = packet.timestamp
+        marker = packet.marker
+        if self._buffer:
+            self._buffer[seq & self._buffer_mask] = (seq, timestamp, marker, payload)
+        keyframe = self.keyframe_waiters > 0 and self._is_keyframe(payload)
+        if self._keyframe_pending:
+            self._keyframe_pending = False
+            self.request_keyframe()
+
+        tails: dict[tuple[int, int], tuple[int, bytes]] = {}
+        send_time = None
+        for consumer in self.consumers:
+            key = consumer.extension_ids
+            tail = tails.get(key)
+            if tail is None:
+                if key[0] and send_time is None:
+                    send_time = abs_send_time()
+                block = extension_block(key[0], send_time, key[1], packet.extensions.audio_level)
+                tail = tails[key] = (
+                    VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
+                    block + payload,
+                )
+            consumer.write(seq, timestamp, marker, tail[0], tail[1], keyframe, arrival_time_ms)
+
+    def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
+        """The buffered (seq, timestamp, marker, payload) of ``seq``, if still held."""
+        if not self._buffer:
+            return None
+        entry = self._buffer[seq & self._buffer_mask]
+        if entry is not None and entry[0] == seq:
+            return entry
+        return None
+
+    # --- feedback toward the publisher -------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe; at most one request per interval is sent,
+        and a request made within the interval is sent when it ends."""
+        if self.kind != "video" or self.closed:
+            return
+        if self.ssrc is None:
+            self._keyframe_pending = True
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_keyframe_request + self._settings.keyframe_request_interval - loop.time()
+        if wait <= 0:
+            self._last_keyframe_request = loop.time()
+            self.keyframe_requests_sent += 1
+            packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self.ssrc)
+            self._writer.write_rtcp(bytes(packet))
+        elif self._keyframe_timer is None:
+            self._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired)
+
+    def _keyframe_timer_fired(self) -> None:
+        self._keyframe_timer = None
+        self.request_keyframe()
+
+    def _nack_upstream(self, missing: int) -> None:
+        if missing > MAX_UPSTREAM_NACK_GAP or self.ssrc is None:
+            return
+        first = (self._max_seq + 1) & 0xFFFF
+        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=self.ssrc)
+        packet.lost = [(first + i) & 0xFFFF for i in range(missing)]
+        self.nacks_sent += 1
+        self._writer.write_rtcp(bytes(packet))
+
+    def on_rtcp(self, packet: object) -> None:
+        """RTCP from the publisher about this track (sender reports)."""
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.ssrc:
+            info = packet.sender_info
+            self._sr = (info.ntp_timestamp, info.rtp_timestamp, time.time())
+
+    def send_reports(self) -> None:
+        """Send a receiver report (and REMB for video) to the publisher."""
+        if self.ssrc is None or self.closed or self._base_seq is None:
+            return
+        expected = self._cycles + self._max_seq - self._base_seq + 1
+        expected_interval = expected - self._expected_prior
+        received_interval = self.packets - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = self.packets
+        lost_interval = expected_interval - received_interval
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        lsr = dlsr = 0
+        if self._sr is not None:
+            lsr = (self._sr[0] >> 16) & 0xFFFFFFFF
+            delay = time.time() - self._sr[2]
+            if 0 < delay < 65536:
+                dlsr = int(delay * 65536)
+        report = RtcpReceiverInfo(
+            ssrc=self.ssrc,
+            fraction_lost=fraction,
+            packets_lost=clamp_packets_lost(expected - (self.packets - self._stream_base)),
+            highest_sequence=(self._cycles + self._max_seq) & 0xFFFFFFFF,
+            jitter=0,
+            lsr=lsr,
+            dlsr=dlsr,
+        )
+        data = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report]))
+        if self.kind == "video":
+            data += bytes(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=self._rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(self.estimated_bitrate(), [self.ssrc]),
+                )
+            )
+        self._writer.write_rtcp(data)
+
+    def estimated_bitrate(self) -> int:
+        """The lowest bitrate any subscriber reported (REMB), capped by the settings."""
+        bitrate = self._settings.max_video_bitrate
+        for consumer in self.consumers:
+            if consumer.remb is not None and consumer.remb < bitrate:
+                bitrate = consumer.remb
+        return bitrate
+
+    def sender_clock(self, now: float) -> tuple[int, int]:
+        """(NTP time, RTP timestamp) of this track at wall-clock ``now``, for the sender
+        reports of consumers; follows the publisher's own sender reports when known so
+        that audio and video of one publisher stay in sync at the subscriber."""
+        rate = self.codec.clockRate
+        if self._sr is not None:
+            ntp, rtp, at = self._sr
+            elapsed = now - at
+            ntp_now = ntp + int(elapsed * (1 << 32))
+            return ntp_now, (rtp + int(elapsed * rate)) & 0xFFFFFFFF
+        ntp_now = int((now + 2208988800) * (1 << 32))
+        elapsed = now - self.last_arrival_ms / 1000 if self.last_arrival_ms else 0.0
+        return ntp_now, (self.last_timestamp + int(max(0.0, elapsed) * rate)) & 0xFFFFFFFF
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _restart(self, packet: RtpPacket) -> None:
+        """The publisher started a new stream (first packet, or a new SSRC)."""
+        first = self.ssrc is None
+        self.ssrc = packet.ssrc
+        self._base_seq = packet.sequence_number
+        self._max_seq = (packet.sequence_number - 1) & 0xFFFF
+        self._cycles = 0
+        self._expected_prior = 0
+        self._received_prior = self._stream_base = self.packets
+        self._sr = None
+        if self._buffer:
+            self._buffer = [None] * len(self._buffer)
+        if not first:
+            for consumer in self.consumers:
+                consumer.source_restarted()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "participant_id": self.participant_id,
+            "kind": self.kind,
+            "codec": self.codec.mimeType,
+            "ssrc": self.ssrc,
+            "packets_received": self.packets,
+            "bytes_received": self.bytes,
+            "retransmissions_received": self.retransmissions_received,
+            "keyframe_requests_sent": self.keyframe_requests_sent,
+            "nacks_sent": self.nacks_sent,
+            "consumers": len(self.consumers),
+        }

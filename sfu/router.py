@@ -1,0 +1,102 @@
+"""A Router is one live room: who is in it, what they publish, who receives what.
+
+Every member's subscribe transport consumes every other member's producers.  Members are
+participant ids; their transports are looked up in the :class:`Worker`, so a participant
+may join before or after creating its transports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .producer import Producer
+    from .worker import Worker
+
+
+class Router:
+    """The live room ``room_id``: members, their producers, and the consumers between them."""
+
+    def __init__(self, worker: Worker, room_id: str) -> None:
+        self.room_id = room_id
+        self.members: set[str] = set()
+        #: Called after a consumer is created (signaling may tell the client who it is).
+        self.on_consumer_added: Callable[[Consumer], None] | None = None
+        self._worker = worker
+
+    @property
+    def producers(self) -> list[Producer]:
+        found = []
+        for participant_id in self.members:
+            for transport in self._worker.transports_of(participant_id, "publish"):
+                found.extend(p for p in transport.producers.values() if not p.closed)
+        return found
+
+    def join(self, participant_id: str) -> None:
+        """Add ``participant_id`` (leaving any other router of this worker)."""
+        current = self._worker.router_of(participant_id)
+        if current is self:
+            return
+        if current is not None:
+            current.leave(participant_id)
+        self._worker._set_membership(participant_id, self)
+        self.members.add(participant_id)
+        for producer in self.producers:
+            if producer.participant_id != participant_id:
+                self._consume(participant_id, producer)
+        self.subscriber_ready(participant_id)
+
+    def leave(self, participant_id: str) -> None:
+        """Remove ``participant_id``: nobody receives it, it receives nobody here."""
+        if participant_id not in self.members:
+            return
+        self.members.discard(participant_id)
+        self._worker._set_membership(participant_id, None)
+        for transport in self._worker.transports_of(participant_id, "subscribe"):
+            for consumer in list(transport.consumers.values()):
+                if (
+                    consumer.producer is not None
+                    and consumer.producer.participant_id in self.members
+                ):
+                    transport.remove_consumer(consumer)
+        for transport in self._worker.transports_of(participant_id, "publish"):
+            for producer in transport.producers.values():
+                self.producer_closed(producer)
+
+    def subscriber_ready(self, participant_id: str) -> None:
+        """A member's subscribe transport appeared: give it every producer of the room."""
+        for producer in self.producers:
+            if producer.participant_id != participant_id:
+                self._consume(participant_id, producer)
+
+    def producer_added(self, producer: Producer) -> None:
+        for member in self.members:
+            if member != producer.participant_id:
+                self._consume(member, producer)
+
+    def producer_closed(self, producer: Producer) -> None:
+        for consumer in list(producer.consumers):
+            transport = self._worker.transport_of_consumer(consumer)
+            if transport is not None:
+                transport.remove_consumer(consumer)
+            else:
+                consumer.close()
+
+    def _consume(self, participant_id: str, producer: Producer) -> None:
+        for transport in self._worker.transports_of(participant_id, "subscribe"):
+            if transport.closed:
+                continue
+            if any(c.producer is producer for c in transport.consumers.values()):
+                continue
+            consumer = transport.consume(producer)
+            if self.on_consumer_added is not None:
+                self.on_consumer_added(consumer)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "room_id": self.room_id,
+            "members": sorted(self.members),
+            "producers": len(self.producers),
+        }

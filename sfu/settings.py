@@ -1,0 +1,61 @@
+"""Typed settings for the media path (one object, passed to :class:`sfu.Worker`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: DTLS-SRTP protection profiles Caucus accepts, strongest first.
+AES128_SRTP_PROFILES: tuple[str, ...] = ("SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80")
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server handed to clients (the SFU itself gathers host candidates only)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """Everything the SFU needs to know about its network and media policy."""
+
+    #: UDP port range for ICE host candidates (inclusive). ``None`` lets the OS choose.
+    udp_port_min: int | None = None
+    udp_port_max: int | None = None
+    #: Public address written into SDP host candidates (1:1 NAT, like mediasoup's announcedIp).
+    announced_ip: str | None = None
+    #: STUN/TURN servers passed to clients.
+    ice_servers: tuple[IceServer, ...] = ()
+    #: DTLS-SRTP profiles offered and accepted, in order of preference.
+    srtp_profiles: tuple[str, ...] = AES128_SRTP_PROFILES
+    #: Codecs a publisher may send (MIME types, case-insensitive).
+    codecs: tuple[str, ...] = ("audio/opus", "video/VP8", "video/H264")
+    #: At most one keyframe request per producer within this interval.
+    keyframe_request_interval: float = 0.3
+    #: A NACKed sequence number is retransmitted at most once within this interval.
+    nack_repeat_interval: float = 0.1
+    #: Retransmissions per consumer per second (token bucket refill rate and depth).
+    nack_rate: float = 200.0
+    #: Packets kept per video producer for retransmission (a power of two).
+    retransmission_buffer: int = 1024
+    #: Bitrate reported to video publishers (REMB) when no subscriber says otherwise.
+    max_video_bitrate: int = 2_500_000
+    #: Interval between SFU-generated RTCP reports (SR, RR, REMB), seconds.
+    rtcp_interval: float = 1.0
+    #: Seconds a negotiation step may take before the transport gives up.
+    negotiation_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if (self.udp_port_min is None) != (self.udp_port_max is None):
+            raise ValueError("udp_port_min and udp_port_max go together")
+        if self.udp_port_min is not None and not (
+            0 < self.udp_port_min <= self.udp_port_max <= 65535  # type: ignore[operator]
+        ):
+            raise ValueError("invalid UDP port range")
+        if not self.srtp_profiles:
+            raise ValueError("at least one SRTP profile is required")
+        size = self.retransmission_buffer
+        if size <= 0 or size & (size - 1):
+            raise ValueError("retransmission_buffer must be a power of two")

@@ -1,0 +1,385 @@
+"""A Transport is one peer connection (ICE, DTLS, SRTP) of one participant.
+
+Two per participant, like LiveKit, so offers never collide:
+
+* ``direction="publish"``: the client offers its send-only tracks, the SFU answers
+  (:meth:`Transport.accept_offer`); every received track becomes a :class:`Producer`.
+* ``direction="subscribe"``: the SFU offers one send-only m-line per :class:`Consumer`
+  and re-offers when consumers are added or removed.  Set :attr:`Transport.negotiator`
+  to a coroutine ``offer_sdp -> answer_sdp`` (e.g. a socket.io call with an ack) and the
+  transport negotiates by itself; or call :meth:`create_offer`/:meth:`accept_answer`
+  yourself when :attr:`on_negotiation_needed` fires.
+
+Any failed negotiation closes the transport: a half-negotiated peer connection is never
+left behind.  ICE is not trickled: candidates are in the SDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.codecs import is_rtx
+from aiortc.sdp import SessionDescription
+
+from . import aiortc_adapter as adapter
+from .consumer import Consumer
+from .errors import InvalidSdp, InvalidState, MediaError, NoSupportedCodec
+from .producer import Producer
+from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+PUBLISH = "publish"
+SUBSCRIBE = "subscribe"
+
+_CANDIDATE_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", re.M)
+
+
+class Transport:
+    """One peer connection of ``participant_id``; owns its producers or consumers."""
+
+    def __init__(self, worker: Worker, participant_id: str, direction: str) -> None:
+        if direction not in (PUBLISH, SUBSCRIBE):
+            raise ValueError(f"unknown transport direction {direction!r}")
+        self.id = uuid.uuid4().hex
+        self.participant_id = participant_id
+        self.direction = direction
+        self.closed = False
+        #: Subscribe transports: coroutine sending an offer to the client, returning its answer.
+        self.negotiator: Callable[[str], Awaitable[str]] | None = None
+        #: Subscribe transports without a negotiator: called when an offer is due.
+        self.on_negotiation_needed: Callable[[], None] | None = None
+        #: Called once when the transport closes (for any reason).
+        self.on_close: Callable[[Transport], None] | None = None
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+
+        self._worker = worker
+        self._settings = worker.settings
+        self._srtp_profiles = adapter.srtp_profiles(self._settings.srtp_profiles)
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._pc.on("connectionstatechange", self.__on_connection_state)
+        self._writer: adapter.RtpWriter | None = None
+        self._lock = asyncio.Lock()
+        self._pending: list[Consumer] = []  # offered, answer not yet applied
+        self._unoffered: list[Consumer] = []
+        self._renegotiate = False
+        self._negotiation_task: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    @property
+    def connection_state(self) -> str:
+        return self._pc.connectionState
+
+    @property
+    def srtp_profile(self) -> str | None:
+        """The negotiated DTLS-SRTP profile, once connected."""
+        return adapter.negotiated_srtp_profile(self._writer.dtls if self._writer else None)
+
+    # --- publish ------------------------------------------------------------------------
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Apply the client's offer on a publish transport; returns the answer SDP."""
+        self._require(PUBLISH)
+        async with self._lock:
+            try:
+                self._check_offer(sdp)
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                new = self._prepare_producers()
+                adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
+                await self._pc.setLocalDescription(await self._pc.createAnswer())
+            except Exception as exc:
+                await self.close()
+                raise _as_media_error(exc) from exc
+            self._ensure_writer()
+            for producer in new:
+                self.producers[producer.id] = producer
+                self._worker._producer_added(producer)
+            return self._announce(self._pc.localDescription.sdp)
+
+    def _check_offer(self, sdp: str) -> None:
+        try:
+            description = SessionDescription.parse(sdp)
+        except Exception as exc:
+            raise InvalidSdp(f"unparseable offer: {exc}") from exc
+        if not description.media:
+            raise InvalidSdp("offer has no media section")
+        allowed = {c.lower() for c in self._settings.codecs}
+        for media in description.media:
+            if media.kind not in ("audio", "video"):
+                continue
+            if media.direction not in ("sendonly", "sendrecv", "inactive", None):
+                raise InvalidSdp(f"publish offer m-line {media.rtp.muxId} is {media.direction}")
+            names = {c.mimeType.lower() for c in media.rtp.codecs if not is_rtx(c)}
+            if media.direction != "inactive" and not names & allowed:
+                raise NoSupportedCodec(
+                    f"{media.kind} m-line offers {sorted(names) or 'no codec'}; "
+                    f"supported: {sorted(allowed)}"
+                )
+
+    def _prepare_producers(self) -> list[Producer]:
+        known = {p.mid for p in self.producers.values()}
+        allowed = {c.lower() for c in self._settings.codecs}
+        new = []
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.mid in known or transceiver.receiver.track is None:
+                continue
+            codecs = adapter.negotiated_codecs(transceiver)
+            primary = next((c for c in codecs if not is_rtx(c)), None)
+            if primary is None or primary.mimeType.lower() not in allowed:
+                raise NoSupportedCodec(f"no supported codec for {transceiver.kind}")
+            rtx = next(
+                (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
+                None,
+            )
+            # answer with exactly the codec the SFU forwards (and its RTX)
+            adapter.limit_codecs(transceiver, [primary] + ([rtx] if rtx else []))
+            producer = Producer(
+                participant_id=self.participant_id,
+                kind=transceiver.kind,
+                codec=primary,
+                rtx_payload_type=rtx.payloadType if rtx else None,
+                rtcp_ssrc=adapter.receiver_rtcp_ssrc(transceiver),
+                writer=self._ensure_writer(transceiver.receiver.transport),
+                settings=self._settings,
+                mid=transceiver.mid,
+            )
+            adapter.intercept_rtp(transceiver.receiver, producer.on_rtp)
+            adapter.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
+            new.append(producer)
+        return new
+
+    # --- subscribe ----------------------------------------------------------------------
+
+    def consume(self, producer: Producer) -> Consumer:
+        """Add a consumer of ``producer``; the subscriber gets it after the next offer."""
+        self._require(SUBSCRIBE)
+        if self.closed:
+            raise InvalidState("transport is closed")
+        transceiver = self._pc.addTransceiver(
+            adapter.IdleTrack(producer.kind), direction="sendonly"
+        )
+        transceiver.setCodecPreferences(_sender_codecs(producer))
+        adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
+        ssrc, rtx_ssrc = adapter.sender_ssrcs(transceiver.sender)
+        consumer = Consumer(
+            producer=producer,
+            transceiver=transceiver,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+            writer=self._ensure_writer(transceiver.sender.transport),
+            settings=self._settings,
+        )
+        adapter.intercept_sender_rtcp(transceiver.sender, consumer.on_rtcp)
+        self.consumers[consumer.id] = consumer
+        self._unoffered.append(consumer)
+        self._negotiation_needed()
+        return consumer
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Stop forwarding to ``consumer``; its m-line goes inactive at the next offer."""
+        consumer.close()
+        if self.consumers.pop(consumer.id, None) is None or self.closed:
+            return
+        if consumer in self._unoffered:
+            self._unoffered.remove(consumer)
+        consumer.transceiver.direction = "inactive"
+        self._negotiation_needed()
+
+    async def create_offer(self) -> str:
+        """Offer the current consumers to the subscriber (subscribe transports)."""
+        self._require(SUBSCRIBE)
+        if self.closed:
+            raise InvalidState("transport is closed")
+        try:
+            offer = await self._pc.createOffer()
+            await self._pc.setLocalDescription(offer)
+        except Exception as exc:
+            await self.close()
+            raise _as_media_error(exc) from exc
+        self._pending.extend(self._unoffered)
+        self._unoffered.clear()
+        return self._announce(self._pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the subscriber's answer to the last offer."""
+        self._require(SUBSCRIBE)
+        if self.closed:
+            raise InvalidState("transport is closed")
+        try:
+            SessionDescription.parse(sdp)
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            await self.close()
+            raise _as_media_error(exc) from exc
+        pending, self._pending = self._pending, []
+        for consumer in pending:
+            if consumer.closed:
+                continue
+            codecs = adapter.negotiated_codecs(consumer.transceiver)
+            primary = next((c for c in codecs if not is_rtx(c)), None)
+            if primary is None:
+                self.remove_consumer(consumer)
+                continue
+            rtx = next(
+                (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
+                None,
+            )
+            ids = {e.uri: e.id for e in adapter.negotiated_header_extensions(consumer.transceiver)}
+            consumer.configure(
+                primary.payloadType,
+                rtx.payloadType if rtx else None,
+                (ids.get(ABS_SEND_TIME_URI, 0), ids.get(AUDIO_LEVEL_URI, 0)),
+            )
+        self._start_consumers()
+
+    def _negotiation_needed(self) -> None:
+        if self.negotiator is not None:
+            self._renegotiate = True
+            if self._negotiation_task is None or self._negotiation_task.done():
+                self._negotiation_task = asyncio.ensure_future(self._negotiate())
+        elif self.on_negotiation_needed is not None:
+            self.on_negotiation_needed()
+
+    async def _negotiate(self) -> None:
+        while self._renegotiate and not self.closed:
+            self._renegotiate = False
+            try:
+                offer = await self.create_offer()
+                answer = await asyncio.wait_for(
+                    self.negotiator(offer), self._settings.negotiation_timeout
+                )
+                await self.accept_answer(answer)
+            except Exception:
+                if self.closed:
+                    return
+                logger.warning("negotiation of transport %s failed", self.id, exc_info=True)
+                await self.close()
+                return
+
+    def _start_consumers(self) -> None:
+        if self._pc.connectionState != "connected":
+            return
+        for consumer in self.consumers.values():
+            if consumer.configured:
+                consumer.start()
+
+    # --- common -------------------------------------------------------------------------
+
+    def _ensure_writer(self, dtls=None) -> adapter.RtpWriter:
+        if self._writer is None:
+            if dtls is None:
+                dtls = self._pc.getTransceivers()[0].receiver.transport
+            self._writer = adapter.RtpWriter(dtls)
+        return self._writer
+
+    def __on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        if state == "connected":
+            # with BUNDLE every m-line shares the first transceiver's DTLS transport
+            transceivers = self._pc.getTransceivers()
+            if transceivers and self._writer is not None:
+                dtls = transceivers[0].sender.transport
+                if dtls is not self._writer.dtls:
+                    self._writer = adapter.RtpWriter(dtls)
+                    for item in (*self.producers.values(), *self.consumers.values()):
+                        item._writer = self._writer
+            if self.direction == PUBLISH:
+                for producer in self.producers.values():
+                    producer.request_keyframe()
+            self._start_consumers()
+        elif state in ("failed", "closed") and not self.closed:
+            self._close_task = asyncio.ensure_future(self.close())
+
+    def _announce(self, sdp: str) -> str:
+        ip = self._settings.announced_ip
+        if not ip:
+            return sdp
+        return _CANDIDATE_HOST.sub(lambda m: m.group(1) + ip + m.group(3), sdp)
+
+    def _require(self, direction: str) -> None:
+        if self.direction != direction:
+            raise InvalidState(f"not a {direction} transport")
+
+    async def close(self) -> None:
+        """Close the peer connection; producers and consumers go with it."""
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        for producer in list(self.producers.values()):
+            self._worker._producer_closed(producer)
+            producer.close()
+        task = self._negotiation_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        await self._pc.close()
+        self._worker._transport_closed(self)
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def stats(self) -> dict[str, object]:
+        writer = self._writer
+        return {
+            "id": self.id,
+            "participant_id": self.participant_id,
+            "direction": self.direction,
+            "state": self._pc.connectionState,
+            "srtp_profile": self.srtp_profile,
+            "packets_sent": writer.packets if writer else 0,
+            "bytes_sent": writer.bytes if writer else 0,
+            "packets_received": sum(p.packets for p in self.producers.values()),
+            "bytes_received": sum(p.bytes for p in self.producers.values()),
+            "producers": [p.stats() for p in self.producers.values()],
+            "consumers": [c.stats() for c in self.consumers.values()],
+        }
+
+
+def _sender_codecs(producer: Producer) -> list:
+    """Capabilities to offer for a consumer of ``producer``: its codec, then RTX."""
+    wanted = producer.codec
+    chosen = []
+    rtx = None
+    for capability in RTCRtpSender.getCapabilities(producer.kind).codecs:
+        if is_rtx(capability):
+            rtx = capability
+        elif capability.mimeType.lower() == wanted.mimeType.lower() and not chosen:
+            if wanted.mimeType.lower() == "video/h264":
+                p = capability.parameters
+                if p.get("profile-level-id") != wanted.parameters.get("profile-level-id") or str(
+                    p.get("packetization-mode")
+                ) != str(wanted.parameters.get("packetization-mode", "0")):
+                    continue
+            chosen.append(capability)
+    if not chosen:
+        raise NoSupportedCodec(f"cannot offer {wanted.mimeType} to subscribers")
+    if rtx is not None and producer.kind == "video":
+        chosen.append(rtx)
+    return chosen
+
+
+def _as_media_error(exc: Exception) -> MediaError:
+    if isinstance(exc, MediaError):
+        return exc
+    name = type(exc).__name__
+    if name == "OperationError" and "description" in str(exc):
+        return NoSupportedCodec(str(exc))
+    return InvalidSdp(f"{name}: {exc}")

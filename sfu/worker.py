@@ -1,0 +1,159 @@
+"""The Worker owns one process's media: its routers (live rooms) and transports.
+
+API (all in-process, no signaling imports)::
+
+    worker = Worker(MediaSettings(...))
+    router = worker.router("room-1")
+    publish = await worker.create_transport("alice", "publish")
+    answer_sdp = await publish.accept_offer(offer_sdp)
+    subscribe = await worker.create_transport("alice", "subscribe")
+    subscribe.negotiator = send_offer_and_wait_for_answer   # async (offer) -> answer
+    router.join("alice")
+    worker.stats(); await worker.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+from .consumer import Consumer
+from .errors import NotFound
+from .producer import Producer
+from .router import Router
+from .settings import MediaSettings
+from .transport import PUBLISH, SUBSCRIBE, Transport
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Owns routers and transports and sends the SFU's periodic RTCP reports."""
+
+    def __init__(self, settings: MediaSettings | None = None) -> None:
+        self.settings = settings or MediaSettings()
+        self._routers: dict[str, Router] = {}
+        self._transports: dict[str, Transport] = {}
+        self._membership: dict[str, Router] = {}
+        self._closed = False
+        self._rtcp_task: asyncio.Task[None] | None = None
+
+    # --- routers ------------------------------------------------------------------------
+
+    def router(self, room_id: str) -> Router:
+        """The router of ``room_id``, created on first use."""
+        router = self._routers.get(room_id)
+        if router is None:
+            router = self._routers[room_id] = Router(self, room_id)
+        return router
+
+    def close_router(self, room_id: str) -> None:
+        router = self._routers.pop(room_id, None)
+        if router is not None:
+            for member in list(router.members):
+                router.leave(member)
+
+    def router_of(self, participant_id: str) -> Router | None:
+        return self._membership.get(participant_id)
+
+    def _set_membership(self, participant_id: str, router: Router | None) -> None:
+        if router is None:
+            self._membership.pop(participant_id, None)
+        else:
+            self._membership[participant_id] = router
+
+    # --- transports ---------------------------------------------------------------------
+
+    async def create_transport(self, participant_id: str, direction: str) -> Transport:
+        """A new ``"publish"`` or ``"subscribe"`` transport for ``participant_id``."""
+        transport = Transport(self, participant_id, direction)
+        self._transports[transport.id] = transport
+        if self._rtcp_task is None:
+            self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
+        if direction == SUBSCRIBE:
+            router = self.router_of(participant_id)
+            if router is not None:
+                router.subscriber_ready(participant_id)
+        return transport
+
+    def transport(self, transport_id: str) -> Transport:
+        try:
+            return self._transports[transport_id]
+        except KeyError:
+            raise NotFound(f"no transport {transport_id}") from None
+
+    @property
+    def transports(self) -> list[Transport]:
+        return list(self._transports.values())
+
+    def transports_of(
+        self, participant_id: str, direction: str | None = None
+    ) -> Iterator[Transport]:
+        for transport in list(self._transports.values()):
+            if transport.participant_id == participant_id and (
+                direction is None or transport.direction == direction
+            ):
+                yield transport
+
+    def transport_of_consumer(self, consumer: Consumer) -> Transport | None:
+        for transport in self._transports.values():
+            if transport.consumers.get(consumer.id) is consumer:
+                return transport
+        return None
+
+    def _producer_added(self, producer: Producer) -> None:
+        router = self.router_of(producer.participant_id)
+        if router is not None:
+            router.producer_added(producer)
+
+    def _producer_closed(self, producer: Producer) -> None:
+        router = self.router_of(producer.participant_id)
+        if router is not None:
+            router.producer_closed(producer)
+
+    def _transport_closed(self, transport: Transport) -> None:
+        self._transports.pop(transport.id, None)
+
+    # --- RTCP ---------------------------------------------------------------------------
+
+    async def _run_rtcp(self) -> None:
+        interval = self.settings.rtcp_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for transport in list(self._transports.values()):
+                try:
+                    for producer in transport.producers.values():
+                        producer.send_reports()
+                    for consumer in transport.consumers.values():
+                        consumer.send_report(now)
+                except Exception:
+                    logger.exception("RTCP reports for transport %s failed", transport.id)
+
+    # --- introspection and shutdown -----------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """Counters per transport (with its producers and consumers) and per router."""
+        return {
+            "routers": [r.stats() for r in self._routers.values()],
+            "transports": [t.stats() for t in self._transports.values()],
+        }
+
+    async def close(self) -> None:
+        """Close every transport and stop the RTCP task."""
+        self._closed = True
+        for transport in list(self._transports.values()):
+            await transport.close()
+        self._routers.clear()
+        self._membership.clear()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rtcp_task
+            self._rtcp_task = None
+
+
+__all__ = ["PUBLISH", "SUBSCRIBE", "Worker"]
