@@ -50,6 +50,7 @@ class PageWatch:
 
 async def new_context(browser: Browser, server: RunningServer, watch: PageWatch) -> BrowserContext:
     context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
+    context.set_default_timeout(10_000)
     watch.attach(context)
     return context
 
@@ -105,8 +106,9 @@ async def enrol_totp(page: Page) -> tuple[pyotp.TOTP, int, list[str]]:
     to confirm, and the recovery codes."""
     await page.goto("/account/security")
     await page.get_by_test_id("totp-begin").click()
-    secret = (await page.get_by_test_id("totp-secret").text_content() or "").strip()
-    assert re.fullmatch(r"[A-Z2-7]{16,}=*", secret), secret
+    secret_text = page.get_by_test_id("totp-secret")
+    await expect(secret_text).to_have_text(re.compile(r"^\s*[A-Z2-7]{16,}=*\s*$"))
+    secret = (await secret_text.text_content() or "").strip()
     qr = page.get_by_test_id("totp-qr")
     await expect(qr).to_have_attribute("src", re.compile(r"^data:image/svg\+xml"))
     assert await qr.evaluate("image => image.complete && image.naturalWidth > 0")
@@ -162,7 +164,12 @@ async def open_case_through_intake(page: Page) -> str:
     await page.get_by_label("This dispute has been filed in court").check()
     await court.fill("2026-CV-01187")
     await page.get_by_label("Court and jurisdiction").fill("Superior Court, King County")
-    await page.get_by_test_id("date-row").nth(0).get_by_label("Date").fill("2026-12-01")
+    await (
+        page.get_by_test_id("date-row")
+        .nth(0)
+        .get_by_label("Requested date", exact=True)
+        .fill("2026-12-01")
+    )
 
     await page.get_by_role("button", name="Open case").click()
     await expect(page).to_have_url(re.compile(r"/cases/[^/]+$"))

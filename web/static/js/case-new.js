@@ -82,7 +82,7 @@ function refreshRepresentedOptions() {
 function addDate() {
   const input = el("input", { type: "date", dataset: { part: "date" } });
   const row = el("div", { class: "row", dataset: { testid: "date-row" } });
-  row.append(rowField("Date", input, "requested-date"), removeButton(row, "date"));
+  row.append(rowField("Requested date", input, "requested-date"), removeButton(row, "date"));
   byId("date-rows").append(row);
   return input;
 }

@@ -29,6 +29,14 @@ function list(items, render) {
 }
 
 function renderCase(record) {
+  // The intake as filed may sit in `record.intake`; top-level fields win where both exist.
+  const intake = { ...(record.intake || {}) };
+  for (const [key, value] of Object.entries(record)) {
+    if (key !== "intake" && value !== undefined && value !== null) {
+      intake[key] = value;
+    }
+  }
+  record = intake;
   document.title = `${record.title} · Caucus`;
   byId("case-title").textContent = record.title;
   byId("case-process").textContent = processName(record.process);
@@ -112,18 +120,12 @@ async function load() {
   renderMembers();
   byId("my-role").textContent = `You: ${roleName(answer.my_role)}`;
   byId("case-content").hidden = false;
-  if (answer.my_role === "neutral") {
+  if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
     byId("invite-section").hidden = false;
     await loadInvitations();
   }
 }
 
-try {
-  await load();
-} catch (error) {
-  byId("case-content").hidden = true;
-  showError(byId("page-error"), error);
-}
 
 const roleSelect = byId("invite-role");
 roleSelect.addEventListener("change", () => {
@@ -185,3 +187,10 @@ byId("copy-link").addEventListener("click", async () => {
     button.textContent = "Select the link and copy it";
   }
 });
+
+try {
+  await load();
+} catch (error) {
+  byId("case-content").hidden = true;
+  showError(byId("page-error"), error);
+}
