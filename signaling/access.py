@@ -158,12 +158,13 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             await authorize(request, rule)
         response = await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            response = web.json_response(
-                error_body(exc.reason.lower().replace(" ", "_"), exc.reason), status=exc.status
-            )
-        else:
-            response = exc
+        if exc.status < 400:
+            for name, value in SECURITY_HEADERS.items():
+                exc.headers.setdefault(name, value)
+            raise
+        response = web.json_response(
+            error_body(exc.reason.lower().replace(" ", "_"), exc.reason), status=exc.status
+        )
     except (CaucusError, ValidationError) as exc:
         response = http_error(exc)
     if not response.prepared:

@@ -22,6 +22,7 @@ from signaling.access import (
     set_session_cookie,
 )
 from signaling.services import SERVICES
+from signaling.sockets import end_session_sockets
 
 routes = web.RouteTableDef()
 
@@ -99,6 +100,7 @@ async def login_totp(request: web.Request) -> web.Response:
 @access("session")
 async def logout(request: web.Request) -> web.Response:
     await request.app[SERVICES].sessions.end(request[SESSION])
+    await end_session_sockets(request.app, request[SESSION].token_hash)
     response = web.json_response({"stage": "anonymous"})
     clear_session_cookie(response)
     return response

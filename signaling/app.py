@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import socketio
 from aiohttp import web
 
 from rooms import __version__
 from signaling import api_accounts, api_admin, api_cases, pages
 from signaling.access import access, security_middleware
 from signaling.services import SERVICES, Services
-from signaling.sockets import EventNamespace, create_socket_server
-
-SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
-NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
+from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
 
 health = web.RouteTableDef()
 

@@ -15,6 +15,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import socketio
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rooms.cases import CASE_ROLES, Member
@@ -84,6 +85,7 @@ class EventNamespace(socketio.AsyncNamespace):
     def __init__(self, namespace: str, services: Services) -> None:
         super().__init__(namespace)
         self.services = services
+        self.sids_by_session: dict[str, set[str]] = {}
         self.events: dict[str, Event] = {}
         for attr in dir(self):
             handler = getattr(self, attr)
@@ -100,10 +102,18 @@ class EventNamespace(socketio.AsyncNamespace):
                 {"code": "unauthenticated", "message": "Sign in first."}
             )
         await self.save_session(sid, {"token": token, "user_id": session.user_id})
+        self.sids_by_session.setdefault(session.token_hash, set()).add(sid)
         log.info("socket connected", extra={"namespace": self.namespace, "user": session.user_id})
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        for sids in self.sids_by_session.values():
+            sids.discard(sid)
         await self.left(sid)
+
+    async def end_session(self, token_hash: str) -> None:
+        """Disconnect every socket opened with a session that has just ended."""
+        for sid in list(self.sids_by_session.pop(token_hash, ())):
+            await self.disconnect(sid)
 
     async def left(self, sid: str) -> None:
         """A connection ended; namespaces release what it held."""
@@ -134,7 +144,6 @@ class EventNamespace(socketio.AsyncNamespace):
         saved = await self.get_session(sid)
         session = await self.services.sessions.find(saved.get("token"))
         if session is None or session.stage != STAGE_ACTIVE:
-            await self.disconnect(sid)
             raise Unauthenticated("Your session has ended; sign in again.")
         user = await self.services.accounts.get(session.user_id)
         member = None
@@ -192,6 +201,15 @@ class CaseNamespace(EventNamespace):
     async def left(self, sid: str) -> None:
         for case_id in [c for c, sids in self.online.items() if sid in sids]:
             await self._leave(sid, case_id)
+
+
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
+
+
+async def end_session_sockets(app: web.Application, token_hash: str) -> None:
+    for namespace in app[NAMESPACES]:
+        await namespace.end_session(token_hash)
 
 
 def create_socket_server(services: Services) -> tuple[socketio.AsyncServer, list[EventNamespace]]:

@@ -1,0 +1,231 @@
+"""Every HTTP route and every socket.io event, called as anonymous, as a party of another
+case, and as the right role: only the right role succeeds where access is role-bound.
+
+The test walks the live router and the registered namespaces, so a new route or event
+without a sample here fails the test instead of going unchecked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyotp
+import pytest
+import socketio
+
+from signaling.access import SESSION_COOKIE, access_of
+from signaling.sockets import NAMESPACES
+from tests.conftest import ApiClient
+from tests.signaling.conftest import INTAKE, PASSWORD, World
+
+Body = Callable[[World], Awaitable[Any]]
+
+
+@dataclass
+class Sample:
+    caller: str  # who should succeed: a world user, "anonymous", or a special session
+    body: Body | None = None
+    wrong: tuple[str, ...] = ()  # who must be refused besides anonymous / the outsider
+
+
+async def _none(_w: World) -> None:
+    return None
+
+
+def const(value: Any) -> Body:
+    async def make(_w: World) -> Any:
+        return value
+
+    return make
+
+
+async def invitation_body(w: World) -> dict[str, Any]:
+    return {"role": "observer", "display_name": "Oscar Observer"}
+
+
+async def accept_body(w: World) -> dict[str, Any]:
+    return {"username": f"new{len(w.users)}", "password": PASSWORD}
+
+
+async def new_user_body(w: World) -> dict[str, Any]:
+    return {"username": f"staff{len(w.users)}", "role": "neutral"}
+
+
+# (method, canonical path) -> who succeeds, with what body.
+SAMPLES: dict[tuple[str, str], Sample] = {
+    ("GET", "/healthz"): Sample("anonymous"),
+    ("GET", "/api/session"): Sample("anonymous"),
+    ("POST", "/api/login"): Sample("anonymous", const({"username": "nina", "password": PASSWORD})),
+    ("POST", "/api/login/totp"): Sample("totp-stage", None),
+    ("POST", "/api/logout"): Sample("fresh-session"),
+    ("POST", "/api/account/password"): Sample("password-stage", None),
+    ("POST", "/api/account/totp/begin"): Sample("fresh-session"),
+    ("POST", "/api/account/totp/confirm"): Sample("totp-enrolling", None),
+    ("POST", "/api/account/totp/disable"): Sample("totp-enabled", None),
+    ("GET", "/api/admin/users"): Sample("root", wrong=("nina",)),
+    ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
+    ("GET", "/api/cases"): Sample("paula"),
+    ("POST", "/api/cases"): Sample("nina", const(INTAKE), wrong=("paula",)),
+    ("GET", "/api/cases/{case_id}"): Sample("paula"),
+    ("GET", "/api/cases/{case_id}/invitations"): Sample("nina", wrong=("paula", "carl")),
+    ("POST", "/api/cases/{case_id}/invitations"): Sample(
+        "nina", invitation_body, wrong=("paula", "carl")
+    ),
+    ("GET", "/api/invitations/{token}"): Sample("anonymous"),
+    ("POST", "/api/invitations/{token}/accept"): Sample("anonymous", accept_body),
+    ("GET", "/"): Sample("anonymous"),
+    ("GET", "/static/vendor/{name}"): Sample("anonymous"),
+    ("GET", "/static/{path}"): Sample("anonymous"),
+}
+PAGE_PREFIXES = ("/login", "/account/", "/admin/users", "/cases", "/invite/")
+
+
+async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
+    """A client in a particular sign-in stage, and the body that succeeds for it."""
+    accounts = w.server.services.accounts
+    name = f"{kind.replace('-', '')}{len(w.users)}"
+    client = w.make_client()
+    if kind == "password-stage":
+        w.users[name] = await accounts.create_user(name, PASSWORD, must_change_password=True)
+        await client.post("/api/login", {"username": name, "password": PASSWORD})
+        return client, {"current_password": PASSWORD, "new_password": PASSWORD + " renewed"}
+    w.users[name] = user = await accounts.create_user(name, PASSWORD)
+    if kind in ("totp-stage", "totp-enabled", "totp-enrolling"):
+        secret, _ = await accounts.totp_begin(user.id)
+        totp = pyotp.TOTP(secret)
+        if kind == "totp-enrolling":
+            await client.post("/api/login", {"username": name, "password": PASSWORD})
+            return client, {"code": totp.now()}
+        codes = await accounts.totp_confirm(user.id, totp.now())
+        await client.post("/api/login", {"username": name, "password": PASSWORD})
+        if kind == "totp-stage":
+            return client, {"code": codes[0]}
+        await client.post("/api/login/totp", {"code": codes[0]})
+        return client, {"password": PASSWORD, "code": codes[1]}
+    await client.post("/api/login", {"username": name, "password": PASSWORD})
+    return client, None
+
+
+def fill(path: str, w: World, token: str) -> str:
+    return (
+        path.replace("{case_id}", w.cases["Case A"])
+        .replace("{token}", token)
+        .replace("{name}", "socket.io.esm.min.js")
+        .replace("{path}", "css/caucus.css")
+    )
+
+
+def routes_of(w: World) -> list[tuple[str, str, Any]]:
+    found = []
+    for route in w.server.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method == "HEAD":
+            continue
+        found.append((route.method, path, route.handler))
+    return found
+
+
+def expect_refused(status: int, what: str) -> None:
+    assert status in (401, 403, 404), what
+
+
+async def test_every_route_is_declared_and_enforced(world: World) -> None:
+    checked = 0
+    for method, path, handler in routes_of(world):
+        rule = access_of(handler)
+        assert rule is not None, f"{method} {path} declares no access"
+        if path == "/socket.io/":
+            continue  # covered by the socket.io test below
+        sample = SAMPLES.get((method, path))
+        if sample is None and method == "GET" and path.startswith(PAGE_PREFIXES):
+            sample = Sample("anonymous")
+        assert sample is not None, f"no authorization sample for {method} {path}"
+        what = f"{method} {path}"
+
+        async def call(
+            client: ApiClient, body: Any, method: str = method, path: str = path
+        ) -> tuple[int, Any]:
+            token = await world.invite("nina", world.cases["Case A"], "observer")
+            status, payload, _ = await client.request(
+                method,
+                fill(path, world, token),
+                body if method != "GET" else None,
+                allow_redirects=False,
+            )
+            return status, payload
+
+        body = await (sample.body or _none)(world)
+        if sample.caller == "anonymous":
+            status, payload = await call(world.make_client(), body)
+            assert status < 400, f"{what} as anonymous: {status} {payload}"
+            checked += 1
+            continue
+
+        status, _ = await call(world.make_client(), body)
+        expect_refused(status, f"{what} as anonymous")
+        if rule.kind in ("admin", "neutral", "case"):
+            status, _ = await call(world.clients["peter"], body)
+            expect_refused(status, f"{what} as a party of another case")
+        for wrong in sample.wrong:
+            status, _ = await call(world.clients[wrong], body)
+            expect_refused(status, f"{what} as {wrong}")
+        if sample.caller in world.clients:
+            right = world.clients[sample.caller]
+        else:
+            right, body = await special_session(world, sample.caller)
+            if rule.kind == "stage":
+                # An active session of another user is the wrong stage for stage routes
+                # that do not list "active".
+                if "active" not in rule.stages:
+                    status, _ = await call(world.clients["peter"], body)
+                    expect_refused(status, f"{what} from an active session")
+        status, payload = await call(right, body)
+        assert status < 400, f"{what} as {sample.caller}: {status} {payload}"
+        checked += 1
+    assert checked >= len(SAMPLES) - 1
+
+
+async def connect(world: World, client: ApiClient | None, namespace: str) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+    headers = {}
+    if client is not None:
+        headers["Cookie"] = f"{SESSION_COOKIE}={client.cookie(SESSION_COOKIE)}"
+    await sio.connect(
+        world.server.url,
+        headers=headers,
+        namespaces=[namespace],
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    return sio
+
+
+EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], dict[str, Any]]]] = {
+    ("/case", "case.join"): ("paula", lambda w: {"case_id": w.cases["Case A"]}),
+    ("/case", "case.leave"): ("paula", lambda w: {"case_id": w.cases["Case A"]}),
+}
+
+
+async def test_every_socket_event_is_enforced(world: World) -> None:
+    namespaces = world.server.app[NAMESPACES]
+    seen = 0
+    for namespace in namespaces:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect(world, None, namespace.namespace)
+        for name in namespace.events:
+            assert (namespace.namespace, name) in EVENT_SAMPLES, f"no sample for {name}"
+            caller, payload_of = EVENT_SAMPLES[(namespace.namespace, name)]
+            payload = payload_of(world)
+            outsider = await connect(world, world.clients["peter"], namespace.namespace)
+            reply = await outsider.call(name, payload, namespace=namespace.namespace, timeout=10)
+            assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
+            await outsider.disconnect()
+            right = await connect(world, world.clients[caller], namespace.namespace)
+            reply = await right.call(name, payload, namespace=namespace.namespace, timeout=10)
+            assert reply["ok"] is True, reply
+            await right.disconnect()
+            seen += 1
+    assert seen == len(EVENT_SAMPLES)

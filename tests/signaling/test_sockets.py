@@ -1,0 +1,77 @@
+"""socket.io: connections need a signed-in session; malformed events get clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import socketio
+import sqlalchemy as sa
+
+from rooms.schema import sessions
+from signaling.access import SESSION_COOKIE
+from tests.signaling.conftest import World
+
+
+async def connect(world: World, cookie: str | None) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+    headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"} if cookie else {}
+    await sio.connect(
+        world.server.url,
+        headers=headers,
+        namespaces=["/case"],
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    return sio
+
+
+async def test_connect_refused_without_or_with_forged_session(world: World) -> None:
+    for cookie in (None, "forged-token"):
+        sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+        headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"} if cookie else {}
+        try:
+            await sio.connect(
+                world.server.url, headers=headers, namespaces=["/case"], transports=["websocket"]
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            assert "Sign in first" in str(exc.args) or exc.args
+        else:
+            raise AssertionError("connection accepted without a session")
+        finally:
+            await sio.disconnect()
+
+
+async def test_wrong_fields_unknown_event_and_logout(world: World) -> None:
+    paula = world.clients["paula"]
+    sio = await connect(world, paula.cookie(SESSION_COOKIE))
+    case_a = world.cases["Case A"]
+    for payload in ({}, {"case": case_a}, {"case_id": 42}, {"case_id": case_a, "extra": 1}, "x"):
+        reply = await sio.call("case.join", payload, namespace="/case", timeout=10)
+        assert reply["ok"] is False
+        assert reply["error"]["code"] == "invalid_payload", reply
+        assert "Traceback" not in reply["error"]["message"]
+    reply = await sio.call("case.nonsense", {}, namespace="/case", timeout=10)
+    assert reply == {
+        "ok": False,
+        "error": {"code": "unknown_event", "message": "No event 'case.nonsense'."},
+    }
+    reply = await sio.call("case.join", {"case_id": case_a}, namespace="/case", timeout=10)
+    assert reply["ok"] is True and reply["online"]
+    # After logout, the open socket is closed by the server at once.
+    disconnected = asyncio.Event()
+    sio.on("disconnect", lambda *args: disconnected.set(), namespace="/case")
+    await paula.post("/api/logout")
+    await asyncio.wait_for(disconnected.wait(), 10)
+    await sio.disconnect()
+
+
+async def test_event_after_session_expiry_is_refused(world: World) -> None:
+    paula = world.clients["paula"]
+    sio = await connect(world, paula.cookie(SESSION_COOKIE))
+    async with world.server.services.store.begin() as conn:
+        await conn.execute(sa.update(sessions).values(expires_at=0))
+    reply = await sio.call(
+        "case.join", {"case_id": world.cases["Case A"]}, namespace="/case", timeout=10
+    )
+    assert reply["ok"] is False and reply["error"]["code"] == "unauthenticated"
+    await sio.disconnect()

@@ -1,0 +1,160 @@
+"""The ``caucus`` command as operators run it: a real process, real TLS, real signals."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import tls_context_without_verification
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def caucus(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "signaling.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_help_reads_like_a_server() -> None:
+    result = caucus("serve", "--help")
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--data-dir", "--database-url", "--config"):
+        assert option in result.stdout
+
+
+def test_serve_prints_url_and_admin_then_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "signaling.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CAUCUS_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        lines = [process.stdout.readline().strip() for _ in range(3)]
+        assert lines[0] == f"Caucus listening on https://127.0.0.1:{port}/"
+        assert lines[1] == "Admin user: admin"
+        password = lines[2].removeprefix("One-time password: ")
+        assert len(password) >= 12
+        base = f"https://127.0.0.1:{port}"
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=tls_context_without_verification()),
+            urllib.request.HTTPCookieProcessor(jar),
+        )
+        with opener.open(base + "/healthz", timeout=10) as response:
+            assert response.status == 200
+            assert json.load(response)["database"] == "sqlite"
+        with opener.open(base + "/api/session", timeout=10) as response:
+            csrf = json.load(response)["csrf_token"]
+        login = urllib.request.Request(
+            base + "/api/login",
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+        )
+        with opener.open(login, timeout=10) as response:
+            assert json.load(response)["stage"] == "password_change_required"
+        assert (tmp_path / "data" / "certs" / "server.pem").is_file()
+        assert (tmp_path / "data" / "certs" / "server.key").stat().st_mode & 0o077 == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Caucus stopped." in out
+
+    # A second start reuses the certificate and does not create another admin.
+    before = (tmp_path / "data" / "certs" / "server.pem").read_bytes()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "signaling.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Caucus listening on")
+        deadline = time.monotonic() + 30
+        second = process.stdout.readline()
+        assert time.monotonic() < deadline
+        assert not second.startswith("Admin user")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert (tmp_path / "data" / "certs" / "server.pem").read_bytes() == before
+
+
+def test_user_add_with_password_stdin(tmp_path: Path) -> None:
+    args = (
+        "user",
+        "add",
+        "nina",
+        "--role",
+        "neutral",
+        "--password-stdin",
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
+    result = caucus(*args, input="a sound passphrase 42\n")
+    assert result.returncode == 0, result.stderr
+    assert "Created neutral nina." in result.stdout
+    again = caucus(*args, input="a sound passphrase 42\n")
+    assert again.returncode == 1 and "taken" in again.stderr
+    weak = caucus(
+        "user",
+        "add",
+        "olga",
+        "--role",
+        "neutral",
+        "--password-stdin",
+        "--data-dir",
+        str(tmp_path / "data"),
+        input="password\n",
+    )
+    assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
+
+
+def test_invalid_setting_is_reported(tmp_path: Path) -> None:
+    result = caucus("serve", "--port", "99999", "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and "invalid settings" in result.stderr
