@@ -1,0 +1,45 @@
+"""A late subscriber sees video at once: a keyframe is requested upstream for it."""
+
+import asyncio
+import time
+
+from .conftest import wait_for
+
+
+async def test_subscriber_joining_late_decodes_within_one_second(worker, participants):
+    publisher = participants("publisher")
+    await publisher.join()
+    producers = lambda: [  # noqa: E731
+        p for t in worker.transports for p in t.producers.values() if p.packets
+    ]
+    await wait_for(lambda: len(producers()) == 2, 10)
+
+    await asyncio.sleep(10)  # the scenario: the subscriber arrives ten seconds later
+
+    subscriber = participants("subscriber", audio=False, video=None)
+    joined = time.monotonic()
+    await subscriber.join()
+    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 5)
+    video = next(t for t in subscriber.tracks.values() if t.kind == "video")
+    assert video.first_frame_at - joined < 1.0
+    assert any(p.keyframe_requests_sent for p in producers())
+
+
+async def test_keyframe_requests_are_coalesced(worker, participants):
+    publisher = participants("publisher", audio=False)
+    await publisher.join()
+    await wait_for(
+        lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
+    )
+    producer = next(p for t in worker.transports for p in t.producers.values())
+    before = producer.keyframe_requests_sent
+    for _ in range(50):
+        producer.request_keyframe()
+    assert producer.keyframe_requests_sent == before + (1 if before == 0 else 0) or (
+        producer.keyframe_requests_sent <= before + 1
+    )
+    # the deferred request is sent once the interval has passed, and only once
+    await wait_for(lambda: producer.keyframe_requests_sent >= before + 1, 2)
+    sent = producer.keyframe_requests_sent
+    await asyncio.sleep(0.7)  # two coalescing intervals: nothing more may be sent
+    assert producer.keyframe_requests_sent <= sent + 1

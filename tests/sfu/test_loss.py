@@ -1,0 +1,29 @@
+"""5% loss toward a subscriber: NACKs are answered and video keeps decoding."""
+
+import time
+
+from .conftest import wait_for
+
+FPS = 30
+
+
+async def test_video_survives_five_percent_loss(worker, participants):
+    publisher = participants("publisher", audio=False)
+    subscriber = participants("subscriber", audio=False, video=None, loss=0.05)
+    await publisher.join()
+    await subscriber.join()
+    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 10)
+
+    video = next(t for t in subscriber.tracks.values() if t.kind == "video")
+    start = time.monotonic()
+    await wait_for(lambda: time.monotonic() - start >= 6, 10)
+    decoded = video.frames_since(start)
+    assert decoded > 0.5 * FPS * 6, decoded
+
+    consumer = next(
+        c for t in worker.stats()["transports"] for c in t["consumers"] if c["kind"] == "video"
+    )
+    assert consumer["nacks_received"] > 0
+    assert consumer["retransmitted"] > 0
+    # de-duplication: never more retransmissions than requested sequence numbers
+    assert consumer["retransmitted"] <= consumer["nack_requests"]
