@@ -60,9 +60,10 @@ import re
 import shutil
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -104,6 +105,8 @@ _SEAL_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 _IO_BATCH_BYTES = 1024 * 1024
 # Batches a reader decrypts ahead of its consumer, each in a worker thread.
 _READ_AHEAD = 2
+
+T = TypeVar("T")
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -181,6 +184,29 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[written:]
 
 
+def _in_thread(func: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    """Run ``func`` in a worker thread. Callers await it through ``asyncio.shield``: a
+    thread cannot be stopped, so its future must stay uncancelled and mean "thread done"."""
+    return asyncio.ensure_future(asyncio.to_thread(func, *args))
+
+
+async def _join(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait until worker threads are done, even if this task is cancelled meanwhile (they
+    may use a file descriptor about to be closed); then let the cancellation through."""
+    pending = {f for f in futures if not f.done()}
+    cancelled = False
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved: failures are reported by the caller's path
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -223,6 +249,7 @@ class BlobWriter:
         self.__out = self.__outs[0]
         self.__out_len = 0
         self.__io: asyncio.Future[None] | None = None
+        self.__threads: set[asyncio.Future[Any]] = set()
         self.__index = 0
         self.__size = 0
         self.__fd: int | None = None
@@ -278,12 +305,18 @@ class BlobWriter:
         try:
             pos = 0
             while pos < n:
-                pos = await asyncio.to_thread(self.__absorb, view, pos)
+                pos = await asyncio.shield(self.__spawn(self.__absorb, view, pos))
                 if not self.__has_room(self.__chunk_size):
                     await self.__submit()
         except BaseException:
             await self.abort()
             raise
+
+    def __spawn(self, func: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        future = _in_thread(func, *args)
+        self.__threads.add(future)
+        future.add_done_callback(self.__threads.discard)
+        return future
 
     def __has_room(self, plaintext_len: int) -> bool:
         return self.__out_len + plaintext_len + TAG_SIZE <= len(self.__out)
@@ -326,10 +359,10 @@ class BlobWriter:
     async def __submit(self) -> None:
         """Hand the current buffer to a writing thread and continue in the other one."""
         if self.__io is not None:
-            io, self.__io = self.__io, None
-            await io  # the other buffer is free again once its write is done
+            await asyncio.shield(self.__io)  # the other buffer is free once it is written
+            self.__io = None
         full = self.__out[: self.__out_len]
-        self.__io = asyncio.ensure_future(asyncio.to_thread(self.__write_out, full))
+        self.__io = self.__spawn(self.__write_out, full)
         self.__out = self.__outs[1] if self.__out is self.__outs[0] else self.__outs[0]
         self.__out_len = 0
 
@@ -346,10 +379,10 @@ class BlobWriter:
             self.__seal_chunk(self.__pending_view[: self.__pending_len], last=True)
             self.__pending_len = 0
             await self.__submit()
-            io, self.__io = self.__io, None
-            assert io is not None
-            await io
-            await asyncio.to_thread(self.__commit)
+            assert self.__io is not None
+            await asyncio.shield(self.__io)
+            self.__io = None
+            await asyncio.shield(self.__spawn(self.__commit))
         except BaseException:
             await self.abort()
             raise
@@ -366,16 +399,20 @@ class BlobWriter:
 
     async def abort(self) -> None:
         """Discard everything written; remove the partial file. Safe to call twice."""
-        if self.__state in ("aborted", "finished"):
+        if self.__state != "open":
             return
-        self.__state = "aborted"
-        self.__pending_view[:] = bytes(len(self.__pending))
-        if self.__io is not None:
-            io, self.__io = self.__io, None
-            await asyncio.gather(io, return_exceptions=True)
-        await asyncio.to_thread(self.__remove_partial)
+        self.__state = "aborting"
+        try:
+            await _join(list(self.__threads))
+        finally:
+            self.__io = None
+            self.__pending_view[:] = bytes(len(self.__pending))
+            self.__remove_partial()
 
     def __remove_partial(self) -> None:
+        if self.__state == "finished":
+            return  # finish() was cancelled after its commit had already succeeded
+        self.__state = "aborted"
         if self.__fd is not None:
             os.close(self.__fd)
             self.__fd = None
@@ -401,7 +438,7 @@ class BlobReader:
         self.__case_key = case_key
         self.__blob_id = blob_id
         self.__fd: int | None = None
-        self.__inflight: set[asyncio.Future[object]] = set()
+        self.__inflight: set[asyncio.Future[Any]] = set()
         self.__aead: AESGCM | None = None
         self.__header = b""
         self.__chunk_size = 0
@@ -431,11 +468,12 @@ class BlobReader:
 
     async def close(self) -> None:
         """Close the file once reads still running in worker threads are done."""
-        if self.__inflight:
-            await asyncio.gather(*self.__inflight, return_exceptions=True)
-        if self.__fd is not None:
-            os.close(self.__fd)
-            self.__fd = None
+        try:
+            await _join(list(self.__inflight))
+        finally:
+            if self.__fd is not None:
+                os.close(self.__fd)
+                self.__fd = None
 
     def __open(self) -> None:
         try:
@@ -515,7 +553,7 @@ class BlobReader:
                     ahead.append((self.__submit_batch(buffer, next_index, stop), buffer))
                     next_index = stop
                 future, buffer = ahead.popleft()
-                pieces, error = await future
+                pieces, error = await asyncio.shield(future)
                 spare.append(buffer)
                 for piece_index, piece in enumerate(pieces, start=index):
                     if piece_index == last and tail_end is not None:
@@ -527,11 +565,11 @@ class BlobReader:
                     raise error
                 index += len(pieces)
         finally:
-            if ahead:
-                await asyncio.gather(*(f for f, _ in ahead), return_exceptions=True)
+            # Batches still running finish in their threads; close() waits for them.
+            ahead.clear()
 
     def __submit_batch(self, buffer: bytearray, first: int, stop: int) -> _BatchFuture:
-        future = asyncio.ensure_future(asyncio.to_thread(self.__read_batch, buffer, first, stop))
+        future = _in_thread(self.__read_batch, buffer, first, stop)
         self.__inflight.add(future)
         future.add_done_callback(self.__inflight.discard)
         return future

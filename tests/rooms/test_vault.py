@@ -402,3 +402,44 @@ def test_seal_failures(key: bytes) -> None:
     with pytest.raises(VaultIntegrityError, match="malformed"):
         unseal(key, b"totp:user-1", sealed[:10])
     assert SpaceVault.seal is seal and SpaceVault.open is unseal
+
+
+# --- cancellation: worker threads are joined before files are closed or removed -------
+
+
+async def test_cancelled_upload_leaves_nothing(vault: SpaceVault, key: bytes) -> None:
+    started = asyncio.Event()
+
+    async def upload() -> None:
+        async with vault.writer(CASE, key, "c") as writer:
+            piece = os.urandom(4 * 1024 * 1024)
+            while True:
+                await writer.write(piece)
+                started.set()
+
+    task = asyncio.create_task(upload())
+    await started.wait()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(vault.root / CASE) == []
+
+
+async def test_abandoned_download_closes_cleanly(vault: SpaceVault, key: bytes) -> None:
+    data = os.urandom(40 * CS)
+    await vault.write_bytes(CASE, key, "d", data)
+
+    async def download() -> None:
+        async with vault.reader(CASE, key, "d") as reader:
+            async for _ in reader:
+                await asyncio.sleep(1)
+
+    task = asyncio.create_task(download())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with vault.reader(CASE, key, "d") as reader:
+        first = [p async for p in reader.read_range(0, 10)]
+        assert b"".join(first) == data[:11]
