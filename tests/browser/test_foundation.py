@@ -207,6 +207,8 @@ async def test_foundation_journey(browser: Browser, caucus_server: RunningServer
     # The first admin signs in with the printed one-time password and must replace it.
     admin_context = await new_context(browser, server, watch)
     admin = await admin_context.new_page()
+    health = await admin.request.get("/healthz")
+    assert (await health.json())["database"] == server.database
     await admin.goto("/")
     await expect(admin).to_have_url(re.compile(r"/login"))
     await sign_in(admin, server.admin_username, "not the password")
@@ -297,6 +299,9 @@ async def test_foundation_journey(browser: Browser, caucus_server: RunningServer
     await neutral.get_by_role("button", name="Create invitation").click()
     await expect(neutral.get_by_test_id("invitation-link")).to_contain_text("/invite/")
     await expect(neutral.get_by_test_id("invitation-row")).to_have_count(2)
+    invitations = neutral.get_by_test_id("invitation-row")
+    await expect(invitations.filter(has_text=PARTY_NAME)).to_contain_text("Accepted")
+    await expect(invitations.filter(has_text="Dana Okafor")).to_contain_text("Waiting")
 
     for context in (admin_context, neutral_context, party_context, stranger_context):
         await context.close()

@@ -1,7 +1,7 @@
 // /cases/{case_id}: the case's details and people; its neutral also invites parties, counsel and observers.
 
 import { api, requireStage } from "./api.js";
-import { byId, el, formatDate, humanize, processName, roleName } from "./dom.js";
+import { byId, el, formatDate, humanize, processName, roleName, toDate } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
 
@@ -98,7 +98,7 @@ async function loadInvitations() {
       let state = "Waiting";
       if (invitation.used_at) {
         state = `Accepted ${formatDate(invitation.used_at, { withTime: true })}`;
-      } else if (invitation.expires_at && new Date(invitation.expires_at).getTime() < now) {
+      } else if (toDate(invitation.expires_at) !== null && toDate(invitation.expires_at).getTime() < now) {
         state = "Expired";
       }
       return el(

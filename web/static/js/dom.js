@@ -64,18 +64,31 @@ export function humanize(word) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** A date or timestamp in the reader's locale; the raw text when it does not parse. */
-export function formatDate(value, { withTime = false } = {}) {
-  if (!value) {
-    return "";
+/** A Date from a day ("2026-12-01"), an ISO timestamp or Unix time in seconds; null if none. */
+export function toDate(value) {
+  if (value === null || value === undefined || value === "") {
+    return null;
   }
-  const dateOnly = /^\d{4}-\d{2}-\d{2}$/.test(value);
-  const date = new Date(dateOnly ? `${value}T00:00:00` : value);
-  if (Number.isNaN(date.getTime())) {
-    return String(value);
+  let date;
+  if (typeof value === "number" || /^\d+(\.\d+)?$/.test(value)) {
+    // The API writes instants as Unix time in seconds.
+    date = new Date(Number(value) * 1000);
+  } else if (/^\d{4}-\d{2}-\d{2}$/.test(value)) {
+    date = new Date(`${value}T00:00:00`);
+  } else {
+    date = new Date(value);
+  }
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/** A date or instant in the reader's locale; the raw text when it does not parse. */
+export function formatDate(value, { withTime = false } = {}) {
+  const date = toDate(value);
+  if (date === null) {
+    return value === null || value === undefined ? "" : String(value);
   }
   const options = { year: "numeric", month: "long", day: "numeric" };
-  if (withTime && !dateOnly) {
+  if (withTime && !/^\d{4}-\d{2}-\d{2}$/.test(value)) {
     options.hour = "2-digit";
     options.minute = "2-digit";
   }
