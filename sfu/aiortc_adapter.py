@@ -16,7 +16,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtectionProfile
+from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtectionProfile, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
@@ -35,7 +35,7 @@ PRIVATE_API: tuple[tuple[type, str], ...] = (
 PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     RTCRtpSender: ("_ssrc", "_rtx_ssrc"),
     RTCRtpTransceiver: ("_codecs", "_headerExtensions"),
-    RTCDtlsTransport: ("_srtp_profiles", "_tx_srtp", "_ssl", "_rtp_header_extensions_map"),
+    RTCDtlsTransport: ("_srtp_profiles", "_tx_srtp", "_ssl", "_state"),
 }
 
 RtpHandler = Callable[[RtpPacket, int], None]
@@ -168,7 +168,7 @@ class RtpWriter:
     def write_rtp(self, data: bytes) -> bool:
         dtls = self._dtls
         srtp = dtls._tx_srtp
-        if srtp is None or dtls.state != "connected":
+        if srtp is None or dtls._state is not State.CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
@@ -182,7 +182,7 @@ class RtpWriter:
     def write_rtcp(self, data: bytes) -> bool:
         dtls = self._dtls
         srtp = dtls._tx_srtp
-        if srtp is None or dtls.state != "connected":
+        if srtp is None or dtls._state is not State.CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:

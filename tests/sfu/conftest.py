@@ -27,8 +27,11 @@ async def participants(worker):
         await p.close()
 
 
-async def wait_for(condition, timeout: float) -> None:
-    """Poll ``condition()`` until true; ``TimeoutError`` after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def wait_for(condition, within: float) -> None:
+    """Poll ``condition()`` until true; ``TimeoutError`` after ``within`` seconds.
+
+    Counters live in aiortc and SFU objects without change notifications, so polling is
+    the condition wait here."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.05)

@@ -42,7 +42,7 @@ async def test_three_participants_receive_each_other_without_sfu_coding(
         lambda: all(
             c.frames_from_all(2, "video") and c.frames_from_all(2, "audio") for c in clients
         ),
-        timeout=20,
+        20,
     )
     for client in clients:
         assert sorted(t.kind for t in client.tracks.values()) == [
