@@ -231,8 +231,15 @@ class BlobWriter:
     """
 
     def __init__(
-        self, directory: Path, case_id: str, case_key: bytes, blob_id: str, chunk_size: int
+        self,
+        directory: Path,
+        case_id: str,
+        case_key: bytes,
+        blob_id: str,
+        chunk_size: int,
+        offload_io: bool = False,
     ) -> None:
+        self.__offload = offload_io
         self.__directory = directory
         self.__final = directory / blob_id
         self.__partial = directory / (blob_id + PARTIAL_SUFFIX)
@@ -305,7 +312,10 @@ class BlobWriter:
         try:
             pos = 0
             while pos < n:
-                pos = await asyncio.shield(self.__spawn(self.__absorb, view, pos))
+                if self.__offload:
+                    pos = await asyncio.shield(self.__spawn(self.__absorb, view, pos))
+                else:
+                    pos = self.__absorb(view, pos)
                 if not self.__has_room(self.__chunk_size):
                     await self.__submit()
         except BaseException:
@@ -362,6 +372,11 @@ class BlobWriter:
             await asyncio.shield(self.__io)  # the other buffer is free once it is written
             self.__io = None
         full = self.__out[: self.__out_len]
+        if not self.__offload:
+            self.__write_out(full)  # one large write to the page cache
+            self.__out_len = 0
+            await asyncio.sleep(0)  # let other tasks run between batches
+            return
         self.__io = self.__spawn(self.__write_out, full)
         self.__out = self.__outs[1] if self.__out is self.__outs[0] else self.__outs[0]
         self.__out_len = 0
@@ -379,9 +394,9 @@ class BlobWriter:
             self.__seal_chunk(self.__pending_view[: self.__pending_len], last=True)
             self.__pending_len = 0
             await self.__submit()
-            assert self.__io is not None
-            await asyncio.shield(self.__io)
-            self.__io = None
+            if self.__io is not None:
+                await asyncio.shield(self.__io)
+                self.__io = None
             await asyncio.shield(self.__spawn(self.__commit))
         except BaseException:
             await self.abort()
@@ -432,7 +447,10 @@ class BlobReader:
     once on one reader. Pieces are ``bytes`` the caller may keep.
     """
 
-    def __init__(self, path: Path, case_id: str, case_key: bytes, blob_id: str) -> None:
+    def __init__(
+        self, path: Path, case_id: str, case_key: bytes, blob_id: str, offload_io: bool = False
+    ) -> None:
+        self.__offload = offload_io
         self.__path = path
         self.__case_id = case_id
         self.__case_key = case_key
@@ -547,14 +565,18 @@ class BlobReader:
         try:
             index = first
             while index <= last:
-                while len(ahead) < _READ_AHEAD and next_index <= last:
+                while self.__offload and len(ahead) < _READ_AHEAD and next_index <= last:
                     stop = min(last + 1, next_index + per_batch)
                     buffer = spare.pop()
                     ahead.append((self.__submit_batch(buffer, next_index, stop), buffer))
                     next_index = stop
-                future, buffer = ahead.popleft()
-                pieces, error = await asyncio.shield(future)
-                spare.append(buffer)
+                if self.__offload:
+                    future, buffer = ahead.popleft()
+                    pieces, error = await asyncio.shield(future)
+                    spare.append(buffer)
+                else:
+                    stop = min(last + 1, index + per_batch)
+                    pieces, error = self.__read_batch(spare[0], index, stop)
                 for piece_index, piece in enumerate(pieces, start=index):
                     if piece_index == last and tail_end is not None:
                         piece = piece[:tail_end]
@@ -564,6 +586,8 @@ class BlobReader:
                 if error is not None:
                     raise error
                 index += len(pieces)
+                if not self.__offload:
+                    await asyncio.sleep(0)  # let other tasks run between batches
         finally:
             # Batches still running finish in their threads; close() waits for them.
             ahead.clear()
@@ -614,9 +638,12 @@ class SpaceVault:
     ``[A-Za-z0-9_-]{1,128}`` so they are always plain path components.
     """
 
-    def __init__(self, root: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(
+        self, root: Path, chunk_size: int = DEFAULT_CHUNK_SIZE, offload_io: bool = False
+    ) -> None:
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
+        self.__offload = offload_io
         self.__root = Path(root)
         self.__chunk_size = chunk_size
 
@@ -640,7 +667,9 @@ class SpaceVault:
         """A writer for a new blob; ``async with vault.writer(...) as w: ...``."""
         _check_key(case_key)
         self.blob_path(case_id, blob_id)
-        return BlobWriter(self.case_dir(case_id), case_id, case_key, blob_id, self.__chunk_size)
+        return BlobWriter(
+            self.case_dir(case_id), case_id, case_key, blob_id, self.__chunk_size, self.__offload
+        )
 
     def reader(self, case_id: str, case_key: bytes, blob_id: str) -> BlobReader:
         """A reader for a finished blob; ``async with vault.reader(...) as r: ...``.
@@ -649,7 +678,8 @@ class SpaceVault:
         ``VaultIntegrityError`` if the header or file length is malformed.
         """
         _check_key(case_key)
-        return BlobReader(self.blob_path(case_id, blob_id), case_id, case_key, blob_id)
+        path = self.blob_path(case_id, blob_id)
+        return BlobReader(path, case_id, case_key, blob_id, self.__offload)
 
     async def write_bytes(self, case_id: str, case_key: bytes, blob_id: str, data: bytes) -> int:
         """Store ``data`` as a blob in one call; return its size."""

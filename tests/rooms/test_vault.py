@@ -23,9 +23,9 @@ STRIDE = CS + TAG_SIZE
 CASE = "case-1"
 
 
-@pytest.fixture
-def vault(tmp_path: Path) -> SpaceVault:
-    return SpaceVault(tmp_path / "blobs")
+@pytest.fixture(params=[False, True], ids=["inline-io", "offload-io"])
+def vault(tmp_path: Path, request: pytest.FixtureRequest) -> SpaceVault:
+    return SpaceVault(tmp_path / "blobs", offload_io=request.param)
 
 
 @pytest.fixture
