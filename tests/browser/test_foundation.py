@@ -306,3 +306,26 @@ async def test_foundation_journey(browser: Browser, caucus_server: RunningServer
     for context in (admin_context, neutral_context, party_context, stranger_context):
         await context.close()
     assert watch.problems == []
+
+
+async def test_sign_in_explains_rate_limit(browser: Browser, caucus_server: RunningServer) -> None:
+    watch = PageWatch()
+    context = await new_context(browser, caucus_server, watch)
+    page = await context.new_page()
+    await page.goto("/login")
+    alert = page.get_by_role("alert")
+    for _attempt in range(10):
+        await page.get_by_label("Username").fill(caucus_server.admin_username)
+        await page.get_by_label("Password").fill("not the password")
+        async with page.expect_response("**/api/login") as answer:
+            await page.get_by_role("button", name="Sign in").click()
+        if (await answer.value).status == 429:
+            break
+        await expect(alert).to_have_text("Wrong username or password.")
+    else:
+        pytest.fail("ten wrong passwords in a row were never rate-limited")
+    await expect(alert).to_contain_text(re.compile(r"too many", re.IGNORECASE))
+    await expect(alert).to_contain_text(re.compile(r"try again in (about )?\d+ (minutes|seconds)"))
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await context.close()
+    assert watch.problems == []

@@ -7,7 +7,7 @@ export function showError(region, error) {
     const wait = error.retryAfter;
     if (wait !== null && wait !== undefined) {
       const minutes = Math.ceil(wait / 60);
-      message += wait >= 90 ? ` Try again in about ${minutes} minutes.` : ` Try again in ${wait} seconds.`;
+      message += wait >= 90 ? ` You can try again in about ${minutes} minutes.` : ` You can try again in ${wait} seconds.`;
     }
   }
   region.textContent = message;
