@@ -3,6 +3,7 @@
 from .media import PatternVideoTrack, PreEncodedVideoTrack, encode_vp8_clip
 from .participant import Participant, ReceivedTrack
 from .signal import LocalSignal, Signal
+from .socket_signal import SignalError, SocketSignal
 
 __all__ = [
     "LocalSignal",
@@ -11,5 +12,7 @@ __all__ = [
     "PreEncodedVideoTrack",
     "ReceivedTrack",
     "Signal",
+    "SignalError",
+    "SocketSignal",
     "encode_vp8_clip",
 ]

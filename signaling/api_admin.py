@@ -1,4 +1,4 @@
-"""Administration routes: the user list and creating staff accounts."""
+"""Administration routes: the user list, creating staff accounts, media statistics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from signaling.access import access, read_json
+from signaling.media import MEDIA_NAMESPACE
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -42,3 +43,10 @@ async def create_user(request: web.Request) -> web.Response:
         check_policy=False,
     )
     return web.json_response({"user": user.public(), "one_time_password": password}, status=201)
+
+
+@routes.get("/api/admin/media")
+@access("admin")
+async def media_stats(request: web.Request) -> web.Response:
+    """The SFU's counters: per router, per transport (with producers and consumers)."""
+    return web.json_response(request.app[MEDIA_NAMESPACE].stats())

@@ -7,8 +7,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rooms import __version__
+from sfu import Worker
 from signaling import api_accounts, api_admin, api_cases, pages
 from signaling.access import access, security_middleware
+from signaling.media import (
+    MEDIA_NAMESPACE,
+    MEDIA_WORKER,
+    MediaNamespace,
+    media_context,
+    media_settings,
+)
 from signaling.services import SERVICES, Services
 from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
 
@@ -35,9 +43,14 @@ def build_app(services: Services) -> web.Application:
     for table in (health, api_accounts.routes, api_admin.routes, api_cases.routes, pages.routes):
         app.add_routes(table)
 
-    sockets, namespaces = create_socket_server(services)
+    worker = Worker(media_settings(services.settings))
+    sockets, namespaces = create_socket_server(services, worker)
     app[SOCKETS] = sockets
     app[NAMESPACES] = namespaces
+    media = next(n for n in namespaces if isinstance(n, MediaNamespace))
+    app[MEDIA_WORKER] = worker
+    app[MEDIA_NAMESPACE] = media
+    app.cleanup_ctx.append(media_context(media))
 
     # socket.io authenticates its connections itself (session cookie at connect); the
     # engine.io handshake is same-origin only, so its polling POSTs carry no CSRF header.

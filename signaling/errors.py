@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from rooms.errors import CaucusError, RateLimited
+from sfu.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,25 @@ def describe_validation(error: ValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) + "."
 
 
+#: SFU error codes as the API spells them, with their HTTP status.
+MEDIA_ERRORS = {
+    "invalid-sdp": ("invalid_sdp", 400),
+    "no-supported-codec": ("no_supported_codec", 400),
+    "invalid-state": ("invalid_state", 409),
+    "not-found": ("not_found", 404),
+}
+
+
+def media_error(error: MediaError) -> tuple[str, str, int]:
+    """An SFU refusal as (code, message, HTTP status)."""
+    code, status = MEDIA_ERRORS.get(error.code, (error.code.replace("-", "_"), 400))
+    return code, error.message, status
+
+
 def http_error(error: Exception) -> web.Response:
+    if isinstance(error, MediaError):
+        code, message, status = media_error(error)
+        return web.json_response(error_body(code, message), status=status)
     if isinstance(error, CaucusError):
         headers = {}
         if isinstance(error, RateLimited):
@@ -44,6 +63,9 @@ def socket_error(error: Exception) -> dict[str, Any]:
     """The acknowledgement payload for a failed socket.io event."""
     if isinstance(error, CaucusError):
         return {"ok": False, **error_body(error.code, error.message)}
+    if isinstance(error, MediaError):
+        code, message, _status = media_error(error)
+        return {"ok": False, **error_body(code, message)}
     if isinstance(error, ValidationError):
         return {"ok": False, **error_body("invalid_payload", describe_validation(error))}
     log.exception("socket event failed", exc_info=error)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rooms.cases import CASE_ROLES, Member
 from rooms.errors import CaucusError, Unauthenticated
 from rooms.sessions import STAGE_ACTIVE
+from sfu import Worker
 from signaling.access import SESSION_COOKIE
 from signaling.errors import socket_error
 from signaling.services import Services
@@ -212,7 +213,10 @@ async def end_session_sockets(app: web.Application, token_hash: str) -> None:
         await namespace.end_session(token_hash)
 
 
-def create_socket_server(services: Services) -> tuple[socketio.AsyncServer, list[EventNamespace]]:
+def create_socket_server(
+    services: Services, worker: Worker | None = None
+) -> tuple[socketio.AsyncServer, list[EventNamespace]]:
+    """The socket.io server and its namespaces; with an SFU ``worker``, also ``/media``."""
     manager = None
     if services.settings.redis_url:
         manager = socketio.AsyncRedisManager(services.settings.redis_url)
@@ -225,6 +229,10 @@ def create_socket_server(services: Services) -> tuple[socketio.AsyncServer, list
         engineio_logger=False,
     )
     namespaces: list[EventNamespace] = [CaseNamespace(services)]
+    if worker is not None:
+        from signaling.media import MediaNamespace  # it builds on this module
+
+        namespaces.append(MediaNamespace(services, worker))
     for namespace in namespaces:
         server.register_namespace(namespace)
     return server, namespaces

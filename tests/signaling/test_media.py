@@ -1,0 +1,177 @@
+"""Live media over socket.io against the real server: three headless participants in one
+case's room receive each other, and bad input gives clear errors and leaks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+import socketio
+from aiortc import RTCPeerConnection, RTCRtpSender
+
+from client import Participant, SignalError, SocketSignal
+from client.media import PatternVideoTrack
+from signaling.access import SESSION_COOKIE
+from signaling.media import MEDIA_WORKER, MediaNamespace
+from signaling.sockets import NAMESPACES
+from tests.signaling.conftest import PASSWORD, World
+
+
+def signal_for(world: World, name: str, case: str = "Case A") -> SocketSignal:
+    return SocketSignal(world.server.url, name, PASSWORD, world.cases[case], insecure=True)
+
+
+def media_namespace(world: World) -> MediaNamespace:
+    return next(n for n in world.server.app[NAMESPACES] if isinstance(n, MediaNamespace))
+
+
+async def wait_for(condition, within: float) -> None:
+    """Poll ``condition()`` until it holds; the counters polled have no change events."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def publish_offer(codec: str = "video/VP8") -> str:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
+    transceiver.setCodecPreferences(vp8)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    if codec != "video/VP8":
+        sdp = re.sub(r"VP8/90000", codec.split("/")[1] + "/90000", sdp)
+    return sdp
+
+
+async def test_three_participants_receive_each_other(world: World) -> None:
+    names = ("nina", "paula", "carl")
+    people = [Participant(name, signal_for(world, name)) for name in names]
+    try:
+        for person in people:
+            await person.join()
+        async with asyncio.timeout(60):
+            for person in people:
+                await person.wait_until(
+                    lambda p: p.frames_from_all(2, "video") and p.frames_from_all(2, "audio")
+                )
+        for person in people:
+            signal = person.signal
+            assert isinstance(signal, SocketSignal)
+            others = {s.signal.participant_id for s in people if s is not person}
+            # every received track is labelled with its sender, and it is one of the others
+            by_owner: dict[str, set[str]] = {}
+            for mid, track in person.tracks.items():
+                label = signal.tracks[mid]
+                assert label["kind"] == track.kind
+                by_owner.setdefault(label["participant_id"], set()).add(track.kind)
+            assert set(by_owner) == others
+            assert all(kinds == {"audio", "video"} for kinds in by_owner.values())
+            assert len(signal.participants) == 3
+        stats = media_namespace(world).stats()
+        profiles = {t["srtp_profile"] for t in stats["transports"]}
+        assert profiles <= {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}, profiles
+
+        # one leaves: the others' tracks and participant lists drop it
+        gone = people.pop()
+        gone_id = gone.signal.participant_id
+        await gone.close()
+        async with asyncio.timeout(15):
+            for person in people:
+                await person.signal.wait_until(
+                    lambda s: (
+                        len(s.participants) == 2
+                        and all(t["participant_id"] != gone_id for t in s.tracks.values())
+                    )
+                )
+    finally:
+        for person in people:
+            await person.close()
+    worker = world.server.app[MEDIA_WORKER]
+    await wait_for(lambda: not worker.transports, 10)
+    assert media_namespace(world).live == {}
+
+
+async def connect(world: World, name: str) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+    await sio.connect(
+        world.server.url,
+        headers={"Cookie": f"{SESSION_COOKIE}={world.clients[name].cookie(SESSION_COOKIE)}"},
+        namespaces=["/media"],
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    return sio
+
+
+async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> None:
+    worker = world.server.app[MEDIA_WORKER]
+    case_a, case_b = world.cases["Case A"], world.cases["Case B"]
+    sio = await connect(world, "paula")
+
+    async def call(event: str, payload: object) -> dict:
+        return await sio.call(event, payload, namespace="/media", timeout=15)
+
+    try:
+        reply = await call("media.publish", {"case_id": case_a, "sdp": "v=0"})
+        assert reply["error"]["code"] == "not_joined", reply
+        reply = await call("media.join", {"case_id": case_b})
+        assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
+        assert not worker.transports
+
+        reply = await call("media.join", {"case_id": case_a})
+        assert reply["ok"] is True, reply
+        transports = len(worker.transports)
+        tasks = len(asyncio.all_tasks())
+
+        reply = await call("media.join", {"case_id": case_a})
+        assert reply["error"]["code"] == "already_joined", reply
+        reply = await call("media.publish", {"case_id": case_b, "sdp": "v=0"})
+        assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
+
+        bad_offers = [
+            ("this is not SDP", "invalid_sdp"),
+            ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96\r\n", "invalid_sdp"),
+            (await publish_offer("video/VP9"), "no_supported_codec"),
+        ]
+        for sdp, code in bad_offers:
+            reply = await call("media.publish", {"case_id": case_a, "sdp": sdp})
+            assert reply["ok"] is False, reply
+            assert reply["error"]["code"] == code, reply
+            assert "Traceback" not in reply["error"]["message"]
+            await wait_for(lambda: len(worker.transports) == transports, 5)
+            await wait_for(lambda: len(asyncio.all_tasks()) <= tasks, 5)
+
+        for payload in ({"case_id": case_a}, {"case_id": case_a, "sdp": ""}, "x"):
+            reply = await call("media.publish", payload)
+            assert reply["error"]["code"] == "invalid_payload", reply
+
+        reply = await call("media.leave", {"case_id": case_a})
+        assert reply["ok"] is True, reply
+        await wait_for(lambda: not worker.transports, 5)
+        reply = await call("media.leave", {"case_id": case_a})
+        assert reply["error"]["code"] == "not_joined", reply
+
+        # joining again after leaving works; disconnecting is leaving
+        reply = await call("media.join", {"case_id": case_a})
+        assert reply["ok"] is True, reply
+        await sio.disconnect()
+        await wait_for(lambda: not worker.transports and not media_namespace(world).live, 5)
+    finally:
+        await sio.disconnect()
+
+
+async def test_socket_signal_refusals(world: World) -> None:
+    outsider = signal_for(world, "peter")  # a party of Case B
+    with pytest.raises(SignalError) as info:
+        await outsider.connect("peter", lambda offer: offer)  # type: ignore[arg-type,return-value]
+    assert info.value.code in ("not_found", "forbidden")
+    await outsider.close()
+    wrong = SocketSignal(
+        world.server.url, "paula", "wrong password 99", world.cases["Case A"], insecure=True
+    )
+    with pytest.raises(SignalError) as info:
+        await wrong.sign_in()
+    assert info.value.code == "invalid_credentials"
