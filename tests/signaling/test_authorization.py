@@ -7,6 +7,7 @@ without a sample here fails the test instead of going unchecked.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pyotp
 import pytest
 import socketio
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
 
 from signaling.access import SESSION_COOKIE, access_of
 from signaling.sockets import NAMESPACES
@@ -65,6 +68,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/totp/confirm"): Sample("totp-enrolling", None),
     ("POST", "/api/account/totp/disable"): Sample("totp-enabled", None),
     ("GET", "/api/admin/users"): Sample("root", wrong=("nina",)),
+    ("GET", "/api/admin/media"): Sample("root", wrong=("nina",)),
     ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
     ("GET", "/api/cases"): Sample("paula"),
     ("POST", "/api/cases"): Sample("nina", const(INTAKE), wrong=("paula",)),
@@ -203,9 +207,30 @@ async def connect(world: World, client: ApiClient | None, namespace: str) -> soc
     return sio
 
 
-EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], dict[str, Any]]]] = {
-    ("/case", "case.join"): ("paula", lambda w: {"case_id": w.cases["Case A"]}),
-    ("/case", "case.leave"): ("paula", lambda w: {"case_id": w.cases["Case A"]}),
+async def publish_body(w: World) -> dict[str, Any]:
+    pc = RTCPeerConnection()
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return {"case_id": w.cases["Case A"], "sdp": sdp}
+
+
+def case_a(w: World) -> dict[str, Any]:
+    return {"case_id": w.cases["Case A"]}
+
+
+EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
+    ("/case", "case.join"): ("paula", case_a),
+    ("/case", "case.leave"): ("paula", case_a),
+    ("/media", "media.join"): ("paula", case_a),
+    ("/media", "media.publish"): ("carl", publish_body),
+    ("/media", "media.leave"): ("paula", case_a),
+}
+# Events the right caller sends first (with the case payload) on the same connection.
+EVENT_PRELUDES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("/media", "media.publish"): ("media.join",),
+    ("/media", "media.leave"): ("media.join",),
 }
 
 
@@ -219,11 +244,18 @@ async def test_every_socket_event_is_enforced(world: World) -> None:
             assert (namespace.namespace, name) in EVENT_SAMPLES, f"no sample for {name}"
             caller, payload_of = EVENT_SAMPLES[(namespace.namespace, name)]
             payload = payload_of(world)
+            if inspect.isawaitable(payload):
+                payload = await payload
             outsider = await connect(world, world.clients["peter"], namespace.namespace)
             reply = await outsider.call(name, payload, namespace=namespace.namespace, timeout=10)
             assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
             await outsider.disconnect()
             right = await connect(world, world.clients[caller], namespace.namespace)
+            for before in EVENT_PRELUDES.get((namespace.namespace, name), ()):
+                reply = await right.call(
+                    before, case_a(world), namespace=namespace.namespace, timeout=10
+                )
+                assert reply["ok"] is True, reply
             reply = await right.call(name, payload, namespace=namespace.namespace, timeout=10)
             assert reply["ok"] is True, reply
             await right.disconnect()
