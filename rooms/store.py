@@ -7,6 +7,7 @@ to their async drivers here, so the rest of Caucus never names a driver.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -86,14 +87,26 @@ class Store:
             yield connection
 
     async def vacuum(self) -> None:
-        """Reclaim freed pages (SQLite) so deleted rows leave no readable remains."""
+        """Reclaim freed pages (SQLite) so deleted rows leave no readable remains.
+
+        ``VACUUM`` rewrites the database file; in WAL mode the old page images (deleted
+        rows included) still sit in the ``-wal`` file until a checkpoint, so the WAL is
+        then checkpointed and truncated to zero bytes. PostgreSQL: nothing to do here
+        (deleted rows are gone from every query and dump; autovacuum reclaims the pages).
+        """
         if self.backend != "sqlite":
             return
         async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            await connection.run_sync(lambda _c: None)
-            driver = raw.driver_connection
-            await driver.execute("VACUUM")
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.exec_driver_sql("VACUUM")
+            for attempt in range(50):
+                busy, _log, _done = (
+                    await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                ).one()
+                if not busy:
+                    return
+                await asyncio.sleep(0.02 * (attempt + 1))  # a reader holds an old snapshot
+            log.warning("the SQLite WAL could not be truncated after VACUUM (readers busy)")
 
     async def close(self) -> None:
         await self.engine.dispose()
