@@ -85,6 +85,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=certificate.ssl_context())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
         await site.start()
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -96,10 +100,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             print("(You will be asked to choose a new password at first sign-in.)", flush=True)
         if certificate.ca_path:
             print(f"Self-signed certificate authority: {certificate.ca_path}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         if ready is not None:
             ready.set()
         await stop.wait()
