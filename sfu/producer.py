@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
     from .aiortc_adapter import RtpWriter
     from .consumer import Consumer
     from .settings import MediaSettings
+
+
+class ProducerSink(Protocol):
+    """Receives a producer's packets without being a peer (e.g. a recorder)."""
+
+    def on_rtp(self, packet: RtpPacket) -> None: ...
+
+    def on_producer_closed(self, producer: Producer) -> None: ...
+
 
 #: A gap larger than this is a restart or reordering storm, not loss worth NACKing.
 MAX_UPSTREAM_NACK_GAP = 64
@@ -65,6 +74,8 @@ class Producer:
         self.ssrc: int | None = None
         #: Consumers currently fed by this producer (the router keeps this list).
         self.consumers: list[Consumer] = []
+        #: Non-peer receivers of every packet (recorders); see :meth:`add_sink`.
+        self.sinks: list[ProducerSink] = []
 
         self._payload_type = codec.payloadType
         self._rtx_payload_type = rtx_payload_type
@@ -119,6 +130,8 @@ class Producer:
         payload = packet.payload
         if not payload:
             return
+        for sink in self.sinks:
+            sink.on_rtp(packet)
 
         seq = packet.sequence_number
         if packet.ssrc != self.ssrc:
@@ -167,6 +180,21 @@ class Producer:
         if entry is not None and entry[0] == seq:
             return entry
         return None
+
+    # --- sinks --------------------------------------------------------------------------
+
+    def add_sink(self, sink: ProducerSink) -> None:
+        """Also hand every packet (RTX unwrapped, not rewritten) to ``sink.on_rtp``, and
+        call ``sink.on_producer_closed(self)`` when this producer closes.  ``on_rtp`` runs
+        on the forwarding path: it must be cheap and must not raise."""
+        if self.closed:
+            sink.on_producer_closed(self)
+        elif sink not in self.sinks:
+            self.sinks.append(sink)
+
+    def remove_sink(self, sink: ProducerSink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
 
     # --- feedback toward the publisher -------------------------------------------------
 
@@ -292,6 +320,9 @@ class Producer:
         if self._keyframe_timer is not None:
             self._keyframe_timer.cancel()
             self._keyframe_timer = None
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.on_producer_closed(self)
 
     def stats(self) -> dict[str, object]:
         return {
