@@ -26,6 +26,7 @@ PAGES = {
     "/cases": "cases.html",
     "/cases/new": "case-new.html",
     "/cases/{case_id}": "case.html",
+    "/cases/{case_id}/live": "live.html",
     "/invite/{token}": "invite.html",
 }
 

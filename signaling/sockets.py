@@ -25,6 +25,7 @@ from sfu import Worker
 from signaling.access import SESSION_COOKIE
 from signaling.errors import socket_error
 from signaling.services import Services
+from signaling.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,21 @@ async def end_session_sockets(app: web.Application, token_hash: str) -> None:
         await namespace.end_session(token_hash)
 
 
+def same_origin(settings: Settings) -> Callable[[str | None, dict[str, Any]], bool]:
+    """The origin check of the engine.io handshake: the page must come from this server.
+
+    The server speaks HTTPS only, but engine.io's own same-origin rule assumes ``http``
+    behind aiohttp, so the check is spelled out here (plus ``public_url`` behind a proxy).
+    """
+    public = settings.public_url.rstrip("/") if settings.public_url else None
+
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        host = environ.get("HTTP_HOST")
+        return origin is not None and (origin == f"https://{host}" or origin == public)
+
+    return allowed
+
+
 def create_socket_server(
     services: Services, worker: Worker | None = None
 ) -> tuple[socketio.AsyncServer, list[EventNamespace]]:
@@ -223,7 +239,7 @@ def create_socket_server(
     server = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=None,  # same origin only
+        cors_allowed_origins=same_origin(services.settings),
         max_http_buffer_size=1_000_000,
         logger=False,
         engineio_logger=False,

@@ -1,0 +1,224 @@
+"""The live room in real browsers: three members of a case join through the page, each
+receives the others' audio and video (decoded frames rising in getStats()), the media is
+protected with AES-128 SRTP, and a member who leaves disappears from the others' grids."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from tests.conftest import ApiClient
+from tests.signaling.conftest import INTAKE
+
+if TYPE_CHECKING:
+    from conftest import RunningServer
+
+pytestmark = pytest.mark.browser
+
+ADMIN_PASSWORD = "granite-meadow-lantern-3391"
+AES_128 = {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}
+PEOPLE = {
+    "nina": ("nadia.brennan", "Nadia Brennan", "cedar-window-compass-7730"),
+    "paula": ("maria.lindqvist", "Maria Lindqvist", "orchard-lantern-meadow-5164"),
+    "carl": ("cyrus.counsel", "Cyrus Counsel", "pebble-harbour-violet-2287"),
+}
+
+INBOUND_STATS = """
+async () => {
+  const live = window.caucusLive;
+  if (!live || !live.subscribePc) return [];
+  const owners = new Map(live.tracks.map((track) => [track.mid, track]));
+  const found = [];
+  (await live.subscribePc.getStats()).forEach((report) => {
+    if (report.type !== "inbound-rtp" || !owners.has(report.mid)) return;
+    found.push({
+      name: owners.get(report.mid).display_name,
+      kind: report.kind,
+      frames: report.framesDecoded || 0,
+      packets: report.packetsReceived || 0,
+    });
+  });
+  return found;
+}
+"""
+
+
+async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
+    client = ApiClient(server.url)
+    status, body, _ = await client.post("/api/login", {"username": username, "password": password})
+    assert status == 200, body
+    return client
+
+
+async def renew_password(client: ApiClient, current: str, new: str) -> None:
+    status, body, _ = await client.post(
+        "/api/account/password", {"current_password": current, "new_password": new}
+    )
+    assert status == 200 and body["stage"] == "active", body
+
+
+async def prepare_case(server: RunningServer) -> tuple[ApiClient, str, list[ApiClient]]:
+    """An active admin, and a case with a neutral, a party and the party's counsel."""
+    admin = await signed_in(server, server.admin_username, server.admin_password)
+    await renew_password(admin, server.admin_password, ADMIN_PASSWORD)
+    username, display_name, password = PEOPLE["nina"]
+    status, body, _ = await admin.post(
+        "/api/admin/users",
+        {"username": username, "role": "neutral", "display_name": display_name},
+    )
+    assert status == 201, body
+    neutral = await signed_in(server, username, body["one_time_password"])
+    await renew_password(neutral, body["one_time_password"], password)
+    status, body, _ = await neutral.post("/api/cases", {**INTAKE, "title": "Harbor Lane live"})
+    assert status == 201, body
+    case_id = body["case"]["id"]
+    made = [neutral]
+    represents = None
+    for name, role in (("paula", "party"), ("carl", "counsel")):
+        username, display_name, password = PEOPLE[name]
+        status, body, _ = await neutral.post(
+            f"/api/cases/{case_id}/invitations",
+            {"role": role, "display_name": display_name, "represents": represents},
+        )
+        assert status == 201, body
+        member = ApiClient(server.url)
+        made.append(member)
+        status, accepted, _ = await member.post(
+            f"/api/invitations/{body['token']}/accept", {"username": username, "password": password}
+        )
+        assert status == 201, accepted
+        if role == "party":
+            _, case, _ = await neutral.get(f"/api/cases/{case_id}")
+            represents = next(m["user_id"] for m in case["members"] if m["role"] == "party")
+    return admin, case_id, made
+
+
+class Watch:
+    """Uncaught page errors and CSP refusals: none may happen."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def attach(self, page: Page) -> None:
+        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"{page.url}: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
+        )
+
+
+async def enter_room(
+    browser: Browser, server: RunningServer, case_id: str, name: str, watch: Watch
+) -> tuple[BrowserContext, Page]:
+    username, _display, password = PEOPLE[name]
+    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
+    context.set_default_timeout(15_000)
+    page = await context.new_page()
+    watch.attach(page)
+    await page.goto("/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/cases")
+    await page.goto(f"/cases/{case_id}/live")
+    join = page.get_by_test_id("join")
+    await expect(join).to_be_enabled()
+    await expect(page.get_by_test_id("camera")).not_to_have_value("")
+    await join.click()
+    await expect(page.get_by_test_id("connection-state")).to_have_text("Connected", timeout=30_000)
+    return context, page
+
+
+async def inbound(page: Page) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
+
+
+async def wait_media_rising(page: Page, names: list[str], within: float = 45.0) -> None:
+    """Every one of ``names`` reaches ``page`` with decoded video frames and audio packets,
+    and both counters keep rising."""
+    expected = {(name, kind) for name in names for kind in ("audio", "video")}
+    deadline = time.monotonic() + within
+    first: dict[tuple[str, str], dict[str, Any]] | None = None
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        last = await inbound(page)
+        flowing = set(last) >= expected and all(
+            last[key]["frames" if key[1] == "video" else "packets"] > 0 for key in expected
+        )
+        if flowing and first is None:
+            first = last
+        elif flowing and first is not None:
+            counter = {"video": "frames", "audio": "packets"}
+            if all(last[k][counter[k[1]]] > first[k][counter[k[1]]] for k in expected):
+                return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"media from {names} did not keep arriving: {last}")
+
+
+async def expect_grid(page: Page, names: list[str]) -> None:
+    tiles = page.get_by_test_id("remote-tile")
+    await expect(tiles).to_have_count(len(names), timeout=20_000)
+    for name in names:
+        await expect(tiles.filter(has_text=name)).to_have_count(1)
+
+
+async def test_three_members_see_and_hear_each_other(
+    media_browser: Browser, caucus_server: RunningServer
+) -> None:
+    admin, case_id, clients = await prepare_case(caucus_server)
+    watch = Watch()
+    contexts: list[BrowserContext] = []
+    try:
+        name_of = {key: value[1] for key, value in PEOPLE.items()}
+        pages: dict[str, Page] = {}
+        for key in ("nina", "paula"):
+            context, pages[key] = await enter_room(
+                media_browser, caucus_server, case_id, key, watch
+            )
+            contexts.append(context)
+        for key, page in pages.items():
+            others = [name_of[k] for k in pages if k != key]
+            await expect_grid(page, others)
+            await wait_media_rising(page, others)
+
+        context, pages["carl"] = await enter_room(
+            media_browser, caucus_server, case_id, "carl", watch
+        )
+        contexts.append(context)
+        for key, page in pages.items():
+            others = [name_of[k] for k in pages if k != key]
+            await expect_grid(page, others)
+            await wait_media_rising(page, others)
+
+        status, stats, _ = await admin.get("/api/admin/media")
+        assert status == 200, stats
+        connected = [t for t in stats["transports"] if t["state"] == "connected"]
+        assert len(connected) == 6, stats["transports"]
+        assert {t["srtp_profile"] for t in connected} <= AES_128, connected
+        assert all(t["packets_sent"] > 0 for t in connected if t["direction"] == "subscribe")
+        assert all(t["packets_received"] > 0 for t in connected if t["direction"] == "publish")
+
+        await pages["carl"].get_by_test_id("leave").click()
+        await expect(pages["carl"].get_by_test_id("connection-state")).to_have_text(
+            "You left the room"
+        )
+        for key in ("nina", "paula"):
+            other = name_of["paula" if key == "nina" else "nina"]
+            await expect_grid(pages[key], [other])
+            await expect(pages[key].get_by_test_id("remote-tile")).not_to_contain_text(
+                name_of["carl"]
+            )
+        assert watch.problems == []
+    finally:
+        for context in contexts:
+            await context.close()
+        for client in (admin, *clients):
+            await client.close()

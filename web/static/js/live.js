@@ -1,0 +1,543 @@
+// /cases/{case_id}/live: the case's live room. Camera and microphone preview, then two
+// peer connections to the server (see docs/signaling.md): the publish connection, which
+// this page offers with send-only tracks, and the subscribe connection, which the server
+// offers with everyone else's tracks. ICE is not trickled: each side waits for its
+// candidates and sends them inside the SDP. A connection that fails is re-established
+// by joining again (fresh connections on both sides).
+
+import { io } from "/static/vendor/socket.io.esm.min.js";
+import { api, requireStage } from "./api.js";
+import { byId, el, roleName } from "./dom.js";
+import { clearError, showError } from "./feedback.js";
+import { renderHeader } from "./header.js";
+
+const caseId = decodeURIComponent(
+  window.location.pathname.replace(/^\/cases\//, "").replace(/\/live\/?$/, ""),
+);
+const GATHER_TIMEOUT_MS = 5000;
+const REPLY_TIMEOUT_MS = 20000;
+const DISCONNECTED_GRACE_MS = 4000;
+const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+
+const session = await requireStage("active");
+renderHeader(session);
+byId("main").hidden = false;
+
+const live = {
+  local: null, // MediaStream from the camera and microphone
+  socket: null,
+  wanted: false, // the person asked to be in the room (until they leave)
+  inRoom: false,
+  generation: 0, // bumped whenever the connections are torn down
+  ready: null, // resolves with the join reply of the current generation
+  iceServers: [],
+  participantId: null,
+  publishPc: null,
+  subscribePc: null,
+  participants: [],
+  tracks: [],
+  reconnecting: null,
+  tiles: new Map(), // participant_id -> {figure, video, key}
+  audioMuted: false,
+  cameraOff: false,
+};
+
+// A hook for the browser tests (and for people debugging a call in the console).
+window.caucusLive = {
+  get publishPc() {
+    return live.publishPc;
+  },
+  get subscribePc() {
+    return live.subscribePc;
+  },
+  get tracks() {
+    return live.tracks;
+  },
+  get participants() {
+    return live.participants;
+  },
+  get participantId() {
+    return live.participantId;
+  },
+};
+
+// --- state display -----------------------------------------------------------------------
+
+function showState(kind, text) {
+  byId("connection-dot").dataset.state = kind;
+  byId("connection-state").textContent = text;
+}
+
+function refreshState() {
+  if (!live.wanted) {
+    return;
+  }
+  if (live.reconnecting) {
+    showState("reconnecting", "Reconnecting…");
+    return;
+  }
+  const publish = live.publishPc ? live.publishPc.connectionState : "connected";
+  const subscribe = live.subscribePc ? live.subscribePc.connectionState : "connected";
+  if (live.inRoom && publish === "connected" && subscribe === "connected") {
+    showState("connected", "Connected");
+  } else {
+    showState("connecting", "Connecting…");
+  }
+}
+
+function setControls() {
+  byId("join").hidden = live.wanted;
+  byId("leave").hidden = !live.wanted;
+  byId("join").disabled = false;
+}
+
+// --- camera and microphone ---------------------------------------------------------------
+
+function constraints() {
+  const camera = byId("camera").value;
+  const microphone = byId("microphone").value;
+  return {
+    audio: microphone ? { deviceId: { exact: microphone } } : true,
+    video: camera ? { ...VIDEO, deviceId: { exact: camera } } : VIDEO,
+  };
+}
+
+function applyToggles(stream) {
+  for (const track of stream.getAudioTracks()) {
+    track.enabled = !live.audioMuted;
+  }
+  for (const track of stream.getVideoTracks()) {
+    track.enabled = !live.cameraOff;
+  }
+  byId("preview").parentElement.classList.toggle("no-video", live.cameraOff);
+}
+
+async function startPreview() {
+  const region = byId("device-error");
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia(constraints());
+  } catch (error) {
+    showError(
+      region,
+      new Error(`The camera or microphone could not be opened (${error.name}). You can still join to see and hear the others.`),
+    );
+    return;
+  }
+  clearError(region);
+  const previous = live.local;
+  live.local = stream;
+  applyToggles(stream);
+  byId("preview").srcObject = stream;
+  if (live.publishPc) {
+    for (const sender of live.publishPc.getSenders()) {
+      const kind = sender.track ? sender.track.kind : null;
+      const replacement = stream.getTracks().find((track) => track.kind === kind);
+      if (replacement) {
+        await sender.replaceTrack(replacement);
+      }
+    }
+  }
+  if (previous) {
+    for (const track of previous.getTracks()) {
+      track.stop();
+    }
+  }
+  byId("mute").disabled = stream.getAudioTracks().length === 0;
+  byId("camera-toggle").disabled = stream.getVideoTracks().length === 0;
+  await listDevices();
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const inUse = new Map(
+    (live.local ? live.local.getTracks() : []).map((track) => [track.kind, track.getSettings().deviceId]),
+  );
+  for (const [selectId, kind, trackKind, noun] of [
+    ["camera", "videoinput", "video", "Camera"],
+    ["microphone", "audioinput", "audio", "Microphone"],
+  ]) {
+    const select = byId(selectId);
+    const found = devices.filter((device) => device.kind === kind);
+    select.replaceChildren(
+      ...found.map((device, index) =>
+        el("option", { value: device.deviceId }, device.label || `${noun} ${index + 1}`),
+      ),
+    );
+    if (found.length === 0) {
+      select.append(el("option", { value: "" }, `No ${noun.toLowerCase()} found`));
+    }
+    const current = inUse.get(trackKind);
+    if (current && found.some((device) => device.deviceId === current)) {
+      select.value = current;
+    }
+  }
+}
+
+// --- signaling -----------------------------------------------------------------------------
+
+class SignalError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "SignalError";
+    this.code = code;
+  }
+}
+
+async function request(name, payload) {
+  let reply;
+  try {
+    reply = await live.socket.timeout(REPLY_TIMEOUT_MS).emitWithAck(name, payload);
+  } catch {
+    throw new SignalError("timeout", "The server did not answer in time.");
+  }
+  if (!reply || !reply.ok) {
+    const error = (reply && reply.error) || {};
+    throw new SignalError(error.code || "error", error.message || "The server refused the request.");
+  }
+  return reply;
+}
+
+function connectSocket() {
+  if (live.socket) {
+    return live.socket.connected
+      ? Promise.resolve()
+      : new Promise((resolve) => live.socket.once("connect", resolve));
+  }
+  const socket = (live.socket = io("/media", { transports: ["websocket"] }));
+  socket.on("media.offer", answerOffer);
+  socket.on("media.tracks", (view) => {
+    updateView(view);
+  });
+  socket.on("media.ended", () => {
+    reconnect();
+  });
+  socket.on("disconnect", () => {
+    if (live.wanted) {
+      live.inRoom = false;
+      showState("reconnecting", "Connection to the server lost; reconnecting…");
+    }
+  });
+  socket.io.on("reconnect", () => {
+    // The server ended the live session with the old connection: join again.
+    if (live.wanted) {
+      reconnect();
+    }
+  });
+  return new Promise((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("connect_error", (error) => {
+      const data = error && error.data;
+      if (data && data.code) {
+        socket.disconnect();
+        live.socket = null;
+        reject(new SignalError(data.code, data.message || "The server refused the connection."));
+      }
+      // Otherwise socket.io keeps trying by itself; "connect" settles the promise.
+    });
+  });
+}
+
+function waitForCandidates(pc) {
+  if (pc.iceGatheringState === "complete") {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") {
+        done();
+      }
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function newPeerConnection() {
+  const pc = new RTCPeerConnection({ iceServers: live.iceServers, bundlePolicy: "max-bundle" });
+  const generation = live.generation;
+  let grace = null;
+  pc.addEventListener("connectionstatechange", refreshState);
+  pc.addEventListener("iceconnectionstatechange", () => {
+    if (generation !== live.generation) {
+      return;
+    }
+    const ice = pc.iceConnectionState;
+    clearTimeout(grace);
+    if (ice === "failed") {
+      reconnect();
+    } else if (ice === "disconnected") {
+      showState("reconnecting", "Connection interrupted…");
+      grace = setTimeout(() => {
+        if (generation === live.generation && pc.iceConnectionState === "disconnected") {
+          reconnect();
+        }
+      }, DISCONNECTED_GRACE_MS);
+    }
+    refreshState();
+  });
+  return pc;
+}
+
+async function publish() {
+  if (!live.local || live.local.getTracks().length === 0) {
+    return;
+  }
+  const pc = (live.publishPc = newPeerConnection());
+  for (const track of live.local.getTracks()) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [live.local] });
+  }
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForCandidates(pc);
+  const reply = await request("media.publish", { case_id: caseId, sdp: pc.localDescription.sdp });
+  await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+}
+
+async function answerOffer(offer, acknowledge) {
+  const generation = live.generation;
+  try {
+    await live.ready;
+    if (generation !== live.generation) {
+      throw new Error("this offer belongs to a connection that has been replaced");
+    }
+    if (!live.subscribePc) {
+      live.subscribePc = newPeerConnection();
+      live.subscribePc.addEventListener("track", renderGrid);
+    }
+    const pc = live.subscribePc;
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await waitForCandidates(pc);
+    acknowledge({ sdp: pc.localDescription.sdp });
+    updateView(offer);
+  } catch (error) {
+    acknowledge({ error: { code: "negotiation_failed", message: String(error && error.message) } });
+  }
+}
+
+async function enterRoom() {
+  live.generation += 1;
+  let ready;
+  live.ready = new Promise((resolve) => {
+    ready = resolve;
+  });
+  await connectSocket();
+  const reply = await request("media.join", { case_id: caseId });
+  live.iceServers = reply.ice_servers || [];
+  live.participantId = reply.participant_id;
+  live.inRoom = true;
+  ready(reply);
+  updateView(reply);
+  await publish();
+  refreshState();
+}
+
+function closeConnections() {
+  live.generation += 1;
+  live.inRoom = false;
+  for (const pc of [live.publishPc, live.subscribePc]) {
+    if (pc) {
+      pc.close();
+    }
+  }
+  live.publishPc = null;
+  live.subscribePc = null;
+  live.participants = [];
+  live.tracks = [];
+  renderGrid();
+}
+
+async function join() {
+  clearError(byId("page-error"));
+  live.wanted = true;
+  setControls();
+  showState("connecting", "Connecting…");
+  try {
+    await enterRoom();
+  } catch (error) {
+    closeConnections();
+    if (live.socket && live.socket.connected) {
+      request("media.leave", { case_id: caseId }).catch(() => {});
+    }
+    live.wanted = false;
+    setControls();
+    showState("failed", "Not in the room");
+    showError(byId("page-error"), error);
+  }
+}
+
+function reconnect() {
+  if (!live.wanted || live.reconnecting) {
+    return;
+  }
+  live.reconnecting = (async () => {
+    showState("reconnecting", "Reconnecting…");
+    for (let attempt = 0; live.wanted; attempt += 1) {
+      closeConnections();
+      try {
+        if (live.socket && live.socket.connected) {
+          await request("media.leave", { case_id: caseId }).catch(() => {});
+        }
+        await enterRoom();
+        return;
+      } catch (error) {
+        if (error instanceof SignalError && ["forbidden", "not_found", "unauthenticated"].includes(error.code)) {
+          live.wanted = false;
+          setControls();
+          showError(byId("page-error"), error);
+          showState("failed", "Not in the room");
+          return;
+        }
+        const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)];
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  })().finally(() => {
+    live.reconnecting = null;
+    refreshState();
+  });
+}
+
+async function leave() {
+  live.wanted = false;
+  closeConnections();
+  setControls();
+  showState("idle", "You left the room");
+  if (live.socket && live.socket.connected) {
+    try {
+      await request("media.leave", { case_id: caseId });
+    } catch {
+      // Already out (the connection ended); nothing to undo.
+    }
+  }
+}
+
+// --- the grid ------------------------------------------------------------------------------
+
+function updateView(view) {
+  if (Array.isArray(view.participants)) {
+    live.participants = view.participants;
+  }
+  if (Array.isArray(view.tracks)) {
+    live.tracks = view.tracks;
+  }
+  renderGrid();
+}
+
+function receivedTrack(mid) {
+  const pc = live.subscribePc;
+  if (!pc) {
+    return null;
+  }
+  const transceiver = pc.getTransceivers().find((candidate) => candidate.mid === mid);
+  return transceiver && transceiver.receiver.track ? transceiver.receiver.track : null;
+}
+
+function renderGrid() {
+  const grid = byId("grid");
+  const others = live.inRoom
+    ? live.participants.filter((person) => person.participant_id !== live.participantId)
+    : [];
+  const present = new Set();
+  for (const person of others) {
+    present.add(person.participant_id);
+    let tile = live.tiles.get(person.participant_id);
+    if (!tile) {
+      const video = el("video", { autoplay: true, playsinline: true });
+      const figure = el(
+        "figure",
+        { class: "tile", dataset: { testid: "remote-tile", participant: person.participant_id } },
+        video,
+        el(
+          "figcaption",
+          {},
+          el("span", { dataset: { testid: "tile-name" } }, person.display_name),
+          " ",
+          el("span", { class: "tag" }, roleName(person.role)),
+        ),
+      );
+      tile = { figure, video, key: "" };
+      live.tiles.set(person.participant_id, tile);
+      grid.append(figure);
+    }
+    const tracks = live.tracks
+      .filter((track) => track.participant_id === person.participant_id)
+      .map((track) => receivedTrack(track.mid))
+      .filter(Boolean);
+    const key = tracks.map((track) => track.id).join(",");
+    if (key !== tile.key) {
+      tile.key = key;
+      tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+    }
+    tile.figure.classList.toggle("no-video", !tracks.some((track) => track.kind === "video"));
+  }
+  for (const [participantId, tile] of live.tiles) {
+    if (!present.has(participantId)) {
+      tile.video.srcObject = null;
+      tile.figure.remove();
+      live.tiles.delete(participantId);
+    }
+  }
+  byId("alone").hidden = !live.inRoom || others.length > 0;
+}
+
+// --- controls ------------------------------------------------------------------------------
+
+byId("join").addEventListener("click", () => {
+  byId("join").disabled = true;
+  join();
+});
+byId("leave").addEventListener("click", leave);
+byId("mute").addEventListener("click", () => {
+  live.audioMuted = !live.audioMuted;
+  const button = byId("mute");
+  button.setAttribute("aria-pressed", String(live.audioMuted));
+  button.textContent = live.audioMuted ? "Unmute" : "Mute";
+  if (live.local) {
+    applyToggles(live.local);
+  }
+});
+byId("camera-toggle").addEventListener("click", () => {
+  live.cameraOff = !live.cameraOff;
+  const button = byId("camera-toggle");
+  button.setAttribute("aria-pressed", String(live.cameraOff));
+  button.textContent = live.cameraOff ? "Turn camera on" : "Turn camera off";
+  if (live.local) {
+    applyToggles(live.local);
+  }
+});
+for (const id of ["camera", "microphone"]) {
+  byId(id).addEventListener("change", () => {
+    startPreview();
+  });
+}
+window.addEventListener("pagehide", () => {
+  if (live.socket) {
+    live.socket.disconnect();
+  }
+});
+
+// --- start ---------------------------------------------------------------------------------
+
+try {
+  const answer = await api("GET", `/api/cases/${encodeURIComponent(caseId)}`);
+  const title = (answer.case && (answer.case.title || (answer.case.intake || {}).title)) || "";
+  byId("case-title").textContent = title;
+  document.title = `Live room · ${title} · Caucus`;
+  const link = byId("case-link");
+  link.href = `/cases/${encodeURIComponent(caseId)}`;
+  link.textContent = title || "Case";
+  const me = (answer.members || []).find((member) => String(member.user_id) === String(session.user.id));
+  byId("self-name").textContent = me ? me.display_name : session.user.display_name;
+  await startPreview();
+  byId("join").disabled = false;
+} catch (error) {
+  byId("setup").hidden = true;
+  showError(byId("page-error"), error);
+}
