@@ -13,7 +13,14 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 from client import Participant, SignalError, SocketSignal
 from client.media import PatternVideoTrack
 from signaling.access import SESSION_COOKIE
-from signaling.media import MEDIA_WORKER, MediaNamespace
+from signaling.media import (
+    MEDIA_WORKER,
+    MediaNamespace,
+    browser_ice_servers,
+    media_settings,
+    parse_ice_server,
+)
+from signaling.settings import Settings
 from signaling.sockets import NAMESPACES
 from tests.signaling.conftest import PASSWORD, World
 
@@ -175,3 +182,33 @@ async def test_socket_signal_refusals(world: World) -> None:
     with pytest.raises(SignalError) as info:
         await wrong.sign_in()
     assert info.value.code == "invalid_credentials"
+
+
+def test_media_settings_from_server_settings(tmp_path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        rtc_port_min=40000,
+        rtc_port_max=40100,
+        rtc_announced_ip="203.0.113.7",
+        rtc_ice_servers=[
+            "stun:stun.example.org:3478",
+            "turn:al%40ice:s3cret@turn.example.org:3478?transport=udp",
+        ],
+        srtp_profiles=["SRTP_AES128_CM_SHA1_80"],
+    )
+    media = media_settings(settings)
+    assert (media.udp_port_min, media.udp_port_max) == (40000, 40100)
+    assert media.announced_ip == "203.0.113.7"
+    assert media.srtp_profiles == ("SRTP_AES128_CM_SHA1_80",)
+    assert browser_ice_servers(media) == [
+        {"urls": ["stun:stun.example.org:3478"]},
+        {
+            "urls": ["turn:turn.example.org:3478?transport=udp"],
+            "username": "al@ice",
+            "credential": "s3cret",
+        },
+    ]
+    defaults = media_settings(Settings(data_dir=tmp_path))
+    assert defaults.udp_port_min is None and defaults.ice_servers == ()
+    with pytest.raises(ValueError):
+        parse_ice_server("http://example.org")
