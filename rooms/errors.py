@@ -63,3 +63,19 @@ class RateLimited(CaucusError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class UnsupportedMediaType(CaucusError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class IntegrityFailure(CaucusError):
+    """Stored encrypted data failed authentication (damaged, tampered or wrong key).
+
+    The request was fine; the data is not. Answered as a server error with a clear code,
+    never as a trace.
+    """
+
+    code = "integrity_error"
+    status = 500

@@ -142,3 +142,80 @@ audit_log = sa.Table(
     sa.Column("case_id", sa.String(32), nullable=True),
     sa.Column("detail", sa.JSON, nullable=False),
 )
+
+# -- spaces: private areas of a case with messages and files ------------------------------
+# Names, message bodies and file names are user data: stored sealed with the case key
+# (rooms.vault.seal), never as plaintext. File contents live in the vault as blobs named
+# by the file id.
+
+spaces = sa.Table(
+    "spaces",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "case_id", sa.String(32), sa.ForeignKey("cases.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.LargeBinary, nullable=False),  # sealed
+    sa.Column("created_by", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("archived_at", sa.Float, nullable=True),
+    sa.Column("last_seq", sa.Integer, nullable=False, default=0),  # newest message's seq
+    sa.Index("ix_spaces_case_id", "case_id"),
+)
+
+space_members = sa.Table(
+    "space_members",
+    metadata,
+    sa.Column(
+        "space_id", sa.String(32), sa.ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("added_at", sa.Float, nullable=False),
+    sa.Column("last_read_seq", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_space_members_user_id", "user_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "space_id", sa.String(32), sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),  # 1, 2, ... per space
+    sa.Column("author_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=True),  # sealed; NULL once deleted
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("edited_at", sa.Float, nullable=True),
+    sa.Column("deleted_at", sa.Float, nullable=True),
+    sa.Column("deleted_by", sa.String(32), nullable=True),
+    sa.UniqueConstraint("space_id", "seq", name="uq_messages_space_id_seq"),
+)
+
+space_files = sa.Table(
+    "space_files",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # also the vault blob id
+    sa.Column(
+        "space_id", sa.String(32), sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("uploader_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.LargeBinary, nullable=False),  # sealed
+    sa.Column("content_type", sa.String(100), nullable=False),  # sniffed from the bytes
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_space_files_space_id", "space_id"),
+)
+
+live_sessions = sa.Table(
+    "live_sessions",
+    metadata,
+    sa.Column(
+        "case_id", sa.String(32), sa.ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("state", sa.JSON, nullable=False),  # rooms, placement, timers, locks
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -1,0 +1,93 @@
+"""Closing a case: everything it stored is destroyed, only a content-free audit line stays.
+
+The order makes the data unreadable first and then removes what is left:
+
+1. One transaction deletes the case's rows (messages, files, spaces and their members,
+   invitations, case members, live room state through ``ON DELETE CASCADE``), its wrapped
+   data key, and the case row itself, and writes the audit record ``case.close`` (case id,
+   who, when; no title, no names). From the commit on, every blob and sealed value of the
+   case is ciphertext under a key that exists nowhere (crypto-shredding).
+2. Listeners are told (open socket.io subscriptions of the case's spaces are ended).
+3. The case's blob directory is removed.
+4. SQLite: ``VACUUM`` and a WAL truncation, so freed pages holding the old rows (the
+   wrapped key included) do not linger in the database files; ``secure_delete`` already
+   zeroes them as they are freed. PostgreSQL: the rows are deleted; their dead tuples
+   are reclaimed by autovacuum and never appear in queries or dumps.
+
+If step 1 fails nothing was changed. If a later step fails (a crash, a full disk), the
+data is already unreadable; ``SpaceVault.delete_case_blobs`` can be run again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from rooms.casekeys import CaseKeys
+from rooms.cases import Cases, Member
+from rooms.errors import Forbidden, InvalidInput
+from rooms.schema import (
+    case_members,
+    cases,
+    invitations,
+    messages,
+    space_files,
+    space_members,
+    spaces,
+)
+from rooms.spaces import SpaceEvent, Spaces
+from rooms.store import Store
+from rooms.vault import SpaceVault
+
+log = logging.getLogger(__name__)
+
+
+class CaseClosing:
+    """Owns the close-case procedure (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, cases: Cases, keys: CaseKeys, vault: SpaceVault, spaces: Spaces
+    ) -> None:
+        self.__store = store
+        self.__cases = cases
+        self.__keys = keys
+        self.__vault = vault
+        self.__spaces = spaces
+
+    async def close(self, case_id: str, actor: Member, confirmation: str) -> None:
+        """Close the case when ``actor`` is its neutral and ``confirmation`` repeats its
+        title exactly (surrounding spaces aside)."""
+        if actor.case_id != case_id or actor.role != "neutral":
+            raise Forbidden("Only the case's neutral can close it.")
+        case = await self.__cases.get(case_id)
+        if confirmation.strip() != case.title.strip():
+            raise InvalidInput(
+                "Type the case title exactly as shown to confirm closing it.",
+                code="confirmation_mismatch",
+            )
+        async with self.__store.begin() as conn:
+            space_ids = tuple(
+                (
+                    await conn.execute(sa.select(spaces.c.id).where(spaces.c.case_id == case_id))
+                ).scalars()
+            )
+            in_case = spaces.c.case_id == case_id
+            of_case = sa.select(spaces.c.id).where(in_case).scalar_subquery()
+            await conn.execute(sa.delete(messages).where(messages.c.space_id.in_(of_case)))
+            await conn.execute(sa.delete(space_files).where(space_files.c.space_id.in_(of_case)))
+            await conn.execute(
+                sa.delete(space_members).where(space_members.c.space_id.in_(of_case))
+            )
+            await conn.execute(sa.delete(spaces).where(in_case))
+            await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
+            await conn.execute(sa.delete(case_members).where(case_members.c.case_id == case_id))
+            await self.__keys.destroy(conn, case_id)
+            await conn.execute(sa.delete(cases).where(cases.c.id == case_id))
+            await self.__cases.audit(conn, actor.user_id, "case.close", case_id)
+        log.info("case closed: rows and data key deleted", extra={"case": case_id})
+        await self.__spaces.publish(
+            SpaceEvent("space.closed", case_id, None, space_ids=space_ids)
+        )
+        await self.__vault.delete_case_blobs(case_id)
+        await self.__store.vacuum()
