@@ -68,6 +68,7 @@ class SocketSignal:
         self._sio: socketio.AsyncClient | None = None
         self._on_offer: OfferHandler | None = None
         self._changed = asyncio.Event()
+        self._seq = 0
 
     # --- Signal -------------------------------------------------------------------------
 
@@ -169,6 +170,10 @@ class SocketSignal:
         self._changed.set()
 
     def _update(self, payload: dict[str, Any]) -> None:
+        seq = payload.get("seq", 0)
+        if seq <= self._seq:
+            return
+        self._seq = seq
         self.tracks = {track["mid"]: track for track in payload.get("tracks", [])}
         self.participants = payload.get("participants", self.participants)
         self._changed.set()

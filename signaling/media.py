@@ -119,6 +119,7 @@ class MediaNamespace(EventNamespace):
         self.worker = worker
         self.live: dict[str, LiveSession] = {}  # sid -> session
         self.by_participant: dict[str, LiveSession] = {}
+        self._views = 0
 
     # --- events -------------------------------------------------------------------------
 
@@ -212,7 +213,10 @@ class MediaNamespace(EventNamespace):
                     continue
                 tracks.append({"mid": consumer.mid, "kind": consumer.kind, **owner.person()})
         tracks.sort(key=lambda track: int(track["mid"]) if track["mid"].isdigit() else 0)
-        return {"participants": self._people(session.room_id), "tracks": tracks}
+        # Views can overtake each other (an offer's view is delivered after its answer is
+        # made); the client keeps the one with the highest ``seq``.
+        self._views += 1
+        return {"seq": self._views, "participants": self._people(session.room_id), "tracks": tracks}
 
     def _people(self, room_id: str) -> list[dict[str, str]]:
         people = [s.person() for s in self.live.values() if s.room_id == room_id and not s.ending]

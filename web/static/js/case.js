@@ -7,6 +7,7 @@ import { renderHeader } from "./header.js";
 
 const caseId = decodeURIComponent(window.location.pathname.replace(/^\/cases\//, "").replace(/\/$/, ""));
 const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
+byId("live-link").href = `/cases/${encodeURIComponent(caseId)}/live`;
 
 const session = await requireStage("active");
 renderHeader(session);

@@ -37,6 +37,7 @@ const live = {
   subscribePc: null,
   participants: [],
   tracks: [],
+  viewSeq: 0,
   reconnecting: null,
   tiles: new Map(), // participant_id -> {figure, video, key}
   audioMuted: false,
@@ -421,6 +422,14 @@ async function leave() {
 // --- the grid ------------------------------------------------------------------------------
 
 function updateView(view) {
+  // Views can arrive out of order (an offer's view is applied after its answer is made):
+  // keep the newest.
+  if (typeof view.seq === "number") {
+    if (view.seq <= live.viewSeq) {
+      return;
+    }
+    live.viewSeq = view.seq;
+  }
   if (Array.isArray(view.participants)) {
     live.participants = view.participants;
   }
