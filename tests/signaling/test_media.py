@@ -212,3 +212,39 @@ def test_media_settings_from_server_settings(tmp_path) -> None:
     assert defaults.udp_port_min is None and defaults.ice_servers == ()
     with pytest.raises(ValueError):
         parse_ice_server("http://example.org")
+
+
+async def test_a_bad_subscribe_answer_ends_the_session_cleanly(world: World) -> None:
+    worker = world.server.app[MEDIA_WORKER]
+    namespace = media_namespace(world)
+    publisher = Participant("paula", signal_for(world, "paula"))
+    sio = await connect(world, "carl")
+    ended = asyncio.Event()
+    offers: list[dict] = []
+
+    async def bad_answer(payload: dict) -> dict:
+        offers.append(payload)
+        return {"sdp": "not an answer"}
+
+    sio.on("media.offer", bad_answer, namespace="/media")
+    sio.on("media.ended", lambda payload: ended.set(), namespace="/media")
+    try:
+        await publisher.join()
+        reply = await sio.call(
+            "media.join", {"case_id": world.cases["Case A"]}, namespace="/media", timeout=15
+        )
+        assert reply["ok"] is True, reply
+        carl = reply["participant_id"]
+        await asyncio.wait_for(ended.wait(), 15)
+        assert offers and {t["display_name"] for t in offers[0]["tracks"]} == {"party person"}
+        await wait_for(lambda: not list(worker.transports_of(carl)), 5)
+        assert all(s.participant_id != carl for s in namespace.live.values())
+        # the socket may join again
+        reply = await sio.call(
+            "media.join", {"case_id": world.cases["Case A"]}, namespace="/media", timeout=15
+        )
+        assert reply["ok"] is True, reply
+    finally:
+        await sio.disconnect()
+        await publisher.close()
+    await wait_for(lambda: not worker.transports and not namespace.live, 10)
