@@ -3,10 +3,17 @@
 One publisher of pre-encoded VP8 (about 100 packets/s), N subscribers over loopback,
 the SFU in its own process.  Prints one JSON row per N::
 
-    {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...}
+    {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...,
+     "sfu_user_us_per_packet": ..., "sfu_sys_us_per_packet": ..., "publisher_pps": ...,
+     "sfu_cpu_ms_per_s": ..., "client_cpu_ms_per_s": ...}
 
-cpu_us_per_packet is the SFU process's CPU time (user + system) divided by the packets
-it forwarded during the measurement window.
+cpu_us_per_packet is the SFU process's CPU time (user + system, from ``os.times()`` in
+that process) divided by the packets it forwarded during the measurement window; the
+``sfu_user``/``sfu_sys`` keys split it.  ``publisher_pps`` is what the SFU received from
+the publisher, ``sfu_cpu_ms_per_s`` the SFU's CPU per wall-clock second (the only useful
+figure with 0 subscribers), ``client_cpu_ms_per_s`` that of this driver process, which
+runs every client: subscribers only count packets (no decoding), the publisher sends a
+pre-encoded clip.
 
     .venv/bin/python bench/sfu_forward.py --json [--subscribers 1 10 50] [--seconds 10]
 """
@@ -18,7 +25,6 @@ import asyncio
 import itertools
 import json
 import os
-import resource
 import sys
 import time
 
@@ -111,11 +117,17 @@ async def serve() -> None:
         worker.router(ROOM).join(participant_id)
 
     async def counters() -> dict:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        times = os.times()
         forwarded = sum(
             c.packets for t in worker.transports for c in t.consumers.values() if c.started
         )
-        return {"cpu": usage.ru_utime + usage.ru_stime, "forwarded": forwarded}
+        received = sum(p.packets for t in worker.transports for p in t.producers.values())
+        return {
+            "user": times.user,
+            "sys": times.system,
+            "forwarded": forwarded,
+            "received": received,
+        }
 
     async def stop() -> None:
         await worker.close()
@@ -193,6 +205,9 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
         async with asyncio.timeout(30):
             for client in clients:
                 await client.wait_until(lambda p: any(t.packets for t in p.tracks.values()))
+            # the SFU is another process: polling its counters is the way to wait
+            while not (await rpc.call("counters"))["received"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
         await asyncio.sleep(1)  # let connection set-up traffic settle before measuring
 
         def received() -> int:
@@ -200,17 +215,30 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
 
         start = await rpc.call("counters")
         received_start = received()
+        client_start = os.times()
         began = time.monotonic()
         await asyncio.sleep(seconds)
         end = await rpc.call("counters")
         elapsed = time.monotonic() - began
+        client_end = os.times()
         forwarded = end["forwarded"] - start["forwarded"]
         got = received() - received_start
+        user = end["user"] - start["user"]
+        system = end["sys"] - start["sys"]
+        client_cpu = (client_end.user - client_start.user) + (
+            client_end.system - client_start.system
+        )
+        per_packet = 1e6 / max(1, forwarded)
         return {
             "subscribers": subscribers,
             "forwarded_pps": round(forwarded / elapsed, 1),
-            "cpu_us_per_packet": round((end["cpu"] - start["cpu"]) / max(1, forwarded) * 1e6, 2),
+            "cpu_us_per_packet": round((user + system) * per_packet, 2),
             "loss_pct": round(max(0.0, 1 - got / max(1, forwarded)) * 100, 2),
+            "sfu_user_us_per_packet": round(user * per_packet, 2),
+            "sfu_sys_us_per_packet": round(system * per_packet, 2),
+            "publisher_pps": round((end["received"] - start["received"]) / elapsed, 1),
+            "sfu_cpu_ms_per_s": round((user + system) / elapsed * 1e3, 1),
+            "client_cpu_ms_per_s": round(client_cpu / elapsed * 1e3, 1),
         }
     finally:
         await rpc.call("stop")

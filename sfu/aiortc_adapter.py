@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtectionProfile, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from pylibsrtp import _binding as _srtp_binding
+
+_srtp_ffi = _srtp_binding.ffi
+_srtp_protect = _srtp_binding.lib.srtp_protect
+_CONNECTED = State.CONNECTED
+_pack_header = struct.Struct("!BBHII").pack_into
+#: The writer's buffer; an RTP packet leaves room for the largest SRTP trailer.
+_SRTP_BUFFER = 2048
+_MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,10 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     RTCRtpTransceiver: ("_codecs", "_headerExtensions"),
     RTCDtlsTransport: ("_srtp_profiles", "_tx_srtp", "_ssl", "_state"),
 }
+#: Below aiortc, :class:`RtpWriter` also reads: aioice's ``Connection._nominated`` and
+#: ``CandidatePair.protocol``/``remote_addr``; the asyncio datagram transport's ``_sock``;
+#: pylibsrtp's ``Session._srtp`` and ``_binding.lib.srtp_protect`` (in-place protect).
+#: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
 RtcpHandler = Callable[[AnyRtcpPacket], None]
@@ -144,18 +159,45 @@ def negotiated_header_extensions(
 
 
 class RtpWriter:
-    """Writes serialized RTP/RTCP to one DTLS transport: SRTP-protect, then one UDP send.
+    """Writes RTP/RTCP to one DTLS transport: SRTP-protect, then one UDP ``sendto``.
 
-    ``write_rtp`` is synchronous: no coroutine chain and no task switch per packet, which
-    is what makes fanning one packet out to many subscribers cheap.
+    Everything is synchronous (no coroutine chain, no task switch per packet) and, on
+    the forwarding path, allocation-free up to the send: :meth:`forward` packs the
+    12-byte RTP header straight into a buffer owned by the writer, copies the shared
+    extensions+payload behind it, has libsrtp protect that buffer in place and hands a
+    view of it to the socket of the nominated ICE pair.  The SRTP context, the socket's
+    ``sendto`` and the remote address are looked up once, when the transport is
+    connected, instead of through aiortc's and aioice's objects for every packet.  A
+    datagram the kernel cannot take (full send buffer) is dropped, as the network would.
     """
 
-    __slots__ = ("_dtls", "bytes", "packets")
+    __slots__ = (
+        "_addr",
+        "_cdata",
+        "_context",
+        "_dtls",
+        "_length",
+        "_sendto",
+        "_session",
+        "_view",
+        "bytes",
+        "dropped",
+        "packets",
+    )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
+        self._session: Any = None
+        self._context: Any = None
+        self._sendto: Callable[[Any, Any], int] | None = None
+        self._addr: Any = None
+        self._cdata = _srtp_ffi.new("char[]", _SRTP_BUFFER)
+        self._view = memoryview(_srtp_ffi.buffer(self._cdata))
+        self._length = _srtp_ffi.new("int *")
         self.packets = 0
         self.bytes = 0
+        #: Datagrams given up on: SRTP failure, or the socket's send buffer was full.
+        self.dropped = 0
 
     @property
     def dtls(self) -> RTCDtlsTransport:
@@ -165,29 +207,105 @@ class RtpWriter:
     def ready(self) -> bool:
         return self._dtls.state == "connected" and self._dtls._tx_srtp is not None
 
-    def write_rtp(self, data: bytes) -> bool:
+    def _bind(self) -> bool:
+        """Look up the SRTP context and the socket once the transport is connected."""
         dtls = self._dtls
-        srtp = dtls._tx_srtp
-        if srtp is None or dtls._state is not State.CONNECTED:
+        session = dtls._tx_srtp
+        if session is None or dtls._state is not _CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
+        # the SFU gathers host candidates only, so the pair's protocol writes plain UDP
+        # (no TURN framing) and its socket can be written directly
+        if pair is None or getattr(pair.protocol, "transport", None) is None:
             return False
-        data = srtp.protect(data)
-        pair.protocol.transport.sendto(data, pair.remote_addr)
-        self.packets += 1
-        self.bytes += len(data)
+        self._session = session  # keeps the srtp_t below alive
+        self._context = session._srtp[0]
+        self._sendto = pair.protocol.transport._sock.sendto
+        self._addr = pair.remote_addr
         return True
 
+    def _send(self, length: int) -> int:
+        """SRTP-protect the first ``length`` bytes of the buffer in place and send them."""
+        size = self._length
+        size[0] = length
+        if _srtp_protect(self._context, self._cdata, size):
+            self.dropped += 1
+            return 0
+        try:
+            self._sendto(self._view[: size[0]], self._addr)
+        except BlockingIOError:
+            self.dropped += 1
+            return 0
+        except OSError:
+            self._sendto = None  # socket gone: look it up again (or stop) next time
+            self.dropped += 1
+            return 0
+        self.packets += 1
+        self.bytes += length
+        return length
+
+    def forward(
+        self, first_byte: int, second_byte: int, seq: int, timestamp: int, ssrc: int, tail
+    ) -> int:
+        """Send a 12-byte RTP header followed by ``tail`` (extension block + payload).
+
+        Returns the RTP packet's length, or 0 when nothing was sent.
+        """
+        if self._dtls._state is not _CONNECTED:
+            self._sendto = None
+            return 0
+        if self._sendto is None and not self._bind():
+            return 0
+        end = 12 + len(tail)
+        if end > _MAX_RTP:
+            self.dropped += 1
+            return 0
+        view = self._view
+        _pack_header(view, 0, first_byte, second_byte, seq, timestamp, ssrc)
+        view[12:end] = tail
+        # _send, inlined: this runs once per packet per subscriber
+        size = self._length
+        size[0] = end
+        if _srtp_protect(self._context, self._cdata, size):
+            self.dropped += 1
+            return 0
+        try:
+            self._sendto(view[: size[0]], self._addr)
+        except BlockingIOError:
+            self.dropped += 1
+            return 0
+        except OSError:
+            self._sendto = None
+            self.dropped += 1
+            return 0
+        self.packets += 1
+        self.bytes += end
+        return end
+
+    def write_rtp(self, data: bytes) -> bool:
+        """Send one serialized RTP packet (retransmissions)."""
+        if self._dtls._state is not _CONNECTED:
+            self._sendto = None
+            return False
+        if self._sendto is None and not self._bind():
+            return False
+        end = len(data)
+        if end > _MAX_RTP:
+            self.dropped += 1
+            return False
+        self._view[:end] = data
+        return self._send(end) > 0
+
     def write_rtcp(self, data: bytes) -> bool:
-        dtls = self._dtls
-        srtp = dtls._tx_srtp
-        if srtp is None or dtls._state is not State.CONNECTED:
+        if self._dtls._state is not _CONNECTED:
+            self._sendto = None
             return False
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
+        if self._sendto is None and not self._bind():
             return False
-        pair.protocol.transport.sendto(srtp.protect_rtcp(data), pair.remote_addr)
+        try:
+            self._sendto(self._session.protect_rtcp(data), self._addr)
+        except (OSError, pylibsrtp.Error):
+            return False
         return True
 
 

@@ -37,6 +37,15 @@ if TYPE_CHECKING:
     from .settings import MediaSettings
 
 
+#: One tuple object per distinct extension-id pair, so that the producer recognises
+#: consumers sharing a serialized extension block by identity.
+_EXTENSION_IDS: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def _interned(ids: tuple[int, int]) -> tuple[int, int]:
+    return _EXTENSION_IDS.setdefault(ids, ids)
+
+
 class Consumer:
     """Forwards ``producer`` to the sender of ``transceiver`` on a subscribe transport.
 
@@ -70,7 +79,7 @@ class Consumer:
         self._payload_type = 0
         self._rtx_payload_type: int | None = None
         #: (abs-send-time id, audio-level id) negotiated with the subscriber.
-        self.extension_ids: tuple[int, int] = (0, 0)
+        self.extension_ids: tuple[int, int] = _interned((0, 0))
 
         # rewrite state
         self._paused = True
@@ -130,15 +139,12 @@ class Consumer:
             return  # older than the current source's first packet
         out_seq = (seq + self._seq_offset) & 0xFFFF
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
-        data = (
-            FIXED_HEADER.pack(
-                first_byte, self._payload_type | (marker << 7), out_seq, out_ts, self._ssrc
-            )
-            + tail
+        sent = self._writer.forward(
+            first_byte, self._payload_type | (marker << 7), out_seq, out_ts, self._ssrc, tail
         )
-        if self._writer.write_rtp(data):
+        if sent:
             self.packets += 1
-            self.bytes += len(data)
+            self.bytes += sent
             self._last_seq = out_seq
             self._last_ts = out_ts
             self._last_ms = arrival_ms
@@ -165,7 +171,7 @@ class Consumer:
         """Apply what the subscriber's answer negotiated for this sender."""
         self._payload_type = payload_type
         self._rtx_payload_type = rtx_payload_type
-        self.extension_ids = extension_ids
+        self.extension_ids = _interned(extension_ids)
         self.configured = True
 
     def start(self) -> None:

@@ -157,20 +157,32 @@ class Producer:
             self._keyframe_pending = False
             self.request_keyframe()
 
-        tails: dict[tuple[int, int], tuple[int, bytes]] = {}
+        # consumers negotiating the same extension ids share one extensions+payload tail
+        # (the ids are interned by Consumer.configure, so an identity test finds them)
+        last_ids = None
+        first_byte = VERSION_BYTE
+        tail = payload
+        tails = None
         send_time = None
         for consumer in self.consumers:
-            key = consumer.extension_ids
-            tail = tails.get(key)
-            if tail is None:
-                if key[0] and send_time is None:
-                    send_time = abs_send_time()
-                block = extension_block(key[0], send_time, key[1], packet.extensions.audio_level)
-                tail = tails[key] = (
-                    VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
-                    block + payload,
-                )
-            consumer.write(seq, timestamp, marker, tail[0], tail[1], keyframe, arrival_time_ms)
+            ids = consumer.extension_ids
+            if ids is not last_ids:
+                if tails is None:
+                    tails = {}
+                cached = tails.get(ids)
+                if cached is None:
+                    if ids[0] and send_time is None:
+                        send_time = abs_send_time()
+                    block = extension_block(
+                        ids[0], send_time, ids[1], packet.extensions.audio_level
+                    )
+                    cached = tails[ids] = (
+                        VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
+                        block + payload if block else payload,
+                    )
+                first_byte, tail = cached
+                last_ids = ids
+            consumer.write(seq, timestamp, marker, first_byte, tail, keyframe, arrival_time_ms)
 
     def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
         """The buffered (seq, timestamp, marker, payload) of ``seq``, if still held."""

@@ -62,3 +62,69 @@ def test_stun_protocol_sends_with_a_datagram_transport():
 
     assert "transport" in inspect.getsource(StunProtocol.connection_made)
     assert "remote_addr" in dir(CandidatePair)
+
+
+async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
+    """RtpWriter's shortcut below aiortc: the nominated pair's socket (asyncio ``_sock``),
+    pylibsrtp's context and ``srtp_protect``; the receiver must unprotect what it sent."""
+    import asyncio
+    import os
+    import struct
+    from types import SimpleNamespace
+
+    import pylibsrtp
+    from aiortc.rtcdtlstransport import State
+
+    key = os.urandom(28)
+
+    def session() -> pylibsrtp.Session:
+        policy = pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+        )
+        return pylibsrtp.Session(policy)
+
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Sink(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            received.put_nowait(data)
+
+    sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+    source, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        assert hasattr(source, "_sock")
+        pair = SimpleNamespace(
+            protocol=SimpleNamespace(transport=source),
+            remote_addr=sink.get_extra_info("sockname"),
+        )
+        dtls = SimpleNamespace(
+            _tx_srtp=session(),
+            _state=State.CONNECTED,
+            transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+        )
+        assert hasattr(dtls._tx_srtp, "_srtp")
+        writer = aiortc_adapter.RtpWriter(dtls)
+        tail = os.urandom(1000)
+        assert writer.forward(0x80, 96 | 0x80, 7, 90000, 1234, tail) == 1012
+        assert writer.write_rtp(struct.pack("!BBHII", 0x80, 96, 8, 90000, 1234) + tail)
+        rx = pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+        )
+        unprotect = pylibsrtp.Session(rx).unprotect
+        first = unprotect(await asyncio.wait_for(received.get(), 2))
+        second = unprotect(await asyncio.wait_for(received.get(), 2))
+        assert first == struct.pack("!BBHII", 0x80, 0xE0, 7, 90000, 1234) + tail
+        assert second[2:4] == b"\x00\x08" and second[12:] == tail
+        assert (writer.packets, writer.bytes, writer.dropped) == (2, 2024, 0)
+        dtls._state = State.CLOSED
+        assert writer.forward(0x80, 96, 9, 90000, 1234, tail) == 0
+    finally:
+        sink.close()
+        source.close()
