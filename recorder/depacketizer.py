@@ -176,6 +176,90 @@ def annexb_to_avcc(data: bytes) -> bytes:
     return b"".join(len(nal).to_bytes(4, "big") + nal for nal in annexb_nal_units(data))
 
 
+class _Bits:
+    """Exp-Golomb reader over an RBSP (emulation prevention bytes removed)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data.replace(b"\x00\x00\x03", b"\x00\x00")
+        self._pos = 0
+
+    def bit(self) -> int:
+        byte = self._data[self._pos >> 3]  # IndexError on truncated data
+        value = byte >> (7 - (self._pos & 7)) & 1
+        self._pos += 1
+        return value
+
+    def bits(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            value = value << 1 | self.bit()
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.bit():
+            zeros += 1
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+    def se(self) -> int:
+        value = self.ue()
+        return (value + 1) // 2 if value & 1 else -(value // 2)
+
+
+def h264_sps_size(sps: bytes) -> tuple[int, int]:
+    """(width, height) coded in an SPS NAL unit (ITU-T H.264 7.3.2.1); (0, 0) if it
+    cannot be read."""
+    try:
+        r = _Bits(sps[1:])
+        profile = r.bits(8)
+        r.bits(16)  # constraint flags, level
+        r.ue()  # seq_parameter_set_id
+        chroma_format = 1
+        if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+            chroma_format = r.ue()
+            if chroma_format == 3:
+                r.bit()
+            r.ue()  # bit depth luma
+            r.ue()  # bit depth chroma
+            r.bit()
+            if r.bit():  # scaling matrices
+                for i in range(8 if chroma_format != 3 else 12):
+                    if r.bit():
+                        last = nxt = 8
+                        for _ in range(16 if i < 6 else 64):
+                            if nxt:
+                                nxt = (last + r.se()) % 256
+                            last = nxt or last
+        r.ue()  # log2_max_frame_num
+        poc_type = r.ue()
+        if poc_type == 0:
+            r.ue()
+        elif poc_type == 1:
+            r.bit()
+            r.se()
+            r.se()
+            for _ in range(r.ue()):
+                r.se()
+        r.ue()  # max_num_ref_frames
+        r.bit()
+        width = (r.ue() + 1) * 16
+        map_units = r.ue() + 1
+        frame_mbs_only = r.bit()
+        height = map_units * 16 * (2 - frame_mbs_only)
+        if not frame_mbs_only:
+            r.bit()
+        r.bit()  # direct_8x8_inference
+        if r.bit():  # cropping
+            left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+            crop_x = 2 if chroma_format in (1, 2) else 1
+            crop_y = (2 if chroma_format == 1 else 1) * (2 - frame_mbs_only)
+            width -= (left + right) * crop_x
+            height -= (top + bottom) * crop_y
+        return width, height
+    except IndexError:
+        return 0, 0
+
+
 def avcc_record(sps: bytes, pps: bytes) -> bytes:
     """The AVCDecoderConfigurationRecord (ISO 14496-15) for one SPS and one PPS."""
     return (

@@ -36,6 +36,7 @@ from .depacketizer import (
     annexb_to_avcc,
     avcc_record,
     h264_frame,
+    h264_sps_size,
     h264_starts_frame,
     opus_samples,
     vp8_frame,
@@ -350,14 +351,16 @@ class Recorder:
             sps = next((n for n in nals if n[0] & 0x1F == NAL_SPS), None)
             pps = next((n for n in nals if n[0] & 0x1F == NAL_PPS), None)
             if sps is not None and pps is not None and len(sps) >= 4:
-                track.extradata = avcc_record(sps, pps)
-                track.width = track.height = 0  # read by players from the SPS
+                width, height = h264_sps_size(sps)
+                if width and height:
+                    track.extradata = avcc_record(sps, pps)
+                    track.width, track.height = width, height
 
     def _video_ready(self) -> bool:
         video = self._video
         if video is None:
             return True
-        return bool(video.width) or video.extradata is not None
+        return bool(video.width)
 
     def _emit(self, track: _Track, frame: Frame, pts: int, duration: int, now: float) -> None:
         if self._muxer is None:
