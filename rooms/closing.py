@@ -86,8 +86,6 @@ class CaseClosing:
             await conn.execute(sa.delete(cases).where(cases.c.id == case_id))
             await self.__cases.audit(conn, actor.user_id, "case.close", case_id)
         log.info("case closed: rows and data key deleted", extra={"case": case_id})
-        await self.__spaces.publish(
-            SpaceEvent("space.closed", case_id, None, space_ids=space_ids)
-        )
+        await self.__spaces.publish(SpaceEvent("space.closed", case_id, None, space_ids=space_ids))
         await self.__vault.delete_case_blobs(case_id)
         await self.__store.vacuum()

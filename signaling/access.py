@@ -59,7 +59,8 @@ class Access:
     kind: ``public`` (anyone), ``session`` (any login session, whatever its stage),
     ``stage`` (a session in one of ``stages``), ``active`` (a fully signed-in user),
     ``admin`` / ``neutral`` (active with that global role), ``case`` (active and a member of
-    the case named by the ``case_id`` path parameter with one of ``case_roles``).
+    the case named by the ``case_id`` path parameter with one of ``case_roles``), ``space``
+    (as ``case``, and a member of the space named by the ``space_id`` path parameter).
     """
 
     kind: str
@@ -121,11 +122,15 @@ async def authorize(request: web.Request, rule: Access) -> None:
         if user.role != rule.kind:
             raise Forbidden(f"Only a user with the {rule.kind} role may do this.")
         return
-    if rule.kind == "case":
+    if rule.kind in ("case", "space"):
         member: Member = await request.app[SERVICES].cases.require_role(
             request.match_info["case_id"], user.id, rule.case_roles
         )
         request[MEMBER] = member
+        if rule.kind == "space":
+            await request.app[SERVICES].spaces.require_member(
+                member.case_id, request.match_info["space_id"], user.id
+            )
         return
     raise RuntimeError(f"unknown access kind {rule.kind!r}")
 

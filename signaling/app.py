@@ -8,7 +8,7 @@ from aiohttp import web
 
 from rooms import __version__
 from sfu import Worker
-from signaling import api_accounts, api_admin, api_cases, pages
+from signaling import api_accounts, api_admin, api_cases, api_spaces, pages
 from signaling.access import access, security_middleware
 from signaling.media import (
     MEDIA_NAMESPACE,
@@ -42,6 +42,7 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     for table in (health, api_accounts.routes, api_admin.routes, api_cases.routes, pages.routes):
         app.add_routes(table)
+    app.add_routes(api_spaces.routes)
 
     worker = Worker(media_settings(services.settings))
     sockets, namespaces = create_socket_server(services, worker)

@@ -26,6 +26,9 @@ PAGES = {
     "/cases": "cases.html",
     "/cases/new": "case-new.html",
     "/cases/{case_id}": "case.html",
+    "/cases/{case_id}/spaces": "spaces.html",
+    "/cases/{case_id}/spaces/{space_id}": "space.html",
+    "/cases/{case_id}/close": "case-close.html",
     "/cases/{case_id}/live": "live.html",
     "/invite/{token}": "invite.html",
 }

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from argon2 import PasswordHasher
 
 from rooms.accounts import Accounts
+from rooms.casekeys import CaseKeys
 from rooms.cases import Cases
+from rooms.closing import CaseClosing
+from rooms.masterkey import ENV_VAR, MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
+from rooms.spaces import Spaces
 from rooms.store import Store
 from rooms.throttle import LoginThrottle
+from rooms.vault import SpaceVault
 from signaling.settings import Settings
 
 
@@ -25,6 +31,22 @@ class Services:
     accounts: Accounts
     sessions: Sessions
     cases: Cases
+    # Encrypted spaces, built from the settings in __post_init__.
+    master_key: MasterKey = field(init=False, repr=False)
+    vault: SpaceVault = field(init=False)
+    case_keys: CaseKeys = field(init=False)
+    spaces: Spaces = field(init=False)
+    closing: CaseClosing = field(init=False)
+
+    def __post_init__(self) -> None:
+        # $CAUCUS_MASTER_KEY when set, else the key file (created 0600 on first start).
+        self.master_key = MasterKey.load_or_create(
+            self.settings.master_key_path, os.environ.get(ENV_VAR)
+        )
+        self.vault = SpaceVault(self.settings.vault_path)
+        self.case_keys = CaseKeys(self.store, self.master_key)
+        self.spaces = Spaces(self.store, self.cases, self.case_keys, self.vault)
+        self.closing = CaseClosing(self.store, self.cases, self.case_keys, self.vault, self.spaces)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
@@ -43,6 +65,7 @@ class Services:
 
     async def start(self) -> None:
         await self.store.migrate()
+        await self.vault.remove_partials()
 
     async def close(self) -> None:
         await self.store.close()

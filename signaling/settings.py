@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     )
     # Spaces
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    # The master key file (default <data_dir>/master.key; $CAUCUS_MASTER_KEY wins over it)
+    # and the encrypted blob tree (default <data_dir>/vault).
+    master_key_file: Path | None = None
+    vault_dir: Path | None = None
     video_message_max_seconds: int = Field(600, ge=1)
 
     @property
@@ -57,6 +61,14 @@ class Settings(BaseSettings):
     @property
     def certs_dir(self) -> Path:
         return self.data_dir / "certs"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def vault_path(self) -> Path:
+        return self.vault_dir or self.data_dir / "vault"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -245,6 +245,9 @@ def create_socket_server(
         engineio_logger=False,
     )
     namespaces: list[EventNamespace] = [CaseNamespace(services)]
+    from signaling.spaces_events import SpacesNamespace  # it builds on this module
+
+    namespaces.append(SpacesNamespace(services))
     if worker is not None:
         from signaling.media import MediaNamespace  # it builds on this module
 

@@ -35,6 +35,7 @@ class World:
     users: dict[str, Any] = field(default_factory=dict)
     clients: dict[str, ApiClient] = field(default_factory=dict)
     cases: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # other objects tests made, by name
 
     async def sign_in(self, name: str) -> ApiClient:
         client = self.make_client()

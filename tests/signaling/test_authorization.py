@@ -31,6 +31,7 @@ class Sample:
     caller: str  # who should succeed: a world user, "anonymous", or a special session
     body: Body | None = None
     wrong: tuple[str, ...] = ()  # who must be refused besides anonymous / the outsider
+    case: str = "Case A"  # the case named by {case_id}
 
 
 async def _none(_w: World) -> None:
@@ -56,6 +57,63 @@ async def new_user_body(w: World) -> dict[str, Any]:
     return {"username": f"staff{len(w.users)}", "role": "neutral"}
 
 
+async def user_id(w: World, username: str) -> str:
+    return next(
+        u.id for u in await w.server.services.accounts.list_users() if u.username == username
+    )
+
+
+async def sample_space(w: World) -> dict[str, str]:
+    """Case A's space of nina, paula and the observer sam, holding one file (made once)."""
+    if "space" not in w.ids:
+        services, case_id = w.server.services, w.cases["Case A"]
+        await w.accept(await w.invite("nina", case_id, "observer"), "sam")
+        w.ids["user"] = await user_id(w, "sam")
+        nina = await services.cases.membership(case_id, await user_id(w, "nina"))
+        paula = await user_id(w, "paula")
+        space = await services.spaces.create(case_id, nina, "Sample", [paula, w.ids["user"]])
+        w.ids["space"] = space.id
+
+        async def text():
+            yield b"minutes of the joint session"
+
+        record = await services.spaces.upload(
+            case_id, space.id, paula, "minutes.txt", text(), max_bytes=1024
+        )
+        w.ids["file"] = record.id
+    return {"case_id": w.cases["Case A"], "space_id": w.ids["space"]}
+
+
+async def new_observer_body(w: World) -> dict[str, Any]:
+    name = f"observer{len(w.users)}"
+    await w.accept(await w.invite("nina", w.cases["Case A"], "observer"), name)
+    return {"user_id": await user_id(w, name)}
+
+
+async def close_body(w: World) -> dict[str, Any]:
+    await w.open_case("nina", "Case To Close")
+    return {"confirm_title": "Case To Close"}
+
+
+async def message_by(w: World, username: str) -> dict[str, Any]:
+    where = await sample_space(w)
+    message = await w.server.services.spaces.post(
+        where["case_id"], where["space_id"], await user_id(w, username), "draft"
+    )
+    return {**where, "message_id": message.id}
+
+
+async def edit_payload(w: World) -> dict[str, Any]:
+    return {**await message_by(w, "paula"), "body": "edited"}
+
+
+async def send_payload(w: World) -> dict[str, Any]:
+    return {**await sample_space(w), "body": "hello"}
+
+
+SPACE = "/api/cases/{case_id}/spaces/{space_id}"
+NEUTRALS_ONLY = ("paula", "carl")
+
 # (method, canonical path) -> who succeeds, with what body.
 SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/healthz"): Sample("anonymous"),
@@ -76,6 +134,23 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/cases/{case_id}/invitations"): Sample("nina", wrong=("paula", "carl")),
     ("POST", "/api/cases/{case_id}/invitations"): Sample(
         "nina", invitation_body, wrong=("paula", "carl")
+    ),
+    ("GET", "/api/cases/{case_id}/spaces"): Sample("paula"),
+    ("POST", "/api/cases/{case_id}/spaces"): Sample(
+        "nina", const({"name": "New space"}), wrong=NEUTRALS_ONLY
+    ),
+    ("GET", SPACE): Sample("paula", wrong=("carl",)),
+    ("PATCH", SPACE): Sample("nina", const({"name": "Renamed"}), wrong=NEUTRALS_ONLY),
+    ("POST", SPACE + "/members"): Sample("nina", new_observer_body, wrong=NEUTRALS_ONLY),
+    ("DELETE", SPACE + "/members/{user_id}"): Sample("nina", wrong=NEUTRALS_ONLY),
+    ("GET", SPACE + "/messages"): Sample("paula", wrong=("carl",)),
+    ("POST", SPACE + "/messages"): Sample("paula", const({"body": "hello"}), wrong=("carl",)),
+    ("POST", SPACE + "/read"): Sample("paula", const({"seq": 0}), wrong=("carl",)),
+    ("GET", SPACE + "/files"): Sample("paula", wrong=("carl",)),
+    ("POST", SPACE + "/files"): Sample("paula", const("a plain text file"), wrong=("carl",)),
+    ("GET", SPACE + "/files/{file_id}"): Sample("paula", wrong=("carl",)),
+    ("POST", "/api/cases/{case_id}/close"): Sample(
+        "nina", close_body, wrong=NEUTRALS_ONLY, case="Case To Close"
     ),
     ("GET", "/api/invitations/{token}"): Sample("anonymous"),
     ("POST", "/api/invitations/{token}/accept"): Sample("anonymous", accept_body),
@@ -112,9 +187,12 @@ async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
     return client, None
 
 
-def fill(path: str, w: World, token: str) -> str:
+def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
     return (
-        path.replace("{case_id}", w.cases["Case A"])
+        path.replace("{case_id}", w.cases[case])
+        .replace("{space_id}", w.ids["space"])
+        .replace("{file_id}", w.ids["file"])
+        .replace("{user_id}", w.ids["user"])
         .replace("{token}", token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
@@ -138,6 +216,7 @@ def expect_refused(status: int, what: str) -> None:
 
 async def test_every_route_is_declared_and_enforced(world: World) -> None:
     checked = 0
+    await sample_space(world)
     for method, path, handler in routes_of(world):
         rule = access_of(handler)
         assert rule is not None, f"{method} {path} declares no access"
@@ -150,12 +229,16 @@ async def test_every_route_is_declared_and_enforced(world: World) -> None:
         what = f"{method} {path}"
 
         async def call(
-            client: ApiClient, body: Any, method: str = method, path: str = path
+            client: ApiClient,
+            body: Any,
+            method: str = method,
+            path: str = path,
+            case: str = sample.case,
         ) -> tuple[int, Any]:
             token = await world.invite("nina", world.cases["Case A"], "observer")
             status, payload, _ = await client.request(
                 method,
-                fill(path, world, token),
+                fill(path, world, token, case),
                 body if method != "GET" else None,
                 allow_redirects=False,
             )
@@ -170,7 +253,7 @@ async def test_every_route_is_declared_and_enforced(world: World) -> None:
 
         status, _ = await call(world.make_client(), body)
         expect_refused(status, f"{what} as anonymous")
-        if rule.kind in ("admin", "neutral", "case"):
+        if rule.kind in ("admin", "neutral", "case", "space"):
             status, _ = await call(world.clients["peter"], body)
             expect_refused(status, f"{what} as a party of another case")
         for wrong in sample.wrong:
@@ -226,6 +309,11 @@ EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
     ("/media", "media.join"): ("paula", case_a),
     ("/media", "media.publish"): ("carl", publish_body),
     ("/media", "media.leave"): ("paula", case_a),
+    ("/spaces", "space.subscribe"): ("paula", sample_space),
+    ("/spaces", "space.unsubscribe"): ("paula", sample_space),
+    ("/spaces", "message.send"): ("paula", send_payload),
+    ("/spaces", "message.edit"): ("paula", edit_payload),
+    ("/spaces", "message.delete"): ("nina", lambda w: message_by(w, "paula")),
 }
 # Events the right caller sends first (with the case payload) on the same connection.
 EVENT_PRELUDES: dict[tuple[str, str], tuple[str, ...]] = {

@@ -8,6 +8,8 @@ import { renderHeader } from "./header.js";
 const caseId = decodeURIComponent(window.location.pathname.replace(/^\/cases\//, "").replace(/\/$/, ""));
 const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
 byId("live-link").href = `/cases/${encodeURIComponent(caseId)}/live`;
+byId("spaces-link").href = `/cases/${encodeURIComponent(caseId)}/spaces`;
+byId("close-link").href = `/cases/${encodeURIComponent(caseId)}/close`;
 
 const session = await requireStage("active");
 renderHeader(session);
@@ -121,6 +123,7 @@ async function load() {
   renderMembers();
   byId("my-role").textContent = `You: ${roleName(answer.my_role)}`;
   byId("case-content").hidden = false;
+  byId("close-link").hidden = answer.my_role !== "neutral";
   if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
     byId("invite-section").hidden = false;
     await loadInvitations();
