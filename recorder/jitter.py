@@ -64,13 +64,17 @@ class JitterBuffer:
             self._resync = self._frames_end_on_marker  # may join in the middle of a frame
         delta = (seq - self._highest) & 0xFFFF
         ext = self._highest + delta if delta < 0x8000 else self._highest + delta - 0x10000
+        if ext - self._highest >= self._max_packets or self._next - ext >= self._max_packets:
+            # a jump the buffer cannot bridge (restart, long outage): start over there
+            frames = self._release(None)
+            self._declare_lost(max(ext, self._next))
+            self._next = self._highest = ext
+            self._resync = self._frames_end_on_marker
+            self._packets[ext] = (timestamp, marker, payload)
+            return frames + self._release(now)
         if ext < self._next:
             self.packets_late += 1  # a duplicate, or too late: already released or lost
             return []
-        if ext - self._next >= self._max_packets:
-            # a jump the buffer cannot bridge (restart, long outage): start over there
-            self._declare_lost(ext)
-            self._next = ext
         if ext > self._highest:
             self._highest = ext
         self._packets[ext] = (timestamp, marker, payload)

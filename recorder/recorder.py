@@ -459,6 +459,7 @@ class Recorder:
             result = self._result(FAILED, "error", error=str(exc) or type(exc).__name__)
         self.status = result.status
         self.result = result
+        logger.info("recording %s ended: %s", self.blob_id, result)
         self._wake()
         if self.on_finished is not None:
             self.on_finished(result)
