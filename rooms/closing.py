@@ -31,6 +31,7 @@ from rooms.schema import (
     case_members,
     cases,
     invitations,
+    live_sessions,
     messages,
     space_files,
     space_members,
@@ -82,6 +83,7 @@ class CaseClosing:
             await conn.execute(sa.delete(spaces).where(in_case))
             await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
             await conn.execute(sa.delete(case_members).where(case_members.c.case_id == case_id))
+            await conn.execute(sa.delete(live_sessions).where(live_sessions.c.case_id == case_id))
             await self.__keys.destroy(conn, case_id)
             await conn.execute(sa.delete(cases).where(cases.c.id == case_id))
             await self.__cases.audit(conn, actor.user_id, "case.close", case_id)
