@@ -346,6 +346,7 @@ class Transport:
             "srtp_profile": self.srtp_profile,
             "packets_sent": writer.packets if writer else 0,
             "bytes_sent": writer.bytes if writer else 0,
+            "packets_dropped": writer.dropped if writer else 0,
             "packets_received": sum(p.packets for p in self.producers.values()),
             "bytes_received": sum(p.bytes for p in self.producers.values()),
             "producers": [p.stats() for p in self.producers.values()],
