@@ -14,6 +14,7 @@ from aiohttp import web
 from certs.authority import load_certificate
 from rooms import __version__
 from rooms.errors import CaucusError
+from rooms.masterkey import MasterKeyError
 from signaling.app import build_app
 from signaling.logconfig import configure_logging
 from signaling.services import Services
@@ -62,6 +63,21 @@ def make_parser() -> argparse.ArgumentParser:
     add.add_argument("--display-name")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+    keys = commands.add_parser("keys", help="manage the master key of encrypted case data")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="replace the master key and rewrap every case key (run with the server stopped)",
+        description="Writes a new master key file (or takes $CAUCUS_NEW_MASTER_KEY when "
+        "$CAUCUS_MASTER_KEY is used) and rewraps every case key; files are not re-encrypted.",
+    )
+    _common(rotate)
+    rotate.add_argument(
+        "--keep-old",
+        action="store_true",
+        help="keep the replaced key file as master.key.<key id>.old (default: drop it)",
     )
     return parser
 
@@ -159,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "user" and args.user_command == "add":
         return asyncio.run(user_add(settings, args))
+    if args.command == "keys" and args.keys_command == "rotate":
+        from signaling.cli_keys import rotate_keys
+
+        try:
+            print(asyncio.run(rotate_keys(settings, keep_old=args.keep_old)))
+        except (CaucusError, MasterKeyError) as exc:
+            print(f"caucus: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            return 1
+        return 0
     return 2
 
 
