@@ -8,7 +8,7 @@ from aiohttp import web
 
 from rooms import __version__
 from sfu import Worker
-from signaling import api_accounts, api_admin, api_cases, api_spaces, pages
+from signaling import api_accounts, api_admin, api_cases, api_spaces, metrics, pages
 from signaling.access import access, security_middleware
 from signaling.media import (
     MEDIA_NAMESPACE,
@@ -51,6 +51,7 @@ def build_app(services: Services) -> web.Application:
     media = next(n for n in namespaces if isinstance(n, MediaNamespace))
     app[MEDIA_WORKER] = worker
     app[MEDIA_NAMESPACE] = media
+    metrics.install(app, media)
     app.cleanup_ctx.append(media_context(media))
 
     # socket.io authenticates its connections itself (session cookie at connect); the

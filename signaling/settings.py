@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
     redis_url: str | None = None
+    # Bearer token that may read GET /metrics (admins may read it with their session).
+    metrics_token: str | None = None
     # Media
     rtc_port_min: int = Field(0, ge=0, le=65535)
     rtc_port_max: int = Field(0, ge=0, le=65535)

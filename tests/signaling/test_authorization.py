@@ -127,6 +127,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/totp/disable"): Sample("totp-enabled", None),
     ("GET", "/api/admin/users"): Sample("root", wrong=("nina",)),
     ("GET", "/api/admin/media"): Sample("root", wrong=("nina",)),
+    ("GET", "/metrics"): Sample("root", wrong=("nina", "paula")),
     ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
     ("GET", "/api/cases"): Sample("paula"),
     ("POST", "/api/cases"): Sample("nina", const(INTAKE), wrong=("paula",)),

@@ -1,0 +1,204 @@
+"""``GET /metrics``: the node's figures in the Prometheus text format.
+
+The SFU's counters are read from the media worker when the route is scraped (a custom
+collector, no per-packet bookkeeping here).  Counters of transports that closed since the
+previous scrape keep the values seen at that scrape, so every ``_total`` only grows;
+packets a transport handled between the last scrape and its closing are not counted.
+
+Access: a ``Authorization: Bearer <metrics_token>`` header matching the ``metrics_token``
+setting (for a Prometheus server), or the session of a signed-in admin.  Anyone else is
+refused, so the route is declared public and checks the caller itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client import generate_latest as generate_text
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rooms.errors import Forbidden, Unauthenticated
+from rooms.sessions import STAGE_ACTIVE
+from signaling.access import SESSION, USER, access
+from signaling.media import MediaNamespace
+from signaling.services import SERVICES
+
+routes = web.RouteTableDef()
+
+#: (metric name, help, key in a consumer's stats) summed over every consumer.
+CONSUMER_COUNTERS = (
+    ("caucus_media_forwarded_packets", "RTP packets forwarded to subscribers.", "packets"),
+    ("caucus_media_forwarded_bytes", "RTP bytes forwarded to subscribers.", "bytes"),
+    ("caucus_media_nacks_received", "NACK messages received from subscribers.", "nacks"),
+    ("caucus_media_plis_received", "PLI messages received from subscribers.", "plis"),
+    ("caucus_media_firs_received", "FIR messages received from subscribers.", "firs"),
+    ("caucus_media_retransmitted_packets", "Packets retransmitted after a NACK.", "rtx"),
+)
+PRODUCER_COUNTERS = (
+    ("caucus_media_received_packets", "RTP packets received from publishers.", "packets"),
+    ("caucus_media_received_bytes", "RTP bytes received from publishers.", "bytes"),
+    ("caucus_media_nacks_sent", "NACK messages sent to publishers.", "nacks"),
+    ("caucus_media_keyframe_requests_sent", "PLI messages sent to publishers.", "plis"),
+)
+TRANSPORT_COUNTERS = (
+    (
+        "caucus_media_dropped_packets",
+        "Packets the SFU dropped because a socket buffer was full.",
+        "dropped",
+    ),
+)
+
+
+def _consumer_values(stats: dict) -> dict[str, int]:
+    return {
+        "packets": stats["packets_forwarded"],
+        "bytes": stats["bytes_forwarded"],
+        "nacks": stats["nacks_received"],
+        "plis": stats["plis_received"],
+        "firs": stats["firs_received"],
+        "rtx": stats["retransmitted"],
+    }
+
+
+def _producer_values(stats: dict) -> dict[str, int]:
+    return {
+        "packets": stats["packets_received"],
+        "bytes": stats["bytes_received"],
+        "nacks": stats["nacks_sent"],
+        "plis": stats["keyframe_requests_sent"],
+    }
+
+
+@dataclass
+class _Totals:
+    """Monotonic sums over objects that come and go: live values plus retired ones."""
+
+    retired: dict[str, int] = field(default_factory=dict)
+    last: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def update(self, current: dict[str, dict[str, int]]) -> dict[str, int]:
+        for gone in self.last.keys() - current.keys():
+            for key, value in self.last[gone].items():
+                self.retired[key] = self.retired.get(key, 0) + value
+        self.last = current
+        totals = dict(self.retired)
+        for values in current.values():
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+
+class MediaCollector(Collector):
+    """Reads the media worker's statistics at scrape time."""
+
+    def __init__(self, media: MediaNamespace) -> None:
+        self._media = media
+        self._consumers = _Totals()
+        self._producers = _Totals()
+        self._transports = _Totals()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._media.worker.stats()
+        transports = stats["transports"]
+        consumers: dict[str, dict[str, int]] = {}
+        producers: dict[str, dict[str, int]] = {}
+        per_transport: dict[str, dict[str, int]] = {}
+        open_consumers = {"audio": 0, "video": 0}
+        open_producers = {"audio": 0, "video": 0}
+        directions = {"publish": 0, "subscribe": 0}
+        for transport in transports:
+            directions[transport["direction"]] = directions.get(transport["direction"], 0) + 1
+            per_transport[transport["id"]] = {"dropped": transport.get("packets_dropped", 0)}
+            for consumer in transport["consumers"]:
+                consumers[consumer["id"]] = _consumer_values(consumer)
+                open_consumers[consumer["kind"]] = open_consumers.get(consumer["kind"], 0) + 1
+            for producer in transport["producers"]:
+                producers[producer["id"]] = _producer_values(producer)
+                open_producers[producer["kind"]] = open_producers.get(producer["kind"], 0) + 1
+
+        yield _gauge(
+            "caucus_media_participants",
+            "Participants in live rooms on this node.",
+            len(self._media.live),
+        )
+        yield _gauge("caucus_media_rooms", "Live rooms (SFU routers).", len(stats["routers"]))
+        yield _labelled(
+            "caucus_media_transports", "Open peer connections.", "direction", directions
+        )
+        yield _labelled(
+            "caucus_media_producers", "Published tracks (producers).", "kind", open_producers
+        )
+        yield _labelled(
+            "caucus_media_consumers",
+            "Forwarded tracks: (subscriber, producer) pairs.",
+            "kind",
+            open_consumers,
+        )
+        for totals, table, current in (
+            (self._consumers, CONSUMER_COUNTERS, consumers),
+            (self._producers, PRODUCER_COUNTERS, producers),
+            (self._transports, TRANSPORT_COUNTERS, per_transport),
+        ):
+            sums = totals.update(current)
+            for name, documentation, key in table:
+                counter = CounterMetricFamily(name, documentation)
+                counter.add_metric([], sums.get(key, 0))
+                yield counter
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _labelled(name: str, documentation: str, label: str, values: dict[str, int]):
+    gauge = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        gauge.add_metric([key], value)
+    return gauge
+
+
+def build_registry(media: MediaNamespace) -> CollectorRegistry:
+    """A registry of this node's collectors (one per application, not the global one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    registry.register(MediaCollector(media))
+    return registry
+
+
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+def install(app: web.Application, media: MediaNamespace) -> None:
+    """Add ``GET /metrics`` to ``app``, reading ``media``'s worker."""
+    app[METRICS_REGISTRY] = build_registry(media)
+    app.add_routes(routes)
+
+
+def _bearer_matches(request: web.Request, token: str | None) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if not token or scheme.lower() != "bearer" or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@routes.get("/metrics")
+@access("public")  # a bearer token or an admin session, checked below
+async def metrics(request: web.Request) -> web.Response:
+    token = request.app[SERVICES].settings.metrics_token
+    if not _bearer_matches(request, token):
+        session, user = request[SESSION], request[USER]
+        if session is None or user is None:
+            raise Unauthenticated(
+                "Send the metrics token as a bearer token, or sign in as an admin.",
+                code="unauthenticated",
+            )
+        if session.stage != STAGE_ACTIVE or user.role != "admin":
+            raise Forbidden("Only an admin or the metrics token may read the metrics.")
+    body = generate_text(request.app[METRICS_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
