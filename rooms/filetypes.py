@@ -80,8 +80,11 @@ def _ooxml(head: bytes, name: str) -> FileType | None:
     return FileType(content_type, "document") if content_type else None
 
 
-def sniff(head: bytes, name: str = "") -> FileType | None:
-    """The type of a file whose first bytes are ``head``; None when it is not allowed."""
+def sniff(head: bytes, name: str = "", *, complete: bool = False) -> FileType | None:
+    """The type of a file whose first bytes are ``head``; None when it is not allowed.
+
+    ``complete``: ``head`` is the whole file (so text must not end mid-character).
+    """
     if head.startswith(b"\xff\xd8\xff"):
         return FileType("image/jpeg", "picture")
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -100,7 +103,8 @@ def sniff(head: bytes, name: str = "") -> FileType | None:
         return _ooxml(head, name)
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return FileType(_OLE_BY_EXTENSION.get(_extension(name), OLE), "document")
-    if head and TextCheck().feed(head):
+    check = TextCheck()
+    if head and check.feed(head) and (not complete or check.finish()):
         return FileType(TEXT, "text")
     return None
 

@@ -670,7 +670,7 @@ class Spaces:
                 break
             if len(head) > max_bytes:
                 raise PayloadTooLarge(f"The file is larger than the limit of {max_bytes} bytes.")
-        kind = sniff(bytes(head[:SNIFF_BYTES]), name) if head else None
+        kind = sniff(bytes(head[:SNIFF_BYTES]), name, complete=ended) if head else None
         if kind is None:
             raise UnsupportedMediaType(
                 "This kind of file is not accepted. Upload PDF, Office documents, plain "
