@@ -3,6 +3,14 @@
 Every member's subscribe transport consumes every other member's producers.  Members are
 participant ids; their transports are looked up in the :class:`Worker`, so a participant
 may join before or after creating its transports.
+
+Room moves reuse m-lines: a consumer that stops (its subscriber or its publisher left the
+room, or its producer closed) is *parked* -- switched to the worker's idle producer of the
+same codec, so nothing reaches it -- and the next producer of that codec the subscriber
+must receive takes the parked slot over with ``Consumer.switch_to``, without a
+renegotiation.  The subscribe SDP therefore never has more m-lines than the most tracks
+the participant received at once.  Parking and switching are synchronous: once
+``join``/``leave`` returns, no packet of the old room can be written to the participant.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ class Router:
         self.members: set[str] = set()
         #: Called after a consumer is created (signaling may tell the client who it is).
         self.on_consumer_added: Callable[[Consumer], None] | None = None
+        #: Producers not forwarded in this room (e.g. a screen while sharing is disabled).
+        self.blocked: set[str] = set()
         self._worker = worker
 
     @property
@@ -31,7 +41,11 @@ class Router:
         found = []
         for participant_id in self.members:
             for transport in self._worker.transports_of(participant_id, "publish"):
-                found.extend(p for p in transport.producers.values() if not p.closed)
+                found.extend(
+                    p
+                    for p in transport.producers.values()
+                    if not p.closed and p.id not in self.blocked
+                )
         return found
 
     def join(self, participant_id: str) -> None:
@@ -60,7 +74,7 @@ class Router:
                     consumer.producer is not None
                     and consumer.producer.participant_id in self.members
                 ):
-                    transport.remove_consumer(consumer)
+                    self._worker.park(consumer)
         for transport in self._worker.transports_of(participant_id, "publish"):
             for producer in transport.producers.values():
                 self.producer_closed(producer)
@@ -77,20 +91,38 @@ class Router:
                 self._consume(member, producer)
 
     def producer_closed(self, producer: Producer) -> None:
+        """Nobody receives ``producer`` any more (its consumers are parked)."""
         for consumer in list(producer.consumers):
             transport = self._worker.transport_of_consumer(consumer)
-            if transport is not None:
-                transport.remove_consumer(consumer)
+            if transport is not None and not transport.closed:
+                self._worker.park(consumer)
             else:
                 consumer.close()
 
+    def block(self, producer: Producer) -> None:
+        """Stop forwarding ``producer`` in this room until :meth:`unblock`."""
+        self.blocked.add(producer.id)
+        self.producer_closed(producer)
+
+    def unblock(self, producer: Producer) -> None:
+        if producer.id in self.blocked:
+            self.blocked.discard(producer.id)
+            if producer.participant_id in self.members and not producer.closed:
+                self.producer_added(producer)
+
     def _consume(self, participant_id: str, producer: Producer) -> None:
+        if producer.id in self.blocked:
+            return
         for transport in self._worker.transports_of(participant_id, "subscribe"):
             if transport.closed:
                 continue
             if any(c.producer is producer for c in transport.consumers.values()):
                 continue
-            consumer = transport.consume(producer)
+            consumer = self._worker.parked_consumer(transport, producer)
+            if consumer is not None:
+                consumer.switch_to(producer)
+            else:
+                consumer = transport.consume(producer)
             if self.on_consumer_added is not None:
                 self.on_consumer_added(consumer)
 

@@ -38,6 +38,8 @@ class Worker:
         self._routers: dict[str, Router] = {}
         self._transports: dict[str, Transport] = {}
         self._membership: dict[str, Router] = {}
+        #: Idle producers (never fed) holding parked consumers, one per codec.
+        self._parking: dict[tuple[object, ...], Producer] = {}
         self._closed = False
         self._rtcp_task: asyncio.Task[None] | None = None
 
@@ -117,6 +119,68 @@ class Worker:
     def _transport_closed(self, transport: Transport) -> None:
         self._transports.pop(transport.id, None)
 
+    # --- parked consumers (m-lines kept for reuse) --------------------------------------
+
+    def park(self, consumer: Consumer) -> None:
+        """Stop ``consumer`` at once and keep its m-line for a later producer of the same
+        codec (see :meth:`parked_consumer`)."""
+        producer = consumer.producer
+        if producer is None or consumer.closed or producer.participant_id == "":
+            return
+        key = _codec_key(producer)
+        parking = self._parking.get(key)
+        if parking is None:
+            parking = self._parking[key] = Producer(
+                participant_id="",
+                kind=producer.kind,
+                codec=producer.codec,
+                rtx_payload_type=None,
+                rtcp_ssrc=0,
+                writer=None,  # type: ignore[arg-type]  # never fed, never reports
+                settings=self.settings,
+            )
+        consumer.switch_to(parking)
+
+    def parked_consumer(self, transport: Transport, producer: Producer) -> Consumer | None:
+        """A parked consumer of ``transport`` that can carry ``producer``, if any."""
+        parking = self._parking.get(_codec_key(producer))
+        if parking is None:
+            return None
+        for consumer in parking.consumers:
+            if not consumer.closed and transport.consumers.get(consumer.id) is consumer:
+                return consumer
+        return None
+
+    def is_parked(self, consumer: Consumer) -> bool:
+        producer = consumer.producer
+        return producer is None or producer.participant_id == ""
+
+    def subscriptions(self) -> list[dict[str, object]]:
+        """Who receives whom right now: one row per forwarding consumer, with the rooms
+        of both ends (parked m-lines are left out)."""
+        rows = []
+        for transport in self._transports.values():
+            if transport.direction != SUBSCRIBE or transport.closed:
+                continue
+            subscriber_room = self.router_of(transport.participant_id)
+            for consumer in transport.consumers.values():
+                if consumer.closed or self.is_parked(consumer):
+                    continue
+                producer = consumer.producer
+                assert producer is not None
+                publisher_room = self.router_of(producer.participant_id)
+                rows.append(
+                    {
+                        "subscriber": transport.participant_id,
+                        "subscriber_room": subscriber_room.room_id if subscriber_room else None,
+                        "publisher": producer.participant_id,
+                        "publisher_room": publisher_room.room_id if publisher_room else None,
+                        "kind": consumer.kind,
+                        "mid": consumer.mid,
+                    }
+                )
+        return rows
+
     # --- RTCP ---------------------------------------------------------------------------
 
     async def _run_rtcp(self) -> None:
@@ -140,6 +204,7 @@ class Worker:
         return {
             "routers": [r.stats() for r in self._routers.values()],
             "transports": [t.stats() for t in self._transports.values()],
+            "subscriptions": self.subscriptions(),
         }
 
     async def close(self) -> None:
@@ -149,11 +214,26 @@ class Worker:
             await transport.close()
         self._routers.clear()
         self._membership.clear()
+        self._parking.clear()
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rtcp_task
             self._rtcp_task = None
+
+
+def _codec_key(producer: Producer) -> tuple[object, ...]:
+    """Producers with equal keys can share an m-line negotiated for either of them."""
+    codec = producer.codec
+    parameters = codec.parameters or {}
+    return (
+        producer.kind,
+        codec.mimeType.lower(),
+        codec.clockRate,
+        codec.channels,
+        str(parameters.get("profile-level-id", "")),
+        str(parameters.get("packetization-mode", "")),
+    )
 
 
 __all__ = ["PUBLISH", "SUBSCRIBE", "Worker"]

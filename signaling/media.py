@@ -5,9 +5,11 @@ client offers and the server answers (``media.publish``), and a *subscribe* conn
 server offers and the client answers (the server calls ``media.offer`` and waits for the
 acknowledgement).  ICE is not trickled: both sides put their candidates in the SDP.
 
-A socket holds at most one live session; the session is in one live room, for now the
-main room of its case (``"<case_id>:main"``).  Leaving, disconnecting or a failed
-subscribe connection releases both transports.  See docs/signaling.md.
+A socket holds at most one live session; the session is in one live room of its case
+(router ``"<case_id>:<room_id>"``, the main room ``"<case_id>:main"``) or in its waiting
+area, as the case's ``rooms.live.LiveSession`` places its user; the mediator's controls
+(``signaling.live``) move it.  Leaving, disconnecting or a failed subscribe connection
+releases both transports.  See docs/signaling.md.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from aiohttp import web
 from pydantic import Field
 
 from rooms.cases import CASE_ROLES
-from rooms.errors import Conflict
+from rooms.errors import Conflict, Forbidden
+from rooms.live import WAITING
 from sfu import IceServer, MediaSettings, Transport, Worker
+from signaling.live import LiveControls
 from signaling.services import Services
 from signaling.settings import Settings
 from signaling.sockets import Caller, CasePayload, EventNamespace, event
@@ -85,6 +89,8 @@ class MediaPayload(CasePayload):
 
 class PublishPayload(CasePayload):
     sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
+    #: The mid of the m-line carrying a shared screen, while the client shares one.
+    screen_mid: str | None = Field(default=None, min_length=1, max_length=16)
 
 
 @dataclass
@@ -100,6 +106,8 @@ class LiveSession:
     role: str
     subscribe: Transport | None = None
     publish: Transport | None = None
+    screen_mid: str | None = None
+    screen_mids: set[str] = field(default_factory=set)  # mids that ever carried a screen
     ending: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -111,15 +119,17 @@ class LiveSession:
         }
 
 
-class MediaNamespace(EventNamespace):
-    """Joining a case's live room, publishing and receiving media, leaving."""
+class MediaNamespace(LiveControls, EventNamespace):
+    """Joining a case's live room, publishing and receiving media, leaving; the live
+    rooms' controls come from :class:`signaling.live.LiveControls`."""
 
     def __init__(self, services: Services, worker: Worker) -> None:
-        super().__init__("/media", services)
         self.worker = worker
         self.live: dict[str, LiveSession] = {}  # sid -> session
         self.by_participant: dict[str, LiveSession] = {}
         self._views = 0
+        EventNamespace.__init__(self, "/media", services)
+        self._init_live()
 
     # --- events -------------------------------------------------------------------------
 
@@ -134,7 +144,7 @@ class MediaNamespace(EventNamespace):
         session = LiveSession(
             sid=caller.sid,
             case_id=payload.case_id,
-            room_id=main_room(payload.case_id),
+            room_id="",  # placed by the case's live session below
             participant_id=uuid.uuid4().hex[:16],
             user_id=caller.user_id,
             display_name=caller.display_name,
@@ -147,7 +157,13 @@ class MediaNamespace(EventNamespace):
             session.subscribe = subscribe
             subscribe.negotiator = lambda offer: self._offer(session, offer)
             subscribe.on_close = lambda transport: self._transport_closed(session, transport)
-            self.worker.router(session.room_id).join(session.participant_id)
+            role = session.role
+            await self._change(payload.case_id, lambda s: s.arrive(caller.user_id, role))
+            if not session.room_id:  # a newer state was applied meanwhile: place by it
+                state = await self._current(payload.case_id)
+                target = state.where(caller.user_id) or WAITING
+                self._place(session, state, target)
+                await self._announce_room(session.room_id)
         except BaseException:
             await self._end(session)
             raise
@@ -155,24 +171,38 @@ class MediaNamespace(EventNamespace):
             "joined live room",
             extra={"room": session.room_id, "participant": session.participant_id},
         )
-        await self._announce_room(session.room_id)
+        state = await self._current(payload.case_id)
         return {
             "case_id": session.case_id,
             "room_id": session.room_id,
             "participant_id": session.participant_id,
             "ice_servers": browser_ice_servers(self.worker.settings),
             "participants": self._people(session.room_id),
+            "live": await self._view_for(state, caller.user_id, session.role),
         }
 
     @event("media.publish", PublishPayload, "case", CASE_ROLES)
     async def publish(self, caller: Caller, payload: PublishPayload) -> dict[str, Any]:
         session = self._session(caller.sid, payload.case_id)
+        if payload.screen_mid is not None and not self.sharing_allowed(session):
+            raise Forbidden("Screen sharing is turned off in this room.", code="sharing_disabled")
         transport = session.publish
         if transport is None or transport.closed:
             transport = await self.worker.create_transport(session.participant_id, "publish")
             transport.on_close = lambda closed: self._transport_closed(session, closed)
             session.publish = transport
+            session.screen_mids.clear()
+        if payload.screen_mid is not None:
+            session.screen_mids.add(payload.screen_mid)
+        session.screen_mid = payload.screen_mid
+        # A new screen producer is forwarded as soon as the offer is applied: block it in
+        # the same step when the room does not allow it (or it is no longer shared).
         answer = await transport.accept_offer(payload.sdp)
+        router = self.worker.router_of(session.participant_id)
+        if router is not None:
+            self._block_screens(session, router, self.sharing_allowed(session))
+        # consumers that took over parked m-lines are not renegotiated: say who they are
+        await self._announce_room(session.room_id)
         return {"sdp": answer}
 
     @event("media.leave", MediaPayload, "case", CASE_ROLES)
@@ -182,6 +212,7 @@ class MediaNamespace(EventNamespace):
         return {"case_id": payload.case_id}
 
     async def left(self, sid: str) -> None:
+        self._forget_watcher(sid)
         session = self.live.get(sid)
         if session is not None:
             await self._end(session)
@@ -211,7 +242,10 @@ class MediaNamespace(EventNamespace):
                 owner = self.by_participant.get(producer.participant_id) if producer else None
                 if consumer.closed or consumer.mid is None or owner is None:
                     continue
-                tracks.append({"mid": consumer.mid, "kind": consumer.kind, **owner.person()})
+                source = "screen" if producer.mid == owner.screen_mid else "camera"
+                tracks.append(
+                    {"mid": consumer.mid, "kind": consumer.kind, "source": source, **owner.person()}
+                )
         tracks.sort(key=lambda track: int(track["mid"]) if track["mid"].isdigit() else 0)
         # Views can overtake each other (an offer's view is delivered after its answer is
         # made); the client keeps the one with the highest ``seq``.
@@ -219,11 +253,15 @@ class MediaNamespace(EventNamespace):
         return {"seq": self._views, "participants": self._people(session.room_id), "tracks": tracks}
 
     def _people(self, room_id: str) -> list[dict[str, str]]:
+        if room_id.endswith(":" + WAITING):  # people waiting do not see each other
+            return []
         people = [s.person() for s in self.live.values() if s.room_id == room_id and not s.ending]
         return sorted(people, key=lambda person: person["display_name"])
 
     async def _announce_room(self, room_id: str) -> None:
         """Tell everyone in ``room_id`` who is there and which tracks they receive."""
+        if not room_id:
+            return
         for session in [s for s in self.live.values() if s.room_id == room_id and not s.ending]:
             await self.emit("media.tracks", self._view(session), to=session.sid)
 
@@ -272,9 +310,11 @@ class MediaNamespace(EventNamespace):
                     "media.ended", {"case_id": session.case_id, "reason": reason}, to=session.sid
                 )
         await self._announce_room(session.room_id)
+        await self._push_state(session.case_id)
 
     async def close(self) -> None:
         """End every live session (the server is stopping)."""
+        await self.stop_timers()
         for session in list(self.live.values()):
             await self._end(session)
 
@@ -295,6 +335,7 @@ def media_context(namespace: MediaNamespace):
     """A cleanup context: the SFU worker lives as long as the application."""
 
     async def context(_app: web.Application) -> AsyncIterator[None]:
+        await namespace.resume_timers()
         yield
         await namespace.close()
         await namespace.worker.close()

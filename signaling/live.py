@@ -1,0 +1,565 @@
+"""Live rooms over socket.io: breakout rooms, the mediator's controls, timers, whiteboards.
+
+``LiveControls`` is mixed into the ``/media`` namespace, so one socket carries a person's
+media negotiation and their room: a move is applied to the SFU (synchronously, before
+anyone is told) and then pushed as ``live.state``.  The room assignments are the
+``rooms.live.LiveSession`` of the case, persisted by ``LiveSessions``; this module applies
+them to the media sessions of this node.  See docs/signaling.md ("Live rooms").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from rooms.cases import CASE_ROLES
+from rooms.errors import Conflict, Forbidden
+from rooms.live import MAIN, NEUTRAL_ROLES, TIMER_WARNING_SECONDS, WAITING, LiveSessions
+from rooms.live import LiveSession as RoomState
+from signaling.sockets import Caller, CasePayload, event
+
+if TYPE_CHECKING:
+    from sfu import Producer
+    from signaling.media import LiveSession
+
+log = logging.getLogger(__name__)
+
+ROOM_ID = Field(min_length=1, max_length=32)
+USER_ID = Field(min_length=1, max_length=64)
+MAX_STROKES_PER_ROOM = 2000
+MAX_STROKE_POINTS = 500
+
+
+def room_key(case_id: str, room: str) -> str:
+    """The SFU router id of a live room."""
+    return f"{case_id}:{room}"
+
+
+class RoomPayload(CasePayload):
+    room_id: str = ROOM_ID
+
+
+class CreateRoomPayload(CasePayload):
+    name: str = Field(min_length=1, max_length=80)
+
+
+class RenameRoomPayload(RoomPayload):
+    name: str = Field(min_length=1, max_length=80)
+
+
+class MovePayload(CasePayload):
+    user_id: str = USER_ID
+    room_id: str = ROOM_ID
+
+
+class MoveManyPayload(CasePayload):
+    moves: dict[str, str] = Field(min_length=1, max_length=200)
+
+    @field_validator("moves")
+    @classmethod
+    def _short(cls, moves: dict[str, str]) -> dict[str, str]:
+        for user_id, room_id in moves.items():
+            if not 0 < len(user_id) <= 64 or not 0 < len(room_id) <= 32:
+                raise ValueError("user and room ids have 1 to 64 and 1 to 32 characters")
+        return moves
+
+
+class SwapPayload(CasePayload):
+    first: str = USER_ID
+    second: str = USER_ID
+
+
+class UserPayload(CasePayload):
+    user_id: str = USER_ID
+
+
+class AdmitPayload(UserPayload):
+    room_id: str = Field(default=MAIN, min_length=1, max_length=32)
+
+
+class BroadcastPayload(CasePayload):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class TimerPayload(RoomPayload):
+    seconds: float = Field(ge=1, le=24 * 3600)
+
+
+class LockPayload(RoomPayload):
+    locked: bool
+
+
+class SharingPayload(RoomPayload):
+    allowed: bool
+
+
+class AskPayload(CasePayload):
+    text: str = Field(default="", max_length=500)
+
+
+class StrokePayload(CasePayload):
+    """One pen stroke: points in the board's unit square, a colour, a width in pixels of
+    a 1000-pixel-wide board."""
+
+    points: list[tuple[float, float]] = Field(min_length=1, max_length=MAX_STROKE_POINTS)
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+    width: float = Field(ge=0.5, le=40)
+
+    @field_validator("points")
+    @classmethod
+    def _inside(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for x, y in points:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError("points lie in the unit square")
+        return points
+
+
+class LiveControls:
+    """The live-room half of the ``/media`` namespace (a mixin of ``MediaNamespace``)."""
+
+    # provided by MediaNamespace / EventNamespace
+    live: dict[str, LiveSession]
+    worker: Any
+    services: Any
+
+    def _init_live(self) -> None:
+        self.rooms_state = LiveSessions(self.services.store)
+        self._states: dict[str, RoomState] = {}  # case id -> latest applied state
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._boards: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._watchers: dict[str, set[str]] = {}  # case id -> sids of neutrals watching
+        self._names: dict[str, dict[str, dict[str, str]]] = {}  # case -> user -> name, role
+        self._live_seq = 0
+
+    # --- reading -----------------------------------------------------------------------
+
+    @event("live.state", CasePayload, "case", CASE_ROLES)
+    async def live_state(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
+        """The caller's view of the rooms; a neutral's socket also receives every later
+        change (``live.state`` pushes) without joining the media."""
+        assert caller.member is not None
+        state = await self._current(payload.case_id)
+        if caller.member.role in NEUTRAL_ROLES:
+            self._watchers.setdefault(payload.case_id, set()).add(caller.sid)
+        return {"state": await self._view_for(state, caller.user_id, caller.member.role)}
+
+    @event("live.board", CasePayload, "case", CASE_ROLES)
+    async def board(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
+        session = self._joined(caller, payload.case_id)
+        room = self._room_of(session)
+        return {"room_id": room, "strokes": list(self._boards.get((payload.case_id, room), []))}
+
+    # --- the mediator's controls ------------------------------------------------------
+
+    @event("live.room.create", CreateRoomPayload, "case", NEUTRAL_ROLES)
+    async def create_room(self, caller: Caller, payload: CreateRoomPayload) -> dict[str, Any]:
+        _, room = await self._change(payload.case_id, lambda s: s.create_room(payload.name))
+        return {"room_id": room.id, "name": room.name}
+
+    @event("live.room.rename", RenameRoomPayload, "case", NEUTRAL_ROLES)
+    async def rename_room(self, caller: Caller, payload: RenameRoomPayload) -> dict[str, Any]:
+        await self._change(payload.case_id, lambda s: s.rename_room(payload.room_id, payload.name))
+        return {"room_id": payload.room_id}
+
+    @event("live.room.close", RoomPayload, "case", NEUTRAL_ROLES)
+    async def close_room(self, caller: Caller, payload: RoomPayload) -> dict[str, Any]:
+        _, moved = await self._change(payload.case_id, lambda s: s.close_room(payload.room_id))
+        return {"room_id": payload.room_id, "moved": moved}
+
+    @event("live.room.lock", LockPayload, "case", NEUTRAL_ROLES)
+    async def lock_room(self, caller: Caller, payload: LockPayload) -> dict[str, Any]:
+        await self._change(payload.case_id, lambda s: s.set_locked(payload.room_id, payload.locked))
+        return {"room_id": payload.room_id, "locked": payload.locked}
+
+    @event("live.room.sharing", SharingPayload, "case", NEUTRAL_ROLES)
+    async def room_sharing(self, caller: Caller, payload: SharingPayload) -> dict[str, Any]:
+        await self._change(
+            payload.case_id, lambda s: s.set_sharing(payload.room_id, payload.allowed)
+        )
+        return {"room_id": payload.room_id, "allowed": payload.allowed}
+
+    @event("live.move", MovePayload, "case", NEUTRAL_ROLES)
+    async def move(self, caller: Caller, payload: MovePayload) -> dict[str, Any]:
+        # The neutral may enter a locked room; their moves of others respect the lock
+        # only for parties' own requests, which do not exist: neutrals move by force.
+        _, changed = await self._change(
+            payload.case_id, lambda s: s.move(payload.user_id, payload.room_id, force=True)
+        )
+        return {"moved": [payload.user_id] if changed else []}
+
+    @event("live.move_many", MoveManyPayload, "case", NEUTRAL_ROLES)
+    async def move_many(self, caller: Caller, payload: MoveManyPayload) -> dict[str, Any]:
+        _, changed = await self._change(
+            payload.case_id, lambda s: s.move_many(payload.moves, force=True)
+        )
+        return {"moved": changed}
+
+    @event("live.swap", SwapPayload, "case", NEUTRAL_ROLES)
+    async def swap(self, caller: Caller, payload: SwapPayload) -> dict[str, Any]:
+        await self._change(payload.case_id, lambda s: s.swap(payload.first, payload.second))
+        return {"moved": [payload.first, payload.second]}
+
+    @event("live.bring_back", CasePayload, "case", NEUTRAL_ROLES)
+    async def bring_back(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
+        _, moved = await self._change(payload.case_id, lambda s: s.bring_all_back())
+        return {"moved": moved}
+
+    @event("live.admit", AdmitPayload, "case", NEUTRAL_ROLES)
+    async def admit(self, caller: Caller, payload: AdmitPayload) -> dict[str, Any]:
+        await self._change(payload.case_id, lambda s: s.admit(payload.user_id, payload.room_id))
+        return {"user_id": payload.user_id, "room_id": payload.room_id}
+
+    @event("live.remove", UserPayload, "case", NEUTRAL_ROLES)
+    async def remove(self, caller: Caller, payload: UserPayload) -> dict[str, Any]:
+        if payload.user_id == caller.user_id:
+            raise Conflict("You cannot remove yourself.", code="self_removal")
+
+        def change(state: RoomState) -> None:
+            state.remove(payload.user_id)
+            # Removed people wait outside until a neutral admits them again.
+            state.placement[payload.user_id] = WAITING
+
+        await self._change(payload.case_id, change)
+        for session in self._sessions_of(payload.case_id):
+            if session.user_id == payload.user_id:
+                await self._end(session, reason="removed")  # type: ignore[attr-defined]
+        return {"user_id": payload.user_id}
+
+    @event("live.broadcast", BroadcastPayload, "case", NEUTRAL_ROLES)
+    async def broadcast(self, caller: Caller, payload: BroadcastPayload) -> dict[str, Any]:
+        message = {
+            "case_id": payload.case_id,
+            "text": payload.text,
+            "from": caller.display_name,
+            "at": time.time(),
+        }
+        sids = {s.sid for s in self._sessions_of(payload.case_id)}
+        sids |= self._watchers.get(payload.case_id, set())
+        for sid in sids:
+            await self.emit("live.broadcast", message, to=sid)  # type: ignore[attr-defined]
+        return {"delivered": len(sids)}
+
+    @event("live.timer.start", TimerPayload, "case", NEUTRAL_ROLES)
+    async def start_timer(self, caller: Caller, payload: TimerPayload) -> dict[str, Any]:
+        now = time.time()
+        state, _ = await self._change(
+            payload.case_id, lambda s: s.start_timer(payload.room_id, payload.seconds, now)
+        )
+        room = state.room(payload.room_id)
+        if payload.seconds <= TIMER_WARNING_SECONDS:
+            await self._warn(state, room.id)
+        return {"room_id": room.id, "ends_at": room.timer_ends_at}
+
+    @event("live.timer.extend", TimerPayload, "case", NEUTRAL_ROLES)
+    async def extend_timer(self, caller: Caller, payload: TimerPayload) -> dict[str, Any]:
+        state, _ = await self._change(
+            payload.case_id, lambda s: s.extend_timer(payload.room_id, payload.seconds)
+        )
+        return {"room_id": payload.room_id, "ends_at": state.room(payload.room_id).timer_ends_at}
+
+    # --- participants -----------------------------------------------------------------
+
+    @event("live.ask", AskPayload, "case", CASE_ROLES)
+    async def ask(self, caller: Caller, payload: AskPayload) -> dict[str, Any]:
+        """ "Ask the mediator": every neutral of the case hears of it, wherever they are."""
+        state = await self._current(payload.case_id)
+        room_id = state.where(caller.user_id)
+        room = state.rooms.get(room_id) if room_id else None
+        request = {
+            "case_id": payload.case_id,
+            "user_id": caller.user_id,
+            "display_name": caller.display_name,
+            "room_id": room_id,
+            "room_name": room.name if room else "Waiting area",
+            "text": payload.text,
+            "at": time.time(),
+        }
+        sids = {s.sid for s in self._sessions_of(payload.case_id) if s.role in NEUTRAL_ROLES}
+        sids |= self._watchers.get(payload.case_id, set())
+        for sid in sids:
+            await self.emit("live.asked", request, to=sid)  # type: ignore[attr-defined]
+        return {"notified": len(sids)}
+
+    @event("live.board.stroke", StrokePayload, "case", CASE_ROLES)
+    async def board_stroke(self, caller: Caller, payload: StrokePayload) -> dict[str, Any]:
+        session = self._joined(caller, payload.case_id)
+        room = self._room_of(session)
+        strokes = self._boards.setdefault((payload.case_id, room), [])
+        if len(strokes) >= MAX_STROKES_PER_ROOM:
+            raise Conflict("This whiteboard is full; clear it first.", code="board_full")
+        stroke = {
+            "points": [[round(x, 4), round(y, 4)] for x, y in payload.points],
+            "color": payload.color.lower(),
+            "width": payload.width,
+            "by": session.participant_id,
+        }
+        strokes.append(stroke)
+        await self._to_room(
+            payload.case_id, room, "live.board.stroke", {"room_id": room, "stroke": stroke}
+        )
+        return {"strokes": len(strokes)}
+
+    @event("live.board.clear", CasePayload, "case", CASE_ROLES)
+    async def board_clear(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
+        session = self._joined(caller, payload.case_id)
+        room = self._room_of(session)
+        self._boards.pop((payload.case_id, room), None)
+        await self._to_room(payload.case_id, room, "live.board.cleared", {"room_id": room})
+        return {"room_id": room}
+
+    # --- applying the state -----------------------------------------------------------
+
+    async def _current(self, case_id: str) -> RoomState:
+        state = self._states.get(case_id)
+        if state is None:
+            state = await self.rooms_state.load(case_id)
+            self._states.setdefault(case_id, state)
+        return self._states[case_id]
+
+    async def _change(self, case_id: str, change: Any) -> tuple[RoomState, Any]:
+        state, result = await self.rooms_state.update(case_id, change)
+        await self._apply(state)
+        return state, result
+
+    async def _apply(self, state: RoomState) -> None:
+        """Make this node's media follow ``state`` (synchronously: no packet of a room a
+        participant left is written after this returns its first await), then tell
+        everyone."""
+        case_id = state.case_id
+        known = self._states.get(case_id)
+        if known is not None and known.version >= state.version:
+            return  # a newer state was applied meanwhile
+        self._states[case_id] = state
+        touched: set[str] = set()
+        removed: list[LiveSession] = []
+        for session in self._sessions_of(case_id):
+            target = state.where(session.user_id) or WAITING
+            key = room_key(case_id, target)
+            if key != session.room_id:
+                touched.update((session.room_id, key))
+                self._place(session, state, target)
+            if state.where(session.user_id) is None:
+                removed.append(session)
+        self._apply_sharing(state)
+        for room in list(self._boards):
+            if room[0] == case_id and room[1] not in state.rooms:
+                del self._boards[room]
+        self._schedule_timer(state)
+        # -- from here on, only notifications --
+        for session in removed:
+            await self._end(session, reason="removed")  # type: ignore[attr-defined]
+        for room in touched:
+            await self._announce_room(room)  # type: ignore[attr-defined]
+        await self._push_state(case_id)
+
+    def _place(self, session: LiveSession, state: RoomState, target: str) -> None:
+        """Move ``session``'s media to ``target`` (a room id or the waiting area)."""
+        pid = session.participant_id
+        old = self.worker.router_of(pid)
+        if target == WAITING or target not in state.rooms:
+            if old is not None:
+                old.leave(pid)
+        else:
+            router = self.worker.router(room_key(state.case_id, target))
+            self._block_screens(session, router, state.rooms[target].sharing_allowed)
+            router.join(pid)  # leaves ``old`` first
+        if old is not None and not old.members:
+            self.worker.close_router(old.room_id)
+        session.room_id = room_key(state.case_id, target)
+
+    def _screens(self, session: LiveSession) -> list[tuple[Producer, bool]]:
+        """The session's screen producers, each with whether it is shared now."""
+        transport = session.publish
+        if transport is None or transport.closed:
+            return []
+        return [
+            (p, p.mid == session.screen_mid)
+            for p in transport.producers.values()
+            if p.mid in session.screen_mids
+        ]
+
+    def _block_screens(self, session: LiveSession, router: Any, allowed: bool) -> None:
+        for producer, shared in self._screens(session):
+            if shared and allowed:
+                router.unblock(producer)
+            elif producer.id not in router.blocked:
+                router.block(producer)
+
+    def _apply_sharing(self, state: RoomState) -> list[LiveSession]:
+        """Block or unblock screens per room; answers who lost their share."""
+        stopped = []
+        for session in self._sessions_of(state.case_id):
+            router = self.worker.router_of(session.participant_id)
+            room = state.rooms.get(self._room_of(session))
+            if router is None or room is None:
+                continue
+            if not room.sharing_allowed and session.screen_mid is not None:
+                session.screen_mid = None
+                stopped.append(session)
+            self._block_screens(session, router, room.sharing_allowed)
+        return stopped
+
+    def sharing_allowed(self, session: LiveSession) -> bool:
+        state = self._states.get(session.case_id)
+        room = state.rooms.get(self._room_of(session)) if state else None
+        return room is not None and room.sharing_allowed
+
+    # --- timers -----------------------------------------------------------------------
+
+    def _schedule_timer(self, state: RoomState) -> None:
+        """One task per case, sleeping until the session's next deadline."""
+        case_id = state.case_id
+        task = self._timers.pop(case_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        deadline = state.next_deadline()
+        if deadline is not None:
+            self._timers[case_id] = asyncio.ensure_future(self._run_timer(case_id, deadline))
+
+    async def _run_timer(self, case_id: str, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        now = time.time()
+        warned: list[str] = []
+
+        def change(state: RoomState) -> None:
+            warned[:] = [room.id for room in state.due_warnings(now)]
+            for room_id in state.expired(now):
+                state.close_room(room_id)
+
+        try:
+            state, _ = await self._change(case_id, change)
+            for room_id in warned:
+                if room_id in state.rooms:
+                    await self._warn(state, room_id)
+        except Exception:
+            log.exception("live room timer failed", extra={"case": case_id})
+            with contextlib.suppress(Exception):
+                self._schedule_timer(await self.rooms_state.load(case_id))
+
+    async def _warn(self, state: RoomState, room_id: str) -> None:
+        room = state.room(room_id)
+        message = {
+            "case_id": state.case_id,
+            "room_id": room.id,
+            "room_name": room.name,
+            "ends_at": room.timer_ends_at,
+        }
+        await self._to_room(state.case_id, room.id, "live.timer_warning", message, neutrals=True)
+
+    async def resume_timers(self) -> None:
+        """Restart the timers of persisted sessions (the server started)."""
+        for case_id in await self.rooms_state.cases_with_sessions():
+            state = await self.rooms_state.load(case_id)
+            if state.next_deadline() is not None:
+                self._states.setdefault(case_id, state)
+                self._schedule_timer(state)
+
+    async def stop_timers(self) -> None:
+        tasks = list(self._timers.values())
+        self._timers.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- telling people ---------------------------------------------------------------
+
+    def _sessions_of(self, case_id: str) -> list[LiveSession]:
+        return [s for s in self.live.values() if s.case_id == case_id and not s.ending]
+
+    def _room_of(self, session: LiveSession) -> str:
+        return session.room_id.rpartition(":")[2]
+
+    def _joined(self, caller: Caller, case_id: str) -> LiveSession:
+        session = self.live.get(caller.sid)
+        if session is None or session.case_id != case_id:
+            raise Conflict("Join the case's live room first.", code="not_joined")
+        if self._room_of(session) == WAITING:
+            raise Forbidden("You are in the waiting area.", code="waiting")
+        return session
+
+    async def _to_room(
+        self, case_id: str, room: str, name: str, message: dict[str, Any], neutrals: bool = False
+    ) -> None:
+        sids = {s.sid for s in self._sessions_of(case_id) if self._room_of(s) == room}
+        if neutrals:
+            sids |= {s.sid for s in self._sessions_of(case_id) if s.role in NEUTRAL_ROLES}
+            sids |= self._watchers.get(case_id, set())
+        for sid in sids:
+            await self.emit(name, message, to=sid)  # type: ignore[attr-defined]
+
+    async def _people_names(self, case_id: str) -> dict[str, dict[str, str]]:
+        names = self._names.get(case_id)
+        if names is None:
+            members = await self.services.cases.members(case_id)
+            names = {m.user_id: {"display_name": m.display_name, "role": m.role} for m in members}
+            self._names[case_id] = names
+        return names
+
+    async def _view_for(self, state: RoomState, user_id: str, role: str) -> dict[str, Any]:
+        """What ``user_id`` may see of ``state``: everything for a neutral; their own room
+        (name, people, timer) for everyone else."""
+        names = await self._people_names(state.case_id)
+        if any(u not in names for u in state.placement):
+            self._names.pop(state.case_id, None)
+            names = await self._people_names(state.case_id)
+        online = {s.user_id for s in self._sessions_of(state.case_id)}
+
+        def person(uid: str) -> dict[str, Any]:
+            known = names.get(uid, {"display_name": "Former member", "role": ""})
+            return {"user_id": uid, **known, "online": uid in online}
+
+        self._live_seq += 1
+        mine = state.where(user_id)
+        rooms = []
+        for room in state.rooms.values():
+            if role not in NEUTRAL_ROLES and room.id != mine:
+                continue
+            rooms.append(
+                {
+                    "id": room.id,
+                    "name": room.name,
+                    "main": room.is_main,
+                    "locked": room.locked,
+                    "sharing_allowed": room.sharing_allowed,
+                    "timer_ends_at": room.timer_ends_at,
+                    "occupants": [person(u) for u in state.occupants(room.id)],
+                }
+            )
+        view: dict[str, Any] = {
+            "case_id": state.case_id,
+            "seq": self._live_seq,
+            "version": state.version,
+            "you": {"user_id": user_id, "room_id": mine, "role": role},
+            "rooms": rooms,
+            "server_time": time.time(),
+        }
+        if role in NEUTRAL_ROLES:
+            view["waiting_area"] = state.waiting_area
+            view["waiting"] = [person(u) for u in state.occupants(WAITING)]
+        return view
+
+    async def _push_state(self, case_id: str) -> None:
+        state = self._states.get(case_id)
+        if state is None:
+            return
+        for session in self._sessions_of(case_id):
+            view = await self._view_for(state, session.user_id, session.role)
+            await self.emit("live.state", view, to=session.sid)  # type: ignore[attr-defined]
+        watchers = self._watchers.get(case_id, set())
+        for sid in list(watchers):
+            saved = await self.get_session(sid)  # type: ignore[attr-defined]
+            user_id = saved.get("user_id") if saved else None
+            if user_id is None:
+                watchers.discard(sid)
+                continue
+            view = await self._view_for(state, user_id, NEUTRAL_ROLES[0])
+            await self.emit("live.state", view, to=sid)  # type: ignore[attr-defined]
+
+    def _forget_watcher(self, sid: str) -> None:
+        for sids in self._watchers.values():
+            sids.discard(sid)
