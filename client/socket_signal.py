@@ -60,6 +60,12 @@ class SocketSignal:
         self.tracks: dict[str, dict[str, Any]] = {}
         self.participants: list[dict[str, Any]] = []
         self.ended: str | None = None
+        #: The latest ``live.state`` (this person's view of the live rooms).
+        self.live: dict[str, Any] = {}
+        #: Other ``live.*`` pushes received, in order: (event, payload).
+        self.live_events: list[tuple[str, dict[str, Any]]] = []
+        #: Called with each newer ``live.state`` as it is received.
+        self.on_live_state: Callable[[dict[str, Any]], None] | None = None
         self._username = username
         self._password = password
         self._insecure = insecure
@@ -82,6 +88,9 @@ class SocketSignal:
         sio.on("media.offer", self._offer, namespace=NAMESPACE)
         sio.on("media.tracks", self._tracks, namespace=NAMESPACE)
         sio.on("media.ended", self._ended, namespace=NAMESPACE)
+        sio.on("live.state", self._live_state, namespace=NAMESPACE)
+        for name in ("live.broadcast", "live.timer_warning", "live.asked", "live.board.stroke"):
+            sio.on(name, self._live_event(name), namespace=NAMESPACE)
         await sio.connect(
             self.base_url,
             headers={"Cookie": f"{SESSION_COOKIE}={self._token}"},
@@ -93,6 +102,7 @@ class SocketSignal:
         self.participant_id = reply["participant_id"]
         self.ice_servers = reply["ice_servers"]
         self.participants = reply["participants"]
+        self._set_live(reply.get("live") or {})
 
     async def publish(self, offer_sdp: str) -> str:
         reply = await self.call("media.publish", {"case_id": self.case_id, "sdp": offer_sdp})
@@ -164,6 +174,29 @@ class SocketSignal:
 
     async def _tracks(self, payload: dict[str, Any]) -> None:
         self._update(payload)
+
+    async def _live_state(self, payload: dict[str, Any]) -> None:
+        self._set_live(payload)
+
+    def _set_live(self, view: dict[str, Any]) -> None:
+        if view.get("seq", 0) <= self.live.get("seq", 0):
+            return
+        self.live = view
+        if self.on_live_state is not None:
+            self.on_live_state(view)
+        self._changed.set()
+
+    def _live_event(self, name: str) -> Callable[[dict[str, Any]], Any]:
+        async def received(payload: dict[str, Any]) -> None:
+            self.live_events.append((name, payload))
+            self._changed.set()
+
+        return received
+
+    def my_room(self) -> dict[str, Any] | None:
+        """The live room this person is in (from the latest ``live.state``), if any."""
+        mine = self.live.get("you", {}).get("room_id")
+        return next((r for r in self.live.get("rooms", []) if r["id"] == mine), None)
 
     async def _ended(self, payload: dict[str, Any]) -> None:
         self.ended = payload.get("reason", "ended")

@@ -60,6 +60,8 @@ class Router:
         for producer in self.producers:
             if producer.participant_id != participant_id:
                 self._consume(participant_id, producer)
+            else:  # a participant moving in brings its tracks along
+                self.producer_added(producer)
         self.subscriber_ready(participant_id)
 
     def leave(self, participant_id: str) -> None:
