@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from certs.authority import load_certificate
+from client import loadtest_cli
 from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.masterkey import MasterKeyError
@@ -79,6 +80,14 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the replaced key file as master.key.<key id>.old (default: drop it)",
     )
+
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="simulate participants in live rooms and measure every track they receive",
+        description="Run --setup once (it creates the accounts over the API), then run "
+        "without it. See docs/loadtest.md.",
+    )
+    loadtest_cli.add_arguments(loadtest)
     return parser
 
 
@@ -160,6 +169,8 @@ async def user_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.command == "loadtest":
+        return loadtest_cli.main(args)
     try:
         settings = settings_from(args)
     except Exception as exc:
