@@ -22,6 +22,11 @@ from signaling.access import SESSION_COOKIE, access_of
 from signaling.sockets import NAMESPACES
 from tests.conftest import ApiClient
 from tests.signaling.conftest import INTAKE, PASSWORD, World
+from tests.signaling.live_samples import (
+    LIVE_EVENT_PRELUDES,
+    LIVE_EVENT_SAMPLES,
+    LIVE_WRONG_CALLERS,
+)
 
 Body = Callable[[World], Awaitable[Any]]
 
@@ -315,11 +320,13 @@ EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
     ("/spaces", "message.send"): ("paula", send_payload),
     ("/spaces", "message.edit"): ("paula", edit_payload),
     ("/spaces", "message.delete"): ("nina", lambda w: message_by(w, "paula")),
+    **LIVE_EVENT_SAMPLES,
 }
 # Events the right caller sends first (with the case payload) on the same connection.
 EVENT_PRELUDES: dict[tuple[str, str], tuple[str, ...]] = {
     ("/media", "media.publish"): ("media.join",),
     ("/media", "media.leave"): ("media.join",),
+    **LIVE_EVENT_PRELUDES,
 }
 
 
@@ -339,6 +346,11 @@ async def test_every_socket_event_is_enforced(world: World) -> None:
             reply = await outsider.call(name, payload, namespace=namespace.namespace, timeout=10)
             assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
             await outsider.disconnect()
+            for wrong in LIVE_WRONG_CALLERS.get((namespace.namespace, name), ()):
+                member = await connect(world, world.clients[wrong], namespace.namespace)
+                reply = await member.call(name, payload, namespace=namespace.namespace, timeout=10)
+                assert reply["ok"] is False and reply["error"]["code"] == "forbidden", (name, wrong)
+                await member.disconnect()
             right = await connect(world, world.clients[caller], namespace.namespace)
             for before in EVENT_PRELUDES.get((namespace.namespace, name), ()):
                 reply = await right.call(

@@ -1,0 +1,323 @@
+"""The live rooms' controls over socket.io: only a neutral may use them, parties cannot move
+anyone, timers close rooms, broadcasts and questions reach people, screens follow the
+room's rule, whiteboards are validated, and a restarted server puts people back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from certs.authority import ensure_self_signed
+from client import Participant, SignalError, SocketSignal
+from rooms.store import Store
+from signaling.app import build_app
+from signaling.media import MEDIA_WORKER, MediaNamespace
+from signaling.services import Services
+from signaling.settings import Settings
+from signaling.sockets import NAMESPACES
+from tests.signaling.conftest import PASSWORD, World
+from tests.signaling.test_media import connect, publish_offer
+
+MEDIATOR_EVENTS: dict[str, dict[str, Any]] = {
+    "live.room.create": {"name": "Sneaky"},
+    "live.room.rename": {"room_id": "ROOM", "name": "Renamed"},
+    "live.room.close": {"room_id": "ROOM"},
+    "live.room.lock": {"room_id": "ROOM", "locked": True},
+    "live.room.sharing": {"room_id": "ROOM", "allowed": False},
+    "live.move": {"user_id": "PAULA", "room_id": "ROOM"},
+    "live.move_many": {"moves": {"PAULA": "ROOM", "CARL": "ROOM"}},
+    "live.swap": {"first": "PAULA", "second": "NINA"},
+    "live.bring_back": {},
+    "live.admit": {"user_id": "PAULA"},
+    "live.remove": {"user_id": "NINA"},
+    "live.broadcast": {"text": "everyone out"},
+    "live.timer.start": {"room_id": "ROOM", "seconds": 5},
+    "live.timer.extend": {"room_id": "ROOM", "seconds": 5},
+}
+
+
+def signal_for(world: World, name: str) -> SocketSignal:
+    return SocketSignal(world.server.url, name, PASSWORD, world.cases["Case A"], insecure=True)
+
+
+def media_namespace(app: web.Application) -> MediaNamespace:
+    return next(n for n in app[NAMESPACES] if isinstance(n, MediaNamespace))
+
+
+def fill(body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return ids.get(value, value)
+        if isinstance(value, dict):
+            return {sub(k): sub(v) for k, v in value.items()}
+        return value
+
+    return sub(body)
+
+
+async def test_parties_cannot_use_the_mediators_controls(world: World) -> None:
+    case_a = world.cases["Case A"]
+    nina, paula, carl = (signal_for(world, n) for n in ("nina", "paula", "carl"))
+    people = [
+        Participant(n, s, video=None, audio=False)
+        for n, s in (("nina", nina), ("paula", paula), ("carl", carl))
+    ]
+    try:
+        for person in people:
+            await person.join()
+        room = await nina.call("live.room.create", {"case_id": case_a, "name": "Caucus 1"})
+        ids = {
+            "ROOM": room["room_id"],
+            "PAULA": paula.live["you"]["user_id"],
+            "CARL": carl.live["you"]["user_id"],
+            "NINA": nina.live["you"]["user_id"],
+        }
+        namespace = media_namespace(world.server.app)
+        before = (await namespace.rooms_state.load(case_a)).to_state()
+        for caller in (paula, carl):
+            for name, body in MEDIATOR_EVENTS.items():
+                with_ids = {"case_id": case_a, **fill(body, ids)}
+                try:
+                    await caller.call(name, with_ids)
+                except SignalError as refusal:
+                    assert refusal.code == "forbidden", (name, refusal)
+                else:
+                    raise AssertionError(f"a party could send {name}")
+        after = await namespace.rooms_state.load(case_a)
+        assert after.to_state() == before
+        assert not any(e == "live.broadcast" for e, _ in paula.live_events + nina.live_events)
+        # the forged move of someone else changed nothing for them either
+        assert paula.my_room()["id"] == "main" and carl.my_room()["id"] == "main"
+
+        # a party sees only the room they are in; the neutral sees every room
+        assert [r["id"] for r in paula.live["rooms"]] == ["main"]
+        await nina.wait_until(lambda s: len(s.live["rooms"]) == 2)
+        # the neutral moves the party: the party is told, and cannot come back alone
+        await nina.call(
+            "live.move", {"case_id": case_a, **fill({"user_id": "PAULA", "room_id": "ROOM"}, ids)}
+        )
+        async with asyncio.timeout(10):
+            await paula.wait_until(
+                lambda s: s.my_room() is not None and s.my_room()["name"] == "Caucus 1"
+            )
+        try:
+            await paula.call(
+                "live.move", {"case_id": case_a, "user_id": ids["PAULA"], "room_id": "main"}
+            )
+        except SignalError as refusal:
+            assert refusal.code == "forbidden"
+        # the party asks for the mediator from the breakout room
+        reply = await paula.call("live.ask", {"case_id": case_a, "text": "A question"})
+        assert reply["notified"] == 1
+        async with asyncio.timeout(10):
+            await nina.wait_until(lambda s: any(e == "live.asked" for e, _ in s.live_events))
+        asked = next(p for e, p in nina.live_events if e == "live.asked")
+        assert asked["room_name"] == "Caucus 1" and asked["text"] == "A question"
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_timers_warn_and_close_rooms(world: World) -> None:
+    case_a = world.cases["Case A"]
+    nina, paula = signal_for(world, "nina"), signal_for(world, "paula")
+    people = [
+        Participant("nina", nina, video=None, audio=False),
+        Participant("paula", paula, video=None, audio=False),
+    ]
+    try:
+        for person in people:
+            await person.join()
+        room = (await nina.call("live.room.create", {"case_id": case_a, "name": "Short"}))[
+            "room_id"
+        ]
+        await nina.call(
+            "live.move",
+            {"case_id": case_a, "user_id": paula.live["you"]["user_id"], "room_id": room},
+        )
+        await nina.call("live.broadcast", {"case_id": case_a, "text": "Two minutes left"})
+        started = await nina.call(
+            "live.timer.start", {"case_id": case_a, "room_id": room, "seconds": 1}
+        )
+        extended = await nina.call(
+            "live.timer.extend", {"case_id": case_a, "room_id": room, "seconds": 1}
+        )
+        assert extended["ends_at"] == started["ends_at"] + 1
+        async with asyncio.timeout(15):
+            await paula.wait_until(
+                lambda s: any(e == "live.timer_warning" for e, _ in s.live_events)
+            )
+            await paula.wait_until(lambda s: any(e == "live.broadcast" for e, _ in s.live_events))
+            # the room closes by itself and its people return to the main room
+            await paula.wait_until(
+                lambda s: s.my_room() is not None and s.my_room()["id"] == "main"
+            )
+            await nina.wait_until(lambda s: [r["id"] for r in s.live["rooms"]] == ["main"])
+        message = next(p for e, p in paula.live_events if e == "live.broadcast")
+        assert message["text"] == "Two minutes left"
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_screen_sharing_follows_the_rooms_rule(world: World) -> None:
+    case_a = world.cases["Case A"]
+    sio = await connect(world, "paula")
+    nina = signal_for(world, "nina")
+    mediator = Participant("nina", nina, video=None, audio=False)
+    try:
+        await mediator.join()
+        reply = await sio.call("media.join", {"case_id": case_a}, namespace="/media", timeout=15)
+        assert reply["ok"], reply
+        await nina.call(
+            "live.room.sharing", {"case_id": case_a, "room_id": "main", "allowed": False}
+        )
+        offer = await publish_offer()
+        refused = await sio.call(
+            "media.publish",
+            {"case_id": case_a, "sdp": offer, "screen_mid": "0"},
+            namespace="/media",
+            timeout=15,
+        )
+        assert refused["error"]["code"] == "sharing_disabled"
+        await nina.call(
+            "live.room.sharing", {"case_id": case_a, "room_id": "main", "allowed": True}
+        )
+        shared = await sio.call(
+            "media.publish",
+            {"case_id": case_a, "sdp": offer, "screen_mid": "0"},
+            namespace="/media",
+            timeout=15,
+        )
+        assert shared["ok"], shared
+        worker = world.server.app[MEDIA_WORKER]
+        router = worker.router(f"{case_a}:main")
+        assert router.producers and not router.blocked
+        # turning sharing off stops forwarding the screen at once
+        await nina.call(
+            "live.room.sharing", {"case_id": case_a, "room_id": "main", "allowed": False}
+        )
+        assert not router.producers and router.blocked
+        assert not [r for r in worker.subscriptions() if r["kind"] == "video"]
+    finally:
+        await sio.disconnect()
+        await mediator.close()
+
+
+async def test_whiteboard_strokes_are_validated_relayed_and_replayed(world: World) -> None:
+    case_a = world.cases["Case A"]
+    nina, paula = signal_for(world, "nina"), signal_for(world, "paula")
+    people = [
+        Participant("nina", nina, video=None, audio=False),
+        Participant("paula", paula, video=None, audio=False),
+    ]
+    try:
+        for person in people:
+            await person.join()
+        stroke = {
+            "case_id": case_a,
+            "points": [[0.1, 0.2], [0.3, 0.4]],
+            "color": "#aa0011",
+            "width": 3,
+        }
+        for bad in (
+            {**stroke, "points": [[1.5, 0.2]]},
+            {**stroke, "color": "red"},
+            {**stroke, "width": 400},
+            {**stroke, "points": [[0.1, 0.1]] * 501},
+            {**stroke, "extra": 1},
+        ):
+            try:
+                await paula.call("live.board.stroke", bad)
+            except SignalError as refusal:
+                assert refusal.code == "invalid_payload"
+            else:
+                raise AssertionError(f"accepted {bad}")
+        await paula.call("live.board.stroke", stroke)
+        async with asyncio.timeout(10):
+            await nina.wait_until(lambda s: any(e == "live.board.stroke" for e, _ in s.live_events))
+        replay = await nina.call("live.board", {"case_id": case_a})
+        assert replay["strokes"][0]["points"] == [[0.1, 0.2], [0.3, 0.4]]
+        await nina.call("live.board.clear", {"case_id": case_a})
+        assert (await paula.call("live.board", {"case_id": case_a}))["strokes"] == []
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_a_restarted_server_puts_people_back_in_their_rooms(
+    world: World, settings: Settings, database_url: tuple[str, str | None], tmp_path: Path
+) -> None:
+    case_a = world.cases["Case A"]
+    names = ("nina", "paula", "carl")
+    signals = {n: signal_for(world, n) for n in names}
+    people = [Participant(n, signals[n], video=None, audio=False) for n in names]
+    for person in people:
+        await person.join()
+    nina = signals["nina"]
+    room = (await nina.call("live.room.create", {"case_id": case_a, "name": "Claimant"}))["room_id"]
+    users = {n: signals[n].live["you"]["user_id"] for n in names}
+    await nina.call(
+        "live.move_many",
+        {"case_id": case_a, "moves": {users["paula"]: room, users["carl"]: room}},
+    )
+    await nina.call("live.room.lock", {"case_id": case_a, "room_id": room, "locked": True})
+    await nina.call("live.timer.start", {"case_id": case_a, "room_id": room, "seconds": 3600})
+    for person in people:
+        await person.close()
+
+    # a new application on the same database, as after a restart
+    url, schema = database_url
+    store = Store(url, schema=schema)
+    services = Services.build(settings, store=store)
+    app = build_app(services)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    cert = ensure_self_signed(tmp_path / "certs2", ["127.0.0.1"])
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=cert.ssl_context())
+    await site.start()
+    base = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    people = []
+    try:
+        namespace = media_namespace(app)
+        assert case_a in namespace._timers  # the room's timer runs again
+        for name in names:
+            signal = SocketSignal(base, name, PASSWORD, case_a, insecure=True)
+            people.append(Participant(name, signal, video=None, audio=False))
+            await people[-1].join()
+        by_name = {p.id: p.signal for p in people}
+        assert by_name["paula"].my_room()["id"] == room
+        assert by_name["carl"].my_room()["id"] == room
+        assert by_name["nina"].my_room()["id"] == "main"
+        assert by_name["paula"].my_room()["locked"] is True
+        worker = app[MEDIA_WORKER]
+        members = worker.router(f"{case_a}:{room}").members
+        assert members == {by_name["paula"].participant_id, by_name["carl"].participant_id}
+    finally:
+        for person in people:
+            await person.close()
+        await runner.cleanup()
+
+
+async def test_events_before_joining_and_unknown_rooms(world: World) -> None:
+    case_a = world.cases["Case A"]
+    sio = await connect(world, "nina")
+    try:
+
+        async def call(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+            return await sio.call(event, payload, namespace="/media", timeout=10)
+
+        assert (await call("live.board", {"case_id": case_a}))["error"]["code"] == "not_joined"
+        state = await call("live.state", {"case_id": case_a})
+        assert state["ok"] and [r["id"] for r in state["state"]["rooms"]] == ["main"]
+        missing = await call("live.room.close", {"case_id": case_a, "room_id": "nope"})
+        assert missing["error"]["code"] == "room_not_found"
+        main = await call("live.room.close", {"case_id": case_a, "room_id": "main"})
+        assert main["error"]["code"] == "main_room"
+        nobody = await call("live.move", {"case_id": case_a, "user_id": "x", "room_id": "main"})
+        assert nobody["error"]["code"] == "not_in_session"
+    finally:
+        await sio.disconnect()
