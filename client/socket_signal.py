@@ -62,7 +62,7 @@ class SocketSignal:
         self.ended: str | None = None
         #: The latest ``live.state`` (this person's view of the live rooms).
         self.live: dict[str, Any] = {}
-        #: Other ``live.*`` pushes received, in order: (event, payload).
+        #: Other ``live.*`` pushes and ``recording.state`` received, in order: (event, payload).
         self.live_events: list[tuple[str, dict[str, Any]]] = []
         #: Called with each newer ``live.state`` as it is received.
         self.on_live_state: Callable[[dict[str, Any]], None] | None = None
@@ -89,7 +89,13 @@ class SocketSignal:
         sio.on("media.tracks", self._tracks, namespace=NAMESPACE)
         sio.on("media.ended", self._ended, namespace=NAMESPACE)
         sio.on("live.state", self._live_state, namespace=NAMESPACE)
-        for name in ("live.broadcast", "live.timer_warning", "live.asked", "live.board.stroke"):
+        for name in (
+            "live.broadcast",
+            "live.timer_warning",
+            "live.asked",
+            "live.board.stroke",
+            "recording.state",  # this room is (no longer) being recorded
+        ):
             sio.on(name, self._live_event(name), namespace=NAMESPACE)
         await sio.connect(
             self.base_url,

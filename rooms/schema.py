@@ -191,6 +191,10 @@ messages = sa.Table(
     sa.Column("edited_at", sa.Float, nullable=True),
     sa.Column("deleted_at", sa.Float, nullable=True),
     sa.Column("deleted_by", sa.String(32), nullable=True),
+    # Video messages: kind "video" (its file is ``file_id``) or "video_failed"; NULL: text.
+    sa.Column("kind", sa.String(16), nullable=True),
+    sa.Column("file_id", sa.String(32), nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
     sa.UniqueConstraint("space_id", "seq", name="uq_messages_space_id_seq"),
 )
 
@@ -206,6 +210,9 @@ space_files = sa.Table(
     sa.Column("content_type", sa.String(100), nullable=False),  # sniffed from the bytes
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Recordings: "video_message", "hearing_recording", "hearing_timeline"; NULL: uploaded.
+    sa.Column("kind", sa.String(24), nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
     sa.Index("ix_space_files_space_id", "space_id"),
 )
 

@@ -94,6 +94,10 @@ class Message:
     created_at: float
     edited_at: float | None
     deleted_at: float | None
+    #: None for text; "video" (a video message, its file ``file_id``) or "video_failed".
+    kind: str | None = None
+    file_id: str | None = None
+    duration_s: float | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,9 @@ class Message:
             "edited": self.edited_at is not None,
             "edited_at": self.edited_at,
             "deleted": self.deleted_at is not None,
+            "kind": self.kind or "text",
+            "file_id": self.file_id,
+            "duration_s": self.duration_s,
         }
 
 
@@ -118,6 +125,9 @@ class SpaceFile:
     content_type: str
     size: int
     created_at: float
+    #: None for an upload; "video_message", "hearing_recording" or "hearing_timeline".
+    kind: str | None = None
+    duration_s: float | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -128,6 +138,8 @@ class SpaceFile:
             "content_type": self.content_type,
             "size": self.size,
             "created_at": self.created_at,
+            "kind": self.kind or "upload",
+            "duration_s": self.duration_s,
         }
 
 
@@ -213,6 +225,9 @@ class Spaces:
             row.created_at,
             row.edited_at,
             row.deleted_at,
+            row.kind,
+            row.file_id,
+            row.duration_s,
         )
 
     def _file(self, key: bytes, row: sa.Row) -> SpaceFile:
@@ -224,6 +239,8 @@ class Spaces:
             row.content_type,
             row.size,
             row.created_at,
+            row.kind,
+            row.duration_s,
         )
 
     # -- checks --------------------------------------------------------------------------
@@ -492,7 +509,9 @@ class Spaces:
         ]
 
     # -- messages ------------------------------------------------------------------------
-    async def post(self, case_id: str, space_id: str, author_id: str, body: str) -> Message:
+    async def post(
+        self, case_id: str, space_id: str, author_id: str, body: str, *, kind: str | None = None
+    ) -> Message:
         if not body.strip() or len(body) > MAX_BODY:
             raise InvalidInput(f"A message has 1 to {MAX_BODY} characters.")
         key = await self.keys.key_for(case_id)
@@ -503,32 +522,54 @@ class Spaces:
             row = await self._space_row(conn, case_id, space_id)
             if row.archived_at is not None:
                 raise Conflict("This space is archived: it can be read, not written.")
-            seq = (
-                await conn.execute(
-                    sa.update(spaces)
-                    .where(spaces.c.id == space_id)
-                    .values(last_seq=spaces.c.last_seq + 1)
-                    .returning(spaces.c.last_seq)
-                )
-            ).scalar_one()
-            await conn.execute(
-                sa.insert(messages).values(
-                    id=message_id,
-                    space_id=space_id,
-                    seq=seq,
-                    author_id=author_id,
-                    body=sealed,
-                    created_at=now,
-                )
+            seq = await self._insert_message(
+                conn, space_id, message_id, author_id, sealed, now, kind=kind
             )
-            await conn.execute(
-                sa.update(space_members)
-                .where(space_members.c.space_id == space_id, space_members.c.user_id == author_id)
-                .values(last_read_seq=seq)
-            )
-        message = Message(message_id, space_id, seq, author_id, body, now, None, None)
+        message = Message(message_id, space_id, seq, author_id, body, now, None, None, kind)
         await self.publish(SpaceEvent("message.new", case_id, space_id, message.public()))
         return message
+
+    async def _insert_message(
+        self,
+        conn: Any,
+        space_id: str,
+        message_id: str,
+        author_id: str,
+        sealed: bytes,
+        now: float,
+        *,
+        kind: str | None = None,
+        file_id: str | None = None,
+        duration_s: float | None = None,
+    ) -> int:
+        """Insert a message with the space's next seq (in the caller's transaction); its seq."""
+        seq = (
+            await conn.execute(
+                sa.update(spaces)
+                .where(spaces.c.id == space_id)
+                .values(last_seq=spaces.c.last_seq + 1)
+                .returning(spaces.c.last_seq)
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.insert(messages).values(
+                id=message_id,
+                space_id=space_id,
+                seq=seq,
+                author_id=author_id,
+                body=sealed,
+                created_at=now,
+                kind=kind,
+                file_id=file_id,
+                duration_s=duration_s,
+            )
+        )
+        await conn.execute(
+            sa.update(space_members)
+            .where(space_members.c.space_id == space_id, space_members.c.user_id == author_id)
+            .values(last_read_seq=seq)
+        )
+        return seq
 
     async def _message_row(self, conn: Any, space_id: str, message_id: str) -> sa.Row:
         row = (
@@ -715,6 +756,93 @@ class Spaces:
         record = SpaceFile(file_id, space_id, uploader_id, name, kind.content_type, size, now)
         await self.publish(SpaceEvent("file.new", case_id, space_id, record.public()))
         return record
+
+    async def add_recording(
+        self,
+        case_id: str,
+        space_id: str,
+        uploader_id: str,
+        file_id: str,
+        name: str,
+        content_type: str,
+        size: int,
+        *,
+        kind: str,
+        duration_s: float | None,
+        message_body: str | None = None,
+    ) -> tuple[SpaceFile, Message | None]:
+        """Record a blob the recorder already wrote to the vault (named ``file_id``) as a
+        file of the space; with ``message_body``, also post it as a video message of
+        ``uploader_id`` in the same transaction.
+
+        The uploader must still be a member and the space open; otherwise nothing is
+        recorded and the caller deletes the blob.
+        """
+        name = " ".join(name.split())[:MAX_FILE_NAME] or "Recording"
+        key = await self.keys.key_for(case_id)
+        now = self.clock()
+        message: Message | None = None
+        async with self.store.begin() as conn:
+            space = await self._space_row(conn, case_id, space_id)
+            if space.archived_at is not None:
+                raise Conflict("This space is archived: it can be read, not written.")
+            member = (
+                await conn.execute(
+                    sa.select(space_members.c.user_id).where(
+                        space_members.c.space_id == space_id,
+                        space_members.c.user_id == uploader_id,
+                    )
+                )
+            ).first()
+            if member is None:
+                raise NotFound("No such space.", code="not_found")
+            await conn.execute(
+                sa.insert(space_files).values(
+                    id=file_id,
+                    space_id=space_id,
+                    uploader_id=uploader_id,
+                    name=seal(key, _aad("file-name", file_id), name.encode()),
+                    content_type=content_type,
+                    size=size,
+                    created_at=now,
+                    kind=kind,
+                    duration_s=duration_s,
+                )
+            )
+            if message_body is not None:
+                message_id = new_id()
+                sealed = seal(key, _aad("message", message_id), message_body.encode())
+                seq = await self._insert_message(
+                    conn,
+                    space_id,
+                    message_id,
+                    uploader_id,
+                    sealed,
+                    now,
+                    kind="video",
+                    file_id=file_id,
+                    duration_s=duration_s,
+                )
+                message = Message(
+                    message_id,
+                    space_id,
+                    seq,
+                    uploader_id,
+                    message_body,
+                    now,
+                    None,
+                    None,
+                    "video",
+                    file_id,
+                    duration_s,
+                )
+        record = SpaceFile(
+            file_id, space_id, uploader_id, name, content_type, size, now, kind, duration_s
+        )
+        await self.publish(SpaceEvent("file.new", case_id, space_id, record.public()))
+        if message is not None:
+            await self.publish(SpaceEvent("message.new", case_id, space_id, message.public()))
+        return record, message
 
     async def files(self, case_id: str, space_id: str) -> list[SpaceFile]:
         key = await self.keys.key_for(case_id)

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import Protocol
 
 from .consumer import Consumer
 from .errors import NotFound
@@ -28,6 +29,15 @@ from .settings import MediaSettings
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
 logger = logging.getLogger(__name__)
+
+
+class WorkerObserver(Protocol):
+    """Told of membership and producer changes (e.g. a hearing recorder). Both calls run
+    synchronously on the media path: they must be cheap and must not raise."""
+
+    def membership_changed(self, participant_id: str, router: Router | None) -> None: ...
+
+    def producer_added(self, producer: Producer) -> None: ...
 
 
 class Worker:
@@ -42,6 +52,8 @@ class Worker:
         self._parking: dict[tuple[object, ...], Producer] = {}
         self._closed = False
         self._rtcp_task: asyncio.Task[None] | None = None
+        #: See :class:`WorkerObserver`.
+        self.observers: list[WorkerObserver] = []
 
     # --- routers ------------------------------------------------------------------------
 
@@ -66,6 +78,8 @@ class Worker:
             self._membership.pop(participant_id, None)
         else:
             self._membership[participant_id] = router
+        for observer in self.observers:
+            observer.membership_changed(participant_id, router)
 
     # --- transports ---------------------------------------------------------------------
 
@@ -110,6 +124,8 @@ class Worker:
         router = self.router_of(producer.participant_id)
         if router is not None:
             router.producer_added(producer)
+        for observer in self.observers:
+            observer.producer_added(producer)
 
     def _producer_closed(self, producer: Producer) -> None:
         router = self.router_of(producer.participant_id)
@@ -236,4 +252,4 @@ def _codec_key(producer: Producer) -> tuple[object, ...]:
     )
 
 
-__all__ = ["PUBLISH", "SUBSCRIBE", "Worker"]
+__all__ = ["PUBLISH", "SUBSCRIBE", "Worker", "WorkerObserver"]

@@ -17,6 +17,7 @@ from signaling.media import (
     media_context,
     media_settings,
 )
+from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace, recording_context
 from signaling.services import SERVICES, Services
 from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
 
@@ -53,6 +54,9 @@ def build_app(services: Services) -> web.Application:
     app[MEDIA_NAMESPACE] = media
     metrics.install(app, media)
     app.cleanup_ctx.append(media_context(media))
+    recording = next(n for n in namespaces if isinstance(n, RecordingNamespace))
+    app[RECORDING_NAMESPACE_KEY] = recording
+    app.cleanup_ctx.append(recording_context(recording))  # torn down before the SFU
 
     # socket.io authenticates its connections itself (session cookie at connect); the
     # engine.io handshake is same-origin only, so its polling POSTs carry no CSRF header.

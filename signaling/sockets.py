@@ -251,7 +251,11 @@ def create_socket_server(
     if worker is not None:
         from signaling.media import MediaNamespace  # it builds on this module
 
-        namespaces.append(MediaNamespace(services, worker))
+        media = MediaNamespace(services, worker)
+        namespaces.append(media)
+        from signaling.recording import RecordingNamespace  # it builds on this module
+
+        namespaces.append(RecordingNamespace(services, worker, media))
     for namespace in namespaces:
         server.register_namespace(namespace)
     return server, namespaces

@@ -27,6 +27,11 @@ from tests.signaling.live_samples import (
     LIVE_EVENT_SAMPLES,
     LIVE_WRONG_CALLERS,
 )
+from tests.signaling.recording_samples import (
+    RECORDING_EVENT_PRELUDES,
+    RECORDING_EVENT_SAMPLES,
+    RECORDING_WRONG_CALLERS,
+)
 
 Body = Callable[[World], Awaitable[Any]]
 
@@ -321,13 +326,17 @@ EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
     ("/spaces", "message.edit"): ("paula", edit_payload),
     ("/spaces", "message.delete"): ("nina", lambda w: message_by(w, "paula")),
     **LIVE_EVENT_SAMPLES,
+    **RECORDING_EVENT_SAMPLES,
 }
 # Events the right caller sends first (with the case payload) on the same connection.
-EVENT_PRELUDES: dict[tuple[str, str], tuple[str, ...]] = {
+# An entry may also be (event, payload maker) for a payload of its own.
+EVENT_PRELUDES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("/media", "media.publish"): ("media.join",),
     ("/media", "media.leave"): ("media.join",),
     **LIVE_EVENT_PRELUDES,
+    **RECORDING_EVENT_PRELUDES,
 }
+WRONG_CALLERS = {**LIVE_WRONG_CALLERS, **RECORDING_WRONG_CALLERS}
 
 
 async def test_every_socket_event_is_enforced(world: World) -> None:
@@ -346,16 +355,18 @@ async def test_every_socket_event_is_enforced(world: World) -> None:
             reply = await outsider.call(name, payload, namespace=namespace.namespace, timeout=10)
             assert reply["ok"] is False and reply["error"]["code"] in ("not_found", "forbidden")
             await outsider.disconnect()
-            for wrong in LIVE_WRONG_CALLERS.get((namespace.namespace, name), ()):
+            for wrong in WRONG_CALLERS.get((namespace.namespace, name), ()):
                 member = await connect(world, world.clients[wrong], namespace.namespace)
                 reply = await member.call(name, payload, namespace=namespace.namespace, timeout=10)
                 assert reply["ok"] is False and reply["error"]["code"] == "forbidden", (name, wrong)
                 await member.disconnect()
             right = await connect(world, world.clients[caller], namespace.namespace)
             for before in EVENT_PRELUDES.get((namespace.namespace, name), ()):
-                reply = await right.call(
-                    before, case_a(world), namespace=namespace.namespace, timeout=10
-                )
+                before, make = before if isinstance(before, tuple) else (before, case_a)
+                body = make(world)
+                if inspect.isawaitable(body):
+                    body = await body
+                reply = await right.call(before, body, namespace=namespace.namespace, timeout=10)
                 assert reply["ok"] is True, reply
             reply = await right.call(name, payload, namespace=namespace.namespace, timeout=10)
             assert reply["ok"] is True, reply
