@@ -43,6 +43,7 @@ from rooms.live import MAIN
 from rooms.schema import new_id
 from rooms.spaces import SpaceEvent
 from sfu import Producer, Router, Transport, Worker
+from signaling.media import browser_ice_servers
 from signaling.services import Services
 from signaling.sockets import Caller, CasePayload, EventNamespace, EventRule, event
 
@@ -360,10 +361,14 @@ class RecordingNamespace(EventNamespace):
 
     @event("recording.watch", CasePayload, "case", CASE_ROLES)
     async def watch(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
-        """The live rooms of the case being recorded now; ``recording.state`` pushes
-        follow on this socket."""
+        """The live rooms of the case being recorded now (``recording.state`` pushes
+        follow on this socket), and the ICE servers for recording a video message."""
         self.watchers.setdefault(payload.case_id, set()).add(caller.sid)
-        return {"case_id": payload.case_id, "recordings": self._states(payload.case_id)}
+        return {
+            "case_id": payload.case_id,
+            "recordings": self._states(payload.case_id),
+            "ice_servers": browser_ice_servers(self.worker.settings),
+        }
 
     def _states(self, case_id: str) -> list[dict[str, Any]]:
         return [h.state() for h in self.hearings.values() if h.case_id == case_id]

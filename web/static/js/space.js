@@ -6,6 +6,7 @@ import { byId, el, formatDate, roleName } from "./dom.js";
 import { clearError, showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { call, connectSpaces } from "./space-socket.js";
+import { clockText, setupVideoMessages } from "./video-message.js";
 
 const [, , rawCaseId, , rawSpaceId] = window.location.pathname.split("/");
 const caseId = decodeURIComponent(rawCaseId || "");
@@ -57,6 +58,7 @@ function renderSpace() {
   byId("archived-tag").hidden = !space.archived;
   byId("send-form").hidden = space.archived;
   byId("upload-form").hidden = space.archived;
+  byId("video-message").hidden = space.archived;
   byId("rename-input").value = space.name;
   byId("archive-toggle").textContent = space.archived ? "Reopen" : "Archive";
 }
@@ -123,11 +125,32 @@ byId("archive-toggle").addEventListener("click", () => {
 // -- messages ------------------------------------------------------------------------------
 function messageItem(message) {
   const mine = String(message.author_id) === state.me;
-  const body = message.deleted
-    ? el("p", { class: "message-body removed" }, "Message removed by the neutral.")
-    : el("p", { class: "message-body", dataset: { testid: "message-body" } }, message.body);
+  let body;
+  if (message.deleted) {
+    body = el("p", { class: "message-body removed" }, "Message removed by the neutral.");
+  } else if (message.kind === "video" && message.file_id) {
+    // preload="metadata": the browser shows the first frame and the length; the server
+    // decrypts only the ranges the player asks for, so seeking works.
+    body = el(
+      "div",
+      { class: "message-body video-body" },
+      el("video", {
+        src: fileUrl({ id: message.file_id }, true),
+        controls: true,
+        preload: "metadata",
+        playsinline: true,
+        "aria-label": `Video message from ${personName(message.author_id)}`,
+        dataset: { testid: "video-player" },
+      }),
+      el("span", { class: "hint", dataset: { testid: "video-duration" } }, `Video message · ${clockText(message.duration_s)}`),
+    );
+  } else if (message.kind === "video_failed") {
+    body = el("p", { class: "message-body failed", dataset: { testid: "video-failed" } }, message.body);
+  } else {
+    body = el("p", { class: "message-body", dataset: { testid: "message-body" } }, message.body);
+  }
   const actions = el("span", { class: "message-actions" });
-  if (!message.deleted && mine && !state.space.archived) {
+  if (!message.deleted && mine && !state.space.archived && (message.kind || "text") === "text") {
     const edit = el("button", { type: "button", class: "quiet", dataset: { testid: "edit-message" } }, "Edit");
     edit.addEventListener("click", () => startEdit(message));
     actions.append(edit);
@@ -163,7 +186,20 @@ function messageItem(message) {
 function renderMessages() {
   const ordered = [...state.messages.values()].sort((a, b) => a.seq - b.seq);
   byId("no-messages").hidden = ordered.length > 0;
-  byId("messages").replaceChildren(...ordered.map(messageItem));
+  // A video being played keeps playing: its item is reused while the message is unchanged.
+  const shown = new Map([...byId("messages").children].map((item) => [item.dataset.messageId, item]));
+  byId("messages").replaceChildren(
+    ...ordered.map((message) => {
+      const item = shown.get(message.id);
+      const key = JSON.stringify([message.body, message.edited_at, message.deleted]);
+      if (item && message.kind === "video" && item.dataset.key === key) {
+        return item;
+      }
+      const fresh = messageItem(message);
+      fresh.dataset.key = key;
+      return fresh;
+    }),
+  );
 }
 
 function startEdit(message) {
@@ -402,6 +438,19 @@ function connect() {
 }
 
 document.addEventListener("visibilitychange", markRead);
+
+setupVideoMessages(
+  where,
+  { record: byId("video-record"), stop: byId("video-stop"), status: byId("video-status"), preview: byId("video-preview") },
+  {
+    onMessage: (message) => {
+      clearError(byId("video-error"));
+      addMessages([message]);
+      markRead();
+    },
+    onError: (error) => showError(byId("video-error"), error),
+  },
+);
 
 async function load() {
   const [answer, caseAnswer, files] = await Promise.all([
