@@ -1,0 +1,266 @@
+"""How many mediation rooms one server core carries: ``caucus serve`` under ``caucus loadtest``.
+
+Starts a server (a ``caucus serve`` process on a free port, temporary data directory,
+pinned to core 0 with ``taskset``), creates the accounts with ``caucus loadtest --setup``,
+then steps the load, pinned to core 1, in the shape of real mediations: rooms of 4
+participants, each publishing audio and video and receiving the other three; 1, 2, 4, 8 …
+rooms until the loss exceeds 1 %, the p99 latency exceeds 50 ms or a track is missing.
+First, a calibration run with publishers only (nobody receives) measures the load
+client's CPU per publisher.  Prints JSON::
+
+    {"machine": {...}, "client_publish_calibration": {...},
+     "steps": [{"rooms", "participants", "forwarded_streams", "forwarded_pps",
+                "server_cpu_pct", "cpu_us_per_packet", "forwarded_pps_per_core",
+                "loss_pct", "latency_p50_ms", "latency_p99_ms", "client_cpu_pct",
+                "saturated", ...}, ...]}
+
+``saturated`` names the side whose core was at least 90 % busy during the step
+(``server``, ``client``, ``both`` or ``none``).
+
+    .venv/bin/python bench/sfu_capacity.py [--max-rooms 16] [--seconds 10] [--no-pin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "capacity-benchmark"
+PER_ROOM = 4
+MAX_LOSS_PCT = 1.0
+MAX_P99_MS = 50.0
+BUSY_PCT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: int | None, *command: str) -> list[str]:
+    if core is None or shutil.which("taskset") is None:
+        return list(command)
+    return ["taskset", "-c", str(core), *command]
+
+
+def caucus(core: int | None, *args: str) -> list[str]:
+    return pinned(core, sys.executable, "-m", "signaling.cli", *args)
+
+
+def start_server(data: Path, core: int | None) -> tuple[subprocess.Popen, str, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CAUCUS_LOG_LEVEL": "WARNING",
+        "CAUCUS_METRICS_TOKEN": TOKEN,
+        # sign-ins are not what is measured: a cheap password hash keeps set-up short
+        "CAUCUS_ARGON2_TIME_COST": "1",
+        "CAUCUS_ARGON2_MEMORY_KIB": "8192",
+        "CAUCUS_ARGON2_PARALLELISM": "1",
+    }
+    server = subprocess.Popen(
+        caucus(core, "serve", "--port", str(port), "--data-dir", str(data)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines = [server.stdout.readline().strip() for _ in range(3)]
+    if not lines[0].startswith("Caucus listening"):
+        server.kill()
+        raise RuntimeError(f"the server did not start: {lines}")
+    return server, f"https://127.0.0.1:{port}", lines[2].removeprefix("One-time password: ")
+
+
+def loadtest(core: int | None, url: str, accounts: Path, out: Path, *args: str) -> dict:
+    command = caucus(
+        core,
+        "loadtest",
+        "--url",
+        url,
+        "--insecure",
+        "--accounts",
+        str(accounts),
+        "--metrics-token",
+        TOKEN,
+        "--json",
+        str(out),
+        "--quiet",
+        "--no-table",
+        *args,
+    )
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    if not out.exists():
+        raise RuntimeError(f"caucus loadtest failed ({result.returncode}): {result.stderr}")
+    return json.loads(out.read_text())
+
+
+def saturated(server_pct: float | None, client_pct: float) -> str:
+    server_busy = server_pct is not None and server_pct >= BUSY_PCT
+    client_busy = client_pct >= BUSY_PCT
+    return {(True, True): "both", (True, False): "server", (False, True): "client"}.get(
+        (server_busy, client_busy), "none"
+    )
+
+
+def step_row(rooms: int, report: dict) -> dict:
+    summary, client, server = report["summary"], report["client"], report["server"] or {}
+    return {
+        "rooms": rooms,
+        "participants": rooms * PER_ROOM,
+        "joined": report["participants"]["joined"],
+        "forwarded_streams": summary["tracks_expected"],
+        "streams_received": summary["tracks_received"],
+        "forwarded_pps": server.get("forwarded_pps"),
+        "forwarded_mbps": server.get("forwarded_mbps"),
+        "received_pps": server.get("received_pps"),
+        "server_cpu_pct": server.get("cpu_pct"),
+        "cpu_us_per_packet": server.get("cpu_us_per_forwarded_packet"),
+        "forwarded_pps_per_core": server.get("forwarded_pps_per_core"),
+        "loss_pct": summary["loss_pct"],
+        "latency_p50_ms": summary["latency_p50_ms"],
+        "latency_p99_ms": summary["latency_p99_ms"],
+        "client_cpu_pct": client["cpu_pct"],
+        "client_us_per_received_packet": client["cpu_us_per_received_packet"],
+        "nacks": server.get("nacks_received"),
+        "plis": server.get("plis_received"),
+        "saturated": saturated(server.get("cpu_pct"), client["cpu_pct"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-rooms", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument("--keep", type=Path, help="keep each step's loadtest report here")
+    args = parser.parse_args()
+    server_core, client_core = (None, None) if args.no_pin else (0, 1)
+    began = time.monotonic()
+    steps = []
+    rooms = 1
+    while rooms <= args.max_rooms:
+        steps.append(rooms)
+        rooms *= 2
+    with tempfile.TemporaryDirectory(prefix="caucus-capacity-") as tmp:
+        work = Path(tmp)
+        server, url, admin_password = start_server(work / "data", server_core)
+        try:
+            accounts = work / "accounts.json"
+            setup = subprocess.run(
+                caucus(
+                    client_core,
+                    "loadtest",
+                    "--setup",
+                    "--url",
+                    url,
+                    "--insecure",
+                    "--rooms",
+                    str(steps[-1]),
+                    "--publishers",
+                    str(PER_ROOM),
+                    "--accounts",
+                    str(accounts),
+                ),
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                env={
+                    **os.environ,
+                    "CAUCUS_LOADTEST_ADMIN_PASSWORD": admin_password,
+                    "CAUCUS_LOADTEST_ADMIN_NEW_PASSWORD": "capacity bench 42 lantern",
+                },
+            )
+            if setup.returncode:
+                raise RuntimeError(f"set-up failed: {setup.stderr}")
+            ramp = "10"
+            # publishers alone: nobody receives, so the client's CPU is the publishing cost
+            calibration_rooms = min(8, steps[-1])
+            report = loadtest(
+                client_core,
+                url,
+                accounts,
+                work / "calibration.json",
+                "--rooms",
+                str(calibration_rooms),
+                "--publishers",
+                "1",
+                "--duration",
+                str(args.seconds),
+                "--ramp",
+                ramp,
+            )
+            calibration = {
+                "publishers": calibration_rooms,
+                "client_cpu_pct": report["client"]["cpu_pct"],
+                "client_cpu_ms_per_s_per_publisher": report["client"]["cpu_ms_per_s_per_publisher"],
+                "server_received_pps": (report["server"] or {}).get("received_pps"),
+            }
+            rows = []
+            for rooms in steps:
+                report = loadtest(
+                    client_core,
+                    url,
+                    accounts,
+                    work / f"step{rooms}.json",
+                    "--rooms",
+                    str(rooms),
+                    "--publishers",
+                    str(PER_ROOM),
+                    "--duration",
+                    str(args.seconds),
+                    "--ramp",
+                    ramp,
+                )
+                row = step_row(rooms, report)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(work / f"step{rooms}.json", args.keep)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                p99 = row["latency_p99_ms"]
+                if (
+                    row["loss_pct"] > MAX_LOSS_PCT
+                    or (p99 is not None and p99 > MAX_P99_MS)
+                    or row["streams_received"] < row["forwarded_streams"]
+                ):
+                    break
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "pinned": not args.no_pin,
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "seconds_per_step": args.seconds,
+                    "video": "VP8 640x360 30 fps ~500 kbps + Opus 20 ms, pre-encoded",
+                    "run_seconds": round(time.monotonic() - began, 1),
+                },
+                "client_publish_calibration": calibration,
+                "steps": rows,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
