@@ -362,13 +362,18 @@ class RecordingNamespace(EventNamespace):
     @event("recording.watch", CasePayload, "case", CASE_ROLES)
     async def watch(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
         """The live rooms of the case being recorded now (``recording.state`` pushes
-        follow on this socket), and the ICE servers for recording a video message."""
+        follow on this socket), the ICE servers for recording a video message, and for
+        neutrals the case's live rooms (to choose one to record)."""
         self.watchers.setdefault(payload.case_id, set()).add(caller.sid)
-        return {
+        answer = {
             "case_id": payload.case_id,
             "recordings": self._states(payload.case_id),
             "ice_servers": browser_ice_servers(self.worker.settings),
         }
+        if caller.member is not None and caller.member.role in NEUTRAL_ROLES:
+            state = await self.media.rooms_state.load(payload.case_id)
+            answer["rooms"] = [{"id": r.id, "name": r.name} for r in state.rooms.values()]
+        return answer
 
     def _states(self, case_id: str) -> list[dict[str, Any]]:
         return [h.state() for h in self.hearings.values() if h.case_id == case_id]

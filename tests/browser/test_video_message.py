@@ -1,6 +1,7 @@
 """A video message in real browsers: party A records five seconds with Chromium's fake
 camera in a space shared with party B; B sees it arrive live, plays it past three
-seconds, seeks back and it plays on, fetched with HTTP ranges."""
+seconds, seeks back and it plays on, fetched with HTTP ranges. The neutral starts and
+stops recording the main room from the same space, whose files then list the timeline."""
 
 from __future__ import annotations
 
@@ -99,6 +100,19 @@ async def test_party_records_a_video_message_the_other_plays_and_seeks(
         assert await player.evaluate("video => video.error") is None
         assert ranged, "the player fetched the video without a Range header"
         assert 206 in partial, partial
+
+        # The neutral records the main room into this space from the space page.
+        _, n = await signed_in_page(media_browser, caucus_server, "neutral", watch)
+        await open_space(n, case_id, SHARED)
+        await expect(n.get_by_test_id("hearing-state")).to_have_text("Not recording")
+        await n.get_by_test_id("hearing-toggle").click()
+        await expect(n.get_by_test_id("hearing-state")).to_have_text("Recording")
+        await n.get_by_test_id("hearing-toggle").click()
+        await expect(n.get_by_test_id("hearing-state")).to_have_text("Not recording")
+        await expect(b.get_by_test_id("file-name").filter(has_text="timeline.json")).to_have_count(
+            1
+        )
+        await expect(a.get_by_test_id("hearing-recording")).to_be_hidden()
         assert watch.problems == []
     finally:
         for client in clients:

@@ -6,6 +6,7 @@ import { byId, el, formatDate, roleName } from "./dom.js";
 import { clearError, showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { call, connectSpaces } from "./space-socket.js";
+import { hearingElements, setupHearingRecording } from "./hearing-recording.js";
 import { clockText, setupVideoMessages } from "./video-message.js";
 
 const [, , rawCaseId, , rawSpaceId] = window.location.pathname.split("/");
@@ -469,6 +470,12 @@ async function load() {
   renderSpace();
   renderMembers();
   byId("manage").hidden = !state.canManage;
+  if (state.canManage && !state.space.archived) {
+    setupHearingRecording(where, hearingElements(), {
+      onError: (error) => showError(byId("hearing-error"), error),
+      onClear: () => clearError(byId("hearing-error")),
+    });
+  }
   await loadEarlier();
   renderFiles();
   byId("space-content").hidden = false;
