@@ -111,6 +111,7 @@ class Producer:
         self.nacks_sent = 0
         self._last_keyframe_request = -1e9
         self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframe_retry: asyncio.TimerHandle | None = None
         self._keyframe_pending = False
 
     # --- hot path -----------------------------------------------------------------------
@@ -225,12 +226,23 @@ class Producer:
             self.keyframe_requests_sent += 1
             packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self.ssrc)
             self._writer.write_rtcp(bytes(packet))
+            # A request can go unanswered: lost, or ignored by the publisher (WebRTC drops
+            # requests within 300 ms of the last one it honoured).  Consumers waiting for a
+            # keyframe forward nothing, so ask again until none waits.
+            if self.keyframe_waiters > 0 and self._keyframe_retry is None:
+                retry = 2 * self._settings.keyframe_request_interval
+                self._keyframe_retry = loop.call_later(retry, self._keyframe_retry_fired)
         elif self._keyframe_timer is None:
             self._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired)
 
     def _keyframe_timer_fired(self) -> None:
         self._keyframe_timer = None
         self.request_keyframe()
+
+    def _keyframe_retry_fired(self) -> None:
+        self._keyframe_retry = None
+        if self.keyframe_waiters > 0:
+            self.request_keyframe()
 
     def _nack_upstream(self, missing: int) -> None:
         if missing > MAX_UPSTREAM_NACK_GAP or self.ssrc is None:
@@ -329,9 +341,10 @@ class Producer:
 
     def close(self) -> None:
         self.closed = True
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        for timer in (self._keyframe_timer, self._keyframe_retry):
+            if timer is not None:
+                timer.cancel()
+        self._keyframe_timer = self._keyframe_retry = None
         sinks, self.sinks = self.sinks, []
         for sink in sinks:
             sink.on_producer_closed(self)

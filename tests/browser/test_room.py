@@ -46,6 +46,20 @@ async () => {
 }
 """
 
+# What this page's subscribe connection maps and negotiated, for failure messages.
+RECEIVING = """
+() => {
+  const live = window.caucusLive;
+  const pc = live && live.subscribePc;
+  return {
+    tracks: live ? live.tracks.map((t) => `${t.mid}:${t.kind}:${t.display_name}`) : [],
+    transceivers: pc
+      ? pc.getTransceivers().map((t) => `${t.mid}:${t.receiver.track.kind}:${t.currentDirection}`)
+      : [],
+  };
+}
+"""
+
 
 async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
     client = ApiClient(server.url)
@@ -143,26 +157,47 @@ async def inbound(page: Page) -> dict[tuple[str, str], dict[str, Any]]:
     return {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
 
 
-async def wait_media_rising(page: Page, names: list[str], within: float = 45.0) -> None:
+async def wait_media_rising(
+    page: Page, names: list[str], admin: ApiClient, within: float = 45.0
+) -> None:
     """Every one of ``names`` reaches ``page`` with decoded video frames and audio packets,
     and both counters keep rising."""
     expected = {(name, kind) for name in names for kind in ("audio", "video")}
+    counter = {"video": "frames", "audio": "packets"}
     deadline = time.monotonic() + within
     first: dict[tuple[str, str], dict[str, Any]] | None = None
     last: dict[tuple[str, str], dict[str, Any]] = {}
     while time.monotonic() < deadline:
         last = await inbound(page)
-        flowing = set(last) >= expected and all(
-            last[key]["frames" if key[1] == "video" else "packets"] > 0 for key in expected
-        )
+        flowing = set(last) >= expected and all(last[key][counter[key[1]]] > 0 for key in expected)
         if flowing and first is None:
             first = last
         elif flowing and first is not None:
-            counter = {"video": "frames", "audio": "packets"}
             if all(last[k][counter[k[1]]] > first[k][counter[k[1]]] for k in expected):
                 return
         await asyncio.sleep(0.25)
-    raise AssertionError(f"media from {names} did not keep arriving: {last}")
+    lines = []
+    for name, kind in sorted(expected):
+        now = last.get((name, kind))
+        if now is None:
+            lines.append(f"{name} {kind}: expected {counter[kind]} rising, no inbound stream")
+            continue
+        then = (first or {}).get((name, kind))
+        since = f" (was {then[counter[kind]]} when all first flowed)" if then else ""
+        lines.append(
+            f"{name} {kind}: expected {counter[kind]} rising, "
+            f"frames={now['frames']} packets={now['packets']}{since}"
+        )
+    lines += [f"unexpected stream: {key}" for key in sorted(set(last) - expected)]
+    lines.append(f"this page receives: {await page.evaluate(RECEIVING)}")
+    _, stats, _ = await admin.get("/api/admin/media")
+    for transport in stats.get("transports", []) if isinstance(stats, dict) else []:
+        for item in (*transport["producers"], *transport["consumers"]):
+            lines.append(
+                f"SFU {transport['direction']} {transport['participant_id']} {transport['state']}: "
+                + ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("id", "producer_id"))
+            )
+    raise AssertionError(f"media from {names} did not keep arriving:\n" + "\n".join(lines))
 
 
 async def expect_grid(page: Page, names: list[str]) -> None:
@@ -189,7 +224,7 @@ async def test_three_members_see_and_hear_each_other(
         for key, page in pages.items():
             others = [name_of[k] for k in pages if k != key]
             await expect_grid(page, others)
-            await wait_media_rising(page, others)
+            await wait_media_rising(page, others, admin)
 
         context, pages["carl"] = await enter_room(
             media_browser, caucus_server, case_id, "carl", watch
@@ -198,12 +233,14 @@ async def test_three_members_see_and_hear_each_other(
         for key, page in pages.items():
             others = [name_of[k] for k in pages if k != key]
             await expect_grid(page, others)
-            await wait_media_rising(page, others)
+            await wait_media_rising(page, others, admin)
 
         status, stats, _ = await admin.get("/api/admin/media")
         assert status == 200, stats
         connected = [t for t in stats["transports"] if t["state"] == "connected"]
-        assert len(connected) == 6, stats["transports"]
+        assert len(connected) == 6, [
+            (t["direction"], t["participant_id"], t["state"]) for t in stats["transports"]
+        ]
         assert {t["srtp_profile"] for t in connected} <= AES_128, connected
         assert all(t["packets_sent"] > 0 for t in connected if t["direction"] == "subscribe")
         assert all(t["packets_received"] > 0 for t in connected if t["direction"] == "publish")

@@ -43,3 +43,37 @@ async def test_keyframe_requests_are_coalesced(worker, participants):
     sent = producer.keyframe_requests_sent
     await asyncio.sleep(0.7)  # two coalescing intervals: nothing more may be sent
     assert producer.keyframe_requests_sent <= sent + 1
+
+
+class FirstKeyframeRequestIgnored:
+    """A producer's RTCP writer whose first keyframe request goes nowhere, as when the
+    publisher ignores it (WebRTC senders drop requests within 300 ms of the last one they
+    honoured) or the datagram is lost."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+        self.ignored = 0
+
+    def write_rtcp(self, data: bytes) -> bool:
+        if not self.ignored and data[1] == 206 and data[0] & 0x1F == 1:  # PSFB, PLI
+            self.ignored += 1
+            return True
+        return self.writer.write_rtcp(data)
+
+
+async def test_keyframe_is_requested_again_while_a_subscriber_waits(worker, participants):
+    publisher = participants("publisher", audio=False)
+    await publisher.join()
+    await wait_for(
+        lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
+    )
+    producer = next(p for t in worker.transports for p in t.producers.values())
+    await asyncio.sleep(1.0)  # the publisher's first keyframe and request are over
+    await wait_for(lambda: producer._keyframe_timer is None, 2)
+    ignoring = producer._writer = FirstKeyframeRequestIgnored(producer._writer)
+
+    subscriber = participants("subscriber", audio=False, video=None)
+    await subscriber.join()
+    # the publisher sends no keyframe by itself for minutes: only a second request helps
+    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 5)
+    assert ignoring.ignored == 1
