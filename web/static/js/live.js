@@ -10,6 +10,7 @@ import { api, requireStage } from "./api.js";
 import { byId, el, roleName } from "./dom.js";
 import { clearError, showError } from "./feedback.js";
 import { renderHeader } from "./header.js";
+import { liveRooms } from "./live-rooms.js";
 
 const caseId = decodeURIComponent(
   window.location.pathname.replace(/^\/cases\//, "").replace(/\/live\/?$/, ""),
@@ -21,6 +22,7 @@ const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
 
 const session = await requireStage("active");
+const rooms = liveRooms({ caseId, request: (name, payload) => request(name, payload) });
 renderHeader(session);
 byId("main").hidden = false;
 
@@ -42,6 +44,7 @@ const live = {
   tiles: new Map(), // participant_id -> {figure, video, key}
   audioMuted: false,
   cameraOff: false,
+  screen: null, // {track, transceiver} while sharing a screen
 };
 
 // A hook for the browser tests (and for people debugging a call in the console).
@@ -60,6 +63,9 @@ window.caucusLive = {
   },
   get participantId() {
     return live.participantId;
+  },
+  get rooms() {
+    return rooms.view;
   },
 };
 
@@ -207,11 +213,19 @@ function connectSocket() {
       : new Promise((resolve) => live.socket.once("connect", resolve));
   }
   const socket = (live.socket = io("/media", { transports: ["websocket"] }));
+  rooms.bind(socket);
   socket.on("media.offer", answerOffer);
   socket.on("media.tracks", (view) => {
     updateView(view);
   });
-  socket.on("media.ended", () => {
+  socket.on("media.ended", (ended) => {
+    if (ended && ended.reason === "removed") {
+      live.wanted = false;
+      closeConnections();
+      setControls();
+      showState("failed", "The mediator removed you from the session");
+      return;
+    }
     reconnect();
   });
   socket.on("disconnect", () => {
@@ -300,6 +314,57 @@ async function publish() {
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
 }
 
+// Screen sharing: an extra video track on the publish connection, named to the server by
+// its mid (the server refuses it where the mediator turned sharing off).
+async function renegotiatePublish() {
+  const pc = live.publishPc;
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForCandidates(pc);
+  const payload = { case_id: caseId, sdp: pc.localDescription.sdp };
+  if (live.screen && live.screen.track) {
+    payload.screen_mid = live.screen.transceiver.mid;
+  }
+  const reply = await request("media.publish", payload);
+  await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+}
+
+async function startSharing() {
+  if (!live.publishPc || (live.screen && live.screen.track)) {
+    return;
+  }
+  const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 10 } } });
+  const track = stream.getVideoTracks()[0];
+  track.addEventListener("ended", () => stopSharing());
+  if (live.screen) {
+    await live.screen.transceiver.sender.replaceTrack(track);
+    live.screen.track = track;
+  } else {
+    const transceiver = live.publishPc.addTransceiver(track, { direction: "sendonly" });
+    live.screen = { track, transceiver };
+  }
+  try {
+    await renegotiatePublish();
+  } catch (error) {
+    await stopSharing(false);
+    throw error;
+  }
+  byId("share-screen").textContent = "Stop sharing";
+}
+
+async function stopSharing(tell = true) {
+  const screen = live.screen;
+  if (!screen || !screen.track) {
+    return;
+  }
+  screen.track.stop();
+  screen.track = null;
+  await screen.transceiver.sender.replaceTrack(null);
+  byId("share-screen").textContent = "Share screen";
+  if (tell && live.publishPc) {
+    await renegotiatePublish().catch(() => {});
+  }
+}
+
 async function answerOffer(offer, acknowledge) {
   const generation = live.generation;
   try {
@@ -334,6 +399,7 @@ async function enterRoom() {
   live.participantId = reply.participant_id;
   live.inRoom = true;
   ready(reply);
+  rooms.setState(reply.live);
   updateView(reply);
   await publish();
   refreshState();
@@ -349,6 +415,11 @@ function closeConnections() {
   }
   live.publishPc = null;
   live.subscribePc = null;
+  if (live.screen && live.screen.track) {
+    live.screen.track.stop();
+  }
+  live.screen = null;
+  byId("share-screen").textContent = "Share screen";
   live.participants = [];
   live.tracks = [];
   renderGrid();
@@ -454,6 +525,18 @@ function renderGrid() {
     ? live.participants.filter((person) => person.participant_id !== live.participantId)
     : [];
   const present = new Set();
+  const screens = live.tracks.filter((track) => track.source === "screen");
+  for (const track of screens) {
+    const owner = others.find((person) => person.participant_id === track.participant_id);
+    if (owner) {
+      others.push({
+        ...owner,
+        participant_id: `${owner.participant_id}:screen`,
+        display_name: `${owner.display_name} (screen)`,
+        screenOf: track.mid,
+      });
+    }
+  }
   for (const person of others) {
     present.add(person.participant_id);
     let tile = live.tiles.get(person.participant_id);
@@ -475,10 +558,12 @@ function renderGrid() {
       live.tiles.set(person.participant_id, tile);
       grid.append(figure);
     }
-    const tracks = live.tracks
-      .filter((track) => track.participant_id === person.participant_id)
-      .map((track) => receivedTrack(track.mid))
-      .filter(Boolean);
+    const tracks = person.screenOf
+      ? [receivedTrack(person.screenOf)].filter(Boolean)
+      : live.tracks
+          .filter((track) => track.participant_id === person.participant_id && track.source !== "screen")
+          .map((track) => receivedTrack(track.mid))
+          .filter(Boolean);
     const key = tracks.map((track) => track.id).join(",");
     if (key !== tile.key) {
       tile.key = key;
@@ -494,6 +579,7 @@ function renderGrid() {
     }
   }
   byId("alone").hidden = !live.inRoom || others.length > 0;
+  byId("share-screen").hidden = !live.inRoom;
 }
 
 // --- controls ------------------------------------------------------------------------------
@@ -503,6 +589,10 @@ byId("join").addEventListener("click", () => {
   join();
 });
 byId("leave").addEventListener("click", leave);
+byId("share-screen").addEventListener("click", () => {
+  const action = live.screen && live.screen.track ? stopSharing() : startSharing();
+  action.catch((error) => showError(byId("page-error"), error));
+});
 byId("mute").addEventListener("click", () => {
   live.audioMuted = !live.audioMuted;
   const button = byId("mute");
