@@ -41,8 +41,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA secure_delete=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off; ``_sqlite_begin`` emits ours.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Writes take SQLite's write lock at BEGIN (IMMEDIATE), so two writers queue on the
+    busy timeout instead of one failing with "database is locked" when its read
+    transaction tries to become a write transaction."""
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    mode = "IMMEDIATE" if options.get("caucus_write") else "DEFERRED"
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Store:
@@ -60,6 +76,8 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.backend == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_no_implicit_begin)
+            sa.event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -70,15 +88,17 @@ class Store:
             config.attributes["connection"] = sync_connection
             command.upgrade(config, "head")
 
-        async with self.engine.begin() as connection:
+        async with self.begin() as connection:
             await connection.run_sync(upgrade)
         log.info("database migrated", extra={"backend": self.backend})
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A connection inside a transaction, committed on success."""
-        async with self.engine.begin() as connection:
-            yield connection
+        """A connection inside a write transaction, committed on success."""
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(caucus_write=True)
+            async with connection.begin():
+                yield connection
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

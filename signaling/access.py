@@ -7,6 +7,7 @@ The same declarations drive the authorization test that enumerates every route.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from rooms.errors import CaucusError, Forbidden, InvalidInput, PayloadTooLarge, 
 from rooms.sessions import STAGE_ACTIVE, Session
 from signaling.errors import error_body, http_error
 from signaling.services import SERVICES
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-caucus_session"
 CSRF_COOKIE = "__Host-caucus_csrf"
@@ -172,6 +175,12 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         )
     except (CaucusError, ValidationError) as exc:
         response = http_error(exc)
+    except Exception:
+        log.exception("request failed", extra={"method": request.method, "path": request.path})
+        response = web.json_response(
+            error_body("internal_error", "Something went wrong on the server; try again."),
+            status=500,
+        )
     if not response.prepared:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
