@@ -14,7 +14,10 @@ every packet it receives, at the moment aiortc hands it to the receiver.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import fractions
+import struct
+import termios
 import time
 from collections.abc import Callable
 
@@ -119,6 +122,27 @@ class IdentifiedParticipant(Participant):
         answer = await self.signal.publish(pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
+    async def drain_received(self, limit: float = 5.0) -> None:
+        """Handle every datagram that has already reached the subscribe connection's
+        socket (or aiortc's queue behind it), so that media which arrived before a message
+        is accounted for before the message is."""
+        pc = self._subscribe_pc
+        transceivers = pc.getTransceivers() if pc is not None else []
+        if not transceivers:
+            return
+        connection = transceivers[0].receiver.transport.transport._connection
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            waiting = not connection._queue.empty()
+            for protocol in connection._protocols:
+                transport = getattr(protocol, "transport", None)
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None and _datagram_waiting(sock.fileno()):
+                    waiting = True
+            if not waiting:
+                return
+            await asyncio.sleep(0)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(
             t for t in self._subscribe_pc.getTransceivers() if t.receiver.track is track
@@ -136,3 +160,8 @@ class IdentifiedParticipant(Participant):
 
         aiortc_adapter.intercept_rtp(transceiver.receiver, arrived)
         self._notify()
+
+
+def _datagram_waiting(fd: int) -> bool:
+    """Whether a datagram waits in the socket's receive queue (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] > 0

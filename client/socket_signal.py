@@ -12,7 +12,7 @@ the server's subscribe offers.  ``tracks`` follows ``media.tracks``: which mid c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -66,6 +66,9 @@ class SocketSignal:
         self.live_events: list[tuple[str, dict[str, Any]]] = []
         #: Called with each newer ``live.state`` as it is received.
         self.on_live_state: Callable[[dict[str, Any]], None] | None = None
+        #: Awaited before a pushed ``live.state`` is taken into account (e.g. to handle
+        #: the media that arrived before it first).
+        self.before_live_state: Callable[[], Awaitable[None]] | None = None
         self._username = username
         self._password = password
         self._insecure = insecure
@@ -182,6 +185,8 @@ class SocketSignal:
         self._update(payload)
 
     async def _live_state(self, payload: dict[str, Any]) -> None:
+        if self.before_live_state is not None:
+            await self.before_live_state()
         self._set_live(payload)
 
     def _set_live(self, view: dict[str, Any]) -> None:

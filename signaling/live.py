@@ -507,6 +507,11 @@ class LiveControls:
         if any(u not in names for u in state.placement):
             self._names.pop(state.case_id, None)
             names = await self._people_names(state.case_id)
+        # Views are ordered by ``seq``: build each from the newest state applied, with no
+        # await between reading it and numbering the view.
+        latest = self._states.get(state.case_id)
+        if latest is not None and latest.version >= state.version:
+            state = latest
         online = {s.user_id for s in self._sessions_of(state.case_id)}
 
         def person(uid: str) -> dict[str, Any]:
