@@ -46,6 +46,11 @@ class MediaSettings:
     rtcp_interval: float = 1.0
     #: Seconds a negotiation step may take before the transport gives up.
     negotiation_timeout: float = 10.0
+    #: ICE consent freshness (RFC 7675): a check every ``consent_interval`` seconds
+    #: (±20 %); a transport closes when none was answered for ``consent_expiry`` seconds.
+    #: An answer counts however late it arrives within that window.
+    consent_interval: float = 5.0
+    consent_expiry: float = 30.0
 
     def __post_init__(self) -> None:
         if (self.udp_port_min is None) != (self.udp_port_max is None):
@@ -54,6 +59,8 @@ class MediaSettings:
             0 < self.udp_port_min <= self.udp_port_max <= 65535  # type: ignore[operator]
         ):
             raise ValueError("invalid UDP port range")
+        if not 0 < self.consent_interval < self.consent_expiry:
+            raise ValueError("consent_interval must be positive and below consent_expiry")
         if not self.srtp_profiles:
             raise ValueError("at least one SRTP profile is required")
         size = self.retransmission_buffer

@@ -102,6 +102,7 @@ class Transport:
             try:
                 self._check_offer(sdp)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                self._keep_consent()
                 new = self._prepare_producers()
                 adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
@@ -225,6 +226,7 @@ class Transport:
             raise InvalidState("transport is closed")
         try:
             SessionDescription.parse(sdp)
+            self._keep_consent()
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
             await self.close()
@@ -282,6 +284,12 @@ class Transport:
                 consumer.start()
 
     # --- common -------------------------------------------------------------------------
+
+    def _keep_consent(self) -> None:
+        # before ICE can complete (it starts once both descriptions are applied): consent
+        # answers that wait behind received media must still count
+        settings = self._settings
+        adapter.keep_consent(self._pc, settings.consent_interval, settings.consent_expiry)
 
     def _ensure_writer(self, dtls=None) -> adapter.RtpWriter:
         if self._writer is None:
@@ -347,6 +355,7 @@ class Transport:
             "packets_sent": writer.packets if writer else 0,
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
+            "consent": adapter.consent_stats(self._pc),
             "packets_received": sum(p.packets for p in self.producers.values()),
             "bytes_received": sum(p.bytes for p in self.producers.values()),
             "producers": [p.stats() for p in self.producers.values()],

@@ -128,3 +128,43 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
     finally:
         sink.close()
         source.close()
+
+
+def test_consent_check_replacement_hooks_exist():
+    """keep_consent replaces ``Connection.query_consent`` on the instance (``connect()``
+    starts it), builds requests like aioice, and registers its own entries in
+    ``StunProtocol.transactions``, to which responses are dispatched."""
+    from aioice import stun
+    from aioice.ice import Connection, StunProtocol
+
+    assert "self.query_consent()" in inspect.getsource(Connection.connect)
+    assert "self._query_consent_task" in inspect.getsource(Connection.close)
+    assert list(inspect.signature(Connection.build_request).parameters) == [
+        "self",
+        "pair",
+        "nominate",
+    ]
+    received = inspect.getsource(StunProtocol.datagram_received)
+    assert "self.transactions[message.transaction_id]" in received
+    assert "response_received(message, addr)" in received
+    assert callable(StunProtocol.send_stun)
+    assert callable(stun.Message.check_message_integrity)
+    assert callable(stun.Message.add_message_integrity)
+
+
+async def test_keep_consent_is_installed_on_the_ice_connection():
+    from aioice.ice import StunProtocol
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="sendonly")
+    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+    for name in ("remote_password", "_nominated", "close"):
+        assert hasattr(connection, name), f"Connection.{name} is gone"
+    assert aiortc_adapter.consent_stats(pc) is None
+    aiortc_adapter.keep_consent(pc, 5.0, 30.0)
+    installed = connection.query_consent
+    aiortc_adapter.keep_consent(pc, 1.0, 2.0)
+    assert connection.query_consent is installed
+    assert aiortc_adapter.consent_stats(pc) == (0, 0)
+    assert isinstance(StunProtocol(connection).transactions, dict)
+    await pc.close()
