@@ -6,7 +6,14 @@ track, a :class:`Consumer` one (subscriber, producer) pair.  See ``sfu/README.md
 """
 
 from .consumer import Consumer
-from .errors import InvalidSdp, InvalidState, MediaError, NoSupportedCodec, NotFound
+from .errors import (
+    InvalidSdp,
+    InvalidState,
+    MediaError,
+    NoFreePort,
+    NoSupportedCodec,
+    NotFound,
+)
 from .producer import Producer
 from .router import Router
 from .settings import IceServer, MediaSettings
@@ -22,6 +29,7 @@ __all__ = [
     "InvalidState",
     "MediaError",
     "MediaSettings",
+    "NoFreePort",
     "NoSupportedCodec",
     "NotFound",
     "Producer",

@@ -10,15 +10,19 @@ when an aiortc upgrade changes them (aiortc is pinned to ``>=1.16,<1.17``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import math
 import random
+import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pylibsrtp
-from aioice import stun
+from aioice import stun, turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
@@ -26,6 +30,8 @@ from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtect
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 from pylibsrtp import _binding as _srtp_binding
+
+from .errors import NoFreePort
 
 _srtp_ffi = _srtp_binding.ffi
 _srtp_protect = _srtp_binding.lib.srtp_protect
@@ -45,6 +51,7 @@ PRIVATE_API: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_send_rtcp"),
     (RTCDtlsTransport, "_handle_rtp_data"),
     (RTCDtlsTransport, "_send_rtp"),
+    (Connection, "get_component_candidates"),
 )
 #: Instance attributes (created in ``__init__``/handshake) the adapter reads.
 PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
@@ -59,6 +66,10 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: starts it) and uses ``Connection.build_request``/``remote_password``/``_nominated``/
 #: ``close`` and ``StunProtocol.transactions``/``send_stun`` (responses are dispatched to
 #: ``transactions[id].response_received(message, addr)``).
+#: :func:`bind_ports_in_range` replaces ``Connection.get_component_candidates`` (per
+#: instance; ``gather_candidates`` calls it once per component with the host addresses),
+#: reads ``Connection.stun_server``/``turn_server``, appends to ``Connection._protocols``
+#: and sets ``StunProtocol.local_candidate`` as aioice does.
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
@@ -425,6 +436,125 @@ def consent_stats(pc: RTCPeerConnection) -> tuple[int, int] | None:
     connection = transceivers[0].receiver.transport.transport._connection
     check = connection.__dict__.get("query_consent")
     return (check.requests, check.answers) if isinstance(check, _ConsentCheck) else None
+
+
+def bind_ports_in_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> None:
+    """Make ``pc``'s ICE connections bind their host candidates to UDP ports within
+    ``port_min``..``port_max`` (inclusive) instead of ports the system chooses.
+
+    aioice binds one socket per host address and component to port 0.  The replacement
+    gathering step binds each address to a free port of the range, trying the ports in a
+    random order and skipping those in use, and raises :class:`~sfu.errors.NoFreePort`
+    when every port of the range is taken on an address (the sockets it bound so far are
+    closed).  Candidates are otherwise aioice's: host type, same priority and foundation,
+    same receive buffer size; an address that cannot be bound for another reason is
+    skipped, as aioice does.  Only host candidates are gathered (the SFU has no STUN or
+    TURN server).  Call before the local description is set (gathering starts then);
+    later calls do nothing.
+    """
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if isinstance(connection.__dict__.get("get_component_candidates"), _PortRangeGathering):
+            continue
+        if connection.stun_server is not None or connection.turn_server is not None:
+            raise ValueError("a UDP port range applies to host candidates only")
+        connection.get_component_candidates = _PortRangeGathering(connection, port_min, port_max)
+
+
+class _PortRangeGathering:
+    """``Connection.get_component_candidates`` replacement; see :func:`bind_ports_in_range`."""
+
+    def __init__(self, connection: Connection, port_min: int, port_max: int) -> None:
+        if not 0 < port_min <= port_max <= 65535:
+            raise ValueError(f"invalid UDP port range {port_min}-{port_max}")
+        self._connection = connection
+        self._min = port_min
+        self._max = port_max
+
+    async def __call__(
+        self,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109  # aioice's signature; bounds STUN/TURN, unused
+    ) -> list[Candidate]:
+        candidates: list[Candidate] = []
+        bound: list[StunProtocol] = []
+        try:
+            for address in addresses:
+                protocol = await self._bind(address)
+                if protocol is None:
+                    continue
+                bound.append(protocol)
+                host, port = protocol.transport.get_extra_info("sockname")[:2]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", host),
+                    component=component,
+                    transport="udp",
+                    priority=candidate_priority(component, "host"),
+                    host=host,
+                    port=port,
+                    type="host",
+                )
+                candidates.append(protocol.local_candidate)
+        except BaseException:
+            for protocol in bound:
+                await protocol.close()
+            raise
+        self._connection._protocols += bound
+        return candidates
+
+    def _ports(self) -> Iterator[int]:
+        """Every port of the range once, in a random order: a random start and a random
+        step coprime with the range's size (no list of the whole range is built)."""
+        size = self._max - self._min + 1
+        start = random.randrange(size)
+        step = 1
+        if size > 2:
+            step = random.randrange(1, size)
+            while math.gcd(step, size) != 1:
+                step = random.randrange(1, size)
+        for i in range(size):
+            yield self._min + (start + i * step) % size
+
+    async def _bind(self, address: str) -> StunProtocol | None:
+        loop = asyncio.get_running_loop()
+        connection = self._connection
+        for port in self._ports():
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: StunProtocol(connection), local_addr=(address, port)
+                )
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                logger.info("could not bind to %s - %s", address, exc)
+                return None
+            sock = transport.get_extra_info("socket")
+            try:
+                if sock is not None:
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_RCVBUF, turn.UDP_SOCKET_BUFFER_SIZE
+                    )
+            except OSError as exc:
+                await protocol.close()
+                logger.info("could not bind to %s - %s", address, exc)
+                return None
+            return protocol
+        raise NoFreePort(self._min, self._max)
+
+
+def local_addresses(pc: RTCPeerConnection) -> list[tuple[str, int]]:
+    """The (address, port) of every socket ``pc``'s ICE connections have bound."""
+    seen: set[int] = set()
+    addresses = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if id(connection) in seen:
+            continue
+        seen.add(id(connection))
+        for protocol in connection._protocols:
+            addresses.append(tuple(protocol.transport.get_extra_info("sockname")[:2]))
+    return addresses
 
 
 def delay_incoming(dtls: RTCDtlsTransport, seconds: float | None) -> None:

@@ -30,3 +30,12 @@ class InvalidState(MediaError):
 class NotFound(MediaError):
     def __init__(self, message: str) -> None:
         super().__init__("not-found", message)
+
+
+class NoFreePort(MediaError):
+    """Every UDP port of the configured range is in use on a host address."""
+
+    def __init__(self, port_min: int, port_max: int) -> None:
+        super().__init__("no-free-port", f"no free UDP port in range {port_min}-{port_max}")
+        self.port_min = port_min
+        self.port_max = port_max

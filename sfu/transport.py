@@ -102,6 +102,7 @@ class Transport:
             try:
                 self._check_offer(sdp)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                self._bind_ports()
                 self._keep_consent()
                 new = self._prepare_producers()
                 adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
@@ -210,6 +211,7 @@ class Transport:
         if self.closed:
             raise InvalidState("transport is closed")
         try:
+            self._bind_ports()
             offer = await self._pc.createOffer()
             await self._pc.setLocalDescription(offer)
         except Exception as exc:
@@ -290,6 +292,12 @@ class Transport:
         # answers that wait behind received media must still count
         settings = self._settings
         adapter.keep_consent(self._pc, settings.consent_interval, settings.consent_expiry)
+
+    def _bind_ports(self) -> None:
+        # before the local description is set: gathering starts then
+        settings = self._settings
+        if settings.udp_port_min is not None and settings.udp_port_max is not None:
+            adapter.bind_ports_in_range(self._pc, settings.udp_port_min, settings.udp_port_max)
 
     def _ensure_writer(self, dtls=None) -> adapter.RtpWriter:
         if self._writer is None:

@@ -32,6 +32,7 @@ MEDIA_ERRORS = {
     "no-supported-codec": ("no_supported_codec", 400),
     "invalid-state": ("invalid_state", 409),
     "not-found": ("not_found", 404),
+    "no-free-port": ("no_free_port", 503),
 }
 
 

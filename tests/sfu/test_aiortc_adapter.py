@@ -168,3 +168,76 @@ async def test_keep_consent_is_installed_on_the_ice_connection():
     assert aiortc_adapter.consent_stats(pc) == (0, 0)
     assert isinstance(StunProtocol(connection).transactions, dict)
     await pc.close()
+
+
+def test_port_range_gathering_hooks_exist():
+    """bind_ports_in_range replaces ``Connection.get_component_candidates`` on the
+    instance: ``gather_candidates`` calls it per component with the host addresses, and
+    it registers its sockets in ``Connection._protocols`` as aioice does."""
+    from aioice import turn
+    from aioice.ice import Connection
+
+    assert list(inspect.signature(Connection.get_component_candidates).parameters) == [
+        "self",
+        "component",
+        "addresses",
+        "timeout",
+    ]
+    gather = inspect.getsource(Connection.gather_candidates)
+    assert "self.get_component_candidates(component=component, addresses=addresses)" in gather
+    assert "self._local_candidates += candidates" in gather
+    own = inspect.getsource(Connection.get_component_candidates)
+    assert "local_addr=(address, 0)" in own
+    assert "self._protocols += host_protocols" in own
+    assert "turn.UDP_SOCKET_BUFFER_SIZE" in own
+    assert isinstance(turn.UDP_SOCKET_BUFFER_SIZE, int)
+
+
+async def test_port_range_gathering_matches_aioice_but_for_the_port():
+    import socket
+
+    from aioice.ice import Connection, get_host_addresses
+    from aiortc import RTCConfiguration
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # the SFU's: no STUN/TURN
+    pc.addTransceiver("video", direction="sendonly")
+    replaced = pc.getTransceivers()[0].receiver.transport.transport._connection
+    for name in ("stun_server", "turn_server", "_protocols"):
+        assert hasattr(replaced, name), f"Connection.{name} is gone"
+    aiortc_adapter.bind_ports_in_range(pc, 21000, 21999)
+    installed = replaced.get_component_candidates
+    aiortc_adapter.bind_ports_in_range(pc, 22000, 22999)
+    assert replaced.get_component_candidates is installed
+    own = Connection(ice_controlling=False)
+    try:
+        await replaced.gather_candidates()
+        await own.gather_candidates()
+
+        def described(candidate):
+            return (
+                candidate.foundation,
+                candidate.component,
+                candidate.transport,
+                candidate.priority,
+                candidate.host,
+                candidate.type,
+            )
+
+        assert sorted(map(described, replaced.local_candidates)) == sorted(
+            map(described, own.local_candidates)
+        )
+        assert len(replaced.local_candidates) == len(get_host_addresses(True, True))
+        assert all(21000 <= c.port <= 21999 for c in replaced.local_candidates)
+        bound = aiortc_adapter.local_addresses(pc)
+        assert sorted(bound) == sorted((c.host, c.port) for c in replaced.local_candidates)
+        for protocol in replaced._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            own_sock = own._protocols[0].transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == own_sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF
+            )
+            assert protocol.local_candidate in replaced.local_candidates
+    finally:
+        await own.close()
+        await pc.close()
+    assert aiortc_adapter.local_addresses(pc) == []
