@@ -7,17 +7,17 @@ are not in: each published packet ends with ``MARKER`` + the publisher's name.
   carries the trailer (VP8 decoders ignore bytes after the coded frame);
 * audio: packets that are only the trailer (the SFU never decodes audio).
 
-``IdentifiedParticipant`` publishes both and calls ``on_packet(kind, name, mid)`` for
-every packet it receives, at the moment aiortc hands it to the receiver.
+``IdentifiedParticipant`` publishes both and calls ``on_packet(kind, name, mid, seq)`` for
+every packet it receives, at the moment aiortc hands it to the receiver; ``seq`` is the
+packet's RTP sequence number (the original one of a retransmission), which the signal's
+``slots`` attribute to the assignment of ``mid`` the SFU sent it under.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import fractions
-import struct
-import termios
+import re
 import time
 from collections.abc import Callable
 
@@ -32,7 +32,9 @@ from .participant import Participant, ReceivedTrack, _configuration
 
 MARKER = b"\x00CAUCUS-FROM:"
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
-PacketHandler = Callable[[str, str | None, str], None]
+PacketHandler = Callable[[str, str | None, str, int], None]
+_RTX_PAYLOAD_TYPE = re.compile(r"^a=rtpmap:(\d+) rtx/", re.MULTILINE)
+_MID = re.compile(r"^a=mid:(\S+)", re.MULTILINE)
 
 
 def identity_of(payload: bytes) -> str | None:
@@ -109,6 +111,7 @@ class IdentifiedParticipant(Participant):
         self.name = name
         self._clip_frames = clip
         self._on_packet = on_packet
+        self._rtx_payload_types: dict[str, set[int]] = {}  # mid -> RTX payload types
 
     async def publish(self) -> None:
         pc = self._publish_pc = RTCPeerConnection(_configuration())
@@ -122,26 +125,15 @@ class IdentifiedParticipant(Participant):
         answer = await self.signal.publish(pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
-    async def drain_received(self, limit: float = 5.0) -> None:
-        """Handle every datagram that has already reached the subscribe connection's
-        socket (or aiortc's queue behind it), so that media which arrived before a message
-        is accounted for before the message is."""
-        pc = self._subscribe_pc
-        transceivers = pc.getTransceivers() if pc is not None else []
-        if not transceivers:
-            return
-        connection = transceivers[0].receiver.transport.transport._connection
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            waiting = not connection._queue.empty()
-            for protocol in connection._protocols:
-                transport = getattr(protocol, "transport", None)
-                sock = transport.get_extra_info("socket") if transport is not None else None
-                if sock is not None and _datagram_waiting(sock.fileno()):
-                    waiting = True
-            if not waiting:
-                return
-            await asyncio.sleep(0)
+    async def _on_subscribe_offer(self, offer: str) -> str:
+        # the interception comes before aiortc unwraps retransmissions: note their types
+        for section in offer.split("\r\nm=")[1:]:
+            mid = _MID.search(section)
+            if mid is not None:
+                self._rtx_payload_types[mid.group(1)] = {
+                    int(pt) for pt in _RTX_PAYLOAD_TYPE.findall(section)
+                }
+        return await super()._on_subscribe_offer(offer)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(
@@ -151,17 +143,18 @@ class IdentifiedParticipant(Participant):
         received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
         kind = track.kind
         report = self._on_packet
+        rtx = self._rtx_payload_types
 
         def arrived(packet, arrival_time_ms: int) -> None:
+            seq = packet.sequence_number
+            if packet.payload_type in rtx.get(mid, ()):
+                if len(packet.payload) < 2:
+                    return  # padding
+                seq = int.from_bytes(packet.payload[:2], "big")
             received.packets += 1
             if received.first_frame_at is None:
                 received.first_frame_at = time.monotonic()
-            report(kind, identity_of(packet.payload), mid)
+            report(kind, identity_of(packet.payload), mid, seq)
 
         aiortc_adapter.intercept_rtp(transceiver.receiver, arrived)
         self._notify()
-
-
-def _datagram_waiting(fd: int) -> bool:
-    """Whether a datagram waits in the socket's receive queue (FIONREAD)."""
-    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] > 0

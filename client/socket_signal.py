@@ -6,19 +6,21 @@
 
 The signal signs in (``GET /api/session`` for the CSRF token, ``POST /api/login``),
 connects to ``/media`` with the session cookie, joins the case's live room and answers
-the server's subscribe offers.  ``tracks`` follows ``media.tracks``: which mid carries whom.
+the server's subscribe offers.  ``tracks`` follows ``media.tracks``: which mid carries whom;
+``slots`` keeps from which RTP sequence number on (``first_seq``) it did.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import socketio
 
 from .signal import OfferHandler
+from .slots import SlotHistory
 
 SESSION_COOKIE = "__Host-caucus_session"
 NAMESPACE = "/media"
@@ -66,9 +68,8 @@ class SocketSignal:
         self.live_events: list[tuple[str, dict[str, Any]]] = []
         #: Called with each newer ``live.state`` as it is received.
         self.on_live_state: Callable[[dict[str, Any]], None] | None = None
-        #: Awaited before a pushed ``live.state`` is taken into account (e.g. to handle
-        #: the media that arrived before it first).
-        self.before_live_state: Callable[[], Awaitable[None]] | None = None
+        #: Every assignment of the subscribe m-lines announced so far, by sequence number.
+        self.slots = SlotHistory()
         self._username = username
         self._password = password
         self._insecure = insecure
@@ -185,8 +186,6 @@ class SocketSignal:
         self._update(payload)
 
     async def _live_state(self, payload: dict[str, Any]) -> None:
-        if self.before_live_state is not None:
-            await self.before_live_state()
         self._set_live(payload)
 
     def _set_live(self, view: dict[str, Any]) -> None:
@@ -214,6 +213,7 @@ class SocketSignal:
         self._changed.set()
 
     def _update(self, payload: dict[str, Any]) -> None:
+        self.slots.record(payload)  # overtaken messages too: they describe earlier packets
         seq = payload.get("seq", 0)
         if seq <= self._seq:
             return

@@ -119,6 +119,12 @@ class Consumer:
     def producer_id(self) -> str | None:
         return self.producer.id if self.producer is not None else None
 
+    @property
+    def next_sequence_number(self) -> int:
+        """The rewritten sequence number the next packet forwarded will carry (after a
+        switch, the first packet of the new source carries it)."""
+        return (self._last_seq + 1) & 0xFFFF
+
     # --- hot path -----------------------------------------------------------------------
 
     def write(

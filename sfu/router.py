@@ -11,6 +11,9 @@ must receive takes the parked slot over with ``Consumer.switch_to``, without a
 renegotiation.  The subscribe SDP therefore never has more m-lines than the most tracks
 the participant received at once.  Parking and switching are synchronous: once
 ``join``/``leave`` returns, no packet of the old room can be written to the participant.
+Because a slot's rewritten sequence numbers stay continuous, the worker records where each
+assignment begins (``Worker.first_sequence_number``): signaling tells the subscriber, so a
+packet can be attributed to the assignment in force when it was sent.
 """
 
 from __future__ import annotations
@@ -122,9 +125,10 @@ class Router:
                 continue
             consumer = self._worker.parked_consumer(transport, producer)
             if consumer is not None:
-                consumer.switch_to(producer)
+                self._worker.switch(consumer, producer)
             else:
                 consumer = transport.consume(producer)
+                self._worker.consumer_created(consumer)
             if self.on_consumer_added is not None:
                 self.on_consumer_added(consumer)
 

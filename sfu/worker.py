@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -50,6 +51,8 @@ class Worker:
         self._membership: dict[str, Router] = {}
         #: Idle producers (never fed) holding parked consumers, one per codec.
         self._parking: dict[tuple[object, ...], Producer] = {}
+        #: The first rewritten sequence number of each consumer's current assignment.
+        self._first_seq: weakref.WeakKeyDictionary[Consumer, int] = weakref.WeakKeyDictionary()
         self._closed = False
         self._rtcp_task: asyncio.Task[None] | None = None
         #: See :class:`WorkerObserver`.
@@ -155,7 +158,25 @@ class Worker:
                 writer=None,  # type: ignore[arg-type]  # never fed, never reports
                 settings=self.settings,
             )
-        consumer.switch_to(parking)
+        self.switch(consumer, parking)
+
+    def switch(self, consumer: Consumer, producer: Producer) -> None:
+        """``consumer.switch_to(producer)``, remembering the sequence number from which the
+        subscriber's m-line carries ``producer`` (see :meth:`first_sequence_number`)."""
+        if consumer.producer is not producer:
+            self._first_seq[consumer] = consumer.next_sequence_number
+        consumer.switch_to(producer)
+
+    def consumer_created(self, consumer: Consumer) -> None:
+        """Remember where a new consumer's first assignment begins."""
+        self._first_seq.setdefault(consumer, consumer.next_sequence_number)
+
+    def first_sequence_number(self, consumer: Consumer) -> int | None:
+        """The first rewritten RTP sequence number that ``consumer`` writes for its current
+        producer (or parking): every packet before it on the m-line came from an earlier
+        assignment, none from or after it did.  ``None`` for a consumer the router did
+        not create."""
+        return self._first_seq.get(consumer)
 
     def parked_consumer(self, transport: Transport, producer: Producer) -> Consumer | None:
         """A parked consumer of ``transport`` that can carry ``producer``, if any."""

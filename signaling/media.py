@@ -235,12 +235,19 @@ class MediaNamespace(LiveControls, EventNamespace):
     def _view(self, session: LiveSession) -> dict[str, Any]:
         """What ``session`` receives: the room's people and which mid carries whom."""
         tracks = []
+        first_seq: dict[str, int] = {}
         transport = session.subscribe
         if transport is not None and not transport.closed:
             for consumer in transport.consumers.values():
+                if consumer.closed or consumer.mid is None:
+                    continue
+                # where what this view says of the m-line begins (a parked one included)
+                first = self.worker.first_sequence_number(consumer)
+                if first is not None:
+                    first_seq[consumer.mid] = first
                 producer = consumer.producer
                 owner = self.by_participant.get(producer.participant_id) if producer else None
-                if consumer.closed or consumer.mid is None or owner is None:
+                if owner is None:
                     continue
                 source = "screen" if producer.mid == owner.screen_mid else "camera"
                 tracks.append(
@@ -250,7 +257,12 @@ class MediaNamespace(LiveControls, EventNamespace):
         # Views can overtake each other (an offer's view is delivered after its answer is
         # made); the client keeps the one with the highest ``seq``.
         self._views += 1
-        return {"seq": self._views, "participants": self._people(session.room_id), "tracks": tracks}
+        return {
+            "seq": self._views,
+            "participants": self._people(session.room_id),
+            "tracks": tracks,
+            "first_seq": first_seq,
+        }
 
     def _people(self, room_id: str) -> list[dict[str, str]]:
         if room_id.endswith(":" + WAITING):  # people waiting do not see each other

@@ -1,24 +1,28 @@
 """Nobody receives media from a live room they are not in: six headless participants whose
 every RTP packet names its publisher, 50 random moves among three rooms, every received
-packet checked against the receiver's room at the moment it arrives.
+packet checked against the room its receiver was in when the SFU sent it.
 
-The boundary: a receiver is *told* of a move when it takes the ``live.state`` push into
-account.  Before doing so it handles the datagrams that had already reached its socket
-(``drain_received``): they arrived before the message, so they may still come from the old
-room.  Any packet of the old room handled after that is a failure; so is any packet from a
-room the receiver is in neither before nor after the move in flight.  Independently, the
-SFU's own subscription table must match the rooms exactly as soon as each move returns."""
+The boundary is exact, on the media path itself: a subscribe m-line keeps continuous
+rewritten sequence numbers when the SFU gives it to another track, and every
+``media.offer``/``media.tracks`` says from which sequence number on (``first_seq``) each
+m-line carries what it lists.  A packet is attributed by (mid, sequence number) to the
+assignment in force when it was sent, whenever it arrives.  After each move, once every
+receiver was told of it: each m-line's newest assignment must carry somebody of the
+receiver's room now, and each packet received so far must come from the participant its
+assignment names (none on a parked m-line), an assignment that was verified as the newest
+at an earlier step, when it carried somebody of the receiver's room then.  Independently,
+the SFU's own subscription table must match the rooms exactly as soon as each move
+returns."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from client import SocketSignal
 from client.identity import IdentifiedParticipant, small_clip
+from client.slots import Assignment
 from signaling.media import MediaNamespace
 from signaling.sockets import NAMESPACES
 from tests.signaling.conftest import PASSWORD, World
@@ -33,43 +37,92 @@ class Receiver:
     name: str
     signal: SocketSignal
     user_of: dict[str, str]  # publisher name -> user id (filled once everyone joined)
+    name_of: dict[str, str]  # participant id -> publisher name (likewise)
     failures: list[str]
     person: IdentifiedParticipant | None = None
-    #: (version, mates) of a move in flight that this receiver has not been told of yet
-    pending: tuple[int, set[str]] | None = None
-    seen: set[str] = field(default_factory=set)  # publishers since the last state
+    #: (kind, publisher name, mid, sequence number) received and not checked yet
+    unchecked: list[tuple[str, str, str, int]] = field(default_factory=list)
+    #: who may be heard now, and before the move in flight (the test's own model)
+    mates_now: set[str] = field(default_factory=set)
+    mates_before: set[str] = field(default_factory=set)
+    step: int = -1
+    #: publishers heard on m-lines' newest assignments since the move in flight
+    fresh: set[str] = field(default_factory=set)
     packets: int = 0
+    checked: int = 0
+    #: packets that arrived after the track map announcing their m-line's next assignment
+    late: int = 0
+
+    def on_packet(self, kind: str, publisher: str | None, mid: str, seq: int) -> None:
+        if publisher is None:
+            return  # padding carries no media
+        self.packets += 1
+        self.unchecked.append((kind, publisher, mid, seq))
+        slots = self.signal.slots
+        assignment = slots.assignment(mid, seq)
+        if assignment is not None and assignment is not slots.latest(mid):
+            self.late += 1
 
     def mates(self) -> set[str]:
         room = self.signal.my_room()
         return {p["user_id"] for p in room["occupants"]} if room else set()
 
-    def told(self, view: dict[str, Any]) -> None:
-        if self.pending is not None and view["version"] >= self.pending[0]:
-            self.pending = None
-        self.seen.clear()
+    def moving(self, step: int, before: set[str], after: set[str]) -> None:
+        """The move ``step`` is about to be sent: ``before`` and ``after`` are the users in
+        this receiver's room before and after it."""
+        self.step, self.mates_before, self.mates_now = step, before, after
+        self.fresh.clear()
 
-    def on_packet(self, kind: str, publisher: str | None, mid: str) -> None:
-        if publisher is None:
-            return  # padding carries no media
-        self.packets += 1
-        user = self.user_of.get(publisher)
-        if user is None:
-            self.failures.append(f"{self.name} received {kind} of unknown {publisher!r}")
-            return
-        allowed = self.mates()
-        if self.pending is not None:
-            # the server moved people and has not told this receiver yet: the new room's
-            # media may already arrive; the old room's is allowed until it is told
-            allowed |= self.pending[1]
-        if user not in allowed:
-            self.failures.append(
-                f"{self.name} in {self.signal.live['you']['room_id']} (version "
-                f"{self.signal.live['version']}, pending {self.pending}) received {kind} "
-                f"(mid {mid}) from {publisher} at {time.monotonic():.3f}"
-            )
-        else:
-            self.seen.add(user)
+    def _owner(self, assignment: Assignment) -> str:
+        return self.name_of.get(assignment.participant_id or "", "?")
+
+    def check(self) -> None:
+        """Verify the m-lines' newest assignments against the room now, then attribute every
+        packet received so far (call once the receiver was told of the move in flight)."""
+        newest = self.signal.slots.newest()
+        for assignment in newest.values():
+            if assignment.track is None:
+                continue
+            owner = self._owner(assignment)
+            allowed = self.user_of.get(owner) in self.mates_now
+            assignment.notes["allowed"] = assignment.notes.get("allowed", True) and allowed
+            if not allowed:
+                self.failures.append(
+                    f"step {self.step}: {self.name}'s mid {assignment.mid} carries {owner} "
+                    f"(from sequence number {assignment.first}), who is not in the room"
+                )
+        unchecked, self.unchecked = self.unchecked, []
+        for kind, publisher, mid, seq in unchecked:
+            self.checked += 1
+            assignment = self.signal.slots.assignment(mid, seq)
+            where = f"step {self.step}: {self.name} received {kind} from {publisher} (mid {mid}"
+            if assignment is None:
+                self.failures.append(f"{where}, seq {seq}) before any assignment of the m-line")
+                continue
+            if assignment.track is None:
+                self.failures.append(
+                    f"{where}, seq {seq}) on a parked m-line (parked from {assignment.first})"
+                )
+                continue
+            owner = self._owner(assignment)
+            if publisher != owner:
+                self.failures.append(
+                    f"{where}, seq {seq}) while the m-line carried {owner} from {assignment.first}"
+                )
+                continue
+            if "allowed" not in assignment.notes:
+                # announced and superseded within this step: it may only carry somebody of
+                # the room before or after the move in flight
+                allowed = self.user_of[publisher] in self.mates_before | self.mates_now
+                assignment.notes["allowed"] = allowed
+            if not assignment.notes["allowed"]:
+                self.failures.append(f"{where}, seq {seq}), who was not in the room")
+            elif newest.get(mid) is assignment:
+                self.fresh.add(self.user_of[publisher])
+
+    def hears_any(self, users: set[str]) -> bool:
+        self.check()
+        return not users or bool(self.fresh & users)
 
 
 def media_namespace(world: World) -> MediaNamespace:
@@ -83,14 +136,14 @@ async def test_no_packet_from_another_room_during_random_moves(world: World) -> 
     names = ["nina", "paula", "carl", "pia", "quinn", "rosa"]
     clip = small_clip()
     user_of: dict[str, str] = {}
+    name_of_participant: dict[str, str] = {}
     failures: list[str] = []
     receivers: dict[str, Receiver] = {}
     for name in names:
         signal = SocketSignal(world.server.url, name, PASSWORD, case_a, insecure=True)
-        receiver = receivers[name] = Receiver(name, signal, user_of, failures)
-        signal.on_live_state = receiver.told
-        receiver.person = person = IdentifiedParticipant(name, signal, clip, receiver.on_packet)
-        signal.before_live_state = person.drain_received
+        receiver = Receiver(name, signal, user_of, name_of_participant, failures)
+        receiver.person = IdentifiedParticipant(name, signal, clip, receiver.on_packet)
+        receivers[name] = receiver
     namespace = media_namespace(world)
     worker = namespace.worker
     rng = random.Random(20261125)
@@ -98,12 +151,16 @@ async def test_no_packet_from_another_room_during_random_moves(world: World) -> 
         for receiver in receivers.values():
             await receiver.person.join()
             user_of[receiver.name] = receiver.signal.live["you"]["user_id"]
+            name_of_participant[receiver.signal.participant_id] = receiver.name
         name_of = {user: name for name, user in user_of.items()}
         everyone = set(user_of.values())
+        for receiver in receivers.values():
+            receiver.moving(-1, everyone, everyone)  # everybody starts in the main room
         async with asyncio.timeout(60):
             for receiver in receivers.values():
+                others = everyone - {user_of[receiver.name]}
                 await receiver.person.wait_until(
-                    lambda p, r=receiver: r.seen >= everyone - {user_of[r.name]}
+                    lambda p, r=receiver, o=others: r.hears_any(o) and r.fresh >= o
                 )
         mediator = receivers["nina"].signal
         rooms = ["main"]
@@ -112,6 +169,9 @@ async def test_no_packet_from_another_room_during_random_moves(world: World) -> 
                 (await mediator.call("live.room.create", _room(case_a, room_name)))["room_id"]
             )
         placement = {user: "main" for user in everyone}
+
+        def mates(where: dict[str, str], user: str) -> set[str]:
+            return {u for u, room in where.items() if room == where[user]}
 
         async def synced(version: int) -> None:
             async with asyncio.timeout(15):
@@ -142,8 +202,7 @@ async def test_no_packet_from_another_room_during_random_moves(world: World) -> 
             version = (await namespace.rooms_state.load(case_a)).version + 1
             for receiver in receivers.values():
                 me = user_of[receiver.name]
-                mates = {u for u, r in placement.items() if r == placement[me]}
-                receiver.pending = (version, mates)
+                receiver.moving(step, mates(before, me), mates(placement, me))
             await mediator.call(event, {"case_id": case_a, **body})
             # the SFU's own table, right after the move returned: exactly the same-room pairs
             table = {
@@ -161,27 +220,47 @@ async def test_no_packet_from_another_room_during_random_moves(world: World) -> 
                 for kind in ("audio", "video")
                 if sub != pub and placement[sub] == placement[pub]
             }
-            assert table == expected, f"step {step}: {table ^ expected}"
+            ended = {r.name: r.signal.ended for r in receivers.values() if r.signal.ended}
+            assert table == expected, f"step {step}: {table ^ expected}, ended: {ended}"
             await synced(version)
             for receiver in receivers.values():
-                assert receiver.pending is None
+                receiver.check()  # told of the move: every track map of it has arrived
                 me = user_of[receiver.name]
-                assert receiver.mates() == {
-                    u for u, r in placement.items() if r == placement[me]
-                }, (step, receiver.name, receiver.signal.live, placement)
+                assert receiver.mates() == mates(placement, me), (
+                    step,
+                    receiver.name,
+                    receiver.signal.live,
+                    placement,
+                )
             # media flows again in the new rooms before the next move
             changed = {u for u in everyone if before[u] != placement[u]}
             moved_total += len(changed)
             async with asyncio.timeout(20):
                 for user in changed:
                     receiver = receivers[name_of[user]]
-                    mates = receiver.mates() - {user}
-                    await receiver.person.wait_until(
-                        lambda p, r=receiver, m=mates: not m or bool(r.seen & m)
-                    )
+                    others = receiver.mates_now - {user}
+                    await receiver.person.wait_until(lambda p, r=receiver, o=others: r.hears_any(o))
+        for receiver in receivers.values():
+            receiver.check()
         assert not failures, failures[:10]
         assert moved_total >= MOVES
-        assert sum(r.packets for r in receivers.values()) > 5000
+        # every packet received was attributed and checked
+        assert sum(r.checked for r in receivers.values()) == sum(
+            r.packets for r in receivers.values()
+        )
+        # m-lines were handed from one participant to another (and parked in between)
+        handed_over = [
+            (r.name, mid)
+            for r in receivers.values()
+            for mid in r.signal.slots.mids()
+            if len({a.participant_id for a in r.signal.slots.history(mid)} - {None}) > 1
+        ]
+        assert handed_over
+        print(
+            f"packets {sum(r.packets for r in receivers.values())}, arrived after the track "
+            f"map of their m-line's next assignment {sum(r.late for r in receivers.values())}"
+            f", m-lines handed over {len(handed_over)}"
+        )
         # slots were reused: nobody's subscribe connection grew with the moves
         for transport in worker.transports:
             if transport.direction == "subscribe":
