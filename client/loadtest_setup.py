@@ -184,35 +184,9 @@ async def create_accounts(
                 accounts.append(
                     {"username": username, "password": password, "display_name": display_name}
                 )
-            for account in accounts:
-                await _enter_live_room(
-                    url, account["username"], account["password"], case["id"], insecure
-                )
             result["rooms"].append({"case_id": case["id"], "title": title, "accounts": accounts})
             say(f"room {index + 1}/{rooms}: case {case['id']}, {per_room} accounts")
     return result
-
-
-async def _enter_live_room(
-    url: str, username: str, password: str, case_id: str, insecure: bool
-) -> None:
-    """Enter and leave the case's live room once, one account at a time, so that each
-    account has a place in the case's live session before the load arrives.
-
-    Known issue worked around here: while first arrivals overlap, applying one arrival's
-    live state ends the sessions of the others whose arrival it does not contain yet
-    (``media.publish`` then answers ``not_joined``).  Once an account has a kept place,
-    overlapping joins are safe."""
-    from .socket_signal import SocketSignal
-
-    async def no_offer(_offer: str) -> str:
-        raise SetupError("unexpected_offer", "nobody publishes during the set-up")
-
-    signal = SocketSignal(url, username, password, case_id, insecure=insecure)
-    try:
-        await signal.connect(username, no_offer)
-    finally:
-        await signal.close()
 
 
 def write_accounts(path: Path, accounts: dict[str, Any]) -> None:

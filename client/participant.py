@@ -94,10 +94,14 @@ class Participant:
 
     async def join(self) -> None:
         """Connect, start receiving the room, and publish."""
-        self.joined_at = time.monotonic()
-        await self.signal.connect(self.id, self._on_subscribe_offer)
+        await self.connect()
         if self._audio or self._video:
             await self.publish()
+
+    async def connect(self) -> None:
+        """Connect and start receiving the room, without publishing yet."""
+        self.joined_at = time.monotonic()
+        await self.signal.connect(self.id, self._on_subscribe_offer)
 
     async def publish(self) -> None:
         pc = self._publish_pc = RTCPeerConnection(_configuration())

@@ -130,6 +130,9 @@ class LiveControls:
     def _init_live(self) -> None:
         self.rooms_state = LiveSessions(self.services.store)
         self._states: dict[str, RoomState] = {}  # case id -> latest applied state
+        #: One writer per case on this node: concurrent changes (people arriving together)
+        #: queue instead of exhausting the optimistic retries of ``LiveSessions.update``.
+        self._writing: dict[str, asyncio.Lock] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._boards: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._watchers: dict[str, set[str]] = {}  # case id -> sids of neutrals watching
@@ -322,7 +325,8 @@ class LiveControls:
         return self._states[case_id]
 
     async def _change(self, case_id: str, change: Any) -> tuple[RoomState, Any]:
-        state, result = await self.rooms_state.update(case_id, change)
+        async with self._writing.setdefault(case_id, asyncio.Lock()):
+            state, result = await self.rooms_state.update(case_id, change)
         await self._apply(state)
         return state, result
 
@@ -338,12 +342,17 @@ class LiveControls:
         touched: set[str] = set()
         removed: list[LiveSession] = []
         for session in self._sessions_of(case_id):
-            target = state.where(session.user_id) or WAITING
+            placed = state.where(session.user_id)
+            if placed is None and not session.room_id:
+                # Joining, and their arrival is not in this state (another arrival was
+                # saved first): their own join applies it and places them.
+                continue
+            target = placed or WAITING
             key = room_key(case_id, target)
             if key != session.room_id:
                 touched.update((session.room_id, key))
                 self._place(session, state, target)
-            if state.where(session.user_id) is None:
+            if placed is None:
                 removed.append(session)
         self._apply_sharing(state)
         for room in list(self._boards):
@@ -553,6 +562,8 @@ class LiveControls:
         if state is None:
             return
         for session in self._sessions_of(case_id):
+            if not session.room_id:
+                continue  # still joining: the reply to their join carries their view
             view = await self._view_for(state, session.user_id, session.role)
             await self.emit("live.state", view, to=session.sid)  # type: ignore[attr-defined]
         watchers = self._watchers.get(case_id, set())
