@@ -1,6 +1,7 @@
 """The live room in real browsers: three members of a case join through the page, each
 receives the others' audio and video (decoded frames rising in getStats()), the media is
-protected with AES-128 SRTP, and a member who leaves disappears from the others' grids."""
+protected with AES-128 SRTP, a member who leaves disappears from the others' grids, and
+while the neutral records the room the pages of those in it show the recording notice."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import socketio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from signaling.access import SESSION_COOKIE
 from tests.conftest import ApiClient
 from tests.signaling.conftest import INTAKE
 
@@ -255,6 +258,45 @@ async def test_three_members_see_and_hear_each_other(
             await expect(pages[key].get_by_test_id("remote-tile")).not_to_contain_text(
                 name_of["carl"]
             )
+
+        # the neutral records the room: the pages of the people in it say so until it stops
+        for page in pages.values():
+            await expect(page.get_by_test_id("recording-indicator")).to_be_hidden()
+        neutral = clients[0]
+        _, case, _ = await neutral.get(f"/api/cases/{case_id}")
+        others = [m["user_id"] for m in case["members"] if m["role"] != "neutral"]
+        status, body, _ = await neutral.post(
+            f"/api/cases/{case_id}/spaces", {"name": "Hearing record", "member_ids": others}
+        )
+        assert status == 201, body
+        hearing = {"case_id": case_id, "space_id": body["space"]["id"], "room_id": "main"}
+        recording = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+        await recording.connect(
+            caucus_server.url,
+            headers={"Cookie": f"{SESSION_COOKIE}={neutral.cookie(SESSION_COOKIE)}"},
+            namespaces=["/recording"],
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        try:
+            reply = await recording.call("hearing.start", hearing, namespace="/recording")
+            assert reply["ok"], reply
+            for key in ("nina", "paula"):
+                indicator = pages[key].get_by_test_id("recording-indicator")
+                await expect(indicator).to_be_visible()
+                await expect(indicator).to_contain_text("This room is being recorded.")
+            await expect(pages["carl"].get_by_test_id("recording-indicator")).to_be_hidden()
+            reply = await recording.call(
+                "hearing.stop",
+                {"case_id": case_id, "room_id": "main"},
+                namespace="/recording",
+                timeout=60,
+            )
+            assert reply["ok"], reply
+            for page in pages.values():
+                await expect(page.get_by_test_id("recording-indicator")).to_be_hidden()
+        finally:
+            await recording.disconnect()
         assert watch.problems == []
     finally:
         for context in contexts:

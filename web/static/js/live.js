@@ -11,6 +11,7 @@ import { byId, el, roleName } from "./dom.js";
 import { clearError, showError } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { liveRooms } from "./live-rooms.js";
+import { showRecordingIndicator } from "./recording-indicator.js";
 
 const caseId = decodeURIComponent(
   window.location.pathname.replace(/^\/cases\//, "").replace(/\/live\/?$/, ""),
@@ -45,6 +46,7 @@ const live = {
   audioMuted: false,
   cameraOff: false,
   screen: null, // {track, transceiver} while sharing a screen
+  recordingNotice: null, // shown while the server says this person's room is recorded
 };
 
 // A hook for the browser tests (and for people debugging a call in the console).
@@ -214,6 +216,11 @@ function connectSocket() {
   }
   const socket = (live.socket = io("/media", { transports: ["websocket"] }));
   rooms.bind(socket);
+  // `recording.state` arrives when the room starts or stops being recorded and when this
+  // person enters a recorded room, before any of their media is recorded.
+  const slot = byId("recording-indicator-slot");
+  slot.replaceChildren();
+  live.recordingNotice = showRecordingIndicator(socket, slot);
   socket.on("media.offer", answerOffer);
   socket.on("media.tracks", (view) => {
     updateView(view);
@@ -408,6 +415,10 @@ async function enterRoom() {
 function closeConnections() {
   live.generation += 1;
   live.inRoom = false;
+  if (live.recordingNotice) {
+    // Out of the room nothing of this person is recorded; entering again tells anew.
+    live.recordingNotice.hidden = true;
+  }
   for (const pc of [live.publishPc, live.subscribePc]) {
     if (pc) {
       pc.close();
