@@ -210,6 +210,10 @@ class Transport:
         self._require(SUBSCRIBE)
         if self.closed:
             raise InvalidState("transport is closed")
+        # Only the consumers that exist now are answered by this offer's answer; one added
+        # while the offer is being made stays unoffered (its consume() already asked for
+        # the next negotiation round), so its codecs come from an answer that carries it.
+        offered = list(self._unoffered)
         try:
             self._bind_ports()
             offer = await self._pc.createOffer()
@@ -217,8 +221,8 @@ class Transport:
         except Exception as exc:
             await self.close()
             raise _as_media_error(exc) from exc
-        self._pending.extend(self._unoffered)
-        self._unoffered.clear()
+        self._pending.extend(offered)
+        self._unoffered = [c for c in self._unoffered if c not in offered]
         return self._announce(self._pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:

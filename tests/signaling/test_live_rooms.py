@@ -356,17 +356,14 @@ async def test_first_arrivals_at_once_all_publish_and_receive_each_other(world: 
                 if mid in person.tracks and person.tracks[mid].packets > 0
             }
 
-        # One publisher at a time, each heard by everyone before the next: a consumer added
-        # while a subscribe connection's offer is being made is not in that offer and is
-        # dropped with its answer (sfu/transport.py ``create_offer``), a separate fault.
-        for number, person in enumerate(people):
-            await person.publish()
-            publishers = {p.signal.participant_id for p in people[: number + 1]}
-            async with asyncio.timeout(30):
-                for other in people:
-                    await other.wait_until(
-                        lambda o, p=publishers: heard(o) == p - {o.signal.participant_id}
-                    )
+        # Everyone publishes at once: consumers are created while other subscribe offers
+        # are being made, and each must still reach its subscriber.
+        await asyncio.gather(*(person.publish() for person in people))
+        async with asyncio.timeout(30):
+            for person in people:
+                await person.wait_until(
+                    lambda p=person: heard(p) == ids - {p.signal.participant_id}
+                )
         for person in people:
             assert heard(person) == ids - {person.signal.participant_id}
         assert all(person.signal.ended is None for person in people)
