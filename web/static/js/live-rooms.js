@@ -182,6 +182,13 @@ export function liveRooms({ caseId, request }) {
       return;
     }
     const view = rooms.view;
+    // Cards are rebuilt on every state: keep the minutes the mediator typed meanwhile.
+    const typed = new Map(
+      [...byId("panel-rooms").querySelectorAll(".room-card .minutes")].map((input) => [
+        input.closest(".room-card").dataset.room,
+        input.value,
+      ]),
+    );
     const cards = view.rooms.map((room) => {
       const occupants = room.occupants.map((person) => {
         const select = el(
@@ -210,7 +217,14 @@ export function liveRooms({ caseId, request }) {
       const controls = [];
       if (!room.main) {
         controls.push(
-          el("input", { type: "number", min: "1", max: "1440", value: "10", class: "minutes", "aria-label": "Minutes" }),
+          el("input", {
+            type: "number",
+            min: "1",
+            max: "1440",
+            value: typed.get(room.id) ?? "10",
+            class: "minutes",
+            "aria-label": "Minutes",
+          }),
           el("button", { type: "button", dataset: { action: "timer", room: room.id } }, "Start timer"),
           el("button", { type: "button", dataset: { action: "extend", room: room.id } }, "+5 min"),
           el("button", { type: "button", dataset: { action: "close", room: room.id } }, "Close room"),
@@ -227,7 +241,13 @@ export function liveRooms({ caseId, request }) {
       return el(
         "section",
         { class: "room-card", dataset: { testid: "room-card", room: room.id } },
-        el("h3", {}, room.name, room.locked ? " 🔒" : "", room.timer_ends_at ? " ⏱" : ""),
+        el(
+          "h3",
+          {},
+          el("span", { dataset: { testid: "room-card-name" } }, room.name),
+          room.locked ? " 🔒" : "",
+          room.timer_ends_at ? " ⏱" : "",
+        ),
         el("ul", { class: "occupants" }, occupants),
         el("div", { class: "room-actions" }, controls),
       );
@@ -280,12 +300,22 @@ export function liveRooms({ caseId, request }) {
       await act("live.room.sharing", { room_id: room, allowed: !current.sharing_allowed });
     }
   });
-  byId("panel-create").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const name = byId("panel-room-name").value.trim();
-    if (name && (await act("live.room.create", { name }))) {
-      byId("panel-room-name").value = "";
+  // A form is emptied when it is sent, not when the reply comes: the live.state showing
+  // the result arrives before the reply, and the next text may be typed in between.
+  async function sendField(field, send) {
+    const text = field.value.trim();
+    if (!text) {
+      return;
     }
+    field.value = "";
+    if (!(await send(text)) && !field.value) {
+      field.value = text; // refused: give it back to correct
+    }
+  }
+
+  byId("panel-create").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendField(byId("panel-room-name"), (name) => act("live.room.create", { name }));
   });
   byId("panel-move").addEventListener("click", async () => {
     const picked = [...rooms.picked];
@@ -309,12 +339,9 @@ export function liveRooms({ caseId, request }) {
     }
   });
   byId("panel-bring-back").addEventListener("click", () => act("live.bring_back", {}));
-  byId("panel-broadcast").addEventListener("submit", async (event) => {
+  byId("panel-broadcast").addEventListener("submit", (event) => {
     event.preventDefault();
-    const text = byId("broadcast-text").value.trim();
-    if (text && (await act("live.broadcast", { text }))) {
-      byId("broadcast-text").value = "";
-    }
+    sendField(byId("broadcast-text"), (text) => act("live.broadcast", { text }));
   });
   byId("ask").addEventListener("click", async () => {
     if (await act("live.ask", { text: "" })) {
