@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from signaling.access import access, read_json
-from signaling.media import MEDIA_NAMESPACE
+from signaling.media import MEDIA_STATS
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -49,4 +49,4 @@ async def create_user(request: web.Request) -> web.Response:
 @access("admin")
 async def media_stats(request: web.Request) -> web.Response:
     """The SFU's counters: per router, per transport (with producers and consumers)."""
-    return web.json_response(request.app[MEDIA_NAMESPACE].stats())
+    return web.json_response(await request.app[MEDIA_STATS]())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -12,11 +13,13 @@ from signaling import api_accounts, api_admin, api_cases, api_spaces, metrics, p
 from signaling.access import access, security_middleware
 from signaling.media import (
     MEDIA_NAMESPACE,
+    MEDIA_STATS,
     MEDIA_WORKER,
     MediaNamespace,
     media_context,
     media_settings,
 )
+from signaling.media_gateway import MediaCluster
 from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace, recording_context
 from signaling.services import SERVICES, Services
 from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
@@ -35,8 +38,9 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def build_app(services: Services) -> web.Application:
-    """The application for ``services``; the caller starts/stops the services."""
+def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Application:
+    """The application for ``services``; the caller starts/stops the services (and the
+    ``cluster`` of media worker processes, when media does not run in this process)."""
     app = web.Application(
         middlewares=[security_middleware], client_max_size=services.settings.max_json_bytes
     )
@@ -45,18 +49,27 @@ def build_app(services: Services) -> web.Application:
         app.add_routes(table)
     app.add_routes(api_spaces.routes)
 
-    worker = Worker(media_settings(services.settings))
-    sockets, namespaces = create_socket_server(services, worker)
+    if cluster is None:  # the SFU runs in this process
+        worker = Worker(media_settings(services.settings))
+        sockets, namespaces = create_socket_server(services, worker)
+        media = next(n for n in namespaces if isinstance(n, MediaNamespace))
+        app[MEDIA_WORKER] = worker
+        app[MEDIA_NAMESPACE] = media
+
+        async def local_stats() -> dict[str, Any]:
+            return media.stats()
+
+        app[MEDIA_STATS] = local_stats
+        app.cleanup_ctx.append(media_context(media))
+        recording = next(n for n in namespaces if isinstance(n, RecordingNamespace))
+        app[RECORDING_NAMESPACE_KEY] = recording
+        app.cleanup_ctx.append(recording_context(recording))  # torn down before the SFU
+    else:  # media worker processes host the live rooms (signaling.media_host)
+        sockets, namespaces = create_socket_server(services, cluster=cluster)
+        app[MEDIA_STATS] = cluster.stats
     app[SOCKETS] = sockets
     app[NAMESPACES] = namespaces
-    media = next(n for n in namespaces if isinstance(n, MediaNamespace))
-    app[MEDIA_WORKER] = worker
-    app[MEDIA_NAMESPACE] = media
-    metrics.install(app, media)
-    app.cleanup_ctx.append(media_context(media))
-    recording = next(n for n in namespaces if isinstance(n, RecordingNamespace))
-    app[RECORDING_NAMESPACE_KEY] = recording
-    app.cleanup_ctx.append(recording_context(recording))  # torn down before the SFU
+    metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
     # engine.io handshake is same-origin only, so its polling POSTs carry no CSRF header.

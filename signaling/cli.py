@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ from rooms.errors import CaucusError
 from rooms.masterkey import MasterKeyError
 from signaling.app import build_app
 from signaling.logconfig import configure_logging
+from signaling.media_gateway import MediaCluster
+from signaling.placement import RedisDirectory, directory_for
 from signaling.services import Services
 from signaling.settings import Settings, load_settings
+from signaling.workers import WorkerSupervisor
 
 log = logging.getLogger("caucus")
 
@@ -54,6 +58,38 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="private key PEM for --tls-cert")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     serve.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="media worker processes (default: one per core; 0 runs the media in the "
+        "server process; CAUCUS_WORKERS)",
+    )
+    serve.add_argument("--redis-url", help="Redis of a cluster of nodes (CAUCUS_REDIS_URL)")
+    serve.add_argument("--node-id", help="this node's name in a cluster (CAUCUS_NODE_ID)")
+
+    worker = commands.add_parser(
+        "worker",
+        help="run one media worker process (caucus serve starts its own)",
+        description="Runs the SFU and live rooms of the cases placed on it, and listens on "
+        "--cluster-host for signaling nodes. Started by caucus serve; run it yourself to "
+        "add workers to a cluster (with CAUCUS_REDIS_URL and CAUCUS_CLUSTER_SECRET set).",
+    )
+    worker.add_argument("--worker-id", help="name of this worker (default: node id + random)")
+
+    drain = commands.add_parser(
+        "drain",
+        help="stop placing live rooms on a node of a cluster, for a rolling upgrade",
+        description="Marks the node as draining in Redis: no new case is placed on its "
+        "media workers, and each case there moves when nobody is in it any more (--now: "
+        "at once; its participants reconnect to another node's worker).",
+    )
+    _common(drain)
+    drain.add_argument("--redis-url", help="the cluster's Redis (CAUCUS_REDIS_URL)")
+    drain.add_argument("--node-id", help="the node to drain (default: this node's name)")
+    drain.add_argument("--now", action="store_true", help="move its live rooms now")
+    drain.add_argument("--wait", action="store_true", help="return when no case is left there")
+    drain.add_argument("--undo", action="store_true", help="place live rooms there again")
 
     user = commands.add_parser("user", help="manage user accounts")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -93,7 +129,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     fields = ("host", "port", "data_dir", "database_url", "tls_cert", "tls_key")
-    fields += ("log_level", "log_format")
+    fields += ("log_level", "log_format", "workers", "redis_url", "node_id")
     overrides = {f: getattr(args, f, None) for f in fields}
     return load_settings(args.config, **overrides)
 
@@ -106,7 +142,27 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     certificate = load_certificate(
         settings.tls_cert, settings.tls_key, settings.certs_dir, [settings.host]
     )
-    app = build_app(services)
+    supervisor: WorkerSupervisor | None = None
+    cluster: MediaCluster | None = None
+    count = settings.effective_workers
+    if count:
+        if settings.redis_url and not settings.cluster_secret:
+            await services.close()
+            raise ValueError(
+                "a node with Redis needs the cluster secret shared by every node "
+                "(CAUCUS_CLUSTER_SECRET, at least 16 characters)"
+            )
+        secret = settings.cluster_secret or secrets.token_urlsafe(32)
+        directory = directory_for(settings.redis_url)
+        print(f"Starting {count} media worker{'s' if count > 1 else ''}…", file=sys.stderr)
+        supervisor = WorkerSupervisor(settings, count, directory, secret)
+        try:
+            await supervisor.start(progress=True)
+        except BaseException:
+            await services.close()
+            raise
+        cluster = MediaCluster(services, directory, secret)
+    app = build_app(services, cluster)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=certificate.ssl_context())
@@ -131,6 +187,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         log.info("shutting down")
     finally:
         await runner.cleanup()
+        if cluster is not None:
+            await cluster.close()
+        if supervisor is not None:
+            await supervisor.stop()
+            await supervisor.directory.close()
         await services.close()
     print("Caucus stopped.", flush=True)
 
@@ -167,10 +228,60 @@ async def user_add(settings: Settings, args: argparse.Namespace) -> int:
         await services.close()
 
 
+async def drain_node(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.redis_url:
+        print("caucus: drain needs the cluster's Redis (--redis-url)", file=sys.stderr)
+        return 2
+    directory = RedisDirectory(settings.redis_url)
+    node = settings.effective_node_id
+    try:
+        await directory.set_draining(node, not args.undo)
+        workers = [w for w in await directory.workers() if w.node == node]
+        if args.undo:
+            print(f"Node {node}: live rooms are placed on its {len(workers)} workers again.")
+            return 0
+        print(f"Node {node} is draining: no new live rooms are placed on it.")
+        if args.now:
+            await _move_cases_now(settings, directory, workers)
+        while True:
+            left = {w.id: await directory.cases_on(w.id) for w in workers}
+            total = sum(len(cases) for cases in left.values())
+            print(f"{total} case{'s' if total != 1 else ''} still on its workers", flush=True)
+            if not args.wait or total == 0:
+                return 0
+            await asyncio.sleep(2)
+            workers = [w for w in await directory.workers() if w.node == node]
+    finally:
+        await directory.close()
+
+
+async def _move_cases_now(settings: Settings, directory: RedisDirectory, workers: list) -> None:
+    """Ask each worker of the node to end its cases' live sessions; their participants
+    join again and land on another node's worker."""
+    from signaling.rpc import RpcConnection
+
+    async def ignore(_method: str, _params: dict) -> None:
+        return None
+
+    for worker in workers:
+        connection = await RpcConnection.connect(
+            worker.host, worker.port, settings.cluster_secret or "", ignore
+        )
+        try:
+            for case_id in await directory.cases_on(worker.id):
+                await connection.call("end_case", {"case_id": case_id, "reason": "moved"})
+        finally:
+            await connection.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     if args.command == "loadtest":
         return loadtest_cli.main(args)
+    if args.command == "worker":
+        from signaling.workers import worker_main
+
+        return worker_main(args.worker_id)
     try:
         settings = settings_from(args)
     except Exception as exc:
@@ -180,10 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         try:
             asyncio.run(serve(settings))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             print(f"caucus: cannot start: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "drain":
+        return asyncio.run(drain_node(settings, args))
     if args.command == "user" and args.user_command == "add":
         return asyncio.run(user_add(settings, args))
     if args.command == "keys" and args.keys_command == "rotate":

@@ -468,6 +468,14 @@ class LiveControls:
                 self._states.setdefault(case_id, state)
                 self._schedule_timer(state)
 
+    async def resume_case(self, case_id: str) -> None:
+        """Restart the timer of one case's persisted session (its first event reached a
+        media worker that did not host it before)."""
+        state = await self.rooms_state.load(case_id)
+        if state.next_deadline() is not None:
+            self._states.setdefault(case_id, state)
+            self._schedule_timer(state)
+
     async def stop_timers(self) -> None:
         tasks = list(self._timers.values())
         self._timers.clear()

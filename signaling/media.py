@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -324,6 +324,16 @@ class MediaNamespace(LiveControls, EventNamespace):
         await self._announce_room(session.room_id)
         await self._push_state(session.case_id)
 
+    async def end_case(self, case_id: str, reason: str) -> None:
+        """End every live session of ``case_id`` here, telling each client ``reason``
+        (it joins again; its place in the case's rooms is kept)."""
+        for session in [s for s in self.live.values() if s.case_id == case_id]:
+            await self._end(session, reason=reason)
+        task = self._timers.pop(case_id, None)
+        if task is not None:
+            task.cancel()
+        self._states.pop(case_id, None)
+
     async def close(self) -> None:
         """End every live session (the server is stopping)."""
         await self.stop_timers()
@@ -341,6 +351,9 @@ class MediaNamespace(LiveControls, EventNamespace):
 
 
 MEDIA_NAMESPACE = web.AppKey("media_namespace", MediaNamespace)
+#: The SFU's statistics as ``GET /api/admin/media`` and ``/metrics`` read them: this
+#: process's worker, or every worker process's merged.
+MEDIA_STATS = web.AppKey("media_stats", Callable[[], Awaitable[dict[str, Any]]])
 
 
 def media_context(namespace: MediaNamespace):

@@ -1,6 +1,6 @@
 """``GET /metrics``: the node's figures in the Prometheus text format.
 
-The SFU's counters are read from the media worker when the route is scraped (a custom
+The SFU's counters are read from the media worker(s) when the route is scraped (a custom
 collector, no per-packet bookkeeping here).  Counters of transports that closed since the
 previous scrape keep the values seen at that scrape, so every ``_total`` only grows;
 packets a transport handled between the last scrape and its closing are not counted.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 from rooms.errors import Forbidden, Unauthenticated
 from rooms.sessions import STAGE_ACTIVE
 from signaling.access import SESSION, USER, access
-from signaling.media import MediaNamespace
+from signaling.media import MEDIA_STATS
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -94,16 +95,19 @@ class _Totals:
 
 
 class MediaCollector(Collector):
-    """Reads the media worker's statistics at scrape time."""
+    """Turns the media statistics read at scrape time (:attr:`snapshot`) into metrics."""
 
-    def __init__(self, media: MediaNamespace) -> None:
-        self._media = media
+    def __init__(self) -> None:
+        #: The SFU's statistics (``Worker.stats()`` plus ``participants``; in a node with
+        #: worker processes, all workers' merged, plus ``workers``), set before a scrape.
+        self.snapshot: dict[str, Any] = {"routers": [], "transports": [], "participants": []}
         self._consumers = _Totals()
         self._producers = _Totals()
         self._transports = _Totals()
+        self._workers = _Totals()
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._media.worker.stats()
+        stats = self.snapshot
         transports = stats["transports"]
         consumers: dict[str, dict[str, int]] = {}
         producers: dict[str, dict[str, int]] = {}
@@ -121,10 +125,20 @@ class MediaCollector(Collector):
                 producers[producer["id"]] = _producer_values(producer)
                 open_producers[producer["kind"]] = open_producers.get(producer["kind"], 0) + 1
 
+        workers = stats.get("workers")
+        if workers is not None:
+            yield _gauge("caucus_media_workers", "Media worker processes running.", len(workers))
+            cpu = self._workers.update({w["id"]: {"cpu": w["cpu_seconds"]} for w in workers})
+            counter = CounterMetricFamily(
+                "caucus_media_workers_cpu_seconds",
+                "CPU seconds (user + system) spent by media worker processes.",
+            )
+            counter.add_metric([], cpu.get("cpu", 0.0))
+            yield counter
         yield _gauge(
             "caucus_media_participants",
             "Participants in live rooms on this node.",
-            len(self._media.live),
+            len(stats["participants"]),
         )
         yield _gauge("caucus_media_rooms", "Live rooms (SFU routers).", len(stats["routers"]))
         yield _labelled(
@@ -162,20 +176,18 @@ def _labelled(name: str, documentation: str, label: str, values: dict[str, int])
     return gauge
 
 
-def build_registry(media: MediaNamespace) -> CollectorRegistry:
-    """A registry of this node's collectors (one per application, not the global one)."""
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+MEDIA_COLLECTOR = web.AppKey("media_collector", MediaCollector)
+
+
+def install(app: web.Application) -> None:
+    """Add ``GET /metrics`` to ``app``, reading the media statistics of ``MEDIA_STATS``."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
-    registry.register(MediaCollector(media))
-    return registry
-
-
-METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
-
-
-def install(app: web.Application, media: MediaNamespace) -> None:
-    """Add ``GET /metrics`` to ``app``, reading ``media``'s worker."""
-    app[METRICS_REGISTRY] = build_registry(media)
+    collector = MediaCollector()
+    registry.register(collector)
+    app[METRICS_REGISTRY] = registry
+    app[MEDIA_COLLECTOR] = collector
     app.add_routes(routes)
 
 
@@ -200,5 +212,6 @@ async def metrics(request: web.Request) -> web.Response:
             )
         if session.stage != STAGE_ACTIVE or user.role != "admin":
             raise Forbidden("Only an admin or the metrics token may read the metrics.")
+    request.app[MEDIA_COLLECTOR].snapshot = await request.app[MEDIA_STATS]()
     body = generate_text(request.app[METRICS_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from recorder import COMPLETED, RECORDING, HearingRecorder, Recorder, RecorderError
 from recorder import RecordingResult as Result
@@ -45,7 +45,7 @@ from rooms.spaces import SpaceEvent
 from sfu import Producer, Router, Transport, Worker
 from signaling.media import browser_ice_servers
 from signaling.services import Services
-from signaling.sockets import Caller, CasePayload, EventNamespace, EventRule, event
+from signaling.sockets import Caller, CasePayload, EventNamespace, event
 
 if TYPE_CHECKING:
     from signaling.media import LiveSession, MediaNamespace
@@ -167,16 +167,6 @@ class RecordingNamespace(EventNamespace):
         self._tasks: set[asyncio.Task[Any]] = set()
         worker.observers.append(self)
         services.spaces.listen(self._space_changed)
-
-    async def authorize(self, sid: str, rule: EventRule, payload: BaseModel) -> Caller:
-        """Adds the ``space`` rule: a member of the case with one of ``case_roles`` who is
-        also a member of the payload's space."""
-        if rule.kind != "space":
-            return await super().authorize(sid, rule, payload)
-        caller = await super().authorize(sid, EventRule("case", rule.case_roles), payload)
-        assert isinstance(payload, SpacePayload)
-        await self.services.spaces.require_member(payload.case_id, payload.space_id, caller.user_id)
-        return caller
 
     # --- video messages -----------------------------------------------------------------
 
@@ -557,12 +547,15 @@ class RecordingNamespace(EventNamespace):
 
     async def _space_changed(self, change: SpaceEvent) -> None:
         """A closed case takes its recordings in progress with it, unsaved."""
-        if change.kind != "space.closed":
-            return
-        for video in [v for v in self.videos.values() if v.case_id == change.case_id]:
+        if change.kind == "space.closed":
+            await self.case_closed(change.case_id)
+
+    async def case_closed(self, case_id: str) -> None:
+        """Discard the case's recordings in progress (its data is being deleted)."""
+        for video in [v for v in self.videos.values() if v.case_id == case_id]:
             video.discard = True
             await video.recorder.stop()
-        for hearing in [h for h in self.hearings.values() if h.case_id == change.case_id]:
+        for hearing in [h for h in self.hearings.values() if h.case_id == case_id]:
             await self._stop_hearing(hearing, store=False)
 
     async def close(self) -> None:

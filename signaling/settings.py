@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
     redis_url: str | None = None
+    # Media worker processes (docs/deploy.md): how many this node starts (None: one per
+    # core; 0: the SFU runs inside the signaling process), this node's name in the cluster,
+    # the address workers listen on for signaling nodes, and the secret that authenticates
+    # those connections (generated per run on a single node; set it on every node of a
+    # cluster).
+    workers: int | None = Field(None, ge=0, le=256)
+    node_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    cluster_host: str = "127.0.0.1"
+    cluster_secret: str | None = Field(None, min_length=16)
     # Bearer token that may read GET /metrics (admins may read it with their session).
     metrics_token: str | None = None
     # Media
@@ -59,6 +70,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'caucus.db').resolve()}"
+
+    @property
+    def effective_workers(self) -> int:
+        if self.workers is None:
+            return os.cpu_count() or 1
+        return self.workers
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}-{self.port}"
 
     @property
     def certs_dir(self) -> Path:

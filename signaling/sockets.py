@@ -12,11 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.cases import CASE_ROLES, Member
 from rooms.errors import CaucusError, Unauthenticated
@@ -27,13 +27,17 @@ from signaling.errors import socket_error
 from signaling.services import Services
 from signaling.settings import Settings
 
+if TYPE_CHECKING:
+    from signaling.media_gateway import MediaCluster
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EventRule:
-    """Who may send an event: ``active`` (any signed-in user) or ``case`` (a member of the
-    payload's ``case_id`` with one of ``case_roles``)."""
+    """Who may send an event: ``active`` (any signed-in user), ``case`` (a member of the
+    payload's ``case_id`` with one of ``case_roles``) or ``space`` (such a member who is
+    also a member of the payload's ``space_id``)."""
 
     kind: str
     case_roles: tuple[str, ...] = ()
@@ -135,10 +139,15 @@ class EventNamespace(socketio.AsyncNamespace):
                 raise CaucusError("Send exactly one payload object.", code="invalid_payload")
             payload = spec.model.model_validate(args[1])
             caller = await self.authorize(sid, spec.rule, payload)
+        except Exception as exc:
+            return socket_error(exc)
+        return await self.handle(spec, caller, payload)
+
+    async def handle(self, spec: Event, caller: Caller, payload: BaseModel) -> dict[str, Any]:
+        """Run an event that passed validation and authorization; the acknowledgement."""
+        try:
             result = await spec.handler(caller, payload)
             return {"ok": True, **(result or {})}
-        except (CaucusError, ValidationError) as exc:
-            return socket_error(exc)
         except Exception as exc:
             return socket_error(exc)
 
@@ -154,6 +163,17 @@ class EventNamespace(socketio.AsyncNamespace):
                 payload.case_id,  # type: ignore[attr-defined]
                 user.id,
                 rule.case_roles,
+            )
+        elif rule.kind == "space":
+            member = await self.services.cases.require_role(
+                payload.case_id,  # type: ignore[attr-defined]
+                user.id,
+                rule.case_roles,
+            )
+            await self.services.spaces.require_member(
+                payload.case_id,  # type: ignore[attr-defined]
+                payload.space_id,  # type: ignore[attr-defined]
+                user.id,
             )
         elif rule.kind != "active":
             raise RuntimeError(f"unknown event rule {rule.kind!r}")
@@ -230,9 +250,10 @@ def same_origin(settings: Settings) -> Callable[[str | None, dict[str, Any]], bo
 
 
 def create_socket_server(
-    services: Services, worker: Worker | None = None
+    services: Services, worker: Worker | None = None, cluster: MediaCluster | None = None
 ) -> tuple[socketio.AsyncServer, list[EventNamespace]]:
-    """The socket.io server and its namespaces; with an SFU ``worker``, also ``/media``."""
+    """The socket.io server and its namespaces; with an SFU ``worker`` (in this process)
+    or a ``cluster`` (worker processes), also ``/media`` and ``/recording``."""
     manager = None
     if services.settings.redis_url:
         manager = socketio.AsyncRedisManager(services.settings.redis_url)
@@ -248,7 +269,16 @@ def create_socket_server(
     from signaling.spaces_events import SpacesNamespace  # it builds on this module
 
     namespaces.append(SpacesNamespace(services))
-    if worker is not None:
+    if cluster is not None:
+        from signaling.media import MediaNamespace  # they build on this module
+        from signaling.media_gateway import ForwardingNamespace
+        from signaling.recording import RECORDING_NAMESPACE, RecordingNamespace
+
+        namespaces.append(ForwardingNamespace("/media", MediaNamespace, services, cluster))
+        namespaces.append(
+            ForwardingNamespace(RECORDING_NAMESPACE, RecordingNamespace, services, cluster)
+        )
+    elif worker is not None:
         from signaling.media import MediaNamespace  # it builds on this module
 
         media = MediaNamespace(services, worker)

@@ -1,0 +1,257 @@
+"""The signaling node's side of media workers: forwarding ``/media`` and ``/recording``.
+
+A :class:`ForwardingNamespace` declares the same events as the namespace it stands for,
+validates and authorizes each one here (the node holds the sockets and sessions), then
+:class:`MediaCluster` forwards it to the worker hosting the event's case
+(``signaling.placement``) and relays the worker's emits and calls back to the sockets.
+When a worker's connection breaks, every socket that was in a live room there is told
+``media.ended`` with reason ``media_worker_lost``; clients join again and their case is
+placed on a worker that is alive, with the rooms they were in (kept in the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import BaseModel
+
+from rooms.spaces import SpaceEvent
+from signaling.placement import Directory, WorkerInfo, least_loaded
+from signaling.rpc import ConnectionLost, RpcConnection, RpcError
+from signaling.services import Services
+from signaling.sockets import Caller, Event, EventNamespace
+
+log = logging.getLogger(__name__)
+
+#: Forwarded events that wait for the browser (a subscribe offer) may take this long.
+FORWARD_SECONDS = 90.0
+WORKER_LOST = "media_worker_lost"
+
+
+def unavailable(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": "media_unavailable", "message": message}}
+
+
+class ForwardingNamespace(EventNamespace):
+    """Stands for ``source`` (a namespace class) on a node whose media runs in workers."""
+
+    def __init__(
+        self,
+        namespace: str,
+        source: type[EventNamespace],
+        services: Services,
+        cluster: MediaCluster,
+    ) -> None:
+        super().__init__(namespace, services)
+        self.cluster = cluster
+        for attr in dir(source):
+            spec = getattr(getattr(source, attr), "__caucus_event__", None)
+            if spec:
+                name, model, rule = spec
+                self.events[name] = Event(name, model, rule, getattr(source, attr))
+        cluster.namespaces[namespace] = self
+
+    async def handle(self, spec: Event, caller: Caller, payload: BaseModel) -> dict[str, Any]:
+        return await self.cluster.forward(self.namespace, spec.name, caller, payload)
+
+    async def left(self, sid: str) -> None:
+        await self.cluster.left(self.namespace, sid)
+
+
+class MediaCluster:
+    """Places cases on workers, keeps one channel per worker, forwards events."""
+
+    def __init__(self, services: Services, directory: Directory, secret: str) -> None:
+        self.services = services
+        self.directory = directory
+        self.namespaces: dict[str, EventNamespace] = {}
+        self._secret = secret
+        self._connections: dict[str, RpcConnection] = {}
+        self._connecting: dict[str, asyncio.Future[RpcConnection]] = {}
+        #: (namespace, sid) -> ids of the workers that had events of that socket
+        self._routes: dict[tuple[str, str], set[str]] = {}
+        #: /media sid -> (worker id, case id) while the socket is in a live room
+        self._joined: dict[str, tuple[str, str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        services.spaces.listen(self._space_changed)
+
+    # --- placement ----------------------------------------------------------------------
+
+    async def worker_for(self, case_id: str) -> WorkerInfo:
+        """The worker hosting ``case_id``, placing it on the least-loaded one if needed."""
+        for _attempt in range(5):
+            workers = {w.id: w for w in await self.directory.workers()}
+            current = await self.directory.placement(case_id)
+            if current in workers:
+                return workers[current]
+            draining = await self.directory.draining_nodes()
+            candidates = [w for w in workers.values() if w.node not in draining]
+            for worker in candidates:  # fresh load, where the directory does not keep it
+                if not self.directory.keeps_load:
+                    with contextlib.suppress(Exception):
+                        connection = await self.connection(worker)
+                        worker.load = await connection.call("load", {}, within=5)
+            chosen = least_loaded(candidates)
+            if chosen is None:
+                raise LookupError("no media worker is running")
+            winner = await self.directory.claim(case_id, chosen.id, current)
+            if winner in workers:
+                if winner == chosen.id:
+                    log.info("case placed", extra={"case": case_id, "worker": chosen.id})
+                return workers[winner]
+        raise LookupError("could not place the case on a media worker")
+
+    async def connection(self, worker: WorkerInfo) -> RpcConnection:
+        connection = self._connections.get(worker.id)
+        if connection is not None and not connection.closed.is_set():
+            return connection
+        pending = self._connecting.get(worker.id)
+        if pending is None:
+            pending = self._connecting[worker.id] = asyncio.ensure_future(self._connect(worker))
+            pending.add_done_callback(lambda _: self._connecting.pop(worker.id, None))
+        return await asyncio.shield(pending)
+
+    async def _connect(self, worker: WorkerInfo) -> RpcConnection:
+        connection = await RpcConnection.connect(
+            worker.host, worker.port, self._secret, self._from_worker
+        )
+        connection.name = worker.id
+        connection.on_close = lambda _c: self._worker_gone(worker.id)
+        self._connections[worker.id] = connection
+        return connection
+
+    # --- forwarding ---------------------------------------------------------------------
+
+    async def forward(
+        self, namespace: str, event: str, caller: Caller, payload: BaseModel
+    ) -> dict[str, Any]:
+        case_id: str = payload.case_id  # type: ignore[attr-defined]
+        try:
+            worker = await self.worker_for(case_id)
+            connection = await self.connection(worker)
+        except (LookupError, OSError, RpcError, TimeoutError) as exc:
+            log.warning("no media worker for a case", extra={"case": case_id, "error": str(exc)})
+            return unavailable("The media service is not available right now; try again.")
+        self._routes.setdefault((namespace, caller.sid), set()).add(worker.id)
+        params = {
+            "namespace": namespace,
+            "event": event,
+            "caller": {
+                "sid": caller.sid,
+                "user_id": caller.user_id,
+                "display_name": caller.display_name,
+                "member": asdict(caller.member) if caller.member else None,
+            },
+            "payload": payload.model_dump(mode="json"),
+        }
+        try:
+            reply = await connection.call("event", params, within=FORWARD_SECONDS)
+        except ConnectionLost:
+            return unavailable("The media server of this case restarted; join again.")
+        except (RpcError, TimeoutError) as exc:
+            log.warning("forwarded event failed", extra={"event": event, "error": str(exc)})
+            return unavailable("The media server did not answer; try again.")
+        if namespace == "/media" and reply.get("ok"):
+            if event == "media.join":
+                self._joined[caller.sid] = (worker.id, case_id)
+            elif event == "media.leave":
+                self._joined.pop(caller.sid, None)
+        return reply
+
+    async def left(self, namespace: str, sid: str) -> None:
+        """A socket disconnected: tell every worker that had its events."""
+        self._joined.pop(sid, None) if namespace == "/media" else None
+        for worker_id in self._routes.pop((namespace, sid), set()):
+            connection = self._connections.get(worker_id)
+            if connection is not None:
+                with contextlib.suppress(ConnectionLost):
+                    await connection.notify("left", {"namespace": namespace, "sid": sid})
+
+    async def _from_worker(self, method: str, params: dict[str, Any]) -> Any:
+        """A worker speaks to one of this node's sockets."""
+        namespace = self.namespaces.get(str(params.get("namespace")))
+        if namespace is None:
+            raise ValueError("unknown namespace")
+        sid = str(params["sid"])
+        if method == "emit":
+            if params["event"] == "media.ended":
+                self._joined.pop(sid, None)
+            await namespace.emit(str(params["event"]), params.get("data"), to=sid)
+            return None
+        if method == "call":
+            return await namespace.call(
+                str(params["event"]),
+                params.get("data"),
+                to=sid,
+                timeout=float(params.get("within", 60)),
+            )
+        raise ValueError(f"unknown method {method!r}")
+
+    # --- workers going away -------------------------------------------------------------
+
+    def _worker_gone(self, worker_id: str) -> None:
+        self._connections.pop(worker_id, None)
+        stranded = [(sid, case) for sid, (w, case) in self._joined.items() if w == worker_id]
+        for sid, _case in stranded:
+            del self._joined[sid]
+        for sids in self._routes.values():
+            sids.discard(worker_id)
+        log.warning("media worker lost", extra={"worker": worker_id, "live_sockets": len(stranded)})
+        task = asyncio.ensure_future(self._tell_stranded(worker_id, stranded))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tell_stranded(self, worker_id: str, stranded: list[tuple[str, str]]) -> None:
+        with contextlib.suppress(Exception):
+            await self.directory.unregister(worker_id)  # it re-registers if still alive
+        media = self.namespaces.get("/media")
+        if media is None:
+            return
+        for sid, case_id in stranded:
+            with contextlib.suppress(Exception):
+                await media.emit("media.ended", {"case_id": case_id, "reason": WORKER_LOST}, to=sid)
+
+    async def _space_changed(self, change: SpaceEvent) -> None:
+        """A closed case's recordings in progress are discarded where they run."""
+        if change.kind != "space.closed":
+            return
+        worker_id = await self.directory.placement(change.case_id)
+        connection = self._connections.get(worker_id) if worker_id else None
+        if connection is not None:
+            with contextlib.suppress(RpcError):
+                await connection.call("space_closed", {"case_id": change.case_id}, within=30)
+
+    # --- introspection and shutdown -----------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """Every worker's statistics, merged (as one worker's, plus ``workers``)."""
+        merged: dict[str, Any] = {
+            "routers": [],
+            "transports": [],
+            "subscriptions": [],
+            "participants": [],
+            "workers": [],
+        }
+        for worker in await self.directory.workers():
+            try:
+                connection = await self.connection(worker)
+                stats = await connection.call("stats", {}, within=10)
+                load = await connection.call("load", {}, within=10)
+            except (OSError, RpcError, TimeoutError):
+                continue
+            for key in ("routers", "transports", "subscriptions", "participants"):
+                merged[key].extend(stats.get(key, []))
+            merged["workers"].append({"id": worker.id, "node": worker.node, **load})
+        return merged
+
+    async def close(self) -> None:
+        for connection in list(self._connections.values()):
+            connection.on_close = None
+            await connection.close()
+        self._connections.clear()
+        for task in list(self._tasks):
+            task.cancel()

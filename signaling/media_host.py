@@ -1,0 +1,297 @@
+"""A media worker process: the SFU and the live rooms of the cases placed on it.
+
+Signaling nodes keep the browsers' socket.io connections, check every event (payload and
+authorization) and forward the events of ``/media`` and ``/recording`` to the worker that
+hosts the event's case (``signaling.media_gateway``).  The worker runs the same namespace
+code as a single-process server (:class:`~signaling.media.MediaNamespace`,
+:class:`~signaling.recording.RecordingNamespace`) over its own :class:`sfu.Worker`; what
+those namespaces say to a socket goes back through the node that forwarded that socket's
+events.  Media itself never passes through signaling: browsers send it to the worker's
+UDP ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from rooms.cases import Member
+from sfu import Worker
+from signaling.media import MediaNamespace, media_settings
+from signaling.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
+from signaling.recording import RecordingNamespace
+from signaling.rpc import ConnectionLost, RpcConnection
+from signaling.services import Services
+from signaling.sockets import Caller, EventNamespace
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Routes what a hosted namespace says to a socket: through the signaling node that
+    forwarded that socket's events."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], RpcConnection] = {}
+        self.users: dict[tuple[str, str], str] = {}
+
+    def remember(self, namespace: str, sid: str, via: RpcConnection, user_id: str) -> None:
+        self.routes[(namespace, sid)] = via
+        self.users[(namespace, sid)] = user_id
+
+    def forget(self, namespace: str, sid: str) -> None:
+        self.routes.pop((namespace, sid), None)
+        self.users.pop((namespace, sid), None)
+
+    def sids_via(self, connection: RpcConnection) -> list[tuple[str, str]]:
+        return [key for key, via in self.routes.items() if via is connection]
+
+    async def emit(self, namespace: str, event: str, data: Any, sid: str) -> None:
+        via = self.routes.get((namespace, sid))
+        if via is None:
+            return  # the socket's node is gone, and with it the socket
+        with contextlib.suppress(ConnectionLost):
+            await via.notify(
+                "emit", {"namespace": namespace, "event": event, "data": data, "sid": sid}
+            )
+
+    async def call(
+        self, namespace: str, event: str, data: Any, sid: str, within: float | None
+    ) -> Any:
+        via = self.routes.get((namespace, sid))
+        if via is None:
+            raise TimeoutError(f"socket {sid} is not connected to a signaling node")
+        seconds = within or 60.0
+        try:
+            return await via.call(
+                "call",
+                {
+                    "namespace": namespace,
+                    "event": event,
+                    "data": data,
+                    "sid": sid,
+                    "within": seconds,
+                },
+                within=seconds + 5,
+            )
+        except ConnectionLost as exc:
+            raise TimeoutError(str(exc)) from exc
+
+
+class Relayed:
+    """Mixed into a namespace hosted by a worker: emits and calls go through the
+    :class:`Relay` instead of a socket.io server."""
+
+    namespace: str
+    relay: Relay
+
+    async def emit(  # type: ignore[override]
+        self, event: str, data: Any = None, to: str | None = None, room: str | None = None, **_: Any
+    ) -> None:
+        target = to or room
+        if target is not None:
+            await self.relay.emit(self.namespace, event, data, target)
+
+    async def call(  # type: ignore[override]
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        sid: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (python-socketio's signature)
+        **_: Any,
+    ) -> Any:
+        return await self.relay.call(self.namespace, event, data, to or sid or "", timeout)
+
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        user_id = self.relay.users.get((self.namespace, sid))
+        return {"user_id": user_id} if user_id else {}
+
+
+class HostedMedia(Relayed, MediaNamespace):
+    pass
+
+
+class HostedRecording(Relayed, RecordingNamespace):
+    pass
+
+
+class MediaHost:
+    """One worker process: its SFU :class:`sfu.Worker`, the hosted namespaces, and the
+    channel signaling nodes connect to."""
+
+    def __init__(
+        self, services: Services, info: WorkerInfo, secret: str, directory: Directory | None
+    ) -> None:
+        self.services = services
+        self.info = info
+        self._secret = secret
+        self._directory = directory
+        self.worker = Worker(media_settings(services.settings))
+        self.relay = Relay()
+        self.media = HostedMedia(services, self.worker)
+        self.media.relay = self.relay
+        self.recording = HostedRecording(services, self.worker, self.media)
+        self.recording.relay = self.relay
+        self.namespaces: dict[str, EventNamespace] = {
+            self.media.namespace: self.media,
+            self.recording.namespace: self.recording,
+        }
+        self._cases: set[str] = set()
+        self._connections: set[RpcConnection] = set()
+        self._server: asyncio.Server | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._forwarded = (time.monotonic(), 0)
+        self._pps = 0.0
+
+    async def start(self) -> None:
+        """Listen for signaling nodes on ``info.host:info.port`` (0: any free port)."""
+        self._server = await asyncio.start_server(self._accept, self.info.host, self.info.port)
+        self.info.port = self._server.sockets[0].getsockname()[1]
+        self.info.pid = os.getpid()
+        if self._directory is not None:
+            await self._directory.register(self._with_load())
+            self._heartbeat = asyncio.ensure_future(self._run_heartbeat())
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._server is not None:
+            self._server.close()
+        await self.recording.close()
+        await self.media.close()
+        await self.worker.close()
+        for connection in list(self._connections):
+            await connection.close()
+        if self._directory is not None:
+            with contextlib.suppress(Exception):
+                await self._directory.unregister(self.info.id)
+                for case_id in self._cases:
+                    await self._directory.release(case_id, self.info.id)
+
+    # --- signaling nodes ----------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        holder: list[RpcConnection] = []
+
+        async def handler(method: str, params: dict[str, Any]) -> Any:
+            return await self._handle(holder[0], method, params)
+
+        connection = await RpcConnection.accept(reader, writer, self._secret, handler)
+        if connection is None:
+            return
+        holder.append(connection)
+        self._connections.add(connection)
+        connection.on_close = self._node_gone
+        log.info("signaling node connected", extra={"peer": connection.name})
+
+    def _node_gone(self, connection: RpcConnection) -> None:
+        """A signaling node went away: its sockets went with it."""
+        self._connections.discard(connection)
+        gone = self.relay.sids_via(connection)
+        log.info("signaling node gone", extra={"peer": connection.name, "sockets": len(gone)})
+        for namespace, sid in gone:
+            task = asyncio.ensure_future(self._left(namespace, sid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _left(self, namespace: str, sid: str) -> None:
+        hosted = self.namespaces.get(namespace)
+        if hosted is not None:
+            await hosted.left(sid)
+        self.relay.forget(namespace, sid)
+
+    async def _handle(self, via: RpcConnection, method: str, params: dict[str, Any]) -> Any:
+        if method == "event":
+            return await self._event(via, params)
+        if method == "left":
+            await self._left(str(params["namespace"]), str(params["sid"]))
+            return None
+        if method == "space_closed":
+            await self.recording.case_closed(str(params["case_id"]))
+            return None
+        if method == "load":
+            return self._with_load().load
+        if method == "stats":
+            return self.media.stats()
+        if method == "end_case":
+            await self.end_case(str(params["case_id"]), str(params.get("reason", "moved")))
+            return None
+        raise ValueError(f"unknown method {method!r}")
+
+    async def _event(self, via: RpcConnection, params: dict[str, Any]) -> dict[str, Any]:
+        """Run a forwarded event: it was validated and authorized by the node."""
+        namespace = self.namespaces[str(params["namespace"])]
+        spec = namespace.events[str(params["event"])]
+        payload: BaseModel = spec.model.model_validate(params["payload"])
+        raw = params["caller"]
+        member = Member(**raw["member"]) if raw.get("member") else None
+        caller = Caller(str(raw["sid"]), str(raw["user_id"]), str(raw["display_name"]), member)
+        self.relay.remember(namespace.namespace, caller.sid, via, caller.user_id)
+        case_id = getattr(payload, "case_id", None)
+        if case_id is not None and case_id not in self._cases:
+            self._cases.add(case_id)
+            await self.media.resume_case(case_id)
+        return await namespace.handle(spec, caller, payload)
+
+    async def end_case(self, case_id: str, reason: str) -> None:
+        """End every live session of ``case_id`` here, telling the clients ``reason``
+        (they join again, and are placed on another worker)."""
+        await self.media.end_case(case_id, reason)
+        self._cases.discard(case_id)
+        if self._directory is not None:
+            await self._directory.release(case_id, self.info.id)
+
+    # --- load and heartbeat -------------------------------------------------------------
+
+    def _with_load(self) -> WorkerInfo:
+        stats = self.worker.stats()
+        forwarded = 0
+        consumers = 0
+        for transport in stats["transports"]:  # type: ignore[union-attr]
+            for consumer in transport["consumers"]:
+                consumers += 1
+                forwarded += consumer["packets_forwarded"]
+        now = time.monotonic()
+        then, before = self._forwarded
+        if now - then >= 0.5:
+            self._pps = max(0.0, (forwarded - before) / (now - then))
+            self._forwarded = (now, forwarded)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.info.load = {
+            "cases": float(len(self._cases)),
+            "participants": float(len(self.media.live)),
+            "consumers": float(consumers),
+            "forwarded_pps": round(self._pps, 1),
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        }
+        return self.info
+
+    async def _run_heartbeat(self) -> None:
+        assert self._directory is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._directory.register(self._with_load())
+                if self.info.node in await self._directory.draining_nodes():
+                    await self._drain_idle_cases()
+            except Exception:
+                log.exception("worker heartbeat failed")
+
+    async def _drain_idle_cases(self) -> None:
+        """On a draining node, hand back the placement of every case nobody is in."""
+        assert self._directory is not None
+        busy = {s.case_id for s in self.media.live.values()}
+        for case_id in list(self._cases - busy):
+            self._cases.discard(case_id)
+            await self._directory.release(case_id, self.info.id)
