@@ -105,6 +105,21 @@ class MediaCluster:
                 return workers[winner]
         raise LookupError("could not place the case on a media worker")
 
+    async def _reach(self, case_id: str) -> tuple[WorkerInfo, RpcConnection]:
+        """The worker hosting ``case_id`` and the channel to it.  A registered worker that
+        cannot be reached is taken out of the directory (a live one registers again with
+        its next heartbeat) and the case placed on another."""
+        for _attempt in range(3):
+            worker = await self.worker_for(case_id)
+            try:
+                return worker, await self.connection(worker)
+            except (OSError, TimeoutError, RpcError) as exc:
+                log.warning(
+                    "media worker unreachable", extra={"worker": worker.id, "error": str(exc)}
+                )
+                await self.directory.unregister(worker.id)
+        raise LookupError("no reachable media worker")
+
     async def connection(self, worker: WorkerInfo) -> RpcConnection:
         connection = self._connections.get(worker.id)
         if connection is not None and not connection.closed.is_set():
@@ -131,8 +146,7 @@ class MediaCluster:
     ) -> dict[str, Any]:
         case_id: str = payload.case_id  # type: ignore[attr-defined]
         try:
-            worker = await self.worker_for(case_id)
-            connection = await self.connection(worker)
+            worker, connection = await self._reach(case_id)
         except (LookupError, OSError, RpcError, TimeoutError) as exc:
             log.warning("no media worker for a case", extra={"case": case_id, "error": str(exc)})
             return unavailable("The media service is not available right now; try again.")
