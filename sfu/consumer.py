@@ -5,6 +5,11 @@ Sequence numbers, timestamps, SSRC and payload type are rewritten per consumer. 
 rewrite offsets are re-based whenever the source changes (``switch_to``, or the
 publisher restarting its stream), so the subscriber sees one continuous stream: its
 jitter buffer and decoder never notice that the packets now come from elsewhere.
+
+Within one source the offsets are fixed, so a late (reordered) packet keeps the place it
+had in the source's order; only packets newer than the newest one forwarded move the
+stream on.  Sequence numbers are compared as in RFC 3550: modulo 2**16, the nearer way
+round.
 """
 
 from __future__ import annotations
@@ -86,8 +91,10 @@ class Consumer:
         self._waiting_keyframe = False
         self._seq_offset = 0
         self._ts_offset = 0
-        self._base_seq = 0  # first source sequence number of the current source
-        self._last_seq = random.randint(0, 0x7FFF)
+        #: Numbers from the current source's first packet forwarded through the newest
+        #: one (0 until one is forwarded): how far back a late packet may still belong.
+        self._source_span = 0
+        self._last_seq = random.randint(0, 0x7FFF)  # the newest number forwarded
         self._last_ts = random.getrandbits(32)
         self._last_ms = 0
         self._rtx_seq = random.randint(0, 0x7FFF)
@@ -125,6 +132,12 @@ class Consumer:
         switch, the first packet of the new source carries it)."""
         return (self._last_seq + 1) & 0xFFFF
 
+    def _behind(self, out_seq: int) -> int:
+        """How far the rewritten ``out_seq`` lies before the newest number forwarded:
+        0 for that one, negative when ``out_seq`` is newer."""
+        distance = (self._last_seq - out_seq) & 0xFFFF
+        return distance if distance < 0x8000 else distance - 0x10000
+
     # --- hot path -----------------------------------------------------------------------
 
     def write(
@@ -141,9 +154,10 @@ class Consumer:
             if not self.started or (self._waiting_keyframe and not keyframe):
                 return
             self._rebase(seq, timestamp, arrival_ms)
-        elif (seq - self._base_seq) & 0xFFFF >= 0x8000:
-            return  # older than the current source's first packet
         out_seq = (seq + self._seq_offset) & 0xFFFF
+        behind = self._behind(out_seq)
+        if behind >= self._source_span:
+            return  # older than the current source's first packet
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
         sent = self._writer.forward(
             first_byte, self._payload_type | (marker << 7), out_seq, out_ts, self._ssrc, tail
@@ -151,9 +165,11 @@ class Consumer:
         if sent:
             self.packets += 1
             self.bytes += sent
-            self._last_seq = out_seq
-            self._last_ts = out_ts
-            self._last_ms = arrival_ms
+            if behind < 0:  # the newest yet; a late packet leaves the stream where it is
+                self._source_span = min(self._source_span - behind, 0x8000)
+                self._last_seq = out_seq
+                self._last_ts = out_ts
+                self._last_ms = arrival_ms
 
     def _rebase(self, seq: int, timestamp: int, arrival_ms: int) -> None:
         """Continue the outgoing stream from its last packet with the source's ``seq``."""
@@ -164,7 +180,7 @@ class Consumer:
             step = 0
         self._seq_offset = (self._last_seq + 1 - seq) & 0xFFFF
         self._ts_offset = (self._last_ts + step - timestamp) & 0xFFFFFFFF
-        self._base_seq = seq
+        self._source_span = 0
         self._paused = False
         self._set_waiting_keyframe(False)
         self._nacked.clear()
@@ -287,9 +303,10 @@ class Consumer:
         nacked = self._nacked
         for out_seq in lost:
             self.nack_requests += 1
+            behind = self._behind(out_seq)
+            if behind < 0 or behind >= self._source_span:
+                continue  # not sent yet, or before the current source: nothing to resend
             seq = (out_seq - self._seq_offset) & 0xFFFF
-            if (seq - self._base_seq) & 0xFFFF >= 0x8000:
-                continue  # before the current source: nothing to resend
             sent_at = nacked.get(out_seq)
             if (sent_at is not None and now - sent_at < repeat) or self._tokens < 1:
                 self.retransmissions_suppressed += 1
