@@ -14,15 +14,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
+from tests.browser.pages import (
+    Watch,
+    active_admin,
+    inbound,
+    invited_member,
+    new_neutral,
+    open_case,
+    signed_in_page,
+)
 from tests.conftest import ApiClient
-from tests.signaling.conftest import INTAKE
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 
-ADMIN_PASSWORD = "granite-meadow-lantern-3391"
 PEOPLE = {  # key: (username, display name, password, role)
     "mediator": ("nadia.brennan", "Nadia Brennan", "cedar-window-compass-7730", "neutral"),
     "a": ("maria.lindqvist", "Maria Lindqvist", "orchard-lantern-meadow-5164", "party"),
@@ -68,58 +75,6 @@ async () => {
 """
 
 
-INBOUND_STATS = """
-async () => {
-  const live = window.caucusLive;
-  if (!live || !live.subscribePc) return [];
-  const owners = new Map(live.tracks.map((track) => [track.mid, track]));
-  const found = [];
-  (await live.subscribePc.getStats()).forEach((report) => {
-    if (report.type !== "inbound-rtp" || !owners.has(report.mid)) return;
-    found.push({
-      name: owners.get(report.mid).display_name,
-      kind: report.kind,
-      frames: report.framesDecoded || 0,
-      packets: report.packetsReceived || 0,
-    });
-  });
-  return found;
-}
-"""
-
-
-async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
-    client = ApiClient(server.url)
-    status, body, _ = await client.post("/api/login", {"username": username, "password": password})
-    assert status == 200, body
-    return client
-
-
-async def renew_password(client: ApiClient, current: str, new: str) -> None:
-    status, body, _ = await client.post(
-        "/api/account/password", {"current_password": current, "new_password": new}
-    )
-    assert status == 200 and body["stage"] == "active", body
-
-
-class Watch:
-    """Uncaught page errors and CSP refusals: none may happen."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def attach(self, page: Page) -> None:
-        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                self.problems.append(f"{page.url}: {message.text}")
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-
-
 async def wait_media_rising(page: Page, names: list[str], within: float) -> None:
     """Every one of ``names`` reaches ``page`` with decoded video frames and audio packets,
     and both counters keep rising."""
@@ -129,7 +84,7 @@ async def wait_media_rising(page: Page, names: list[str], within: float) -> None
     first: dict[tuple[str, str], dict[str, Any]] | None = None
     last: dict[tuple[str, str], dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        last = {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
+        last = await inbound(page)
         flowing = set(last) >= expected and all(last[k][counter[k[1]]] > 0 for k in expected)
         restarted = first is not None and any(
             k in first and last[k]["packets"] < first[k]["packets"] for k in last
@@ -147,37 +102,25 @@ async def prepare_case(
     server: RunningServer,
 ) -> tuple[ApiClient, str, dict[str, str], list[ApiClient]]:
     """An active admin and a case with a mediator, party A, A's counsel and party B."""
-    admin = await signed_in(server, server.admin_username, server.admin_password)
-    await renew_password(admin, server.admin_password, ADMIN_PASSWORD)
+    admin = await active_admin(server)
     username, display_name, password, _ = PEOPLE["mediator"]
-    status, body, _ = await admin.post(
-        "/api/admin/users", {"username": username, "role": "neutral", "display_name": display_name}
-    )
-    assert status == 201, body
-    neutral = await signed_in(server, username, body["one_time_password"])
-    await renew_password(neutral, body["one_time_password"], password)
-    status, body, _ = await neutral.post("/api/cases", {**INTAKE, "title": "Harbor Lane caucus"})
-    assert status == 201, body
-    case_id = body["case"]["id"]
+    neutral = await new_neutral(admin, server, username, display_name, password)
+    case_id = await open_case(neutral, "Harbor Lane caucus")
     made = [neutral]
     users: dict[str, str] = {}
     for key in ("a", "counsel", "b"):
         username, display_name, password, role = PEOPLE[key]
-        status, body, _ = await neutral.post(
-            f"/api/cases/{case_id}/invitations",
-            {
-                "role": role,
-                "display_name": display_name,
-                "represents": users.get("a") if key == "counsel" else None,
-            },
+        member = await invited_member(
+            neutral,
+            server,
+            case_id,
+            role=role,
+            display_name=display_name,
+            username=username,
+            password=password,
+            represents=users.get("a") if key == "counsel" else None,
         )
-        assert status == 201, body
-        member = ApiClient(server.url)
         made.append(member)
-        status, accepted, _ = await member.post(
-            f"/api/invitations/{body['token']}/accept", {"username": username, "password": password}
-        )
-        assert status == 201, accepted
         _, case, _ = await neutral.get(f"/api/cases/{case_id}")
         users[key] = next(
             m["user_id"] for m in case["members"] if m["display_name"] == display_name
@@ -189,16 +132,9 @@ async def enter_room(
     browser: Browser, server: RunningServer, case_id: str, key: str, watch: Watch
 ) -> tuple[BrowserContext, Page]:
     username, _display, password, _ = PEOPLE[key]
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
-    context.set_default_timeout(20_000)
-    await context.add_init_script(SMALL_CAMERA)
-    page = await context.new_page()
-    watch.attach(page)
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/cases")
+    context, page = await signed_in_page(
+        browser, server, username, password, watch, timeout_ms=20_000, init_script=SMALL_CAMERA
+    )
     await page.goto(f"/cases/{case_id}/live")
     join = page.get_by_test_id("join")
     await expect(join).to_be_enabled()

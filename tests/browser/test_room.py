@@ -14,40 +14,28 @@ import socketio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from signaling.access import SESSION_COOKIE
+from tests.browser.pages import (
+    Watch,
+    active_admin,
+    inbound,
+    invited_member,
+    new_neutral,
+    open_case,
+    signed_in_page,
+)
 from tests.conftest import ApiClient
-from tests.signaling.conftest import INTAKE
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 
-ADMIN_PASSWORD = "granite-meadow-lantern-3391"
 AES_128 = {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}
 PEOPLE = {
     "nina": ("nadia.brennan", "Nadia Brennan", "cedar-window-compass-7730"),
     "paula": ("maria.lindqvist", "Maria Lindqvist", "orchard-lantern-meadow-5164"),
     "carl": ("cyrus.counsel", "Cyrus Counsel", "pebble-harbour-violet-2287"),
 }
-
-INBOUND_STATS = """
-async () => {
-  const live = window.caucusLive;
-  if (!live || !live.subscribePc) return [];
-  const owners = new Map(live.tracks.map((track) => [track.mid, track]));
-  const found = [];
-  (await live.subscribePc.getStats()).forEach((report) => {
-    if (report.type !== "inbound-rtp" || !owners.has(report.mid)) return;
-    found.push({
-      name: owners.get(report.mid).display_name,
-      kind: report.kind,
-      frames: report.framesDecoded || 0,
-      packets: report.packetsReceived || 0,
-    });
-  });
-  return found;
-}
-"""
 
 # What this page's subscribe connection maps and negotiated, for failure messages.
 RECEIVING = """
@@ -64,87 +52,38 @@ RECEIVING = """
 """
 
 
-async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
-    client = ApiClient(server.url)
-    status, body, _ = await client.post("/api/login", {"username": username, "password": password})
-    assert status == 200, body
-    return client
-
-
-async def renew_password(client: ApiClient, current: str, new: str) -> None:
-    status, body, _ = await client.post(
-        "/api/account/password", {"current_password": current, "new_password": new}
-    )
-    assert status == 200 and body["stage"] == "active", body
-
-
 async def prepare_case(server: RunningServer) -> tuple[ApiClient, str, list[ApiClient]]:
     """An active admin, and a case with a neutral, a party and the party's counsel."""
-    admin = await signed_in(server, server.admin_username, server.admin_password)
-    await renew_password(admin, server.admin_password, ADMIN_PASSWORD)
+    admin = await active_admin(server)
     username, display_name, password = PEOPLE["nina"]
-    status, body, _ = await admin.post(
-        "/api/admin/users",
-        {"username": username, "role": "neutral", "display_name": display_name},
-    )
-    assert status == 201, body
-    neutral = await signed_in(server, username, body["one_time_password"])
-    await renew_password(neutral, body["one_time_password"], password)
-    status, body, _ = await neutral.post("/api/cases", {**INTAKE, "title": "Harbor Lane live"})
-    assert status == 201, body
-    case_id = body["case"]["id"]
+    neutral = await new_neutral(admin, server, username, display_name, password)
+    case_id = await open_case(neutral, "Harbor Lane live")
     made = [neutral]
     represents = None
     for name, role in (("paula", "party"), ("carl", "counsel")):
         username, display_name, password = PEOPLE[name]
-        status, body, _ = await neutral.post(
-            f"/api/cases/{case_id}/invitations",
-            {"role": role, "display_name": display_name, "represents": represents},
+        member = await invited_member(
+            neutral,
+            server,
+            case_id,
+            role=role,
+            display_name=display_name,
+            username=username,
+            password=password,
+            represents=represents,
         )
-        assert status == 201, body
-        member = ApiClient(server.url)
         made.append(member)
-        status, accepted, _ = await member.post(
-            f"/api/invitations/{body['token']}/accept", {"username": username, "password": password}
-        )
-        assert status == 201, accepted
         if role == "party":
             _, case, _ = await neutral.get(f"/api/cases/{case_id}")
             represents = next(m["user_id"] for m in case["members"] if m["role"] == "party")
     return admin, case_id, made
 
 
-class Watch:
-    """Uncaught page errors and CSP refusals: none may happen."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def attach(self, page: Page) -> None:
-        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                self.problems.append(f"{page.url}: {message.text}")
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-
-
 async def enter_room(
     browser: Browser, server: RunningServer, case_id: str, name: str, watch: Watch
 ) -> tuple[BrowserContext, Page]:
     username, _display, password = PEOPLE[name]
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
-    context.set_default_timeout(15_000)
-    page = await context.new_page()
-    watch.attach(page)
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/cases")
+    context, page = await signed_in_page(browser, server, username, password, watch)
     await page.goto(f"/cases/{case_id}")
     await page.get_by_test_id("live-link").click()
     await page.wait_for_url(f"**/cases/{case_id}/live")
@@ -154,10 +93,6 @@ async def enter_room(
     await join.click()
     await expect(page.get_by_test_id("connection-state")).to_have_text("Connected", timeout=30_000)
     return context, page
-
-
-async def inbound(page: Page) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
 
 
 async def wait_media_rising(

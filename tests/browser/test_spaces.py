@@ -9,16 +9,22 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from tests.browser.pages import (
+    Watch,
+    active_admin,
+    invited_member,
+    new_neutral,
+    open_case,
+    signed_in_page,
+)
 from tests.conftest import ApiClient
 from tests.samples import jpeg_bytes, pdf_bytes
-from tests.signaling.conftest import INTAKE
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 
-ADMIN_PASSWORD = "granite-meadow-lantern-3391"
 CASE_TITLE = "Harbor Lane lease dispute"
 PEOPLE = {
     "neutral": ("nadia.brennan", "Nadia Brennan", "cedar-window-compass-7730"),
@@ -28,82 +34,33 @@ PEOPLE = {
 PRIVATE, SHARED = "Caucus with Ada", "Joint session"
 
 
-async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
-    client = ApiClient(server.url)
-    status, body, _ = await client.post("/api/login", {"username": username, "password": password})
-    assert status == 200, body
-    return client
-
-
-async def renew_password(client: ApiClient, current: str, new: str) -> None:
-    status, body, _ = await client.post(
-        "/api/account/password", {"current_password": current, "new_password": new}
-    )
-    assert status == 200 and body["stage"] == "active", body
-
-
 async def prepare_case(server: RunningServer) -> tuple[str, list[ApiClient]]:
     """A neutral's case with the parties A and B, set up through the API."""
-    admin = await signed_in(server, server.admin_username, server.admin_password)
-    await renew_password(admin, server.admin_password, ADMIN_PASSWORD)
+    admin = await active_admin(server)
     username, display_name, password = PEOPLE["neutral"]
-    status, body, _ = await admin.post(
-        "/api/admin/users", {"username": username, "role": "neutral", "display_name": display_name}
-    )
-    assert status == 201, body
-    neutral = await signed_in(server, username, body["one_time_password"])
-    await renew_password(neutral, body["one_time_password"], password)
-    status, body, _ = await neutral.post("/api/cases", {**INTAKE, "title": CASE_TITLE})
-    assert status == 201, body
-    case_id = body["case"]["id"]
+    neutral = await new_neutral(admin, server, username, display_name, password)
+    case_id = await open_case(neutral, CASE_TITLE)
     made = [admin, neutral]
     for who in ("a", "b"):
         username, display_name, password = PEOPLE[who]
-        status, body, _ = await neutral.post(
-            f"/api/cases/{case_id}/invitations", {"role": "party", "display_name": display_name}
+        member = await invited_member(
+            neutral,
+            server,
+            case_id,
+            role="party",
+            display_name=display_name,
+            username=username,
+            password=password,
         )
-        assert status == 201, body
-        member = ApiClient(server.url)
         made.append(member)
-        status, accepted, _ = await member.post(
-            f"/api/invitations/{body['token']}/accept", {"username": username, "password": password}
-        )
-        assert status == 201, accepted
     return case_id, made
 
 
-class Watch:
-    """Uncaught page errors and CSP refusals: none may happen."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def attach(self, page: Page) -> None:
-        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                self.problems.append(f"{page.url}: {message.text}")
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-
-
-async def signed_in_page(
+async def page_of(
     browser: Browser, server: RunningServer, who: str, watch: Watch
 ) -> tuple[BrowserContext, Page]:
     username, _display, password = PEOPLE[who]
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
-    context.set_default_timeout(15_000)
-    page = await context.new_page()
-    watch.attach(page)
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/cases")
-    return context, page
+    return await signed_in_page(browser, server, username, password, watch)
 
 
 async def create_space(page: Page, name: str, members: list[str]) -> None:
@@ -139,7 +96,7 @@ async def test_spaces_keep_members_apart_and_deliver_live(
     case_id, clients = await prepare_case(caucus_server)
     watch = Watch()
     try:
-        _, neutral = await signed_in_page(browser, caucus_server, "neutral", watch)
+        _, neutral = await page_of(browser, caucus_server, "neutral", watch)
         await neutral.goto(f"/cases/{case_id}")
         await neutral.get_by_test_id("spaces-link").click()
         await neutral.wait_for_url(f"**/cases/{case_id}/spaces")
@@ -147,7 +104,7 @@ async def test_spaces_keep_members_apart_and_deliver_live(
         await create_space(neutral, SHARED, ["a", "b"])
 
         # A uploads a PDF and a picture into the private space and writes there.
-        a_context, a = await signed_in_page(browser, caucus_server, "a", watch)
+        a_context, a = await page_of(browser, caucus_server, "a", watch)
         await open_space(a, case_id, PRIVATE)
         await a.get_by_test_id("upload-input").set_input_files(
             [
@@ -181,7 +138,7 @@ async def test_spaces_keep_members_apart_and_deliver_live(
         assert len(file_ids) == 2
 
         # B sees neither the space nor its files, in the pages or through the API.
-        b_context, b = await signed_in_page(browser, caucus_server, "b", watch)
+        b_context, b = await page_of(browser, caucus_server, "b", watch)
         await b.goto(f"/cases/{case_id}/spaces")
         await expect(b.get_by_test_id("space")).to_have_count(1)
         await expect(b.get_by_test_id("space").get_by_role("link")).to_have_text(SHARED)

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import socketio
 
+from signaling.access import SESSION_COOKIE
 from tests.conftest import ApiClient, RunningServer
 
 PASSWORD = "a sound passphrase 42"
@@ -76,6 +78,23 @@ class World:
         self.clients[name] = client
         self.users[name] = body
         return client
+
+
+async def connect(world: World, client: ApiClient | None, namespace: str) -> socketio.AsyncClient:
+    """A socket.io client connected to ``namespace`` with ``client``'s session cookie, or
+    with none for ``None``."""
+    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+    headers = {}
+    if client is not None:
+        headers["Cookie"] = f"{SESSION_COOKIE}={client.cookie(SESSION_COOKIE)}"
+    await sio.connect(
+        world.server.url,
+        headers=headers,
+        namespaces=[namespace],
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    return sio
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ import socketio
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from signaling.access import SESSION_COOKIE, access_of
+from signaling.access import access_of
 from signaling.sockets import NAMESPACES
 from tests.conftest import ApiClient
-from tests.signaling.conftest import INTAKE, PASSWORD, World
+from tests.signaling.conftest import INTAKE, PASSWORD, World, connect
 from tests.signaling.live_samples import (
     LIVE_EVENT_PRELUDES,
     LIVE_EVENT_SAMPLES,
@@ -284,21 +284,6 @@ async def test_every_route_is_declared_and_enforced(world: World) -> None:
         assert status < 400, f"{what} as {sample.caller}: {status} {payload}"
         checked += 1
     assert checked >= len(SAMPLES) - 1
-
-
-async def connect(world: World, client: ApiClient | None, namespace: str) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
-    headers = {}
-    if client is not None:
-        headers["Cookie"] = f"{SESSION_COOKIE}={client.cookie(SESSION_COOKIE)}"
-    await sio.connect(
-        world.server.url,
-        headers=headers,
-        namespaces=[namespace],
-        transports=["websocket"],
-        wait_timeout=10,
-    )
-    return sio
 
 
 async def publish_body(w: World) -> dict[str, Any]:

@@ -9,20 +9,7 @@ import sqlalchemy as sa
 
 from rooms.schema import sessions
 from signaling.access import SESSION_COOKIE
-from tests.signaling.conftest import World
-
-
-async def connect(world: World, cookie: str | None) -> socketio.AsyncClient:
-    sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
-    headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"} if cookie else {}
-    await sio.connect(
-        world.server.url,
-        headers=headers,
-        namespaces=["/case"],
-        transports=["websocket"],
-        wait_timeout=10,
-    )
-    return sio
+from tests.signaling.conftest import World, connect
 
 
 async def test_connect_refused_without_or_with_forged_session(world: World) -> None:
@@ -43,7 +30,7 @@ async def test_connect_refused_without_or_with_forged_session(world: World) -> N
 
 async def test_wrong_fields_unknown_event_and_logout(world: World) -> None:
     paula = world.clients["paula"]
-    sio = await connect(world, paula.cookie(SESSION_COOKIE))
+    sio = await connect(world, paula, "/case")
     case_a = world.cases["Case A"]
     for payload in ({}, {"case": case_a}, {"case_id": 42}, {"case_id": case_a, "extra": 1}, "x"):
         reply = await sio.call("case.join", payload, namespace="/case", timeout=10)
@@ -67,7 +54,7 @@ async def test_wrong_fields_unknown_event_and_logout(world: World) -> None:
 
 async def test_event_after_session_expiry_is_refused(world: World) -> None:
     paula = world.clients["paula"]
-    sio = await connect(world, paula.cookie(SESSION_COOKIE))
+    sio = await connect(world, paula, "/case")
     async with world.server.services.store.begin() as conn:
         await conn.execute(sa.update(sessions).values(expires_at=0))
     reply = await sio.call(

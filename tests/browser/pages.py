@@ -1,0 +1,161 @@
+"""What the browser tests share: people made and signed in through the API (the first
+admin, a neutral with a case, invited members), browser pages signed in through the login
+form and watched for errors, and the live page's inbound media statistics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tests.conftest import ApiClient
+from tests.signaling.conftest import INTAKE
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page
+
+    from tests.browser.conftest import RunningServer
+
+#: The first admin's password once the one-time password printed by the server is renewed.
+ADMIN_PASSWORD = "granite-meadow-lantern-3391"
+
+# --- people, through the API -------------------------------------------------------------
+
+
+async def signed_in(server: RunningServer, username: str, password: str) -> ApiClient:
+    client = ApiClient(server.url)
+    status, body, _ = await client.post("/api/login", {"username": username, "password": password})
+    assert status == 200, body
+    return client
+
+
+async def renew_password(client: ApiClient, current: str, new: str) -> None:
+    status, body, _ = await client.post(
+        "/api/account/password", {"current_password": current, "new_password": new}
+    )
+    assert status == 200 and body["stage"] == "active", body
+
+
+async def active_admin(server: RunningServer) -> ApiClient:
+    """The server's first admin, signed in, with its password renewed to ``ADMIN_PASSWORD``."""
+    admin = await signed_in(server, server.admin_username, server.admin_password)
+    await renew_password(admin, server.admin_password, ADMIN_PASSWORD)
+    return admin
+
+
+async def new_neutral(
+    admin: ApiClient, server: RunningServer, username: str, display_name: str, password: str
+) -> ApiClient:
+    """A neutral account made by ``admin``, signed in with ``password`` as its own."""
+    status, body, _ = await admin.post(
+        "/api/admin/users", {"username": username, "role": "neutral", "display_name": display_name}
+    )
+    assert status == 201, body
+    neutral = await signed_in(server, username, body["one_time_password"])
+    await renew_password(neutral, body["one_time_password"], password)
+    return neutral
+
+
+async def open_case(neutral: ApiClient, title: str) -> str:
+    """A case opened by ``neutral`` from the standard intake; answers its id."""
+    status, body, _ = await neutral.post("/api/cases", {**INTAKE, "title": title})
+    assert status == 201, body
+    return body["case"]["id"]
+
+
+async def invited_member(
+    neutral: ApiClient,
+    server: RunningServer,
+    case_id: str,
+    *,
+    role: str,
+    display_name: str,
+    username: str,
+    password: str,
+    represents: str | None = None,
+) -> ApiClient:
+    """A new member of the case: invited by ``neutral``, the invitation accepted with a
+    new account; answers that account's client."""
+    status, body, _ = await neutral.post(
+        f"/api/cases/{case_id}/invitations",
+        {"role": role, "display_name": display_name, "represents": represents},
+    )
+    assert status == 201, body
+    member = ApiClient(server.url)
+    status, accepted, _ = await member.post(
+        f"/api/invitations/{body['token']}/accept", {"username": username, "password": password}
+    )
+    assert status == 201, accepted
+    return member
+
+
+# --- pages, through the browser ----------------------------------------------------------
+
+
+class Watch:
+    """Uncaught page errors and CSP refusals: none may happen."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def attach(self, page: Page) -> None:
+        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"{page.url}: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
+        )
+
+
+async def signed_in_page(
+    browser: Browser,
+    server: RunningServer,
+    username: str,
+    password: str,
+    watch: Watch,
+    *,
+    timeout_ms: float = 15_000,
+    init_script: str | None = None,
+) -> tuple[BrowserContext, Page]:
+    """A fresh browser context whose page, watched by ``watch``, signed in through the
+    login form and shows the case list."""
+    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
+    context.set_default_timeout(timeout_ms)
+    if init_script is not None:
+        await context.add_init_script(init_script)
+    page = await context.new_page()
+    watch.attach(page)
+    await page.goto("/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/cases")
+    return context, page
+
+
+# --- the live page's media ---------------------------------------------------------------
+
+INBOUND_STATS = """
+async () => {
+  const live = window.caucusLive;
+  if (!live || !live.subscribePc) return [];
+  const owners = new Map(live.tracks.map((track) => [track.mid, track]));
+  const found = [];
+  (await live.subscribePc.getStats()).forEach((report) => {
+    if (report.type !== "inbound-rtp" || !owners.has(report.mid)) return;
+    found.push({
+      name: owners.get(report.mid).display_name,
+      kind: report.kind,
+      frames: report.framesDecoded || 0,
+      packets: report.packetsReceived || 0,
+    });
+  });
+  return found;
+}
+"""
+
+
+async def inbound(page: Page) -> dict[tuple[str, str], dict[str, Any]]:
+    """Decoded frames and received packets per (sender's display name, kind)."""
+    return {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
