@@ -18,6 +18,12 @@ client's CPU per publisher.  Prints JSON::
 (``server``, ``client``, ``both`` or ``none``).
 
     .venv/bin/python bench/sfu_capacity.py [--max-rooms 16] [--seconds 10] [--no-pin]
+        [--workers 2]
+
+With ``--workers N`` the same steps run a second time against a server with N media
+worker processes (unpinned: the workers and the load client share the cores); every row
+has a ``workers`` key, and ``workers_scaling`` compares the best step of each (forwarded
+packets/s at < 1 % loss, p99 <= 50 ms, every stream received).
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ def caucus(core: int | None, *args: str) -> list[str]:
     return pinned(core, sys.executable, "-m", "signaling.cli", *args)
 
 
-def start_server(data: Path, core: int | None) -> tuple[subprocess.Popen, str, str]:
+def start_server(data: Path, core: int | None, workers: int) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -69,7 +75,9 @@ def start_server(data: Path, core: int | None) -> tuple[subprocess.Popen, str, s
         "CAUCUS_ARGON2_PARALLELISM": "1",
     }
     server = subprocess.Popen(
-        caucus(core, "serve", "--port", str(port), "--data-dir", str(data)),
+        caucus(
+            core, "serve", "--port", str(port), "--data-dir", str(data), "--workers", str(workers)
+        ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -139,127 +147,163 @@ def step_row(rooms: int, report: dict) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-rooms", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument("--keep", type=Path, help="keep each step's loadtest report here")
-    args = parser.parse_args()
-    server_core, client_core = (None, None) if args.no_pin else (0, 1)
-    began = time.monotonic()
+def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dict:
+    """Steps the load on a server with ``workers`` media worker processes.  With one
+    worker the server (signaling and worker) is pinned to core 0 and the load client to
+    core 1; with more, nothing is pinned: the workers and the client share every core."""
+    pin = not args.no_pin and workers == 1
+    server_core, client_core = (0, 1) if pin else (None, None)
     steps = []
     rooms = 1
     while rooms <= args.max_rooms:
         steps.append(rooms)
         rooms *= 2
-    with tempfile.TemporaryDirectory(prefix="caucus-capacity-") as tmp:
-        work = Path(tmp)
-        server, url, admin_password = start_server(work / "data", server_core)
-        try:
-            accounts = work / "accounts.json"
-            setup = subprocess.run(
-                caucus(
-                    client_core,
-                    "loadtest",
-                    "--setup",
-                    "--url",
-                    url,
-                    "--insecure",
-                    "--rooms",
-                    str(steps[-1]),
-                    "--publishers",
-                    str(PER_ROOM),
-                    "--accounts",
-                    str(accounts),
-                ),
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                env={
-                    **os.environ,
-                    "CAUCUS_LOADTEST_ADMIN_PASSWORD": admin_password,
-                    "CAUCUS_LOADTEST_ADMIN_NEW_PASSWORD": "capacity bench 42 lantern",
-                },
-            )
-            if setup.returncode:
-                raise RuntimeError(f"set-up failed: {setup.stderr}")
-            ramp = "10"
-            # publishers alone: nobody receives, so the client's CPU is the publishing cost
-            calibration_rooms = min(8, steps[-1])
+    server, url, admin_password = start_server(work / f"data-{workers}", server_core, workers)
+    calibration: dict = {}
+    rows: list[dict] = []
+    try:
+        accounts = work / f"accounts-{workers}.json"
+        setup = subprocess.run(
+            caucus(
+                client_core,
+                "loadtest",
+                "--setup",
+                "--url",
+                url,
+                "--insecure",
+                "--rooms",
+                str(steps[-1]),
+                "--publishers",
+                str(PER_ROOM),
+                "--accounts",
+                str(accounts),
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={
+                **os.environ,
+                "CAUCUS_LOADTEST_ADMIN_PASSWORD": admin_password,
+                "CAUCUS_LOADTEST_ADMIN_NEW_PASSWORD": "capacity bench 42 lantern",
+            },
+        )
+        if setup.returncode:
+            raise RuntimeError(f"set-up failed: {setup.stderr}")
+        ramp = "10"
+        # publishers alone: nobody receives, so the client's CPU is the publishing cost
+        calibration_rooms = min(8, steps[-1])
+        report = loadtest(
+            client_core,
+            url,
+            accounts,
+            work / f"calibration-{workers}.json",
+            "--rooms",
+            str(calibration_rooms),
+            "--publishers",
+            "1",
+            "--duration",
+            str(args.seconds),
+            "--ramp",
+            ramp,
+        )
+        calibration = {
+            "publishers": calibration_rooms,
+            "client_cpu_pct": report["client"]["cpu_pct"],
+            "client_cpu_ms_per_s_per_publisher": report["client"]["cpu_ms_per_s_per_publisher"],
+            "server_received_pps": (report["server"] or {}).get("received_pps"),
+        }
+        for rooms in steps:
+            name = f"step{rooms}-workers{workers}.json"
             report = loadtest(
                 client_core,
                 url,
                 accounts,
-                work / "calibration.json",
+                work / name,
                 "--rooms",
-                str(calibration_rooms),
+                str(rooms),
                 "--publishers",
-                "1",
+                str(PER_ROOM),
                 "--duration",
                 str(args.seconds),
                 "--ramp",
                 ramp,
             )
-            calibration = {
-                "publishers": calibration_rooms,
-                "client_cpu_pct": report["client"]["cpu_pct"],
-                "client_cpu_ms_per_s_per_publisher": report["client"]["cpu_ms_per_s_per_publisher"],
-                "server_received_pps": (report["server"] or {}).get("received_pps"),
-            }
-            rows = []
-            for rooms in steps:
-                report = loadtest(
-                    client_core,
-                    url,
-                    accounts,
-                    work / f"step{rooms}.json",
-                    "--rooms",
-                    str(rooms),
-                    "--publishers",
-                    str(PER_ROOM),
-                    "--duration",
-                    str(args.seconds),
-                    "--ramp",
-                    ramp,
-                )
-                row = step_row(rooms, report)
-                if args.keep:
-                    args.keep.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(work / f"step{rooms}.json", args.keep)
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                p99 = row["latency_p99_ms"]
-                if (
-                    row["loss_pct"] > MAX_LOSS_PCT
-                    or (p99 is not None and p99 > MAX_P99_MS)
-                    or row["streams_received"] < row["forwarded_streams"]
-                ):
-                    break
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    print(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "pinned": not args.no_pin,
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                    "seconds_per_step": args.seconds,
-                    "video": "VP8 640x360 30 fps ~500 kbps + Opus 20 ms, pre-encoded",
-                    "run_seconds": round(time.monotonic() - began, 1),
-                },
-                "client_publish_calibration": calibration,
-                "steps": rows,
-            },
-            indent=2,
-        )
+            row = {"workers": workers, **step_row(rooms, report)}
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(work / name, args.keep)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            p99 = row["latency_p99_ms"]
+            if (
+                row["loss_pct"] > MAX_LOSS_PCT
+                or (p99 is not None and p99 > MAX_P99_MS)
+                or row["streams_received"] < row["forwarded_streams"]
+            ):
+                break
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"workers": workers, "pinned": pin, "calibration": calibration, "steps": rows}
+
+
+def best(configuration: dict) -> float:
+    """Forwarded packets/s of the highest step that kept every stream, < 1 % loss and
+    p99 <= 50 ms (0 when none did)."""
+    good = [
+        row["forwarded_pps"] or 0.0
+        for row in configuration["steps"]
+        if row["loss_pct"] <= MAX_LOSS_PCT
+        and (row["latency_p99_ms"] or 0) <= MAX_P99_MS
+        and row["streams_received"] >= row["forwarded_streams"]
+    ]
+    return max(good, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-rooms", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also measure a server with this many media workers (after one worker)",
     )
+    parser.add_argument("--keep", type=Path, help="keep each step's loadtest report here")
+    args = parser.parse_args()
+    began = time.monotonic()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    counts = [1] if args.workers <= 1 else [1, args.workers]
+    with tempfile.TemporaryDirectory(prefix="caucus-capacity-") as tmp:
+        configurations = [run_configuration(n, args, Path(tmp)) for n in counts]
+    result: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "pinned": "server on core 0, load on core 1 with one worker; unpinned with more"
+            if not args.no_pin
+            else False,
+            "load_average_at_start": load_at_start,
+            "seconds_per_step": args.seconds,
+            "video": "VP8 640x360 30 fps ~500 kbps + Opus 20 ms, pre-encoded",
+            "run_seconds": round(time.monotonic() - began, 1),
+        },
+        "client_publish_calibration": configurations[0]["calibration"],
+        "steps": [row for c in configurations for row in c["steps"]],
+    }
+    if len(configurations) > 1:
+        one, many = best(configurations[0]), best(configurations[-1])
+        result["workers_scaling"] = {
+            "best_forwarded_pps": {str(c["workers"]): best(c) for c in configurations},
+            "ratio": round(many / one, 2) if one else None,
+            "calibration_with_workers": configurations[-1]["calibration"],
+        }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

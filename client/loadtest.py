@@ -250,10 +250,12 @@ def server_figures(before: dict[str, float], after: dict[str, float], elapsed: f
         return after.get(name, 0.0) - before.get(name, 0.0)
 
     forwarded = delta("caucus_media_forwarded_packets_total")
-    cpu = delta("process_cpu_seconds_total")
+    # the signaling process, plus its media worker processes when it has any
+    cpu = delta("process_cpu_seconds_total") + delta("caucus_media_workers_cpu_seconds_total")
     return {
         "participants": int(after.get("caucus_media_participants", 0)),
         "rooms": int(after.get("caucus_media_rooms", 0)),
+        "workers": int(after.get("caucus_media_workers", 0)),
         "producers": int(after.get("caucus_media_producers", 0)),
         "consumers": int(after.get("caucus_media_consumers", 0)),
         "forwarded_packets": int(forwarded),
