@@ -6,15 +6,25 @@ room through another, counting what arrives per track.
     async with asyncio.timeout(10):
         await participant.wait_until(lambda p: p.frames_from_all(2))
     await participant.close()
+
+With ``rejoin=True`` the participant comes back by itself when its signal reports that
+the live session ended for any reason but ``"removed"`` (a failed connection, a restarted
+or changed media worker, a dropped socket): it closes both peer connections and joins
+again with fresh ones, retrying with backoff until it is in again or closed, as the
+browser's live page does.  What the earlier connections received stays in
+:attr:`Participant.past_tracks`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -28,7 +38,12 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from sfu import aiortc_adapter
 
 from .media import PatternVideoTrack, PreEncodedVideoTrack
-from .signal import Signal
+from .signal import REMOVED, OfferHandler, Signal
+
+log = logging.getLogger(__name__)
+
+#: Seconds between rejoin attempts: the first delays, then the last one repeated.
+REJOIN_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 def _configuration() -> RTCConfiguration:
@@ -53,6 +68,14 @@ class ReceivedTrack:
         return sum(1 for t in self.frame_times if t >= since)
 
 
+@dataclass(frozen=True)
+class Ending:
+    """One end of the participant's live session, as its signal reported it."""
+
+    at: float  # ``time.monotonic()``
+    reason: str
+
+
 class Participant:
     """Publishes ``audio``/``video`` and receives everybody else in its room.
 
@@ -61,6 +84,11 @@ class Participant:
     (``"video/VP8"`` or ``"video/H264"``).  With ``decode=False`` received packets are
     counted but never decoded (benchmarks).  ``loss`` drops that fraction of received
     media datagrams, like a lossy link toward this participant.
+
+    With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
+    makes it join again by itself; each attempt may take ``rejoin_timeout`` seconds.
+    Owns its two peer connections, the tracks it publishes, the tasks decoding what it
+    receives and the rejoin task.
     """
 
     def __init__(
@@ -74,11 +102,26 @@ class Participant:
         clip: list[bytes] | None = None,
         decode: bool = True,
         loss: float = 0.0,
+        rejoin: bool = False,
+        rejoin_timeout: float = 30.0,
     ) -> None:
         self.id = participant_id
         self.signal = signal
+        #: The current subscribe connection's tracks, by mid.
         self.tracks: dict[str, ReceivedTrack] = {}
+        #: Tracks of earlier subscribe connections (before each rejoin), oldest first.
+        self.past_tracks: list[ReceivedTrack] = []
+        #: ``time.monotonic()`` of the first join.
         self.joined_at: float | None = None
+        #: Completed rejoins, and when the latest one completed.
+        self.rejoins = 0
+        self.rejoined_at: float | None = None
+        #: Rejoin attempts that failed (and were retried).
+        self.rejoin_failures = 0
+        #: Every ending the signal reported, in order.
+        self.endings: list[Ending] = []
+        #: A mediator removed this participant: it does not rejoin by itself.
+        self.removed = False
         self._audio = audio
         self._video = video
         self._video_codec = video_codec
@@ -91,6 +134,15 @@ class Participant:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sources: list[MediaStreamTrack] = []
         self._changed = asyncio.Event()
+        self._rejoin = rejoin
+        self._rejoin_timeout = rejoin_timeout
+        self._rejoin_task: asyncio.Task[None] | None = None
+        self._ended_again = False  # an ending arrived while rejoining
+        self._wanted = False  # joined, and not closed: come back after an ending
+        self._generation = 0  # which connections the offer handler serves
+        self._entering = asyncio.Lock()  # one join (or rejoin attempt) at a time
+        if rejoin:
+            signal.on_ended = self._on_ended
 
     async def join(self) -> None:
         """Connect, start receiving the room, and publish."""
@@ -100,10 +152,15 @@ class Participant:
 
     async def connect(self) -> None:
         """Connect and start receiving the room, without publishing yet."""
-        self.joined_at = time.monotonic()
-        await self.signal.connect(self.id, self._on_subscribe_offer)
+        async with self._entering:
+            self.removed = False
+            if self.joined_at is None:
+                self.joined_at = time.monotonic()
+            await self.signal.connect(self.id, self._offer_handler())
+            self._wanted = True
 
     async def publish(self) -> None:
+        """Open the publish connection with fresh tracks (a rejoin does it again)."""
         pc = self._publish_pc = RTCPeerConnection(_configuration())
         if self._audio:
             track = AudioStreamTrack()
@@ -126,11 +183,26 @@ class Participant:
         answer = await self.signal.publish(pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
+    def _offer_handler(self) -> OfferHandler:
+        generation = self._generation
+
+        async def answer(offer: str) -> str:
+            if generation != self._generation:
+                raise RuntimeError("an offer for connections already closed")
+            return await self._on_subscribe_offer(offer)
+
+        return answer
+
     async def _on_subscribe_offer(self, offer: str) -> str:
         pc = self._subscribe_pc
         if pc is None:
             pc = self._subscribe_pc = RTCPeerConnection(_configuration())
-            pc.on("track", self._on_track)
+
+            def on_track(track: MediaStreamTrack, pc: RTCPeerConnection = pc) -> None:
+                if pc is self._subscribe_pc:  # not a connection a rejoin closed meanwhile
+                    self._on_track(track)
+
+            pc.on("track", on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         if self._loss:
             transceivers = pc.getTransceivers()
@@ -149,9 +221,7 @@ class Participant:
         )
         received = self.tracks[transceiver.mid] = ReceivedTrack(transceiver.mid, track.kind)
         if self._decode:
-            task = asyncio.ensure_future(self._consume(track, received))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._own(self._consume(track, received))
         else:
 
             def count(packet: object, arrival_time_ms: int) -> None:
@@ -175,6 +245,11 @@ class Participant:
         except MediaStreamError:
             pass
 
+    def _own(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _notify(self) -> None:
         self._changed.set()
 
@@ -191,10 +266,106 @@ class Participant:
                 s.packetsReceived for s in stats.values() if s.type == "inbound-rtp"
             )
 
-    def frames_from_all(self, count: int, kind: str | None = None) -> bool:
-        """True when at least ``count`` tracks (of ``kind``) have decoded a frame."""
-        decoded = [t for t in self.tracks.values() if t.frames and (kind is None or t.kind == kind)]
+    def frames_from_all(
+        self, count: int, kind: str | None = None, since: float | None = None
+    ) -> bool:
+        """True when at least ``count`` current tracks (of ``kind``) have decoded a frame
+        (at or after ``since``, a ``time.monotonic()``, when given)."""
+        decoded = [
+            t
+            for t in self.tracks.values()
+            if (kind is None or t.kind == kind)
+            and (t.frames if since is None else t.frames_since(since))
+        ]
         return len(decoded) >= count
+
+    @property
+    def rejoining(self) -> bool:
+        """An ending was reported and the participant is not in again yet."""
+        return self._rejoin_task is not None and not self._rejoin_task.done()
+
+    # --- rejoining ----------------------------------------------------------------------
+
+    def _on_ended(self, reason: str) -> None:
+        self.endings.append(Ending(time.monotonic(), reason))
+        self._notify()
+        if reason == REMOVED and self._wanted:
+            self.removed = True
+            self._wanted = False
+            log.info("participant %s: removed from the live session", self.id)
+            self._own(self._leave_removed())
+            return
+        if not self._wanted:
+            log.info("participant %s: live session ended (%s)", self.id, reason)
+            return
+        if self.rejoining:
+            self._ended_again = True
+            return
+        log.info("participant %s: live session ended (%s); rejoining", self.id, reason)
+        self._rejoin_task = asyncio.ensure_future(self._rejoin_until_in(reason))
+
+    async def _rejoin_until_in(self, reason: str) -> None:
+        publishing = self._publish_pc is not None
+        attempt = 0
+        while self._wanted:
+            self._ended_again = False
+            try:
+                async with self._entering:
+                    await self._drop_connections()
+                    async with asyncio.timeout(self._rejoin_timeout):
+                        await self.signal.connect(self.id, self._offer_handler())
+                        if publishing:
+                            await self.publish()
+            except Exception as error:  # refused, timed out, unreachable: try again
+                delay = REJOIN_DELAYS[min(attempt, len(REJOIN_DELAYS) - 1)]
+                attempt += 1
+                self.rejoin_failures += 1
+                log.warning(
+                    "participant %s: rejoin attempt %d failed (%s: %s); next in %.1f s",
+                    self.id,
+                    attempt,
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay * self._random.uniform(0.8, 1.2))
+                continue
+            if not self._wanted:  # removed meanwhile
+                return
+            if self._ended_again:  # ended again while joining: once more
+                continue
+            self.rejoins += 1
+            self.rejoined_at = time.monotonic()
+            log.info(
+                "participant %s: rejoined after %s (rejoin %d, %d failed attempts)",
+                self.id,
+                reason,
+                self.rejoins,
+                attempt,
+            )
+            self._notify()
+            return
+
+    async def _leave_removed(self) -> None:
+        async with self._entering:
+            if self.removed:
+                await self._drop_connections()
+
+    async def _drop_connections(self) -> None:
+        """Close both peer connections and stop the published tracks, keeping what was
+        received in :attr:`past_tracks`."""
+        self._generation += 1
+        pcs = (self._publish_pc, self._subscribe_pc)
+        self._publish_pc = self._subscribe_pc = None
+        self.past_tracks.extend(self.tracks.values())
+        self.tracks = {}
+        for pc in pcs:
+            if pc is not None:
+                await pc.close()
+        sources, self._sources = self._sources, []
+        for source in sources:
+            source.stop()
+        self._notify()
 
     async def wait_until(self, condition: Callable[[Participant], bool]) -> None:
         """Wait until ``condition(self)`` holds (wrap in ``asyncio.timeout``)."""
@@ -207,6 +378,12 @@ class Participant:
                 pass
 
     async def close(self) -> None:
+        self._wanted = False
+        task, self._rejoin_task = self._rejoin_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.signal.close()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
