@@ -186,7 +186,11 @@ class MediaCluster:
                     await connection.notify("left", {"namespace": namespace, "sid": sid})
 
     async def _from_worker(self, method: str, params: dict[str, Any]) -> Any:
-        """A worker speaks to one of this node's sockets."""
+        """A worker speaks to one of this node's sockets, or announces a space change."""
+        if method == "space_event":
+            params["space_ids"] = tuple(params.get("space_ids") or ())
+            await self.services.spaces.publish(SpaceEvent(**params))
+            return None
         namespace = self.namespaces.get(str(params.get("namespace")))
         if namespace is None:
             raise ValueError("unknown namespace")

@@ -18,11 +18,13 @@ import logging
 import os
 import resource
 import time
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel
 
 from rooms.cases import Member
+from rooms.spaces import SpaceEvent
 from sfu import Worker
 from signaling.media import MediaNamespace, media_settings
 from signaling.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
@@ -146,6 +148,7 @@ class MediaHost:
         }
         self._cases: set[str] = set()
         self._connections: set[RpcConnection] = set()
+        services.spaces.listen(self._space_event)
         self._server: asyncio.Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -204,6 +207,19 @@ class MediaHost:
             task = asyncio.ensure_future(self._left(namespace, sid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _space_event(self, change: SpaceEvent) -> None:
+        """A space changed here (a video message or a hearing was stored): the sockets
+        of the space are on signaling nodes, one of which announces it (through Redis,
+        to every node's sockets)."""
+        body = {**asdict(change), "space_ids": list(change.space_ids)}
+        for connection in list(self._connections):
+            try:
+                await connection.notify("space_event", body)
+                return
+            except ConnectionLost:
+                continue
+        log.warning("no signaling node to announce a space change", extra={"kind": change.kind})
 
     async def _left(self, namespace: str, sid: str) -> None:
         hosted = self.namespaces.get(namespace)

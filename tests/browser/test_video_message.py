@@ -16,8 +16,8 @@ from tests.browser.test_spaces import (
     SHARED,
     Watch,
     open_space,
+    page_of,
     prepare_case,
-    signed_in_page,
 )
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ async def test_party_records_a_video_message_the_other_plays_and_seeks(
         assert status == 201, body
 
         watch = Watch()
-        _, a = await signed_in_page(media_browser, caucus_server, "a", watch)
+        _, a = await page_of(media_browser, caucus_server, "a", watch)
         await open_space(a, case_id, SHARED)
-        _, b = await signed_in_page(media_browser, caucus_server, "b", watch)
+        _, b = await page_of(media_browser, caucus_server, "b", watch)
         await open_space(b, case_id, SHARED)
         ranged: list[str] = []
         partial: list[int] = []
@@ -102,7 +102,7 @@ async def test_party_records_a_video_message_the_other_plays_and_seeks(
         assert 206 in partial, partial
 
         # The neutral records the main room into this space from the space page.
-        _, n = await signed_in_page(media_browser, caucus_server, "neutral", watch)
+        _, n = await page_of(media_browser, caucus_server, "neutral", watch)
         await open_space(n, case_id, SHARED)
         await expect(n.get_by_test_id("hearing-state")).to_have_text("Not recording")
         await n.get_by_test_id("hearing-toggle").click()

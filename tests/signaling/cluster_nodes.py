@@ -1,0 +1,180 @@
+"""Caucus nodes as real processes for the scale-out tests: ``caucus serve --workers N``,
+one or two nodes sharing a database, a data directory (master key, certificates, vault)
+and, for two nodes, Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.loadtest_setup import ApiSession, create_accounts
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = re.compile(r"^One-time password: (\S+)$")
+WORKER_STARTED = re.compile(r"media worker started worker='([^']+)' pid=(\d+)")
+NEW_ADMIN_PASSWORD = "violet tram 42 lanterns"
+CLUSTER_SECRET = "the cluster secret of the scale-out tests"
+START_SECONDS = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Node:
+    """One ``caucus serve`` process and what it printed."""
+
+    url: str
+    node_id: str
+    process: asyncio.subprocess.Process
+    output: list[str] = field(default_factory=list)
+    admin_password: str | None = None
+    _readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def workers(self) -> dict[str, int]:
+        """Worker id -> pid of every worker this node started (restarts included)."""
+        found: dict[str, int] = {}
+        for line in self.output:
+            match = WORKER_STARTED.search(line)
+            if match:
+                found[match.group(1)] = int(match.group(2))
+        return found
+
+    def log(self) -> str:
+        return "\n".join(self.output[-150:])
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(30):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        for reader in self._readers:
+            reader.cancel()
+
+
+async def _read(stream: asyncio.StreamReader, output: list[str]) -> None:
+    while raw := await stream.readline():
+        output.append(raw.decode(errors="replace").rstrip("\r\n"))
+
+
+async def start_node(
+    data_dir: Path,
+    *,
+    node_id: str,
+    workers: int,
+    database_url: str | None,
+    redis_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Node:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CAUCUS_LOG_LEVEL": "INFO",
+        "CAUCUS_ARGON2_TIME_COST": "1",
+        "CAUCUS_ARGON2_MEMORY_KIB": "8192",
+        "CAUCUS_ARGON2_PARALLELISM": "1",
+        "CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET,
+        **(extra_env or {}),
+    }
+    args = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
+    args += ["--workers", str(workers), "--node-id", node_id]
+    if database_url:
+        args += ["--database-url", database_url]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    node = Node(f"https://127.0.0.1:{port}", node_id, process)
+    assert process.stdout is not None and process.stderr is not None
+    node._readers.append(asyncio.ensure_future(_read(process.stderr, node.output)))
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        remaining = deadline - time.monotonic()
+        raw = await asyncio.wait_for(process.stdout.readline(), max(remaining, 0.01))
+        if not raw:
+            await asyncio.sleep(0.2)  # let stderr be read for the message below
+            raise RuntimeError(f"node {node_id} exited:\n{node.log()}")
+        line = raw.decode(errors="replace").strip()
+        node.output.append(line)
+        if match := ADMIN_PASSWORD.match(line):
+            node.admin_password = match.group(1)
+        if line.startswith("Self-signed certificate authority:"):
+            break  # the banner's last line
+    node._readers.append(asyncio.ensure_future(_read(process.stdout, node.output)))
+    return node
+
+
+@contextlib.asynccontextmanager
+async def shared_database() -> AsyncIterator[str | None]:
+    """A fresh PostgreSQL database when the run has one (``CAUCUS_TEST_DATABASE_URL``),
+    dropped afterwards; else ``None`` (the nodes share SQLite in their data directory)."""
+    admin_url = os.environ.get("CAUCUS_TEST_DATABASE_URL")
+    if not admin_url:
+        yield None
+        return
+    import asyncpg
+
+    name = f"caucus_cluster_{secrets.token_hex(5)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    scheme, rest = admin_url.split("://", 1)
+    authority = rest.split("/", 1)[0]
+    try:
+        yield f"{scheme}://{authority}/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def one_case(node: Node, people: int) -> dict[str, Any]:
+    """A neutral and a case with ``people`` parties, made over the API of ``node``."""
+    assert node.admin_password is not None
+    accounts = await create_accounts(
+        node.url,
+        rooms=1,
+        per_room=people,
+        admin_user="admin",
+        admin_password=node.admin_password,
+        admin_new_password=NEW_ADMIN_PASSWORD,
+        insecure=True,
+    )
+    return accounts
+
+
+async def media_stats(node: Node) -> dict[str, Any]:
+    """``GET /api/admin/media`` of ``node`` (every worker's statistics, merged)."""
+    async with ApiSession(node.url, insecure=True) as admin:
+        await admin.sign_in("admin", NEW_ADMIN_PASSWORD)
+        return await admin.request("GET", "/api/admin/media")

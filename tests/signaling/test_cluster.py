@@ -1,0 +1,236 @@
+"""Scale-out with real processes: media worker processes behind signaling nodes.
+
+* Two signaling nodes with one worker each, sharing the database, the data directory and
+  Redis: participants connected to different nodes are in one live room and receive each
+  other; the mediator on node 1 moves participants connected to node 2 and their media
+  follows.
+* A worker killed with SIGKILL during a four-person session: every participant decodes
+  video again within 5 s, in the room it was in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from client import Participant, SocketSignal
+from tests.signaling.cluster_nodes import (
+    Node,
+    media_stats,
+    one_case,
+    shared_database,
+    start_node,
+)
+
+REDIS_URL = os.environ.get("CAUCUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RECOVERY_SECONDS = 5.0  # the promise to people in a session when a worker dies
+
+
+@contextlib.asynccontextmanager
+async def people_in(
+    nodes: list[Node], accounts: dict[str, Any], *, rejoin: bool = False
+) -> AsyncIterator[list[Participant]]:
+    """The case's neutral and parties, each publishing audio and video; person ``i``
+    connects to ``nodes[i % len(nodes)]``."""
+    case = accounts["rooms"][0]
+    logins = [accounts["neutral"], *case["accounts"]]
+    people = []
+    for index, login in enumerate(logins):
+        node = nodes[index % len(nodes)]
+        signal_ = SocketSignal(
+            node.url, login["username"], login["password"], case["case_id"], insecure=True
+        )
+        people.append(Participant(login["username"], signal_, rejoin=rejoin))
+    try:
+        await asyncio.gather(*(person.join() for person in people))
+        yield people
+    finally:
+        await asyncio.gather(*(person.close() for person in people), return_exceptions=True)
+
+
+def display_names(accounts: dict[str, Any], people: list[Participant]) -> dict[Any, str]:
+    """Each person's display name in the case (the neutral's is set by the set-up)."""
+    logins = [accounts["neutral"], *accounts["rooms"][0]["accounts"]]
+    return {
+        person: login.get("display_name", "Load test neutral")
+        for person, login in zip(people, logins, strict=True)
+    }
+
+
+def user_id(person: Participant) -> str:
+    return person.signal.live["you"]["user_id"]  # type: ignore[attr-defined]
+
+
+def room_of(person: Participant) -> str | None:
+    return person.signal.live.get("you", {}).get("room_id")  # type: ignore[attr-defined]
+
+
+def senders(person: Participant, kind: str = "video") -> set[str]:
+    """Whose ``kind`` tracks the server says ``person`` receives now."""
+    tracks = person.signal.tracks.values()  # type: ignore[attr-defined]
+    return {t["display_name"] for t in tracks if t["kind"] == kind}
+
+
+def decoding(person: Participant, since: float) -> set[str]:
+    """Whose video ``person`` decoded a frame of after ``since``, on the m-lines the
+    server says carry them now (a new connection after a rejoin included)."""
+    owners = {
+        mid: t["display_name"]
+        for mid, t in person.signal.tracks.items()  # type: ignore[attr-defined]
+        if t["kind"] == "video"
+    }
+    return {
+        owners[mid]
+        for mid, track in person.tracks.items()
+        if mid in owners and track.frames_since(since) > 0
+    }
+
+
+async def until(condition, seconds: float, what: str, nodes: list[Node]) -> None:
+    """Wait for ``condition()`` (checked as media arrives), failing with the nodes' logs."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not condition():  # noqa: ASYNC110 (spans several clients and processes)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        logs = "\n\n".join(f"--- {n.node_id}\n{n.log()}" for n in nodes)
+        raise AssertionError(f"timed out waiting until {what}\n{logs}") from None
+
+
+def same_room_only(stats: dict[str, Any]) -> None:
+    """The SFU forwards only within rooms: every subscription joins two ends of a room."""
+    assert stats["subscriptions"], "nothing is forwarded"
+    for row in stats["subscriptions"]:
+        assert row["subscriber_room"] == row["publisher_room"], row
+
+
+async def test_two_nodes_share_a_room_and_the_mediator_moves_people_across_nodes(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with shared_database() as database:
+        node1 = await start_node(
+            data, node_id="n1", workers=1, database_url=database, redis_url=REDIS_URL
+        )
+        node2 = await start_node(
+            data, node_id="n2", workers=1, database_url=database, redis_url=REDIS_URL
+        )
+        nodes = [node1, node2]
+        try:
+            accounts = await one_case(node1, 3)
+            case_id = accounts["rooms"][0]["case_id"]
+            async with people_in(nodes, accounts) as people:
+                mediator, paula, carl, dora = people  # n1, n2, n1, n2
+                await until(
+                    lambda: all(p.frames_from_all(3, "video") for p in people),
+                    60,
+                    "everyone decodes the other three",
+                    nodes,
+                )
+                stats = await media_stats(node2)
+                assert {w["node"] for w in stats["workers"]} == {"n1", "n2"}
+                hosting = [w for w in stats["workers"] if w["participants"]]
+                assert len(hosting) == 1 and hosting[0]["participants"] == 4
+                same_room_only(stats)
+
+                # the mediator, on node 1, moves two people connected to node 2
+                room = await mediator.signal.call(  # type: ignore[attr-defined]
+                    "live.room.create", {"case_id": case_id, "name": "Caucus B"}
+                )
+                moved_at = time.monotonic()
+                await mediator.signal.call(  # type: ignore[attr-defined]
+                    "live.move_many",
+                    {
+                        "case_id": case_id,
+                        "moves": {user_id(paula): room["room_id"], user_id(dora): room["room_id"]},
+                    },
+                )
+                names = display_names(accounts, people)
+                await until(
+                    lambda: (
+                        room_of(paula) == room["room_id"] == room_of(dora)
+                        and senders(paula) == {names[dora]}
+                        and senders(dora) == {names[paula]}
+                        and senders(mediator) == {names[carl]}
+                        and senders(carl) == {names[mediator]}
+                        and all(decoding(p, moved_at) == senders(p) for p in people)
+                    ),
+                    30,
+                    "the moved people receive each other only, and so do the others",
+                    nodes,
+                )
+                stats = await media_stats(node1)
+                same_room_only(stats)
+                rooms = {row["subscriber_room"] for row in stats["subscriptions"]}
+                assert rooms == {f"{case_id}:main", f"{case_id}:{room['room_id']}"}
+        finally:
+            for node in nodes:
+                await node.stop()
+
+
+async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
+    async with shared_database() as database:
+        node = await start_node(tmp_path / "data", node_id="solo", workers=2, database_url=database)
+        try:
+            accounts = await one_case(node, 3)
+            case_id = accounts["rooms"][0]["case_id"]
+            async with people_in([node], accounts, rejoin=True) as people:
+                mediator, paula, _carl, dora = people
+                room = await mediator.signal.call(  # type: ignore[attr-defined]
+                    "live.room.create", {"case_id": case_id, "name": "Caucus P"}
+                )
+                await mediator.signal.call(  # type: ignore[attr-defined]
+                    "live.move_many",
+                    {
+                        "case_id": case_id,
+                        "moves": {user_id(paula): room["room_id"], user_id(dora): room["room_id"]},
+                    },
+                )
+                settled = time.monotonic()
+                await until(
+                    lambda: (
+                        room_of(paula) == room["room_id"] == room_of(dora)
+                        and all(len(senders(p)) == 1 for p in people)
+                        and all(decoding(p, settled) == senders(p) for p in people)
+                    ),
+                    60,
+                    "everyone decodes the one other person in their room",
+                    [node],
+                )
+                before = {p.id: room_of(p) for p in people}
+                stats = await media_stats(node)
+                hosting = [w for w in stats["workers"] if w["participants"]]
+                assert len(hosting) == 1
+                pid = node.workers()[hosting[0]["id"]]
+
+                killed_at = time.monotonic()
+                os.kill(pid, signal.SIGKILL)
+                await until(
+                    lambda: all(
+                        p.rejoins >= 1
+                        and p.rejoined_at is not None
+                        and p.rejoined_at > killed_at
+                        and len(senders(p)) == 1
+                        and decoding(p, killed_at) == senders(p)
+                        for p in people
+                    ),
+                    RECOVERY_SECONDS,
+                    "everyone decodes video again",
+                    [node],
+                )
+                recovered = time.monotonic() - killed_at
+                print(f"every participant decoded video again {recovered:.2f} s after the kill")
+                assert {p.id: room_of(p) for p in people} == before
+                stats = await media_stats(node)
+                same_room_only(stats)
+                assert len(stats["subscriptions"]) == 8  # 4 people x (audio + video)
+                # the node started the killed worker again
+                await until(lambda: len(node.workers()) == 3, 30, "a new worker", [node])
+        finally:
+            await node.stop()
