@@ -262,11 +262,12 @@ class MediaHost:
 
     async def end_case(self, case_id: str, reason: str) -> None:
         """End every live session of ``case_id`` here, telling the clients ``reason``
-        (they join again, and are placed on another worker)."""
-        await self.media.end_case(case_id, reason)
+        (they join again, and are placed on another worker: the placement is handed back
+        first, so that nobody joining meanwhile lands here again)."""
         self._cases.discard(case_id)
         if self._directory is not None:
             await self._directory.release(case_id, self.info.id)
+        await self.media.end_case(case_id, reason)
 
     # --- load and heartbeat -------------------------------------------------------------
 

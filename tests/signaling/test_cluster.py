@@ -6,6 +6,10 @@
   follows.
 * A worker killed with SIGKILL during a four-person session: every participant decodes
   video again within 5 s, in the room it was in.
+* A signaling node killed with SIGKILL (its worker goes with it): its clients reconnect
+  to the other node, and everyone is back in their room.
+* ``caucus drain --now`` moves a live case off a node: its people land on the other
+  node's worker, in their rooms.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +26,8 @@ from typing import Any
 
 from client import Participant, SocketSignal
 from tests.signaling.cluster_nodes import (
+    CLUSTER_SECRET,
+    ROOT,
     Node,
     media_stats,
     one_case,
@@ -37,14 +44,19 @@ async def people_in(
     nodes: list[Node], accounts: dict[str, Any], *, rejoin: bool = False
 ) -> AsyncIterator[list[Participant]]:
     """The case's neutral and parties, each publishing audio and video; person ``i``
-    connects to ``nodes[i % len(nodes)]``."""
+    connects to ``nodes[i % len(nodes)]`` (and to the others when it cannot)."""
     case = accounts["rooms"][0]
     logins = [accounts["neutral"], *case["accounts"]]
     people = []
     for index, login in enumerate(logins):
         node = nodes[index % len(nodes)]
         signal_ = SocketSignal(
-            node.url, login["username"], login["password"], case["case_id"], insecure=True
+            node.url,
+            login["username"],
+            login["password"],
+            case["case_id"],
+            insecure=True,
+            urls=[n.url for n in nodes if n is not node],
         )
         people.append(Participant(login["username"], signal_, rejoin=rejoin))
     try:
@@ -234,3 +246,154 @@ async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
                 await until(lambda: len(node.workers()) == 3, 30, "a new worker", [node])
         finally:
             await node.stop()
+
+
+async def breakout(mediator: Participant, case_id: str, moved: list[Participant]) -> str:
+    """The mediator opens a breakout room and moves ``moved`` there; its id."""
+    room = await mediator.signal.call(  # type: ignore[attr-defined]
+        "live.room.create", {"case_id": case_id, "name": "Caucus Q"}
+    )
+    await mediator.signal.call(  # type: ignore[attr-defined]
+        "live.move_many",
+        {"case_id": case_id, "moves": {user_id(p): room["room_id"] for p in moved}},
+    )
+    return room["room_id"]
+
+
+def everyone_sees_one(people: list[Participant], since: float) -> bool:
+    return all(len(senders(p)) == 1 and decoding(p, since) == senders(p) for p in people)
+
+
+async def test_a_dead_signaling_node_loses_nobody(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with shared_database() as database:
+        nodes = [
+            await start_node(
+                data, node_id=name, workers=1, database_url=database, redis_url=REDIS_URL
+            )
+            for name in ("n1", "n2")
+        ]
+        try:
+            accounts = await one_case(nodes[0], 3)
+            case_id = accounts["rooms"][0]["case_id"]
+            async with people_in(nodes, accounts, rejoin=True) as people:
+                mediator, paula, _carl, dora = people  # n1, n2, n1, n2
+                room_id = await breakout(mediator, case_id, [paula, dora])
+                settled = time.monotonic()
+                await until(
+                    lambda: (
+                        room_of(paula) == room_id == room_of(dora)
+                        and everyone_sees_one(people, settled)
+                    ),
+                    60,
+                    "everyone decodes the one other person in their room",
+                    nodes,
+                )
+                before = {p.id: room_of(p) for p in people}
+
+                killed_at = time.monotonic()
+                nodes[0].process.kill()  # SIGKILL: no goodbye to anyone
+                await until(
+                    lambda: (
+                        all(p.rejoined_at and p.rejoined_at > killed_at for p in people)
+                        and everyone_sees_one(people, killed_at)
+                    ),
+                    30,
+                    "everyone is back through node 2",
+                    nodes,
+                )
+                print(f"everyone decoded video again {time.monotonic() - killed_at:.2f} s later")
+                assert all(p.signal.base_url == nodes[1].url for p in people)  # type: ignore[attr-defined]
+                assert {p.id: room_of(p) for p in people} == before
+                stats = await media_stats(nodes[1])
+                assert {w["node"] for w in stats["workers"]} == {"n2"}
+                same_room_only(stats)
+                assert len(stats["subscriptions"]) == 8
+        finally:
+            for node in nodes:
+                await node.stop()
+
+
+async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with shared_database() as database:
+        nodes = [
+            await start_node(
+                data, node_id=name, workers=1, database_url=database, redis_url=REDIS_URL
+            )
+            for name in ("d1", "d2")
+        ]
+        try:
+            accounts = await one_case(nodes[0], 3)
+            case_id = accounts["rooms"][0]["case_id"]
+            async with people_in(nodes, accounts, rejoin=True) as people:
+                mediator, paula, _carl, dora = people
+                room_id = await breakout(mediator, case_id, [paula, dora])
+                settled = time.monotonic()
+                await until(lambda: everyone_sees_one(people, settled), 60, "media flows", nodes)
+                before = {p.id: room_of(p) for p in people}
+                stats = await media_stats(nodes[0])
+                (hosting,) = [w for w in stats["workers"] if w["participants"]]
+                drained = hosting["node"]
+
+                drained_at = time.monotonic()
+                drain = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "signaling.cli",
+                    "drain",
+                    "--redis-url",
+                    REDIS_URL,
+                    "--node-id",
+                    drained,
+                    "--now",
+                    "--wait",
+                    cwd=ROOT,
+                    env={**os.environ, "CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET},
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                out, _ = await asyncio.wait_for(drain.communicate(), 60)
+                text = out.decode()
+                assert drain.returncode == 0, text
+                assert f"Node {drained} is draining" in text
+                assert text.strip().endswith("0 cases still on its workers"), text
+
+                await until(
+                    lambda: (
+                        all(p.rejoined_at and p.rejoined_at > drained_at for p in people)
+                        and everyone_sees_one(people, drained_at)
+                    ),
+                    30,
+                    "everyone is back on the other node's worker",
+                    nodes,
+                )
+                assert all("moved" in p.signal.endings for p in people)  # type: ignore[attr-defined]
+                assert {p.id: room_of(p) for p in people} == before
+                assert room_of(paula) == room_id
+                stats = await media_stats(nodes[0])
+                (hosting,) = [w for w in stats["workers"] if w["participants"]]
+                assert hosting["node"] != drained
+                same_room_only(stats)
+
+                undo = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "signaling.cli",
+                    "drain",
+                    "--redis-url",
+                    REDIS_URL,
+                    "--node-id",
+                    drained,
+                    "--undo",
+                    cwd=ROOT,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                out, _ = await asyncio.wait_for(undo.communicate(), 60)
+                assert undo.returncode == 0
+                assert f"Node {drained}: live rooms are placed on its 1 workers again." in (
+                    out.decode()
+                )
+        finally:
+            for node in nodes:
+                await node.stop()
