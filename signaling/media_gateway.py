@@ -178,7 +178,8 @@ class MediaCluster:
 
     async def left(self, namespace: str, sid: str) -> None:
         """A socket disconnected: tell every worker that had its events."""
-        self._joined.pop(sid, None) if namespace == "/media" else None
+        if namespace == "/media":
+            self._joined.pop(sid, None)
         for worker_id in self._routes.pop((namespace, sid), set()):
             connection = self._connections.get(worker_id)
             if connection is not None:

@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from client import Participant, SocketSignal
+import pytest
+
+from client import Participant, SignalError, SocketSignal
 from tests.signaling.cluster_nodes import (
     CLUSTER_SECRET,
     ROOT,
@@ -150,6 +152,13 @@ async def test_two_nodes_share_a_room_and_the_mediator_moves_people_across_nodes
                 hosting = [w for w in stats["workers"] if w["participants"]]
                 assert len(hosting) == 1 and hosting[0]["participants"] == 4
                 same_room_only(stats)
+
+                # a party's try at the mediator's controls is refused by its own node
+                with pytest.raises(SignalError) as refused:
+                    await paula.signal.call(  # type: ignore[attr-defined]
+                        "live.move", {"case_id": case_id, "user_id": user_id(carl), "room_id": "x"}
+                    )
+                assert refused.value.code == "forbidden"
 
                 # the mediator, on node 1, moves two people connected to node 2
                 room = await mediator.signal.call(  # type: ignore[attr-defined]

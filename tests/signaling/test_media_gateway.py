@@ -1,0 +1,35 @@
+"""A node whose media runs in worker processes declares and checks the same events as a
+single-process node: the forwarding namespaces stand for the real ones event by event."""
+
+from __future__ import annotations
+
+from signaling.app import build_app
+from signaling.media import MediaNamespace
+from signaling.media_gateway import ForwardingNamespace, MediaCluster
+from signaling.placement import MemoryDirectory
+from signaling.recording import RecordingNamespace
+from signaling.services import Services
+from signaling.sockets import NAMESPACES, EventNamespace
+
+
+def declared(namespace: EventNamespace) -> dict[str, tuple[object, ...]]:
+    return {
+        name: (spec.model, spec.rule.kind, tuple(sorted(spec.rule.case_roles)))
+        for name, spec in namespace.events.items()
+    }
+
+
+async def test_forwarding_namespaces_declare_what_they_stand_for(services: Services) -> None:
+    cluster = MediaCluster(services, MemoryDirectory(), "a secret of sixteen+ chars")
+    app = build_app(services, cluster)
+    by_name = {n.namespace: n for n in app[NAMESPACES]}
+    local = build_app(services)
+    local_by_name = {n.namespace: n for n in local[NAMESPACES]}
+    assert by_name.keys() == local_by_name.keys()
+    for name, real in (("/media", MediaNamespace), ("/recording", RecordingNamespace)):
+        forwarding = by_name[name]
+        assert isinstance(forwarding, ForwardingNamespace)
+        assert isinstance(local_by_name[name], real)
+        assert declared(forwarding) == declared(local_by_name[name])
+        assert len(forwarding.events) >= 3
+    await cluster.close()
