@@ -104,8 +104,9 @@ class EventNamespace(socketio.AsyncNamespace):
         token = session_token_from_environ(environ)
         session = await self.services.sessions.find(token)
         if session is None or session.stage != STAGE_ACTIVE:
+            # message, then data: clients read ``error.data.code`` of ``connect_error``
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unauthenticated", "message": "Sign in first."}
+                "Sign in first.", {"code": "unauthenticated", "message": "Sign in first."}
             )
         await self.save_session(sid, {"token": token, "user_id": session.user_id})
         self.sids_by_session.setdefault(session.token_hash, set()).add(sid)
