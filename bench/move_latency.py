@@ -8,9 +8,13 @@ top-left block encodes who sent it.  Rooms: main (mediator + one party), "A" and
 (one party each); a fourth participant is moved round main → A → B → main …, and the time
 to its first decoded frame from someone of the new room is measured per move.  Prints::
 
-    {"moves": 20, "move_to_first_frame_ms_p50": ..., "move_to_first_frame_ms_p95": ...}
+    {"runs": [{"workers": 0, "moves": 20, "move_to_first_frame_ms_p50": ...,
+               "move_to_first_frame_ms_p95": ...}, {"workers": 1, ...}]}
 
-    .venv/bin/python bench/move_latency.py --json [--moves 20]
+    .venv/bin/python bench/move_latency.py --json [--moves 20] [--workers 0,1]
+
+With ``--workers 0`` the SFU runs in the server process; with 1, in a media worker process
+behind the signaling process (every move is forwarded over the node-worker channel).
 """
 
 from __future__ import annotations
@@ -128,7 +132,9 @@ def caucus_command() -> list[str]:
     return [caucus] if os.path.exists(caucus) else [sys.executable, "-m", "signaling.cli"]
 
 
-async def start_server(data_dir: str) -> tuple[asyncio.subprocess.Process, str, str, str]:
+async def start_server(
+    data_dir: str, workers: int
+) -> tuple[asyncio.subprocess.Process, str, str, str]:
     command = caucus_command()
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -139,6 +145,8 @@ async def start_server(data_dir: str) -> tuple[asyncio.subprocess.Process, str, 
         str(free_port()),
         "--data-dir",
         data_dir,
+        "--workers",
+        str(workers),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "CAUCUS_LOG_LEVEL": "WARNING"},
@@ -230,9 +238,9 @@ async def prepare(base: str, admin_user: str, admin_password: str) -> tuple[str,
         await neutral.http.close()
 
 
-async def run(moves: int) -> dict:
+async def run(moves: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        process, base, admin_user, admin_password = await start_server(data_dir)
+        process, base, admin_user, admin_password = await start_server(data_dir, workers)
         people: list[BenchParticipant] = []
         try:
             case_id, names = await prepare(base, admin_user, admin_password)
@@ -282,6 +290,7 @@ async def run(moves: int) -> dict:
     samples.sort()
     p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
     return {
+        "workers": workers,
         "moves": len(samples),
         "move_to_first_frame_ms_p50": round(statistics.median(samples), 1),
         "move_to_first_frame_ms_p95": round(p95, 1),
@@ -293,8 +302,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--workers",
+        default="0,1",
+        help="media worker counts to measure in turn (0: media in the server process; "
+        "default 0,1: the cost of the worker hop, in one run)",
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.moves))
+    results = [asyncio.run(run(args.moves, int(n))) for n in args.workers.split(",")]
+    result = results[0] if len(results) == 1 else {"runs": results}
     print(json.dumps(result) if args.json else result)
 
 
