@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from rooms.spaces import SpaceEvent
 from signaling.placement import Directory, WorkerInfo, least_loaded
+from signaling.recording import RECORDING_NAMESPACE
 from signaling.rpc import ConnectionLost, RpcConnection, RpcError
 from signaling.services import Services
 from signaling.sockets import Caller, Event, EventNamespace
@@ -76,6 +77,8 @@ class MediaCluster:
         self._routes: dict[tuple[str, str], set[str]] = {}
         #: /media sid -> (worker id, case id) while the socket is in a live room
         self._joined: dict[str, tuple[str, str]] = {}
+        #: /recording sid -> (worker id, recording id) while it records a video message
+        self._videos: dict[str, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         services.spaces.listen(self._space_changed)
 
@@ -174,12 +177,16 @@ class MediaCluster:
                 self._joined[caller.sid] = (worker.id, case_id)
             elif event == "media.leave":
                 self._joined.pop(caller.sid, None)
+        elif event == "video.start" and reply.get("ok"):
+            self._videos[caller.sid] = (worker.id, str(reply.get("recording_id")))
         return reply
 
     async def left(self, namespace: str, sid: str) -> None:
         """A socket disconnected: tell every worker that had its events."""
         if namespace == "/media":
             self._joined.pop(sid, None)
+        else:
+            self._videos.pop(sid, None)
         for worker_id in self._routes.pop((namespace, sid), set()):
             connection = self._connections.get(worker_id)
             if connection is not None:
@@ -199,6 +206,8 @@ class MediaCluster:
         if method == "emit":
             if params["event"] == "media.ended":
                 self._joined.pop(sid, None)
+            elif params["event"] == "video.ended":
+                self._videos.pop(sid, None)
             await namespace.emit(str(params["event"]), params.get("data"), to=sid)
             return None
         if method == "call":
@@ -217,22 +226,44 @@ class MediaCluster:
         stranded = [(sid, case) for sid, (w, case) in self._joined.items() if w == worker_id]
         for sid, _case in stranded:
             del self._joined[sid]
+        videos = [(sid, rec) for sid, (w, rec) in self._videos.items() if w == worker_id]
+        for sid, _recording in videos:
+            del self._videos[sid]
         for sids in self._routes.values():
             sids.discard(worker_id)
         log.warning("media worker lost", extra={"worker": worker_id, "live_sockets": len(stranded)})
-        task = asyncio.ensure_future(self._tell_stranded(worker_id, stranded))
+        task = asyncio.ensure_future(self._tell_stranded(worker_id, stranded, videos))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _tell_stranded(self, worker_id: str, stranded: list[tuple[str, str]]) -> None:
+    async def _tell_stranded(
+        self, worker_id: str, stranded: list[tuple[str, str]], videos: list[tuple[str, str]]
+    ) -> None:
+        """Live sessions there end (their clients join again); video messages being
+        recorded there are lost, and their recorders are told so."""
         with contextlib.suppress(Exception):
             await self.directory.unregister(worker_id)  # it re-registers if still alive
         media = self.namespaces.get("/media")
-        if media is None:
-            return
-        for sid, case_id in stranded:
-            with contextlib.suppress(Exception):
-                await media.emit("media.ended", {"case_id": case_id, "reason": WORKER_LOST}, to=sid)
+        if media is not None:
+            for sid, case_id in stranded:
+                with contextlib.suppress(Exception):
+                    await media.emit(
+                        "media.ended", {"case_id": case_id, "reason": WORKER_LOST}, to=sid
+                    )
+        recording = self.namespaces.get(RECORDING_NAMESPACE)
+        if recording is not None:
+            for sid, recording_id in videos:
+                outcome = {
+                    "recording_id": recording_id,
+                    "status": "failed",
+                    "reason": WORKER_LOST,
+                    "duration_s": 0.0,
+                    "message": None,
+                    "file": None,
+                    "error": "The media server stopped during the recording; it was not saved.",
+                }
+                with contextlib.suppress(Exception):
+                    await recording.emit("video.ended", outcome, to=sid)
 
     async def _space_changed(self, change: SpaceEvent) -> None:
         """A closed case's recordings in progress are discarded where they run."""

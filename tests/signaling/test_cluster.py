@@ -25,8 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
 
 from client import Participant, SignalError, SocketSignal
+from client.loadtest_setup import ApiSession
+from signaling.access import SESSION_COOKIE
 from tests.signaling.cluster_nodes import (
     CLUSTER_SECRET,
     ROOT,
@@ -229,6 +234,8 @@ async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
                 hosting = [w for w in stats["workers"] if w["participants"]]
                 assert len(hosting) == 1
                 pid = node.workers()[hosting[0]["id"]]
+                # meanwhile Paula records a video message in a space of the case
+                video = await VideoMessage.start(node, accounts, user_id(paula))
 
                 killed_at = time.monotonic()
                 os.kill(pid, signal.SIGKILL)
@@ -247,6 +254,11 @@ async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
                 )
                 recovered = time.monotonic() - killed_at
                 print(f"every participant decoded video again {recovered:.2f} s after the kill")
+                # the recording in progress is lost, and its recorder is told so
+                ended = await video.ended()
+                assert ended["recording_id"] == video.recording_id
+                assert ended["status"] == "failed" and ended["reason"] == "media_worker_lost"
+                await video.close()
                 assert {p.id: room_of(p) for p in people} == before
                 stats = await media_stats(node)
                 same_room_only(stats)
@@ -267,6 +279,65 @@ async def breakout(mediator: Participant, case_id: str, moved: list[Participant]
         {"case_id": case_id, "moves": {user_id(p): room["room_id"] for p in moved}},
     )
     return room["room_id"]
+
+
+class VideoMessage:
+    """A party recording a video message over ``/recording`` (audio only is enough)."""
+
+    def __init__(self, sio: socketio.AsyncClient, pc: RTCPeerConnection, reply: dict) -> None:
+        self.sio = sio
+        self.pc = pc
+        self.recording_id = reply["recording_id"]
+        self._ended: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def start(cls, node: Node, accounts: dict[str, Any], party_id: str) -> VideoMessage:
+        case_id = accounts["rooms"][0]["case_id"]
+        neutral = accounts["neutral"]
+        async with ApiSession(node.url, insecure=True) as api:
+            await api.sign_in(neutral["username"], neutral["password"])
+            space = await api.request(
+                "POST",
+                f"/api/cases/{case_id}/spaces",
+                {"name": "Messages to the mediator", "member_ids": [party_id]},
+            )
+        login = accounts["rooms"][0]["accounts"][0]
+        token = await SocketSignal(
+            node.url, login["username"], login["password"], case_id, insecure=True
+        ).sign_in()
+        sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+        await sio.connect(
+            node.url,
+            headers={"Cookie": f"{SESSION_COOKIE}={token}"},
+            namespaces=["/recording"],
+            transports=["websocket"],
+        )
+        pc = RTCPeerConnection()
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {
+            "case_id": case_id,
+            "space_id": space["space"]["id"],
+            "sdp": pc.localDescription.sdp,
+        }
+        reply = await sio.call("video.start", body, namespace="/recording", timeout=30)
+        assert reply["ok"], reply
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        message = cls(sio, pc, reply)
+
+        def ended(outcome: dict) -> None:
+            if not message._ended.done():
+                message._ended.set_result(outcome)
+
+        sio.on("video.ended", ended, namespace="/recording")
+        return message
+
+    async def ended(self) -> dict:
+        return await asyncio.wait_for(self._ended, 10)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        await self.sio.disconnect()
 
 
 def everyone_sees_one(people: list[Participant], since: float) -> bool:
