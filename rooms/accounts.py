@@ -1,4 +1,7 @@
-"""User accounts: creation, password login, TOTP two-factor with recovery codes."""
+"""User accounts: creation, password login, TOTP two-factor with recovery codes.
+
+TOTP seeds are kept sealed by the master key (``MasterKey.seal``, bound to the user's id),
+so a copy of the database alone does not give anyone's second factor away."""
 
 from __future__ import annotations
 
@@ -13,12 +16,14 @@ from dataclasses import dataclass
 import pyotp
 import sqlalchemy as sa
 
-from rooms.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
+from rooms.masterkey import MasterKey, sealed_by
 from rooms.passwords import PasswordPolicy
 from rooms.schema import new_id, recovery_codes, users
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from rooms.store import Store
 from rooms.throttle import LoginThrottle
+from rooms.vault import VaultIntegrityError
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 GLOBAL_ROLES = ("admin", "neutral", "member")
@@ -86,11 +91,51 @@ class Accounts:
         policy: PasswordPolicy,
         throttle: LoginThrottle,
         clock: Callable[[], float] = time.time,
+        *,
+        sealer: MasterKey,
     ) -> None:
         self.store = store
         self.policy = policy
         self.throttle = throttle
         self.clock = clock
+        #: Seals TOTP seeds at rest.
+        self.sealer = sealer
+
+    def _seal(self, user_id: str, secret: str) -> str:
+        return self.sealer.seal(secret.encode("ascii"), user_id.encode())
+
+    def _totp_secret(self, row: sa.Row) -> str:
+        """The row's TOTP seed in clear (a seed stored before sealing is taken as is)."""
+        stored: str = row.totp_secret
+        if sealed_by(stored) is None:
+            return stored
+        try:
+            return self.sealer.open_sealed(stored, row.id.encode()).decode("ascii")
+        except VaultIntegrityError:
+            raise IntegrityFailure(
+                "This account's two-factor secret cannot be read (damaged, or sealed by "
+                "another master key); an admin can reset two-factor sign-in.",
+                code="totp_secret_unreadable",
+            ) from None
+
+    async def seal_plain_secrets(self) -> int:
+        """Seal TOTP seeds stored in clear by an earlier version; answers how many."""
+        async with self.store.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(users.c.id, users.c.totp_secret).where(
+                        users.c.totp_secret.is_not(None)
+                    )
+                )
+            ).all()
+            plain = [r for r in rows if sealed_by(r.totp_secret) is None]
+            for row in plain:
+                await conn.execute(
+                    sa.update(users)
+                    .where(users.c.id == row.id, users.c.totp_secret == row.totp_secret)
+                    .values(totp_secret=self._seal(row.id, row.totp_secret))
+                )
+        return len(plain)
 
     # -- users ---------------------------------------------------------------------------
     async def create_user(
@@ -242,7 +287,7 @@ class Accounts:
         subjects = (f"user:{row.username}", f"addr:{client}")
         await self.throttle.check(*subjects)
         if row.totp_enabled and row.totp_secret:
-            step = self._match_step(row.totp_secret, code)
+            step = self._match_step(self._totp_secret(row), code)
             if step is not None:
                 async with self.store.begin() as conn:
                     # The guarded update makes a replayed or older code lose, also under races.
@@ -290,7 +335,7 @@ class Accounts:
             await conn.execute(
                 sa.update(users)
                 .where(users.c.id == user_id)
-                .values(totp_secret=secret, totp_last_step=None)
+                .values(totp_secret=self._seal(user_id, secret), totp_last_step=None)
             )
         uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
         return secret, uri
@@ -303,7 +348,7 @@ class Accounts:
             raise Conflict("Two-factor sign-in is already on.", code="totp_enabled")
         if not row.totp_secret:
             raise InvalidInput("Start the enrolment first.", code="totp_not_started")
-        step = self._match_step(row.totp_secret, code)
+        step = self._match_step(self._totp_secret(row), code)
         if step is None:
             raise Unauthenticated("The code is wrong or has expired.", code="invalid_code")
         codes = [new_recovery_code() for _ in range(10)]

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rooms.errors import IntegrityFailure
-from rooms.masterkey import MasterKey, rewrap
-from rooms.schema import case_keys
+from rooms.masterkey import MasterKey, rewrap, sealed_by
+from rooms.schema import case_keys, users
 from rooms.store import Store
 from rooms.vault import VaultIntegrityError, new_data_key
 
@@ -108,6 +108,7 @@ async def rotate_master_key(store: Store, old: MasterKey, new: MasterKey) -> int
                 f"the new one ({', '.join(sorted(strangers))}); nothing was changed.",
                 code="master_key_mismatch",
             )
+        await _reseal_account_secrets(conn, old, new)
         count = 0
         for row in rows:
             if row.master_key_id != old.key_id:
@@ -123,4 +124,35 @@ async def rotate_master_key(store: Store, old: MasterKey, new: MasterKey) -> int
                 )
             )
             count += 1
+    return count
+
+
+async def _reseal_account_secrets(conn: Any, old: MasterKey, new: MasterKey) -> int:
+    """Reseal the TOTP seeds sealed by ``old`` with ``new`` (and seal any stored in clear),
+    inside the rotation's transaction; a seed sealed by another master key stops it."""
+    rows = (
+        await conn.execute(
+            sa.select(users.c.id, users.c.totp_secret).where(users.c.totp_secret.is_not(None))
+        )
+    ).all()
+    strangers = {sealed_by(r.totp_secret) for r in rows} - {None, old.key_id, new.key_id}
+    if strangers:
+        raise IntegrityFailure(
+            "Some two-factor secrets are sealed by master keys that are neither the current "
+            f"nor the new one ({', '.join(sorted(strangers))}); nothing was changed.",  # type: ignore[arg-type]
+            code="master_key_mismatch",
+        )
+    count = 0
+    for row in rows:
+        owner = row.id.encode()
+        by = sealed_by(row.totp_secret)
+        if by == new.key_id:
+            continue
+        plain = row.totp_secret.encode() if by is None else old.open_sealed(row.totp_secret, owner)
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == row.id)
+            .values(totp_secret=new.seal(plain, owner))
+        )
+        count += 1
     return count

@@ -22,6 +22,10 @@ import os
 import stat
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from rooms.vault import KEY_SIZE, VaultIntegrityError
@@ -31,6 +35,10 @@ __all__ = ["ENV_VAR", "MasterKey", "MasterKeyError", "rewrap"]
 ENV_VAR = "CAUCUS_MASTER_KEY"
 WRAPPED_SIZE = KEY_SIZE + 8
 _KEY_ID_DOMAIN = b"caucus master key id\x00"
+#: Small secrets of accounts (TOTP seeds) sealed under a key derived from the master key:
+#: ``s1.<master key id>.<base64url of nonce + AES-256-GCM ciphertext and tag>``.
+SEALED_PREFIX = "s1."
+_SEAL_INFO = b"caucus sealed account secrets v1"
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +137,32 @@ class MasterKey:
             log.warning("master key file %s is accessible to group/others; chmod 600 it", path)
         return cls(_decode(value, str(path)))
 
+    def seal(self, secret: bytes, context: bytes) -> str:
+        """``secret`` encrypted (AES-256-GCM under a key derived from this master key,
+        ``context`` bound as associated data, e.g. the owner's id) as text for a column."""
+        nonce = os.urandom(12)
+        sealed = AESGCM(self.__sealing_key()).encrypt(nonce, secret, context)
+        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{SEALED_PREFIX}{self.key_id}.{body}"
+
+    def open_sealed(self, text: str, context: bytes) -> bytes:
+        """The secret :meth:`seal` made; ``VaultIntegrityError`` if another master key
+        sealed it, the context differs or the text was altered."""
+        key_id = sealed_by(text)
+        if key_id != self.key_id:
+            raise VaultIntegrityError(
+                f"a sealed secret is not sealed by master key {self.key_id} ({key_id})"
+            )
+        try:
+            raw = base64.urlsafe_b64decode(text.rpartition(".")[2].encode("ascii"))
+            return AESGCM(self.__sealing_key()).decrypt(raw[:12], raw[12:], context)
+        except (InvalidTag, ValueError, binascii.Error):
+            raise VaultIntegrityError("a sealed secret failed authentication") from None
+
+    def __sealing_key(self) -> bytes:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=_SEAL_INFO)
+        return hkdf.derive(self.__aes)
+
     def wrap(self, data_key: bytes) -> bytes:
         """Wrap a 32-byte case key (AES-KW); 40 bytes out."""
         if len(data_key) != KEY_SIZE:
@@ -149,6 +183,14 @@ class MasterKey:
                 f"wrapped case key does not unwrap with master key {self.key_id} "
                 "(wrapped by another master key, or tampered)"
             ) from None
+
+
+def sealed_by(text: str) -> str | None:
+    """The id of the master key that sealed ``text``; ``None`` when it is not sealed."""
+    if not text.startswith(SEALED_PREFIX):
+        return None
+    key_id, dot, _body = text[len(SEALED_PREFIX) :].partition(".")
+    return key_id if dot else None
 
 
 def rewrap(wrapped: bytes, old: MasterKey, new: MasterKey) -> bytes:

@@ -35,7 +35,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),  # admin | neutral | member
     sa.Column("must_change_password", sa.Boolean, nullable=False, default=False),
-    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_secret", sa.String(255), nullable=True),  # sealed (rooms.masterkey)
     sa.Column("totp_enabled", sa.Boolean, nullable=False, default=False),
     sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),

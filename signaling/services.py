@@ -39,10 +39,7 @@ class Services:
     closing: CaseClosing = field(init=False)
 
     def __post_init__(self) -> None:
-        # $CAUCUS_MASTER_KEY when set, else the key file (created 0600 on first start).
-        self.master_key = MasterKey.load_or_create(
-            self.settings.master_key_path, os.environ.get(ENV_VAR)
-        )
+        self.master_key = self.accounts.sealer
         self.vault = SpaceVault(self.settings.vault_path)
         self.case_keys = CaseKeys(self.store, self.master_key)
         self.spaces = Spaces(self.store, self.cases, self.case_keys, self.vault)
@@ -59,13 +56,17 @@ class Services:
             memory_cost=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
-        accounts = Accounts(store, PasswordPolicy(settings.password_min_length, hasher), throttle)
+        # $CAUCUS_MASTER_KEY when set, else the key file (created 0600 on first start).
+        master_key = MasterKey.load_or_create(settings.master_key_path, os.environ.get(ENV_VAR))
+        policy = PasswordPolicy(settings.password_min_length, hasher)
+        accounts = Accounts(store, policy, throttle, sealer=master_key)
         sessions = Sessions(store, settings.session_hours * 3600)
         return cls(settings, store, accounts, sessions, Cases(store, accounts))
 
     async def start(self) -> None:
         await self.store.migrate()
         await self.vault.remove_partials()
+        await self.accounts.seal_plain_secrets()
 
     async def close(self) -> None:
         await self.store.close()

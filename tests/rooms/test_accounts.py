@@ -8,7 +8,14 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from rooms.accounts import Accounts
-from rooms.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
+from rooms.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    RateLimited,
+    Unauthenticated,
+)
+from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.schema import recovery_codes, users
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
@@ -35,7 +42,9 @@ def clock() -> Clock:
 @pytest.fixture
 def accounts(store, clock) -> Accounts:
     throttle = LoginThrottle(store, max_failures=5, window=900, clock=clock)
-    return Accounts(store, PasswordPolicy(12, FAST_ARGON2), throttle, clock=clock)
+    return Accounts(
+        store, PasswordPolicy(12, FAST_ARGON2), throttle, clock=clock, sealer=MasterKey.generate()
+    )
 
 
 async def test_password_hash_is_argon2id(accounts: Accounts, store) -> None:
@@ -148,3 +157,58 @@ async def test_totp_disable_needs_password_and_code(accounts: Accounts, clock: C
     assert (await accounts.get(user.id)).totp_enabled
     updated = await accounts.totp_disable(user.id, GOOD, totp.at(clock.now), "10.0.0.1")
     assert not updated.totp_enabled
+
+
+async def totp_user(accounts: Accounts, clock: Clock, name: str = "sealy") -> tuple[str, str]:
+    user = await accounts.create_user(name, GOOD)
+    secret, _ = await accounts.totp_begin(user.id)
+    await accounts.totp_confirm(user.id, pyotp.TOTP(secret).at(clock.now))
+    clock.now += 30
+    return user.id, secret
+
+
+async def stored_seed(store, user_id: str) -> str:
+    async with store.connect() as conn:
+        query = sa.select(users.c.totp_secret).where(users.c.id == user_id)
+        return (await conn.execute(query)).scalar_one()
+
+
+async def test_totp_seeds_are_sealed_at_rest(accounts: Accounts, clock: Clock, store) -> None:
+    user_id, secret = await totp_user(accounts, clock)
+    stored = await stored_seed(store, user_id)
+    assert secret not in stored and stored.startswith(f"s1.{accounts.sealer.key_id}.")
+    await accounts.verify_second_factor(user_id, pyotp.TOTP(secret).at(clock.now), "10.0.0.1")
+
+
+async def test_a_tampered_or_moved_seed_is_refused_clearly(
+    accounts: Accounts, clock: Clock, store
+) -> None:
+    alice, _ = await totp_user(accounts, clock, "alice")
+    bob, bob_secret = await totp_user(accounts, clock, "bob")
+    alice_seed = await stored_seed(store, alice)
+    # Bob's row given Alice's sealed seed (bound to Alice's id), then a flipped character
+    for forged in (
+        alice_seed,
+        alice_seed[:-3] + ("A" if alice_seed[-3] != "A" else "B") + alice_seed[-2:],
+    ):
+        async with store.begin() as conn:
+            await conn.execute(sa.update(users).where(users.c.id == bob).values(totp_secret=forged))
+        with pytest.raises(IntegrityFailure) as refused:
+            await accounts.verify_second_factor(
+                bob, pyotp.TOTP(bob_secret).at(clock.now), "10.0.0.1"
+            )
+        assert refused.value.code == "totp_secret_unreadable"
+
+
+async def test_seeds_stored_in_clear_are_sealed_at_start(
+    accounts: Accounts, clock: Clock, store
+) -> None:
+    user_id, secret = await totp_user(accounts, clock)
+    async with store.begin() as conn:  # as an earlier version stored it
+        await conn.execute(sa.update(users).where(users.c.id == user_id).values(totp_secret=secret))
+    await accounts.verify_second_factor(user_id, pyotp.TOTP(secret).at(clock.now), "10.0.0.1")
+    assert await accounts.seal_plain_secrets() == 1
+    assert await accounts.seal_plain_secrets() == 0
+    assert (await stored_seed(store, user_id)).startswith("s1.")
+    clock.now += 30
+    await accounts.verify_second_factor(user_id, pyotp.TOTP(secret).at(clock.now), "10.0.0.1")

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from rooms.accounts import Accounts
+from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.schema import sessions, users
 from rooms.sessions import Sessions
@@ -18,7 +19,9 @@ PASSWORD = "a sound passphrase 42"
 
 async def test_concurrent_sign_ups_and_sign_ins_do_not_fail(store) -> None:
     fast = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-    accounts = Accounts(store, PasswordPolicy(12, fast), LoginThrottle(store))
+    accounts = Accounts(
+        store, PasswordPolicy(12, fast), LoginThrottle(store), sealer=MasterKey.generate()
+    )
     session_store = Sessions(store)
 
     async def one(i: int) -> None:

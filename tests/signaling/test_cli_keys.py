@@ -1,4 +1,5 @@
-"""``caucus keys rotate``: a new master key, every case key rewrapped, no blob rewritten."""
+"""``caucus keys rotate``: a new master key, every case key rewrapped and every two-factor
+seed resealed, no blob rewritten."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 
 from rooms.casekeys import rotate_master_key
+from rooms.errors import IntegrityFailure
 from rooms.masterkey import ENV_VAR, MasterKey, MasterKeyError
-from rooms.schema import case_keys
+from rooms.schema import case_keys, users
 from rooms.store import Store
 from signaling.cli_keys import NEW_ENV_VAR, rotate_keys
 from signaling.services import Services
@@ -143,3 +147,24 @@ async def test_the_command(services: Services, settings: Settings) -> None:
     command[-3] = str(settings.data_dir / "nowhere")
     result = await asyncio.to_thread(run)
     assert result.returncode == 1 and "no master key file" in result.stderr
+
+
+async def test_rotation_reseals_two_factor_seeds(
+    services: Services, settings: Settings, store: Store
+) -> None:
+    accounts = services.accounts
+    user = await accounts.create_user("twofa", "a sound passphrase 42")
+    secret, _ = await accounts.totp_begin(user.id)
+    now = time.time()
+    await accounts.totp_confirm(user.id, pyotp.TOTP(secret).at(now - 30))
+    await rotate_keys(settings, keep_old=False, store=store)
+    new = MasterKey.load_or_create(settings.master_key_path)
+    async with store.connect() as conn:
+        query = sa.select(users.c.totp_secret).where(users.c.id == user.id)
+        sealed = (await conn.execute(query)).scalar_one()
+    assert sealed.startswith(f"s1.{new.key_id}.") and secret not in sealed
+    # a server started with the new key reads it; the old key cannot
+    restarted = Services.build(settings, store=store)
+    await restarted.accounts.verify_second_factor(user.id, pyotp.TOTP(secret).at(now), "10.0.0.9")
+    with pytest.raises(IntegrityFailure):
+        await accounts.verify_second_factor(user.id, pyotp.TOTP(secret).at(now + 30), "10.0.0.9")
