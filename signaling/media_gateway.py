@@ -295,7 +295,9 @@ class MediaCluster:
                 continue
             for key in ("routers", "transports", "subscriptions", "participants"):
                 merged[key].extend(stats.get(key, []))
-            merged["workers"].append({"id": worker.id, "node": worker.node, **load})
+            merged["workers"].append(
+                {"id": worker.id, "node": worker.node, "pid": worker.pid, **load}
+            )
         return merged
 
     async def close(self) -> None:

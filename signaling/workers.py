@@ -6,7 +6,7 @@ until each listens for signaling nodes, and starts a worker again when one dies 
 cases are placed again when their participants come back, see ``signaling.placement``).
 A worker reports that it is ready by printing one JSON line on its standard output::
 
-    {"caucus_worker": {"id": ..., "node": ..., "host": ..., "port": ...}}
+    {"caucus_worker": {"id": ..., "node": ..., "host": ..., "port": ..., "pid": ...}}
 
 The worker's settings reach it as JSON in ``CAUCUS_WORKER_SETTINGS`` (the node's settings
 as resolved from its file, environment and command line, with the worker's port range),
@@ -77,7 +77,13 @@ async def run_worker(settings: Settings, worker_id: str, *, port: int = 0) -> No
     await host.start()
     if os.environ.get(SETTINGS_ENV):  # started by a node: end with it
         _end_with_parent()
-    ready = {"id": info.id, "node": info.node, "host": info.host, "port": info.port}
+    ready = {
+        "id": info.id,
+        "node": info.node,
+        "host": info.host,
+        "port": info.port,
+        "pid": info.pid,
+    }
     print(json.dumps({READY_KEY: ready}), flush=True)
     log.info("media worker ready", extra=ready)
     try:
@@ -215,7 +221,11 @@ class WorkerSupervisor:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 data = json.loads(line)[READY_KEY]
                 return WorkerInfo(
-                    id=data["id"], node=data["node"], host=data["host"], port=int(data["port"])
+                    id=data["id"],
+                    node=data["node"],
+                    host=data["host"],
+                    port=int(data["port"]),
+                    pid=int(data.get("pid", process.pid)),
                 )
 
     async def _watch(self, slot: _Slot) -> None:

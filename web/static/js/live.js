@@ -415,6 +415,9 @@ async function enterRoom() {
 function closeConnections() {
   live.generation += 1;
   live.inRoom = false;
+  // `seq` orders the views of one live session; the next join may be served by another
+  // media worker, which numbers its views from 1.
+  live.viewSeq = 0;
   if (live.recordingNotice) {
     // Out of the room nothing of this person is recorded; entering again tells anew.
     live.recordingNotice.hidden = true;
