@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import signal
 import socket
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
+
+from tests.postgres import fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -70,29 +71,6 @@ def _caucus_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "signaling.cli"]
-
-
-@contextlib.asynccontextmanager
-async def _fresh_postgres_database(admin_url: str) -> AsyncIterator[str]:
-    """Creates `caucus_browser_<random>` next to the database of `admin_url`; drops it after."""
-    import asyncpg  # only needed when the run asks for PostgreSQL
-
-    name = f"caucus_browser_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    scheme, rest = admin_url.split("://", 1)
-    authority = rest.split("/", 1)[0]
-    try:
-        yield f"{scheme}://{authority}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 async def _read_banner(
@@ -170,7 +148,9 @@ async def caucus_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
         database = "sqlite"
         admin_url = os.environ.get("CAUCUS_TEST_DATABASE_URL")
         if admin_url:
-            database_url = await stack.enter_async_context(_fresh_postgres_database(admin_url))
+            database_url = await stack.enter_async_context(
+                fresh_postgres_database(admin_url, "caucus_browser")
+            )
             command += ["--database-url", database_url]
             database = "postgresql"
         process = await asyncio.create_subprocess_exec(

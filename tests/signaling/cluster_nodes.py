@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import signal
 import socket
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from client.loadtest_setup import ApiSession, create_accounts
+from tests.postgres import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = re.compile(r"^One-time password: (\S+)$")
@@ -138,24 +138,50 @@ async def shared_database() -> AsyncIterator[str | None]:
     if not admin_url:
         yield None
         return
-    import asyncpg
+    async with fresh_postgres_database(admin_url, "caucus_cluster") as url:
+        yield url
 
-    name = f"caucus_cluster_{secrets.token_hex(5)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    scheme, rest = admin_url.split("://", 1)
-    authority = rest.split("/", 1)[0]
-    try:
-        yield f"{scheme}://{authority}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_url)
+
+@contextlib.asynccontextmanager
+async def running_nodes(
+    data_dir: Path, names: tuple[str, ...], *, workers: int, redis_url: str | None
+) -> AsyncIterator[list[Node]]:
+    """Nodes sharing a fresh database and ``data_dir``, started one after the other (the
+    first creates the certificate and master key), stopped at the end."""
+    async with shared_database() as database:
+        nodes: list[Node] = []
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names:
+                nodes.append(
+                    await start_node(
+                        data_dir,
+                        node_id=name,
+                        workers=workers,
+                        database_url=database,
+                        redis_url=redis_url,
+                    )
+                )
+            yield nodes
         finally:
-            await conn.close()
+            for node in nodes:
+                await node.stop()
+
+
+async def caucus_command(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``caucus ARGS``; its exit status and output (standard output and error)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
 
 
 async def one_case(node: Node, people: int) -> dict[str, Any]:

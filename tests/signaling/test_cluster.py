@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,12 +33,11 @@ from client.loadtest_setup import ApiSession
 from signaling.access import SESSION_COOKIE
 from tests.signaling.cluster_nodes import (
     CLUSTER_SECRET,
-    ROOT,
     Node,
+    caucus_command,
     media_stats,
     one_case,
-    shared_database,
-    start_node,
+    running_nodes,
 )
 
 REDIS_URL = os.environ.get("CAUCUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -129,146 +127,6 @@ def same_room_only(stats: dict[str, Any]) -> None:
         assert row["subscriber_room"] == row["publisher_room"], row
 
 
-async def test_two_nodes_share_a_room_and_the_mediator_moves_people_across_nodes(
-    tmp_path: Path,
-) -> None:
-    data = tmp_path / "data"
-    async with shared_database() as database:
-        node1 = await start_node(
-            data, node_id="n1", workers=1, database_url=database, redis_url=REDIS_URL
-        )
-        node2 = await start_node(
-            data, node_id="n2", workers=1, database_url=database, redis_url=REDIS_URL
-        )
-        nodes = [node1, node2]
-        try:
-            accounts = await one_case(node1, 3)
-            case_id = accounts["rooms"][0]["case_id"]
-            async with people_in(nodes, accounts) as people:
-                mediator, paula, carl, dora = people  # n1, n2, n1, n2
-                await until(
-                    lambda: all(p.frames_from_all(3, "video") for p in people),
-                    60,
-                    "everyone decodes the other three",
-                    nodes,
-                )
-                stats = await media_stats(node2)
-                assert {w["node"] for w in stats["workers"]} == {"n1", "n2"}
-                hosting = [w for w in stats["workers"] if w["participants"]]
-                assert len(hosting) == 1 and hosting[0]["participants"] == 4
-                same_room_only(stats)
-
-                # a party's try at the mediator's controls is refused by its own node
-                with pytest.raises(SignalError) as refused:
-                    await paula.signal.call(  # type: ignore[attr-defined]
-                        "live.move", {"case_id": case_id, "user_id": user_id(carl), "room_id": "x"}
-                    )
-                assert refused.value.code == "forbidden"
-
-                # the mediator, on node 1, moves two people connected to node 2
-                room = await mediator.signal.call(  # type: ignore[attr-defined]
-                    "live.room.create", {"case_id": case_id, "name": "Caucus B"}
-                )
-                moved_at = time.monotonic()
-                await mediator.signal.call(  # type: ignore[attr-defined]
-                    "live.move_many",
-                    {
-                        "case_id": case_id,
-                        "moves": {user_id(paula): room["room_id"], user_id(dora): room["room_id"]},
-                    },
-                )
-                names = display_names(accounts, people)
-                await until(
-                    lambda: (
-                        room_of(paula) == room["room_id"] == room_of(dora)
-                        and senders(paula) == {names[dora]}
-                        and senders(dora) == {names[paula]}
-                        and senders(mediator) == {names[carl]}
-                        and senders(carl) == {names[mediator]}
-                        and all(decoding(p, moved_at) == senders(p) for p in people)
-                    ),
-                    30,
-                    "the moved people receive each other only, and so do the others",
-                    nodes,
-                )
-                stats = await media_stats(node1)
-                same_room_only(stats)
-                rooms = {row["subscriber_room"] for row in stats["subscriptions"]}
-                assert rooms == {f"{case_id}:main", f"{case_id}:{room['room_id']}"}
-        finally:
-            for node in nodes:
-                await node.stop()
-
-
-async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
-    async with shared_database() as database:
-        node = await start_node(tmp_path / "data", node_id="solo", workers=2, database_url=database)
-        try:
-            accounts = await one_case(node, 3)
-            case_id = accounts["rooms"][0]["case_id"]
-            async with people_in([node], accounts, rejoin=True) as people:
-                mediator, paula, _carl, dora = people
-                room = await mediator.signal.call(  # type: ignore[attr-defined]
-                    "live.room.create", {"case_id": case_id, "name": "Caucus P"}
-                )
-                await mediator.signal.call(  # type: ignore[attr-defined]
-                    "live.move_many",
-                    {
-                        "case_id": case_id,
-                        "moves": {user_id(paula): room["room_id"], user_id(dora): room["room_id"]},
-                    },
-                )
-                settled = time.monotonic()
-                await until(
-                    lambda: (
-                        room_of(paula) == room["room_id"] == room_of(dora)
-                        and all(len(senders(p)) == 1 for p in people)
-                        and all(decoding(p, settled) == senders(p) for p in people)
-                    ),
-                    60,
-                    "everyone decodes the one other person in their room",
-                    [node],
-                )
-                before = {p.id: room_of(p) for p in people}
-                stats = await media_stats(node)
-                hosting = [w for w in stats["workers"] if w["participants"]]
-                assert len(hosting) == 1
-                pid = node.workers()[hosting[0]["id"]]
-                # meanwhile Paula records a video message in a space of the case
-                video = await VideoMessage.start(node, accounts, user_id(paula))
-
-                killed_at = time.monotonic()
-                os.kill(pid, signal.SIGKILL)
-                await until(
-                    lambda: all(
-                        p.rejoins >= 1
-                        and p.rejoined_at is not None
-                        and p.rejoined_at > killed_at
-                        and len(senders(p)) == 1
-                        and decoding(p, killed_at) == senders(p)
-                        for p in people
-                    ),
-                    RECOVERY_SECONDS,
-                    "everyone decodes video again",
-                    [node],
-                )
-                recovered = time.monotonic() - killed_at
-                print(f"every participant decoded video again {recovered:.2f} s after the kill")
-                # the recording in progress is lost, and its recorder is told so
-                ended = await video.ended()
-                assert ended["recording_id"] == video.recording_id
-                assert ended["status"] == "failed" and ended["reason"] == "media_worker_lost"
-                await video.close()
-                assert {p.id: room_of(p) for p in people} == before
-                stats = await media_stats(node)
-                same_room_only(stats)
-                assert len(stats["subscriptions"]) == 8  # 4 people x (audio + video)
-                # the node started the killed worker again
-                await until(lambda: len(node.workers()) == 3, 30, "a new worker", [node])
-        finally:
-            await node.stop()
-
-
 async def breakout(mediator: Participant, case_id: str, moved: list[Participant]) -> str:
     """The mediator opens a breakout room and moves ``moved`` there; its id."""
     room = await mediator.signal.call(  # type: ignore[attr-defined]
@@ -279,6 +137,188 @@ async def breakout(mediator: Participant, case_id: str, moved: list[Participant]
         {"case_id": case_id, "moves": {user_id(p): room["room_id"] for p in moved}},
     )
     return room["room_id"]
+
+
+def everyone_sees_one(people: list[Participant], since: float) -> bool:
+    """Each person decodes, since ``since``, the one other person of their room."""
+    return all(len(senders(p)) == 1 and decoding(p, since) == senders(p) for p in people)
+
+
+def back_after(people: list[Participant], at: float) -> bool:
+    """Everyone joined again after ``at`` and sees the other person of their room."""
+    rejoined = all(p.rejoined_at is not None and p.rejoined_at > at for p in people)
+    return rejoined and everyone_sees_one(people, at)
+
+
+async def in_two_rooms(
+    people: list[Participant], case_id: str, nodes: list[Node]
+) -> dict[str, str | None]:
+    """The mediator and the second party stay in the main room, the first and third party
+    go to a breakout room; once everyone decodes the other person of their room, where
+    each person is."""
+    mediator, paula, _carl, dora = people
+    room_id = await breakout(mediator, case_id, [paula, dora])
+    settled = time.monotonic()
+    await until(
+        lambda: room_of(paula) == room_id == room_of(dora) and everyone_sees_one(people, settled),
+        60,
+        "everyone decodes the one other person in their room",
+        nodes,
+    )
+    return {p.id: room_of(p) for p in people}
+
+
+async def test_two_nodes_share_a_room_and_the_mediator_moves_people_across_nodes(
+    tmp_path: Path,
+) -> None:
+    async with running_nodes(
+        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=REDIS_URL
+    ) as nodes:
+        node1, node2 = nodes
+        accounts = await one_case(node1, 3)
+        case_id = accounts["rooms"][0]["case_id"]
+        async with people_in(nodes, accounts) as people:
+            mediator, paula, carl, dora = people  # n1, n2, n1, n2
+            await until(
+                lambda: all(p.frames_from_all(3, "video") for p in people),
+                60,
+                "everyone decodes the other three",
+                nodes,
+            )
+            stats = await media_stats(node2)
+            assert {w["node"] for w in stats["workers"]} == {"n1", "n2"}
+            hosting = [w for w in stats["workers"] if w["participants"]]
+            assert len(hosting) == 1 and hosting[0]["participants"] == 4
+            same_room_only(stats)
+
+            # a party's try at the mediator's controls is refused by its own node
+            with pytest.raises(SignalError) as refused:
+                await paula.signal.call(  # type: ignore[attr-defined]
+                    "live.move", {"case_id": case_id, "user_id": user_id(carl), "room_id": "x"}
+                )
+            assert refused.value.code == "forbidden"
+
+            # the mediator, on node 1, moves two people connected to node 2
+            moved_at = time.monotonic()
+            room_id = await breakout(mediator, case_id, [paula, dora])
+            names = display_names(accounts, people)
+            await until(
+                lambda: (
+                    room_of(paula) == room_id == room_of(dora)
+                    and senders(paula) == {names[dora]}
+                    and senders(dora) == {names[paula]}
+                    and senders(mediator) == {names[carl]}
+                    and senders(carl) == {names[mediator]}
+                    and all(decoding(p, moved_at) == senders(p) for p in people)
+                ),
+                30,
+                "the moved people receive each other only, and so do the others",
+                nodes,
+            )
+            stats = await media_stats(node1)
+            same_room_only(stats)
+            rooms = {row["subscriber_room"] for row in stats["subscriptions"]}
+            assert rooms == {f"{case_id}:main", f"{case_id}:{room_id}"}
+
+
+async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path / "data", ("solo",), workers=2, redis_url=None) as nodes:
+        (node,) = nodes
+        accounts = await one_case(node, 3)
+        case_id = accounts["rooms"][0]["case_id"]
+        async with people_in(nodes, accounts, rejoin=True) as people:
+            paula = people[1]
+            before = await in_two_rooms(people, case_id, nodes)
+            stats = await media_stats(node)
+            hosting = [w for w in stats["workers"] if w["participants"]]
+            assert len(hosting) == 1
+            pid = hosting[0]["pid"]
+            # meanwhile Paula records a video message in a space of the case
+            video = await VideoMessage.start(node, accounts, user_id(paula))
+
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            await until(
+                lambda: back_after(people, killed_at),
+                RECOVERY_SECONDS,
+                "everyone decodes video again",
+                nodes,
+            )
+            recovered = time.monotonic() - killed_at
+            print(f"every participant decoded video again {recovered:.2f} s after the kill")
+            # the recording in progress is lost, and its recorder is told so
+            ended = await video.ended()
+            assert ended["recording_id"] == video.recording_id
+            assert ended["status"] == "failed" and ended["reason"] == "media_worker_lost"
+            await video.close()
+            assert {p.id: room_of(p) for p in people} == before
+            stats = await media_stats(node)
+            same_room_only(stats)
+            assert len(stats["subscriptions"]) == 8  # 4 people x (audio + video)
+            # the node started the killed worker again
+            await until(lambda: len(node.workers()) == 3, 30, "a new worker", nodes)
+
+
+async def test_a_dead_signaling_node_loses_nobody(tmp_path: Path) -> None:
+    async with running_nodes(
+        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=REDIS_URL
+    ) as nodes:
+        accounts = await one_case(nodes[0], 3)
+        case_id = accounts["rooms"][0]["case_id"]
+        async with people_in(nodes, accounts, rejoin=True) as people:  # n1, n2, n1, n2
+            before = await in_two_rooms(people, case_id, nodes)
+
+            killed_at = time.monotonic()
+            nodes[0].process.kill()  # SIGKILL: no goodbye to anyone
+            await until(
+                lambda: back_after(people, killed_at), 30, "everyone is back through node 2", nodes
+            )
+            print(f"everyone decoded video again {time.monotonic() - killed_at:.2f} s later")
+            assert all(p.signal.base_url == nodes[1].url for p in people)  # type: ignore[attr-defined]
+            assert {p.id: room_of(p) for p in people} == before
+            stats = await media_stats(nodes[1])
+            assert {w["node"] for w in stats["workers"]} == {"n2"}
+            same_room_only(stats)
+            assert len(stats["subscriptions"]) == 8
+
+
+async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
+    async with running_nodes(
+        tmp_path / "data", ("d1", "d2"), workers=1, redis_url=REDIS_URL
+    ) as nodes:
+        accounts = await one_case(nodes[0], 3)
+        case_id = accounts["rooms"][0]["case_id"]
+        async with people_in(nodes, accounts, rejoin=True) as people:
+            before = await in_two_rooms(people, case_id, nodes)
+            stats = await media_stats(nodes[0])
+            (hosting,) = [w for w in stats["workers"] if w["participants"]]
+            drained = hosting["node"]
+            cluster = ["--redis-url", REDIS_URL, "--node-id", drained]
+
+            drained_at = time.monotonic()
+            status, text = await caucus_command(
+                "drain", *cluster, "--now", "--wait", env={"CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET}
+            )
+            assert status == 0, text
+            assert f"Node {drained} is draining" in text
+            assert text.strip().endswith("0 cases still on its workers"), text
+
+            await until(
+                lambda: back_after(people, drained_at),
+                30,
+                "everyone is back on the other node's worker",
+                nodes,
+            )
+            assert all("moved" in p.signal.endings for p in people)  # type: ignore[attr-defined]
+            assert {p.id: room_of(p) for p in people} == before
+            stats = await media_stats(nodes[0])
+            (hosting,) = [w for w in stats["workers"] if w["participants"]]
+            assert hosting["node"] != drained
+            same_room_only(stats)
+
+            status, text = await caucus_command("drain", *cluster, "--undo")
+            assert status == 0, text
+            assert f"Node {drained}: live rooms are placed on its 1 workers again." in text
 
 
 class VideoMessage:
@@ -338,142 +378,3 @@ class VideoMessage:
     async def close(self) -> None:
         await self.pc.close()
         await self.sio.disconnect()
-
-
-def everyone_sees_one(people: list[Participant], since: float) -> bool:
-    return all(len(senders(p)) == 1 and decoding(p, since) == senders(p) for p in people)
-
-
-async def test_a_dead_signaling_node_loses_nobody(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    async with shared_database() as database:
-        nodes = [
-            await start_node(
-                data, node_id=name, workers=1, database_url=database, redis_url=REDIS_URL
-            )
-            for name in ("n1", "n2")
-        ]
-        try:
-            accounts = await one_case(nodes[0], 3)
-            case_id = accounts["rooms"][0]["case_id"]
-            async with people_in(nodes, accounts, rejoin=True) as people:
-                mediator, paula, _carl, dora = people  # n1, n2, n1, n2
-                room_id = await breakout(mediator, case_id, [paula, dora])
-                settled = time.monotonic()
-                await until(
-                    lambda: (
-                        room_of(paula) == room_id == room_of(dora)
-                        and everyone_sees_one(people, settled)
-                    ),
-                    60,
-                    "everyone decodes the one other person in their room",
-                    nodes,
-                )
-                before = {p.id: room_of(p) for p in people}
-
-                killed_at = time.monotonic()
-                nodes[0].process.kill()  # SIGKILL: no goodbye to anyone
-                await until(
-                    lambda: (
-                        all(p.rejoined_at and p.rejoined_at > killed_at for p in people)
-                        and everyone_sees_one(people, killed_at)
-                    ),
-                    30,
-                    "everyone is back through node 2",
-                    nodes,
-                )
-                print(f"everyone decoded video again {time.monotonic() - killed_at:.2f} s later")
-                assert all(p.signal.base_url == nodes[1].url for p in people)  # type: ignore[attr-defined]
-                assert {p.id: room_of(p) for p in people} == before
-                stats = await media_stats(nodes[1])
-                assert {w["node"] for w in stats["workers"]} == {"n2"}
-                same_room_only(stats)
-                assert len(stats["subscriptions"]) == 8
-        finally:
-            for node in nodes:
-                await node.stop()
-
-
-async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    async with shared_database() as database:
-        nodes = [
-            await start_node(
-                data, node_id=name, workers=1, database_url=database, redis_url=REDIS_URL
-            )
-            for name in ("d1", "d2")
-        ]
-        try:
-            accounts = await one_case(nodes[0], 3)
-            case_id = accounts["rooms"][0]["case_id"]
-            async with people_in(nodes, accounts, rejoin=True) as people:
-                mediator, paula, _carl, dora = people
-                room_id = await breakout(mediator, case_id, [paula, dora])
-                settled = time.monotonic()
-                await until(lambda: everyone_sees_one(people, settled), 60, "media flows", nodes)
-                before = {p.id: room_of(p) for p in people}
-                stats = await media_stats(nodes[0])
-                (hosting,) = [w for w in stats["workers"] if w["participants"]]
-                drained = hosting["node"]
-
-                drained_at = time.monotonic()
-                drain = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "signaling.cli",
-                    "drain",
-                    "--redis-url",
-                    REDIS_URL,
-                    "--node-id",
-                    drained,
-                    "--now",
-                    "--wait",
-                    cwd=ROOT,
-                    env={**os.environ, "CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET},
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                )
-                out, _ = await asyncio.wait_for(drain.communicate(), 60)
-                text = out.decode()
-                assert drain.returncode == 0, text
-                assert f"Node {drained} is draining" in text
-                assert text.strip().endswith("0 cases still on its workers"), text
-
-                await until(
-                    lambda: (
-                        all(p.rejoined_at and p.rejoined_at > drained_at for p in people)
-                        and everyone_sees_one(people, drained_at)
-                    ),
-                    30,
-                    "everyone is back on the other node's worker",
-                    nodes,
-                )
-                assert all("moved" in p.signal.endings for p in people)  # type: ignore[attr-defined]
-                assert {p.id: room_of(p) for p in people} == before
-                assert room_of(paula) == room_id
-                stats = await media_stats(nodes[0])
-                (hosting,) = [w for w in stats["workers"] if w["participants"]]
-                assert hosting["node"] != drained
-                same_room_only(stats)
-
-                undo = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "signaling.cli",
-                    "drain",
-                    "--redis-url",
-                    REDIS_URL,
-                    "--node-id",
-                    drained,
-                    "--undo",
-                    cwd=ROOT,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                out, _ = await asyncio.wait_for(undo.communicate(), 60)
-                assert undo.returncode == 0
-                assert f"Node {drained}: live rooms are placed on its 1 workers again." in (
-                    out.decode()
-                )
-        finally:
-            for node in nodes:
-                await node.stop()

@@ -1,0 +1,30 @@
+"""A fresh PostgreSQL database for tests that run servers in their own processes."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """Creates ``<prefix>_<random>`` next to the database of ``admin_url``; drops it after."""
+    import asyncpg  # only needed when the run asks for PostgreSQL
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    scheme, rest = admin_url.split("://", 1)
+    authority = rest.split("/", 1)[0]
+    try:
+        yield f"{scheme}://{authority}/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
