@@ -4,9 +4,12 @@ The order makes the data unreadable first and then removes what is left:
 
 1. One transaction deletes the case's rows (messages, files, spaces and their members,
    invitations, case members, live room state through ``ON DELETE CASCADE``), its wrapped
-   data key, and the case row itself, and writes the audit record ``case.close`` (case id,
-   who, when; no title, no names). From the commit on, every blob and sealed value of the
-   case is ciphertext under a key that exists nowhere (crypto-shredding).
+   data key, and the case row itself, and the accounts that existed only for this case
+   (invited members, global role ``member``, now in no case: their sessions, recovery
+   codes and login failures with them), and writes the audit record ``case.close`` (case
+   id, who, when, how many accounts went; no title, no names). From the commit on, every
+   blob and sealed value of the case is ciphertext under a key that exists nowhere
+   (crypto-shredding).
 2. Listeners are told (open socket.io subscriptions of the case's spaces are ended).
 3. The case's blob directory is removed.
 4. SQLite: ``VACUUM`` and a WAL truncation, so freed pages holding the old rows (the
@@ -21,6 +24,7 @@ data is already unreadable; ``SpaceVault.delete_case_blobs`` can be run again.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -32,10 +36,14 @@ from rooms.schema import (
     cases,
     invitations,
     live_sessions,
+    login_failures,
     messages,
+    recovery_codes,
+    sessions,
     space_files,
     space_members,
     spaces,
+    users,
 )
 from rooms.spaces import SpaceEvent, Spaces
 from rooms.store import Store
@@ -82,12 +90,51 @@ class CaseClosing:
             )
             await conn.execute(sa.delete(spaces).where(in_case))
             await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
+            member_ids = set(
+                (
+                    await conn.execute(
+                        sa.select(case_members.c.user_id).where(case_members.c.case_id == case_id)
+                    )
+                ).scalars()
+            )
             await conn.execute(sa.delete(case_members).where(case_members.c.case_id == case_id))
             await conn.execute(sa.delete(live_sessions).where(live_sessions.c.case_id == case_id))
             await self.__keys.destroy(conn, case_id)
             await conn.execute(sa.delete(cases).where(cases.c.id == case_id))
-            await self.__cases.audit(conn, actor.user_id, "case.close", case_id)
+            gone = await _delete_case_only_accounts(conn, member_ids)
+            detail = {"accounts_deleted": gone} if gone else {}
+            await self.__cases.audit(conn, actor.user_id, "case.close", case_id, **detail)
         log.info("case closed: rows and data key deleted", extra={"case": case_id})
         await self.__spaces.publish(SpaceEvent("space.closed", case_id, None, space_ids=space_ids))
         await self.__vault.delete_case_blobs(case_id)
         await self.__store.vacuum()
+
+
+async def _delete_case_only_accounts(conn: Any, member_ids: set[str]) -> int:
+    """Delete the accounts among ``member_ids`` that were made by accepting an invitation
+    (global role ``member``) and belong to no case any more; answers how many."""
+    if not member_ids:
+        return 0
+    still = set(
+        (
+            await conn.execute(
+                sa.select(case_members.c.user_id).where(case_members.c.user_id.in_(member_ids))
+            )
+        ).scalars()
+    )
+    rows = (
+        await conn.execute(
+            sa.select(users.c.id, users.c.username).where(
+                users.c.id.in_(member_ids - still), users.c.role == "member"
+            )
+        )
+    ).all()
+    if not rows:
+        return 0
+    ids = [row.id for row in rows]
+    subjects = [f"user:{row.username}" for row in rows]
+    await conn.execute(sa.delete(sessions).where(sessions.c.user_id.in_(ids)))
+    await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id.in_(ids)))
+    await conn.execute(sa.delete(login_failures).where(login_failures.c.subject.in_(subjects)))
+    await conn.execute(sa.delete(users).where(users.c.id.in_(ids)))
+    return len(ids)

@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 log = logging.getLogger(__name__)
 
+#: The PostgreSQL advisory lock that serialises migrations (any fixed 64-bit number).
+MIGRATION_LOCK_ID = 0x43415543_55530001
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -89,6 +92,11 @@ class Store:
             command.upgrade(config, "head")
 
         async with self.begin() as connection:
+            if self.backend == "postgresql":
+                # nodes starting together migrate one after the other (released at commit)
+                await connection.exec_driver_sql(
+                    f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"
+                )
             await connection.run_sync(upgrade)
         log.info("database migrated", extra={"backend": self.backend})
 

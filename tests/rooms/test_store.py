@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
@@ -13,6 +14,7 @@ from rooms.passwords import PasswordPolicy
 from rooms.schema import sessions, users
 from rooms.sessions import Sessions
 from rooms.throttle import LoginThrottle
+from tests.conftest import PG_URL
 
 PASSWORD = "a sound passphrase 42"
 
@@ -35,3 +37,82 @@ async def test_concurrent_sign_ups_and_sign_ins_do_not_fail(store) -> None:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar() == 24
         count = (await conn.execute(sa.select(sa.func.count()).select_from(sessions))).scalar()
     assert count == 72
+
+
+async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
+    """A database made by an earlier version (revision 0004), with a signed-in user whose
+    TOTP seed is in clear, migrates to the newest revision and the seed gets sealed."""
+    from alembic import command
+    from alembic.config import Config
+
+    from rooms.store import MIGRATIONS_DIR, Store
+
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+
+    def to_0004(sync_connection: sa.Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = sync_connection
+        command.upgrade(config, "0004")
+
+    async with old.begin() as conn:
+        await conn.run_sync(to_0004)
+        await conn.execute(
+            sa.insert(users).values(
+                id="u1",
+                username="early",
+                display_name="Early",
+                role="member",
+                password_hash="x",
+                must_change_password=False,
+                totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                totp_enabled=True,
+                created_at=0.0,
+            )
+        )
+        await conn.execute(
+            sa.insert(sessions).values(
+                token_hash="t" * 64,
+                user_id="u1",
+                stage="active",
+                created_at=0.0,
+                last_seen_at=0.0,
+                expires_at=1e12,
+            )
+        )
+    await old.migrate()
+    accounts = Accounts(
+        old,
+        PasswordPolicy(12, PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)),
+        LoginThrottle(old),
+        sealer=MasterKey.generate(),
+    )
+    assert await accounts.seal_plain_secrets() == 1
+    async with old.connect() as conn:
+        version = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
+        sessions_left = (
+            await conn.execute(sa.select(sa.func.count()).select_from(sessions))
+        ).scalar()
+    assert version == "0005" and sessions_left == 1
+    await old.close()
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs CAUCUS_TEST_DATABASE_URL (PostgreSQL)")
+async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
+    """Several processes migrating one empty PostgreSQL database at once all succeed."""
+    from rooms.store import Store
+    from tests.postgres import fresh_postgres_database
+
+    assert PG_URL is not None
+    async with fresh_postgres_database(PG_URL, "caucus_migrate") as url:
+        stores = [Store(url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(store.migrate() for store in stores))
+            async with stores[0].connect() as conn:
+                version = (
+                    await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+                ).scalar()
+            assert version == "0005"
+        finally:
+            for store in stores:
+                await store.close()

@@ -23,10 +23,11 @@ from rooms.schema import (
     space_files,
     space_members,
     spaces,
+    users,
 )
 from tests.conftest import PG_URL, ApiClient
 from tests.samples import pdf_bytes
-from tests.signaling.conftest import World
+from tests.signaling.conftest import PASSWORD, World
 from tests.signaling.spaces_setup import connect_spaces, open_spaces
 from tests.signaling.test_spaces_events import NS, Inbox
 
@@ -118,22 +119,46 @@ async def test_no_footprint_open_or_closed(
             f"/api/cases/{case_id}/close", {"confirm_title": "Case A"}
         )
         assert status == 403, who
+    # Carl is also an observer of Case B: his account outlives Case A.
+    async with services.store.begin() as conn:
+        carl_id = (
+            await conn.execute(sa.select(users.c.id).where(users.c.username == "carl"))
+        ).scalar_one()
+        await conn.execute(
+            sa.insert(case_members).values(
+                case_id=world.cases["Case B"],
+                user_id=carl_id,
+                role="observer",
+                display_name="Carl",
+                joined_at=0.0,
+            )
+        )
     status, body, _ = await nina.post(f"/api/cases/{case_id}/close", {"confirm_title": " Case A "})
     assert status == 200 and body == {"closed": True, "case_id": case_id}
 
     # Open subscriptions end; the case answers like one that never existed.
     removed = await inbox.wait("space.removed")
     assert removed == {**where, "reason": "case_closed"}
-    for who in ("nina", "paula", "carl"):
+    for who in ("nina", "carl"):
         status, _, _ = await world.clients[who].get(f"/api/cases/{case_id}")
         assert status == 404
         status, body, _ = await world.clients[who].get("/api/cases")
-        assert case_id not in str(body)
+        assert status == 200 and case_id not in str(body)
+    # Paula and Cora had accounts only for this case: they are gone, sessions and all.
+    for who in ("paula", "cora"):
+        status, body, _ = await world.clients[who].get("/api/cases")
+        assert status == 401, body
+        status, body, _ = await world.make_client().post(
+            "/api/login", {"username": who, "password": PASSWORD}
+        )
+        assert status == 401 and body["error"]["code"] == "invalid_credentials", body
     await sio.disconnect()
 
     # Rows, blobs and the data key are gone.
     assert not case_dir.exists()
     async with services.store.connect() as conn:
+        names = set((await conn.execute(sa.select(users.c.username))).scalars())
+        assert {"nina", "carl", "otto"} <= names and not {"paula", "cora"} & names
         for table, column in (
             (cases, cases.c.id),
             (case_members, case_members.c.case_id),
@@ -149,7 +174,7 @@ async def test_no_footprint_open_or_closed(
             await conn.execute(sa.select(audit_log).where(audit_log.c.case_id == case_id))
         ).all()
     closing = [row for row in trail if row.action == "case.close"]
-    assert len(closing) == 1 and closing[0].detail == {}
+    assert len(closing) == 1 and closing[0].detail == {"accounts_deleted": 2}
     assert closing[0].actor_id == world.users["nina"].id
     assert all(marker not in str(row.detail) for row in trail)
 
