@@ -26,6 +26,7 @@ from signaling.settings import Settings, load_settings
 from signaling.workers import WorkerSupervisor
 
 log = logging.getLogger("caucus")
+SHUTDOWN_SECONDS = 5.0
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +136,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     services = Services.build(settings)
     await services.start()
     admin_password = await services.accounts.ensure_first_admin()
@@ -163,7 +164,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             raise
         cluster = MediaCluster(services, directory, secret)
     app = build_app(services, cluster)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # On SIGTERM, connections still open after SHUTDOWN_SECONDS are closed: browsers then
+    # reconnect (behind a load balancer, to another node) instead of waiting a minute.
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=certificate.ssl_context())
     stop = asyncio.Event()
@@ -232,11 +237,25 @@ async def drain_node(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("caucus: drain needs the cluster's Redis (--redis-url)", file=sys.stderr)
         return 2
+    if args.now and not settings.cluster_secret:
+        print(
+            "caucus: drain --now talks to the node's workers: set CAUCUS_CLUSTER_SECRET",
+            file=sys.stderr,
+        )
+        return 2
     directory = RedisDirectory(settings.redis_url)
     node = settings.effective_node_id
     try:
-        await directory.set_draining(node, not args.undo)
         workers = [w for w in await directory.workers() if w.node == node]
+        if not workers and not args.undo:
+            known = sorted({w.node for w in await directory.workers()})
+            print(
+                f"caucus: no media worker of node {node!r} is registered in this Redis "
+                f"(nodes running: {', '.join(known) or 'none'}); check --node-id",
+                file=sys.stderr,
+            )
+            return 1
+        await directory.set_draining(node, not args.undo)
         if args.undo:
             print(f"Node {node}: live rooms are placed on its {len(workers)} workers again.")
             return 0

@@ -43,5 +43,8 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log would print every request line; keep it at warning by default.
+    # aiohttp's access log would print every request line, aioice every ICE check of every
+    # peer connection: keep them at warning unless debugging.
+    quiet = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aioice").setLevel(quiet)

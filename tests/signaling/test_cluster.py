@@ -295,6 +295,14 @@ async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
             drained = hosting["node"]
             cluster = ["--redis-url", REDIS_URL, "--node-id", drained]
 
+            # mistakes are refused before anything changes
+            status, text = await caucus_command(
+                "drain", "--redis-url", REDIS_URL, "--node-id", "no-such-node"
+            )
+            assert status == 1 and "no media worker of node 'no-such-node'" in text, text
+            status, text = await caucus_command("drain", *cluster, "--now")
+            assert status == 2 and "CAUCUS_CLUSTER_SECRET" in text, text
+
             drained_at = time.monotonic()
             status, text = await caucus_command(
                 "drain", *cluster, "--now", "--wait", env={"CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET}
