@@ -23,6 +23,8 @@ from signaling.media_gateway import MediaCluster
 from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace, recording_context
 from signaling.services import SERVICES, Services
 from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
+from signaling.space_bus import SpaceEventBus
+from signaling.spaces_events import SpacesNamespace
 
 health = web.RouteTableDef()
 
@@ -69,6 +71,8 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
         app[MEDIA_STATS] = cluster.stats
     app[SOCKETS] = sockets
     app[NAMESPACES] = namespaces
+    spaces = next(n for n in namespaces if isinstance(n, SpacesNamespace))
+    app.cleanup_ctx.append(space_bus_context(spaces.bus))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -79,6 +83,17 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
 
     app.router.add_route("*", "/socket.io/", socketio_endpoint)
     return app
+
+
+def space_bus_context(bus: SpaceEventBus):
+    """A cleanup context: this node hears the cluster's space changes while it runs."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await bus.start()
+        yield
+        await bus.close()
+
+    return context
 
 
 def services_context(services: Services):

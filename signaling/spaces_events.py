@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import NotFound
 from rooms.spaces import MAX_BODY, SpaceEvent
 from signaling.services import Services
-from signaling.sockets import Caller, CasePayload, EventNamespace, EventRule, event
+from signaling.sockets import Caller, CasePayload, EventNamespace, event
+from signaling.space_bus import SpaceEventBus
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,9 @@ class SpacesNamespace(EventNamespace):
     def __init__(self, services: Services) -> None:
         super().__init__(SPACES_NAMESPACE, services)
         self.subscribers: dict[str, dict[str, str]] = {}  # space_id -> sid -> user_id
-        services.spaces.listen(self.space_changed)
-
-    async def authorize(self, sid: str, rule: EventRule, payload: BaseModel) -> Caller:
-        """Adds the ``space`` rule: a member of the case with one of ``case_roles`` who is
-        also a member of the payload's space."""
-        if rule.kind != "space":
-            return await super().authorize(sid, rule, payload)
-        caller = await super().authorize(sid, EventRule("case", rule.case_roles), payload)
-        assert isinstance(payload, SpacePayload)
-        await self.services.spaces.require_member(payload.case_id, payload.space_id, caller.user_id)
-        return caller
+        #: Carries changes to every node's sockets (signaling.space_bus).
+        self.bus = SpaceEventBus(services.settings.redis_url, self.space_changed)
+        services.spaces.listen(self.bus.publish)
 
     @event("space.subscribe", SpacePayload, "space", CASE_ROLES)
     async def subscribe(self, caller: Caller, payload: SpacePayload) -> dict[str, Any]:
@@ -122,9 +115,15 @@ class SpacesNamespace(EventNamespace):
             await self._unsubscribe(sid, space_id)
 
     async def space_changed(self, change: SpaceEvent) -> None:
-        """Forward a committed change to the space's subscribers; cut removed members off."""
+        """Forward a committed change to this node's subscribers of the space; cut this
+        node's sockets of a removed member off."""
         if change.kind in FORWARDED and change.space_id is not None:
-            await self.emit(change.kind, change.data, room=space_room(change.space_id))
+            await self.emit(
+                change.kind,
+                change.data,
+                room=space_room(change.space_id),
+                ignore_queue=self.bus.distributed,  # every node emits to its own sockets
+            )
         elif change.kind == "member.removed" and change.space_id is not None:
             listeners = self.subscribers.get(change.space_id, {})
             for sid in [s for s, user in listeners.items() if user == change.user_id]:
@@ -133,6 +132,7 @@ class SpacesNamespace(EventNamespace):
                     "space.removed",
                     {"case_id": change.case_id, "space_id": change.space_id, "reason": "removed"},
                     to=sid,
+                    ignore_queue=self.bus.distributed,  # a socket of this node
                 )
         elif change.kind == "space.closed":
             for space_id in change.space_ids:
@@ -142,4 +142,5 @@ class SpacesNamespace(EventNamespace):
                         "space.removed",
                         {"case_id": change.case_id, "space_id": space_id, "reason": "case_closed"},
                         to=sid,
+                        ignore_queue=self.bus.distributed,
                     )

@@ -386,3 +386,96 @@ class VideoMessage:
     async def close(self) -> None:
         await self.pc.close()
         await self.sio.disconnect()
+
+
+async def test_space_changes_reach_every_node_once_and_removal_cuts_everywhere(
+    tmp_path: Path,
+) -> None:
+    async with running_nodes(
+        tmp_path / "data", ("s1", "s2"), workers=0, redis_url=REDIS_URL
+    ) as nodes:
+        node1, node2 = nodes
+        accounts = await one_case(node1, 2)
+        case_id = accounts["rooms"][0]["case_id"]
+        neutral, paula = accounts["neutral"], accounts["rooms"][0]["accounts"][0]
+        async with ApiSession(node1.url, insecure=True) as api:
+            await api.sign_in(neutral["username"], neutral["password"])
+            members = (await api.request("GET", f"/api/cases/{case_id}"))["members"]
+            paula_id = next(
+                m["user_id"] for m in members if m["display_name"] == paula["display_name"]
+            )
+            spaces = {}
+            for name in ("Joint", "Just Paula"):
+                made = await api.request(
+                    "POST", f"/api/cases/{case_id}/spaces", {"name": name, "member_ids": [paula_id]}
+                )
+                spaces[name] = made["space"]["id"]
+
+            # Paula listens to both spaces through node 2
+            token = await SocketSignal(
+                node2.url, paula["username"], paula["password"], case_id, insecure=True
+            ).sign_in()
+            heard: list[tuple[str, dict]] = []
+            arrived = asyncio.Event()
+
+            def hear(name: str):
+                def handler(data: dict) -> None:
+                    heard.append((name, data))
+                    arrived.set()
+
+                return handler
+
+            sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
+            for name in ("message.new", "space.removed"):
+                sio.on(name, hear(name), namespace="/spaces")
+            await sio.connect(
+                node2.url,
+                headers={"Cookie": f"{SESSION_COOKIE}={token}"},
+                namespaces=["/spaces"],
+                transports=["websocket"],
+            )
+
+            async def heard_of(predicate) -> None:
+                async with asyncio.timeout(10):
+                    while not any(predicate(name, data) for name, data in heard):
+                        arrived.clear()
+                        await arrived.wait()
+
+            def body(text: str):
+                return lambda name, data: name == "message.new" and data.get("body") == text
+
+            try:
+                for space_id in spaces.values():
+                    reply = await sio.call(
+                        "space.subscribe", {"case_id": case_id, "space_id": space_id}, "/spaces"
+                    )
+                    assert reply["ok"], reply
+
+                async def post(space: str, text: str) -> None:
+                    await api.request(
+                        "POST",
+                        f"/api/cases/{case_id}/spaces/{spaces[space]}/messages",
+                        {"body": text},
+                    )
+
+                # posted on node 1, heard once on node 2 (a later message proves no copy)
+                await post("Joint", "first")
+                await post("Just Paula", "marker one")
+                await heard_of(body("marker one"))
+                assert sum(1 for n, d in heard if body("first")(n, d)) == 1
+
+                # removed on node 1: node 2 cuts her socket off the space at once
+                await api.request(
+                    "DELETE", f"/api/cases/{case_id}/spaces/{spaces['Joint']}/members/{paula_id}"
+                )
+                await heard_of(
+                    lambda name, data: (
+                        name == "space.removed" and data["space_id"] == spaces["Joint"]
+                    )
+                )
+                await post("Joint", "after her removal")
+                await post("Just Paula", "marker two")
+                await heard_of(body("marker two"))
+                assert not any(body("after her removal")(n, d) for n, d in heard)
+            finally:
+                await sio.disconnect()
