@@ -150,9 +150,7 @@ async def _reseal_account_secrets(conn: Any, old: MasterKey, new: MasterKey) -> 
             continue
         plain = row.totp_secret.encode() if by is None else old.open_sealed(row.totp_secret, owner)
         await conn.execute(
-            sa.update(users)
-            .where(users.c.id == row.id)
-            .values(totp_secret=new.seal(plain, owner))
+            sa.update(users).where(users.c.id == row.id).values(totp_secret=new.seal(plain, owner))
         )
         count += 1
     return count

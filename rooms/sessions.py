@@ -86,10 +86,12 @@ class Sessions:
                 sa.delete(sessions).where(sessions.c.token_hash == session.token_hash)
             )
 
-    async def end_others(self, user_id: str, keep: Session | None) -> None:
-        """End every session of ``user_id`` except ``keep`` (after a password change)."""
+    async def end_others(self, user_id: str, keep: Session | None) -> list[str]:
+        """End every session of ``user_id`` except ``keep`` (after a password change);
+        answers the token hashes of the sessions ended."""
         query = sa.delete(sessions).where(sessions.c.user_id == user_id)
         if keep is not None:
             query = query.where(sessions.c.token_hash != keep.token_hash)
         async with self.store.begin() as conn:
-            await conn.execute(query)
+            result = await conn.execute(query.returning(sessions.c.token_hash))
+            return [row.token_hash for row in result]

@@ -114,7 +114,8 @@ async def change_password(request: web.Request) -> web.Response:
     await services.accounts.change_password(
         request[USER].id, body.current_password, body.new_password
     )
-    await services.sessions.end_others(request[USER].id, keep=request[SESSION])
+    ended = await services.sessions.end_others(request[USER].id, keep=request[SESSION])
+    await end_session_sockets(request.app, *ended)  # the other devices' sockets close
     await services.sessions.set_stage(request[SESSION], STAGE_ACTIVE)
     return web.json_response({"stage": STAGE_ACTIVE})
 

@@ -20,11 +20,10 @@ from signaling.media import (
     media_settings,
 )
 from signaling.media_gateway import MediaCluster
+from signaling.node_bus import NodeBus
 from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace, recording_context
 from signaling.services import SERVICES, Services
-from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server
-from signaling.space_bus import SpaceEventBus
-from signaling.spaces_events import SpacesNamespace
+from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server, node_bus
 
 health = web.RouteTableDef()
 
@@ -71,8 +70,7 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
         app[MEDIA_STATS] = cluster.stats
     app[SOCKETS] = sockets
     app[NAMESPACES] = namespaces
-    spaces = next(n for n in namespaces if isinstance(n, SpacesNamespace))
-    app.cleanup_ctx.append(space_bus_context(spaces.bus))
+    app.cleanup_ctx.append(node_bus_context(node_bus(app)))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -85,8 +83,8 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     return app
 
 
-def space_bus_context(bus: SpaceEventBus):
-    """A cleanup context: this node hears the cluster's space changes while it runs."""
+def node_bus_context(bus: NodeBus):
+    """A cleanup context: this node hears the other nodes while it runs."""
 
     async def context(_app: web.Application) -> AsyncIterator[None]:
         await bus.start()

@@ -24,6 +24,7 @@ from rooms.sessions import STAGE_ACTIVE
 from sfu import Worker
 from signaling.access import SESSION_COOKIE
 from signaling.errors import socket_error
+from signaling.node_bus import NodeBus
 from signaling.services import Services
 from signaling.settings import Settings
 
@@ -230,9 +231,16 @@ SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
 
 
-async def end_session_sockets(app: web.Application, token_hash: str) -> None:
-    for namespace in app[NAMESPACES]:
-        await namespace.end_session(token_hash)
+async def end_session_sockets(app: web.Application, *token_hashes: str) -> None:
+    """Disconnect, on every node, the sockets opened with these (ended) sessions."""
+    await node_bus(app).sessions_ended(list(token_hashes))
+
+
+def node_bus(app: web.Application) -> NodeBus:
+    from signaling.spaces_events import SpacesNamespace  # it builds on this module
+
+    spaces = next(n for n in app[NAMESPACES] if isinstance(n, SpacesNamespace))
+    return spaces.bus
 
 
 def same_origin(settings: Settings) -> Callable[[str | None, dict[str, Any]], bool]:
@@ -269,7 +277,15 @@ def create_socket_server(
     namespaces: list[EventNamespace] = [CaseNamespace(services)]
     from signaling.spaces_events import SpacesNamespace  # it builds on this module
 
-    namespaces.append(SpacesNamespace(services))
+    bus = NodeBus(services.settings.redis_url)
+    namespaces.append(SpacesNamespace(services, bus))
+
+    async def end_local_sessions(token_hashes: list[str]) -> None:
+        for namespace in namespaces:
+            for token_hash in token_hashes:
+                await namespace.end_session(token_hash)
+
+    bus.on_sessions_ended = end_local_sessions
     if cluster is not None:
         from signaling.media import MediaNamespace  # they build on this module
         from signaling.media_gateway import ForwardingNamespace

@@ -21,9 +21,9 @@ from pydantic import Field
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import NotFound
 from rooms.spaces import MAX_BODY, SpaceEvent
+from signaling.node_bus import NodeBus
 from signaling.services import Services
 from signaling.sockets import Caller, CasePayload, EventNamespace, event
-from signaling.space_bus import SpaceEventBus
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,13 @@ def space_room(space_id: str) -> str:
 class SpacesNamespace(EventNamespace):
     """Owns the live subscriptions to spaces: which socket listens to which space."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, bus: NodeBus) -> None:
         super().__init__(SPACES_NAMESPACE, services)
         self.subscribers: dict[str, dict[str, str]] = {}  # space_id -> sid -> user_id
-        #: Carries changes to every node's sockets (signaling.space_bus).
-        self.bus = SpaceEventBus(services.settings.redis_url, self.space_changed)
-        services.spaces.listen(self.bus.publish)
+        #: Carries changes to every node's sockets (signaling.node_bus).
+        self.bus = bus
+        bus.on_space_change = self.space_changed
+        services.spaces.listen(bus.space_changed)
 
     @event("space.subscribe", SpacePayload, "space", CASE_ROLES)
     async def subscribe(self, caller: Caller, payload: SpacePayload) -> dict[str, Any]:

@@ -411,10 +411,10 @@ async def test_space_changes_reach_every_node_once_and_removal_cuts_everywhere(
                 )
                 spaces[name] = made["space"]["id"]
 
-            # Paula listens to both spaces through node 2
-            token = await SocketSignal(
-                node2.url, paula["username"], paula["password"], case_id, insecure=True
-            ).sign_in()
+            # Paula signs in on node 1 and listens to both spaces through node 2
+            paula_api = ApiSession(node1.url, insecure=True)
+            await paula_api.sign_in(paula["username"], paula["password"])
+            token = next(c.value for c in paula_api._http.cookie_jar if c.key == SESSION_COOKIE)
             heard: list[tuple[str, dict]] = []
             arrived = asyncio.Event()
 
@@ -428,6 +428,7 @@ async def test_space_changes_reach_every_node_once_and_removal_cuts_everywhere(
             sio = socketio.AsyncClient(ssl_verify=False, reconnection=False)
             for name in ("message.new", "space.removed"):
                 sio.on(name, hear(name), namespace="/spaces")
+            sio.on("disconnect", hear("disconnect"), namespace="/spaces")
             await sio.connect(
                 node2.url,
                 headers={"Cookie": f"{SESSION_COOKIE}={token}"},
@@ -477,5 +478,13 @@ async def test_space_changes_reach_every_node_once_and_removal_cuts_everywhere(
                 await post("Just Paula", "marker two")
                 await heard_of(body("marker two"))
                 assert not any(body("after her removal")(n, d) for n, d in heard)
+
+                # she signs out on node 1: her socket on node 2 is closed too
+                await paula_api.request("POST", "/api/logout", {})
+                await heard_of(lambda name, _data: name == "disconnect")
+                await post("Just Paula", "after her sign-out")
+                await post("Joint", "to the others")  # nothing reaches a closed socket
+                assert not any(body("after her sign-out")(n, d) for n, d in heard)
             finally:
                 await sio.disconnect()
+                await paula_api.__aexit__()

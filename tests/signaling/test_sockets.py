@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from rooms.schema import sessions
 from signaling.access import SESSION_COOKIE
-from tests.signaling.conftest import World, connect
+from tests.signaling.conftest import PASSWORD, World, connect
 
 
 async def test_connect_refused_without_or_with_forged_session(world: World) -> None:
@@ -71,3 +71,31 @@ async def test_event_after_session_expiry_is_refused(world: World) -> None:
     )
     assert reply["ok"] is False and reply["error"]["code"] == "unauthenticated"
     await sio.disconnect()
+
+
+async def test_a_password_change_closes_the_other_sessions_sockets(world: World) -> None:
+    """Paula changes her password on one device: her other device's socket is closed at
+    once (its session ended), the changing device's stays."""
+    here = world.clients["paula"]
+    elsewhere = world.make_client()
+    status, body, _ = await elsewhere.post(
+        "/api/login", {"username": "paula", "password": PASSWORD}
+    )
+    assert status == 200 and body["stage"] == "active", body
+    other = await connect(world, elsewhere, "/case")
+    mine = await connect(world, here, "/case")
+    closed = asyncio.Event()
+    other.on("disconnect", lambda *_: closed.set(), namespace="/case")
+    try:
+        status, body, _ = await here.post(
+            "/api/account/password",
+            {"current_password": PASSWORD, "new_password": "a brand new passphrase 7"},
+        )
+        assert status == 200, body
+        async with asyncio.timeout(10):
+            await closed.wait()
+        reply = await mine.call("case.join", {"case_id": world.cases["Case A"]}, "/case")
+        assert reply["ok"], reply
+    finally:
+        await other.disconnect()
+        await mine.disconnect()
