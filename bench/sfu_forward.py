@@ -5,17 +5,23 @@ the SFU in its own process.  Prints one JSON row per N::
 
     {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...,
      "sfu_user_us_per_packet": ..., "sfu_sys_us_per_packet": ..., "publisher_pps": ...,
-     "sfu_cpu_ms_per_s": ..., "client_cpu_ms_per_s": ...}
+     "sfu_cpu_ms_per_s": ..., "sfu_us_per_received_packet": ...,
+     "client_cpu_ms_per_s": ..., "client_us_per_received_packet": ...}
 
 cpu_us_per_packet is the SFU process's CPU time (user + system, from ``os.times()`` in
 that process) divided by the packets it forwarded during the measurement window; the
-``sfu_user``/``sfu_sys`` keys split it.  ``publisher_pps`` is what the SFU received from
-the publisher, ``sfu_cpu_ms_per_s`` the SFU's CPU per wall-clock second (the only useful
-figure with 0 subscribers), ``client_cpu_ms_per_s`` that of this driver process, which
-runs every client: subscribers only count packets (no decoding), the publisher sends a
-pre-encoded clip.
+``sfu_user``/``sfu_sys`` keys split it (``null`` with 0 subscribers).  ``publisher_pps``
+is what the SFU received from the publisher, ``sfu_cpu_ms_per_s`` the SFU's CPU per
+wall-clock second, ``sfu_us_per_received_packet`` that CPU divided by the packets
+received from the publisher (the receive side's cost where nothing is forwarded, the
+0-subscriber row; at ~100 packets/s it includes the SFU's timers, RTCP and consent
+checks: ``bench/rtp_receive.py`` isolates the per-packet part).  ``client_cpu_ms_per_s``
+is the CPU of this driver process, which runs every client: subscribers only count
+packets (no decoding), the publisher sends a pre-encoded clip;
+``client_us_per_received_packet`` divides it by the packets the subscribers received
+(the publisher's share included, ~1 µs per packet at N = 50).
 
-    .venv/bin/python bench/sfu_forward.py --json [--subscribers 1 10 50] [--seconds 10]
+    .venv/bin/python bench/sfu_forward.py --json [--subscribers 0 1 10 50] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -228,17 +234,23 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
         client_cpu = (client_end.user - client_start.user) + (
             client_end.system - client_start.system
         )
-        per_packet = 1e6 / max(1, forwarded)
+        received_by_sfu = end["received"] - start["received"]
+
+        def per(cpu: float, packets: int) -> float | None:
+            return round(cpu * 1e6 / packets, 2) if packets else None
+
         return {
             "subscribers": subscribers,
             "forwarded_pps": round(forwarded / elapsed, 1),
-            "cpu_us_per_packet": round((user + system) * per_packet, 2),
-            "loss_pct": round(max(0.0, 1 - got / max(1, forwarded)) * 100, 2),
-            "sfu_user_us_per_packet": round(user * per_packet, 2),
-            "sfu_sys_us_per_packet": round(system * per_packet, 2),
-            "publisher_pps": round((end["received"] - start["received"]) / elapsed, 1),
+            "cpu_us_per_packet": per(user + system, forwarded),
+            "loss_pct": round(max(0.0, 1 - got / forwarded) * 100, 2) if forwarded else 0.0,
+            "sfu_user_us_per_packet": per(user, forwarded),
+            "sfu_sys_us_per_packet": per(system, forwarded),
+            "publisher_pps": round(received_by_sfu / elapsed, 1),
             "sfu_cpu_ms_per_s": round((user + system) / elapsed * 1e3, 1),
+            "sfu_us_per_received_packet": per(user + system, received_by_sfu),
             "client_cpu_ms_per_s": round(client_cpu / elapsed * 1e3, 1),
+            "client_us_per_received_packet": per(client_cpu, got),
         }
     finally:
         await rpc.call("stop")
@@ -252,7 +264,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[0, 1, 10, 50])
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     if args.serve:

@@ -607,3 +607,14 @@ def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -
                 return data
 
     ice._recv = lossy_recv
+
+
+def outgoing_srtp(dtls: RTCDtlsTransport) -> pylibsrtp.Session:
+    """Benchmark tool: the session protecting what ``dtls`` sends (once connected)."""
+    return dtls._tx_srtp
+
+
+def nominated_local_address(dtls: RTCDtlsTransport) -> tuple[str, int]:
+    """Benchmark tool: the (address, port) of the socket of ``dtls``'s nominated pair."""
+    pair = dtls.transport._connection._nominated[1]
+    return tuple(pair.protocol.transport.get_extra_info("sockname")[:2])
