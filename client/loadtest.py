@@ -37,6 +37,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client.parser import text_string_to_metric_families
 
+from sfu import aiortc_adapter
+
 from .loadtest_setup import ApiSession, SetupError, read_accounts
 from .report import summarize, summary_text, track_table
 from .socket_signal import NAMESPACE, SocketSignal
@@ -151,6 +153,7 @@ class LoadParticipant:
         if pc is None:
             pc = self._subscribe_pc = _pc()
             pc.on("track", self._on_track)
+            aiortc_adapter.receive_directly(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp

@@ -203,6 +203,8 @@ class Participant:
                     self._on_track(track)
 
             pc.on("track", on_track)
+            if not self._decode:  # every receiver is hooked: no decoder task to feed
+                aiortc_adapter.receive_directly(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         if self._loss:
             transceivers = pc.getTransceivers()

@@ -17,6 +17,7 @@ import random
 import socket
 import struct
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -26,7 +27,13 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtectionProfile, State
+from aiortc.rtcdtlstransport import (
+    SRTP_PROFILES,
+    RTCDtlsTransport,
+    RtpRouter,
+    SRTPProtectionProfile,
+    State,
+)
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 from pylibsrtp import _binding as _srtp_binding
@@ -35,6 +42,10 @@ from .errors import NoFreePort
 
 _srtp_ffi = _srtp_binding.ffi
 _srtp_protect = _srtp_binding.lib.srtp_protect
+_srtp_unprotect = _srtp_binding.lib.srtp_unprotect
+_SSRC_AT_8 = struct.Struct("!8xI").unpack_from
+#: aiortc's arrival times count milliseconds from the NTP epoch (1900), not from 1970.
+_NTP_EPOCH_MS = 2_208_988_800_000
 _CONNECTED = State.CONNECTED
 _pack_header = struct.Struct("!BBHII").pack_into
 #: The writer's buffer; an RTP packet leaves room for the largest SRTP trailer.
@@ -50,14 +61,28 @@ PRIVATE_API: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_handle_rtcp_packet"),
     (RTCRtpSender, "_send_rtcp"),
     (RTCDtlsTransport, "_handle_rtp_data"),
+    (RTCDtlsTransport, "_recv_next"),
     (RTCDtlsTransport, "_send_rtp"),
+    (RtpRouter, "route_rtp"),
     (Connection, "get_component_candidates"),
+    (Connection, "data_received"),
+    (StunProtocol, "datagram_received"),
 )
 #: Instance attributes (created in ``__init__``/handshake) the adapter reads.
 PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     RTCRtpSender: ("_ssrc", "_rtx_ssrc"),
     RTCRtpTransceiver: ("_codecs", "_headerExtensions"),
-    RTCDtlsTransport: ("_srtp_profiles", "_tx_srtp", "_ssl", "_state"),
+    RTCDtlsTransport: (
+        "_srtp_profiles",
+        "_tx_srtp",
+        "_rx_srtp",
+        "_ssl",
+        "_state",
+        "_rtp_router",
+        "_rtp_header_extensions_map",
+    ),
+    RtpRouter: ("ssrc_table", "payload_type_table"),
+    Connection: ("_nominated", "_protocols", "_queue"),
 }
 #: Below aiortc, :class:`RtpWriter` also reads: aioice's ``Connection._nominated`` and
 #: ``CandidatePair.protocol``/``remote_addr``; the asyncio datagram transport's ``_sock``;
@@ -70,9 +95,17 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: instance; ``gather_candidates`` calls it once per component with the host addresses),
 #: reads ``Connection.stun_server``/``turn_server``, appends to ``Connection._protocols``
 #: and sets ``StunProtocol.local_candidate`` as aioice does.
+#: :func:`receive_directly` replaces ``StunProtocol.datagram_received`` (per instance) on
+#: the ``Connection._protocols`` of a connected DTLS transport, hands what it does not
+#: take to aioice's method (which queues data in ``Connection._queue`` for
+#: ``RTCDtlsTransport._recv_next``), unprotects with ``_rx_srtp._srtp`` and pylibsrtp's
+#: ``srtp_unprotect``, routes with ``_rtp_router`` (``ssrc_table``, ``payload_type_table``,
+#: ``route_rtp``) and parses with ``_rtp_header_extensions_map`` as
+#: ``_handle_rtp_data`` does.
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
+RtpDataHandler = Callable[[bytes, int], None]
 RtcpHandler = Callable[[AnyRtcpPacket], None]
 
 
@@ -107,14 +140,210 @@ def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     ``handler`` runs synchronously; an exception is logged, never propagated, because an
     exception escaping this hook would close the whole peer connection.
     """
+    receiver._handle_rtp_packet = _RtpHook(receiver, handler, None)  # type: ignore[method-assign]
 
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+
+def intercept_rtp_data(receiver: RTCRtpReceiver, handler: RtpDataHandler) -> None:
+    """Like :func:`intercept_rtp`, but ``handler(data, arrival_time_ms)`` receives the
+    decrypted RTP packet as ``bytes`` (header, extensions, payload, padding), so that it
+    reads only the fields it needs; with :func:`receive_directly` nothing is parsed for
+    it at all.  ``arrival_time_ms`` counts from 1900, as aiortc's does."""
+    receiver._handle_rtp_packet = _RtpHook(receiver, None, handler)  # type: ignore[method-assign]
+
+
+class _RtpHook:
+    """``RTCRtpReceiver._handle_rtp_packet`` replacement set by :func:`intercept_rtp` and
+    :func:`intercept_rtp_data`.  aiortc awaits it with a parsed packet; the direct
+    receive path of :func:`receive_directly` calls ``on_data``/``on_packet`` itself."""
+
+    __slots__ = ("_receiver", "on_data", "on_packet")
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        on_packet: RtpHandler | None,
+        on_data: RtpDataHandler | None,
+    ) -> None:
+        self._receiver = receiver
+        self.on_packet = on_packet
+        self.on_data = on_data
+
+    async def __call__(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         try:
-            handler(packet, arrival_time_ms)
+            if self.on_data is not None:
+                extensions = self._receiver.transport._rtp_header_extensions_map
+                self.on_data(packet.serialize(extensions), arrival_time_ms)
+            else:
+                self.on_packet(packet, arrival_time_ms)
         except Exception:
             logger.exception("RTP handler failed")
 
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+def receive_directly(pc: RTCPeerConnection) -> None:
+    """Once ``pc`` is connected, hand its received SRTP media datagrams straight from the
+    socket's ``datagram_received`` to the receivers' hooks.
+
+    aiortc's own path per datagram: aioice tries to parse it as STUN, puts it in an
+    asyncio queue and wakes the DTLS transport's receive task, which unprotects it,
+    parses it into an ``RtpPacket`` (header extensions included), routes it and awaits
+    the receiver's coroutine: a task switch, a second event-loop iteration and several
+    awaits per packet.  Here the protocol of each of the connection's sockets recognises
+    RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type), and, in
+    the same call, libsrtp unprotects it in place in a buffer owned by the connection,
+    the SSRC and payload type are looked up in aiortc's routing tables, and the hook of
+    :func:`intercept_rtp_data` gets the ``bytes`` (that of :func:`intercept_rtp` a
+    parsed packet).  Everything else takes aiortc's path unchanged: STUN (connectivity
+    and consent checks, see :func:`keep_consent`), DTLS records, SRTCP; so does RTP while
+    aioice's queue still holds datagrams, which keeps the order in which packets reach a
+    hook.  A packet whose SSRC aiortc has not routed yet is parsed and routed by aiortc's
+    router (which learns the SSRC from the payload type as before); a receiver without a
+    hook gets aiortc's coroutine as a task.  A datagram that fails to unprotect is
+    dropped, as aiortc does; so is one larger than the buffer (aiortc's SRTP session
+    would raise and close the connection).  An exception in a hook is logged, never
+    propagated.  aiortc's transport-level received counters (``getStats()`` of the DTLS
+    transport) do not count these packets.  Call before or after connecting; later
+    calls do nothing.
+    """
+    if pc in _DIRECT_PCS:
+        return
+    _DIRECT_PCS.add(pc)
+
+    def connected() -> None:
+        if pc.connectionState == "connected":
+            for transceiver in pc.getTransceivers():
+                _install_direct(transceiver.receiver.transport)
+
+    pc.on("connectionstatechange", connected)
+    connected()
+
+
+class _DirectState:
+    """What the direct receive path of one DTLS transport keeps besides its buffer."""
+
+    __slots__ = ("failed", "installed", "should_drop")
+
+    def __init__(self) -> None:
+        self.should_drop: Callable[[], bool] | None = None
+        #: Datagrams dropped: failed to unprotect, or too large.
+        self.failed = 0
+        self.installed = False
+
+
+_DIRECT_PCS: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+#: Keyed by DTLS transport; a state never refers to its transport (no leak).
+_DIRECT: weakref.WeakKeyDictionary[RTCDtlsTransport, _DirectState] = weakref.WeakKeyDictionary()
+
+
+def _direct_state(dtls: RTCDtlsTransport) -> _DirectState:
+    state = _DIRECT.get(dtls)
+    if state is None:
+        state = _DIRECT[dtls] = _DirectState()
+    return state
+
+
+def direct_receive_failures(pc: RTCPeerConnection) -> int:
+    """Datagrams the direct receive path of ``pc`` dropped (unprotect failed, too large)."""
+    return sum(
+        _DIRECT[t.receiver.transport].failed
+        for t in {t.receiver.transport: t for t in pc.getTransceivers()}.values()
+        if t.receiver.transport in _DIRECT
+    )
+
+
+def _install_direct(dtls: RTCDtlsTransport) -> None:
+    state = _direct_state(dtls)
+    if state.installed or dtls._state is not _CONNECTED or dtls._rx_srtp is None:
+        return
+    state.installed = True
+    for protocol in dtls.transport._connection._protocols:
+        if not isinstance(protocol, StunProtocol):
+            continue
+        current = protocol.datagram_received
+        if getattr(current, "_caucus_test_tool", False):
+            continue  # delay_incoming: every datagram must stay late, media included
+        protocol.datagram_received = _direct_datagram_received(  # type: ignore[method-assign]
+            dtls, state, current
+        )
+
+
+def _direct_datagram_received(
+    dtls: RTCDtlsTransport, state: _DirectState, original: Callable[[bytes, tuple], None]
+) -> Callable[[bytes, tuple], None]:
+    """The ``StunProtocol.datagram_received`` of :func:`receive_directly`."""
+    queue = dtls.transport._connection._queue
+    router = dtls._rtp_router
+    ssrc_table = router.ssrc_table
+    payload_type_table = router.payload_type_table
+    route = router.route_rtp
+    extensions = dtls._rtp_header_extensions_map
+    session = dtls._rx_srtp  # keeps the srtp_t below alive
+    context = session._srtp[0]
+    cdata = _srtp_ffi.new("char[]", _SRTP_BUFFER)
+    view = memoryview(_srtp_ffi.buffer(cdata))
+    buffer = _srtp_ffi.buffer(cdata)
+    size = _srtp_ffi.new("int *")
+    parse = RtpPacket.parse
+    ssrc_of = _SSRC_AT_8
+    now = time.time
+    empty: tuple[()] = ()
+    tasks: set[asyncio.Future[None]] = set()  # aiortc's own coroutines, unhooked receivers
+
+    def receive(data: bytes) -> None:
+        should_drop = state.should_drop
+        if should_drop is not None and should_drop():
+            return
+        arrival_time_ms = int(now() * 1000) + _NTP_EPOCH_MS
+        length = len(data)
+        if length > _SRTP_BUFFER:
+            state.failed += 1
+            return
+        view[:length] = data
+        size[0] = length
+        if _srtp_unprotect(context, cdata, size):
+            state.failed += 1
+            return
+        data = buffer[: size[0]]
+        packet = None
+        receiver = ssrc_table.get(ssrc_of(data)[0])
+        if receiver is None or receiver not in payload_type_table.get(data[1] & 0x7F, empty):
+            try:
+                packet = parse(data, extensions)
+            except ValueError:
+                return
+            receiver = route(packet)
+            if receiver is None:
+                return
+        hook = receiver._handle_rtp_packet
+        if hook.__class__ is _RtpHook:
+            if hook.on_data is not None:
+                hook.on_data(data, arrival_time_ms)
+            else:
+                if packet is None:
+                    packet = parse(data, extensions)
+                hook.on_packet(packet, arrival_time_ms)
+        else:
+            if packet is None:
+                packet = parse(data, extensions)
+            task = asyncio.ensure_future(hook(packet, arrival_time_ms=arrival_time_ms))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    def datagram_received(data: bytes, addr: tuple) -> None:
+        if (
+            len(data) > 12
+            and 127 < data[0] < 192
+            and not 191 < data[1] < 209  # RTCP packet types (aiortc's is_rtcp)
+            and dtls._state is _CONNECTED
+            and queue.empty()
+        ):
+            try:
+                receive(data)
+            except Exception:
+                logger.exception("RTP handler failed")
+            return
+        original(data, addr)
+
+    return datagram_received
 
 
 def intercept_receiver_rtcp(receiver: RTCRtpReceiver, handler: RtcpHandler) -> None:
@@ -569,6 +798,7 @@ def delay_incoming(dtls: RTCDtlsTransport, seconds: float | None) -> None:
         if seconds is not None:
             loop.call_later(seconds, receive, data, addr)
 
+    late._caucus_test_tool = True  # type: ignore[attr-defined]  # see _install_direct
     protocol.datagram_received = late  # type: ignore[method-assign]
 
 
@@ -594,7 +824,9 @@ class IdleTrack(MediaStreamTrack):
 
 def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -> None:
     """Test tool: discard received SRTP media datagrams for which ``should_drop()`` is
-    true, as a lossy network would (DTLS, STUN and RTCP pass)."""
+    true, as a lossy network would (DTLS, STUN and RTCP pass), on aiortc's path and on
+    that of :func:`receive_directly`."""
+    _direct_state(dtls).should_drop = should_drop
     ice = dtls.transport
     receive = ice._recv
 

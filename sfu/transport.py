@@ -104,6 +104,7 @@ class Transport:
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 self._bind_ports()
                 self._keep_consent()
+                adapter.receive_directly(self._pc)
                 new = self._prepare_producers()
                 adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
                 await self._pc.setLocalDescription(await self._pc.createAnswer())

@@ -43,6 +43,8 @@ async def test_private_attributes_exist_on_live_objects():
         type(transceiver.sender): transceiver.sender,
         type(transceiver): transceiver,
         type(dtls): dtls,
+        type(dtls._rtp_router): dtls._rtp_router,
+        type(dtls.transport._connection): dtls.transport._connection,
     }
     for cls, names in aiortc_adapter.PRIVATE_INSTANCE_ATTRIBUTES.items():
         for name in names:
@@ -241,3 +243,40 @@ async def test_port_range_gathering_matches_aioice_but_for_the_port():
         await own.close()
         await pc.close()
     assert aiortc_adapter.local_addresses(pc) == []
+
+
+def test_direct_receive_replicates_aiortcs_receive_path():
+    """receive_directly takes over, for RTP only, what aioice and aiortc do per datagram:
+    aioice queues non-STUN datagrams for the DTLS transport's ``_recv_next``, which
+    unprotects SRTP with ``_rx_srtp`` and hands the packet parsed with the transport's
+    extension map to the receiver that ``_rtp_router`` picks by SSRC and payload type."""
+    import asyncio
+
+    from aioice.ice import Connection, StunProtocol
+    from aiortc import clock
+    from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+
+    received = inspect.getsource(StunProtocol.datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        Connection.data_received
+    )
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+    assert "is_rtcp(data)" in recv_next
+    assert "data = self._rx_srtp.unprotect(data)" in recv_next
+    assert "arrival_time_ms = clock.current_ms()" in recv_next
+    handle = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "RtpPacket.parse(data, self._rtp_header_extensions_map)" in handle
+    assert "self._rtp_router.route_rtp(packet)" in handle
+    assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle
+    route = inspect.getsource(RtpRouter.route_rtp)
+    assert "self.ssrc_table.get(packet.ssrc)" in route
+    assert "self.payload_type_table.get(packet.payload_type, set())" in route
+    assert "ssrc_receiver in pt_receivers" in route
+    assert isinstance(Connection(ice_controlling=True).__dict__["_queue"], asyncio.Queue)
+    # arrival times count from 1900, as aiortc's do
+    ours = int(__import__("time").time() * 1000) + aiortc_adapter._NTP_EPOCH_MS
+    assert abs(clock.current_ms() - ours) < 1000
+    # the in-place unprotect of the rx session's context
+    assert callable(aiortc_adapter._srtp_unprotect)

@@ -1,0 +1,92 @@
+"""The direct receive path (``aiortc_adapter.receive_directly``): received media goes from
+the socket to the receiver hooks without aioice's queue and aiortc's receive task, while
+STUN, DTLS and RTCP keep aiortc's path; a failing hook, an undecryptable or an oversized
+datagram never closes the connection."""
+
+import os
+import socket
+import struct
+
+from sfu import aiortc_adapter as adapter
+
+from .conftest import wait_for
+
+
+def is_media(data: bytes) -> bool:
+    return 127 < data[0] < 192 and not 191 < data[1] < 209
+
+
+async def joined(worker, participants):
+    publisher = participants("alice")
+    subscriber = participants("bob", audio=False, video=None, decode=False)
+    await subscriber.join()
+    await publisher.join()
+    transport = next(worker.transports_of("alice", "publish"))
+    await wait_for(lambda: transport.stats()["packets_received"] > 30, 20)
+    await wait_for(lambda: any(t.packets for t in subscriber.tracks.values()), 20)
+    return transport, subscriber
+
+
+async def test_media_skips_aiortcs_queue_and_rtcp_takes_it(worker, participants):
+    transport, subscriber = await joined(worker, participants)
+    dtls = transport._writer.dtls
+    queued: list[bytes] = []
+    receive = dtls.transport._recv
+
+    async def watched() -> bytes:
+        data = await receive()
+        queued.append(data)
+        return data
+
+    dtls.transport._recv = watched
+    video = next(p for p in transport.producers.values() if p.kind == "video")
+    video._sr = None
+    before = transport.stats()["packets_received"]
+    seen = sum(t.packets for t in subscriber.tracks.values())
+    # the publisher's sender reports (SRTCP) still reach the producer through aiortc
+    await wait_for(
+        lambda: (
+            video._sr is not None
+            and len(queued) >= 2  # the task awaited the queue already: the first is unseen
+            and transport.stats()["packets_received"] > before + 30
+            and sum(t.packets for t in subscriber.tracks.values()) > seen + 30
+        ),
+        10,
+    )
+    assert queued and not [d for d in queued if is_media(d)]
+    assert adapter.direct_receive_failures(transport._pc) == 0
+    assert transport.connection_state == "connected"
+
+
+async def test_a_failing_hook_never_closes_the_connection(worker, participants):
+    transport, _ = await joined(worker, participants)
+    video = next(p for p in transport.producers.values() if p.kind == "video")
+    receiver = next(t.receiver for t in transport._pc.getTransceivers() if t.mid == video.mid)
+    calls = []
+
+    def failing(packet: object, arrival_time_ms: int) -> None:
+        calls.append(arrival_time_ms)
+        raise RuntimeError("a hook that fails")
+
+    adapter.intercept_rtp(receiver, failing)
+    await wait_for(lambda: len(calls) > 20, 10)
+    assert transport.connection_state == "connected"
+    adapter.intercept_rtp(receiver, video.on_rtp)
+    before = video.packets
+    await wait_for(lambda: video.packets > before + 20, 10)
+
+
+async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, participants):
+    transport, _ = await joined(worker, participants)
+    dtls = transport._writer.dtls
+    address = adapter.nominated_local_address(dtls)
+    forged = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
+    with socket.socket(
+        socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
+    ) as sock:
+        sock.sendto(forged, address)
+        sock.sendto(forged[:12] + os.urandom(3000), address)
+    await wait_for(lambda: adapter.direct_receive_failures(transport._pc) == 2, 5)
+    before = transport.stats()["packets_received"]
+    await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
+    assert transport.connection_state == "connected"
