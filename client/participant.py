@@ -226,12 +226,12 @@ class Participant:
             self._own(self._consume(track, received))
         else:
 
-            def count(packet: object, arrival_time_ms: int) -> None:
+            def count(data: bytes, arrival_time_ms: int) -> None:
                 received.packets += 1
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
 
-            aiortc_adapter.intercept_rtp(transceiver.receiver, count)
+            aiortc_adapter.intercept_rtp_data(transceiver.receiver, count)
         self._notify()
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:

@@ -51,6 +51,13 @@ def read_stamp(payload: bytes) -> int | None:
     return STAMP.unpack_from(payload, len(payload) - STAMP_SIZE)[1]
 
 
+def stamp_ending_at(data: bytes, start: int, end: int) -> int | None:
+    """:func:`read_stamp` of the payload ``data[start:end]``, without copying it."""
+    if end - start < STAMP_SIZE or data[end - STAMP_SIZE : end - 8] != MAGIC:
+        return None
+    return STAMP.unpack_from(data, end - STAMP_SIZE)[1]
+
+
 def stampable_vp8(frame: bytes) -> bytes:
     """``frame`` padded so that ``frame + stamp`` never splits the stamp between packets."""
     padding = 0
@@ -217,5 +224,6 @@ __all__ = [
     "opus_with_padding",
     "read_stamp",
     "stamp",
+    "stamp_ending_at",
     "stampable_vp8",
 ]

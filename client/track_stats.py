@@ -2,7 +2,10 @@
 
 :func:`watch_receiver` hooks a subscribe connection's receiver (through the SFU's aiortc
 adapter, which replaces aiortc's jitter buffer and decoder with a plain callback), so a
-load client pays a few microseconds of Python per packet on top of aiortc's DTLS/SRTP.
+load client pays a few microseconds of Python per packet on top of SRTP; with
+:func:`sfu.aiortc_adapter.receive_directly` on the subscribe connection (the load
+client's), packets reach it straight from the socket, as the SFU's publish connections
+do.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 from aiortc import RTCRtpReceiver
-from aiortc.rtp import RtpPacket
 
 from sfu import aiortc_adapter
+from sfu.rtp_header import payload_bounds, read_fixed_header
 
-from .stamped import read_stamp
+from .stamped import stamp_ending_at
 
 CLOCK_RATES = {"audio": 48000, "video": 90000}
 
@@ -58,37 +61,48 @@ class TrackStats:
     _max_seq: int = -1  # extended
     _cycles: int = 0
     _last_transit: float | None = None
+    _clock_rate: int = field(init=False)
+    _every_packet_a_frame: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._clock_rate = CLOCK_RATES.get(self.kind, 90000)
+        self._every_packet_a_frame = self.kind == "audio"
 
     @property
     def expected(self) -> int:
         return 0 if self._max_seq < 0 else self._max_seq - self._base_seq + 1
 
-    def on_packet(self, packet: RtpPacket, _arrival_time_ms: int = 0) -> None:
+    def on_data(self, data: bytes, _arrival_time_ms: int = 0) -> None:
+        """Count one decrypted RTP packet, given as its bytes (see :func:`watch_receiver`)."""
+        if len(data) < 12:
+            return
         now = time.time()
+        first, second, sequence_number, timestamp, ssrc = read_fixed_header(data)
+        start, end = payload_bounds(data, first)
         if self._ssrc is None:
-            self._ssrc = packet.ssrc
-            self._base_seq = packet.sequence_number
-            self._max_seq = packet.sequence_number - 1
-        elif packet.ssrc != self._ssrc:
+            self._ssrc = ssrc
+            self._base_seq = sequence_number
+            self._max_seq = sequence_number - 1
+        elif ssrc != self._ssrc:
             return  # a retransmission stream; this probe never asks for one
         self.packets += 1
-        self.bytes += len(packet.payload)
-        seq = packet.sequence_number + self._cycles
+        self.bytes += end - start
+        seq = sequence_number + self._cycles
         if seq < self._max_seq - 0x8000:
             self._cycles += 0x10000
             seq += 0x10000
         if seq > self._max_seq:
             self._max_seq = seq
-        transit = now - packet.timestamp / CLOCK_RATES[self.kind]
+        transit = now - timestamp / self._clock_rate
         if self._last_transit is not None:
             self.jitter_s += (abs(transit - self._last_transit) - self.jitter_s) / 16
         self._last_transit = transit
         self.last_packet_at = time.monotonic()
-        if self.kind == "audio" or packet.marker:
+        if second & 0x80 or self._every_packet_a_frame:
             self.frames += 1
             if self.first_frame_at is None:
                 self.first_frame_at = self.last_packet_at
-            sent_us = read_stamp(packet.payload)
+            sent_us = stamp_ending_at(data, start, end)
             if sent_us is not None:
                 self.latencies_ms.append((now * 1e6 - sent_us) / 1000)
 
@@ -131,5 +145,8 @@ def percentile(values: list[float], pct: float) -> float | None:
 
 
 def watch_receiver(receiver: RTCRtpReceiver, stats: TrackStats) -> None:
-    """Feed ``receiver``'s decrypted RTP packets to ``stats`` instead of aiortc's decoder."""
-    aiortc_adapter.intercept_rtp(receiver, stats.on_packet)
+    """Feed ``receiver``'s decrypted RTP packets to ``stats`` instead of aiortc's decoder.
+
+    With :func:`sfu.aiortc_adapter.receive_directly` on the peer connection, they arrive
+    straight from the socket, as bytes, without aiortc's queue, task and parser."""
+    aiortc_adapter.intercept_rtp_data(receiver, stats.on_data)

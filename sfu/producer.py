@@ -24,11 +24,18 @@ from aiortc.rtp import (
     RtpPacket,
     clamp_packets_lost,
     pack_remb_fci,
-    unwrap_rtx,
 )
 
 from .keyframes import keyframe_test
-from .rtp_header import VERSION_BYTE, VERSION_BYTE_EXTENSION, abs_send_time, extension_block
+from .rtp_header import (
+    VERSION_BYTE,
+    VERSION_BYTE_EXTENSION,
+    abs_send_time,
+    audio_level,
+    extension_block,
+    payload_bounds,
+    read_fixed_header,
+)
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -64,6 +71,7 @@ class Producer:
         writer: RtpWriter,
         settings: MediaSettings,
         mid: str | None = None,
+        audio_level_id: int = 0,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.participant_id = participant_id
@@ -80,6 +88,8 @@ class Producer:
         self._payload_type = codec.payloadType
         self._rtx_payload_type = rtx_payload_type
         self._rtcp_ssrc = rtcp_ssrc
+        #: The publisher's ssrc-audio-level extension id (0: not negotiated).
+        self._audio_level_id = audio_level_id
         self._writer = writer
         self._settings = settings
         self._is_keyframe = keyframe_test(codec.mimeType)
@@ -116,29 +126,45 @@ class Producer:
 
     # --- hot path -----------------------------------------------------------------------
 
-    def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """Forward one decrypted packet to every consumer (called by the receiver hook)."""
-        if self.closed:
+    def on_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        """Forward one decrypted RTP packet to every consumer (called by the receiver
+        hook with the packet's bytes; only the fixed header, the payload's bounds and,
+        when a consumer negotiated it, the audio level are read)."""
+        if self.closed or len(data) < 12:
             return
-        payload_type = packet.payload_type
+        first, second, seq, timestamp, ssrc = read_fixed_header(data)
+        start, end = payload_bounds(data, first)
+        payload_type = second & 0x7F
         if payload_type != self._payload_type:
             if payload_type != self._rtx_payload_type or self.ssrc is None:
                 return
-            if len(packet.payload) < 2:
+            if end - start < 2:
                 return  # RTX padding used for bandwidth probing
-            packet = unwrap_rtx(packet, payload_type=self._payload_type, ssrc=self.ssrc)
+            # unwrap the retransmission: the original sequence number leads the payload
+            seq = data[start] << 8 | data[start + 1]
+            start += 2
+            ssrc = self.ssrc
             self.retransmissions_received += 1
-        payload = packet.payload
-        if not payload:
+        if start >= end:
             return
-        for sink in self.sinks:
-            sink.on_rtp(packet)
+        payload = data[start:end]
+        marker = second >> 7
+        if self.sinks:
+            packet = RtpPacket(
+                payload_type=self._payload_type,
+                marker=marker,
+                sequence_number=seq,
+                timestamp=timestamp,
+                ssrc=ssrc,
+                payload=payload,
+            )
+            for sink in self.sinks:
+                sink.on_rtp(packet)
 
-        seq = packet.sequence_number
-        if packet.ssrc != self.ssrc:
-            self._restart(packet)
+        if ssrc != self.ssrc:
+            self._restart(ssrc, seq)
         self.packets += 1
-        self.bytes += len(payload)
+        self.bytes += end - start
         delta = (seq - self._max_seq) & 0xFFFF
         if 0 < delta < 0x8000:
             if delta > 1 and self._buffer:
@@ -146,11 +172,9 @@ class Producer:
             if seq < self._max_seq:
                 self._cycles += 0x10000
             self._max_seq = seq
-            self.last_timestamp = packet.timestamp
+            self.last_timestamp = timestamp
             self.last_arrival_ms = arrival_time_ms
 
-        timestamp = packet.timestamp
-        marker = packet.marker
         if self._buffer:
             self._buffer[seq & self._buffer_mask] = (seq, timestamp, marker, payload)
         keyframe = self.keyframe_waiters > 0 and self._is_keyframe(payload)
@@ -174,9 +198,8 @@ class Producer:
                 if cached is None:
                     if ids[0] and send_time is None:
                         send_time = abs_send_time()
-                    block = extension_block(
-                        ids[0], send_time, ids[1], packet.extensions.audio_level
-                    )
+                    level = audio_level(data, first, self._audio_level_id) if ids[1] else None
+                    block = extension_block(ids[0], send_time, ids[1], level)
                     cached = tails[ids] = (
                         VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
                         block + payload if block else payload,
@@ -323,12 +346,12 @@ class Producer:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def _restart(self, packet: RtpPacket) -> None:
+    def _restart(self, ssrc: int, seq: int) -> None:
         """The publisher started a new stream (first packet, or a new SSRC)."""
         first = self.ssrc is None
-        self.ssrc = packet.ssrc
-        self._base_seq = packet.sequence_number
-        self._max_seq = (packet.sequence_number - 1) & 0xFFFF
+        self.ssrc = ssrc
+        self._base_seq = seq
+        self._max_seq = (seq - 1) & 0xFFFF
         self._cycles = 0
         self._expected_prior = 0
         self._received_prior = self._stream_base = self.packets

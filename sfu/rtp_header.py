@@ -40,3 +40,75 @@ def extension_block(
         return b""
     elements += b"\x00" * (-len(elements) % 4)
     return b"\xbe\xde" + SEQUENCE.pack(len(elements) // 4) + elements
+
+
+# --- reading received packets (only what the forwarding path needs) ------------------
+
+#: (first byte, marker|payload type, sequence number, timestamp, SSRC) of a packet.
+read_fixed_header = FIXED_HEADER.unpack_from
+
+
+def payload_bounds(data: bytes, first_byte: int) -> tuple[int, int]:
+    """Where the payload of the RTP packet ``data`` starts and ends: after the CSRC list
+    and the header extension, before the padding.  ``(0, 0)`` for a packet aiortc's
+    parser would reject (truncated CSRC list or extension, invalid padding length)."""
+    start = 12 + ((first_byte & 0x0F) << 2)
+    end = len(data)
+    if first_byte & 0x10:
+        if end < start + 4:
+            return 0, 0
+        start += 4 + ((data[start + 2] << 8 | data[start + 3]) << 2)
+    if first_byte & 0x20:
+        padding = data[-1]
+        if not padding or padding > end - start:
+            return 0, 0
+        end -= padding
+    if start > end:
+        return 0, 0
+    return start, end
+
+
+def audio_level(data: bytes, first_byte: int, extension_id: int) -> tuple[bool, int] | None:
+    """The (voice activity, level) of the ssrc-audio-level element (RFC 6464) with
+    ``extension_id`` in the header extension of the RTP packet ``data``, as aiortc's
+    parser reads it; ``None`` when there is none (or the extension block is malformed)."""
+    if not first_byte & 0x10 or not extension_id:
+        return None
+    pos = 12 + ((first_byte & 0x0F) << 2)
+    if len(data) < pos + 4:
+        return None
+    profile = data[pos] << 8 | data[pos + 1]
+    end = pos + 4 + ((data[pos + 2] << 8 | data[pos + 3]) << 2)
+    pos += 4
+    if end > len(data):
+        return None
+    if profile == 0xBEDE:  # one-byte headers (RFC 8285 §4.2)
+        while pos < end:
+            byte = data[pos]
+            if byte == 0:
+                pos += 1
+                continue
+            element_id, length = byte >> 4, (byte & 0x0F) + 1
+            pos += 1
+            if pos + length > end:
+                return None
+            if element_id == extension_id:
+                value = data[pos]
+                return value & 0x80 == 0x80, value & 0x7F
+            pos += length
+    elif profile == 0x1000:  # two-byte headers (RFC 8285 §4.3), as aiortc reads them
+        while pos < end:
+            if data[pos] == 0:
+                pos += 1
+                continue
+            if pos + 2 > end:
+                return None
+            element_id, length = data[pos], data[pos + 1]
+            pos += 2
+            if pos + length > end:
+                return None
+            if element_id == extension_id and length:
+                value = data[pos]
+                return value & 0x80 == 0x80, value & 0x7F
+            pos += length
+    return None

@@ -154,6 +154,7 @@ class Transport:
             )
             # answer with exactly the codec the SFU forwards (and its RTX)
             adapter.limit_codecs(transceiver, [primary] + ([rtx] if rtx else []))
+            extension_ids = {e.uri: e.id for e in adapter.negotiated_header_extensions(transceiver)}
             producer = Producer(
                 participant_id=self.participant_id,
                 kind=transceiver.kind,
@@ -163,8 +164,9 @@ class Transport:
                 writer=self._ensure_writer(transceiver.receiver.transport),
                 settings=self._settings,
                 mid=transceiver.mid,
+                audio_level_id=extension_ids.get(AUDIO_LEVEL_URI, 0),
             )
-            adapter.intercept_rtp(transceiver.receiver, producer.on_rtp)
+            adapter.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
             adapter.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
             new.append(producer)
         return new

@@ -64,14 +64,14 @@ async def test_a_failing_hook_never_closes_the_connection(worker, participants):
     receiver = next(t.receiver for t in transport._pc.getTransceivers() if t.mid == video.mid)
     calls = []
 
-    def failing(packet: object, arrival_time_ms: int) -> None:
+    def failing(data: bytes, arrival_time_ms: int) -> None:
         calls.append(arrival_time_ms)
         raise RuntimeError("a hook that fails")
 
-    adapter.intercept_rtp(receiver, failing)
+    adapter.intercept_rtp_data(receiver, failing)
     await wait_for(lambda: len(calls) > 20, 10)
     assert transport.connection_state == "connected"
-    adapter.intercept_rtp(receiver, video.on_rtp)
+    adapter.intercept_rtp_data(receiver, video.on_rtp_data)
     before = video.packets
     await wait_for(lambda: video.packets > before + 20, 10)
 
