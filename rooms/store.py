@@ -82,14 +82,14 @@ class Store:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_no_implicit_begin)
             sa.event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (by default the newest Alembic revision)."""
 
         def upgrade(sync_connection: sa.Connection) -> None:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS_DIR))
             config.attributes["connection"] = sync_connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
         async with self.begin() as connection:
             if self.backend == "postgresql":

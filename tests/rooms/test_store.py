@@ -42,21 +42,11 @@ async def test_concurrent_sign_ups_and_sign_ins_do_not_fail(store) -> None:
 async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
     """A database made by an earlier version (revision 0004), with a signed-in user whose
     TOTP seed is in clear, migrates to the newest revision and the seed gets sealed."""
-    from alembic import command
-    from alembic.config import Config
-
-    from rooms.store import MIGRATIONS_DIR, Store
+    from rooms.store import Store
 
     old = Store(f"sqlite:///{tmp_path / 'old.db'}")
-
-    def to_0004(sync_connection: sa.Connection) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.attributes["connection"] = sync_connection
-        command.upgrade(config, "0004")
-
+    await old.migrate("0004")
     async with old.begin() as conn:
-        await conn.run_sync(to_0004)
         await conn.execute(
             sa.insert(users).values(
                 id="u1",
@@ -101,7 +91,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
 async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
     """Several processes migrating one empty PostgreSQL database at once all succeed."""
     from rooms.store import Store
-    from tests.postgres import fresh_postgres_database
+    from tests.processes import fresh_postgres_database
 
     assert PG_URL is not None
     async with fresh_postgres_database(PG_URL, "caucus_migrate") as url:
