@@ -6,7 +6,6 @@ import http.cookiejar
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import tls_context_without_verification
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def caucus(*args: str, **kwargs) -> subprocess.CompletedProcess:

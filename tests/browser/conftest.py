@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from tests.postgres import fresh_postgres_database
+from tests.processes import free_port, fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -58,12 +57,6 @@ class RunningServer:
 
     def log(self) -> str:
         return "\n".join(self.output[-200:])
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _caucus_command() -> list[str]:
@@ -141,7 +134,7 @@ async def caucus_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
             "--host",
             "127.0.0.1",
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--data-dir",
             str(tmp_path / "data"),
         ]

@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from client.loadtest_setup import ApiSession, create_accounts
-from tests.postgres import fresh_postgres_database
+from tests.processes import free_port, fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = re.compile(r"^One-time password: (\S+)$")
@@ -26,12 +25,6 @@ WORKER_STARTED = re.compile(r"media worker started worker='([^']+)' pid=(\d+)")
 NEW_ADMIN_PASSWORD = "violet tram 42 lanterns"
 CLUSTER_SECRET = "the cluster secret of the scale-out tests"
 START_SECONDS = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -1,10 +1,19 @@
-"""A fresh PostgreSQL database for tests that run servers in their own processes."""
+"""Helpers of the tests that run Caucus servers in their own processes: a free port and a
+fresh PostgreSQL database."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 from collections.abc import AsyncIterator
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
