@@ -51,6 +51,11 @@ _pack_header = struct.Struct("!BBHII").pack_into
 #: The writer's buffer; an RTP packet leaves room for the largest SRTP trailer.
 _SRTP_BUFFER = 2048
 _MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+#: Datagrams :func:`receive_directly` reads from a socket per readiness event, at most.
+DRAIN_BATCH = 32
+#: Where those reads land (one per process: everything runs on the event loop's thread,
+#: and a datagram is copied out before the next read); the largest UDP datagram fits.
+_DRAIN_VIEW = memoryview(bytearray(65536))
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +106,8 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: ``RTCDtlsTransport._recv_next``), unprotects with ``_rx_srtp._srtp`` and pylibsrtp's
 #: ``srtp_unprotect``, routes with ``_rtp_router`` (``ssrc_table``, ``payload_type_table``,
 #: ``route_rtp``) and parses with ``_rtp_header_extensions_map`` as
-#: ``_handle_rtp_data`` does.
+#: ``_handle_rtp_data`` does; after an RTP datagram it reads the asyncio datagram
+#: transport's ``_sock`` until it is empty (``recvfrom_into``).
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
@@ -261,15 +267,28 @@ def _install_direct(dtls: RTCDtlsTransport) -> None:
         current = protocol.datagram_received
         if getattr(current, "_caucus_test_tool", False):
             continue  # delay_incoming: every datagram must stay late, media included
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)
         protocol.datagram_received = _direct_datagram_received(  # type: ignore[method-assign]
-            dtls, state, current
+            dtls, state, current, sock if isinstance(sock, socket.socket) else None
         )
 
 
 def _direct_datagram_received(
-    dtls: RTCDtlsTransport, state: _DirectState, original: Callable[[bytes, tuple], None]
+    dtls: RTCDtlsTransport,
+    state: _DirectState,
+    original: Callable[[bytes, tuple], None],
+    sock: socket.socket | None,
 ) -> Callable[[bytes, tuple], None]:
-    """The ``StunProtocol.datagram_received`` of :func:`receive_directly`."""
+    """The ``StunProtocol.datagram_received`` of :func:`receive_directly`.
+
+    After an RTP datagram, the socket (``sock``, when the protocol's transport exposes
+    it) is read again until it is empty, :data:`DRAIN_BATCH` datagrams at most: asyncio's
+    datagram transport reads one datagram per readiness event, so each queued datagram
+    would otherwise cost a whole event-loop iteration (``epoll_wait`` and a callback);
+    under load several are queued and this reads them in the same call.  What the drain
+    reads that is not for the direct path goes to aioice's method, as before.
+    """
     queue = dtls.transport._connection._queue
     router = dtls._rtp_router
     ssrc_table = router.ssrc_table
@@ -287,17 +306,16 @@ def _direct_datagram_received(
     now = time.time
     empty: tuple[()] = ()
     tasks: set[asyncio.Future[None]] = set()  # aiortc's own coroutines, unhooked receivers
+    recvfrom_into = sock.recvfrom_into if sock is not None else None
+    drain_view = _DRAIN_VIEW
+    batch = range(DRAIN_BATCH - 1)
 
-    def receive(data: bytes) -> None:
+    def handle(length: int) -> None:
+        """Unprotect and deliver the ``length`` bytes at the start of ``view``."""
         should_drop = state.should_drop
         if should_drop is not None and should_drop():
             return
         arrival_time_ms = int(now() * 1000) + _NTP_EPOCH_MS
-        length = len(data)
-        if length > _SRTP_BUFFER:
-            state.failed += 1
-            return
-        view[:length] = data
         size[0] = length
         if _srtp_unprotect(context, cdata, size):
             state.failed += 1
@@ -328,6 +346,32 @@ def _direct_datagram_received(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
+    def drain() -> None:
+        for _ in batch:
+            try:
+                length, addr = recvfrom_into(drain_view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # the transport's own read reports it on the next event
+            if (
+                length > 12
+                and 127 < drain_view[0] < 192
+                and not 191 < drain_view[1] < 209
+                and dtls._state is _CONNECTED
+                and queue.empty()
+            ):
+                if length > _SRTP_BUFFER:
+                    state.failed += 1
+                    continue
+                view[:length] = drain_view[:length]
+                try:
+                    handle(length)
+                except Exception:
+                    logger.exception("RTP handler failed")
+            else:
+                original(bytes(drain_view[:length]), addr)
+
     def datagram_received(data: bytes, addr: tuple) -> None:
         if (
             len(data) > 12
@@ -336,10 +380,17 @@ def _direct_datagram_received(
             and dtls._state is _CONNECTED
             and queue.empty()
         ):
-            try:
-                receive(data)
-            except Exception:
-                logger.exception("RTP handler failed")
+            length = len(data)
+            if length > _SRTP_BUFFER:
+                state.failed += 1
+            else:
+                view[:length] = data
+                try:
+                    handle(length)
+                except Exception:
+                    logger.exception("RTP handler failed")
+            if recvfrom_into is not None:
+                drain()
             return
         original(data, addr)
 

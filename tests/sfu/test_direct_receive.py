@@ -90,3 +90,54 @@ async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, partici
     before = transport.stats()["packets_received"]
     await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
     assert transport.connection_state == "connected"
+
+
+async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worker, participants):
+    """A readiness event reads the socket until it is empty (asyncio's transport reads one
+    datagram per event); what is not for the direct path still reaches aioice, in order,
+    and RTP queued behind it takes aiortc's path too."""
+    transport, _ = await joined(worker, participants)
+    dtls = transport._writer.dtls
+    address = adapter.nominated_local_address(dtls)
+    pair = dtls.transport._connection._nominated[1]
+    protocol = pair.protocol
+    aioice_received = type(protocol).datagram_received.__get__(protocol)
+    passed: list[bytes] = []
+    events: list[int] = []
+
+    def original(data: bytes, addr: tuple) -> None:
+        passed.append(data)
+        aioice_received(data, addr)
+
+    direct = adapter._direct_datagram_received(
+        dtls, adapter._direct_state(dtls), original, protocol.transport._sock
+    )
+
+    def counted(data: bytes, addr: tuple) -> None:
+        # datagrams of the test this one event took care of
+        before = adapter.direct_receive_failures(transport._pc) + len(passed)
+        direct(data, addr)
+        events.append(adapter.direct_receive_failures(transport._pc) + len(passed) - before)
+
+    protocol.datagram_received = counted
+    failures = adapter.direct_receive_failures(transport._pc)
+    forged = [struct.pack("!BBHII", 0x80, 96, n, 2, 3) + os.urandom(200) for n in range(15)]
+    garbage = b"\x00\x01" + os.urandom(40)  # neither STUN nor media: aioice queues it
+    with socket.socket(
+        socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
+    ) as sock:
+        for data in forged[:10]:
+            sock.sendto(data, address)
+        sock.sendto(garbage, address)
+        for data in forged[10:]:
+            sock.sendto(data, address)
+        await wait_for(lambda: all(d in passed for d in forged[10:]), 5)
+    # the ten before the garbage failed to unprotect on the direct path
+    assert adapter.direct_receive_failures(transport._pc) == failures + 10
+    order = [passed.index(d) for d in (garbage, *forged[10:])]
+    assert order == sorted(order)
+    # one event read at least the ten queued before the garbage, not one each
+    assert max(events) >= 10
+    before = transport.stats()["packets_received"]
+    await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
+    assert transport.connection_state == "connected"
