@@ -3,8 +3,9 @@
 Each participant signs in with an account made by ``caucus loadtest --setup`` (see
 :mod:`client.loadtest_setup`), joins its case's live room over socket.io, publishes
 pre-encoded, time-stamped Opus and VP8 (:mod:`client.stamped`; nothing is encoded while
-the test runs) and counts what it receives from every other publisher without decoding
-(:mod:`client.track_stats`).  Subscribers only receive.
+the test runs), packetized once and sent straight to the socket
+(:mod:`client.direct_publish`), and counts what it receives from every other publisher
+without decoding (:mod:`client.track_stats`).  Subscribers only receive.
 
 A run: participants join at ``ramp`` per second; the tester waits until every expected
 track delivered a frame (at most ``settle_timeout`` seconds), then measures for
@@ -31,7 +32,6 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
@@ -39,10 +39,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sfu import aiortc_adapter
 
+from .direct_publish import DirectPublisher, PacketizedClip, packetize_opus, packetize_vp8
 from .loadtest_setup import ApiSession, SetupError, read_accounts
 from .report import summarize, summary_text, track_table
 from .socket_signal import NAMESPACE, SocketSignal
-from .stamped import StampedOpusTrack, StampedVideoTrack, make_clips
+from .stamped import make_clips
 from .track_stats import TrackStats, watch_receiver
 
 EXIT_OK = 0
@@ -117,34 +118,31 @@ class LoadParticipant:
     join_seconds: float | None = None
     _publish_pc: RTCPeerConnection | None = None
     _subscribe_pc: RTCPeerConnection | None = None
-    _sources: list[MediaStreamTrack] = field(default_factory=list)
+    _publisher: DirectPublisher | None = None
 
     @property
     def name(self) -> str:
         return self.account["display_name"]
 
-    async def join(self, opus: list[bytes], vp8: list[bytes] | None) -> None:
+    @property
+    def publisher(self) -> DirectPublisher | None:
+        """What this participant publishes (its streams' counters), once joined."""
+        return self._publisher
+
+    async def join(self, audio: PacketizedClip, video: PacketizedClip | None) -> None:
+        """Join the room; a publisher publishes ``audio`` and ``video`` (when given)."""
         began = time.monotonic()
         await self.signal.connect(self.account["username"], self._on_offer)
         if self.publishes:
             pc = self._publish_pc = _pc()
-            audio = StampedOpusTrack(opus)
-            self._sources.append(audio)
-            pc.addTransceiver(audio, direction="sendonly")
-            if vp8 is not None:
-                video = StampedVideoTrack(vp8)
-                self._sources.append(video)
-                transceiver = pc.addTransceiver(video, direction="sendonly")
-                transceiver.setCodecPreferences(
-                    [
-                        c
-                        for c in RTCRtpSender.getCapabilities("video").codecs
-                        if c.mimeType.lower() in ("video/vp8", "video/rtx")
-                    ]
-                )
+            publisher = self._publisher = DirectPublisher(pc)
+            publisher.add(audio)
+            if video is not None:
+                publisher.add(video)
             await pc.setLocalDescription(await pc.createOffer())
             answer = await self.signal.publish(pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            publisher.start()
         self.joined = True
         self.join_seconds = time.monotonic() - began
 
@@ -172,6 +170,8 @@ class LoadParticipant:
         return track["display_name"] if track else None
 
     async def close(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self.signal.close()
@@ -180,8 +180,6 @@ class LoadParticipant:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
                         await pc.close()
-        for source in self._sources:
-            source.stop()
 
 
 class ServerMetrics:
@@ -314,6 +312,8 @@ class LoadTest:
             )
         cpu_at_start = _cpu()
         opus, vp8 = make_clips(c.video_bitrate, c.audio_only)
+        audio = packetize_opus(opus)
+        video = None if vp8 is None else packetize_vp8(vp8)
         clip_cpu = _cpu() - cpu_at_start
         for index, room in enumerate(accounts["rooms"][: c.rooms]):
             for number, account in enumerate(room["accounts"][:per_room]):
@@ -335,7 +335,7 @@ class LoadTest:
         cpu_window = None
         before = after = None
         try:
-            await self._join_all(opus, vp8)
+            await self._join_all(audio, video)
             if not self._abort.is_set():
                 await self._settle()
             if not self._abort.is_set():
@@ -369,7 +369,7 @@ class LoadTest:
         ok = summary["tracks_received"] == summary["tracks_expected"]
         return report, EXIT_OK if ok else EXIT_TRACKS_MISSING
 
-    async def _join_all(self, opus: list[bytes], vp8: list[bytes] | None) -> None:
+    async def _join_all(self, audio: PacketizedClip, video: PacketizedClip | None) -> None:
         c = self.config
         start = time.monotonic()
 
@@ -382,7 +382,7 @@ class LoadTest:
                 return
             try:
                 async with asyncio.timeout(c.join_timeout):
-                    await participant.join(opus, vp8)
+                    await participant.join(audio, video)
             except Exception as exc:
                 participant.error = f"{type(exc).__name__}: {exc}"
                 self._check_server()

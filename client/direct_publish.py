@@ -1,0 +1,390 @@
+"""Publishing the load client's stamped clips straight to the socket, packetized once.
+
+aiortc's own sender costs some 100-160 µs of CPU per RTP packet (a coroutine chain per
+frame, its packetizer, ``RtpPacket.serialize``, its SRTP and aioice send path), so a
+load client publishing through it saturates its core before the server it measures.
+Here the clips of :mod:`client.stamped` are split into RTP payloads once
+(:func:`packetize_opus`, :func:`packetize_vp8`), and a :class:`DirectPublisher` sends
+them through the SFU's synchronous writer (:class:`sfu.aiortc_adapter.RtpWriter`: the
+12-byte header packed into its own buffer, libsrtp in place, one ``sendto``).  Per frame,
+only the stamp (the send time, :func:`client.stamped.stamp`) is appended to the last
+payload; per packet, nothing is encoded besides the writer's header (and, for VP8, the
+two bytes of the picture ID, written into the pre-built payload: a picture ID that went
+back every time the clip loops would make a browser's receiver drop frames as old).
+
+The publisher still negotiates through aiortc: one send-only transceiver per clip, whose
+sender is given an :class:`~sfu.aiortc_adapter.IdleTrack` (its RTP loop never gets a
+frame) and whose RTCP is silenced (:func:`~sfu.aiortc_adapter.intercept_sender_rtcp`).
+The packets use the SSRC and payload type aiortc negotiated for that sender and the
+``mid`` header extension (built once, with the connection's negotiated extension ids).
+
+On the wire this is what aiortc's sender makes of
+:class:`~client.stamped.StampedOpusTrack` and :class:`~client.stamped.StampedVideoTrack`:
+the same payloads (VP8 split as aiortc's packetizer splits it, its 4-byte payload
+descriptor with a 15-bit picture ID that grows by one per frame), the marker bit on a
+frame's last packet (so on every Opus packet, as aiortc sets it), RTP timestamps 960
+(20 ms at 48 kHz) and 3000 (one frame at 30 fps, 90 kHz) apart, random initial sequence
+number and timestamp.  Not sent: the abs-send-time extension (the SFU writes its own),
+sender reports, retransmissions; NACKs and keyframe requests are ignored (the VP8 clip
+has a keyframe every second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import struct
+import time
+from dataclasses import dataclass
+
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.vpx import PACKET_MAX, VpxPayloadDescriptor
+from aiortc.rtcrtpparameters import RTCRtpParameters
+from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtpPacket
+
+from sfu import aiortc_adapter
+
+from .media import VIDEO_CLOCK_RATE
+from .stamped import (
+    AUDIO_FRAME_SAMPLES,
+    AUDIO_RATE,
+    STAMP_SIZE,
+    opus_with_padding,
+    stamp,
+    stampable_vp8,
+)
+
+VIDEO_FPS = 30
+#: Where VP8's 15-bit picture ID sits in each of :func:`vp8_payloads`'s payloads: after
+#: the descriptor's first byte (X=1) and its extension byte (I=1).
+VP8_PICTURE_ID_OFFSET = 2
+_VP8_DESCRIPTOR_SIZE = 4
+_pack_picture_id = struct.Struct("!H").pack_into
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PacketizedClip:
+    """A clip split into RTP payloads once, looped by :class:`DirectPublisher`.
+
+    ``frames`` holds each frame's payloads in order; the last payload of a frame lacks
+    the :data:`~client.stamped.STAMP_SIZE`-byte stamp appended when the frame is sent.
+    """
+
+    kind: str
+    #: The codec the payloads are for (the negotiated codec must match).
+    mime_type: str
+    frames: tuple[tuple[bytes, ...], ...]
+    #: Seconds between frames, and RTP clock ticks between their timestamps.
+    interval: float
+    timestamp_step: int
+    #: Offset of the 15-bit picture ID in every payload (VP8), else ``None``.
+    picture_id_offset: int | None = None
+
+
+def packetize_opus(clip: list[bytes]) -> PacketizedClip:
+    """One RTP payload per 20 ms Opus packet (code 0), each made a padded code-3 packet
+    (:func:`~client.stamped.opus_with_padding`) whose padding is the stamp."""
+    return PacketizedClip(
+        kind="audio",
+        mime_type="audio/opus",
+        frames=tuple((opus_with_padding(packet),) for packet in clip),
+        interval=AUDIO_FRAME_SAMPLES / AUDIO_RATE,
+        timestamp_step=AUDIO_FRAME_SAMPLES,
+    )
+
+
+def vp8_payloads(frame: bytes, picture_id: int = 0) -> list[bytes]:
+    """``frame`` split into RTP payloads as aiortc's VP8 packetizer splits it: pieces of
+    at most ``PACKET_MAX`` bytes with their payload descriptor (RFC 7741: X=1, S on the
+    first piece, partition 0, a 15-bit ``picture_id`` in each)."""
+    descriptor = VpxPayloadDescriptor(partition_start=1, partition_id=0, picture_id=picture_id)
+    payloads: list[bytes] = []
+    pos = 0
+    while pos < len(frame):
+        head = bytes(descriptor)
+        size = min(len(frame) - pos, PACKET_MAX - len(head))
+        payloads.append(head + frame[pos : pos + size])
+        descriptor.partition_start = 0
+        pos += size
+    return payloads
+
+
+def packetize_vp8(clip: list[bytes], fps: int = VIDEO_FPS) -> PacketizedClip:
+    """Each frame padded by :func:`~client.stamped.stampable_vp8`, followed by room for
+    the stamp, split by :func:`vp8_payloads`; the stamp's room is then cut off the last
+    payload, which the padding guarantees to hold all of it."""
+    frames = []
+    for frame in clip:
+        payloads = vp8_payloads(stampable_vp8(frame) + bytes(STAMP_SIZE))
+        last = payloads[-1]
+        if len(last) - _VP8_DESCRIPTOR_SIZE < STAMP_SIZE:
+            raise ValueError("the stamp would be split between two packets")
+        payloads[-1] = last[:-STAMP_SIZE]
+        frames.append(tuple(payloads))
+    return PacketizedClip(
+        kind="video",
+        mime_type="video/VP8",
+        frames=tuple(frames),
+        interval=1 / fps,
+        timestamp_step=VIDEO_CLOCK_RATE // fps,
+        picture_id_offset=VP8_PICTURE_ID_OFFSET,
+    )
+
+
+def _ignore_rtcp(_packet: AnyRtcpPacket) -> None:
+    """The publisher does not act on feedback: no history to retransmit from, and the
+    clip's next keyframe is at most a second away."""
+
+
+class PublishedStream:
+    """One stream of a :class:`DirectPublisher`: what it sends with, and what it sent.
+
+    Frames are due on a fixed grid (``interval`` apart from the publisher's start); a
+    stream sends at most one frame per wake-up, that of the latest slot due, so a late
+    publisher skips slots (counted in ``skipped``; their RTP timestamps are skipped too)
+    instead of catching up in a burst.  The clip's frames themselves are never skipped:
+    VP8 delta frames need the frames before them.
+    """
+
+    __slots__ = (
+        "_first_byte",
+        "_frames",
+        "_index",
+        "_interval",
+        "_picture_id",
+        "_picture_id_offset",
+        "_seq",
+        "_slot",
+        "_start",
+        "_step",
+        "_timestamp_origin",
+        "_writer",
+        "bytes",
+        "due",
+        "frames",
+        "kind",
+        "mid",
+        "packets",
+        "payload_type",
+        "skipped",
+        "ssrc",
+        "transceiver",
+    )
+
+    def __init__(self, transceiver: RTCRtpTransceiver, clip: PacketizedClip) -> None:
+        """Read what aiortc negotiated for ``transceiver``'s sender; build each packet's
+        ``tail`` (the ``mid`` extension block, then the payload) once."""
+        if not clip.frames:
+            raise ValueError("an empty clip")
+        codecs = [
+            c
+            for c in aiortc_adapter.negotiated_codecs(transceiver)
+            if c.mimeType.lower() != f"{clip.kind}/rtx"
+        ]
+        if not codecs or codecs[0].mimeType.lower() != clip.mime_type.lower():
+            negotiated = codecs[0].mimeType if codecs else None
+            raise ValueError(f"negotiated {negotiated} to send a {clip.mime_type} clip")
+        self.transceiver = transceiver
+        self.kind = clip.kind
+        self.mid = transceiver.mid
+        self.ssrc = aiortc_adapter.sender_ssrcs(transceiver.sender)[0]
+        self.payload_type = codecs[0].payloadType
+        extensions = HeaderExtensionsMap()
+        extensions.configure(
+            RTCRtpParameters(
+                headerExtensions=aiortc_adapter.negotiated_header_extensions(transceiver)
+            )
+        )
+        probe = RtpPacket(payload_type=self.payload_type)
+        probe.extensions.mid = self.mid
+        header = probe.serialize(extensions)
+        self._first_byte = header[0]  # V=2, and X when the mid extension was negotiated
+        block = header[12:]
+        self._picture_id_offset = (
+            None if clip.picture_id_offset is None else len(block) + clip.picture_id_offset
+        )
+        tail = bytes if self._picture_id_offset is None else bytearray
+        self._frames = [[tail(block + payload) for payload in frame] for frame in clip.frames]
+        self._interval = clip.interval
+        self._step = clip.timestamp_step
+        self._seq = random.getrandbits(15)  # as aiortc: far from wrapping at first
+        self._timestamp_origin = random.getrandbits(32)
+        self._picture_id = random.getrandbits(15)
+        self._writer: aiortc_adapter.RtpWriter | None = None
+        self._start = 0.0
+        self._slot = 0
+        self._index = 0
+        self.due = math.inf
+        #: RTP packets and bytes (header, extension, payload; before SRTP) that left.
+        self.packets = 0
+        self.bytes = 0
+        #: Frames whose last packet left, and slots skipped because the sender was late.
+        self.frames = 0
+        self.skipped = 0
+
+    @property
+    def dtls(self) -> RTCDtlsTransport:
+        return self.transceiver.sender.transport
+
+    def begin(self, writer: aiortc_adapter.RtpWriter, start: float) -> None:
+        """Send through ``writer``, the first frame due at ``start`` (``time.monotonic()``)."""
+        self._writer = writer
+        self._start = start
+        self._slot = 0
+        self.due = start
+
+    def send_due(self, now: float) -> None:
+        """Send the frame of the latest slot due at ``now`` and schedule the next one."""
+        slot = int((now - self._start) / self._interval)
+        if slot > self._slot:
+            self.skipped += slot - self._slot
+        else:
+            slot = self._slot
+        tails = self._frames[self._index % len(self._frames)]
+        self._index += 1
+        timestamp = (self._timestamp_origin + slot * self._step) & 0xFFFFFFFF
+        offset = self._picture_id_offset
+        if offset is not None:
+            picture_id = 0x8000 | self._picture_id
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+            for tail in tails:
+                _pack_picture_id(tail, offset, picture_id)
+        forward = self._writer.forward  # type: ignore[union-attr]
+        first = self._first_byte
+        payload_type = self.payload_type
+        ssrc = self.ssrc
+        seq = self._seq
+        packets = 0
+        sent = 0
+        last = len(tails) - 1
+        for index, tail in enumerate(tails):
+            if index == last:
+                size = forward(first, payload_type | 0x80, seq, timestamp, ssrc, tail + stamp())
+                if size:
+                    self.frames += 1
+            else:
+                size = forward(first, payload_type, seq, timestamp, ssrc, tail)
+            seq = (seq + 1) & 0xFFFF
+            if size:
+                packets += 1
+                sent += size
+        self._seq = seq
+        self.packets += packets
+        self.bytes += sent
+        self._slot = slot + 1
+        self.due = self._start + self._slot * self._interval
+
+
+class DirectPublisher:
+    """Publishes :class:`PacketizedClip` streams on ``pc`` through the direct send path.
+
+    :meth:`add` each clip before the offer is made; :meth:`start` once the answer is
+    set.  One task paces every stream on one timeline: it sleeps until the earliest
+    stream is due, then sends what is due (see :class:`PublishedStream`), from the moment
+    the connection's DTLS transport is connected until it closes or :meth:`close`.
+    """
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self._pc = pc
+        self._added: list[tuple[RTCRtpTransceiver, PacketizedClip]] = []
+        self._tracks: list[aiortc_adapter.IdleTrack] = []
+        self._task: asyncio.Task[None] | None = None
+        self.streams: list[PublishedStream] = []
+        #: ``time.monotonic()`` when the first frames were due, once connected.
+        self.started_at: float | None = None
+
+    def add(self, clip: PacketizedClip) -> RTCRtpTransceiver:
+        """A send-only transceiver for ``clip`` whose aiortc sender sends nothing."""
+        track = aiortc_adapter.IdleTrack(clip.kind)
+        self._tracks.append(track)
+        transceiver = self._pc.addTransceiver(track, direction="sendonly")
+        codecs = [
+            c
+            for c in RTCRtpSender.getCapabilities(clip.kind).codecs
+            if c.mimeType.lower() in (clip.mime_type.lower(), f"{clip.kind}/rtx")
+        ]
+        transceiver.setCodecPreferences(codecs)
+        aiortc_adapter.intercept_sender_rtcp(transceiver.sender, _ignore_rtcp)
+        self._added.append((transceiver, clip))
+        return transceiver
+
+    def start(self) -> None:
+        """Start sending once connected; call after the answer is set (raises
+        ``ValueError`` when a negotiated codec does not match its clip)."""
+        if self._task is not None:
+            return
+        self.streams = [PublishedStream(t, clip) for t, clip in self._added]
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        """Stop sending (the task is cancelled and awaited)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for track in self._tracks:
+            track.stop()
+
+    async def _run(self) -> None:
+        try:
+            await self._publish()
+        except Exception:
+            logger.exception("direct publishing stopped")
+
+    async def _publish(self) -> None:
+        if not self.streams:
+            return
+        transports = {stream.dtls for stream in self.streams}
+        for dtls in transports:
+            if not await _connected(dtls):
+                return
+        writers = {dtls: aiortc_adapter.RtpWriter(dtls) for dtls in transports}
+        start = self.started_at = time.monotonic()
+        streams = self.streams
+        for stream in streams:
+            stream.begin(writers[stream.dtls], start)
+        clock = time.monotonic
+        while all(dtls.state == "connected" for dtls in transports):
+            now = clock()
+            due = math.inf
+            for stream in streams:
+                if stream.due <= now:
+                    stream.send_due(now)
+                if stream.due < due:
+                    due = stream.due
+            await asyncio.sleep(due - clock())
+
+
+async def _connected(dtls: RTCDtlsTransport) -> bool:
+    """Wait until ``dtls`` is connected (``True``) or has closed or failed (``False``)."""
+    changed = asyncio.Event()
+
+    def on_state_change() -> None:
+        changed.set()
+
+    dtls.on("statechange", on_state_change)
+    try:
+        while dtls.state != "connected":
+            if dtls.state in ("closed", "failed"):
+                return False
+            changed.clear()
+            await changed.wait()
+        return True
+    finally:
+        dtls.remove_listener("statechange", on_state_change)
+
+
+__all__ = [
+    "DirectPublisher",
+    "PacketizedClip",
+    "PublishedStream",
+    "packetize_opus",
+    "packetize_vp8",
+    "vp8_payloads",
+]
