@@ -284,9 +284,9 @@ class DirectPublisher:
     """Publishes :class:`PacketizedClip` streams on ``pc`` through the direct send path.
 
     :meth:`add` each clip before the offer is made; :meth:`start` once the answer is
-    set.  One task paces every stream on one timeline: it sleeps until the earliest
-    stream is due, then sends what is due (see :class:`PublishedStream`), from the moment
-    the connection's DTLS transport is connected until it closes or :meth:`close`.
+    set.  From the moment the connection's DTLS transport is connected until it closes
+    or :meth:`close`, the event loop's :class:`SharedPacer` sends each stream's frames
+    when due (see :class:`PublishedStream`).
     """
 
     def __init__(self, pc: RTCPeerConnection) -> None:
@@ -345,20 +345,127 @@ class DirectPublisher:
             if not await _connected(dtls):
                 return
         writers = {dtls: aiortc_adapter.RtpWriter(dtls) for dtls in transports}
-        start = self.started_at = time.monotonic()
-        streams = self.streams
+        pacer = SharedPacer.of_running_loop()
+        self.started_at = pacer.add(self.streams, writers)
+        closed = asyncio.Event()
+
+        def on_state_change() -> None:
+            if any(dtls.state != "connected" for dtls in transports):
+                closed.set()
+
+        for dtls in transports:
+            dtls.on("statechange", on_state_change)
+        try:
+            on_state_change()
+            await closed.wait()
+        finally:
+            pacer.remove(self.streams)
+            for dtls in transports:
+                dtls.remove_listener("statechange", on_state_change)
+
+
+class SharedPacer:
+    """Wakes once per :data:`TICK` for every publisher of the event loop, not once per
+    frame per publisher.
+
+    On this kind of machine an event-loop wake-up costs tens of µs of CPU whatever it
+    then does, more than sending a frame; a load client with one timer per stream (80
+    wake-ups a second per publisher, audio and video) spends most of its core waking up.
+    Here every stream's interval is a whole number of ticks (20 ms = 6 ticks, 1/30 s =
+    10), and each publisher starts on its own tick of a :data:`PHASES`-tick cycle, given
+    in turn: the publishers' frames stay spread evenly over time (as independent
+    senders' are), a tick sends the frames of the few publishers whose slot it is, and
+    the client wakes 300 times a second at most (once per tick), however many
+    publishers it runs.  Streams that fall behind skip slots (:class:`PublishedStream`).
+    """
+
+    _instances: dict[asyncio.AbstractEventLoop, SharedPacer] = {}
+
+    def __init__(self) -> None:
+        self._origin = time.monotonic()
+        #: tick number -> streams due at that tick
+        self._due: dict[int, list[PublishedStream]] = {}
+        self._active: set[PublishedStream] = set()
+        self._phase = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of_running_loop(cls) -> SharedPacer:
+        loop = asyncio.get_running_loop()
+        for other in [k for k in cls._instances if k.is_closed()]:
+            del cls._instances[other]
+        pacer = cls._instances.get(loop)
+        if pacer is None:
+            pacer = cls._instances[loop] = cls()
+        return pacer
+
+    def _tick_of(self, moment: float) -> int:
+        return max(0, round((moment - self._origin) / TICK))
+
+    def add(
+        self,
+        streams: list[PublishedStream],
+        writers: dict[RTCDtlsTransport, aiortc_adapter.RtpWriter],
+    ) -> float:
+        """Pace ``streams`` (one publisher's) from its phase in the next cycle on;
+        returns the ``time.monotonic()`` its first frames are due."""
+        now = time.monotonic()
+        tick = self._tick_of(now) + 1
+        tick += (self._phase - tick) % PHASES
+        self._phase = (self._phase + 1) % PHASES
+        start = self._origin + tick * TICK
         for stream in streams:
             stream.begin(writers[stream.dtls], start)
+            self._active.add(stream)
+            self._due.setdefault(tick, []).append(stream)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        self._wake.set()
+        return start
+
+    def remove(self, streams: list[PublishedStream]) -> None:
+        self._active.difference_update(streams)
+
+    async def _run(self) -> None:
         clock = time.monotonic
-        while all(dtls.state == "connected" for dtls in transports):
-            now = clock()
-            due = math.inf
-            for stream in streams:
-                if stream.due <= now:
-                    stream.send_due(now)
-                if stream.due < due:
-                    due = stream.due
-            await asyncio.sleep(due - clock())
+        due = self._due
+        active = self._active
+        try:
+            while active:
+                if not due:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                tick = min(due)
+                wait = self._origin + tick * TICK - clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                now = clock()
+                # the last tick begun (not the nearest: a stream is never sent early)
+                current = int((now - self._origin) / TICK + 1e-9)
+                for number in [t for t in due if t <= current]:
+                    for stream in due.pop(number):
+                        if stream not in active:
+                            continue
+                        try:
+                            stream.send_due(now)
+                        except Exception:
+                            logger.exception("direct publishing failed")
+                            active.discard(stream)
+                            continue
+                        due.setdefault(max(self._tick_of(stream.due), current + 1), []).append(
+                            stream
+                        )
+        finally:
+            self._due.clear()
+            self._task = None
+
+
+#: The shared pacer's period: 20 ms (an Opus frame) and 1/30 s (a video frame) are 6
+#: and 10 ticks; a publisher's phase is one of the 30 ticks of their common cycle.
+TICK = 1 / 300
+PHASES = 30
 
 
 async def _connected(dtls: RTCDtlsTransport) -> bool:
@@ -384,6 +491,7 @@ __all__ = [
     "DirectPublisher",
     "PacketizedClip",
     "PublishedStream",
+    "SharedPacer",
     "packetize_opus",
     "packetize_vp8",
     "vp8_payloads",

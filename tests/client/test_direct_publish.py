@@ -26,9 +26,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from client.direct_publish import (
+    PHASES,
+    TICK,
     DirectPublisher,
     PacketizedClip,
     PublishedStream,
+    SharedPacer,
     packetize_opus,
     packetize_vp8,
     vp8_payloads,
@@ -368,3 +371,56 @@ async def test_a_subscriber_receives_and_decodes_a_direct_publisher_through_the_
     assert not [
         t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "DirectPublisher._run"
     ]
+
+
+class _GridStream:
+    """Stands in for a PublishedStream: sends nothing, records when it was asked to."""
+
+    def __init__(self, interval: float) -> None:
+        self.dtls = "transport"
+        self.interval = interval
+        self.sent: list[float] = []
+        self.start = 0.0
+        self.due = 0.0
+
+    def begin(self, writer, start: float) -> None:
+        self.start = start
+        self.due = start
+
+    def send_due(self, now: float) -> None:
+        self.sent.append(now)
+        slot = int((now - self.start) / self.interval + 1e-6) + 1
+        self.due = self.start + slot * self.interval
+
+
+async def test_the_shared_pacer_wakes_once_per_tick_for_all_publishers() -> None:
+    """Publishers share one timer: each starts on its own tick of the cycle, its audio
+    and video frames are sent on the grid, and the pacer never wakes more than once per
+    tick however many streams it paces."""
+    pacer = SharedPacer()
+    publishers = [[_GridStream(0.02), _GridStream(1 / 30)] for _ in range(12)]
+    starts = [pacer.add(streams, {"transport": None}) for streams in publishers]
+    # each publisher on its own tick of the cycle, within one cycle from now
+    assert len({round((start - pacer._origin) / TICK) % PHASES for start in starts}) == 12
+    assert max(starts) - min(starts) <= PHASES * TICK
+    await wait_for(lambda: all(len(s.sent) >= 10 for p in publishers for s in p), 5)
+    for streams, start in zip(publishers, starts, strict=True):
+        audio, video = streams
+        assert audio.sent[0] == video.sent[0] >= start  # one publisher, one phase
+        for stream in streams:
+            # one frame per slot of the stream's grid, none twice (slots may be skipped
+            # when the loop is late, never repeated)
+            slots = [int((t - start) / stream.interval + 1e-6) for t in stream.sent]
+            assert all(b > a for a, b in pairwise(slots))
+    wakes = {t for p in publishers for s in p for t in s.sent}
+    elapsed = max(wakes) - min(wakes)
+    assert len(wakes) <= elapsed / TICK + 2
+    # a publisher that leaves is no longer paced; the others go on
+    pacer.remove(publishers[0])
+    left = [len(s.sent) for s in publishers[0]]
+    others = len(publishers[1][0].sent)
+    await wait_for(lambda: len(publishers[1][0].sent) >= others + 5, 5)
+    assert [len(s.sent) for s in publishers[0]] == left
+    for streams in publishers[1:]:
+        pacer.remove(streams)
+    await wait_for(lambda: pacer._task is None, 5)
