@@ -53,6 +53,8 @@ class ProducerSink(Protocol):
     def on_producer_closed(self, producer: Producer) -> None: ...
 
 
+#: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+NTP_EPOCH_OFFSET = 2_208_988_800
 #: A gap larger than this is a restart or reordering storm, not loss worth NACKing.
 MAX_UPSTREAM_NACK_GAP = 64
 
@@ -340,8 +342,10 @@ class Producer:
             elapsed = now - at
             ntp_now = ntp + int(elapsed * (1 << 32))
             return ntp_now, (rtp + int(elapsed * rate)) & 0xFFFFFFFF
-        ntp_now = int((now + 2208988800) * (1 << 32))
-        elapsed = now - self.last_arrival_ms / 1000 if self.last_arrival_ms else 0.0
+        ntp_seconds = now + NTP_EPOCH_OFFSET
+        ntp_now = int(ntp_seconds * (1 << 32))
+        # arrival times count milliseconds from the NTP epoch (1900), as aiortc's do
+        elapsed = ntp_seconds - self.last_arrival_ms / 1000 if self.last_arrival_ms else 0.0
         return ntp_now, (self.last_timestamp + int(max(0.0, elapsed) * rate)) & 0xFFFFFFFF
 
     # --- lifecycle ---------------------------------------------------------------------
