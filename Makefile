@@ -10,11 +10,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.deps: pyproject.toml | $(BIN)/python
+$(VENV)/.deps: pyproject.toml setup.py sfu/_fastpath_build.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-deps: pyproject.toml setup.py sfu/_fastpath_build.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.deps
 

@@ -40,6 +40,11 @@ from pylibsrtp import _binding as _srtp_binding
 
 from .errors import NoFreePort
 
+try:
+    from . import _fastpath as _fast
+except ImportError:  # not compiled: the Python path does the same, slower
+    _fast = None  # type: ignore[assignment]
+
 _srtp_ffi = _srtp_binding.ffi
 _srtp_protect = _srtp_binding.lib.srtp_protect
 _srtp_unprotect = _srtp_binding.lib.srtp_unprotect
@@ -58,6 +63,23 @@ DRAIN_BATCH = 32
 _DRAIN_VIEW = memoryview(bytearray(65536))
 
 logger = logging.getLogger(__name__)
+
+#: The libsrtp 2 signature the compiled path calls ``srtp_protect`` with.
+_SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+#: Whether the compiled forwarding path (``sfu._fastpath``) is in use: it is built when
+#: Caucus is installed, and used only with pylibsrtp's libsrtp 2 ``srtp_protect``.
+FASTPATH = (
+    _fast is not None
+    and _srtp_ffi.getctype(_srtp_ffi.typeof(_srtp_binding.lib.srtp_protect)) == _SRTP_PROTECT_TYPE
+    and _fast.lib.CAUCUS_MAX_RTP == _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+)
+if FASTPATH:
+    _FAST_PROTECT = _fast.ffi.cast(
+        "caucus_protect_fn",
+        int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_binding.lib, "srtp_protect"))),
+    )
+    _fast_send = _fast.lib.caucus_send
+    _FAST_NOT_BOUND = _fast.lib.CAUCUS_NOT_BOUND
 
 #: (class, attribute) pairs the adapter depends on; checked by the guard test.
 PRIVATE_API: tuple[tuple[type, str], ...] = (
@@ -461,27 +483,36 @@ class RtpWriter:
     """Writes RTP/RTCP to one DTLS transport: SRTP-protect, then one UDP ``sendto``.
 
     Everything is synchronous (no coroutine chain, no task switch per packet) and, on
-    the forwarding path, allocation-free up to the send: :meth:`forward` packs the
-    12-byte RTP header straight into a buffer owned by the writer, copies the shared
-    extensions+payload behind it, has libsrtp protect that buffer in place and hands a
-    view of it to the socket of the nominated ICE pair.  The SRTP context, the socket's
-    ``sendto`` and the remote address are looked up once, when the transport is
-    connected, instead of through aiortc's and aioice's objects for every packet.  A
-    datagram the kernel cannot take (full send buffer) is dropped, as the network would.
+    the forwarding path, allocation-free up to the send: the 12-byte RTP header is
+    written straight into a buffer owned by the writer, the shared extensions+payload
+    copied behind it, libsrtp protects that buffer in place and the socket of the
+    nominated ICE pair sends it.  The SRTP context, the socket and the remote address
+    are looked up once, when the transport is connected, instead of through aiortc's and
+    aioice's objects for every packet.  A datagram the kernel cannot take (full send
+    buffer) is dropped, as the network would.
+
+    With the compiled forwarding path (``sfu._fastpath``, see :data:`FASTPATH`) those
+    steps are one C call on :attr:`sink`, which holds the same context, socket and
+    address; :class:`sfu.consumer.Consumer` writes through it directly.  The sink is
+    unbound as soon as the DTLS transport leaves the connected state (its
+    ``statechange``), and when a send fails for another reason than a full buffer.
     """
 
     __slots__ = (
+        "__weakref__",
         "_addr",
+        "_bytes",
         "_cdata",
         "_context",
+        "_dropped",
         "_dtls",
         "_length",
+        "_packets",
         "_sendto",
         "_session",
         "_view",
-        "bytes",
-        "dropped",
-        "packets",
+        "native",
+        "sink",
     )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
@@ -493,10 +524,24 @@ class RtpWriter:
         self._cdata = _srtp_ffi.new("char[]", _SRTP_BUFFER)
         self._view = memoryview(_srtp_ffi.buffer(self._cdata))
         self._length = _srtp_ffi.new("int *")
-        self.packets = 0
-        self.bytes = 0
-        #: Datagrams given up on: SRTP failure, or the socket's send buffer was full.
-        self.dropped = 0
+        self._packets = 0
+        self._bytes = 0
+        self._dropped = 0
+        #: The compiled path's ``caucus_sink`` (``None`` without it); kept for the
+        #: writer's lifetime, since consumers' structs point to it.
+        self.sink: Any = _fast.ffi.new("caucus_sink *") if FASTPATH else None
+        #: Whether the sink is used (it cannot be for an address it cannot write).
+        self.native = self.sink is not None
+        on = getattr(dtls, "on", None)
+        if on is not None:
+            ref = weakref.ref(self)
+
+            def state_changed() -> None:
+                writer = ref()
+                if writer is not None and writer._dtls._state is not _CONNECTED:
+                    writer.unbind()
+
+            on("statechange", state_changed)
 
     @property
     def dtls(self) -> RTCDtlsTransport:
@@ -505,6 +550,31 @@ class RtpWriter:
     @property
     def ready(self) -> bool:
         return self._dtls.state == "connected" and self._dtls._tx_srtp is not None
+
+    @property
+    def packets(self) -> int:
+        """RTP packets sent."""
+        return self._packets + (self.sink.packets if self.sink is not None else 0)
+
+    @property
+    def bytes(self) -> int:
+        """RTP bytes sent (before SRTP)."""
+        return self._bytes + (self.sink.bytes if self.sink is not None else 0)
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams given up on: SRTP failure, or the socket's send buffer was full."""
+        return self._dropped + (self.sink.dropped if self.sink is not None else 0)
+
+    def bind(self) -> bool:
+        """Look up the SRTP context and the socket if the transport is connected (the
+        compiled path calls this when its sink is not bound)."""
+        return self._dtls._state is _CONNECTED and self._bind()
+
+    def unbind(self) -> None:
+        self._sendto = None
+        if self.sink is not None:
+            self.sink.srtp = _fast.ffi.NULL
 
     def _bind(self) -> bool:
         """Look up the SRTP context and the socket once the transport is connected."""
@@ -517,10 +587,22 @@ class RtpWriter:
         # (no TURN framing) and its socket can be written directly
         if pair is None or getattr(pair.protocol, "transport", None) is None:
             return False
+        sock = pair.protocol.transport._sock
         self._session = session  # keeps the srtp_t below alive
         self._context = session._srtp[0]
-        self._sendto = pair.protocol.transport._sock.sendto
+        self._sendto = sock.sendto
         self._addr = pair.remote_addr
+        sink = self.sink
+        if sink is not None:
+            address = _sockaddr(sock.family, pair.remote_addr)
+            if address is None:
+                self.native = False  # an address the compiled path cannot write
+            else:
+                sink.protect = _FAST_PROTECT
+                sink.fd = sock.fileno()
+                sink.addr[0 : len(address)] = address
+                sink.addrlen = len(address)
+                sink.srtp = _fast.ffi.cast("void *", _address_of(self._context))
         return True
 
     def _send(self, length: int) -> int:
@@ -528,19 +610,19 @@ class RtpWriter:
         size = self._length
         size[0] = length
         if _srtp_protect(self._context, self._cdata, size):
-            self.dropped += 1
+            self._dropped += 1
             return 0
         try:
             self._sendto(self._view[: size[0]], self._addr)
         except BlockingIOError:
-            self.dropped += 1
+            self._dropped += 1
             return 0
         except OSError:
-            self._sendto = None  # socket gone: look it up again (or stop) next time
-            self.dropped += 1
+            self.unbind()  # socket gone: look it up again (or stop) next time
+            self._dropped += 1
             return 0
-        self.packets += 1
-        self.bytes += length
+        self._packets += 1
+        self._bytes += length
         return length
 
     def forward(
@@ -550,6 +632,17 @@ class RtpWriter:
 
         Returns the RTP packet's length, or 0 when nothing was sent.
         """
+        if self.native:
+            sink = self.sink
+            if tail.__class__ is not bytes:
+                tail = bytes(tail)  # the compiled call takes bytes, not a mutable buffer
+            sent = _fast_send(sink, first_byte, second_byte, seq, timestamp, ssrc, tail, len(tail))
+            if sent == _FAST_NOT_BOUND and self.bind() and self.native:
+                sent = _fast_send(
+                    sink, first_byte, second_byte, seq, timestamp, ssrc, tail, len(tail)
+                )
+            if self.native:
+                return sent if sent > 0 else 0
         if self._dtls._state is not _CONNECTED:
             self._sendto = None
             return 0
@@ -557,29 +650,12 @@ class RtpWriter:
             return 0
         end = 12 + len(tail)
         if end > _MAX_RTP:
-            self.dropped += 1
+            self._dropped += 1
             return 0
         view = self._view
         _pack_header(view, 0, first_byte, second_byte, seq, timestamp, ssrc)
         view[12:end] = tail
-        # _send, inlined: this runs once per packet per subscriber
-        size = self._length
-        size[0] = end
-        if _srtp_protect(self._context, self._cdata, size):
-            self.dropped += 1
-            return 0
-        try:
-            self._sendto(view[: size[0]], self._addr)
-        except BlockingIOError:
-            self.dropped += 1
-            return 0
-        except OSError:
-            self._sendto = None
-            self.dropped += 1
-            return 0
-        self.packets += 1
-        self.bytes += end
-        return end
+        return self._send(end)
 
     def write_rtp(self, data: bytes) -> bool:
         """Send one serialized RTP packet (retransmissions)."""
@@ -590,7 +666,7 @@ class RtpWriter:
             return False
         end = len(data)
         if end > _MAX_RTP:
-            self.dropped += 1
+            self._dropped += 1
             return False
         self._view[:end] = data
         return self._send(end) > 0
@@ -606,6 +682,38 @@ class RtpWriter:
         except (OSError, pylibsrtp.Error):
             return False
         return True
+
+
+def _address_of(pointer: Any) -> int:
+    """The address a pylibsrtp cdata pointer holds (to hand it to the compiled path)."""
+    return int(_srtp_ffi.cast("uintptr_t", pointer))
+
+
+def _sockaddr(family: int, remote: tuple) -> bytes | None:
+    """``remote`` as the ``struct sockaddr_in``/``sockaddr_in6`` bytes ``sendto`` takes."""
+    try:
+        info = socket.getaddrinfo(
+            remote[0], remote[1], family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST
+        )
+    except (OSError, UnicodeError):
+        return None
+    address = info[0][4]
+    if family == socket.AF_INET:
+        return (
+            struct.pack("=H", socket.AF_INET)
+            + struct.pack("!H", address[1])
+            + socket.inet_pton(socket.AF_INET, address[0])
+            + bytes(8)
+        )
+    if family == socket.AF_INET6:
+        host = address[0].split("%", 1)[0]
+        return (
+            struct.pack("=H", socket.AF_INET6)
+            + struct.pack("!HI", address[1], address[2])
+            + socket.inet_pton(socket.AF_INET6, host)
+            + struct.pack("=I", address[3])
+        )
+    return None
 
 
 def keep_consent(pc: RTCPeerConnection, interval: float, expiry: float) -> None:

@@ -32,6 +32,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from . import aiortc_adapter
 from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
 
 if TYPE_CHECKING:
@@ -47,6 +48,56 @@ if TYPE_CHECKING:
 _EXTENSION_IDS: dict[tuple[int, int], tuple[int, int]] = {}
 
 
+class RewriteState:
+    """A consumer's rewrite state and counters, when the compiled path is not used; the
+    same fields as the compiled path's ``caucus_consumer`` struct."""
+
+    __slots__ = (
+        "bytes",
+        "last_ms",
+        "last_seq",
+        "last_ts",
+        "packets",
+        "payload_type",
+        "seq_offset",
+        "sink",
+        "source_span",
+        "ssrc",
+        "ts_offset",
+    )
+
+    def __init__(self) -> None:
+        self.sink = None
+        self.ssrc = 0
+        self.payload_type = 0
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.last_seq = 0
+        self.last_ts = 0
+        self.last_ms = 0
+        self.source_span = 0
+        self.packets = 0
+        self.bytes = 0
+
+
+def _state_field(name: str, doc: str) -> property:
+    def get(self: Consumer) -> int:
+        return getattr(self._state, name)
+
+    def put(self: Consumer, value: int) -> None:
+        setattr(self._state, name, value)
+
+    return property(get, put, doc=doc)
+
+
+if aiortc_adapter.FASTPATH:
+    from ._fastpath import ffi as _ffi
+    from ._fastpath import lib as _lib
+
+    _fast_write = _lib.caucus_write
+    _FAST_NOT_BOUND = _lib.CAUCUS_NOT_BOUND
+
+
 def _interned(ids: tuple[int, int]) -> tuple[int, int]:
     return _EXTENSION_IDS.setdefault(ids, ids)
 
@@ -57,6 +108,21 @@ class Consumer:
     A consumer is *paused* until it is started (the subscriber's DTLS is up and the
     sender negotiated) and, for video, until the next keyframe of its source.
     """
+
+    _ssrc = _state_field("ssrc", "The SSRC the subscriber receives this track with.")
+    _payload_type = _state_field("payload_type", "The payload type negotiated with it.")
+    _seq_offset = _state_field("seq_offset", "Added to the source's sequence numbers.")
+    _ts_offset = _state_field("ts_offset", "Added to the source's timestamps.")
+    _last_seq = _state_field("last_seq", "The newest sequence number forwarded.")
+    _last_ts = _state_field("last_ts", "The timestamp forwarded with it.")
+    _last_ms = _state_field("last_ms", "Its arrival time (ms since 1900; 0: none yet).")
+    _source_span = _state_field(
+        "source_span",
+        "Numbers from the current source's first packet forwarded through the newest one "
+        "(0 until one is forwarded): how far back a late packet may still belong.",
+    )
+    packets = _state_field("packets", "RTP packets forwarded.")
+    bytes = _state_field("bytes", "RTP bytes forwarded (before SRTP).")
 
     def __init__(
         self,
@@ -79,6 +145,12 @@ class Consumer:
 
         self._writer = writer
         self._settings = settings
+        # the rewrite state: the compiled path's struct when the writer has a sink
+        sink = getattr(writer, "sink", None)
+        self._native = sink is not None and writer.native
+        self._state = _ffi.new("caucus_consumer *") if self._native else RewriteState()
+        if self._native:
+            self._state.sink = sink
         self._ssrc = ssrc
         self._rtx_ssrc = rtx_ssrc
         self._payload_type = 0
@@ -104,9 +176,7 @@ class Consumer:
         self._tokens = settings.nack_rate
         self._tokens_at = time.monotonic()
 
-        # counters
-        self.packets = 0
-        self.bytes = 0
+        # counters (packets and bytes forwarded live in the rewrite state)
         self.nacks_received = 0
         self.nack_requests = 0
         self.retransmitted = 0
@@ -154,6 +224,19 @@ class Consumer:
             if not self.started or (self._waiting_keyframe and not keyframe):
                 return
             self._rebase(seq, timestamp, arrival_ms)
+        if self._native:
+            # the rest of this method, in C (sfu/_fastpath_build.py)
+            state = self._state
+            if (
+                _fast_write(state, first_byte, marker, seq, timestamp, arrival_ms, tail, len(tail))
+                != _FAST_NOT_BOUND
+                or not self._writer.bind()
+            ):
+                return
+            if self._writer.native:
+                _fast_write(state, first_byte, marker, seq, timestamp, arrival_ms, tail, len(tail))
+                return
+            self._leave_native()
         out_seq = (seq + self._seq_offset) & 0xFFFF
         behind = self._behind(out_seq)
         if behind >= self._source_span:
@@ -170,6 +253,15 @@ class Consumer:
                 self._last_seq = out_seq
                 self._last_ts = out_ts
                 self._last_ms = arrival_ms
+
+    def _leave_native(self) -> None:
+        """Go on with the Python path, from the compiled path's state."""
+        native, state = self._state, RewriteState()
+        for name in RewriteState.__slots__:
+            if name != "sink":
+                setattr(state, name, getattr(native, name))
+        self._state = state
+        self._native = False
 
     def _rebase(self, seq: int, timestamp: int, arrival_ms: int) -> None:
         """Continue the outgoing stream from its last packet with the source's ``seq``."""

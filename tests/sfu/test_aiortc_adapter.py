@@ -3,6 +3,7 @@
 import inspect
 from importlib.metadata import version
 
+import pytest
 from aiortc import RTCPeerConnection
 
 from sfu import aiortc_adapter
@@ -66,9 +67,12 @@ def test_stun_protocol_sends_with_a_datagram_transport():
     assert "remote_addr" in dir(CandidatePair)
 
 
-async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
+@pytest.mark.parametrize("native", [True, False], ids=["compiled", "python"])
+async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket(native):
     """RtpWriter's shortcut below aiortc: the nominated pair's socket (asyncio ``_sock``),
-    pylibsrtp's context and ``srtp_protect``; the receiver must unprotect what it sent."""
+    pylibsrtp's context and ``srtp_protect``; the receiver must unprotect what it sent.
+    Both the compiled path and the Python one; leaving the connected state (aiortc's
+    ``statechange``) stops the writer."""
     import asyncio
     import os
     import struct
@@ -76,6 +80,7 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
 
     import pylibsrtp
     from aiortc.rtcdtlstransport import State
+    from pyee import EventEmitter
 
     key = os.urandom(28)
 
@@ -104,15 +109,18 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
             protocol=SimpleNamespace(transport=source),
             remote_addr=sink.get_extra_info("sockname"),
         )
-        dtls = SimpleNamespace(
-            _tx_srtp=session(),
-            _state=State.CONNECTED,
-            transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
-        )
+        dtls = EventEmitter()
+        dtls._tx_srtp = session()
+        dtls._state = State.CONNECTED
+        dtls.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
         assert hasattr(dtls._tx_srtp, "_srtp")
         writer = aiortc_adapter.RtpWriter(dtls)
+        if native:
+            assert aiortc_adapter.FASTPATH, "sfu._fastpath is not built"
+        writer.native = native
         tail = os.urandom(1000)
-        assert writer.forward(0x80, 96 | 0x80, 7, 90000, 1234, tail) == 1012
+        # a mutable buffer too (the load client writes VP8 picture ids into its tails)
+        assert writer.forward(0x80, 96 | 0x80, 7, 90000, 1234, bytearray(tail)) == 1012
         assert writer.write_rtp(struct.pack("!BBHII", 0x80, 96, 8, 90000, 1234) + tail)
         rx = pylibsrtp.Policy(
             key=key,
@@ -126,7 +134,9 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket():
         assert second[2:4] == b"\x00\x08" and second[12:] == tail
         assert (writer.packets, writer.bytes, writer.dropped) == (2, 2024, 0)
         dtls._state = State.CLOSED
+        dtls.emit("statechange")
         assert writer.forward(0x80, 96, 9, 90000, 1234, tail) == 0
+        assert received.empty()
     finally:
         sink.close()
         source.close()
