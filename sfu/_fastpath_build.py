@@ -20,59 +20,10 @@ from __future__ import annotations
 
 from cffi import FFI
 
-CDEF = """
-typedef int (*caucus_protect_fn)(void *ctx, void *buf, int *len);
-
-typedef struct {
-    caucus_protect_fn protect;
-    void *srtp;
-    int fd;
-    int addrlen;
-    unsigned char addr[28];
-    int last_errno;
-    uint64_t packets;
-    uint64_t bytes;
-    uint64_t dropped;
-    ...;
-} caucus_sink;
-
-typedef struct {
-    caucus_sink *sink;
-    uint32_t ssrc;
-    uint32_t ts_offset;
-    uint32_t last_ts;
-    uint16_t seq_offset;
-    uint16_t last_seq;
-    int32_t source_span;
-    uint8_t payload_type;
-    int64_t last_ms;
-    uint64_t packets;
-    uint64_t bytes;
-} caucus_consumer;
-
-#define CAUCUS_MAX_RTP ...
-#define CAUCUS_NOT_BOUND ...
-#define CAUCUS_DROPPED ...
-
-int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t seq,
-                 uint32_t timestamp, int64_t arrival_ms, const unsigned char *tail,
-                 int tail_len);
-int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
-                uint32_t timestamp, uint32_t ssrc, const unsigned char *tail, int tail_len);
-"""
-
-SOURCE = r"""
-#include <errno.h>
-#include <stdint.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-
+#: What both the C source and cffi's declarations hold: one definition of the structs.
+STRUCTS = """
 /* The writer's buffer; an RTP packet leaves room for libsrtp's largest trailer (144). */
 #define CAUCUS_BUFFER 2048
-#define CAUCUS_MAX_RTP (CAUCUS_BUFFER - 144)
-#define CAUCUS_NOT_BOUND (-2)
-#define CAUCUS_DROPPED (-1)
 
 typedef int (*caucus_protect_fn)(void *ctx, void *buf, int *len);
 
@@ -102,6 +53,36 @@ typedef struct {
     uint64_t packets;
     uint64_t bytes;
 } caucus_consumer;
+"""
+
+CDEF = (
+    STRUCTS
+    + """
+#define CAUCUS_MAX_RTP ...
+#define CAUCUS_NOT_BOUND ...
+#define CAUCUS_DROPPED ...
+
+int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t seq,
+                 uint32_t timestamp, int64_t arrival_ms, const unsigned char *tail,
+                 int tail_len);
+int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
+                uint32_t timestamp, uint32_t ssrc, const unsigned char *tail, int tail_len);
+"""
+)
+
+SOURCE = (
+    r"""
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+"""
+    + STRUCTS
+    + r"""
+#define CAUCUS_MAX_RTP (CAUCUS_BUFFER - 144)
+#define CAUCUS_NOT_BOUND (-2)
+#define CAUCUS_DROPPED (-1)
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -191,6 +172,7 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
     return sent;
 }
 """
+)
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
