@@ -64,6 +64,12 @@ _DRAIN_VIEW = memoryview(bytearray(65536))
 
 logger = logging.getLogger(__name__)
 
+
+def _address_of(pointer: Any) -> int:
+    """The address a pylibsrtp cdata pointer holds (to hand it to the compiled path)."""
+    return int(_srtp_ffi.cast("uintptr_t", pointer))
+
+
 #: The libsrtp 2 signature the compiled path calls ``srtp_protect`` with.
 _SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 #: Whether the compiled forwarding path (``sfu._fastpath``) is in use: it is built when
@@ -75,8 +81,7 @@ FASTPATH = (
 )
 if FASTPATH:
     _FAST_PROTECT = _fast.ffi.cast(
-        "caucus_protect_fn",
-        int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_binding.lib, "srtp_protect"))),
+        "caucus_protect_fn", _address_of(_srtp_ffi.addressof(_srtp_binding.lib, "srtp_protect"))
     )
     _fast_send = _fast.lib.caucus_send
     _FAST_NOT_BOUND = _fast.lib.CAUCUS_NOT_BOUND
@@ -368,6 +373,28 @@ def _direct_datagram_received(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
+    def is_media(data: Any, length: int) -> bool:
+        """RTP (RFC 7983: first byte 128-191, and not an RTCP packet type, as aiortc's
+        ``is_rtcp``) that the direct path may take now: connected, nothing queued."""
+        return (
+            length > 12
+            and 127 < data[0] < 192
+            and not 191 < data[1] < 209
+            and dtls._state is _CONNECTED
+            and queue.empty()
+        )
+
+    def take(data: Any, length: int) -> None:
+        """Copy the datagram into ``view`` and deliver it; too large: dropped."""
+        if length > _SRTP_BUFFER:
+            state.failed += 1
+            return
+        view[:length] = data[:length]
+        try:
+            handle(length)
+        except Exception:
+            logger.exception("RTP handler failed")
+
     def drain() -> None:
         for _ in batch:
             try:
@@ -376,41 +403,15 @@ def _direct_datagram_received(
                 return
             except OSError:
                 return  # the transport's own read reports it on the next event
-            if (
-                length > 12
-                and 127 < drain_view[0] < 192
-                and not 191 < drain_view[1] < 209
-                and dtls._state is _CONNECTED
-                and queue.empty()
-            ):
-                if length > _SRTP_BUFFER:
-                    state.failed += 1
-                    continue
-                view[:length] = drain_view[:length]
-                try:
-                    handle(length)
-                except Exception:
-                    logger.exception("RTP handler failed")
+            if is_media(drain_view, length):
+                take(drain_view, length)
             else:
                 original(bytes(drain_view[:length]), addr)
 
     def datagram_received(data: bytes, addr: tuple) -> None:
-        if (
-            len(data) > 12
-            and 127 < data[0] < 192
-            and not 191 < data[1] < 209  # RTCP packet types (aiortc's is_rtcp)
-            and dtls._state is _CONNECTED
-            and queue.empty()
-        ):
-            length = len(data)
-            if length > _SRTP_BUFFER:
-                state.failed += 1
-            else:
-                view[:length] = data
-                try:
-                    handle(length)
-                except Exception:
-                    logger.exception("RTP handler failed")
+        length = len(data)
+        if is_media(data, length):
+            take(data, length)
             if recvfrom_into is not None:
                 drain()
             return
@@ -682,11 +683,6 @@ class RtpWriter:
         except (OSError, pylibsrtp.Error):
             return False
         return True
-
-
-def _address_of(pointer: Any) -> int:
-    """The address a pylibsrtp cdata pointer holds (to hand it to the compiled path)."""
-    return int(_srtp_ffi.cast("uintptr_t", pointer))
 
 
 def _sockaddr(family: int, remote: tuple) -> bytes | None:

@@ -50,7 +50,7 @@ _EXTENSION_IDS: dict[tuple[int, int], tuple[int, int]] = {}
 
 class RewriteState:
     """A consumer's rewrite state and counters, when the compiled path is not used; the
-    same fields as the compiled path's ``caucus_consumer`` struct."""
+    same fields as the compiled path's ``caucus_consumer`` struct (but its ``sink``)."""
 
     __slots__ = (
         "bytes",
@@ -60,14 +60,12 @@ class RewriteState:
         "packets",
         "payload_type",
         "seq_offset",
-        "sink",
         "source_span",
         "ssrc",
         "ts_offset",
     )
 
     def __init__(self) -> None:
-        self.sink = None
         self.ssrc = 0
         self.payload_type = 0
         self.seq_offset = 0
@@ -145,12 +143,11 @@ class Consumer:
 
         self._writer = writer
         self._settings = settings
-        # the rewrite state: the compiled path's struct when the writer has a sink
-        sink = getattr(writer, "sink", None)
-        self._native = sink is not None and writer.native
+        # the rewrite state: the compiled path's struct when the writer uses its sink
+        self._native: bool = getattr(writer, "native", False)
         self._state = _ffi.new("caucus_consumer *") if self._native else RewriteState()
         if self._native:
-            self._state.sink = sink
+            self._state.sink = writer.sink
         self._ssrc = ssrc
         self._rtx_ssrc = rtx_ssrc
         self._payload_type = 0
@@ -258,8 +255,7 @@ class Consumer:
         """Go on with the Python path, from the compiled path's state."""
         native, state = self._state, RewriteState()
         for name in RewriteState.__slots__:
-            if name != "sink":
-                setattr(state, name, getattr(native, name))
+            setattr(state, name, getattr(native, name))
         self._state = state
         self._native = False
 
