@@ -569,6 +569,9 @@ class LoadTest:
         while True:
             await asyncio.sleep(1)
             tick += 1
+            for participant in self.participants:
+                for stats in participant.tracks.values():
+                    stats.collect()  # latency samples waiting in compiled counters
             if not self.config.progress or (not tty and tick % 5):
                 continue
             now = time.monotonic()

@@ -1,26 +1,32 @@
 """What one received track delivered, measured from its RTP packets without decoding.
 
 :func:`watch_receiver` hooks a subscribe connection's receiver (through the SFU's aiortc
-adapter, which replaces aiortc's jitter buffer and decoder with a plain callback), so a
-load client pays a few microseconds of Python per packet on top of SRTP; with
+adapter, which replaces aiortc's jitter buffer and decoder with a plain callback).  With
 :func:`sfu.aiortc_adapter.receive_directly` on the subscribe connection (the load
-client's), packets reach it straight from the socket, as the SFU's publish connections
-do.
+client's) and the compiled module built, the packets after a track's first are read,
+unprotected and counted in C, a batch of datagrams per readiness event, without a Python
+call per packet; otherwise each reaches :meth:`TrackStats.on_data` as bytes.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCRtpReceiver
 
 from sfu import aiortc_adapter
+from sfu.aiortc_adapter import _fast
 from sfu.rtp_header import payload_bounds, read_fixed_header
 
 from .stamped import stamp_ending_at
 
 CLOCK_RATES = {"audio": 48000, "video": 90000}
+#: Latency samples a compiled track counter holds between two :meth:`TrackStats.collect`.
+LATENCY_BUFFER = _fast.lib.CAUCUS_TRACK_LATENCIES if _fast is not None else 0
+if _fast is not None:
+    _track_packet = _fast.lib.caucus_track_packet
 
 
 @dataclass
@@ -34,7 +40,69 @@ class Window:
     frames: int
 
 
-@dataclass
+class _Counters:
+    """The counters of one track, in Python: the same fields and arithmetic as the
+    compiled ``caucus_track`` (``sfu/_fastpath_build.py``), for a tree without it."""
+
+    def __init__(self, clock_rate: int, every_packet_a_frame: bool) -> None:
+        self.clock_rate = clock_rate
+        self.every_packet_a_frame = every_packet_a_frame
+        self.ssrc = 0
+        self.started = False
+        self.packets = 0
+        self.bytes = 0
+        self.frames = 0
+        self.base_seq = 0
+        self.max_seq = -1  # extended
+        self.cycles = 0
+        self.has_transit = False
+        self.last_transit = 0.0
+        self.jitter_s = 0.0
+        self.has_first_frame = False
+        self.first_frame_at = 0.0
+        self.has_packet = False
+        self.last_packet_at = 0.0
+        self.latency_dropped = 0
+        self.latencies: list[float] = []
+
+    def packet(self, data: bytes) -> None:
+        if len(data) < 12:
+            return
+        now = time.time()
+        first, second, sequence_number, timestamp, ssrc = read_fixed_header(data)
+        start, end = payload_bounds(data, first)
+        if not self.started:
+            self.started = True
+            self.ssrc = ssrc
+            self.base_seq = sequence_number
+            self.max_seq = sequence_number - 1
+        elif ssrc != self.ssrc:
+            return  # a retransmission stream; this probe never asks for one
+        self.packets += 1
+        self.bytes += end - start
+        seq = sequence_number + self.cycles
+        if seq < self.max_seq - 0x8000:
+            self.cycles += 0x10000
+            seq += 0x10000
+        if seq > self.max_seq:
+            self.max_seq = seq
+        transit = now - timestamp / self.clock_rate
+        if self.has_transit:
+            self.jitter_s += (abs(transit - self.last_transit) - self.jitter_s) / 16
+        self.has_transit = True
+        self.last_transit = transit
+        self.has_packet = True
+        self.last_packet_at = time.monotonic()
+        if second & 0x80 or self.every_packet_a_frame:
+            self.frames += 1
+            if not self.has_first_frame:
+                self.has_first_frame = True
+                self.first_frame_at = self.last_packet_at
+            sent_us = stamp_ending_at(data, start, end)
+            if sent_us is not None:
+                self.latencies.append((now * 1e6 - sent_us) / 1000)
+
+
 class TrackStats:
     """Counters of one received track (one m-line of the subscribe connection).
 
@@ -42,74 +110,96 @@ class TrackStats:
     jitter is RFC 3550's interarrival jitter, frames are counted by the marker bit for
     video (every packet is a frame for audio), and latency is arrival time minus the send
     time the publisher stamped into the payload (see :mod:`client.stamped`).
+
+    The counters live in a C struct of the compiled module (``caucus_track``) when it is
+    built: :func:`watch_receiver` then lets the direct receive path count the track's
+    packets in C, without a Python call per packet; latency samples wait in the struct
+    (:data:`LATENCY_BUFFER` of them) until :meth:`collect` moves them here, which the
+    load test does every second and every figure read does too.  ``native=False`` keeps
+    them in Python (the same arithmetic; a test compares both).
     """
 
-    mid: str
-    kind: str
-    #: when the track appeared on the subscribe connection (``time.monotonic()``)
-    appeared_at: float
-    packets: int = 0
-    bytes: int = 0
-    frames: int = 0
-    first_frame_at: float | None = None
-    last_packet_at: float | None = None
-    jitter_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    window: Window | None = None
-    _ssrc: int | None = None
-    _base_seq: int = 0
-    _max_seq: int = -1  # extended
-    _cycles: int = 0
-    _last_transit: float | None = None
-    _clock_rate: int = field(init=False)
-    _every_packet_a_frame: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._clock_rate = CLOCK_RATES.get(self.kind, 90000)
-        self._every_packet_a_frame = self.kind == "audio"
-
-    @property
-    def expected(self) -> int:
-        return 0 if self._max_seq < 0 else self._max_seq - self._base_seq + 1
+    def __init__(self, mid: str, kind: str, appeared_at: float, native: bool | None = None) -> None:
+        self.mid = mid
+        self.kind = kind
+        #: when the track appeared on the subscribe connection (``time.monotonic()``)
+        self.appeared_at = appeared_at
+        self.window: Window | None = None
+        clock_rate = CLOCK_RATES.get(kind, 90000)
+        audio = kind == "audio"
+        if native is None:
+            native = aiortc_adapter.FASTRECEIVE
+        if native:
+            self.native: Any = _fast.ffi.new("caucus_track *")
+            self.native.clock_rate = clock_rate
+            self.native.every_packet_a_frame = audio
+            self._counters: Any = self.native
+            self._latencies: list[float] = []
+        else:
+            self.native = None
+            self._counters = _Counters(clock_rate, audio)
+            self._latencies = self._counters.latencies
 
     def on_data(self, data: bytes, _arrival_time_ms: int = 0) -> None:
         """Count one decrypted RTP packet, given as its bytes (see :func:`watch_receiver`)."""
-        if len(data) < 12:
-            return
-        now = time.time()
-        first, second, sequence_number, timestamp, ssrc = read_fixed_header(data)
-        start, end = payload_bounds(data, first)
-        if self._ssrc is None:
-            self._ssrc = ssrc
-            self._base_seq = sequence_number
-            self._max_seq = sequence_number - 1
-        elif ssrc != self._ssrc:
-            return  # a retransmission stream; this probe never asks for one
-        self.packets += 1
-        self.bytes += end - start
-        seq = sequence_number + self._cycles
-        if seq < self._max_seq - 0x8000:
-            self._cycles += 0x10000
-            seq += 0x10000
-        if seq > self._max_seq:
-            self._max_seq = seq
-        transit = now - timestamp / self._clock_rate
-        if self._last_transit is not None:
-            self.jitter_s += (abs(transit - self._last_transit) - self.jitter_s) / 16
-        self._last_transit = transit
-        self.last_packet_at = time.monotonic()
-        if second & 0x80 or self._every_packet_a_frame:
-            self.frames += 1
-            if self.first_frame_at is None:
-                self.first_frame_at = self.last_packet_at
-            sent_us = stamp_ending_at(data, start, end)
-            if sent_us is not None:
-                self.latencies_ms.append((now * 1e6 - sent_us) / 1000)
+        if self.native is not None:
+            _track_packet(self.native, data, len(data))
+        else:
+            self._counters.packet(data)
+
+    def collect(self) -> None:
+        """Move the latency samples waiting in the compiled counters to :attr:`latencies_ms`."""
+        native = self.native
+        if native is not None and native.latency_count:
+            self._latencies.extend(_fast.ffi.unpack(native.latencies, native.latency_count))
+            native.latency_count = 0
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        self.collect()
+        return self._latencies
+
+    @property
+    def latency_dropped(self) -> int:
+        """Samples lost because the compiled buffer was full between two collections."""
+        return int(self._counters.latency_dropped)
+
+    @property
+    def packets(self) -> int:
+        return int(self._counters.packets)
+
+    @property
+    def bytes(self) -> int:
+        return int(self._counters.bytes)
+
+    @property
+    def frames(self) -> int:
+        return int(self._counters.frames)
+
+    @property
+    def jitter_s(self) -> float:
+        return float(self._counters.jitter_s)
+
+    @property
+    def first_frame_at(self) -> float | None:
+        c = self._counters
+        return float(c.first_frame_at) if c.has_first_frame else None
+
+    @property
+    def last_packet_at(self) -> float | None:
+        c = self._counters
+        return float(c.last_packet_at) if c.has_packet else None
+
+    @property
+    def expected(self) -> int:
+        c = self._counters
+        return int(c.max_seq - c.base_seq + 1) if c.started else 0
 
     def start_window(self) -> None:
         """Start measuring: window figures count from here; latencies are kept from here."""
+        self.collect()
         self.window = Window(time.monotonic(), self.packets, self.bytes, self.expected, self.frames)
-        self.latencies_ms.clear()
+        self._latencies.clear()
 
     def figures(self, until: float | None = None) -> dict[str, float | int | None]:
         """Counters since :meth:`start_window` (whole-track ones when none was started)."""
@@ -119,8 +209,10 @@ class TrackStats:
         packets = self.packets - start.packets
         expected = self.expected - start.expected
         lost = max(0, expected - packets)
-        ttff = None if self.first_frame_at is None else self.first_frame_at - self.appeared_at
-        return {
+        first_frame_at = self.first_frame_at
+        ttff = None if first_frame_at is None else first_frame_at - self.appeared_at
+        latencies = self.latencies_ms
+        figures: dict[str, float | int | None] = {
             "packets": packets,
             "bytes": self.bytes - start.bytes,
             "frames": self.frames - start.frames,
@@ -129,10 +221,13 @@ class TrackStats:
             "loss_pct": round(100 * lost / expected, 3) if expected > 0 else 0.0,
             "jitter_ms": round(self.jitter_s * 1000, 2),
             "time_to_first_frame_ms": None if ttff is None else round(ttff * 1000, 1),
-            "latency_samples": len(self.latencies_ms),
-            "latency_p50_ms": percentile(self.latencies_ms, 50),
-            "latency_p99_ms": percentile(self.latencies_ms, 99),
+            "latency_samples": len(latencies),
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p99_ms": percentile(latencies, 99),
         }
+        if self.latency_dropped:
+            figures["latency_samples_dropped"] = self.latency_dropped
+        return figures
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -149,4 +244,4 @@ def watch_receiver(receiver: RTCRtpReceiver, stats: TrackStats) -> None:
 
     With :func:`sfu.aiortc_adapter.receive_directly` on the peer connection, they arrive
     straight from the socket, as bytes, without aiortc's queue, task and parser."""
-    aiortc_adapter.intercept_rtp_data(receiver, stats.on_data)
+    aiortc_adapter.intercept_rtp_data(receiver, stats.on_data, stats.native)

@@ -13,7 +13,7 @@ pointer taken from pylibsrtp's compiled module (see ``sfu.aiortc_adapter``), so 
 here links against a second copy of it.  The Python fallback (``sfu.consumer``,
 ``sfu.aiortc_adapter.RtpWriter``) computes exactly the same bytes; tests compare them.
 
-    python sfu/_fastpath_build.py     # builds in place (``pip install`` does it too)
+    .venv/bin/pip install -e .        # builds it in place (``make dev-deps`` does it)
 """
 
 from __future__ import annotations
@@ -53,6 +53,56 @@ typedef struct {
     uint64_t packets;
     uint64_t bytes;
 } caucus_consumer;
+
+/* The receive side: what one received track delivered (the load client's figures) and
+   one DTLS transport's socket, inbound SRTP context and routes (SSRC -> track). */
+#define CAUCUS_TRACK_LATENCIES 4096
+#define CAUCUS_RECEIVER_ROUTES 64
+#define CAUCUS_DATAGRAM 65536
+
+typedef struct {
+    uint32_t ssrc;              /* of the first packet; other SSRCs are not counted */
+    int started;
+    int clock_rate;
+    int every_packet_a_frame;   /* audio */
+    uint64_t packets;
+    uint64_t bytes;             /* payload bytes */
+    uint64_t frames;
+    int64_t base_seq;
+    int64_t max_seq;            /* extended sequence numbers */
+    int64_t cycles;
+    int has_transit;
+    double last_transit;
+    double jitter_s;            /* RFC 3550 interarrival jitter */
+    int has_first_frame;
+    double first_frame_at;      /* CLOCK_MONOTONIC seconds, as Python's time.monotonic() */
+    int has_packet;
+    double last_packet_at;
+    uint32_t latency_count;     /* samples waiting in latencies (ms) */
+    uint64_t latency_dropped;   /* samples lost to a full buffer */
+    double latencies[CAUCUS_TRACK_LATENCIES];
+} caucus_track;
+
+typedef struct {
+    uint32_t ssrc;
+    uint8_t payload_type;
+    caucus_track *track;
+} caucus_route;
+
+typedef struct {
+    caucus_protect_fn unprotect;  /* libsrtp's srtp_unprotect (same signature) */
+    void *srtp;                   /* the transport's inbound srtp_t */
+    int fd;                       /* the socket to drain; -1: none */
+    int budget;                   /* datagrams still to read in this event */
+    int length;                   /* of the datagram or packet in buf */
+    int addrlen;
+    unsigned char addr[28];       /* where the datagram in buf came from */
+    uint64_t counted;             /* packets a route's track counted here */
+    uint64_t failed;              /* datagrams that failed to unprotect or were too large */
+    int routes_used;
+    caucus_route routes[CAUCUS_RECEIVER_ROUTES];
+    unsigned char buf[CAUCUS_DATAGRAM];
+} caucus_receiver;
 """
 
 CDEF = (
@@ -67,6 +117,15 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
                  int tail_len);
 int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
                 uint32_t timestamp, uint32_t ssrc, const unsigned char *tail, int tail_len);
+
+#define CAUCUS_DRAIN_BATCH ...
+#define CAUCUS_RX_DONE ...
+#define CAUCUS_RX_RTP ...
+#define CAUCUS_RX_OTHER ...
+
+int caucus_track_packet(caucus_track *t, const unsigned char *data, int len);
+int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, caucus_track *t);
+int caucus_receive(caucus_receiver *r, const unsigned char *data, int length);
 """
 )
 
@@ -77,6 +136,7 @@ SOURCE = (
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 """
     + STRUCTS
     + r"""
@@ -171,15 +231,196 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
     }
     return sent;
 }
+
+/* ---- receive ---------------------------------------------------------------------- */
+
+/* A readiness event reads at most this many datagrams (the event's one included). */
+#define CAUCUS_DRAIN_BATCH 32
+#define CAUCUS_RX_DONE 0
+#define CAUCUS_RX_RTP 1
+#define CAUCUS_RX_OTHER 2
+
+static double clock_seconds(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* "CcLt" + the send time in microseconds since the epoch (client.stamped) */
+static const unsigned char STAMP_MAGIC[4] = {'C', 'c', 'L', 't'};
+#define STAMP_SIZE 12
+
+/* TrackStats.on_data: count one decrypted RTP packet of the track.  Payload bounds as
+   sfu.rtp_header.payload_bounds (0, 0 for a packet aiortc would reject). Returns 1 when
+   counted, 0 when ignored (too short, another SSRC). */
+int caucus_track_packet(caucus_track *t, const unsigned char *data, int len)
+{
+    if (len < 12)
+        return 0;
+    double now = clock_seconds(CLOCK_REALTIME);
+    uint8_t first = data[0], second = data[1];
+    uint16_t sequence = (uint16_t)(data[2] << 8 | data[3]);
+    uint32_t timestamp = get32(data + 4);
+    uint32_t ssrc = get32(data + 8);
+    int start = 12 + ((first & 0x0F) << 2), end = len;
+    if (first & 0x10) {
+        if (end < start + 4)
+            start = end = 0;
+        else
+            start += 4 + ((data[start + 2] << 8 | data[start + 3]) << 2);
+    }
+    if (end && (first & 0x20)) {
+        int padding = data[len - 1];
+        if (!padding || padding > end - start)
+            start = end = 0;
+        else
+            end -= padding;
+    }
+    if (start > end)
+        start = end = 0;
+    if (!t->started) {
+        t->started = 1;
+        t->ssrc = ssrc;
+        t->base_seq = sequence;
+        t->max_seq = (int64_t)sequence - 1;
+    } else if (ssrc != t->ssrc) {
+        return 0;
+    }
+    t->packets++;
+    t->bytes += (uint64_t)(end - start);
+    int64_t seq = (int64_t)sequence + t->cycles;
+    if (seq < t->max_seq - 0x8000) {
+        t->cycles += 0x10000;
+        seq += 0x10000;
+    }
+    if (seq > t->max_seq)
+        t->max_seq = seq;
+    double transit = now - (double)timestamp / t->clock_rate;
+    if (t->has_transit) {
+        double d = transit - t->last_transit;
+        t->jitter_s += ((d < 0 ? -d : d) - t->jitter_s) / 16;
+    }
+    t->has_transit = 1;
+    t->last_transit = transit;
+    t->has_packet = 1;
+    t->last_packet_at = clock_seconds(CLOCK_MONOTONIC);
+    if ((second & 0x80) || t->every_packet_a_frame) {
+        t->frames++;
+        if (!t->has_first_frame) {
+            t->has_first_frame = 1;
+            t->first_frame_at = t->last_packet_at;
+        }
+        if (end - start >= STAMP_SIZE && memcmp(data + end - STAMP_SIZE, STAMP_MAGIC, 4) == 0) {
+            const unsigned char *p = data + end - 8;
+            uint64_t sent_us = (uint64_t)get32(p) << 32 | get32(p + 4);
+            if (t->latency_count < CAUCUS_TRACK_LATENCIES)
+                t->latencies[t->latency_count++] = (now * 1e6 - (double)sent_us) / 1000;
+            else
+                t->latency_dropped++;
+        }
+    }
+    return 1;
+}
+
+/* Routes packets of ``ssrc`` with ``payload_type`` to ``t``.  0: added (or there),
+   -1: the table is full (the packets keep going to Python). */
+int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, caucus_track *t)
+{
+    for (int i = 0; i < r->routes_used; i++)
+        if (r->routes[i].ssrc == ssrc && r->routes[i].payload_type == payload_type) {
+            r->routes[i].track = t;
+            return 0;
+        }
+    if (r->routes_used == CAUCUS_RECEIVER_ROUTES)
+        return -1;
+    r->routes[r->routes_used].ssrc = ssrc;
+    r->routes[r->routes_used].payload_type = payload_type;
+    r->routes[r->routes_used].track = t;
+    r->routes_used++;
+    return 0;
+}
+
+/* Unprotects the RTP datagram of ``length`` bytes in buf and counts it when a route
+   takes it: CAUCUS_RX_DONE; or leaves the packet in buf for Python: CAUCUS_RX_RTP. */
+static int take(caucus_receiver *r, int length)
+{
+    if (length > CAUCUS_BUFFER) {
+        r->failed++;
+        return CAUCUS_RX_DONE;
+    }
+    int len = length;
+    if (r->unprotect(r->srtp, r->buf, &len) != 0) {
+        r->failed++;
+        return CAUCUS_RX_DONE;
+    }
+    r->length = len;
+    uint32_t ssrc = get32(r->buf + 8);
+    uint8_t payload_type = r->buf[1] & 0x7F;
+    for (int i = 0; i < r->routes_used; i++)
+        if (r->routes[i].ssrc == ssrc && r->routes[i].payload_type == payload_type) {
+            if (caucus_track_packet(r->routes[i].track, r->buf, len))
+                r->counted++;
+            return CAUCUS_RX_DONE;
+        }
+    return CAUCUS_RX_RTP;
+}
+
+/* RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type). */
+static int is_rtp(const unsigned char *b, ssize_t n)
+{
+    return n > 12 && b[0] > 127 && b[0] < 192 && !(b[1] > 191 && b[1] < 209);
+}
+
+/* The direct receive path of one readiness event.  ``data`` (an RTP datagram of
+   ``length`` bytes, the one the event brought) starts the event; NULL continues it after
+   Python handled what the previous call left in buf.  Then the socket is read until it
+   is empty or CAUCUS_DRAIN_BATCH datagrams were read.  Returns CAUCUS_RX_DONE,
+   CAUCUS_RX_RTP (buf holds an unprotected packet no route takes, ``length`` bytes) or
+   CAUCUS_RX_OTHER (buf holds a datagram that is not RTP, from ``addr``; the caller hands
+   it on and ends the event: what follows it must keep its order). */
+int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
+{
+    if (data != NULL) {
+        r->budget = CAUCUS_DRAIN_BATCH - 1;
+        if (length > CAUCUS_BUFFER) {
+            r->failed++;
+        } else {
+            memcpy(r->buf, data, (size_t)length);
+            int result = take(r, length);
+            if (result != CAUCUS_RX_DONE)
+                return result;
+        }
+    }
+    while (r->fd >= 0 && r->budget > 0) {
+        r->budget--;
+        socklen_t addrlen = sizeof r->addr;
+        ssize_t n = recvfrom(r->fd, r->buf, sizeof r->buf, 0, (struct sockaddr *)r->addr,
+                             &addrlen);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return CAUCUS_RX_DONE; /* empty; an error is the transport's to report */
+        }
+        r->addrlen = (int)addrlen;
+        if (!is_rtp(r->buf, n)) {
+            r->length = (int)n;
+            return CAUCUS_RX_OTHER;
+        }
+        int result = take(r, (int)n);
+        if (result != CAUCUS_RX_DONE)
+            return result;
+    }
+    return CAUCUS_RX_DONE;
+}
 """
 )
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source("sfu._fastpath", SOURCE, extra_compile_args=["-O2"])
-
-if __name__ == "__main__":
-    import os
-
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    ffibuilder.compile(verbose=False)

@@ -16,6 +16,7 @@ import math
 import random
 import socket
 import struct
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -79,6 +80,20 @@ FASTPATH = (
     and _srtp_ffi.getctype(_srtp_ffi.typeof(_srtp_binding.lib.srtp_protect)) == _SRTP_PROTECT_TYPE
     and _fast.lib.CAUCUS_MAX_RTP == _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
 )
+#: Whether :func:`receive_directly` reads, unprotects and counts in C (``sfu._fastpath``'s
+#: ``caucus_receive``): built, and pylibsrtp's ``srtp_unprotect`` has libsrtp 2's signature.
+FASTRECEIVE = (
+    FASTPATH
+    and _srtp_ffi.getctype(_srtp_ffi.typeof(_srtp_binding.lib.srtp_unprotect)) == _SRTP_PROTECT_TYPE
+)
+if FASTRECEIVE:
+    _FAST_UNPROTECT = _fast.ffi.cast(
+        "caucus_protect_fn", _address_of(_srtp_ffi.addressof(_srtp_binding.lib, "srtp_unprotect"))
+    )
+    _fast_receive = _fast.lib.caucus_receive
+    _fast_route_add = _fast.lib.caucus_route_add
+    _RX_RTP = _fast.lib.CAUCUS_RX_RTP
+    _RX_OTHER = _fast.lib.CAUCUS_RX_OTHER
 if FASTPATH:
     _FAST_PROTECT = _fast.ffi.cast(
         "caucus_protect_fn", _address_of(_srtp_ffi.addressof(_srtp_binding.lib, "srtp_protect"))
@@ -176,12 +191,19 @@ def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     receiver._handle_rtp_packet = _RtpHook(receiver, handler, None)  # type: ignore[method-assign]
 
 
-def intercept_rtp_data(receiver: RTCRtpReceiver, handler: RtpDataHandler) -> None:
+def intercept_rtp_data(
+    receiver: RTCRtpReceiver, handler: RtpDataHandler, track: Any = None
+) -> None:
     """Like :func:`intercept_rtp`, but ``handler(data, arrival_time_ms)`` receives the
     decrypted RTP packet as ``bytes`` (header, extensions, payload, padding), so that it
     reads only the fields it needs; with :func:`receive_directly` nothing is parsed for
-    it at all.  ``arrival_time_ms`` counts from 1900, as aiortc's does."""
-    receiver._handle_rtp_packet = _RtpHook(receiver, None, handler)  # type: ignore[method-assign]
+    it at all.  ``arrival_time_ms`` counts from 1900, as aiortc's does.
+
+    ``track``, a compiled track counter (``caucus_track *`` of ``sfu._fastpath``) that
+    ``handler`` feeds, lets :func:`receive_directly`'s compiled path count the receiver's
+    packets itself once the first one went through ``handler``: the later ones of that
+    SSRC and payload type never reach Python (``handler`` is not called for them)."""
+    receiver._handle_rtp_packet = _RtpHook(receiver, None, handler, track)  # type: ignore[method-assign]
 
 
 class _RtpHook:
@@ -189,17 +211,19 @@ class _RtpHook:
     :func:`intercept_rtp_data`.  aiortc awaits it with a parsed packet; the direct
     receive path of :func:`receive_directly` calls ``on_data``/``on_packet`` itself."""
 
-    __slots__ = ("_receiver", "on_data", "on_packet")
+    __slots__ = ("_receiver", "on_data", "on_packet", "track")
 
     def __init__(
         self,
         receiver: RTCRtpReceiver,
         on_packet: RtpHandler | None,
         on_data: RtpDataHandler | None,
+        track: Any = None,
     ) -> None:
         self._receiver = receiver
         self.on_packet = on_packet
         self.on_data = on_data
+        self.track = track
 
     async def __call__(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         try:
@@ -253,13 +277,20 @@ def receive_directly(pc: RTCPeerConnection) -> None:
 class _DirectState:
     """What the direct receive path of one DTLS transport keeps besides its buffer."""
 
-    __slots__ = ("failed", "installed", "should_drop")
+    __slots__ = ("failed", "installed", "receivers", "should_drop", "tracks")
 
     def __init__(self) -> None:
         self.should_drop: Callable[[], bool] | None = None
-        #: Datagrams dropped: failed to unprotect, or too large.
+        #: Datagrams the Python path dropped: failed to unprotect, or too large.
         self.failed = 0
         self.installed = False
+        #: The compiled path's receivers (``caucus_receiver *``), one per socket.
+        self.receivers: list[Any] = []
+        #: Track counters a receiver's routes point to, kept alive as long as they do.
+        self.tracks: list[Any] = []
+
+    def failures(self) -> int:
+        return self.failed + sum(int(r.failed) for r in self.receivers)
 
 
 _DIRECT_PCS: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
@@ -277,7 +308,7 @@ def _direct_state(dtls: RTCDtlsTransport) -> _DirectState:
 def direct_receive_failures(pc: RTCPeerConnection) -> int:
     """Datagrams the direct receive path of ``pc`` dropped (unprotect failed, too large)."""
     return sum(
-        _DIRECT[t.receiver.transport].failed
+        _DIRECT[t.receiver.transport].failures()
         for t in {t.receiver.transport: t for t in pc.getTransceivers()}.values()
         if t.receiver.transport in _DIRECT
     )
@@ -315,6 +346,15 @@ def _direct_datagram_received(
     would otherwise cost a whole event-loop iteration (``epoll_wait`` and a callback);
     under load several are queued and this reads them in the same call.  What the drain
     reads that is not for the direct path goes to aioice's method, as before.
+
+    With the compiled module (:data:`FASTRECEIVE`) one C call per event does the reading
+    and unprotecting (``caucus_receive``) and counts the packets of the SSRCs routed to a
+    compiled track counter (see :func:`intercept_rtp_data`); a packet it has no route for
+    comes back here, unprotected, to be routed and delivered as below; a datagram that is
+    not RTP goes to aioice, and when aioice queued it the rest of the event is read in
+    Python, so that RTP behind it queues behind it.
+    Without it, or while a test drops packets (:func:`drop_incoming_rtp`), Python does the
+    same, one datagram at a time.
     """
     queue = dtls.transport._connection._queue
     router = dtls._rtp_router
@@ -336,20 +376,22 @@ def _direct_datagram_received(
     recvfrom_into = sock.recvfrom_into if sock is not None else None
     drain_view = _DRAIN_VIEW
     batch = range(DRAIN_BATCH - 1)
+    rx = None
+    if FASTRECEIVE:
+        rx = _fast.ffi.new("caucus_receiver *")
+        rx.unprotect = _FAST_UNPROTECT
+        rx.srtp = _fast.ffi.cast("void *", _address_of(context))
+        rx.fd = sock.fileno() if sock is not None else -1
+        rx_buffer = _fast.ffi.buffer(rx.buf)
+        state.receivers.append(rx)
+        receive = _fast_receive
+        no_data = _fast.ffi.NULL
 
-    def handle(length: int) -> None:
-        """Unprotect and deliver the ``length`` bytes at the start of ``view``."""
-        should_drop = state.should_drop
-        if should_drop is not None and should_drop():
-            return
-        arrival_time_ms = int(now() * 1000) + _NTP_EPOCH_MS
-        size[0] = length
-        if _srtp_unprotect(context, cdata, size):
-            state.failed += 1
-            return
-        data = buffer[: size[0]]
+    def deliver(data: bytes, arrival_time_ms: int) -> None:
+        """Route the unprotected RTP packet ``data`` to its receiver's hook."""
         packet = None
-        receiver = ssrc_table.get(ssrc_of(data)[0])
+        ssrc = ssrc_of(data)[0]
+        receiver = ssrc_table.get(ssrc)
         if receiver is None or receiver not in payload_type_table.get(data[1] & 0x7F, empty):
             try:
                 packet = parse(data, extensions)
@@ -362,6 +404,16 @@ def _direct_datagram_received(
         if hook.__class__ is _RtpHook:
             if hook.on_data is not None:
                 hook.on_data(data, arrival_time_ms)
+                track = hook.track
+                if (
+                    rx is not None
+                    and track is not None
+                    and packet is None
+                    and track.started
+                    and track.ssrc == ssrc
+                    and _fast_route_add(rx, ssrc, data[1] & 0x7F, track) == 0
+                ):
+                    state.tracks.append(track)
             else:
                 if packet is None:
                     packet = parse(data, extensions)
@@ -372,6 +424,18 @@ def _direct_datagram_received(
             task = asyncio.ensure_future(hook(packet, arrival_time_ms=arrival_time_ms))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+
+    def handle(length: int) -> None:
+        """Unprotect and deliver the ``length`` bytes at the start of ``view``."""
+        should_drop = state.should_drop
+        if should_drop is not None and should_drop():
+            return
+        arrival_time_ms = int(now() * 1000) + _NTP_EPOCH_MS
+        size[0] = length
+        if _srtp_unprotect(context, cdata, size):
+            state.failed += 1
+            return
+        deliver(buffer[: size[0]], arrival_time_ms)
 
     def is_media(data: Any, length: int) -> bool:
         """RTP (RFC 7983: first byte 128-191, and not an RTCP packet type, as aiortc's
@@ -408,7 +472,7 @@ def _direct_datagram_received(
             else:
                 original(bytes(drain_view[:length]), addr)
 
-    def datagram_received(data: bytes, addr: tuple) -> None:
+    def datagram_received_in_python(data: bytes, addr: tuple) -> None:
         length = len(data)
         if is_media(data, length):
             take(data, length)
@@ -417,7 +481,51 @@ def _direct_datagram_received(
             return
         original(data, addr)
 
+    if rx is None:
+        return datagram_received_in_python
+
+    def datagram_received(data: bytes, addr: tuple) -> None:
+        length = len(data)
+        if not is_media(data, length):
+            original(data, addr)
+            return
+        if state.should_drop is not None:
+            datagram_received_in_python(data, addr)
+            return
+        result = receive(rx, data, length)
+        while result:
+            if result == _RX_RTP:
+                try:
+                    deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
+                except Exception:
+                    logger.exception("RTP handler failed")
+                if dtls._state is not _CONNECTED:
+                    return  # what is still in the socket takes the event's usual path
+            else:  # _RX_OTHER
+                original(rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
+                if not queue.empty():
+                    # aioice queued it: RTP behind it must queue too, to stay behind it
+                    drain()
+                    return
+            result = receive(rx, no_data, 0)
+
     return datagram_received
+
+
+def _address(sockaddr: Any, length: int) -> tuple:
+    """The ``(host, port)`` (IPv6: ``(host, port, flowinfo, scope_id)``) a ``sockaddr``
+    of ``length`` bytes names, as asyncio gives a datagram's source address."""
+    raw = bytes(sockaddr[0:length])
+    family = int.from_bytes(raw[0:2], sys.byteorder)
+    port = int.from_bytes(raw[2:4], "big")
+    if family == socket.AF_INET6:
+        return (
+            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+            port,
+            int.from_bytes(raw[4:8], "big"),
+            int.from_bytes(raw[24:28], sys.byteorder),
+        )
+    return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
 
 
 def intercept_receiver_rtcp(receiver: RTCRtpReceiver, handler: RtcpHandler) -> None:
