@@ -101,8 +101,25 @@ typedef struct {
     uint64_t failed;              /* datagrams that failed to unprotect or were too large */
     int routes_used;
     caucus_route routes[CAUCUS_RECEIVER_ROUTES];
+    int drop_rtcp;                /* SRTCP is counted and dropped, not handed on */
+    uint64_t rtcp_dropped;
+    int registered;               /* in a poller's epoll set */
     unsigned char buf[CAUCUS_DATAGRAM];
 } caucus_receiver;
+
+/* Polls the sockets of many receivers at once (epoll, level-triggered): the load client
+   reads its media on a timer, with the kernel's arrival time of each datagram. */
+#define CAUCUS_POLL_EVENTS 128
+
+typedef struct {
+    int epfd;
+    int ready;                    /* receivers of the last epoll_wait ... */
+    int next;                     /* ... and the first of them not yet drained */
+    caucus_receiver *receivers[CAUCUS_POLL_EVENTS];
+    caucus_receiver *current;     /* whose buf holds what the last call returned */
+    uint64_t polls;
+    uint64_t datagrams;
+} caucus_poller;
 """
 
 CDEF = (
@@ -126,6 +143,10 @@ int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_
 int caucus_track_packet(caucus_track *t, const unsigned char *data, int len);
 int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, caucus_track *t);
 int caucus_receive(caucus_receiver *r, const unsigned char *data, int length);
+int caucus_poller_open(caucus_poller *p);
+int caucus_poller_add(caucus_poller *p, caucus_receiver *r);
+int caucus_poller_remove(caucus_poller *p, caucus_receiver *r);
+int caucus_poll(caucus_poller *p, int start);
 """
 )
 
@@ -134,9 +155,11 @@ SOURCE = (
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 """
     + STRUCTS
     + r"""
@@ -256,14 +279,15 @@ static uint32_t get32(const unsigned char *p)
 static const unsigned char STAMP_MAGIC[4] = {'C', 'c', 'L', 't'};
 #define STAMP_SIZE 12
 
-/* TrackStats.on_data: count one decrypted RTP packet of the track.  Payload bounds as
+/* TrackStats.on_data: count one decrypted RTP packet of the track, arrived at ``now``
+   (CLOCK_REALTIME) and ``monotonic`` (CLOCK_MONOTONIC) seconds.  Payload bounds as
    sfu.rtp_header.payload_bounds (0, 0 for a packet aiortc would reject). Returns 1 when
    counted, 0 when ignored (too short, another SSRC). */
-int caucus_track_packet(caucus_track *t, const unsigned char *data, int len)
+static int track_packet(caucus_track *t, const unsigned char *data, int len, double now,
+                        double monotonic)
 {
     if (len < 12)
         return 0;
-    double now = clock_seconds(CLOCK_REALTIME);
     uint8_t first = data[0], second = data[1];
     uint16_t sequence = (uint16_t)(data[2] << 8 | data[3]);
     uint32_t timestamp = get32(data + 4);
@@ -309,7 +333,7 @@ int caucus_track_packet(caucus_track *t, const unsigned char *data, int len)
     t->has_transit = 1;
     t->last_transit = transit;
     t->has_packet = 1;
-    t->last_packet_at = clock_seconds(CLOCK_MONOTONIC);
+    t->last_packet_at = monotonic;
     if ((second & 0x80) || t->every_packet_a_frame) {
         t->frames++;
         if (!t->has_first_frame) {
@@ -326,6 +350,12 @@ int caucus_track_packet(caucus_track *t, const unsigned char *data, int len)
         }
     }
     return 1;
+}
+
+int caucus_track_packet(caucus_track *t, const unsigned char *data, int len)
+{
+    return track_packet(t, data, len, clock_seconds(CLOCK_REALTIME),
+                        clock_seconds(CLOCK_MONOTONIC));
 }
 
 /* Routes packets of ``ssrc`` with ``payload_type`` to ``t``.  0: added (or there),
@@ -348,7 +378,7 @@ int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, ca
 
 /* Unprotects the RTP datagram of ``length`` bytes in buf and counts it when a route
    takes it: CAUCUS_RX_DONE; or leaves the packet in buf for Python: CAUCUS_RX_RTP. */
-static int take(caucus_receiver *r, int length)
+static int take_at(caucus_receiver *r, int length, double now, double monotonic)
 {
     if (length > CAUCUS_BUFFER) {
         r->failed++;
@@ -364,11 +394,18 @@ static int take(caucus_receiver *r, int length)
     uint8_t payload_type = r->buf[1] & 0x7F;
     for (int i = 0; i < r->routes_used; i++)
         if (r->routes[i].ssrc == ssrc && r->routes[i].payload_type == payload_type) {
-            if (caucus_track_packet(r->routes[i].track, r->buf, len))
+            if (now == 0)
+                now = clock_seconds(CLOCK_REALTIME), monotonic = clock_seconds(CLOCK_MONOTONIC);
+            if (track_packet(r->routes[i].track, r->buf, len, now, monotonic))
                 r->counted++;
             return CAUCUS_RX_DONE;
         }
     return CAUCUS_RX_RTP;
+}
+
+static int take(caucus_receiver *r, int length)
+{
+    return take_at(r, length, 0, 0);
 }
 
 /* RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type). */
@@ -416,6 +453,123 @@ int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
         if (result != CAUCUS_RX_DONE)
             return result;
     }
+    return CAUCUS_RX_DONE;
+}
+
+int caucus_poller_open(caucus_poller *p)
+{
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->ready = p->next = 0;
+    p->current = NULL;
+    return p->epfd;
+}
+
+/* Adds the receiver's socket; its datagrams then carry the kernel's arrival time
+   (SO_TIMESTAMPNS).  0, or -errno. */
+int caucus_poller_add(caucus_poller *p, caucus_receiver *r)
+{
+    int on = 1;
+    if (setsockopt(r->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0)
+        return -errno;
+    struct epoll_event event = {.events = EPOLLIN, .data = {.ptr = r}};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->fd, &event) < 0)
+        return -errno;
+    r->registered = 1;
+    return 0;
+}
+
+/* Removes it, and from the receivers the current poll has still to drain.  The socket
+   may be closed already (epoll forgot it then): 0 either way. */
+int caucus_poller_remove(caucus_poller *p, caucus_receiver *r)
+{
+    if (r->registered)
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+    r->registered = 0;
+    for (int i = p->next; i < p->ready; i++)
+        if (p->receivers[i] == r)
+            p->receivers[i] = NULL;
+    if (p->current == r)
+        p->current = NULL;
+    return 0;
+}
+
+/* Reads one receiver's socket until it is empty (or a batch was read), with arrival
+   times from the kernel; what Python must see is left in buf as caucus_receive does. */
+static int drain_timestamped(caucus_poller *p, caucus_receiver *r, double offset)
+{
+    union {
+        struct cmsghdr header;
+        unsigned char space[CMSG_SPACE(sizeof(struct timespec))];
+    } control;
+    for (int budget = 4 * CAUCUS_DRAIN_BATCH; budget > 0; budget--) {
+        struct iovec iov = {.iov_base = r->buf, .iov_len = sizeof r->buf};
+        struct msghdr msg = {
+            .msg_name = r->addr,
+            .msg_namelen = sizeof r->addr,
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.space,
+            .msg_controllen = sizeof control.space,
+        };
+        ssize_t n = recvmsg(r->fd, &msg, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return CAUCUS_RX_DONE;
+        }
+        p->datagrams++;
+        r->addrlen = (int)msg.msg_namelen;
+        if (r->drop_rtcp && n > 1 && r->buf[0] > 127 && r->buf[0] < 192 && r->buf[1] > 191
+            && r->buf[1] < 209) {
+            r->rtcp_dropped++;
+            continue;
+        }
+        if (!is_rtp(r->buf, n)) {
+            r->length = (int)n;
+            return CAUCUS_RX_OTHER;
+        }
+        double now = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+            }
+        int result = now != 0 ? take_at(r, (int)n, now, now - offset) : take(r, (int)n);
+        if (result != CAUCUS_RX_DONE)
+            return result;
+    }
+    return CAUCUS_RX_DONE;
+}
+
+/* One poll: ``start`` waits for nothing and collects the receivers whose socket holds
+   datagrams; each is then drained.  Returns CAUCUS_RX_DONE when all were, or what
+   caucus_receive returns, with ``current`` the receiver whose buf holds it: call again
+   with start 0 to go on. */
+int caucus_poll(caucus_poller *p, int start)
+{
+    if (start) {
+        struct epoll_event events[CAUCUS_POLL_EVENTS];
+        int n = epoll_wait(p->epfd, events, CAUCUS_POLL_EVENTS, 0);
+        p->ready = n > 0 ? n : 0;
+        for (int i = 0; i < p->ready; i++)
+            p->receivers[i] = events[i].data.ptr;
+        p->next = 0;
+        p->polls++;
+    }
+    double offset = clock_seconds(CLOCK_REALTIME) - clock_seconds(CLOCK_MONOTONIC);
+    while (p->next < p->ready) {
+        caucus_receiver *r = p->receivers[p->next];
+        if (r != NULL) {
+            int result = drain_timestamped(p, r, offset);
+            if (result != CAUCUS_RX_DONE) {
+                p->current = r;
+                return result;
+            }
+        }
+        p->next++;
+    }
+    p->current = NULL;
     return CAUCUS_RX_DONE;
 }
 """

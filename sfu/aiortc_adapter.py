@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import math
+import os
 import random
 import socket
 import struct
@@ -91,6 +92,7 @@ if FASTRECEIVE:
         "caucus_protect_fn", _address_of(_srtp_ffi.addressof(_srtp_binding.lib, "srtp_unprotect"))
     )
     _fast_receive = _fast.lib.caucus_receive
+    _poll = _fast.lib.caucus_poll
     _fast_route_add = _fast.lib.caucus_route_add
     _RX_RTP = _fast.lib.CAUCUS_RX_RTP
     _RX_OTHER = _fast.lib.CAUCUS_RX_OTHER
@@ -236,7 +238,9 @@ class _RtpHook:
             logger.exception("RTP handler failed")
 
 
-def receive_directly(pc: RTCPeerConnection) -> None:
+def receive_directly(
+    pc: RTCPeerConnection, poller: ReceivePoller | None = None, rtcp: bool = True
+) -> None:
     """Once ``pc`` is connected, hand its received SRTP media datagrams straight from the
     socket's ``datagram_received`` to the receivers' hooks.
 
@@ -260,15 +264,26 @@ def receive_directly(pc: RTCPeerConnection) -> None:
     propagated.  aiortc's transport-level received counters (``getStats()`` of the DTLS
     transport) do not count these packets.  Call before or after connecting; later
     calls do nothing.
+
+    With a ``poller`` (:class:`ReceivePoller`, compiled module only) the connection's
+    sockets are no longer read on each readiness event but by the poller's timer, every
+    socket of every such connection in one C call, and the packets counted in C take
+    the kernel's arrival time (``SO_TIMESTAMPNS``), so reading late does not move the
+    figures; what is not media reaches aioice up to one interval later (STUN checks and
+    consent answer well within their timeouts).  ``rtcp=False`` drops the peer's SRTCP
+    unread, for a client that has no use for it (the load client: its publishers ignore
+    feedback, its receivers have no decoder); only with a poller.
     """
     if pc in _DIRECT_PCS:
         return
     _DIRECT_PCS.add(pc)
+    if poller is not None and not FASTRECEIVE:
+        poller = None  # not compiled: the event-driven path in Python
 
     def connected() -> None:
         if pc.connectionState == "connected":
             for transceiver in pc.getTransceivers():
-                _install_direct(transceiver.receiver.transport)
+                _install_direct(transceiver.receiver.transport, poller, rtcp)
 
     pc.on("connectionstatechange", connected)
     connected()
@@ -314,7 +329,9 @@ def direct_receive_failures(pc: RTCPeerConnection) -> int:
     )
 
 
-def _install_direct(dtls: RTCDtlsTransport) -> None:
+def _install_direct(
+    dtls: RTCDtlsTransport, poller: ReceivePoller | None = None, rtcp: bool = True
+) -> None:
     state = _direct_state(dtls)
     if state.installed or dtls._state is not _CONNECTED or dtls._rx_srtp is None:
         return
@@ -327,9 +344,124 @@ def _install_direct(dtls: RTCDtlsTransport) -> None:
             continue  # delay_incoming: every datagram must stay late, media included
         transport = getattr(protocol, "transport", None)
         sock = getattr(transport, "_sock", None)
-        protocol.datagram_received = _direct_datagram_received(  # type: ignore[method-assign]
-            dtls, state, current, sock if isinstance(sock, socket.socket) else None
-        )
+        if not isinstance(sock, socket.socket):
+            sock = None
+        received = _direct_datagram_received(dtls, state, current, sock)
+        protocol.datagram_received = received  # type: ignore[method-assign]
+        if poller is not None and sock is not None and state.receivers:
+            rx = state.receivers[-1]
+            rx.drop_rtcp = not rtcp
+            poller.attach(transport, sock, rx, received.on_poll)  # type: ignore[attr-defined]
+    if poller is not None and state.receivers:
+        detach = weakref.WeakMethod(poller.detach_all)
+        receivers = list(state.receivers)
+
+        def state_changed() -> None:
+            if dtls._state is not _CONNECTED:
+                method = detach()
+                if method is not None:
+                    method(receivers)
+
+        dtls.on("statechange", state_changed)
+
+
+class ReceivePoller:
+    """Reads the sockets of the connections given to :func:`receive_directly` with
+    ``poller=`` every ``interval`` seconds, all of them in one C call (``caucus_poll``:
+    an epoll set of its own, drained without blocking).
+
+    On each readiness event asyncio would wake the event loop, call the transport's read
+    and the protocol: for a load client holding hundreds of sockets, each receiving a few
+    hundred packets a second, those wake-ups and calls cost more than the packets
+    themselves.  Here the sockets leave asyncio's selector; a timer drains them, the
+    packets of routed tracks are counted in C with the kernel's arrival times, and what
+    Python must see (a packet of a track not routed yet, STUN, DTLS) is handed to the
+    connection's path one datagram at a time.  One poller per event loop.
+    """
+
+    def __init__(self, interval: float = 1 / 300) -> None:
+        if not FASTRECEIVE:
+            raise RuntimeError("the compiled module (sfu._fastpath) is not built")
+        self.interval = interval
+        self._poller = _fast.ffi.new("caucus_poller *")
+        if _fast.lib.caucus_poller_open(self._poller) < 0:
+            raise OSError("epoll_create1 failed")
+        #: receiver address -> (receiver, transport, socket, handler)
+        self._attached: dict[int, tuple[Any, Any, socket.socket, Callable[[int], None]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._next = 0.0
+
+    @property
+    def polls(self) -> int:
+        return int(self._poller.polls)
+
+    @property
+    def datagrams(self) -> int:
+        return int(self._poller.datagrams)
+
+    def attach(
+        self, transport: Any, sock: socket.socket, rx: Any, handler: Callable[[int], None]
+    ) -> None:
+        """Read ``sock`` (the asyncio datagram ``transport``'s) here from now on."""
+        rx.fd = sock.fileno()
+        error = _fast.lib.caucus_poller_add(self._poller, rx)
+        if error:
+            logger.warning("socket left to asyncio", extra={"errno": -error})
+            return
+        self._attached[_address_of_rx(rx)] = (rx, transport, sock, handler)
+        transport._loop._remove_reader(rx.fd)
+        if self._timer is None:
+            loop = transport._loop
+            self._next = loop.time() + self.interval
+            self._timer = loop.call_at(self._next, self._tick, loop)
+
+    def detach_all(self, receivers: Iterable[Any]) -> None:
+        """Give the sockets of ``receivers`` back to asyncio (if they are still open)."""
+        for rx in receivers:
+            entry = self._attached.pop(_address_of_rx(rx), None)
+            _fast.lib.caucus_poller_remove(self._poller, rx)
+            if entry is None:
+                continue
+            _, transport, sock, _ = entry
+            if sock.fileno() != -1 and not transport.is_closing():
+                transport._loop._add_reader(sock.fileno(), transport._read_ready)
+        if not self._attached and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def poll(self) -> None:
+        """Drain every socket that holds datagrams now."""
+        poller = self._poller
+        result = _poll(poller, 1)
+        while result:
+            entry = self._attached.get(_address_of_rx(poller.current))
+            if entry is not None:
+                try:
+                    entry[3](result)
+                except Exception:
+                    logger.exception("receive handler failed")
+            result = _poll(poller, 0)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.poll()
+        if self._timer is None:
+            return  # the last socket was detached while polling
+        self._next += self.interval
+        now = loop.time()
+        if self._next < now:
+            self._next = now + self.interval
+        self._timer = loop.call_at(self._next, self._tick, loop)
+
+    def close(self) -> None:
+        """Give every socket back to asyncio and close the epoll set."""
+        self.detach_all([entry[0] for entry in list(self._attached.values())])
+        if self._poller.epfd >= 0:
+            os.close(self._poller.epfd)
+            self._poller.epfd = -1
+
+
+def _address_of_rx(rx: Any) -> int:
+    return int(_fast.ffi.cast("uintptr_t", rx))
 
 
 def _direct_datagram_received(
@@ -484,6 +616,13 @@ def _direct_datagram_received(
     if rx is None:
         return datagram_received_in_python
 
+    def on_poll(result: int) -> None:
+        """What a :class:`ReceivePoller` left in the receiver's buffer."""
+        if result == _RX_RTP:
+            deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
+        else:  # _RX_OTHER; RTP never queues behind it here (it is not handed to aioice)
+            original(rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
+
     def datagram_received(data: bytes, addr: tuple) -> None:
         length = len(data)
         if not is_media(data, length):
@@ -509,6 +648,7 @@ def _direct_datagram_received(
                     return
             result = receive(rx, no_data, 0)
 
+    datagram_received.on_poll = on_poll  # type: ignore[attr-defined]
     return datagram_received
 
 
