@@ -1,0 +1,215 @@
+"""The receive poller (``aiortc_adapter.ReceivePoller`` with ``receive_directly``): once a
+connection is up, its sockets are read by the poller's timer, and the packets of tracks
+watched by a ``TrackStats`` are counted in C with the kernel's arrival times, without
+loss; the peer's SRTCP is dropped with ``rtcp=False`` and reaches aiortc otherwise; what
+is neither media nor RTCP still reaches aioice, and a forged RTP datagram is counted as a
+failure without harming the connection; closing a connection hands its sockets back,
+stops the timer when none remain, and the poller then serves new connections."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aioice.ice import StunProtocol
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from client.track_stats import TrackStats, watch_receiver
+from sfu import aiortc_adapter as adapter
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.skipif(not adapter.FASTRECEIVE, reason="sfu._fastpath is not built")
+
+
+@dataclass
+class Pair:
+    """A sender of aiortc's own audio and video tracks and a receiver read by a poller."""
+
+    sender: RTCPeerConnection
+    receiver: RTCPeerConnection
+    stats: dict[str, TrackStats] = field(default_factory=dict)
+    #: mids of the receiver-side ``RTCRtpReceiver._handle_rtcp_packet`` calls
+    rtcp_calls: list[str] = field(default_factory=list)
+
+    @property
+    def dtls(self) -> RTCDtlsTransport:
+        return self.receiver.getTransceivers()[0].receiver.transport
+
+    def receivers(self) -> list[Any]:
+        return list(adapter._direct_state(self.dtls).receivers)
+
+    def counted(self) -> int:
+        return sum(int(rx.counted) for rx in self.receivers())
+
+    def packets(self) -> int:
+        return sum(s.packets for s in self.stats.values())
+
+    def attached(self) -> bool:
+        """Connected, and every socket of the connection is in the poller's set."""
+        receivers = self.receivers()
+        return bool(receivers) and all(rx.registered for rx in receivers)
+
+    def flowing(self, packets: int = 50) -> bool:
+        return len(self.stats) == 2 and all(s.packets > packets for s in self.stats.values())
+
+
+Connect = Callable[[adapter.ReceivePoller, bool], Awaitable[Pair]]
+
+
+def _pc() -> RTCPeerConnection:
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+@pytest.fixture
+async def poller() -> AsyncIterator[adapter.ReceivePoller]:
+    poller = adapter.ReceivePoller()
+    yield poller
+    poller.close()
+
+
+@pytest.fixture
+async def pairs() -> AsyncIterator[Connect]:
+    created: list[Pair] = []
+
+    async def connect(poller: adapter.ReceivePoller, rtcp: bool) -> Pair:
+        pair = Pair(_pc(), _pc())
+        created.append(pair)
+        pair.sender.addTrack(AudioStreamTrack())
+        pair.sender.addTrack(VideoStreamTrack())
+        adapter.receive_directly(pair.receiver, poller, rtcp=rtcp)
+
+        @pair.receiver.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(
+                t for t in pair.receiver.getTransceivers() if t.receiver.track is track
+            )
+            receiver = transceiver.receiver
+            mid = str(transceiver.mid)
+            stats = pair.stats[mid] = TrackStats(mid, track.kind, time.monotonic())
+            watch_receiver(receiver, stats)
+            handle_rtcp = receiver._handle_rtcp_packet
+
+            async def counting(packet: Any) -> None:
+                pair.rtcp_calls.append(mid)
+                await handle_rtcp(packet)
+
+            receiver._handle_rtcp_packet = counting  # type: ignore[method-assign]
+
+        await pair.sender.setLocalDescription(await pair.sender.createOffer())
+        await pair.receiver.setRemoteDescription(pair.sender.localDescription)
+        await pair.receiver.setLocalDescription(await pair.receiver.createAnswer())
+        await pair.sender.setRemoteDescription(pair.receiver.localDescription)
+        await wait_for(pair.attached, 20)
+        return pair
+
+    yield connect
+    for pair in created:
+        await pair.sender.close()
+        await pair.receiver.close()
+
+
+def _send_udp(address: tuple[str, int], *datagrams: bytes) -> None:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        for data in datagrams:
+            sock.sendto(data, address)
+
+
+async def test_both_tracks_are_counted_in_c_with_kernel_arrival_times(pairs, poller) -> None:
+    pair = await pairs(poller, False)
+    await wait_for(pair.flowing, 20)
+    assert sorted(s.kind for s in pair.stats.values()) == ["audio", "video"]
+    # a track's first packet goes through Python (which routes the track to C), and so
+    # may the few that arrived before the connection was handed to the poller
+    assert len(pair.stats) <= pair.packets() - pair.counted() <= 10
+    counted, packets, polls = pair.counted(), pair.packets(), poller.polls
+    await wait_for(lambda: pair.packets() > packets + 100, 10)
+    assert pair.counted() - counted == pair.packets() - packets  # all of them in C
+    assert poller.polls > polls and poller.datagrams >= pair.counted()
+    now = time.monotonic()
+    for stats in pair.stats.values():
+        figures = stats.figures()
+        assert figures["packets_lost"] == 0 and stats.expected == stats.packets
+        assert stats.last_packet_at is not None and -0.01 < now - stats.last_packet_at < 1.0
+        assert math.isfinite(stats.jitter_s) and 0 <= stats.jitter_s < 0.05
+    assert adapter.direct_receive_failures(pair.receiver) == 0
+
+
+@pytest.mark.parametrize("rtcp", [False, True])
+async def test_rtcp_is_dropped_or_reaches_aiortc(pairs, poller, rtcp: bool) -> None:
+    pair = await pairs(poller, rtcp)
+    rx = pair.receivers()
+    if rtcp:
+        # aiortc's sender reports arrive every 0.5 to 1.5 s
+        await wait_for(lambda: len(pair.rtcp_calls) >= 2, 10)
+        assert sum(int(r.rtcp_dropped) for r in rx) == 0
+    else:
+        await wait_for(lambda: sum(int(r.rtcp_dropped) for r in rx) >= 3, 10)
+        assert pair.rtcp_calls == []
+    assert pair.flowing(10) and pair.receiver.connectionState == "connected"
+
+
+async def test_other_datagrams_reach_aioice_and_forged_rtp_fails(
+    pairs, poller, monkeypatch
+) -> None:
+    seen: list[bytes] = []
+    aioice_received = StunProtocol.datagram_received
+
+    def recording(self: StunProtocol, data: bytes, addr: tuple) -> None:
+        seen.append(data)
+        aioice_received(self, data, addr)
+
+    monkeypatch.setattr(StunProtocol, "datagram_received", recording)
+    pair = await pairs(poller, False)
+    await wait_for(pair.flowing, 20)
+    assert not [d for d in seen if 127 < d[0] < 192]  # no media went to aioice
+    failures = adapter.direct_receive_failures(pair.receiver)
+    garbage = b"\x00\x01" + os.urandom(40)
+    forged = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
+    _send_udp(adapter.nominated_local_address(pair.dtls), garbage, forged)
+    await wait_for(lambda: garbage in seen, 5)
+    await wait_for(lambda: adapter.direct_receive_failures(pair.receiver) == failures + 1, 5)
+    assert forged not in seen
+    counted = pair.counted()
+    await wait_for(lambda: pair.counted() > counted + 50, 10)
+    assert pair.receiver.connectionState == "connected"
+
+
+async def test_close_detaches_and_the_poller_serves_a_new_connection(pairs, poller) -> None:
+    first = await pairs(poller, False)
+    await wait_for(first.flowing, 20)
+    old = first.receivers()
+    assert old and poller._timer is not None
+    await first.receiver.close()
+    await wait_for(lambda: not any(rx.registered for rx in old), 10)
+    assert poller._timer is None and poller._attached == {}
+    datagrams, counted, packets = poller.datagrams, first.counted(), first.packets()
+    poller.poll()  # the sender still sends, but the closed socket is not read
+    assert poller.datagrams == datagrams
+
+    second = await pairs(poller, False)
+    assert poller._timer is not None
+    await wait_for(second.flowing, 20)
+    new = second.receivers()
+    assert second.counted() > 0 and all(rx.registered for rx in new)
+    assert (first.counted(), first.packets()) == (counted, packets)
+
+    poller.close()
+    assert poller._poller.epfd == -1 and poller._timer is None
+    assert not any(rx.registered for rx in new)
+    # the sockets are asyncio's again: the event-driven path counts on
+    counted = second.counted()
+    await wait_for(lambda: second.counted() > counted + 50, 10)
+    assert second.receiver.connectionState == "connected"
