@@ -28,8 +28,6 @@ from sfu import aiortc_adapter as adapter
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.skipif(not adapter.FASTRECEIVE, reason="sfu._fastpath is not built")
-
 
 @dataclass
 class Pair:
