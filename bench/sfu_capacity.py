@@ -4,8 +4,10 @@ Starts a server (a ``caucus serve`` process on a free port, temporary data direc
 pinned to core 0 with ``taskset``), creates the accounts with ``caucus loadtest --setup``,
 then steps the load, pinned to core 1, in the shape of real mediations: rooms of 4
 participants, each publishing audio and video and receiving the other three; 1, 2, 4, 8 …
-rooms until the loss exceeds 1 %, the p99 latency exceeds 50 ms or a track is missing
-(then one step halfway back, e.g. 24 after 16 passed and 32 did not, to locate the limit).
+rooms (and ``--max-rooms`` last) until the loss exceeds 1 %, the p99 latency exceeds
+50 ms or a track is missing; then the limit is bisected between the highest passing and
+the lowest failing step until they are within an eighth of the failing one (e.g. 24 then
+20 after 16 passed and 32 did not).
 First, a calibration run with publishers only (nobody receives) measures the load
 client's CPU per publisher.  Prints JSON::
 
@@ -20,7 +22,7 @@ client's CPU per publisher.  Prints JSON::
 core.  ``best_per_core_under_1pct_loss`` is the one-worker step with the most forwarded
 packets/s per server core among those with every stream received and < 1 % loss.
 
-    .venv/bin/python bench/sfu_capacity.py [--max-rooms 32] [--seconds 10] [--no-pin]
+    .venv/bin/python bench/sfu_capacity.py [--max-rooms 48] [--seconds 10] [--no-pin]
         [--workers 2]
 
 With ``--workers N`` the same steps run a second time against a server with N media
@@ -162,6 +164,8 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
     while rooms <= args.max_rooms:
         steps.append(rooms)
         rooms *= 2
+    if steps[-1] < args.max_rooms:
+        steps.append(args.max_rooms)
     server, url, admin_password = start_server(work / f"data-{workers}", server_core, workers)
     calibration: dict = {}
     rows: list[dict] = []
@@ -218,7 +222,7 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
             "server_received_pps": (report["server"] or {}).get("received_pps"),
         }
         last_passed = 0
-        refined = False
+        first_failed: int | None = None
         queue = list(steps)
         while queue:
             rooms = queue.pop(0)
@@ -245,11 +249,14 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
             print(json.dumps(row), file=sys.stderr, flush=True)
             if passed(row):
                 last_passed = rooms
-                continue
-            # one more step halfway back locates the limit within a quarter of it
-            if not refined and last_passed and rooms - last_passed >= 4:
-                refined = True
-                queue = [(last_passed + rooms) // 2]
+                if first_failed is None:
+                    continue
+            elif first_failed is None or rooms < first_failed:
+                first_failed = rooms
+            # bisect between the highest passing and the lowest failing step until they
+            # are within an eighth of the failing one (2 rooms at least)
+            if last_passed and first_failed - last_passed > max(2, first_failed // 8):
+                queue = [(last_passed + first_failed) // 2]
                 continue
             break
     finally:
@@ -309,7 +316,7 @@ def per_core(configuration: dict) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-rooms", type=int, default=32)
+    parser.add_argument("--max-rooms", type=int, default=48)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
