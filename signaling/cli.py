@@ -18,6 +18,7 @@ from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.masterkey import MasterKeyError
 from signaling.app import build_app
+from signaling.heap import freeze_startup_heap
 from signaling.logconfig import configure_logging
 from signaling.media_gateway import MediaCluster
 from signaling.placement import RedisDirectory, directory_for
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
+        freeze_startup_heap()
         try:
             asyncio.run(serve(settings))
         except (OSError, ValueError) as exc:

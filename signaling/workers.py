@@ -109,12 +109,14 @@ def _end_with_parent() -> None:
 def worker_main(worker_id: str | None = None) -> int:
     """``caucus worker``: settings from ``CAUCUS_WORKER_SETTINGS`` when a node started
     this worker, else from the environment."""
+    from signaling.heap import freeze_startup_heap
     from signaling.logconfig import configure_logging
 
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(raw) if raw else Settings()
     configure_logging(settings.log_level, settings.log_format)
     worker_id = worker_id or f"{settings.effective_node_id}-{uuid.uuid4().hex[:8]}"
+    freeze_startup_heap()
     try:
         asyncio.run(run_worker(settings, worker_id))
     except (OSError, ValueError) as exc:
