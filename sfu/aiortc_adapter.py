@@ -152,6 +152,9 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: ``route_rtp``) and parses with ``_rtp_header_extensions_map`` as
 #: ``_handle_rtp_data`` does; after an RTP datagram it reads the asyncio datagram
 #: transport's ``_sock`` until it is empty (``recvfrom_into``).
+#: :class:`ReceivePoller` takes such a socket out of asyncio's selector and gives it back
+#: with the selector event loop's ``_remove_reader``/``_add_reader`` and the datagram
+#: transport's ``_loop`` and ``_read_ready``.
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
