@@ -97,6 +97,7 @@ typedef struct {
     int length;                   /* of the datagram or packet in buf */
     int addrlen;
     unsigned char addr[28];       /* where the datagram in buf came from */
+    uint64_t datagrams;           /* read from the socket here */
     uint64_t counted;             /* packets a route's track counted here */
     uint64_t failed;              /* datagrams that failed to unprotect or were too large */
     int routes_used;
@@ -414,13 +415,68 @@ static int is_rtp(const unsigned char *b, ssize_t n)
     return n > 12 && b[0] > 127 && b[0] < 192 && !(b[1] > 191 && b[1] < 209);
 }
 
+/* Reads the receiver's socket until it is empty or its budget is spent, unprotecting
+   and counting as take() does; a datagram carrying the kernel's arrival time
+   (SO_TIMESTAMPNS, set by caucus_poller_add) is counted at that time.  Stops at what
+   Python must see, left in buf (CAUCUS_RX_RTP, CAUCUS_RX_OTHER). */
+static int drain(caucus_receiver *r)
+{
+    union {
+        struct cmsghdr header;
+        unsigned char space[CMSG_SPACE(sizeof(struct timespec))];
+    } control;
+    double offset = 0; /* CLOCK_REALTIME - CLOCK_MONOTONIC, read at the first stamp */
+    while (r->fd >= 0 && r->budget > 0) {
+        r->budget--;
+        struct iovec iov = {.iov_base = r->buf, .iov_len = sizeof r->buf};
+        struct msghdr msg = {
+            .msg_name = r->addr,
+            .msg_namelen = sizeof r->addr,
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.space,
+            .msg_controllen = sizeof control.space,
+        };
+        ssize_t n = recvmsg(r->fd, &msg, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return CAUCUS_RX_DONE; /* empty; an error is the transport's to report */
+        }
+        r->datagrams++;
+        r->addrlen = (int)msg.msg_namelen;
+        if (r->drop_rtcp && n > 1 && r->buf[0] > 127 && r->buf[0] < 192 && r->buf[1] > 191
+            && r->buf[1] < 209) {
+            r->rtcp_dropped++;
+            continue;
+        }
+        if (!is_rtp(r->buf, n)) {
+            r->length = (int)n;
+            return CAUCUS_RX_OTHER;
+        }
+        double now = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+            }
+        if (now != 0 && offset == 0)
+            offset = clock_seconds(CLOCK_REALTIME) - clock_seconds(CLOCK_MONOTONIC);
+        int result = take_at(r, (int)n, now, now - offset);
+        if (result != CAUCUS_RX_DONE)
+            return result;
+    }
+    return CAUCUS_RX_DONE;
+}
+
 /* The direct receive path of one readiness event.  ``data`` (an RTP datagram of
    ``length`` bytes, the one the event brought) starts the event; NULL continues it after
    Python handled what the previous call left in buf.  Then the socket is read until it
    is empty or CAUCUS_DRAIN_BATCH datagrams were read.  Returns CAUCUS_RX_DONE,
    CAUCUS_RX_RTP (buf holds an unprotected packet no route takes, ``length`` bytes) or
-   CAUCUS_RX_OTHER (buf holds a datagram that is not RTP, from ``addr``; the caller hands
-   it on and ends the event: what follows it must keep its order). */
+   CAUCUS_RX_OTHER (buf holds a datagram that is not RTP, from ``addr``, for the caller to
+   hand on). */
 int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
 {
     if (data != NULL) {
@@ -434,26 +490,7 @@ int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
                 return result;
         }
     }
-    while (r->fd >= 0 && r->budget > 0) {
-        r->budget--;
-        socklen_t addrlen = sizeof r->addr;
-        ssize_t n = recvfrom(r->fd, r->buf, sizeof r->buf, 0, (struct sockaddr *)r->addr,
-                             &addrlen);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return CAUCUS_RX_DONE; /* empty; an error is the transport's to report */
-        }
-        r->addrlen = (int)addrlen;
-        if (!is_rtp(r->buf, n)) {
-            r->length = (int)n;
-            return CAUCUS_RX_OTHER;
-        }
-        int result = take(r, (int)n);
-        if (result != CAUCUS_RX_DONE)
-            return result;
-    }
-    return CAUCUS_RX_DONE;
+    return drain(r);
 }
 
 int caucus_poller_open(caucus_poller *p)
@@ -493,55 +530,6 @@ int caucus_poller_remove(caucus_poller *p, caucus_receiver *r)
     return 0;
 }
 
-/* Reads one receiver's socket until it is empty (or a batch was read), with arrival
-   times from the kernel; what Python must see is left in buf as caucus_receive does. */
-static int drain_timestamped(caucus_poller *p, caucus_receiver *r, double offset)
-{
-    union {
-        struct cmsghdr header;
-        unsigned char space[CMSG_SPACE(sizeof(struct timespec))];
-    } control;
-    for (int budget = 4 * CAUCUS_DRAIN_BATCH; budget > 0; budget--) {
-        struct iovec iov = {.iov_base = r->buf, .iov_len = sizeof r->buf};
-        struct msghdr msg = {
-            .msg_name = r->addr,
-            .msg_namelen = sizeof r->addr,
-            .msg_iov = &iov,
-            .msg_iovlen = 1,
-            .msg_control = control.space,
-            .msg_controllen = sizeof control.space,
-        };
-        ssize_t n = recvmsg(r->fd, &msg, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return CAUCUS_RX_DONE;
-        }
-        p->datagrams++;
-        r->addrlen = (int)msg.msg_namelen;
-        if (r->drop_rtcp && n > 1 && r->buf[0] > 127 && r->buf[0] < 192 && r->buf[1] > 191
-            && r->buf[1] < 209) {
-            r->rtcp_dropped++;
-            continue;
-        }
-        if (!is_rtp(r->buf, n)) {
-            r->length = (int)n;
-            return CAUCUS_RX_OTHER;
-        }
-        double now = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-                struct timespec ts;
-                memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-            }
-        int result = now != 0 ? take_at(r, (int)n, now, now - offset) : take(r, (int)n);
-        if (result != CAUCUS_RX_DONE)
-            return result;
-    }
-    return CAUCUS_RX_DONE;
-}
-
 /* One poll: ``start`` waits for nothing and collects the receivers whose socket holds
    datagrams; each is then drained.  Returns CAUCUS_RX_DONE when all were, or what
    caucus_receive returns, with ``current`` the receiver whose buf holds it: call again
@@ -552,16 +540,19 @@ int caucus_poll(caucus_poller *p, int start)
         struct epoll_event events[CAUCUS_POLL_EVENTS];
         int n = epoll_wait(p->epfd, events, CAUCUS_POLL_EVENTS, 0);
         p->ready = n > 0 ? n : 0;
-        for (int i = 0; i < p->ready; i++)
+        for (int i = 0; i < p->ready; i++) {
             p->receivers[i] = events[i].data.ptr;
+            p->receivers[i]->budget = 4 * CAUCUS_DRAIN_BATCH;
+        }
         p->next = 0;
         p->polls++;
     }
-    double offset = clock_seconds(CLOCK_REALTIME) - clock_seconds(CLOCK_MONOTONIC);
     while (p->next < p->ready) {
         caucus_receiver *r = p->receivers[p->next];
         if (r != NULL) {
-            int result = drain_timestamped(p, r, offset);
+            uint64_t before = r->datagrams;
+            int result = drain(r);
+            p->datagrams += r->datagrams - before;
             if (result != CAUCUS_RX_DONE) {
                 p->current = r;
                 return result;

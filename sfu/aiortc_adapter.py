@@ -351,10 +351,10 @@ def _install_direct(
             sock = None
         received = _direct_datagram_received(dtls, state, current, sock)
         protocol.datagram_received = received  # type: ignore[method-assign]
-        if poller is not None and sock is not None and state.receivers:
-            rx = state.receivers[-1]
+        if poller is not None and sock is not None:
+            rx = received.receiver  # type: ignore[attr-defined]
             rx.drop_rtcp = not rtcp
-            poller.attach(transport, sock, rx, received.on_poll)  # type: ignore[attr-defined]
+            poller.attach(transport, sock, rx, received.hand_on)  # type: ignore[attr-defined]
     if poller is not None and state.receivers:
         detach = weakref.WeakMethod(poller.detach_all)
         receivers = list(state.receivers)
@@ -411,7 +411,7 @@ class ReceivePoller:
         if error:
             logger.warning("socket left to asyncio", extra={"errno": -error})
             return
-        self._attached[_address_of_rx(rx)] = (rx, transport, sock, handler)
+        self._attached[_address_of(rx)] = (rx, transport, sock, handler)
         transport._loop._remove_reader(rx.fd)
         if self._timer is None:
             loop = transport._loop
@@ -421,7 +421,7 @@ class ReceivePoller:
     def detach_all(self, receivers: Iterable[Any]) -> None:
         """Give the sockets of ``receivers`` back to asyncio (if they are still open)."""
         for rx in receivers:
-            entry = self._attached.pop(_address_of_rx(rx), None)
+            entry = self._attached.pop(_address_of(rx), None)
             _fast.lib.caucus_poller_remove(self._poller, rx)
             if entry is None:
                 continue
@@ -437,7 +437,7 @@ class ReceivePoller:
         poller = self._poller
         result = _poll(poller, 1)
         while result:
-            entry = self._attached.get(_address_of_rx(poller.current))
+            entry = self._attached.get(_address_of(poller.current))
             if entry is not None:
                 try:
                     entry[3](result)
@@ -461,10 +461,6 @@ class ReceivePoller:
         if self._poller.epfd >= 0:
             os.close(self._poller.epfd)
             self._poller.epfd = -1
-
-
-def _address_of_rx(rx: Any) -> int:
-    return int(_fast.ffi.cast("uintptr_t", rx))
 
 
 def _direct_datagram_received(
@@ -619,11 +615,16 @@ def _direct_datagram_received(
     if rx is None:
         return datagram_received_in_python
 
-    def on_poll(result: int) -> None:
-        """What a :class:`ReceivePoller` left in the receiver's buffer."""
+    def hand_on(result: int) -> None:
+        """Pass on what the compiled call left in the receiver's buffer: an unprotected
+        RTP packet to its hook (an exception there is logged), another datagram to
+        aioice."""
         if result == _RX_RTP:
-            deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
-        else:  # _RX_OTHER; RTP never queues behind it here (it is not handed to aioice)
+            try:
+                deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
+            except Exception:
+                logger.exception("RTP handler failed")
+        else:
             original(rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
 
     def datagram_received(data: bytes, addr: tuple) -> None:
@@ -636,22 +637,20 @@ def _direct_datagram_received(
             return
         result = receive(rx, data, length)
         while result:
+            hand_on(result)
             if result == _RX_RTP:
-                try:
-                    deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
-                except Exception:
-                    logger.exception("RTP handler failed")
                 if dtls._state is not _CONNECTED:
                     return  # what is still in the socket takes the event's usual path
-            else:  # _RX_OTHER
-                original(rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
-                if not queue.empty():
-                    # aioice queued it: RTP behind it must queue too, to stay behind it
-                    drain()
-                    return
+            elif not queue.empty():
+                # aioice queued it: RTP behind it must queue too, to stay behind it
+                drain()
+                return
             result = receive(rx, no_data, 0)
 
-    datagram_received.on_poll = on_poll  # type: ignore[attr-defined]
+    # for a ReceivePoller, which reads this receiver's socket instead; RTP never queues
+    # behind a datagram handed to aioice there (it is never handed to aioice)
+    datagram_received.receiver = rx  # type: ignore[attr-defined]
+    datagram_received.hand_on = hand_on  # type: ignore[attr-defined]
     return datagram_received
 
 
