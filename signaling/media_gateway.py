@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rooms.spaces import SpaceEvent
-from signaling.placement import Directory, WorkerInfo, least_loaded
+from signaling.placement import Directory, RecentPlacements, WorkerInfo, least_loaded
 from signaling.recording import RECORDING_NAMESPACE
 from signaling.rpc import ConnectionLost, RpcConnection, RpcError
 from signaling.services import Services
@@ -73,6 +73,8 @@ class MediaCluster:
         self._secret = secret
         self._connections: dict[str, RpcConnection] = {}
         self._connecting: dict[str, asyncio.Future[RpcConnection]] = {}
+        #: cases this node placed a moment ago, not yet in their workers' loads
+        self._recent = RecentPlacements()
         #: (namespace, sid) -> ids of the workers that had events of that socket
         self._routes: dict[tuple[str, str], set[str]] = {}
         #: /media sid -> (worker id, case id) while the socket is in a live room
@@ -98,14 +100,19 @@ class MediaCluster:
                     with contextlib.suppress(Exception):
                         connection = await self.connection(worker)
                         worker.load = await connection.call("load", {}, within=5)
-            chosen = least_loaded(candidates)
+            chosen = least_loaded(candidates, self._recent.counts())
             if chosen is None:
                 raise LookupError("no media worker is running")
+            # counted before the claim is awaited: a placement meanwhile sees it
+            self._recent.add(case_id, chosen.id)
             winner = await self.directory.claim(case_id, chosen.id, current)
             if winner in workers:
                 if winner == chosen.id:
                     log.info("case placed", extra={"case": case_id, "worker": chosen.id})
+                else:
+                    self._recent.add(case_id, str(winner))
                 return workers[winner]
+            self._recent.discard(case_id)
         raise LookupError("could not place the case on a media worker")
 
     async def _reach(self, case_id: str) -> tuple[WorkerInfo, RpcConnection]:

@@ -47,17 +47,88 @@ class WorkerInfo:
         return cls(**json.loads(text))
 
 
-def least_loaded(workers: list[WorkerInfo]) -> WorkerInfo | None:
-    """The worker forwarding the fewest packets per second (in steps of 500, so that a
-    measurement's noise does not decide), then with the fewest consumers, participants,
-    cases."""
+#: Forwarded packets/s a consumer is counted for until it is measured: a subscriber's
+#: Opus (50/s) and VP8 (~70/s at 500 kbit/s) are two consumers.
+PPS_PER_CONSUMER = 60.0
+#: Loads closer than this are equal (then participants and cases decide).
+PPS_STEP = 250.0
+
+
+def expected_pps(worker: WorkerInfo) -> float:
+    """The packets/s ``worker`` forwards once its current consumers all flow: what it
+    measured, or :data:`PPS_PER_CONSUMER` per consumer where that is more."""
+    load = worker.load
+    return max(load.get("forwarded_pps", 0.0), load.get("consumers", 0.0) * PPS_PER_CONSUMER)
+
+
+#: How long a case this node placed counts on its worker beside the worker's reported
+#: load, from a whole case's weight down to none: by then its participants have joined
+#: and their consumers count there.
+RECENT_SECONDS = 3.0
+#: What a just-placed case counts for when no worker has a case to average: a room of 4
+#: publishers (24 consumers).
+PPS_PER_NEW_CASE = 24 * PPS_PER_CONSUMER
+
+
+class RecentPlacements:
+    """Cases this node placed in the last :data:`RECENT_SECONDS`, per worker.
+
+    A worker's reported load shows a new case only after its first event arrived there,
+    and its weight only as its participants join; cases placed a moment apart (a few
+    participants of different cases joining at once) would otherwise all see the same
+    loads and go to the same worker."""
+
+    def __init__(self, seconds: float = RECENT_SECONDS) -> None:
+        self.seconds = seconds
+        #: case id -> (time.monotonic() it was placed, worker id)
+        self._placed: dict[str, tuple[float, str]] = {}
+
+    def add(self, case_id: str, worker_id: str, now: float | None = None) -> None:
+        """``case_id`` went to ``worker_id`` (again: the time of its first placement stays)."""
+        then = self._placed.get(case_id, (time.monotonic() if now is None else now, ""))[0]
+        self._placed[case_id] = (then, worker_id)
+
+    def discard(self, case_id: str) -> None:
+        self._placed.pop(case_id, None)
+
+    def counts(self, now: float | None = None) -> dict[str, float]:
+        """Per worker, its recent cases, each weighing 1 when just placed and less as it
+        ages (its participants join and their consumers count in the worker's load)."""
+        now = time.monotonic() if now is None else now
+        for case_id in [c for c, (t, _w) in self._placed.items() if now - t >= self.seconds]:
+            del self._placed[case_id]
+        counts: dict[str, float] = {}
+        for placed_at, worker_id in self._placed.values():
+            weight = 1.0 - (now - placed_at) / self.seconds
+            counts[worker_id] = counts.get(worker_id, 0.0) + weight
+        return counts
+
+
+def least_loaded(
+    workers: list[WorkerInfo], recent: dict[str, float] | None = None
+) -> WorkerInfo | None:
+    """The worker with the least expected forwarding (:func:`expected_pps`, plus a mean
+    case's for each of its ``recent`` placements, in steps of :data:`PPS_STEP`), then
+    with the fewest participants, cases.
+
+    Not the measured packets/s alone: it lags (a window of at least half a second, and a
+    new consumer's media starts a second or two after its participant joined).  Cases
+    placed in quick succession by it went to whichever worker measured less while its
+    new cases were still ramping up: a load test joining 32 rooms of 4 at 10 joins/s left
+    22 rooms on one of two workers and 10 on the other.  Consumers count at once; the
+    measurement still counts where it is higher (high-bitrate video)."""
     if not workers:
         return None
+    recent = recent or {}
+    cases = sum(w.load.get("cases", 0.0) for w in workers)
+    per_case = sum(expected_pps(w) for w in workers) / cases if cases else 0.0
+    per_case = max(per_case, PPS_STEP)
+    if not cases:
+        per_case = PPS_PER_NEW_CASE
     return min(
         workers,
         key=lambda w: (
-            round(w.load.get("forwarded_pps", 0.0) / 500),
-            w.load.get("consumers", 0.0),
+            round((expected_pps(w) + recent.get(w.id, 0) * per_case) / PPS_STEP),
             w.load.get("participants", 0.0),
             w.load.get("cases", 0.0),
             w.id,
