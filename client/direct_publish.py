@@ -39,6 +39,7 @@ import random
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.vpx import PACKET_MAX, VpxPayloadDescriptor
@@ -156,6 +157,7 @@ class PublishedStream:
         "_frames",
         "_index",
         "_interval",
+        "_native",
         "_picture_id",
         "_picture_id_offset",
         "_seq",
@@ -216,6 +218,8 @@ class PublishedStream:
         self._timestamp_origin = random.getrandbits(32)
         self._picture_id = random.getrandbits(15)
         self._writer: aiortc_adapter.RtpWriter | None = None
+        #: each frame as one compiled call's template, when the writer is compiled
+        self._native: list[aiortc_adapter.FrameTemplate] | None = None
         self._start = 0.0
         self._slot = 0
         self._index = 0
@@ -231,12 +235,31 @@ class PublishedStream:
     def dtls(self) -> RTCDtlsTransport:
         return self.transceiver.sender.transport
 
-    def begin(self, writer: aiortc_adapter.RtpWriter, start: float) -> None:
-        """Send through ``writer``, the first frame due at ``start`` (``time.monotonic()``)."""
+    def begin(self, writer: aiortc_adapter.RtpWriter, start: float, batch: Any = None) -> None:
+        """Send through ``writer``, the first frame due at ``start`` (``time.monotonic()``).
+
+        With a ``batch`` (:func:`~sfu.aiortc_adapter.new_frame_batch`) and a compiled
+        writer, each frame leaves in one compiled call (header, picture ID, stamp, SRTP,
+        one ``sendmmsg``) instead of a call per packet."""
         self._writer = writer
         self._start = start
         self._slot = 0
         self.due = start
+        self._native = None
+        if batch is not None and getattr(writer, "native", False):
+            sent_bytes = aiortc_adapter.new_int()
+            self._native = [
+                aiortc_adapter.FrameTemplate(
+                    [bytes(tail) for tail in tails],
+                    batch=batch,
+                    first_byte=self._first_byte,
+                    payload_type=self.payload_type,
+                    ssrc=self.ssrc,
+                    picture_id_offset=self._picture_id_offset,
+                    sent_bytes=sent_bytes,
+                )
+                for tails in self._frames
+            ]
 
     def send_due(self, now: float) -> None:
         """Send the frame of the latest slot due at ``now`` and schedule the next one."""
@@ -245,16 +268,32 @@ class PublishedStream:
             self.skipped += slot - self._slot
         else:
             slot = self._slot
-        tails = self._frames[self._index % len(self._frames)]
+        index = self._index % len(self._frames)
         self._index += 1
         timestamp = (self._timestamp_origin + slot * self._step) & 0xFFFFFFFF
         offset = self._picture_id_offset
+        picture_id = 0
         if offset is not None:
             picture_id = 0x8000 | self._picture_id
             self._picture_id = (self._picture_id + 1) & 0x7FFF
+        writer = self._writer
+        native = self._native
+        if native is not None and writer.native:  # type: ignore[union-attr]
+            frame = native[index]
+            packets = writer.send_frame(frame, self._seq, timestamp, picture_id)  # type: ignore[union-attr]
+            if packets == frame.count:
+                self.frames += 1
+            self._seq = (self._seq + frame.count) & 0xFFFF
+            self.packets += packets
+            self.bytes += frame.sent_bytes[0]
+            self._slot = slot + 1
+            self.due = self._start + self._slot * self._interval
+            return
+        tails = self._frames[index]
+        if offset is not None:
             for tail in tails:
                 _pack_picture_id(tail, offset, picture_id)
-        forward = self._writer.forward  # type: ignore[union-attr]
+        forward = writer.forward  # type: ignore[union-attr]
         first = self._first_byte
         payload_type = self.payload_type
         ssrc = self.ssrc
@@ -389,6 +428,8 @@ class SharedPacer:
         self._phase = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: the compiled path's scratch buffers for one frame (one loop, one frame at a time)
+        self._batch = aiortc_adapter.new_frame_batch()
 
     @classmethod
     def of_running_loop(cls) -> SharedPacer:
@@ -416,7 +457,7 @@ class SharedPacer:
         self._phase = (self._phase + 1) % PHASES
         start = self._origin + tick * TICK
         for stream in streams:
-            stream.begin(writers[stream.dtls], start)
+            stream.begin(writers[stream.dtls], start, self._batch)
             self._active.add(stream)
             self._due.setdefault(tick, []).append(stream)
         if self._task is None or self._task.done():

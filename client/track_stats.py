@@ -243,5 +243,8 @@ def watch_receiver(receiver: RTCRtpReceiver, stats: TrackStats) -> None:
     """Feed ``receiver``'s decrypted RTP packets to ``stats`` instead of aiortc's decoder.
 
     With :func:`sfu.aiortc_adapter.receive_directly` on the peer connection, they arrive
-    straight from the socket, as bytes, without aiortc's queue, task and parser."""
+    straight from the socket, as bytes, without aiortc's queue, task and parser.  aiortc's
+    receiver never sees a packet, so it has nothing to put in receiver reports: its RTCP
+    loop is stopped too."""
     aiortc_adapter.intercept_rtp_data(receiver, stats.on_data, stats.native)
+    aiortc_adapter.stop_receiver_reports(receiver)

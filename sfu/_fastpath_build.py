@@ -54,6 +54,14 @@ typedef struct {
     uint64_t bytes;
 } caucus_consumer;
 
+/* Scratch buffers for the packets of one frame, sent with one sendmmsg (the load
+   client's publishers; one per event loop, since a frame is sent in one call). */
+#define CAUCUS_BATCH 16
+
+typedef struct {
+    unsigned char buf[CAUCUS_BATCH][CAUCUS_BUFFER];
+} caucus_batch;
+
 /* The receive side: what one received track delivered (the load client's figures) and
    one DTLS transport's socket, inbound SRTP context and routes (SSRC -> track). */
 #define CAUCUS_TRACK_LATENCIES 4096
@@ -135,6 +143,10 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
                  int tail_len);
 int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
                 uint32_t timestamp, uint32_t ssrc, const unsigned char *tail, int tail_len);
+int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
+                      uint8_t payload_type, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
+                      const unsigned char *tails, const int *lengths, int count,
+                      int picture_id_offset, int picture_id, int stamped, int *sent_bytes);
 
 #define CAUCUS_DRAIN_BATCH ...
 #define CAUCUS_RX_DONE ...
@@ -153,6 +165,9 @@ int caucus_poll(caucus_poller *p, int start);
 
 SOURCE = (
     r"""
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sendmmsg */
+#endif
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -256,6 +271,125 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
     return sent;
 }
 
+/* "CcLt" + the send time in microseconds since the epoch (client.stamped) */
+static const unsigned char STAMP_MAGIC[4] = {'C', 'c', 'L', 't'};
+#define STAMP_SIZE 12
+
+/* Sends the n packets built in the batch; returns how many left (a full send buffer
+   drops the rest) or CAUCUS_NOT_BOUND when the socket failed before any left. */
+static int send_batch(caucus_sink *s, caucus_batch *batch, const int *lens, int n)
+{
+    struct mmsghdr msgs[CAUCUS_BATCH];
+    struct iovec iovs[CAUCUS_BATCH];
+    for (int i = 0; i < n; i++) {
+        iovs[i].iov_base = batch->buf[i];
+        iovs[i].iov_len = (size_t)lens[i];
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_name = s->addr;
+        msgs[i].msg_hdr.msg_namelen = (socklen_t)s->addrlen;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int done = 0;
+    while (done < n) {
+        int sent = sendmmsg(s->fd, msgs + done, (unsigned int)(n - done), 0);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            s->dropped += (uint64_t)(n - done);
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+                return done;
+            s->last_errno = errno;
+            s->srtp = NULL;
+            return done ? done : CAUCUS_NOT_BOUND;
+        }
+        done += sent;
+    }
+    return done;
+}
+
+/* One frame of a publisher: ``count`` RTP packets whose tails (extension block and
+   payload) lie one after the other in ``tails``, ``lengths[i]`` bytes each, numbered from
+   ``seq``, all with ``timestamp``.  The last carries the marker bit and, when ``stamped``,
+   the stamp (client.stamped: magic and CLOCK_REALTIME microseconds) after its tail; when
+   ``picture_id_offset`` >= 0 the 16 bits of ``picture_id`` are written there in every
+   tail (VP8's M bit and 15-bit picture ID).  Each packet is SRTP-protected in the batch's
+   buffers; CAUCUS_BATCH at a time leave in one sendmmsg.  Returns the packets sent, their
+   RTP bytes in ``sent_bytes``; CAUCUS_NOT_BOUND when none could be (no socket, or it
+   failed); a packet too large or failing SRTP is dropped (counted in the sink). */
+int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
+                      uint8_t payload_type, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
+                      const unsigned char *tails, const int *lengths, int count,
+                      int picture_id_offset, int picture_id, int stamped, int *sent_bytes)
+{
+    *sent_bytes = 0;
+    if (s == NULL || s->srtp == NULL)
+        return CAUCUS_NOT_BOUND;
+    uint64_t sent_us = 0;
+    if (stamped) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        sent_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    }
+    int lens[CAUCUS_BATCH], rtp[CAUCUS_BATCH];
+    int n = 0, total = 0, bytes = 0;
+    const unsigned char *tail = tails;
+    for (int i = 0; i < count; tail += lengths[i], i++) {
+        int last = i == count - 1;
+        int tail_len = lengths[i];
+        int end = 12 + tail_len + (last && stamped ? STAMP_SIZE : 0);
+        if (tail_len < 0 || end > CAUCUS_MAX_RTP) {
+            s->dropped++;
+        } else {
+            unsigned char *b = batch->buf[n];
+            uint16_t number = (uint16_t)(seq + i);
+            b[0] = first_byte;
+            b[1] = (uint8_t)(payload_type | (last ? 0x80 : 0));
+            b[2] = (unsigned char)(number >> 8);
+            b[3] = (unsigned char)number;
+            put32(b + 4, timestamp);
+            put32(b + 8, ssrc);
+            memcpy(b + 12, tail, (size_t)tail_len);
+            if (picture_id_offset >= 0 && picture_id_offset + 2 <= tail_len) {
+                b[12 + picture_id_offset] = (unsigned char)(picture_id >> 8);
+                b[13 + picture_id_offset] = (unsigned char)picture_id;
+            }
+            if (last && stamped) {
+                unsigned char *p = b + 12 + tail_len;
+                memcpy(p, STAMP_MAGIC, 4);
+                put32(p + 4, (uint32_t)(sent_us >> 32));
+                put32(p + 8, (uint32_t)sent_us);
+            }
+            int len = end;
+            if (s->protect(s->srtp, b, &len) != 0) {
+                s->dropped++;
+            } else {
+                lens[n] = len;
+                rtp[n] = end;
+                n++;
+            }
+        }
+        if (n == CAUCUS_BATCH || (last && n > 0)) {
+            int sent = send_batch(s, batch, lens, n);
+            if (sent == CAUCUS_NOT_BOUND) {
+                if (total == 0)
+                    return CAUCUS_NOT_BOUND;
+                break;
+            }
+            for (int k = 0; k < sent; k++)
+                bytes += rtp[k];
+            total += sent;
+            n = 0;
+            if (s->srtp == NULL)
+                break;
+        }
+    }
+    s->packets += (uint64_t)total;
+    s->bytes += (uint64_t)bytes;
+    *sent_bytes = bytes;
+    return total;
+}
+
 /* ---- receive ---------------------------------------------------------------------- */
 
 /* A readiness event reads at most this many datagrams (the event's one included). */
@@ -275,10 +409,6 @@ static uint32_t get32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
-
-/* "CcLt" + the send time in microseconds since the epoch (client.stamped) */
-static const unsigned char STAMP_MAGIC[4] = {'C', 'c', 'L', 't'};
-#define STAMP_SIZE 12
 
 /* TrackStats.on_data: count one decrypted RTP packet of the track, arrived at ``now``
    (CLOCK_REALTIME) and ``monotonic`` (CLOCK_MONOTONIC) seconds.  Payload bounds as

@@ -383,7 +383,7 @@ class _GridStream:
         self.start = 0.0
         self.due = 0.0
 
-    def begin(self, writer, start: float) -> None:
+    def begin(self, writer, start: float, batch=None) -> None:
         self.start = start
         self.due = start
 

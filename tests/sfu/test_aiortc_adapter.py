@@ -42,6 +42,7 @@ async def test_private_attributes_exist_on_live_objects():
     dtls = transceiver.sender.transport
     objects = {
         type(transceiver.sender): transceiver.sender,
+        type(transceiver.receiver): transceiver.receiver,
         type(transceiver): transceiver,
         type(dtls): dtls,
         type(dtls._rtp_router): dtls._rtp_router,
@@ -290,3 +291,34 @@ def test_direct_receive_replicates_aiortcs_receive_path():
     assert abs(clock.current_ms() - ours) < 1000
     # the in-place unprotect of the rx session's context
     assert callable(aiortc_adapter._srtp_unprotect)
+
+
+async def test_idle_rtcp_loops_wait_to_be_cancelled_and_stop_cleanly():
+    """A silenced sender's RTCP loop and a stopped receiver's wait to be cancelled instead
+    of waking every 0.5-1.5 s to build reports; they set the events aiortc's ``stop()``
+    waits for, also for a receiver whose loop was already running."""
+    import asyncio
+
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("audio", direction="sendrecv")
+    sender, receiver = transceiver.sender, transceiver.receiver
+    feedback: list[object] = []
+    aiortc_adapter.intercept_sender_rtcp(sender, feedback.append)
+    loop = asyncio.get_running_loop()
+    timers = len(loop._scheduled)  # type: ignore[attr-defined]
+    loop_task = asyncio.ensure_future(sender._run_rtcp())
+    await sender._RTCRtpSender__rtcp_started.wait()
+    await asyncio.sleep(0)
+    # aiortc's loop would sleep 0.5-1.5 s on a timer before its first report
+    assert len(loop._scheduled) == timers and not loop_task.done()  # type: ignore[attr-defined]
+    loop_task.cancel()
+    await asyncio.wait_for(sender._RTCRtpSender__rtcp_exited.wait(), 5)
+    assert feedback == []
+    # a receiver whose aiortc loop already runs: it is cancelled, and exits
+    running = asyncio.ensure_future(receiver._run_rtcp())
+    receiver._RTCRtpReceiver__rtcp_task = running
+    await asyncio.wait_for(receiver._RTCRtpReceiver__rtcp_started.wait(), 5)
+    aiortc_adapter.stop_receiver_reports(receiver)
+    await asyncio.wait_for(receiver._RTCRtpReceiver__rtcp_exited.wait(), 5)
+    assert running.done()
+    await pc.close()
