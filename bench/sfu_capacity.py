@@ -22,7 +22,7 @@ client's CPU per publisher.  Prints JSON::
 core.  ``best_per_core_under_1pct_loss`` is the one-worker step with the most forwarded
 packets/s per server core among those with every stream received and < 1 % loss.
 
-    .venv/bin/python bench/sfu_capacity.py [--max-rooms 48] [--seconds 10] [--no-pin]
+    .venv/bin/python bench/sfu_capacity.py [--max-rooms 64] [--seconds 10] [--no-pin]
         [--workers 2]
 
 With ``--workers N`` the same steps run a second time against a server with N media
@@ -316,7 +316,7 @@ def per_core(configuration: dict) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-rooms", type=int, default=48)
+    parser.add_argument("--max-rooms", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
