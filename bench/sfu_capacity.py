@@ -2,7 +2,9 @@
 
 Starts a server (a ``caucus serve`` process on a free port, temporary data directory,
 pinned to core 0 with ``taskset``), creates the accounts with ``caucus loadtest --setup``,
-then steps the load, pinned to core 1, in the shape of real mediations: rooms of 4
+then steps the load, pinned to core 1, each step against the server started afresh on the
+same data (a step's placements, heaps and garbage do not carry into the next), in the
+shape of real mediations: rooms of 4
 participants, each publishing audio and video and receiving the other three; 1, 2, 4, 8 …
 rooms (and ``--max-rooms`` last) until the loss exceeds 1 %, the p99 latency exceeds
 50 ms or a track is missing; then the limit is bisected between the highest passing and
@@ -68,7 +70,11 @@ def caucus(core: int | None, *args: str) -> list[str]:
     return pinned(core, sys.executable, "-m", "signaling.cli", *args)
 
 
-def start_server(data: Path, core: int | None, workers: int) -> tuple[subprocess.Popen, str, str]:
+def start_server(
+    data: Path, core: int | None, workers: int
+) -> tuple[subprocess.Popen, str, str | None]:
+    """``caucus serve`` on a free port with ``data`` as its data directory; the admin's
+    one-time password when this start created the admin (the first one), else ``None``."""
     port = free_port()
     env = {
         **os.environ,
@@ -89,11 +95,23 @@ def start_server(data: Path, core: int | None, workers: int) -> tuple[subprocess
         text=True,
         env=env,
     )
-    lines = [server.stdout.readline().strip() for _ in range(3)]
-    if not lines[0].startswith("Caucus listening"):
+    first = server.stdout.readline().strip()
+    if not first.startswith("Caucus listening"):
         server.kill()
-        raise RuntimeError(f"the server did not start: {lines}")
-    return server, f"https://127.0.0.1:{port}", lines[2].removeprefix("One-time password: ")
+        raise RuntimeError(f"the server did not start: {first!r}")
+    password = None
+    if server.stdout.readline().startswith("Admin user:"):
+        password = server.stdout.readline().strip().removeprefix("One-time password: ")
+    return server, f"https://127.0.0.1:{port}", password
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def loadtest(core: int | None, url: str, accounts: Path, out: Path, *args: str) -> dict:
@@ -166,11 +184,12 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
         rooms *= 2
     if steps[-1] < args.max_rooms:
         steps.append(args.max_rooms)
-    server, url, admin_password = start_server(work / f"data-{workers}", server_core, workers)
+    data = work / f"data-{workers}"
+    server, url, admin_password = start_server(data, server_core, workers)
     calibration: dict = {}
     rows: list[dict] = []
+    accounts = work / f"accounts-{workers}.json"
     try:
-        accounts = work / f"accounts-{workers}.json"
         setup = subprocess.run(
             caucus(
                 client_core,
@@ -192,79 +211,80 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
             timeout=240,
             env={
                 **os.environ,
-                "CAUCUS_LOADTEST_ADMIN_PASSWORD": admin_password,
+                "CAUCUS_LOADTEST_ADMIN_PASSWORD": admin_password or "",
                 "CAUCUS_LOADTEST_ADMIN_NEW_PASSWORD": "capacity bench 42 lantern",
             },
         )
         if setup.returncode:
             raise RuntimeError(f"set-up failed: {setup.stderr}")
-        ramp = "10"
-        # publishers alone: nobody receives, so the client's CPU is the publishing cost
-        calibration_rooms = min(8, steps[-1])
-        report = loadtest(
-            client_core,
-            url,
-            accounts,
-            work / f"calibration-{workers}.json",
+    finally:
+        stop_server(server)
+
+    def measure(name: str, *args: str) -> dict:
+        """One run of the load test against a server started for it (same data): what
+        a step leaves behind (its cases' placements, the workers' heaps and garbage) does
+        not weigh on the next."""
+        server, url, _ = start_server(data, server_core, workers)
+        try:
+            return loadtest(client_core, url, accounts, work / name, *args)
+        finally:
+            stop_server(server)
+
+    ramp = "10"
+    # publishers alone: nobody receives, so the client's CPU is the publishing cost
+    calibration_rooms = min(8, steps[-1])
+    report = measure(
+        f"calibration-{workers}.json",
+        "--rooms",
+        str(calibration_rooms),
+        "--publishers",
+        "1",
+        "--duration",
+        str(args.seconds),
+        "--ramp",
+        ramp,
+    )
+    calibration = {
+        "publishers": calibration_rooms,
+        "client_cpu_pct": report["client"]["cpu_pct"],
+        "client_cpu_ms_per_s_per_publisher": report["client"]["cpu_ms_per_s_per_publisher"],
+        "server_received_pps": (report["server"] or {}).get("received_pps"),
+    }
+    last_passed = 0
+    first_failed: int | None = None
+    queue = list(steps)
+    while queue:
+        rooms = queue.pop(0)
+        name = f"step{rooms}-workers{workers}.json"
+        report = measure(
+            name,
             "--rooms",
-            str(calibration_rooms),
+            str(rooms),
             "--publishers",
-            "1",
+            str(PER_ROOM),
             "--duration",
             str(args.seconds),
             "--ramp",
             ramp,
         )
-        calibration = {
-            "publishers": calibration_rooms,
-            "client_cpu_pct": report["client"]["cpu_pct"],
-            "client_cpu_ms_per_s_per_publisher": report["client"]["cpu_ms_per_s_per_publisher"],
-            "server_received_pps": (report["server"] or {}).get("received_pps"),
-        }
-        last_passed = 0
-        first_failed: int | None = None
-        queue = list(steps)
-        while queue:
-            rooms = queue.pop(0)
-            name = f"step{rooms}-workers{workers}.json"
-            report = loadtest(
-                client_core,
-                url,
-                accounts,
-                work / name,
-                "--rooms",
-                str(rooms),
-                "--publishers",
-                str(PER_ROOM),
-                "--duration",
-                str(args.seconds),
-                "--ramp",
-                ramp,
-            )
-            row = {"workers": workers, **step_row(rooms, report)}
-            if args.keep:
-                args.keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(work / name, args.keep)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            if passed(row):
-                last_passed = rooms
-                if first_failed is None:
-                    continue
-            elif first_failed is None or rooms < first_failed:
-                first_failed = rooms
-            # bisect between the highest passing and the lowest failing step until they
-            # are within an eighth of the failing one (2 rooms at least)
-            if last_passed and first_failed - last_passed > max(2, first_failed // 8):
-                queue = [(last_passed + first_failed) // 2]
+        row = {"workers": workers, **step_row(rooms, report)}
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(work / name, args.keep)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if passed(row):
+            last_passed = rooms
+            if first_failed is None:
                 continue
-            break
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        elif first_failed is None or rooms < first_failed:
+            first_failed = rooms
+        # bisect between the highest passing and the lowest failing step until they
+        # are within an eighth of the failing one (2 rooms at least)
+        if last_passed and first_failed - last_passed > max(2, first_failed // 8):
+            queue = [(last_passed + first_failed) // 2]
+            continue
+        break
     return {"workers": workers, "pinned": pin, "calibration": calibration, "steps": rows}
 
 
