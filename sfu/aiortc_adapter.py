@@ -1021,23 +1021,7 @@ class RtpWriter:
         packets sent (their RTP bytes in ``frame.sent_bytes[0]``).  Only on the compiled
         path (:attr:`native`); :meth:`forward` sends packet by packet otherwise."""
         sink = self.sink
-        sent = _fast_send_frame(
-            sink,
-            frame.batch,
-            frame.first_byte,
-            frame.payload_type,
-            seq,
-            timestamp,
-            frame.ssrc,
-            frame.tails,
-            frame.lengths,
-            frame.count,
-            frame.picture_id_offset,
-            picture_id,
-            frame.stamped,
-            frame.sent_bytes,
-        )
-        if sent == _FAST_NOT_BOUND and self.bind() and self.native:
+        for _attempt in range(2):  # once more after binding a sink that was not bound
             sent = _fast_send_frame(
                 sink,
                 frame.batch,
@@ -1054,6 +1038,8 @@ class RtpWriter:
                 frame.stamped,
                 frame.sent_bytes,
             )
+            if sent != _FAST_NOT_BOUND or not (self.bind() and self.native):
+                break
         return sent if sent > 0 else 0
 
     def write_rtp(self, data: bytes) -> bool:

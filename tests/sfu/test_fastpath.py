@@ -87,6 +87,18 @@ class Wire:
         assert extra is None, "more datagrams than packets forwarded"
         return got
 
+    def replace_socket(self) -> socket.socket:
+        """Close the sending socket and put a new one on the nominated pair, as an ICE
+        restart would; the writer's sink still holds the old one's descriptor."""
+        replacement = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        replacement.bind(("127.0.0.1", 0))
+        replacement.setblocking(False)
+        old = self.sender
+        self.dtls.transport._connection._nominated[1].protocol.transport._sock = replacement
+        self.sender = replacement
+        old.close()
+        return replacement
+
     def close(self) -> None:
         self.receiver.close()
         self.sender.close()
@@ -195,13 +207,7 @@ def test_a_failed_send_binds_again_and_resends_on_the_new_socket() -> None:
         consumer = consumer_on(wire, Source(), 8)
         consumer.write(1, 960, 0, 0x80, b"a", True, 1000)
         # the socket the sink wrote to is gone (an ICE restart would replace it)
-        replacement = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        replacement.bind(("127.0.0.1", 0))
-        replacement.setblocking(False)
-        old = wire.sender
-        wire.dtls.transport._connection._nominated[1].protocol.transport._sock = replacement
-        wire.sender = replacement
-        old.close()
+        replacement = wire.replace_socket()
         # fails on the closed socket, which unbinds the sink; bound again, sent again
         consumer.write(2, 1920, 0, 0x80, b"b", True, 1020)
         assert wire.writer.sink.fd == replacement.fileno()
@@ -224,6 +230,14 @@ def frame_tails(count: int, seed: int) -> list[bytes]:
     ]
 
 
+def frame_template(tails: list[bytes], **options) -> aiortc_adapter.FrameTemplate:
+    """A frame of SSRC 0x4321, payload type 100, the extension bit set."""
+    batch = aiortc_adapter.new_frame_batch()
+    return aiortc_adapter.FrameTemplate(
+        tails, batch=batch, first_byte=0x90, payload_type=100, ssrc=0x4321, **options
+    )
+
+
 def send_packet_by_packet(wire: Wire, tails: list[bytes], seq: int, picture_id: int, stamp_us: int):
     for i, tail in enumerate(tails):
         tail = bytearray(tail)
@@ -244,14 +258,7 @@ def test_a_frame_sent_whole_is_the_frame_sent_packet_by_packet(count: int) -> No
     seq = (0x10000 - count // 2) & 0xFFFF
     whole, single = Wire(True), Wire(True)
     try:
-        frame = aiortc_adapter.FrameTemplate(
-            tails,
-            batch=aiortc_adapter.new_frame_batch(),
-            first_byte=0x90,
-            payload_type=100,
-            ssrc=0x4321,
-            picture_id_offset=len(EXTENSION_BLOCK) + 2,
-        )
+        frame = frame_template(tails, picture_id_offset=len(EXTENSION_BLOCK) + 2)
         before_us = time.time_ns() // 1000
         assert whole.writer.send_frame(frame, seq, 3000, 0x8000 | 0x1234) == count
         after_us = time.time_ns() // 1000
@@ -276,28 +283,14 @@ def test_a_frame_drops_a_packet_too_large_and_binds_again_after_a_failed_send() 
     try:
         tails = frame_tails(3, 5)
         tails[1] = tails[1] + bytes(2000)  # beyond what the writer's buffer holds
-        frame = aiortc_adapter.FrameTemplate(
-            tails,
-            batch=aiortc_adapter.new_frame_batch(),
-            first_byte=0x90,
-            payload_type=100,
-            ssrc=0x4321,
-            picture_id_offset=None,
-            stamped=False,
-        )
+        frame = frame_template(tails, picture_id_offset=None, stamped=False)
         assert wire.writer.send_frame(frame, 7, 3000, 0) == 2
         got = wire.packets(2)
         assert [p[2] for p in got] == [7, 9]  # 8 was dropped, its number kept
         assert got[1][5] == tails[2]  # no stamp, no picture ID written
         assert wire.writer.dropped == 1
         # the socket is replaced: the failed send unbinds, the frame is sent on the new one
-        replacement = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        replacement.bind(("127.0.0.1", 0))
-        replacement.setblocking(False)
-        old = wire.sender
-        wire.dtls.transport._connection._nominated[1].protocol.transport._sock = replacement
-        wire.sender = replacement
-        old.close()
+        replacement = wire.replace_socket()
         assert wire.writer.send_frame(frame, 10, 6000, 0) == 2
         assert wire.writer.sink.fd == replacement.fileno()
         assert [p[2] for p in wire.packets(2)] == [10, 12]
