@@ -186,7 +186,6 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
         steps.append(args.max_rooms)
     data = work / f"data-{workers}"
     server, url, admin_password = start_server(data, server_core, workers)
-    calibration: dict = {}
     rows: list[dict] = []
     accounts = work / f"accounts-{workers}.json"
     try:

@@ -271,29 +271,39 @@ class PublishedStream:
         index = self._index % len(self._frames)
         self._index += 1
         timestamp = (self._timestamp_origin + slot * self._step) & 0xFFFFFFFF
-        offset = self._picture_id_offset
         picture_id = 0
-        if offset is not None:
+        if self._picture_id_offset is not None:
             picture_id = 0x8000 | self._picture_id
             self._picture_id = (self._picture_id + 1) & 0x7FFF
-        writer = self._writer
         native = self._native
-        if native is not None and writer.native:  # type: ignore[union-attr]
-            frame = native[index]
-            packets = writer.send_frame(frame, self._seq, timestamp, picture_id)  # type: ignore[union-attr]
-            if packets == frame.count:
-                self.frames += 1
-            self._seq = (self._seq + frame.count) & 0xFFFF
-            self.packets += packets
-            self.bytes += frame.sent_bytes[0]
-            self._slot = slot + 1
-            self.due = self._start + self._slot * self._interval
-            return
-        tails = self._frames[index]
+        if native is not None and self._writer.native:  # type: ignore[union-attr]
+            packets, sent = self._send_whole(native[index], timestamp, picture_id)
+        else:
+            packets, sent = self._send_packets(self._frames[index], timestamp, picture_id)
+        self.packets += packets
+        self.bytes += sent
+        self._slot = slot + 1
+        self.due = self._start + self._slot * self._interval
+
+    def _send_whole(
+        self, frame: aiortc_adapter.FrameTemplate, timestamp: int, picture_id: int
+    ) -> tuple[int, int]:
+        """The frame in one compiled call; a frame counts when all its packets left."""
+        packets = self._writer.send_frame(frame, self._seq, timestamp, picture_id)  # type: ignore[union-attr]
+        if packets == frame.count:
+            self.frames += 1
+        self._seq = (self._seq + frame.count) & 0xFFFF
+        return packets, frame.sent_bytes[0]
+
+    def _send_packets(
+        self, tails: list[bytes | bytearray], timestamp: int, picture_id: int
+    ) -> tuple[int, int]:
+        """The frame one packet at a time; a frame counts when its last packet left."""
+        offset = self._picture_id_offset
         if offset is not None:
             for tail in tails:
                 _pack_picture_id(tail, offset, picture_id)
-        forward = writer.forward  # type: ignore[union-attr]
+        forward = self._writer.forward  # type: ignore[union-attr]
         first = self._first_byte
         payload_type = self.payload_type
         ssrc = self.ssrc
@@ -313,10 +323,7 @@ class PublishedStream:
                 packets += 1
                 sent += size
         self._seq = seq
-        self.packets += packets
-        self.bytes += sent
-        self._slot = slot + 1
-        self.due = self._start + self._slot * self._interval
+        return packets, sent
 
 
 class DirectPublisher:

@@ -191,6 +191,20 @@ static void put32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
+/* The 12-byte RTP header, then the tail (extension block and payload), at ``b``. */
+static void write_packet(unsigned char *b, uint8_t first_byte, uint8_t second_byte,
+                         uint16_t seq, uint32_t timestamp, uint32_t ssrc,
+                         const unsigned char *tail, int tail_len)
+{
+    b[0] = first_byte;
+    b[1] = second_byte;
+    b[2] = (unsigned char)(seq >> 8);
+    b[3] = (unsigned char)seq;
+    put32(b + 4, timestamp);
+    put32(b + 8, ssrc);
+    memcpy(b + 12, tail, (size_t)tail_len);
+}
+
 /* Header, tail, SRTP in place, one sendto.  Returns the RTP length, CAUCUS_DROPPED (too
    large, SRTP failure, full send buffer) or CAUCUS_NOT_BOUND (no socket, or it failed:
    the sink is unbound and its errno kept). */
@@ -206,13 +220,7 @@ static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, 
         return CAUCUS_DROPPED;
     }
     unsigned char *b = s->buf;
-    b[0] = first_byte;
-    b[1] = second_byte;
-    b[2] = (unsigned char)(seq >> 8);
-    b[3] = (unsigned char)seq;
-    put32(b + 4, timestamp);
-    put32(b + 8, ssrc);
-    memcpy(b + 12, tail, (size_t)tail_len);
+    write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
     int len = end;
     if (s->protect(s->srtp, b, &len) != 0) {
         s->dropped++;
@@ -342,14 +350,8 @@ int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
             s->dropped++;
         } else {
             unsigned char *b = batch->buf[n];
-            uint16_t number = (uint16_t)(seq + i);
-            b[0] = first_byte;
-            b[1] = (uint8_t)(payload_type | (last ? 0x80 : 0));
-            b[2] = (unsigned char)(number >> 8);
-            b[3] = (unsigned char)number;
-            put32(b + 4, timestamp);
-            put32(b + 8, ssrc);
-            memcpy(b + 12, tail, (size_t)tail_len);
+            write_packet(b, first_byte, (uint8_t)(payload_type | (last ? 0x80 : 0)),
+                         (uint16_t)(seq + i), timestamp, ssrc, tail, tail_len);
             if (picture_id_offset >= 0 && picture_id_offset + 2 <= tail_len) {
                 b[12 + picture_id_offset] = (unsigned char)(picture_id >> 8);
                 b[13 + picture_id_offset] = (unsigned char)picture_id;
@@ -539,6 +541,12 @@ static int take(caucus_receiver *r, int length)
     return take_at(r, length, 0, 0);
 }
 
+/* RTCP by its first two bytes (RFC 7983: 128-191, then an RTCP packet type 192-208). */
+static int is_rtcp(const unsigned char *b, ssize_t n)
+{
+    return n > 1 && b[0] > 127 && b[0] < 192 && b[1] > 191 && b[1] < 209;
+}
+
 /* RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type). */
 static int is_rtp(const unsigned char *b, ssize_t n)
 {
@@ -575,8 +583,7 @@ static int drain(caucus_receiver *r)
         }
         r->datagrams++;
         r->addrlen = (int)msg.msg_namelen;
-        if (r->drop_rtcp && n > 1 && r->buf[0] > 127 && r->buf[0] < 192 && r->buf[1] > 191
-            && r->buf[1] < 209) {
+        if (r->drop_rtcp && is_rtcp(r->buf, n)) {
             r->rtcp_dropped++;
             continue;
         }

@@ -120,15 +120,13 @@ def least_loaded(
     if not workers:
         return None
     recent = recent or {}
+    expected = {w.id: expected_pps(w) for w in workers}
     cases = sum(w.load.get("cases", 0.0) for w in workers)
-    per_case = sum(expected_pps(w) for w in workers) / cases if cases else 0.0
-    per_case = max(per_case, PPS_STEP)
-    if not cases:
-        per_case = PPS_PER_NEW_CASE
+    per_case = max(sum(expected.values()) / cases, PPS_STEP) if cases else PPS_PER_NEW_CASE
     return min(
         workers,
         key=lambda w: (
-            round((expected_pps(w) + recent.get(w.id, 0) * per_case) / PPS_STEP),
+            round((expected[w.id] + recent.get(w.id, 0) * per_case) / PPS_STEP),
             w.load.get("participants", 0.0),
             w.load.get("cases", 0.0),
             w.id,
