@@ -291,6 +291,7 @@ class MediaHost:
             "consumers": float(consumers),
             "forwarded_pps": round(self._pps, 1),
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "tasks": float(len(asyncio.all_tasks())),
         }
         return self.info
 

@@ -12,6 +12,7 @@ refused, so the route is declared public and checks the caller itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -135,6 +136,19 @@ class MediaCollector(Collector):
             )
             counter.add_metric([], cpu.get("cpu", 0.0))
             yield counter
+            tasks = GaugeMetricFamily(
+                "caucus_media_worker_asyncio_tasks",
+                "Asyncio tasks of each media worker process's event loop.",
+                labels=["worker", "pid"],
+            )
+            for worker in workers:
+                tasks.add_metric([worker["id"], str(worker["pid"])], worker.get("tasks", 0.0))
+            yield tasks
+        yield _gauge(  # collected by the /metrics handler, in the event loop
+            "caucus_asyncio_tasks",
+            "Asyncio tasks of this process's event loop.",
+            len(asyncio.all_tasks()),
+        )
         yield _gauge(
             "caucus_media_participants",
             "Participants in live rooms on this node.",
