@@ -52,6 +52,46 @@ class MediaSettings:
     consent_interval: float = 5.0
     consent_expiry: float = 30.0
 
+    # --- limits against hostile peers (docs/security.md) ---------------------------------
+    #: Media sections (m-lines) a publish offer may hold, and how many of them may be
+    #: active (audio, camera, screen + one); an SDP longer than ``max_sdp_chars`` is refused.
+    max_offer_media_sections: int = 16
+    max_tracks_per_publisher: int = 4
+    max_sdp_chars: int = 200_000
+    #: A transport that has not connected this many seconds after its first negotiation
+    #: is closed and its ports freed.
+    connect_timeout: float = 20.0
+    #: Datagrams longer than this are dropped before SRTP (a path MTU is ~1500 bytes).
+    max_datagram: int = 1500
+    #: Unknown-SSRC packets a transport may send within ``abuse_window`` seconds before
+    #: it is closed (they are dropped before SRTP from the first one on).
+    max_unknown_ssrc_packets: int = 500
+    abuse_window: float = 10.0
+    #: SRTCP compound packets a peer may send per second per transport (token bucket,
+    #: depth one second); the rest is dropped before it is parsed.
+    rtcp_rate: float = 500.0
+    #: NACK feedback items (16 sequence numbers each) kept from one RTCP packet, and NACKed
+    #: sequence numbers a consumer considers per second; the rest is ignored unexpanded.
+    max_nack_items: int = 16
+    nack_entries_rate: float = 1000.0
+    #: A subscriber's keyframe request (PLI/FIR) reaches a publisher at most once per
+    #: this interval, whatever the number of askers.
+    subscriber_keyframe_interval: float = 1.0
+    #: A subscriber's REMB counts for this long, and never below the floor (bits/s).
+    remb_expiry: float = 5.0
+    remb_floor: int = 150_000
+    #: A publisher's budget: a token bucket of ``publisher_budget_multiple`` x the rate it
+    #: is told (video: ``max_video_bitrate``; audio: ``max_audio_bitrate``), capped at
+    #: ``publisher_budget_cap`` bits/s, one second deep.  Packets over it are dropped; a
+    #: publisher that stays over for ``abuse_window`` seconds (``max_over_budget_share``
+    #: of its packets dropped) is disconnected.
+    publisher_budget_multiple: float = 2.0
+    publisher_budget_cap: int = 10_000_000
+    max_audio_bitrate: int = 256_000
+    max_over_budget_share: float = 0.5
+    #: Seconds between two log lines about the same repeated failure (one line, a count).
+    repeated_log_interval: float = 10.0
+
     def __post_init__(self) -> None:
         if (self.udp_port_min is None) != (self.udp_port_max is None):
             raise ValueError("udp_port_min and udp_port_max go together")
@@ -63,6 +103,8 @@ class MediaSettings:
             raise ValueError("consent_interval must be positive and below consent_expiry")
         if not self.srtp_profiles:
             raise ValueError("at least one SRTP profile is required")
+        if not 0 < self.max_tracks_per_publisher <= self.max_offer_media_sections:
+            raise ValueError("max_tracks_per_publisher must be in 1..max_offer_media_sections")
         size = self.retransmission_buffer
         if size <= 0 or size & (size - 1):
             raise ValueError("retransmission_buffer must be a power of two")
