@@ -37,10 +37,11 @@ from aiortc.rtcdtlstransport import (
     State,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
-from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpPacket, RtpPacket
 from pylibsrtp import _binding as _srtp_binding
 
 from .errors import NoFreePort
+from .repeated_log import RepeatedLog
 
 try:
     from . import _fastpath as _fast
@@ -51,6 +52,7 @@ _srtp_ffi = _srtp_binding.ffi
 _srtp_protect = _srtp_binding.lib.srtp_protect
 _srtp_unprotect = _srtp_binding.lib.srtp_unprotect
 _SSRC_AT_8 = struct.Struct("!8xI").unpack_from
+_SSRC_AT_4 = struct.Struct("!4xI").unpack_from
 #: aiortc's arrival times count milliseconds from the NTP epoch (1900), not from 1970.
 _NTP_EPOCH_MS = 2_208_988_800_000
 _CONNECTED = State.CONNECTED
@@ -1389,3 +1391,151 @@ def nominated_local_address(dtls: RTCDtlsTransport) -> tuple[str, int]:
     """Benchmark tool: the (address, port) of the socket of ``dtls``'s nominated pair."""
     pair = dtls.transport._connection._nominated[1]
     return tuple(pair.protocol.transport.get_extra_info("sockname")[:2])
+
+
+# --- ingress guards: what a peer's datagrams may reach (see sfu/ingress.py) --------------
+
+#: Failures of the SFU's own handlers, which a peer may be able to repeat per packet.
+_handler_failures = RepeatedLog(logger)
+#: ``Ingress`` objects per DTLS transport guarded by :func:`guard_ingress`.
+_GUARDED: weakref.WeakKeyDictionary[RTCDtlsTransport, Any] = weakref.WeakKeyDictionary()
+
+
+def handler_failed(kind: str, exc: BaseException) -> None:
+    """Log a failure of a per-packet handler: one line per interval, with a count."""
+    _handler_failures.failure(kind, f"{kind}: {type(exc).__name__}: {exc}")
+
+
+class GuardedSrtpSession:
+    """Stands in for a DTLS transport's receiving ``pylibsrtp.Session`` (``_rx_srtp``)
+    so that aiortc's own receive path applies the transport's ingress checks before
+    libsrtp sees a datagram: its length, and its SSRC (RTP: bytes 8-11; RTCP: the
+    sender's, bytes 4-7, both in clear text).  A refused datagram raises
+    ``pylibsrtp.Error``, which aiortc drops quietly; so is one libsrtp calls too long
+    (pylibsrtp raises ``ValueError`` for it, which aiortc does not catch: the
+    connection would fail).  ``_srtp`` is the real session's (the direct receive path
+    unprotects with it)."""
+
+    __slots__ = ("_ingress", "_session", "_srtp")
+
+    def __init__(self, session: pylibsrtp.Session, ingress: Any) -> None:
+        self._session = session
+        self._ingress = ingress
+        self._srtp = session._srtp
+
+    def unprotect(self, data: bytes) -> bytes:
+        ingress = self._ingress
+        if len(data) > ingress.max_datagram or len(data) < 12:
+            ingress.oversize += len(data) >= 12
+            raise pylibsrtp.Error("datagram dropped: length")
+        policy = ingress.ssrc
+        ssrc = _SSRC_AT_8(data)[0]
+        known = policy.is_allowed(ssrc)
+        if not known and not policy.admit(ssrc):
+            policy.dropped += 1
+            raise pylibsrtp.Error("datagram dropped: unknown SSRC")
+        try:
+            plain = self._session.unprotect(data)
+        except ValueError as exc:
+            raise pylibsrtp.Error(str(exc)) from exc
+        if not known:
+            policy.learned(ssrc)
+        return plain
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        ingress = self._ingress
+        if len(data) > ingress.max_datagram or len(data) < 8:
+            ingress.oversize += len(data) >= 8
+            raise pylibsrtp.Error("datagram dropped: length")
+        policy = ingress.ssrc
+        ssrc = _SSRC_AT_4(data)[0]
+        if not policy.admit_rtcp(ssrc):
+            raise pylibsrtp.Error("datagram dropped: unknown RTCP sender")
+        try:
+            plain = self._session.unprotect_rtcp(data)
+        except ValueError as exc:
+            raise pylibsrtp.Error(str(exc)) from exc
+        policy.learned_rtcp(ssrc)
+        return plain
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def guard_ingress(pc: RTCPeerConnection, ingress: Any) -> None:
+    """Apply ``ingress`` (an :class:`sfu.ingress.Ingress`) to every DTLS transport of
+    ``pc`` (call again after transceivers were added; a transport is guarded once):
+
+    * its receiving SRTP session is wrapped in a :class:`GuardedSrtpSession` as soon as
+      DTLS connects (before any datagram can reach it), and the direct receive path gets
+      the same SSRC policy (:func:`set_ssrc_policy`);
+    * decrypted RTCP goes through ``ingress.rtcp.check`` before aiortc parses it; what
+      does not parse or route is dropped and counted, never raised (aiortc would close
+      the connection);
+    * RTP that aiortc parses and fails (a malformed header extension raises
+      ``struct.error``, which aiortc does not catch) is dropped and counted.
+    """
+    for transceiver in pc.getTransceivers():
+        for dtls in {transceiver.receiver.transport, transceiver.sender.transport}:
+            if dtls is None or dtls in _GUARDED:
+                continue
+            _GUARDED[dtls] = ingress
+            _guard_dtls(dtls, ingress)
+
+
+def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
+    router = dtls._rtp_router
+    parse_rtcp = RtcpPacket.parse
+    parse_rtp = RtpPacket.parse
+    log = ingress.log
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        checked = ingress.rtcp.check(data)
+        if checked is None:
+            return
+        try:
+            packets = parse_rtcp(checked)
+        except Exception as exc:
+            ingress.malformed_rtcp += 1
+            log.failure("rtcp-parse", f"RTCP dropped: {type(exc).__name__}: {exc}")
+            return
+        for packet in packets:
+            try:
+                recipients = router.route_rtcp(packet)
+            except Exception as exc:
+                ingress.malformed_rtcp += 1
+                log.failure("rtcp-route", f"RTCP dropped: {type(exc).__name__}: {exc}")
+                continue
+            for recipient in recipients:
+                try:
+                    await recipient._handle_rtcp_packet(packet)
+                except Exception as exc:
+                    handler_failed("RTCP handler failed", exc)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            packet = parse_rtp(data, dtls._rtp_header_extensions_map)
+        except Exception as exc:
+            ingress.malformed_rtp += 1
+            log.failure("rtp-parse", f"RTP dropped: {type(exc).__name__}: {exc}")
+            return
+        receiver = router.route_rtp(packet)
+        if receiver is not None:
+            try:
+                await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+            except Exception as exc:
+                handler_failed("RTP handler failed", exc)
+
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+
+    def wrap_session() -> None:
+        session = dtls._rx_srtp
+        if session is not None and not isinstance(session, GuardedSrtpSession):
+            dtls._rx_srtp = GuardedSrtpSession(session, ingress)
+            policy_setter = globals().get("set_ssrc_policy")
+            if policy_setter is not None:
+                policy_setter(dtls, ingress.ssrc)
+
+    dtls.on("statechange", wrap_session)
+    wrap_session()

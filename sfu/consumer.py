@@ -34,6 +34,7 @@ from aiortc.rtp import (
 
 from . import aiortc_adapter
 from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
+from .token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from aiortc import RTCRtpTransceiver
@@ -140,6 +141,8 @@ class Consumer:
         self.started = False
         self.configured = False
         self.remb: int | None = None
+        #: ``time.monotonic()`` of the latest REMB (the value expires).
+        self.remb_at = 0.0
 
         self._writer = writer
         self._settings = settings
@@ -172,6 +175,9 @@ class Consumer:
         self._nacked: dict[int, float] = {}
         self._tokens = settings.nack_rate
         self._tokens_at = time.monotonic()
+        #: NACKed sequence numbers considered per second (the rest is ignored unread).
+        self._nack_entries = TokenBucket(settings.nack_entries_rate)
+        self.nack_entries_ignored = 0
 
         # counters (packets and bytes forwarded live in the rewrite state)
         self.nacks_received = 0
@@ -358,7 +364,7 @@ class Consumer:
                 else:
                     self.firs_received += 1
                 if self.producer is not None and not self._paused:
-                    self.producer.request_keyframe()
+                    self.producer.subscriber_requests_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -366,6 +372,7 @@ class Consumer:
                     return
                 if self._ssrc in ssrcs:
                     self.remb = bitrate
+                    self.remb_at = time.monotonic()
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
@@ -381,6 +388,10 @@ class Consumer:
         producer = self.producer
         if producer is None or self._paused:
             return
+        considered = self._nack_entries.take_up_to(len(lost))
+        if considered < len(lost):
+            self.nack_entries_ignored += len(lost) - considered
+            lost = lost[:considered]
         now = time.monotonic()
         settings = self._settings
         self._tokens = min(
@@ -461,6 +472,7 @@ class Consumer:
             "bytes_forwarded": self.bytes,
             "nacks_received": self.nacks_received,
             "nack_requests": self.nack_requests,
+            "nack_entries_ignored": self.nack_entries_ignored,
             "retransmitted": self.retransmitted,
             "retransmissions_suppressed": self.retransmissions_suppressed,
             "plis_received": self.plis_received,

@@ -39,3 +39,7 @@ class NoFreePort(MediaError):
         super().__init__("no-free-port", f"no free UDP port in range {port_min}-{port_max}")
         self.port_min = port_min
         self.port_max = port_max
+
+
+class LimitExceeded(MediaError):
+    """A request over one of the operator's limits (``code`` names which)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from aiortc.rtp import (
@@ -36,6 +37,7 @@ from .rtp_header import (
     payload_bounds,
     read_fixed_header,
 )
+from .token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -74,6 +76,7 @@ class Producer:
         settings: MediaSettings,
         mid: str | None = None,
         audio_level_id: int = 0,
+        on_abuse: Callable[[str], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.participant_id = participant_id
@@ -125,6 +128,21 @@ class Producer:
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self._keyframe_retry: asyncio.TimerHandle | None = None
         self._keyframe_pending = False
+        self._last_subscriber_request = -1e9
+        #: Subscribers' keyframe requests not passed on (one per interval is).
+        self.keyframe_requests_coalesced = 0
+
+        # the publisher's budget (bytes/s), and how much of it was refused lately
+        told = settings.max_video_bitrate if kind == "video" else settings.max_audio_bitrate
+        budget = min(told * settings.publisher_budget_multiple, settings.publisher_budget_cap) / 8
+        self._budget = TokenBucket(budget)
+        #: Packets dropped over the budget.
+        self.dropped_over_budget = 0
+        self._on_abuse = on_abuse
+        self._window_start = time.monotonic()
+        self._window_packets = 0
+        self._window_dropped = 0
+        self._over_windows = 0
 
     # --- hot path -----------------------------------------------------------------------
 
@@ -134,6 +152,14 @@ class Producer:
         when a consumer negotiated it, the audio level are read)."""
         if self.closed or len(data) < 12:
             return
+        self._window_packets += 1
+        if not self._budget.take(len(data)):
+            self.dropped_over_budget += 1
+            self._window_dropped += 1
+            self._check_budget_window()
+            return
+        if self._window_packets >= 256:
+            self._check_budget_window()
         first, second, seq, timestamp, ssrc = read_fixed_header(data)
         start, end = payload_bounds(data, first)
         payload_type = second & 0x7F
@@ -210,6 +236,22 @@ class Producer:
                 last_ids = ids
             consumer.write(seq, timestamp, marker, first_byte, tail, keyframe, arrival_time_ms)
 
+    def _check_budget_window(self) -> None:
+        """Every ``abuse_window`` seconds: was the publisher over its budget for most of
+        it?  Two such windows in a row disconnect it (one may be a burst of keyframes)."""
+        now = time.monotonic()
+        if now - self._window_start < self._settings.abuse_window:
+            return
+        share = self._window_dropped / max(self._window_packets, 1)
+        self._window_start = now
+        self._window_packets = self._window_dropped = 0
+        if share < self._settings.max_over_budget_share:
+            self._over_windows = 0
+            return
+        self._over_windows += 1
+        if self._over_windows >= 2 and self._on_abuse is not None:
+            self._on_abuse("over-budget")
+
     def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
         """The buffered (seq, timestamp, marker, payload) of ``seq``, if still held."""
         if not self._buffer:
@@ -259,6 +301,23 @@ class Producer:
                 self._keyframe_retry = loop.call_later(retry, self._keyframe_retry_fired)
         elif self._keyframe_timer is None:
             self._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired)
+
+    def subscriber_requests_keyframe(self) -> None:
+        """A subscriber's PLI or FIR: passed on at most once per
+        ``subscriber_keyframe_interval`` whatever the number of askers (a keyframe is
+        several times larger than other frames: forcing them multiplies the publisher's
+        upstream), and not at all while the SFU itself is asking for one."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if (
+            self.keyframe_waiters > 0
+            or self._keyframe_timer is not None
+            or now - self._last_subscriber_request < self._settings.subscriber_keyframe_interval
+        ):
+            self.keyframe_requests_coalesced += 1
+            return
+        self._last_subscriber_request = now
+        self.request_keyframe()
 
     def _keyframe_timer_fired(self) -> None:
         self._keyframe_timer = None
@@ -325,12 +384,17 @@ class Producer:
         self._writer.write_rtcp(data)
 
     def estimated_bitrate(self) -> int:
-        """The lowest bitrate any subscriber reported (REMB), capped by the settings."""
-        bitrate = self._settings.max_video_bitrate
+        """The lowest bitrate any subscriber reported (REMB) within ``remb_expiry``
+        seconds, capped by the settings and never below ``remb_floor``: one subscriber
+        cannot hold a publisher at its encoder's floor for everyone, nor for ever."""
+        settings = self._settings
+        bitrate = settings.max_video_bitrate
+        expired = time.monotonic() - settings.remb_expiry
         for consumer in self.consumers:
-            if consumer.remb is not None and consumer.remb < bitrate:
-                bitrate = consumer.remb
-        return bitrate
+            remb = consumer.remb
+            if remb is not None and remb < bitrate and consumer.remb_at >= expired:
+                bitrate = remb
+        return max(bitrate, min(settings.remb_floor, settings.max_video_bitrate))
 
     def sender_clock(self, now: float) -> tuple[int, int]:
         """(NTP time, RTP timestamp) of this track at wall-clock ``now``, for the sender
@@ -388,5 +452,7 @@ class Producer:
             "retransmissions_received": self.retransmissions_received,
             "keyframe_requests_sent": self.keyframe_requests_sent,
             "nacks_sent": self.nacks_sent,
+            "keyframe_requests_coalesced": self.keyframe_requests_coalesced,
+            "dropped_over_budget": self.dropped_over_budget,
             "consumers": len(self.consumers),
         }

@@ -35,7 +35,8 @@ from aiortc.sdp import SessionDescription
 
 from . import aiortc_adapter as adapter
 from .consumer import Consumer
-from .errors import InvalidSdp, InvalidState, MediaError, NoSupportedCodec
+from .errors import InvalidSdp, InvalidState, LimitExceeded, MediaError, NoSupportedCodec
+from .ingress import Ingress
 from .producer import Producer
 from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
 
@@ -83,6 +84,12 @@ class Transport:
         self._renegotiate = False
         self._negotiation_task: asyncio.Task[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
+        #: Why the SFU closed this transport itself ("connect-timeout", "unknown-ssrc",
+        #: "over-budget"), or ``None``.
+        self.close_reason: str | None = None
+        #: What the peer may send and the counts of what was dropped.
+        self.ingress = Ingress(self._settings, on_abuse=self._abused)
 
     @property
     def connection_state(self) -> str:
@@ -100,10 +107,12 @@ class Transport:
         self._require(PUBLISH)
         async with self._lock:
             try:
-                self._check_offer(sdp)
+                description = self._check_offer(sdp)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 self._bind_ports()
                 self._keep_consent()
+                self.ingress.ssrc.negotiated(_declared_ssrcs(description))
+                adapter.guard_ingress(self._pc, self.ingress)
                 adapter.receive_directly(self._pc)
                 new = self._prepare_producers()
                 adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
@@ -112,18 +121,37 @@ class Transport:
                 await self.close()
                 raise _as_media_error(exc) from exc
             self._ensure_writer()
+            self._start_connect_timer()
             for producer in new:
                 self.producers[producer.id] = producer
                 self._worker._producer_added(producer)
             return self._announce(self._pc.localDescription.sdp)
 
-    def _check_offer(self, sdp: str) -> None:
+    def _check_offer(self, sdp: str) -> SessionDescription:
+        settings = self._settings
+        if len(sdp) > settings.max_sdp_chars:
+            raise LimitExceeded(
+                "sdp-too-large", f"an SDP may hold {settings.max_sdp_chars} characters"
+            )
+        # counted before parsing: parsing a thousand sections is the cost being refused
+        sections = sdp.count("\nm=") + sdp.startswith("m=")
+        if sections > settings.max_offer_media_sections:
+            raise LimitExceeded(
+                "too-many-media-sections",
+                f"a publish offer may hold {settings.max_offer_media_sections} media sections",
+            )
         try:
             description = SessionDescription.parse(sdp)
         except Exception as exc:
             raise InvalidSdp(f"unparseable offer: {exc}") from exc
         if not description.media:
             raise InvalidSdp("offer has no media section")
+        active = sum(1 for media in description.media if _is_active(media))
+        if active > settings.max_tracks_per_publisher:
+            raise LimitExceeded(
+                "too-many-tracks",
+                f"a participant may publish {settings.max_tracks_per_publisher} tracks",
+            )
         allowed = {c.lower() for c in self._settings.codecs}
         for media in description.media:
             if media.kind not in ("audio", "video"):
@@ -136,6 +164,7 @@ class Transport:
                     f"{media.kind} m-line offers {sorted(names) or 'no codec'}; "
                     f"supported: {sorted(allowed)}"
                 )
+        return description
 
     def _prepare_producers(self) -> list[Producer]:
         known = {p.mid for p in self.producers.values()}
@@ -165,6 +194,7 @@ class Transport:
                 settings=self._settings,
                 mid=transceiver.mid,
                 audio_level_id=extension_ids.get(AUDIO_LEVEL_URI, 0),
+                on_abuse=self._abused,
             )
             adapter.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
             adapter.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
@@ -221,9 +251,11 @@ class Transport:
             self._bind_ports()
             offer = await self._pc.createOffer()
             await self._pc.setLocalDescription(offer)
+            adapter.guard_ingress(self._pc, self.ingress)
         except Exception as exc:
             await self.close()
             raise _as_media_error(exc) from exc
+        self._start_connect_timer()
         self._pending.extend(offered)
         self._unoffered = [c for c in self._unoffered if c not in offered]
         return self._announce(self._pc.localDescription.sdp)
@@ -234,7 +266,10 @@ class Transport:
         if self.closed:
             raise InvalidState("transport is closed")
         try:
-            SessionDescription.parse(sdp)
+            if len(sdp) > self._settings.max_sdp_chars:
+                raise LimitExceeded("sdp-too-large", "the answer is too large")
+            description = SessionDescription.parse(sdp)
+            self.ingress.ssrc.negotiated(_declared_ssrcs(description))
             self._keep_consent()
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
@@ -313,9 +348,45 @@ class Transport:
             self._writer = adapter.RtpWriter(dtls)
         return self._writer
 
+    def _start_connect_timer(self) -> None:
+        """Close the transport if it has not connected ``connect_timeout`` seconds after
+        its first negotiation: its ports are then free for someone who will use them."""
+        if self._connect_timer is None and self._pc.connectionState != "connected":
+            loop = asyncio.get_running_loop()
+            self._connect_timer = loop.call_later(
+                self._settings.connect_timeout, self._connect_timed_out
+            )
+
+    def _connect_timed_out(self) -> None:
+        if self._pc.connectionState != "connected" and not self.closed:
+            logger.info(
+                "transport did not connect in time",
+                extra={"transport": self.id, "participant": self.participant_id},
+            )
+            self._close_for("connect-timeout")
+
+    def _abused(self, reason: str) -> None:
+        """A producer or the ingress checks found the peer persistently over a limit."""
+        if self.closed:
+            return
+        logger.warning(
+            "transport closed: peer over a limit",
+            extra={"transport": self.id, "participant": self.participant_id, "reason": reason},
+        )
+        self._close_for(reason)
+
+    def _close_for(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self.close())
+
     def __on_connection_state(self) -> None:
         state = self._pc.connectionState
         if state == "connected":
+            if self._connect_timer is not None:
+                self._connect_timer.cancel()
+                self._connect_timer = None
             # with BUNDLE every m-line shares the first transceiver's DTLS transport
             transceivers = self._pc.getTransceivers()
             if transceivers and self._writer is not None:
@@ -346,6 +417,9 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):
@@ -371,11 +445,36 @@ class Transport:
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
             "consent": adapter.consent_stats(self._pc),
+            "close_reason": self.close_reason,
+            "ingress": self.ingress.stats(),
             "packets_received": sum(p.packets for p in self.producers.values()),
             "bytes_received": sum(p.bytes for p in self.producers.values()),
             "producers": [p.stats() for p in self.producers.values()],
             "consumers": [c.stats() for c in self.consumers.values()],
         }
+
+
+def _is_active(media) -> bool:
+    return (
+        media.kind in ("audio", "video")
+        and media.port != 0
+        and media.direction
+        not in (
+            "inactive",
+            "recvonly",
+        )
+    )
+
+
+def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[int, ...]]]:
+    """(active, declared SSRCs) of each media section of a peer's description."""
+    sections = []
+    for media in description.media:
+        ssrcs = {s.ssrc for s in media.ssrc}
+        for group in media.ssrc_group:
+            ssrcs.update(int(item) for item in group.items)
+        sections.append((_is_active(media), tuple(sorted(ssrcs))))
+    return sections
 
 
 def _sender_codecs(producer: Producer) -> list:
