@@ -253,8 +253,8 @@ class _RtpHook:
                 self.on_data(packet.serialize(extensions), arrival_time_ms)
             else:
                 self.on_packet(packet, arrival_time_ms)
-        except Exception:
-            logger.exception("RTP handler failed")
+        except Exception as exc:
+            handler_failed("RTP handler failed", exc)
 
 
 def receive_directly(
@@ -542,7 +542,11 @@ def _direct_datagram_received(
         if receiver is None or receiver not in payload_type_table.get(data[1] & 0x7F, empty):
             try:
                 packet = parse(data, extensions)
-            except ValueError:
+            except Exception as exc:  # a malformed extension raises struct.error
+                ingress = _GUARDED.get(dtls)
+                if ingress is not None:
+                    ingress.malformed_rtp += 1
+                    ingress.log.failure("rtp-parse", f"RTP dropped: {type(exc).__name__}: {exc}")
                 return
             receiver = route(packet)
             if receiver is None:
@@ -603,8 +607,8 @@ def _direct_datagram_received(
         view[:length] = data[:length]
         try:
             handle(length)
-        except Exception:
-            logger.exception("RTP handler failed")
+        except Exception as exc:
+            handler_failed("RTP handler failed", exc)
 
     def drain() -> None:
         for _ in batch:
@@ -638,8 +642,8 @@ def _direct_datagram_received(
         if result == _RX_RTP:
             try:
                 deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
-            except Exception:
-                logger.exception("RTP handler failed")
+            except Exception as exc:
+                handler_failed("RTP handler failed", exc)
         else:
             original(rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
 
