@@ -697,8 +697,8 @@ def intercept_receiver_rtcp(receiver: RTCRtpReceiver, handler: RtcpHandler) -> N
     async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
         try:
             handler(packet)
-        except Exception:
-            logger.exception("RTCP handler failed")
+        except Exception as exc:
+            handler_failed("RTCP handler failed", exc)
         await original(packet)
 
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
@@ -715,8 +715,8 @@ def intercept_sender_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
     async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
         try:
             handler(packet)
-        except Exception:
-            logger.exception("RTCP handler failed")
+        except Exception as exc:
+            handler_failed("RTCP handler failed", exc)
 
     async def send_rtcp(packets: list[AnyRtcpPacket]) -> None:
         return None
