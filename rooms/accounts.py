@@ -1,5 +1,12 @@
 """User accounts: creation, password login, TOTP two-factor with recovery codes.
 
+Guessing is throttled (``rooms.throttle``): password failures count per account and client
+address, per account over every client it does not know, and per client address; a browser
+that completed a sign-in of the account before (``rooms.devices``) counts only its own
+failures, so nobody can keep the owner out by failing on purpose.  Second-factor failures
+count per account (or per trusted device) and are forgotten only when a sign-in completes,
+never when a password is right.
+
 TOTP seeds are kept sealed by the master key (``MasterKey.seal``, bound to the user's id),
 so a copy of the database alone does not give anyone's second factor away."""
 
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 import pyotp
 import sqlalchemy as sa
 
+from rooms.devices import TrustedDevices
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
 from rooms.masterkey import MasterKey, sealed_by
 from rooms.passwords import PasswordPolicy
@@ -93,11 +101,14 @@ class Accounts:
         clock: Callable[[], float] = time.time,
         *,
         sealer: MasterKey,
+        devices: TrustedDevices | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.throttle = throttle
         self.clock = clock
+        #: Browsers that completed a sign-in (device cookies).
+        self.devices = devices or TrustedDevices(store, clock=clock)
         #: Seals TOTP seeds at rest.
         self.sealer = sealer
 
@@ -153,6 +164,10 @@ class Accounts:
             raise InvalidInput(f"Unknown role {role!r}.", code="invalid_role")
         if check_policy:
             self.policy.check(password, username=name)
+        # A taken name is refused before the (deliberately slow) hashing.
+        async with self.store.connect() as conn:
+            if (await conn.execute(sa.select(users.c.id).where(users.c.username == name))).first():
+                raise Conflict(f"The username {name!r} is taken.", code="username_taken")
         row = {
             "id": new_id(),
             "username": name,
@@ -213,22 +228,61 @@ class Accounts:
         return password
 
     # -- login ---------------------------------------------------------------------------
-    async def authenticate(self, username: str, password: str, client: str) -> tuple[User, str]:
-        """Check a password login; answer the user and the stage their session starts in."""
-        name = username.strip().lower()[:64]
-        subjects = (f"user:{name}", f"addr:{client}")
-        await self.throttle.check(*subjects)
+    @staticmethod
+    def _password_subjects(name: str, client: str, device: str | None) -> tuple[str, ...]:
+        """What a password failure is charged to: a trusted device only its own count;
+        anyone else the account from that address, the account from every unknown client,
+        and the address."""
+        if device is not None:
+            return (f"device:{device}",)
+        return (f"pair:{name}|{client}", f"user:{name}", f"addr:{client}")
+
+    @staticmethod
+    def _factor_subjects(user_id: str, device: str | None) -> tuple[str, ...]:
+        """What a second-factor failure is charged to."""
+        if device is not None:
+            return (f"device:{device}",)
+        return (f"totp:{user_id}",)
+
+    async def _row_by_name(self, name: str) -> sa.Row | None:
         async with self.store.connect() as conn:
-            row = (await conn.execute(sa.select(users).where(users.c.username == name))).first()
+            return (await conn.execute(sa.select(users).where(users.c.username == name))).first()
+
+    async def authenticate(
+        self, username: str, password: str, client: str, device_token: str | None = None
+    ) -> tuple[User, str]:
+        """Check a password login; answer the user and the stage their session starts in.
+
+        Throttled before the password is looked at, so a refusal (429, with when to retry)
+        says nothing about whether the password was right."""
+        name = username.strip().lower()[:64]
+        row = await self._row_by_name(name)
+        device = await self.devices.recognise(device_token, row.id) if row else None
+        subjects = self._password_subjects(name, client, device)
+        await self.throttle.check(*subjects, limit="login")
         ok = self.policy.verify(row.password_hash if row else None, password)
         if row is None or not ok:
             await self.throttle.record_failure(*subjects)
             raise Unauthenticated(WRONG_CREDENTIALS, code="invalid_credentials")
-        await self.throttle.clear(subjects[0])
         if self.policy.needs_rehash(row.password_hash):
             await self._set_password_hash(row.id, self.policy.hash(password))
         user = _user(row)
         return user, self.stage_after_password(user)
+
+    async def complete_sign_in(
+        self, user: User, client: str, device_token: str | None = None
+    ) -> str | None:
+        """Every factor passed: forget this client's failures and the second factor's;
+        answers a new device token for the browser, or None when it holds a valid one."""
+        device = await self.devices.recognise(device_token, user.id)
+        subjects = [f"pair:{user.username}|{client}", f"totp:{user.id}"]
+        if device is not None:
+            subjects.append(f"device:{device}")
+        await self.throttle.clear(*subjects)
+        if device is not None:
+            await self.devices.touch(device)
+            return None
+        return await self.devices.issue(user.id)
 
     @staticmethod
     def stage_after_password(user: User) -> str:
@@ -249,10 +303,12 @@ class Accounts:
     async def change_password(self, user_id: str, current: str, new: str) -> User:
         async with self.store.connect() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
-        await self.throttle.check(f"user:{row.username}")
+        subject = f"reauth:{user_id}"
+        await self.throttle.check(subject, limit="password_confirm")
         if not self.policy.verify(row.password_hash, current):
-            await self.throttle.record_failure(f"user:{row.username}")
+            await self.throttle.record_failure(subject)
             raise Unauthenticated("Your current password is wrong.", code="invalid_credentials")
+        await self.throttle.clear(subject)
         if hmac.compare_digest(current.encode(), new.encode()):
             raise InvalidInput(
                 "Choose a new password different from the current one.", code="weak_password"
@@ -280,12 +336,18 @@ class Accounts:
                 return step
         return None
 
-    async def verify_second_factor(self, user_id: str, code: str, client: str) -> User:
-        """Accept a fresh TOTP code or an unused recovery code, once."""
+    async def verify_second_factor(
+        self, user_id: str, code: str, client: str, device_token: str | None = None
+    ) -> User:
+        """Accept a fresh TOTP code or an unused recovery code, once.
+
+        Failures count per account (or per trusted device); only a completed sign-in
+        (:meth:`complete_sign_in`) forgets them."""
         async with self.store.connect() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
-        subjects = (f"user:{row.username}", f"addr:{client}")
-        await self.throttle.check(*subjects)
+        device = await self.devices.recognise(device_token, user_id)
+        subjects = self._factor_subjects(user_id, device)
+        await self.throttle.check(*subjects, limit="second_factor")
         if row.totp_enabled and row.totp_secret:
             step = self._match_step(self._totp_secret(row), code)
             if step is not None:
@@ -368,15 +430,24 @@ class Accounts:
             )
         return codes
 
-    async def totp_disable(self, user_id: str, password: str, code: str, client: str) -> User:
+    async def totp_disable(
+        self, user_id: str, password: str, code: str, client: str, device_token: str | None = None
+    ) -> User:
+        """Turn TOTP off with the password and a code.  Throttled first (password and
+        second-factor counts alike), so a refusal does not tell a right password."""
         async with self.store.connect() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
         if not row.totp_enabled:
             raise Conflict("Two-factor sign-in is off already.", code="totp_disabled")
+        device = await self.devices.recognise(device_token, user_id)
+        reauth = f"reauth:{user_id}"
+        await self.throttle.check(
+            reauth, *self._factor_subjects(user_id, device), limit="password_confirm"
+        )
         if not self.policy.verify(row.password_hash, password):
-            await self.throttle.record_failure(f"user:{row.username}")
+            await self.throttle.record_failure(reauth)
             raise Unauthenticated("Your password is wrong.", code="invalid_credentials")
-        await self.verify_second_factor(user_id, code, client)
+        await self.verify_second_factor(user_id, code, client, device_token)
         async with self.store.begin() as conn:
             await conn.execute(
                 sa.update(users)

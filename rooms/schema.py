@@ -73,6 +73,23 @@ login_failures = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+#: Browsers that completed a sign-in (device cookies): the cookie's SHA-256, bound to a user.
+trusted_devices = sa.Table(
+    "trusted_devices",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
 cases = sa.Table(
     "cases",
     metadata,

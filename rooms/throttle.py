@@ -1,5 +1,15 @@
-"""Login throttling: failed attempts counted per account and per client address in the store,
-so every signaling node of a deployment sees the same counts."""
+"""Throttling of guesses: failed attempts counted per subject in the store, so every
+signaling node of a deployment sees the same counts.
+
+A subject is what a failure is charged to: an account from one client address, an account
+from every client it does not know, a client address, a trusted device, a second factor, an
+invitation.  Each subject may fail ``max_failures`` times (inside ``window`` seconds)
+without delay; after that each further attempt waits ``base_delay`` seconds after the last
+failure, doubling with every failure, at most ``max_delay`` seconds (OWASP's exponential
+back-off rather than a lockout: the account's owner is slowed like everyone else from an
+unknown client, never shut out; from a trusted device they are not slowed by others).
+Attempts refused by the throttle are not checked and not counted.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +24,22 @@ from rooms.schema import login_failures
 from rooms.store import Store
 
 
+class Throttled(RateLimited):
+    """A refusal of the throttle; ``limit`` names which limit was hit (for the metrics)."""
+
+    def __init__(self, message: str, *, retry_after: int, limit: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
+
+
+def wait_phrase(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
 class LoginThrottle:
-    """Refuses attempts for a subject with ``max_failures`` failures inside ``window`` seconds."""
+    """Owns the failure counts (``login_failures``) and the delays they impose."""
 
     def __init__(
         self,
@@ -23,13 +47,28 @@ class LoginThrottle:
         max_failures: int = 5,
         window: float = 900.0,
         clock: Callable[[], float] = time.time,
+        *,
+        base_delay: float = 30.0,
+        max_delay: float = 900.0,
     ) -> None:
         self.store = store
         self.max_failures = max_failures
         self.window = window
         self.clock = clock
+        self.base_delay = base_delay
+        self.max_delay = max_delay
 
-    async def check(self, *subjects: str) -> None:
+    def delay(self, failures: int, allowance: int | None = None) -> float:
+        """Seconds to wait after the last of ``failures`` failures (0: no wait)."""
+        free = self.max_failures if allowance is None else allowance
+        if failures < free:
+            return 0.0
+        # 2 ** n with n capped: a huge count must not overflow a float
+        steps = min(failures - free, 60)
+        return min(self.max_delay, self.base_delay * 2.0**steps)
+
+    async def wait_for(self, *subjects: str, allowance: int | None = None) -> int:
+        """Whole seconds before the next attempt for ``subjects`` is allowed (0: now)."""
         now = self.clock()
         since = now - self.window
         async with self.store.connect() as conn:
@@ -38,18 +77,26 @@ class LoginThrottle:
                     sa.select(
                         login_failures.c.subject,
                         sa.func.count(),
-                        sa.func.min(login_failures.c.at),
+                        sa.func.max(login_failures.c.at),
                     )
                     .where(login_failures.c.subject.in_(subjects), login_failures.c.at > since)
                     .group_by(login_failures.c.subject)
                 )
             ).all()
-        for _subject, count, oldest in rows:
-            if count >= self.max_failures:
-                retry_after = max(1, math.ceil(oldest + self.window - now))
-                raise RateLimited(
-                    "Too many failed attempts. Try again later.", retry_after=retry_after
-                )
+        wait = 0.0
+        for _subject, count, last in rows:
+            wait = max(wait, last + self.delay(count, allowance) - now)
+        return math.ceil(wait) if wait > 0 else 0
+
+    async def check(self, *subjects: str, limit: str = "login", allowance: int | None = None):
+        """Refuse (:class:`Throttled`, with when to retry) while any subject must wait."""
+        wait = await self.wait_for(*subjects, allowance=allowance)
+        if wait:
+            raise Throttled(
+                f"Too many failed attempts. Try again in {wait_phrase(wait)}.",
+                retry_after=wait,
+                limit=limit,
+            )
 
     async def record_failure(self, *subjects: str) -> None:
         now = self.clock()
@@ -61,6 +108,8 @@ class LoginThrottle:
                 sa.delete(login_failures).where(login_failures.c.at < now - 2 * self.window)
             )
 
-    async def clear(self, subject: str) -> None:
+    async def clear(self, *subjects: str) -> None:
         async with self.store.begin() as conn:
-            await conn.execute(sa.delete(login_failures).where(login_failures.c.subject == subject))
+            await conn.execute(
+                sa.delete(login_failures).where(login_failures.c.subject.in_(subjects))
+            )

@@ -26,6 +26,8 @@ from signaling.services import SERVICES
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-caucus_session"
+#: A browser that completed a sign-in (``rooms.devices``): its own throttle, see accounts.
+DEVICE_COOKIE = "__Host-caucus_device"
 CSRF_COOKIE = "__Host-caucus_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -203,6 +205,23 @@ def set_session_cookie(response: web.StreamResponse, token: str, max_age: int) -
 
 def clear_session_cookie(response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+
+
+def device_token(request: web.Request) -> str | None:
+    """The browser's device cookie, if it sends one (checked against the account later)."""
+    return request.cookies.get(DEVICE_COOKIE)
+
+
+def set_device_cookie(response: web.StreamResponse, token: str, max_age: int) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
 
 
 def csrf_token_for(request: web.Request) -> tuple[str, bool]:

@@ -9,6 +9,7 @@ import segno
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from rooms.accounts import User
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.access import (
     SESSION,
@@ -17,8 +18,10 @@ from signaling.access import (
     clear_session_cookie,
     client_address,
     csrf_token_for,
+    device_token,
     read_json,
     set_csrf_cookie,
+    set_device_cookie,
     set_session_cookie,
 )
 from signaling.services import SERVICES
@@ -28,7 +31,10 @@ routes = web.RouteTableDef()
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=1024)
+    """A request body: no unknown fields, no type coercion (``"yes"`` is not a boolean),
+    strings as sent (a password is never trimmed)."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=1024, strict=True)
 
 
 class LoginBody(Strict):
@@ -74,13 +80,25 @@ async def login(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if request[SESSION] is not None:
         await services.sessions.end(request[SESSION])
-    user, stage = await services.accounts.authenticate(
-        body.username, body.password, client_address(request)
-    )
+    client, device = client_address(request), device_token(request)
+    user, stage = await services.accounts.authenticate(body.username, body.password, client, device)
     token = await services.sessions.create(user.id, stage)
     response = web.json_response({"stage": stage})
     set_session_cookie(response, token, int(services.sessions.lifetime))
+    if stage != STAGE_TOTP:
+        await signed_in(request, response, user, client, device)
     return response
+
+
+async def signed_in(
+    request: web.Request, response: web.StreamResponse, user: User, client: str, device: str | None
+) -> None:
+    """Every factor passed: the client's failures are forgotten and the browser is
+    trusted (a new device cookie unless it holds a valid one)."""
+    services = request.app[SERVICES]
+    issued = await services.accounts.complete_sign_in(user, client, device)
+    if issued is not None:
+        set_device_cookie(response, issued, int(services.accounts.devices.lifetime))
 
 
 @routes.post("/api/login/totp")
@@ -88,12 +106,13 @@ async def login(request: web.Request) -> web.Response:
 async def login_totp(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
     services = request.app[SERVICES]
-    user = await services.accounts.verify_second_factor(
-        request[USER].id, body.code, client_address(request)
-    )
+    client, device = client_address(request), device_token(request)
+    user = await services.accounts.verify_second_factor(request[USER].id, body.code, client, device)
     stage = services.accounts.stage_after_second_factor(user)
     await services.sessions.set_stage(request[SESSION], stage)
-    return web.json_response({"stage": stage})
+    response = web.json_response({"stage": stage})
+    await signed_in(request, response, user, client, device)
+    return response
 
 
 @routes.post("/api/logout")
@@ -148,6 +167,6 @@ async def totp_confirm(request: web.Request) -> web.Response:
 async def totp_disable(request: web.Request) -> web.Response:
     body = await read_json(request, TotpDisableBody)
     user = await request.app[SERVICES].accounts.totp_disable(
-        request[USER].id, body.password, body.code, client_address(request)
+        request[USER].id, body.password, body.code, client_address(request), device_token(request)
     )
     return web.json_response({"totp_enabled": user.totp_enabled})

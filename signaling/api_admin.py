@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 
 
 class NewUserBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     username: str = Field(min_length=3, max_length=64)
     role: Literal["admin", "neutral"]
     display_name: str | None = Field(None, max_length=200)

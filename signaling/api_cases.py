@@ -9,8 +9,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
-from rooms.sessions import STAGE_ACTIVE
-from signaling.access import MEMBER, SESSION, USER, access, read_json, set_session_cookie
+from rooms.errors import CaucusError
+from rooms.sessions import STAGE_ACTIVE, token_hash
+from signaling.access import (
+    MEMBER,
+    SESSION,
+    USER,
+    access,
+    client_address,
+    device_token,
+    read_json,
+    set_device_cookie,
+    set_session_cookie,
+)
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -19,7 +30,9 @@ Text = Field(default="", max_length=4000)
 
 
 class Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request body: no unknown fields, no type coercion, surrounding spaces trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class PartyIntake(Closed):
@@ -55,10 +68,15 @@ class InvitationBody(Closed):
     role: Literal["party", "counsel", "observer", "co_neutral"]
     display_name: str = Field(min_length=1, max_length=200)
     represents: str | None = Field(default=None, max_length=32)
-    expires_in_hours: float | None = Field(default=None, gt=0, le=720)
+    #: 1 hour to 30 days; the server's ``invitation_hours`` when left out.
+    expires_in_hours: float | None = Field(default=None, ge=1, le=720)
 
 
-class AcceptBody(Closed):
+class AcceptBody(BaseModel):
+    """The invitee's new account.  The password is taken as typed, exactly as sign-in
+    takes it (never trimmed)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     username: str = Field(min_length=3, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -141,14 +159,28 @@ async def describe_invitation(request: web.Request) -> web.Response:
 @routes.post("/api/invitations/{token}/accept")
 @access("public")
 async def accept_invitation(request: web.Request) -> web.Response:
+    """Create the invitee's account.  Failed attempts (a taken username, a weak password,
+    a bad link) are throttled per invitation and per client address, before any work."""
     body = await read_json(request, AcceptBody)
     services = request.app[SERVICES]
-    user, case_id = await services.cases.accept_invitation(
-        request.match_info["token"], body.username, body.password
-    )
+    throttle = services.accounts.throttle
+    client = client_address(request)
+    subjects = (f"invite:{token_hash(request.match_info['token'])}", f"invite-addr:{client}")
+    allowance = services.settings.invitation_accept_max_failures
+    await throttle.check(*subjects, limit="invitation_accept", allowance=allowance)
+    try:
+        user, case_id = await services.cases.accept_invitation(
+            request.match_info["token"], body.username, body.password
+        )
+    except CaucusError:
+        await throttle.record_failure(*subjects)
+        raise
     if request[SESSION] is not None:
         await services.sessions.end(request[SESSION])
     token = await services.sessions.create(user.id, STAGE_ACTIVE)
     response = web.json_response({"stage": STAGE_ACTIVE, "case_id": case_id}, status=201)
     set_session_cookie(response, token, int(services.sessions.lifetime))
+    device = await services.accounts.complete_sign_in(user, client, device_token(request))
+    if device is not None:
+        set_device_cookie(response, device, int(services.accounts.devices.lifetime))
     return response

@@ -23,6 +23,7 @@ from rooms.filetypes import PDF
 from rooms.spaces import MAX_BODY, MAX_NAME, SpaceFile
 from rooms.vault import VaultIntegrityError
 from signaling.access import MEMBER, SECURITY_HEADERS, USER, access, read_json
+from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ FILE_NAME_HEADER = "X-File-Name"
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request body: no unknown fields, no type coercion (``"yes"`` is not a boolean)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class NewSpace(Body):
@@ -54,7 +57,7 @@ class NewMember(Body):
 
 
 class NewMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     body: str = Field(min_length=1, max_length=MAX_BODY)
 
 
@@ -234,25 +237,43 @@ class RangeNotSatisfiable(Exception):
     pass
 
 
+#: Longest offset a Range may name: 19 digits (below 2**63) is more than any file here.
+MAX_RANGE_DIGITS = 19
+RANGE_RE = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.ASCII)
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The single range ``header`` asks for, as inclusive offsets; None for the whole file.
 
     Malformed or multi-range headers are ignored (the whole file is sent), as HTTP allows.
+    A range no file could satisfy (an offset of more than 19 digits) is refused as
+    unsatisfiable, never parsed into a huge number; a huge suffix is the whole file.
     """
     if not header:
         return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    match = RANGE_RE.fullmatch(header)
     if match is None or match.group(1) == match.group(2) == "":
         return None
-    first, last = match.group(1), match.group(2)
-    if first == "":
+    first, last = match.group(1).lstrip("0") or "0", match.group(2).lstrip("0") or "0"
+    if match.group(1) == "":
+        if len(last) > MAX_RANGE_DIGITS:
+            return (0, size - 1) if size else None
         suffix = int(last)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - suffix), size - 1
+    if len(first) > MAX_RANGE_DIGITS:
+        raise RangeNotSatisfiable
     start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    if match.group(2) == "":
+        end = size - 1
+    elif len(last) > MAX_RANGE_DIGITS:
+        end = size - 1  # past the end of any file: up to the end
+    else:
+        if int(last) < start:
+            raise RangeNotSatisfiable
+        end = min(int(last), size - 1)
+    if start >= size:
         raise RangeNotSatisfiable
     return start, end
 
@@ -300,6 +321,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         try:
             wanted = byte_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
+            REFUSALS.count("range")
             return web.json_response(
                 {"error": {"code": "range_not_satisfiable", "message": "Outside the file."}},
                 status=416,

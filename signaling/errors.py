@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from rooms.errors import CaucusError, RateLimited
 from sfu.errors import MediaError
+from signaling.refusals import HTTP_LIMITS, REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def http_error(error: Exception) -> web.Response:
         headers = {}
         if isinstance(error, RateLimited):
             headers["Retry-After"] = str(error.retry_after)
+            REFUSALS.count(getattr(error, "limit", "rate"))
+        elif error.code in HTTP_LIMITS:
+            REFUSALS.count(HTTP_LIMITS[error.code])
         return web.json_response(
             error_body(error.code, error.message), status=error.status, headers=headers
         )

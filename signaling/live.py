@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator
 
@@ -31,8 +33,9 @@ log = logging.getLogger(__name__)
 
 ROOM_ID = Field(min_length=1, max_length=32)
 USER_ID = Field(min_length=1, max_length=64)
-MAX_STROKES_PER_ROOM = 2000
-MAX_STROKE_POINTS = 500
+#: Points a stroke payload may carry at all (the ``whiteboard_max_stroke_points`` setting
+#: is the limit in force; this bounds the work of validating a payload).
+MAX_STROKE_POINTS = 5000
 
 
 def room_key(case_id: str, room: str) -> str:
@@ -102,21 +105,46 @@ class AskPayload(CasePayload):
     text: str = Field(default="", max_length=500)
 
 
-class StrokePayload(CasePayload):
-    """One pen stroke: points in the board's unit square, a colour, a width in pixels of
-    a 1000-pixel-wide board."""
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 
-    points: list[tuple[float, float]] = Field(min_length=1, max_length=MAX_STROKE_POINTS)
+
+class StrokePayload(CasePayload):
+    """One pen stroke: points ``[x, y]`` in the board's unit square, a colour, a width in
+    pixels of a 1000-pixel-wide board."""
+
+    points: list[Point] = Field(min_length=1, max_length=MAX_STROKE_POINTS)
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
     width: float = Field(ge=0.5, le=40)
 
     @field_validator("points")
     @classmethod
-    def _inside(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    def _inside(cls, points: list[list[float]]) -> list[list[float]]:
         for x, y in points:
             if not (0 <= x <= 1 and 0 <= y <= 1):
                 raise ValueError("points lie in the unit square")
         return points
+
+
+def encode_stroke(stroke: dict[str, Any]) -> bytes:
+    """A stroke as the compact JSON it is kept and measured in."""
+    return json.dumps(stroke, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass
+class Whiteboard:
+    """One live room's strokes, each kept as its compact JSON (bytes, not Python lists of
+    floats), so the memory a board holds follows ``size``, the sum of their lengths,
+    which ``whiteboard_max_bytes`` bounds; a clear releases it all."""
+
+    strokes: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, encoded: bytes) -> None:
+        self.strokes.append(encoded)
+        self.size += len(encoded)
+
+    def replay(self) -> list[dict[str, Any]]:
+        return [json.loads(stroke) for stroke in self.strokes]
 
 
 class LiveControls:
@@ -134,7 +162,7 @@ class LiveControls:
         #: queue instead of exhausting the optimistic retries of ``LiveSessions.update``.
         self._writing: dict[str, asyncio.Lock] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._boards: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._boards: dict[tuple[str, str], Whiteboard] = {}
         self._watchers: dict[str, set[str]] = {}  # case id -> sids of neutrals watching
         self._names: dict[str, dict[str, dict[str, str]]] = {}  # case -> user -> name, role
         self._live_seq = 0
@@ -155,7 +183,8 @@ class LiveControls:
     async def board(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
         session = self._joined(caller, payload.case_id)
         room = self._room_of(session)
-        return {"room_id": room, "strokes": list(self._boards.get((payload.case_id, room), []))}
+        board = self._boards.get((payload.case_id, room))
+        return {"room_id": room, "strokes": board.replay() if board else []}
 
     # --- the mediator's controls ------------------------------------------------------
 
@@ -292,20 +321,32 @@ class LiveControls:
     async def board_stroke(self, caller: Caller, payload: StrokePayload) -> dict[str, Any]:
         session = self._joined(caller, payload.case_id)
         room = self._room_of(session)
-        strokes = self._boards.setdefault((payload.case_id, room), [])
-        if len(strokes) >= MAX_STROKES_PER_ROOM:
-            raise Conflict("This whiteboard is full; clear it first.", code="board_full")
+        settings = self.services.settings
+        if len(payload.points) > settings.whiteboard_max_stroke_points:
+            raise Conflict(
+                f"A stroke has at most {settings.whiteboard_max_stroke_points} points; "
+                "draw it in shorter pieces.",
+                code="stroke_too_long",
+            )
         stroke = {
             "points": [[round(x, 4), round(y, 4)] for x, y in payload.points],
             "color": payload.color.lower(),
             "width": payload.width,
             "by": session.participant_id,
         }
-        strokes.append(stroke)
+        encoded = encode_stroke(stroke)
+        board = self._boards.setdefault((payload.case_id, room), Whiteboard())
+        if board.size + len(encoded) > settings.whiteboard_max_bytes:
+            raise Conflict(
+                f"This whiteboard is full (at most {settings.whiteboard_max_bytes} bytes of "
+                "strokes); clear it first.",
+                code="board_full",
+            )
+        board.add(encoded)
         await self._to_room(
             payload.case_id, room, "live.board.stroke", {"room_id": room, "stroke": stroke}
         )
-        return {"strokes": len(strokes)}
+        return {"strokes": len(board.strokes), "bytes": board.size}
 
     @event("live.board.clear", CasePayload, "case", CASE_ROLES)
     async def board_clear(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:

@@ -141,6 +141,7 @@ class MediaNamespace(LiveControls, EventNamespace):
                 code="already_joined",
             )
         assert caller.member is not None
+        self._check_sessions_of(caller.user_id)
         session = LiveSession(
             sid=caller.sid,
             case_id=payload.case_id,
@@ -180,6 +181,22 @@ class MediaNamespace(LiveControls, EventNamespace):
             "participants": self._people(session.room_id),
             "live": await self._view_for(state, caller.user_id, session.role),
         }
+
+    def _check_sessions_of(self, user_id: str) -> None:
+        """Refuse a live session beyond ``live_sessions_per_user`` for ``user_id``.
+
+        Counted where the sessions are: this process holds every live session of the cases
+        placed on it (a case's sessions never spread over workers, whichever signaling node
+        their sockets use).  No await may come between this check and the new session's
+        registration, so concurrent joins cannot both pass."""
+        limit = self.services.settings.live_sessions_per_user
+        held = sum(1 for s in self.live.values() if s.user_id == user_id and not s.ending)
+        if held >= limit:
+            raise Conflict(
+                f"You are already in live rooms from {held} places (at most {limit}); "
+                "leave one of them first.",
+                code="too_many_sessions",
+            )
 
     @event("media.publish", PublishPayload, "case", CASE_ROLES)
     async def publish(self, caller: Caller, payload: PublishPayload) -> dict[str, Any]:

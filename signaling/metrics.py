@@ -28,6 +28,7 @@ from rooms.errors import Forbidden, Unauthenticated
 from rooms.sessions import STAGE_ACTIVE
 from signaling.access import SESSION, USER, access
 from signaling.media import MEDIA_STATS
+from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -194,10 +195,23 @@ METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 MEDIA_COLLECTOR = web.AppKey("media_collector", MediaCollector)
 
 
+class RefusalCollector(Collector):
+    """``caucus_refusals_total{limit}``: requests refused by a limit (signaling.refusals)."""
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(
+            "caucus_refusals", "Requests refused by a limit, per limit.", labels=["limit"]
+        )
+        for limit, value in sorted(REFUSALS.snapshot().items()):
+            counter.add_metric([limit], value)
+        yield counter
+
+
 def install(app: web.Application) -> None:
     """Add ``GET /metrics`` to ``app``, reading the media statistics of ``MEDIA_STATS``."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
+    registry.register(RefusalCollector())
     collector = MediaCollector()
     registry.register(collector)
     app[METRICS_REGISTRY] = registry

@@ -12,6 +12,7 @@ from rooms.accounts import Accounts
 from rooms.casekeys import CaseKeys
 from rooms.cases import Cases
 from rooms.closing import CaseClosing
+from rooms.devices import TrustedDevices
 from rooms.masterkey import ENV_VAR, MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
@@ -49,7 +50,11 @@ class Services:
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
         store = store or Store(settings.effective_database_url)
         throttle = LoginThrottle(
-            store, settings.login_max_failures, float(settings.login_window_seconds)
+            store,
+            settings.login_max_failures,
+            float(settings.login_window_seconds),
+            base_delay=settings.login_delay_seconds,
+            max_delay=settings.login_max_delay_seconds,
         )
         hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -59,7 +64,8 @@ class Services:
         # $CAUCUS_MASTER_KEY when set, else the key file (created 0600 on first start).
         master_key = MasterKey.load_or_create(settings.master_key_path, os.environ.get(ENV_VAR))
         policy = PasswordPolicy(settings.password_min_length, hasher)
-        accounts = Accounts(store, policy, throttle, sealer=master_key)
+        devices = TrustedDevices(store, settings.device_cookie_days * 86400)
+        accounts = Accounts(store, policy, throttle, sealer=master_key, devices=devices)
         sessions = Sessions(store, settings.session_hours * 3600)
         return cls(settings, store, accounts, sessions, Cases(store, accounts))
 

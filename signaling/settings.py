@@ -26,14 +26,26 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     session_hours: float = Field(12.0, gt=0)
+    # Guessing (docs/security.md, accounts): each subject (an account from one address, an
+    # account from every unknown client, an address, a trusted device, a second factor, an
+    # invitation) may fail login_max_failures times without delay; then each attempt waits
+    # login_delay_seconds after the last failure, doubling per failure up to
+    # login_max_delay_seconds.  Failures are remembered for login_window_seconds.
     login_max_failures: int = Field(5, ge=1)
-    login_window_seconds: int = Field(900, ge=1)
+    login_window_seconds: int = Field(86400, ge=1)
+    login_delay_seconds: float = Field(30.0, gt=0)
+    login_max_delay_seconds: float = Field(900.0, gt=0)
+    # How long a browser that completed a sign-in stays trusted (its device cookie).
+    device_cookie_days: float = Field(90.0, gt=0, le=400)
+    # Failed invitation acceptances (taken usernames, weak passwords, bad links) allowed
+    # per invitation and per client address before the delays above apply.
+    invitation_accept_max_failures: int = Field(10, ge=1)
     password_min_length: int = Field(12, ge=8)
     # argon2id cost (defaults: RFC 9106's second recommended option)
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
     argon2_parallelism: int = Field(4, ge=1)
-    invitation_hours: float = Field(168.0, gt=0)
+    invitation_hours: float = Field(168.0, ge=1, le=720)
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
@@ -64,6 +76,13 @@ class Settings(BaseSettings):
     master_key_file: Path | None = None
     vault_dir: Path | None = None
     video_message_max_seconds: int = Field(600, ge=1)
+    # Live rooms (docs/security.md, live rooms): the whiteboard of one room holds at most
+    # whiteboard_max_bytes of strokes (their compact encoded size), a stroke at most
+    # whiteboard_max_stroke_points points; one user holds at most live_sessions_per_user
+    # live sessions at once (two tabs, say).
+    whiteboard_max_bytes: int = Field(2 * 1024**2, ge=4096, le=256 * 1024**2)
+    whiteboard_max_stroke_points: int = Field(500, ge=2, le=5000)
+    live_sessions_per_user: int = Field(2, ge=1, le=100)
 
     @property
     def effective_database_url(self) -> str:

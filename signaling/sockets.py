@@ -25,6 +25,7 @@ from sfu import Worker
 from signaling.access import SESSION_COOKIE
 from signaling.errors import socket_error
 from signaling.node_bus import NodeBus
+from signaling.refusals import REFUSALS, SOCKET_LIMITS
 from signaling.services import Services
 from signaling.settings import Settings
 
@@ -69,7 +70,10 @@ def event(name: str, model: type[BaseModel], kind: str, case_roles: tuple[str, .
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A socket.io event's payload: no unknown fields, no type coercion (``"yes"`` is not
+    a boolean, ``"3"`` not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CasePayload(Payload):
@@ -143,7 +147,12 @@ class EventNamespace(socketio.AsyncNamespace):
             caller = await self.authorize(sid, spec.rule, payload)
         except Exception as exc:
             return socket_error(exc)
-        return await self.handle(spec, caller, payload)
+        reply = await self.handle(spec, caller, payload)
+        if isinstance(reply, dict) and reply.get("ok") is False:
+            limit = SOCKET_LIMITS.get(str((reply.get("error") or {}).get("code")))
+            if limit is not None:
+                REFUSALS.count(limit)
+        return reply
 
     async def handle(self, spec: Event, caller: Caller, payload: BaseModel) -> dict[str, Any]:
         """Run an event that passed validation and authorization; the acknowledgement."""

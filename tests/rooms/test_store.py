@@ -83,7 +83,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
         sessions_left = (
             await conn.execute(sa.select(sa.func.count()).select_from(sessions))
         ).scalar()
-    assert version == "0005" and sessions_left == 1
+    assert version == "0006" and sessions_left == 1  # the newest revision
     await old.close()
 
 
