@@ -1533,6 +1533,20 @@ def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
     dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
 
+    # aiortc reads the first byte of whatever aioice queued: an empty datagram (from
+    # anyone) raised IndexError there and failed the connection
+    ice = dtls.transport
+    receive = ice._recv
+
+    async def recv_nonempty() -> bytes:
+        while True:
+            data = await receive()
+            if data:
+                return data
+            ingress.empty += 1
+
+    ice._recv = recv_nonempty
+
     def wrap_session() -> None:
         session = dtls._rx_srtp
         if session is not None and not isinstance(session, GuardedSrtpSession):

@@ -35,6 +35,8 @@ class Ingress:
         self.log = RepeatedLog(logger, settings.repeated_log_interval)
         #: Datagrams longer than ``max_datagram`` (dropped before SRTP).
         self.oversize = 0
+        #: Empty datagrams (dropped before aiortc reads their first byte).
+        self.empty = 0
         #: Packets that authenticated but did not parse (dropped).
         self.malformed_rtp = 0
         self.malformed_rtcp = 0
@@ -42,6 +44,7 @@ class Ingress:
     def stats(self) -> dict[str, int]:
         return {
             "dropped_oversize": self.oversize,
+            "dropped_empty": self.empty,
             "dropped_unknown_ssrc": self.ssrc.dropped,
             "dropped_unknown_rtcp_ssrc": self.ssrc.rtcp_dropped,
             "dropped_malformed_rtp": self.malformed_rtp,

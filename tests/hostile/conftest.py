@@ -1,0 +1,20 @@
+import pytest
+
+from sfu import Worker
+
+from .media_support import participant_factory, hostile_settings
+
+
+@pytest.fixture
+async def worker():
+    w = Worker(hostile_settings())
+    yield w
+    await w.close()
+
+
+@pytest.fixture
+async def participants(worker):
+    created = []
+    yield participant_factory(worker, created)
+    for p in created:
+        await p.close()
