@@ -2,7 +2,7 @@ import pytest
 
 from sfu import Worker
 
-from .media_support import participant_factory, hostile_settings
+from .media_support import hostile_settings, participant_factory
 
 
 @pytest.fixture
