@@ -97,22 +97,31 @@ typedef struct {
     caucus_track *track;
 } caucus_route;
 
+/* SSRCs a receiver with ``filter`` set lets through to libsrtp (caucus_receiver_allow). */
+#define CAUCUS_ALLOWED_SSRCS 16
+
 typedef struct {
     caucus_protect_fn unprotect;  /* libsrtp's srtp_unprotect (same signature) */
-    void *srtp;                   /* the transport's inbound srtp_t */
-    int fd;                       /* the socket to drain; -1: none */
+    void *srtp;                   /* the transport's inbound srtp_t; NULL: released */
+    int fd;                       /* the socket to drain; -1: none (a poller's own dup) */
     int budget;                   /* datagrams still to read in this event */
     int length;                   /* of the datagram or packet in buf */
     int addrlen;
     unsigned char addr[28];       /* where the datagram in buf came from */
     uint64_t datagrams;           /* read from the socket here */
     uint64_t counted;             /* packets a route's track counted here */
-    uint64_t failed;              /* datagrams that failed to unprotect or were too large */
+    uint64_t failed;              /* not unprotected: failed, too large, no context */
     int routes_used;
     caucus_route routes[CAUCUS_RECEIVER_ROUTES];
     int drop_rtcp;                /* SRTCP is counted and dropped, not handed on */
     uint64_t rtcp_dropped;
-    int registered;               /* in a poller's epoll set */
+    int registered;               /* in a poller's epoll set (through fd, its own dup) */
+    int filter;                   /* 1: only the allowed SSRCs reach libsrtp */
+    int allowed_count;
+    uint32_t allowed[CAUCUS_ALLOWED_SSRCS];
+    uint64_t unknown_ssrc;        /* RTP datagrams left to Python for their SSRC */
+    uint64_t too_large;           /* longer than CAUCUS_BUFFER (also in failed) */
+    uint64_t malformed;           /* too short, a negative length, RTCP types 209-223 */
     unsigned char buf[CAUCUS_DATAGRAM];
 } caucus_receiver;
 
@@ -145,14 +154,23 @@ int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_
                 uint32_t timestamp, uint32_t ssrc, const unsigned char *tail, int tail_len);
 int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
                       uint8_t payload_type, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
-                      const unsigned char *tails, const int *lengths, int count,
-                      int picture_id_offset, int picture_id, int stamped, int *sent_bytes);
+                      const unsigned char *tails, int tails_size, const int *lengths,
+                      int count, int picture_id_offset, int picture_id, int stamped,
+                      int *sent_bytes);
 
 #define CAUCUS_DRAIN_BATCH ...
 #define CAUCUS_RX_DONE ...
 #define CAUCUS_RX_RTP ...
 #define CAUCUS_RX_OTHER ...
+#define CAUCUS_RX_UNKNOWN ...
+#define CAUCUS_KIND_OTHER ...
+#define CAUCUS_KIND_RTP ...
+#define CAUCUS_KIND_RTCP ...
+#define CAUCUS_KIND_MALFORMED ...
 
+int caucus_classify(const unsigned char *b, int n);
+int caucus_receiver_allow(caucus_receiver *r, const uint32_t *ssrcs, int n);
+int caucus_unprotect_held(caucus_receiver *r);
 int caucus_track_packet(caucus_track *t, const unsigned char *data, int len);
 int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, caucus_track *t);
 int caucus_receive(caucus_receiver *r, const unsigned char *data, int length);
@@ -169,6 +187,7 @@ SOURCE = (
 #define _GNU_SOURCE /* sendmmsg */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -214,11 +233,11 @@ static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, 
 {
     if (s == NULL || s->srtp == NULL)
         return CAUCUS_NOT_BOUND;
-    int end = 12 + tail_len;
-    if (tail_len < 0 || end > CAUCUS_MAX_RTP) {
+    if (tail == NULL || tail_len < 0 || tail_len > CAUCUS_MAX_RTP - 12) {
         s->dropped++;
         return CAUCUS_DROPPED;
     }
+    int end = 12 + tail_len;
     unsigned char *b = s->buf;
     write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
     int len = end;
@@ -317,7 +336,8 @@ static int send_batch(caucus_sink *s, caucus_batch *batch, const int *lens, int 
 }
 
 /* One frame of a publisher: ``count`` RTP packets whose tails (extension block and
-   payload) lie one after the other in ``tails``, ``lengths[i]`` bytes each, numbered from
+   payload) lie one after the other in ``tails`` (``tails_size`` bytes: a tail that does
+   not lie inside, and every one after it, is dropped), ``lengths[i]`` bytes each, numbered from
    ``seq``, all with ``timestamp``.  The last carries the marker bit and, when ``stamped``,
    the stamp (client.stamped: magic and CLOCK_REALTIME microseconds) after its tail; when
    ``picture_id_offset`` >= 0 the 16 bits of ``picture_id`` are written there in every
@@ -327,12 +347,17 @@ static int send_batch(caucus_sink *s, caucus_batch *batch, const int *lens, int 
    failed); a packet too large or failing SRTP is dropped (counted in the sink). */
 int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
                       uint8_t payload_type, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
-                      const unsigned char *tails, const int *lengths, int count,
-                      int picture_id_offset, int picture_id, int stamped, int *sent_bytes)
+                      const unsigned char *tails, int tails_size, const int *lengths,
+                      int count, int picture_id_offset, int picture_id, int stamped,
+                      int *sent_bytes)
 {
     *sent_bytes = 0;
     if (s == NULL || s->srtp == NULL)
         return CAUCUS_NOT_BOUND;
+    if (batch == NULL || tails == NULL || lengths == NULL || tails_size < 0 || count < 0) {
+        s->dropped += count > 0 ? (uint64_t)count : 0;
+        return 0;
+    }
     uint64_t sent_us = 0;
     if (stamped) {
         struct timespec ts;
@@ -340,19 +365,26 @@ int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
         sent_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     }
     int lens[CAUCUS_BATCH], rtp[CAUCUS_BATCH];
-    int n = 0, total = 0, bytes = 0;
-    const unsigned char *tail = tails;
-    for (int i = 0; i < count; tail += lengths[i], i++) {
+    int n = 0, total = 0;
+    int64_t bytes = 0;
+    int offset = 0;  /* of the current tail in tails; -1 once a tail did not fit */
+    for (int i = 0; i < count; i++) {
         int last = i == count - 1;
         int tail_len = lengths[i];
-        int end = 12 + tail_len + (last && stamped ? STAMP_SIZE : 0);
-        if (tail_len < 0 || end > CAUCUS_MAX_RTP) {
+        if (offset < 0 || tail_len < 0 || tail_len > tails_size - offset) {
+            offset = -1;  /* where the later tails begin is not known either */
+            s->dropped++;
+        } else if (tail_len > CAUCUS_MAX_RTP - 12 - (last && stamped ? STAMP_SIZE : 0)) {
+            offset += tail_len;
             s->dropped++;
         } else {
+            const unsigned char *tail = tails + offset;
+            int end = 12 + tail_len + (last && stamped ? STAMP_SIZE : 0);
+            offset += tail_len;
             unsigned char *b = batch->buf[n];
             write_packet(b, first_byte, (uint8_t)(payload_type | (last ? 0x80 : 0)),
                          (uint16_t)(seq + i), timestamp, ssrc, tail, tail_len);
-            if (picture_id_offset >= 0 && picture_id_offset + 2 <= tail_len) {
+            if (picture_id_offset >= 0 && picture_id_offset <= tail_len - 2) {
                 b[12 + picture_id_offset] = (unsigned char)(picture_id >> 8);
                 b[13 + picture_id_offset] = (unsigned char)picture_id;
             }
@@ -388,7 +420,7 @@ int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
     }
     s->packets += (uint64_t)total;
     s->bytes += (uint64_t)bytes;
-    *sent_bytes = bytes;
+    *sent_bytes = bytes > INT32_MAX ? INT32_MAX : (int)bytes;
     return total;
 }
 
@@ -399,6 +431,13 @@ int caucus_send_frame(caucus_sink *s, caucus_batch *batch, uint8_t first_byte,
 #define CAUCUS_RX_DONE 0
 #define CAUCUS_RX_RTP 1
 #define CAUCUS_RX_OTHER 2
+#define CAUCUS_RX_UNKNOWN 3
+
+/* What a datagram is by its first two bytes (caucus_classify). */
+#define CAUCUS_KIND_OTHER 0     /* not RTP or RTCP: STUN, DTLS, ... (aioice's) */
+#define CAUCUS_KIND_RTP 1
+#define CAUCUS_KIND_RTCP 2      /* packet types 192-208: aiortc's SRTCP path takes them */
+#define CAUCUS_KIND_MALFORMED 3 /* RTCP types 209-223, or RTP too short for its header */
 
 static double clock_seconds(clockid_t id)
 {
@@ -509,19 +548,85 @@ int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, ca
     return 0;
 }
 
+/* The one demultiplexing rule of the receive paths (sfu.aiortc_adapter.classify is the
+   same in Python).  RFC 7983: a first byte of 128-191 is RTP or RTCP; RFC 5761 §4: RTCP
+   when the second byte (the packet type) is 192-223, RTP otherwise.  aiortc's SRTCP path
+   (aiortc.rtp.is_rtcp) takes packet types 192-208 only and would unprotect 209-223 as
+   RTP, which RFC 5761 forbids (those are RTP payload types 64-95 with the marker bit):
+   they are malformed here and dropped.  RTP needs its 12-byte header and more (the SRTP
+   authentication tag). */
+int caucus_classify(const unsigned char *b, int n)
+{
+    if (b == NULL || n < 2 || b[0] < 128 || b[0] > 191)
+        return CAUCUS_KIND_OTHER;
+    if (b[1] >= 192 && b[1] <= 223)
+        return b[1] <= 208 ? CAUCUS_KIND_RTCP : CAUCUS_KIND_MALFORMED;
+    return n > 12 ? CAUCUS_KIND_RTP : CAUCUS_KIND_MALFORMED;
+}
+
+/* Replaces the table of SSRCs that reach libsrtp while ``filter`` is set.  0, or -1 (the
+   table is left as it was) when ``n`` is negative or more than CAUCUS_ALLOWED_SSRCS. */
+int caucus_receiver_allow(caucus_receiver *r, const uint32_t *ssrcs, int n)
+{
+    if (n < 0 || n > CAUCUS_ALLOWED_SSRCS || (n > 0 && ssrcs == NULL))
+        return -1;
+    for (int i = 0; i < n; i++)
+        r->allowed[i] = ssrcs[i];
+    r->allowed_count = n;
+    return 0;
+}
+
+/* Whether the clear-text SSRC of the RTP datagram in buf may reach libsrtp. */
+static int admitted(const caucus_receiver *r)
+{
+    if (!r->filter)
+        return 1;
+    uint32_t ssrc = get32(r->buf + 8);
+    int count = r->allowed_count < CAUCUS_ALLOWED_SSRCS ? r->allowed_count : CAUCUS_ALLOWED_SSRCS;
+    for (int i = 0; i < count; i++)
+        if (r->allowed[i] == ssrc)
+            return 1;
+    return 0;
+}
+
+/* libsrtp unprotects the ``length`` bytes in buf in place; 0 when it did (``length`` is
+   then the packet's), -1 when it failed or there is no context (counted). */
+static int unprotect_buf(caucus_receiver *r, int *length)
+{
+    if (r->srtp == NULL || r->unprotect == NULL || *length < 12 || *length > CAUCUS_BUFFER) {
+        r->failed++;
+        return -1;
+    }
+    if (r->unprotect(r->srtp, r->buf, length) != 0 || *length < 12 || *length > CAUCUS_BUFFER) {
+        r->failed++;
+        return -1;
+    }
+    return 0;
+}
+
 /* Unprotects the RTP datagram of ``length`` bytes in buf and counts it when a route
-   takes it: CAUCUS_RX_DONE; or leaves the packet in buf for Python: CAUCUS_RX_RTP. */
+   takes it: CAUCUS_RX_DONE; or leaves the packet in buf for Python: CAUCUS_RX_RTP; or,
+   for an SSRC the filter does not let through, leaves the datagram in buf still
+   protected: CAUCUS_RX_UNKNOWN. */
 static int take_at(caucus_receiver *r, int length, double now, double monotonic)
 {
     if (length > CAUCUS_BUFFER) {
+        r->too_large++;
         r->failed++;
         return CAUCUS_RX_DONE;
+    }
+    if (length <= 12) {
+        r->malformed++;
+        return CAUCUS_RX_DONE;
+    }
+    if (!admitted(r)) {
+        r->length = length;
+        r->unknown_ssrc++;
+        return CAUCUS_RX_UNKNOWN;
     }
     int len = length;
-    if (r->unprotect(r->srtp, r->buf, &len) != 0) {
-        r->failed++;
+    if (unprotect_buf(r, &len) != 0)
         return CAUCUS_RX_DONE;
-    }
     r->length = len;
     uint32_t ssrc = get32(r->buf + 8);
     uint8_t payload_type = r->buf[1] & 0x7F;
@@ -536,21 +641,16 @@ static int take_at(caucus_receiver *r, int length, double now, double monotonic)
     return CAUCUS_RX_RTP;
 }
 
-static int take(caucus_receiver *r, int length)
+/* After CAUCUS_RX_UNKNOWN, when Python admitted the SSRC: unprotects the datagram held
+   in buf in place.  CAUCUS_RX_RTP (the packet is in buf, ``length`` bytes) or
+   CAUCUS_RX_DONE (it failed, counted). */
+int caucus_unprotect_held(caucus_receiver *r)
 {
-    return take_at(r, length, 0, 0);
-}
-
-/* RTCP by its first two bytes (RFC 7983: 128-191, then an RTCP packet type 192-208). */
-static int is_rtcp(const unsigned char *b, ssize_t n)
-{
-    return n > 1 && b[0] > 127 && b[0] < 192 && b[1] > 191 && b[1] < 209;
-}
-
-/* RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type). */
-static int is_rtp(const unsigned char *b, ssize_t n)
-{
-    return n > 12 && b[0] > 127 && b[0] < 192 && !(b[1] > 191 && b[1] < 209);
+    int len = r->length;
+    if (unprotect_buf(r, &len) != 0)
+        return CAUCUS_RX_DONE;
+    r->length = len;
+    return CAUCUS_RX_RTP;
 }
 
 /* Reads the receiver's socket until it is empty or its budget is spent, unprotecting
@@ -582,18 +682,26 @@ static int drain(caucus_receiver *r)
             return CAUCUS_RX_DONE; /* empty; an error is the transport's to report */
         }
         r->datagrams++;
-        r->addrlen = (int)msg.msg_namelen;
-        if (r->drop_rtcp && is_rtcp(r->buf, n)) {
+        r->addrlen = msg.msg_namelen < sizeof r->addr ? (int)msg.msg_namelen : (int)sizeof r->addr;
+        if (n > (ssize_t)sizeof r->buf)
+            n = sizeof r->buf; /* cannot be (buf holds the largest UDP datagram) */
+        int kind = caucus_classify(r->buf, (int)n);
+        if (kind == CAUCUS_KIND_MALFORMED) {
+            r->malformed++;
+            continue;
+        }
+        if (kind == CAUCUS_KIND_RTCP && r->drop_rtcp) {
             r->rtcp_dropped++;
             continue;
         }
-        if (!is_rtp(r->buf, n)) {
+        if (kind != CAUCUS_KIND_RTP) {
             r->length = (int)n;
             return CAUCUS_RX_OTHER;
         }
         double now = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
                 struct timespec ts;
                 memcpy(&ts, CMSG_DATA(c), sizeof ts);
                 now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -611,18 +719,22 @@ static int drain(caucus_receiver *r)
    ``length`` bytes, the one the event brought) starts the event; NULL continues it after
    Python handled what the previous call left in buf.  Then the socket is read until it
    is empty or CAUCUS_DRAIN_BATCH datagrams were read.  Returns CAUCUS_RX_DONE,
-   CAUCUS_RX_RTP (buf holds an unprotected packet no route takes, ``length`` bytes) or
-   CAUCUS_RX_OTHER (buf holds a datagram that is not RTP, from ``addr``, for the caller to
-   hand on). */
+   CAUCUS_RX_RTP (buf holds an unprotected packet no route takes, ``length`` bytes),
+   CAUCUS_RX_UNKNOWN (buf holds a still protected RTP datagram whose SSRC the filter does
+   not let through, ``length`` bytes: see caucus_unprotect_held) or CAUCUS_RX_OTHER (buf
+   holds a datagram that is not RTP, from ``addr``, for the caller to hand on). */
 int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
 {
     if (data != NULL) {
         r->budget = CAUCUS_DRAIN_BATCH - 1;
         if (length > CAUCUS_BUFFER) {
+            r->too_large++;
             r->failed++;
+        } else if (caucus_classify(data, length) != CAUCUS_KIND_RTP) {
+            r->malformed++; /* a negative length among them */
         } else {
             memcpy(r->buf, data, (size_t)length);
-            int result = take(r, length);
+            int result = take_at(r, length, 0, 0);
             if (result != CAUCUS_RX_DONE)
                 return result;
         }
@@ -639,25 +751,40 @@ int caucus_poller_open(caucus_poller *p)
 }
 
 /* Adds the receiver's socket; its datagrams then carry the kernel's arrival time
-   (SO_TIMESTAMPNS).  0, or -errno. */
+   (SO_TIMESTAMPNS).  The receiver reads and is registered through a duplicate of the
+   descriptor that it owns until caucus_poller_remove: when the socket's owner closes its
+   own descriptor and the number is given to another socket, removing this receiver still
+   removes this socket, never the other one.  0, or -errno. */
 int caucus_poller_add(caucus_poller *p, caucus_receiver *r)
 {
+    if (r->registered)
+        return 0;
     int on = 1;
     if (setsockopt(r->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0)
         return -errno;
-    struct epoll_event event = {.events = EPOLLIN, .data = {.ptr = r}};
-    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->fd, &event) < 0)
+    int fd = fcntl(r->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
         return -errno;
+    struct epoll_event event = {.events = EPOLLIN, .data = {.ptr = r}};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &event) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    r->fd = fd;
     r->registered = 1;
     return 0;
 }
 
-/* Removes it, and from the receivers the current poll has still to drain.  The socket
-   may be closed already (epoll forgot it then): 0 either way. */
+/* Removes it (closing the receiver's duplicate: its fd is -1 afterwards), and from the
+   receivers the current poll has still to drain.  0. */
 int caucus_poller_remove(caucus_poller *p, caucus_receiver *r)
 {
-    if (r->registered)
+    if (r->registered) {
         epoll_ctl(p->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+        close(r->fd);
+        r->fd = -1;
+    }
     r->registered = 0;
     for (int i = p->next; i < p->ready; i++)
         if (p->receivers[i] == r)
@@ -703,6 +830,91 @@ int caucus_poll(caucus_poller *p, int start)
 """
 )
 
-ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
-ffibuilder.set_source("sfu._fastpath", SOURCE, extra_compile_args=["-O2"])
+#: Every warning is an error: the module is small enough to keep at none.
+CFLAGS = [
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fstack-protector-strong",
+    "-U_FORTIFY_SOURCE",
+    "-D_FORTIFY_SOURCE=2",
+]
+#: The sanitizer build (``make sanitize``): AddressSanitizer and UndefinedBehaviorSanitizer,
+#: every finding fatal; ``-fno-wrapv`` undoes CPython's ``-fwrapv`` so that a signed
+#: overflow is reported instead of wrapping.  Loaded with ``LD_PRELOAD`` of gcc's libasan.
+SANITIZE_CFLAGS = [
+    "-O1",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-omit-frame-pointer",
+    "-fno-wrapv",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=undefined",
+]
+SANITIZE_LDFLAGS = ["-fsanitize=address,undefined"]
+
+#: Lets ``sfu._fastpath`` be imported from a sanitizer build put first on PYTHONPATH,
+#: while ``sfu`` itself stays the source tree's package (written beside the build).
+SITECUSTOMIZE = """\
+import importlib.machinery
+import importlib.util
+import sys
+
+_MODULE = {path!r}
+
+
+class _SanitizedFastpath:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "sfu._fastpath":
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(name, _MODULE)
+        return importlib.util.spec_from_file_location(name, _MODULE, loader=loader)
+
+
+sys.meta_path.insert(0, _SanitizedFastpath)
+"""
+
+
+def builder(sanitize: bool = False) -> FFI:
+    """The cffi builder of ``sfu._fastpath``; with ``sanitize``, the sanitizer build."""
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source(
+        "sfu._fastpath",
+        SOURCE,
+        extra_compile_args=SANITIZE_CFLAGS if sanitize else CFLAGS,
+        extra_link_args=SANITIZE_LDFLAGS if sanitize else [],
+    )
+    return ffi
+
+
+ffibuilder = builder()
+
+
+def build_sanitized(directory: str) -> str:
+    """Compile the sanitizer build into ``directory`` (not into the source tree, whose
+    module the normal test run keeps using) and write the ``sitecustomize.py`` that makes
+    ``import sfu._fastpath`` load it when ``directory`` is first on PYTHONPATH.  Returns
+    the module's path."""
+    import glob
+    import os
+
+    directory = os.path.abspath(directory)
+    for old in glob.glob(os.path.join(directory, "sfu", "_fastpath*.so")):
+        os.remove(old)
+    path = builder(sanitize=True).compile(tmpdir=directory)
+    with open(os.path.join(directory, "sitecustomize.py"), "w") as out:
+        out.write(SITECUSTOMIZE.format(path=path))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--sanitize":
+        sys.exit("usage: python sfu/_fastpath_build.py --sanitize DIRECTORY")
+    print(build_sanitized(sys.argv[2]))

@@ -21,7 +21,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pylibsrtp
 from aioice import stun, turn
@@ -96,8 +96,10 @@ if FASTRECEIVE:
     _fast_receive = _fast.lib.caucus_receive
     _poll = _fast.lib.caucus_poll
     _fast_route_add = _fast.lib.caucus_route_add
+    _unprotect_held = _fast.lib.caucus_unprotect_held
     _RX_RTP = _fast.lib.CAUCUS_RX_RTP
     _RX_OTHER = _fast.lib.CAUCUS_RX_OTHER
+    _RX_UNKNOWN = _fast.lib.CAUCUS_RX_UNKNOWN
 if FASTPATH:
     _FAST_PROTECT = _fast.ffi.cast(
         "caucus_protect_fn", _address_of(_srtp_ffi.addressof(_srtp_binding.lib, "srtp_protect"))
@@ -170,12 +172,53 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: transport's ``_sock`` until it is empty (``recvfrom_into``).
 #: :class:`ReceivePoller` takes such a socket out of asyncio's selector and gives it back
 #: with the selector event loop's ``_remove_reader``/``_add_reader`` and the datagram
-#: transport's ``_loop`` and ``_read_ready``.
+#: transport's ``_loop`` and ``_read_ready``, and replaces the protocol's
+#: ``connection_lost`` (per instance) to let the socket go before asyncio closes it.
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]
 RtpDataHandler = Callable[[bytes, int], None]
 RtcpHandler = Callable[[AnyRtcpPacket], None]
+
+#: What a datagram is by its first two bytes (:func:`classify`; the compiled path's
+#: ``caucus_classify`` returns the same numbers, and a test compares the two).
+KIND_OTHER = 0  # neither RTP nor RTCP: STUN, DTLS, ... (aioice's and aiortc's)
+KIND_RTP = 1
+KIND_RTCP = 2  # packet types 192-208, those aiortc's SRTCP path takes
+KIND_MALFORMED = 3  # RTCP packet types 209-223, or RTP too short for its header
+#: SSRCs the compiled receive path checks itself (``CAUCUS_ALLOWED_SSRCS``); a policy
+#: allowing more has the rest checked in Python.
+ALLOWED_SSRCS = 16
+
+
+def classify(data: Any, length: int) -> int:
+    """The receive paths' one demultiplexing rule: RFC 7983 (a first byte of 128-191 is
+    RTP or RTCP) and RFC 5761 §4 (RTCP when the second byte, the packet type, is 192-223;
+    RTP otherwise).  aiortc's SRTCP path (``aiortc.rtp.is_rtcp``) takes packet types
+    192-208 only and would unprotect 209-223 as RTP, which RFC 5761 forbids (they are RTP
+    payload types 64-95 with the marker bit): :data:`KIND_MALFORMED`, dropped, as is RTP
+    no longer than its 12-byte header (SRTP adds an authentication tag)."""
+    if length < 2:
+        return KIND_OTHER
+    first = data[0]
+    if first < 128 or first > 191:
+        return KIND_OTHER
+    second = data[1]
+    if 191 < second < 224:
+        return KIND_RTCP if second < 209 else KIND_MALFORMED
+    return KIND_RTP if length > 12 else KIND_MALFORMED
+
+
+class SsrcPolicyHook(Protocol):
+    """What :func:`set_ssrc_policy` needs of a transport's SSRC policy."""
+
+    dropped: int
+
+    def allowed(self) -> tuple[int, ...]: ...
+
+    def admit(self, ssrc: int) -> bool: ...
+
+    def learned(self, ssrc: int) -> None: ...
 
 
 def srtp_profiles(names: Iterable[str]) -> list[SRTPProtectionProfile]:
@@ -268,7 +311,7 @@ def receive_directly(
     parses it into an ``RtpPacket`` (header extensions included), routes it and awaits
     the receiver's coroutine: a task switch, a second event-loop iteration and several
     awaits per packet.  Here the protocol of each of the connection's sockets recognises
-    RTP by its first two bytes (RFC 7983: 128-191, and not an RTCP packet type), and, in
+    RTP by its first two bytes (:func:`classify`: RFC 7983 and RFC 5761), and, in
     the same call, libsrtp unprotects it in place in a buffer owned by the connection,
     the SSRC and payload type are looked up in aiortc's routing tables, and the hook of
     :func:`intercept_rtp_data` gets the ``bytes`` (that of :func:`intercept_rtp` a
@@ -279,7 +322,12 @@ def receive_directly(
     router (which learns the SSRC from the payload type as before); a receiver without a
     hook gets aiortc's coroutine as a task.  A datagram that fails to unprotect is
     dropped, as aiortc does; so is one larger than the buffer (aiortc's SRTP session
-    would raise and close the connection).  An exception in a hook is logged, never
+    would raise and close the connection), and one :func:`classify` calls malformed
+    (RTCP packet types 209-223, which aiortc would unprotect as RTP).  With an SSRC
+    policy (:func:`set_ssrc_policy`) an RTP datagram's clear-text SSRC is checked before
+    libsrtp sees it.  The inbound SRTP session is held by the path's state for as long as
+    a compiled receiver points into it, and the pointers are cleared when the DTLS
+    transport leaves the connected state.  An exception in a hook is logged, never
     propagated.  aiortc's transport-level received counters (``getStats()`` of the DTLS
     transport) do not count these packets.  Call before or after connecting; later
     calls do nothing.
@@ -309,22 +357,84 @@ def receive_directly(
 
 
 class _DirectState:
-    """What the direct receive path of one DTLS transport keeps besides its buffer."""
+    """What the direct receive path of one DTLS transport keeps besides its buffer: the
+    compiled receivers, the inbound SRTP session their ``srtp`` points into, and the SSRC
+    policy.
 
-    __slots__ = ("failed", "installed", "receivers", "should_drop", "tracks")
+    The session is held here, explicitly, for as long as a receiver may use its
+    ``srtp_t``: everything that can call into C with a receiver (the sockets'
+    ``datagram_received`` and a :class:`ReceivePoller`'s entry) holds this state.
+    :meth:`release` clears every receiver's pointer first and then lets go of it; it runs
+    when the DTLS transport leaves the connected state."""
+
+    __slots__ = (
+        "allowed",
+        "context",
+        "failed",
+        "installed",
+        "malformed",
+        "receivers",
+        "session",
+        "should_drop",
+        "ssrc_policy",
+        "tracks",
+    )
 
     def __init__(self) -> None:
         self.should_drop: Callable[[], bool] | None = None
         #: Datagrams the Python path dropped: failed to unprotect, or too large.
         self.failed = 0
+        #: Datagrams dropped for their first bytes (:data:`KIND_MALFORMED`) in Python.
+        self.malformed = 0
         self.installed = False
         #: The compiled path's receivers (``caucus_receiver *``), one per socket.
         self.receivers: list[Any] = []
         #: Track counters a receiver's routes point to, kept alive as long as they do.
         self.tracks: list[Any] = []
+        #: Whatever object ``dtls._rx_srtp`` is (pylibsrtp's Session or a proxy of it),
+        #: and its ``srtp_t`` (pylibsrtp's cdata): ``None`` once released.
+        self.session: Any = None
+        self.context: Any = None
+        #: :func:`set_ssrc_policy`'s object (``None``: every SSRC goes to libsrtp) and
+        #: the SSRCs it allowed when last pushed.
+        self.ssrc_policy: SsrcPolicyHook | None = None
+        self.allowed: frozenset[int] = frozenset()
+
+    def hold(self, session: Any) -> None:
+        """Keep ``session`` (``dtls._rx_srtp``) for the receivers that will point to it."""
+        self.session = session
+        self.context = session._srtp[0]
+
+    def release(self) -> None:
+        """No receiver uses the session from now on: their pointers are cleared, then the
+        session is let go (libsrtp's context may be freed with it)."""
+        null = _fast.ffi.NULL if _fast is not None else None
+        for rx in self.receivers:
+            rx.srtp = null
+        self.context = None
+        self.session = None
 
     def failures(self) -> int:
         return self.failed + sum(int(r.failed) for r in self.receivers)
+
+    def push_policy(self) -> None:
+        """Give every compiled receiver the policy's allowed SSRCs (filter on), or turn
+        their filter off when there is no policy."""
+        policy = self.ssrc_policy
+        allowed = tuple(policy.allowed()) if policy is not None else ()
+        self.allowed = frozenset(allowed)
+        if not self.receivers:
+            return
+        table = allowed[:ALLOWED_SSRCS]
+        if len(allowed) > ALLOWED_SSRCS:
+            logger.warning(
+                "SSRC table full: the rest is checked in Python",
+                extra={"ssrcs": len(allowed), "table": ALLOWED_SSRCS},
+            )
+        array = _fast.ffi.new("uint32_t[]", list(table) or [0])
+        for rx in self.receivers:
+            _fast.lib.caucus_receiver_allow(rx, array, len(table))
+            rx.filter = int(policy is not None)
 
 
 _DIRECT_PCS: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
@@ -348,6 +458,32 @@ def direct_receive_failures(pc: RTCPeerConnection) -> int:
     )
 
 
+def set_ssrc_policy(dtls: RTCDtlsTransport, policy: SsrcPolicyHook | None) -> None:
+    """Decide on the clear-text SSRC, before libsrtp sees a packet, which RTP datagrams
+    received on ``dtls`` are unprotected (``None``: all, as without a policy).
+
+    libsrtp creates a stream for every SSRC that authenticates and finds a packet's
+    stream by a linear search: a peer holding the keys and sending a new SSRC per packet
+    would grow that list without bound.  With a policy, a datagram whose SSRC is in
+    ``policy.allowed()`` is unprotected as before (the compiled path checks the first
+    :data:`ALLOWED_SSRCS` of them in C); for another one ``policy.admit(ssrc)`` decides:
+    false drops it (``policy.dropped`` is incremented), true unprotects it and, when that
+    succeeds, calls ``policy.learned(ssrc)`` and pushes the allowed SSRCs again.  Call
+    :func:`refresh_ssrc_policy` when the policy's set changed otherwise.  The same
+    decision is made on the compiled path, in Python, and with a :class:`ReceivePoller`.
+    """
+    state = _direct_state(dtls)
+    state.ssrc_policy = policy
+    state.push_policy()
+
+
+def refresh_ssrc_policy(dtls: RTCDtlsTransport) -> None:
+    """Push the allowed SSRCs of ``dtls``'s policy to its receivers again."""
+    state = _DIRECT.get(dtls)
+    if state is not None:
+        state.push_policy()
+
+
 def _install_direct(
     dtls: RTCDtlsTransport, poller: ReceivePoller | None = None, rtcp: bool = True
 ) -> None:
@@ -355,6 +491,7 @@ def _install_direct(
     if state.installed or dtls._state is not _CONNECTED or dtls._rx_srtp is None:
         return
     state.installed = True
+    state.hold(dtls._rx_srtp)
     for protocol in dtls.transport._connection._protocols:
         if not isinstance(protocol, StunProtocol):
             continue
@@ -370,18 +507,41 @@ def _install_direct(
         if poller is not None and sock is not None:
             rx = received.receiver  # type: ignore[attr-defined]
             rx.drop_rtcp = not rtcp
-            poller.attach(transport, sock, rx, received.hand_on)  # type: ignore[attr-defined]
-    if poller is not None and state.receivers:
-        detach = weakref.WeakMethod(poller.detach_all)
-        receivers = list(state.receivers)
+            poller.attach(transport, sock, rx, received.hand_on, state)  # type: ignore[attr-defined]
+    detach = weakref.WeakMethod(poller.detach_all) if poller is not None else None
+    receivers = list(state.receivers)
 
-        def state_changed() -> None:
-            if dtls._state is not _CONNECTED:
-                method = detach()
-                if method is not None:
-                    method(receivers)
+    def state_changed() -> None:
+        if dtls._state is not _CONNECTED:
+            method = detach() if detach is not None else None
+            if method is not None:
+                method(receivers)
+            state.release()
 
-        dtls.on("statechange", state_changed)
+    dtls.on("statechange", state_changed)
+
+
+class _Attached:
+    """One socket a :class:`ReceivePoller` reads: its receiver, the asyncio transport and
+    socket it took from asyncio's selector, the handler of what the receiver leaves for
+    Python, and the receiver's owner (its :class:`_DirectState`, which holds the SRTP
+    session the receiver points into for as long as the poller may read for it)."""
+
+    __slots__ = ("handler", "owner", "rx", "sock", "transport")
+
+    def __init__(
+        self,
+        rx: Any,
+        transport: Any,
+        sock: socket.socket,
+        handler: Callable[[int], None],
+        owner: Any,
+    ) -> None:
+        self.rx = rx
+        self.transport = transport
+        self.sock = sock
+        self.handler = handler
+        self.owner = owner
 
 
 class ReceivePoller:
@@ -396,7 +556,18 @@ class ReceivePoller:
     packets of routed tracks are counted in C with the kernel's arrival times, and what
     Python must see (a packet of a track not routed yet, STUN, DTLS) is handed to the
     connection's path one datagram at a time.  One poller per event loop.
+
+    A registration belongs to the receiver, not to a descriptor number: the C side
+    registers (and reads) a duplicate of the socket's descriptor that the receiver owns,
+    with the receiver as epoll's ``data.ptr``, so removing it never touches another
+    socket that was given the same number after aioice closed this one.  A socket leaves
+    the set when its transport loses its connection (the protocol's ``connection_lost``,
+    before asyncio closes it), and a sweep every :attr:`SWEEP_INTERVAL` seconds removes
+    any whose socket was closed otherwise.
     """
+
+    #: Seconds between two checks for sockets closed behind the poller's back.
+    SWEEP_INTERVAL = 1.0
 
     def __init__(self, interval: float = 1 / 300) -> None:
         if not FASTRECEIVE:
@@ -405,10 +576,11 @@ class ReceivePoller:
         self._poller = _fast.ffi.new("caucus_poller *")
         if _fast.lib.caucus_poller_open(self._poller) < 0:
             raise OSError("epoll_create1 failed")
-        #: receiver address -> (receiver, transport, socket, handler)
-        self._attached: dict[int, tuple[Any, Any, socket.socket, Callable[[int], None]]] = {}
+        #: receiver address -> what the poller keeps for it
+        self._attached: dict[int, _Attached] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0.0
+        self._sweep_at = 0.0
 
     @property
     def polls(self) -> int:
@@ -419,31 +591,51 @@ class ReceivePoller:
         return int(self._poller.datagrams)
 
     def attach(
-        self, transport: Any, sock: socket.socket, rx: Any, handler: Callable[[int], None]
+        self,
+        transport: Any,
+        sock: socket.socket,
+        rx: Any,
+        handler: Callable[[int], None],
+        owner: Any = None,
     ) -> None:
-        """Read ``sock`` (the asyncio datagram ``transport``'s) here from now on."""
-        rx.fd = sock.fileno()
+        """Read ``sock`` (the asyncio datagram ``transport``'s) here from now on; ``owner``
+        is kept as long as the socket is read (see :class:`_Attached`)."""
+        fd = sock.fileno()
+        rx.fd = fd
         error = _fast.lib.caucus_poller_add(self._poller, rx)
         if error:
             logger.warning("socket left to asyncio", extra={"errno": -error})
             return
-        self._attached[_address_of(rx)] = (rx, transport, sock, handler)
-        transport._loop._remove_reader(rx.fd)
+        self._attached[_address_of(rx)] = _Attached(rx, transport, sock, handler, owner)
+        transport._loop._remove_reader(fd)
+        protocol = transport.get_protocol()
+        lost = protocol.connection_lost
+        ref = weakref.ref(self)
+
+        def connection_lost(exc: Exception | None) -> None:
+            poller = ref()
+            if poller is not None:
+                poller.detach_all([rx])  # before asyncio closes the socket
+            lost(exc)
+
+        protocol.connection_lost = connection_lost
         if self._timer is None:
             loop = transport._loop
             self._next = loop.time() + self.interval
+            self._sweep_at = self._next + self.SWEEP_INTERVAL
             self._timer = loop.call_at(self._next, self._tick, loop)
 
     def detach_all(self, receivers: Iterable[Any]) -> None:
         """Give the sockets of ``receivers`` back to asyncio (if they are still open)."""
         for rx in receivers:
             entry = self._attached.pop(_address_of(rx), None)
-            _fast.lib.caucus_poller_remove(self._poller, rx)
+            _fast.lib.caucus_poller_remove(self._poller, rx)  # closes its duplicate
             if entry is None:
                 continue
-            _, transport, sock, _ = entry
-            if sock.fileno() != -1 and not transport.is_closing():
-                transport._loop._add_reader(sock.fileno(), transport._read_ready)
+            fd = entry.sock.fileno()
+            rx.fd = fd  # -1 when closed: the event-driven path reads it again otherwise
+            if fd != -1 and not entry.transport.is_closing():
+                entry.transport._loop._add_reader(fd, entry.transport._read_ready)
         if not self._attached and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -456,24 +648,39 @@ class ReceivePoller:
             entry = self._attached.get(_address_of(poller.current))
             if entry is not None:
                 try:
-                    entry[3](result)
+                    entry.handler(result)
                 except Exception:
                     logger.exception("receive handler failed")
             result = _poll(poller, 0)
+
+    def sweep(self) -> None:
+        """Remove the sockets closed without their transport losing its connection."""
+        closed = [
+            entry.rx
+            for entry in self._attached.values()
+            if entry.sock.fileno() == -1 or entry.transport.is_closing()
+        ]
+        if closed:
+            self.detach_all(closed)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.poll()
         if self._timer is None:
             return  # the last socket was detached while polling
-        self._next += self.interval
         now = loop.time()
+        if now >= self._sweep_at:
+            self._sweep_at = now + self.SWEEP_INTERVAL
+            self.sweep()
+            if self._timer is None:
+                return
+        self._next += self.interval
         if self._next < now:
             self._next = now + self.interval
         self._timer = loop.call_at(self._next, self._tick, loop)
 
     def close(self) -> None:
         """Give every socket back to asyncio and close the epoll set."""
-        self.detach_all([entry[0] for entry in list(self._attached.values())])
+        self.detach_all([entry.rx for entry in list(self._attached.values())])
         if self._poller.epfd >= 0:
             os.close(self._poller.epfd)
             self._poller.epfd = -1
@@ -492,14 +699,17 @@ def _direct_datagram_received(
     datagram transport reads one datagram per readiness event, so each queued datagram
     would otherwise cost a whole event-loop iteration (``epoll_wait`` and a callback);
     under load several are queued and this reads them in the same call.  What the drain
-    reads that is not for the direct path goes to aioice's method, as before.
+    reads that is not for the direct path goes to aioice's method, as before; a datagram
+    :func:`classify` calls malformed is dropped (counted).
 
     With the compiled module (:data:`FASTRECEIVE`) one C call per event does the reading
     and unprotecting (``caucus_receive``) and counts the packets of the SSRCs routed to a
     compiled track counter (see :func:`intercept_rtp_data`); a packet it has no route for
-    comes back here, unprotected, to be routed and delivered as below; a datagram that is
-    not RTP goes to aioice, and when aioice queued it the rest of the event is read in
-    Python, so that RTP behind it queues behind it.
+    comes back here, unprotected, to be routed and delivered as below; a datagram of an
+    SSRC the policy's table lacks (:func:`set_ssrc_policy`) comes back still protected,
+    for the policy to decide; a datagram that is not RTP goes to aioice, and when aioice
+    queued it the rest of the event is read in Python, so that RTP behind it queues
+    behind it.
     Without it, or while a test drops packets (:func:`drop_incoming_rtp`), Python does the
     same, one datagram at a time.
     """
@@ -509,8 +719,8 @@ def _direct_datagram_received(
     payload_type_table = router.payload_type_table
     route = router.route_rtp
     extensions = dtls._rtp_header_extensions_map
-    session = dtls._rx_srtp  # keeps the srtp_t below alive
-    context = session._srtp[0]
+    if state.session is None:
+        state.hold(dtls._rx_srtp)  # released when the transport leaves "connected"
     cdata = _srtp_ffi.new("char[]", _SRTP_BUFFER)
     view = memoryview(_srtp_ffi.buffer(cdata))
     buffer = _srtp_ffi.buffer(cdata)
@@ -527,10 +737,11 @@ def _direct_datagram_received(
     if FASTRECEIVE:
         rx = _fast.ffi.new("caucus_receiver *")
         rx.unprotect = _FAST_UNPROTECT
-        rx.srtp = _fast.ffi.cast("void *", _address_of(context))
+        rx.srtp = _fast.ffi.cast("void *", _address_of(state.context))
         rx.fd = sock.fileno() if sock is not None else -1
         rx_buffer = _fast.ffi.buffer(rx.buf)
         state.receivers.append(rx)
+        state.push_policy()
         receive = _fast_receive
         no_data = _fast.ffi.NULL
 
@@ -576,28 +787,52 @@ def _direct_datagram_received(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
+    def refused(ssrc: int) -> bool:
+        """Whether the policy refuses a datagram of ``ssrc``, not among those allowed,
+        before libsrtp sees it (counted in ``policy.dropped``)."""
+        policy = state.ssrc_policy
+        if policy is not None and policy.admit(ssrc):
+            return False
+        if policy is not None:
+            policy.dropped += 1
+        return True
+
+    def learned(ssrc: int) -> None:
+        """An admitted SSRC authenticated: the policy learns it, the table follows."""
+        policy = state.ssrc_policy
+        if policy is not None:
+            policy.learned(ssrc)
+            state.push_policy()
+
     def handle(length: int) -> None:
         """Unprotect and deliver the ``length`` bytes at the start of ``view``."""
         should_drop = state.should_drop
         if should_drop is not None and should_drop():
+            return
+        learning = -1  # or the admitted SSRC the policy learns once it authenticated
+        if state.ssrc_policy is not None:
+            ssrc = ssrc_of(view)[0]
+            if ssrc not in state.allowed:
+                if refused(ssrc):
+                    return
+                learning = ssrc
+        context = state.context
+        if context is None:  # released: the session may be gone
+            state.failed += 1
             return
         arrival_time_ms = int(now() * 1000) + _NTP_EPOCH_MS
         size[0] = length
         if _srtp_unprotect(context, cdata, size):
             state.failed += 1
             return
+        if learning >= 0:
+            learned(learning)
         deliver(buffer[: size[0]], arrival_time_ms)
 
     def is_media(data: Any, length: int) -> bool:
-        """RTP (RFC 7983: first byte 128-191, and not an RTCP packet type, as aiortc's
-        ``is_rtcp``) that the direct path may take now: connected, nothing queued."""
-        return (
-            length > 12
-            and 127 < data[0] < 192
-            and not 191 < data[1] < 209
-            and dtls._state is _CONNECTED
-            and queue.empty()
-        )
+        """RTP (:func:`classify`) that the direct path may take now: connected, nothing
+        queued."""
+        return classify(data, length) == KIND_RTP and dtls._state is _CONNECTED and queue.empty()
 
     def take(data: Any, length: int) -> None:
         """Copy the datagram into ``view`` and deliver it; too large: dropped."""
@@ -620,6 +855,8 @@ def _direct_datagram_received(
                 return  # the transport's own read reports it on the next event
             if is_media(drain_view, length):
                 take(drain_view, length)
+            elif classify(drain_view, length) == KIND_MALFORMED:
+                state.malformed += 1
             else:
                 original(bytes(drain_view[:length]), addr)
 
@@ -629,19 +866,38 @@ def _direct_datagram_received(
             take(data, length)
             if recvfrom_into is not None:
                 drain()
-            return
-        original(data, addr)
+        elif classify(data, length) == KIND_MALFORMED:
+            state.malformed += 1
+        else:
+            original(data, addr)
 
     if rx is None:
         return datagram_received_in_python
 
+    def admit_held() -> None:
+        """The compiled call left a protected datagram of an SSRC outside its table."""
+        ssrc = ssrc_of(rx_buffer)[0]
+        learning = ssrc not in state.allowed
+        if learning and refused(ssrc):
+            return
+        if _unprotect_held(rx) != _RX_RTP:
+            return  # failed (counted in rx.failed)
+        if learning:
+            learned(ssrc)
+        deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
+
     def hand_on(result: int) -> None:
         """Pass on what the compiled call left in the receiver's buffer: an unprotected
-        RTP packet to its hook (an exception there is logged), another datagram to
-        aioice."""
+        RTP packet to its hook (an exception there is logged), a datagram of an unknown
+        SSRC to the policy, another datagram to aioice."""
         if result == _RX_RTP:
             try:
                 deliver(rx_buffer[: rx.length], int(now() * 1000) + _NTP_EPOCH_MS)
+            except Exception as exc:
+                handler_failed("RTP handler failed", exc)
+        elif result == _RX_UNKNOWN:
+            try:
+                admit_held()
             except Exception as exc:
                 handler_failed("RTP handler failed", exc)
         else:
@@ -650,7 +906,10 @@ def _direct_datagram_received(
     def datagram_received(data: bytes, addr: tuple) -> None:
         length = len(data)
         if not is_media(data, length):
-            original(data, addr)
+            if classify(data, length) == KIND_MALFORMED:
+                state.malformed += 1
+            else:
+                original(data, addr)
             return
         if state.should_drop is not None:
             datagram_received_in_python(data, addr)
@@ -658,7 +917,7 @@ def _direct_datagram_received(
         result = receive(rx, data, length)
         while result:
             hand_on(result)
-            if result == _RX_RTP:
+            if result != _RX_OTHER:
                 if dtls._state is not _CONNECTED:
                     return  # what is still in the socket takes the event's usual path
             elif not queue.empty():
@@ -809,6 +1068,7 @@ class FrameTemplate:
         "payload_type",
         "picture_id_offset",
         "sent_bytes",
+        "size",
         "ssrc",
         "stamped",
         "tails",
@@ -829,7 +1089,10 @@ class FrameTemplate:
         if not FASTPATH:
             raise RuntimeError("frames are sent whole on the compiled path only")
         ffi = _fast.ffi
-        self.tails = ffi.new("unsigned char[]", b"".join(tails) or b"\0")
+        joined = b"".join(tails)
+        self.tails = ffi.new("unsigned char[]", joined or b"\0")
+        #: the bytes in :attr:`tails`: the compiled call sends no tail that runs past them
+        self.size = len(joined)
         self.lengths = ffi.new("int[]", [len(t) for t in tails] or [0])
         self.count = len(tails)
         self.batch = batch
@@ -1037,6 +1300,7 @@ class RtpWriter:
                 timestamp,
                 frame.ssrc,
                 frame.tails,
+                frame.size,
                 frame.lengths,
                 frame.count,
                 frame.picture_id_offset,
@@ -1378,8 +1642,7 @@ def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -
     async def lossy_recv() -> bytes:
         while True:
             data = await receive()
-            first = data[0]
-            is_media = 127 < first < 192 and len(data) > 1 and not 192 <= data[1] <= 223
+            is_media = classify(data, len(data)) == KIND_RTP
             if not (is_media and should_drop()):
                 return data
 

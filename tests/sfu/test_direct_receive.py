@@ -13,7 +13,14 @@ from .conftest import wait_for
 
 
 def is_media(data: bytes) -> bool:
-    return 127 < data[0] < 192 and not 191 < data[1] < 209
+    return adapter.classify(data, len(data)) == adapter.KIND_RTP
+
+
+def allowed_ssrc(dtls) -> int:
+    """An SSRC the transport's SSRC policy lets through to libsrtp (the publisher's)."""
+    allowed = adapter._direct_state(dtls).allowed
+    assert allowed
+    return min(allowed)
 
 
 async def joined(worker, participants):
@@ -77,15 +84,22 @@ async def test_a_failing_hook_never_closes_the_connection(worker, participants):
 
 
 async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, participants):
+    """A forged datagram of the publisher's SSRC fails to unprotect, an oversized one is
+    dropped before, one of an SSRC the transport's policy refuses never reaches libsrtp."""
     transport, _ = await joined(worker, participants)
     dtls = transport._writer.dtls
+    policy = adapter._direct_state(dtls).ssrc_policy
+    refused = policy.dropped
     address = adapter.nominated_local_address(dtls)
-    forged = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
+    forged = struct.pack("!BBHII", 0x80, 96, 1, 2, allowed_ssrc(dtls)) + os.urandom(200)
+    unknown = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
     with socket.socket(
         socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
     ) as sock:
         sock.sendto(forged, address)
         sock.sendto(forged[:12] + os.urandom(3000), address)
+        sock.sendto(unknown, address)
+    await wait_for(lambda: policy.dropped == refused + 1, 5)
     await wait_for(lambda: adapter.direct_receive_failures(transport._pc) == 2, 5)
     before = transport.stats()["packets_received"]
     await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
@@ -121,7 +135,8 @@ async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worke
 
     protocol.datagram_received = counted
     failures = adapter.direct_receive_failures(transport._pc)
-    forged = [struct.pack("!BBHII", 0x80, 96, n, 2, 3) + os.urandom(200) for n in range(15)]
+    ssrc = allowed_ssrc(dtls)
+    forged = [struct.pack("!BBHII", 0x80, 96, n, 2, ssrc) + os.urandom(200) for n in range(15)]
     garbage = b"\x00\x01" + os.urandom(40)  # neither STUN nor media: aioice queues it
     with socket.socket(
         socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
