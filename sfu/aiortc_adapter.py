@@ -618,7 +618,10 @@ class ReceivePoller:
                 poller.detach_all([rx])  # before asyncio closes the socket
             lost(exc)
 
-        protocol.connection_lost = connection_lost
+        try:
+            protocol.connection_lost = connection_lost
+        except AttributeError:  # a protocol with __slots__: the sweep finds it closed
+            pass
         if self._timer is None:
             loop = transport._loop
             self._next = loop.time() + self.interval
@@ -633,9 +636,11 @@ class ReceivePoller:
             if entry is None:
                 continue
             fd = entry.sock.fileno()
-            rx.fd = fd  # -1 when closed: the event-driven path reads it again otherwise
             if fd != -1 and not entry.transport.is_closing():
+                rx.fd = fd  # the event-driven path reads it again
                 entry.transport._loop._add_reader(fd, entry.transport._read_ready)
+            else:
+                rx.fd = -1  # closed, or about to be: its number may soon be another's
         if not self._attached and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -1814,9 +1819,8 @@ def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
         session = dtls._rx_srtp
         if session is not None and not isinstance(session, GuardedSrtpSession):
             dtls._rx_srtp = GuardedSrtpSession(session, ingress)
-            policy_setter = globals().get("set_ssrc_policy")
-            if policy_setter is not None:
-                policy_setter(dtls, ingress.ssrc)
+            set_ssrc_policy(dtls, ingress.ssrc)
 
     dtls.on("statechange", wrap_session)
     wrap_session()
+    ingress.ssrc.on_change = lambda: refresh_ssrc_policy(dtls)

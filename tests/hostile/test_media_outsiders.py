@@ -107,7 +107,7 @@ async def test_media_section_flood_is_refused_before_parsing(worker, participant
             await asyncio.sleep(0.05)
     await watch.stop()
     assert watch.longest_stall < 1.0
-    assert watch.received > 20
+    assert watch.received >= 20
     # four tracks are still fine
     honest = await worker.create_transport("henry", "publish")
     answer = await honest.accept_offer(await _real_offer(4))
