@@ -245,3 +245,36 @@ async def test_malformed_header_extensions_are_dropped_with_bounded_logging(
     assert len(media_lines) <= 3, [r.getMessage() for r in media_lines]
     assert not any(r.exc_info for r in media_lines)
     assert publish.connection_state == "connected"
+
+
+async def test_an_operator_sees_who_is_refused_and_why(worker, participants):
+    """``/metrics`` (and ``GET /api/admin/media``, which returns these statistics) name
+    the participant whose packets the SFU refuses, and the reason."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from signaling.metrics import MediaCollector
+
+    _, _, mallory = await _room_with_attacker(worker, participants)
+    subscribe = transport_of(worker, "mallory", "subscribe")
+    writer = raw_writer(mallory._subscribe_pc)
+    bad = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB" + b"\xff\x00\x00\x01")
+    for _ in range(5):
+        writer.write_rtcp(bytes(bad))
+    async with asyncio.timeout(5):
+        while subscribe.ingress.rtcp.dropped_malformed < 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    stats = worker.stats()
+    assert any(
+        t["participant_id"] == "mallory" and t["ingress"]["rtcp_dropped_malformed"] == 5
+        for t in stats["transports"]
+    )
+    collector = MediaCollector()
+    collector.snapshot = {**stats, "participants": []}
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    assert (
+        'caucus_media_participant_refused{participant="mallory",reason="malformed_rtcp"} 5.0'
+        in text
+    )
+    assert 'caucus_media_ingress_refused_total{reason="malformed_rtcp"} 5.0' in text
