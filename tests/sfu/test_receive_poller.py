@@ -8,11 +8,13 @@ stops the timer when none remain, and the poller then serves new connections."""
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import socket
 import struct
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,3 +213,45 @@ async def test_close_detaches_and_the_poller_serves_a_new_connection(pairs, poll
     counted = second.counted()
     await wait_for(lambda: second.counted() > counted + 50, 10)
     assert second.receiver.connectionState == "connected"
+
+
+async def test_the_srtp_session_is_held_while_read_and_released_with_the_transport(
+    pairs, poller
+) -> None:
+    """The receivers point into the inbound session's ``srtp_t``: it must live as long as
+    they may read, whatever else lets go of it (``dtls._rx_srtp`` is all that held it:
+    once dropped, libsrtp freed the context the poller went on unprotecting with), and
+    the pointers are cleared when the transport closes, before the session is let go."""
+    pair = await pairs(poller, False)
+    await wait_for(pair.flowing, 20)
+    dtls = pair.dtls
+    receivers = pair.receivers()
+    session = dtls._rx_srtp
+    held = weakref.ref(session)
+    dtls._rx_srtp = None
+    del session
+    gc.collect()
+    assert held() is not None
+    counted = pair.counted()
+    await wait_for(lambda: pair.counted() > counted + 50, 10)
+    assert adapter.direct_receive_failures(pair.receiver) == 0
+    await pair.receiver.close()
+    assert all(rx.srtp == adapter._fast.ffi.NULL for rx in receivers)
+    assert not any(rx.registered for rx in receivers)
+    gc.collect()
+    assert held() is None
+
+
+async def test_a_receiver_of_a_closed_transport_never_calls_libsrtp(pairs, poller) -> None:
+    """After the transport closed, a datagram still waiting in a socket (or handed to the
+    receiver) is dropped and counted: its context is gone."""
+    pair = await pairs(poller, False)
+    await wait_for(pair.flowing, 20)
+    receivers = pair.receivers()
+    await pair.receiver.close()
+    data = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
+    for rx in receivers:
+        assert rx.srtp == adapter._fast.ffi.NULL
+        failed = int(rx.failed)
+        assert adapter._fast.lib.caucus_receive(rx, data, len(data)) == 0
+        assert rx.failed == failed + 1
