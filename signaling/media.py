@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,10 +66,52 @@ def media_settings(settings: Settings) -> MediaSettings:
         ports = {"udp_port_min": settings.rtc_port_min, "udp_port_max": settings.rtc_port_max}
     return MediaSettings(
         **ports,
+        **media_limits(settings.media_limits),
         announced_ip=settings.rtc_announced_ip or None,
         ice_servers=tuple(parse_ice_server(url) for url in settings.rtc_ice_servers),
         srtp_profiles=tuple(settings.srtp_profiles),
     )
+
+
+def media_limits(values: dict[str, float]) -> dict[str, float | int]:
+    """The operator's ``media_limits``, checked against the SFU's limit fields."""
+    fields = {f.name: f for f in dataclasses.fields(MediaSettings)}
+    limits: dict[str, float | int] = {}
+    for name, value in values.items():
+        if name not in fields or name not in MEDIA_LIMIT_FIELDS:
+            raise ValueError(f"media_limits: unknown limit {name!r}")
+        if value <= 0:
+            raise ValueError(f"media_limits: {name} must be positive")
+        limits[name] = int(value) if fields[name].type in ("int", int) else float(value)
+    return limits
+
+
+#: The fields of ``sfu.MediaSettings`` an operator may set through ``media_limits``.
+MEDIA_LIMIT_FIELDS = frozenset(
+    (
+        "max_offer_media_sections",
+        "max_tracks_per_publisher",
+        "max_sdp_chars",
+        "connect_timeout",
+        "max_datagram",
+        "max_unknown_ssrc_packets",
+        "abuse_window",
+        "rtcp_rate",
+        "max_nack_items",
+        "nack_entries_rate",
+        "nack_rate",
+        "keyframe_request_interval",
+        "subscriber_keyframe_interval",
+        "remb_expiry",
+        "remb_floor",
+        "max_video_bitrate",
+        "max_audio_bitrate",
+        "publisher_budget_multiple",
+        "publisher_budget_cap",
+        "max_over_budget_share",
+        "repeated_log_interval",
+    )
+)
 
 
 def browser_ice_servers(media: MediaSettings) -> list[dict[str, Any]]:

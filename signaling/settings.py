@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     srtp_profiles: list[str] = Field(
         default_factory=lambda: ["SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"]
     )
+    # The media path's limits against hostile peers, by the name of their field in
+    # sfu.MediaSettings (docs/security.md lists them and their defaults), e.g. in the
+    # config file `[media_limits]` / `max_tracks_per_publisher = 3`, or
+    # CAUCUS_MEDIA_LIMITS='{"connect_timeout": 30}'.
+    media_limits: dict[str, float] = Field(default_factory=dict)
     # Spaces
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     # The master key file (default <data_dir>/master.key; $CAUCUS_MASTER_KEY wins over it)

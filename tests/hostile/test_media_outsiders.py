@@ -152,3 +152,16 @@ async def test_transports_that_never_connect_are_closed_and_free_their_ports():
 def test_sdp_sections_are_counted_like_a_parser_would():
     offer = "v=0\r\nm=audio 9 RTP/AVP 0\r\nm=video 9 RTP/AVP 96\r\n"
     assert len(re.findall(r"(?m)^m=", offer)) == offer.count("\nm=")
+
+
+def test_an_operator_sets_the_media_limits(tmp_path):
+    from signaling.media import media_settings
+    from signaling.settings import load_settings
+
+    config = tmp_path / "caucus.toml"
+    config.write_text("[media_limits]\nmax_tracks_per_publisher = 3\nconnect_timeout = 30\n")
+    media = media_settings(load_settings(config, data_dir=tmp_path))
+    assert media.max_tracks_per_publisher == 3
+    assert media.connect_timeout == 30.0
+    with pytest.raises(ValueError, match="unknown limit"):
+        media_settings(load_settings(None, data_dir=tmp_path, media_limits={"max_bogus": 1}))
