@@ -117,6 +117,8 @@ PRIVATE_API: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_run_rtcp"),
     (RTCRtpReceiver, "_run_rtcp"),
     (RTCDtlsTransport, "_handle_rtp_data"),
+    (RTCDtlsTransport, "_handle_rtcp_data"),
+    (RtpRouter, "route_rtcp"),
     (RTCDtlsTransport, "_recv_next"),
     (RTCDtlsTransport, "_send_rtp"),
     (RtpRouter, "route_rtp"),
@@ -174,6 +176,11 @@ PRIVATE_INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 #: with the selector event loop's ``_remove_reader``/``_add_reader`` and the datagram
 #: transport's ``_loop`` and ``_read_ready``, and replaces the protocol's
 #: ``connection_lost`` (per instance) to let the socket go before asyncio closes it.
+#: :func:`guard_ingress` replaces ``RTCDtlsTransport._handle_rtcp_data``/``_handle_rtp_data``
+#: (per instance; ``_recv_next`` awaits them with the unprotected datagram), wraps the
+#: ICE transport's ``_recv`` and, once DTLS connects, the ``_rx_srtp`` session (aiortc
+#: catches ``pylibsrtp.Error`` from its ``unprotect``/``unprotect_rtcp``), and routes
+#: with ``_rtp_router.route_rtcp`` and the recipients' ``_handle_rtcp_packet``.
 #: The guard test exercises each of them.
 
 RtpHandler = Callable[[RtpPacket, int], None]

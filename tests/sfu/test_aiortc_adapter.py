@@ -29,6 +29,8 @@ def test_private_methods_exist_with_expected_signatures():
     assert signatures[("RTCRtpSender", "_handle_rtcp_packet")] == ["self", "packet"]
     assert signatures[("RTCRtpSender", "_send_rtcp")] == ["self", "packets"]
     assert signatures[("RTCDtlsTransport", "_send_rtp")] == ["self", "data"]
+    assert signatures[("RTCDtlsTransport", "_handle_rtcp_data")] == ["self", "data"]
+    assert signatures[("RtpRouter", "route_rtcp")] == ["self", "packet"]
     assert signatures[("RTCDtlsTransport", "_handle_rtp_data")] == [
         "self",
         "data",
