@@ -15,13 +15,13 @@ import sqlalchemy as sa
 
 from rooms.accounts import User
 from rooms.passwords import COMMON_PASSWORDS_FILE, common_passwords
-from rooms.schema import trusted_devices
 from rooms.sessions import token_hash
-from signaling.access import DEVICE_COOKIE
 from tests.conftest import ApiClient, RunningServer
 from tests.signaling.conftest import INTAKE, PASSWORD
 
 OWNER_ADDRESS = "127.0.0.1"
+DEVICE_COOKIE = "__Host-caucus_device"  # signaling.access.DEVICE_COOKIE, as browsers see it
+trusted_devices = sa.table("trusted_devices", sa.column("token_hash"))
 
 
 class AddressedClient(ApiClient):
