@@ -289,8 +289,8 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
     c->packets++;
     c->bytes += (uint64_t)sent;
     if (behind < 0) {
-        int32_t span = c->source_span - behind;
-        c->source_span = span < 0x8000 ? span : 0x8000;
+        int64_t span = (int64_t)c->source_span - behind;
+        c->source_span = span < 0x8000 ? (int32_t)span : 0x8000;
         c->last_seq = out_seq;
         c->last_ts = out_ts;
         c->last_ms = arrival_ms;
