@@ -433,6 +433,27 @@ class Transport:
         if self.on_close is not None:
             self.on_close(self)
 
+    def refusals(self) -> dict[str, int]:
+        """What the SFU refused from this transport's peer, by reason (monotonic)."""
+        ingress = self.ingress
+        rtcp = ingress.rtcp
+        producers = self.producers.values()
+        consumers = self.consumers.values()
+        return {
+            "oversize": ingress.oversize,
+            "empty": ingress.empty,
+            "unknown_ssrc": ingress.ssrc.dropped,
+            "unknown_rtcp_ssrc": ingress.ssrc.rtcp_dropped,
+            "malformed_rtp": ingress.malformed_rtp,
+            "malformed_rtcp": rtcp.dropped_malformed,
+            "rtcp_unparsed": ingress.malformed_rtcp,
+            "rtcp_over_rate": rtcp.dropped_rate,
+            "nack_items_cut": rtcp.nack_items_ignored,
+            "nack_entries_ignored": sum(c.nack_entries_ignored for c in consumers),
+            "keyframe_requests_coalesced": sum(p.keyframe_requests_coalesced for p in producers),
+            "over_budget": sum(p.dropped_over_budget for p in producers),
+        }
+
     def stats(self) -> dict[str, object]:
         writer = self._writer
         return {
@@ -447,6 +468,7 @@ class Transport:
             "consent": adapter.consent_stats(self._pc),
             "close_reason": self.close_reason,
             "ingress": self.ingress.stats(),
+            "refusals": self.refusals(),
             "packets_received": sum(p.packets for p in self.producers.values()),
             "bytes_received": sum(p.bytes for p in self.producers.values()),
             "producers": [p.stats() for p in self.producers.values()],

@@ -48,6 +48,8 @@ class Worker:
         self.settings = settings or MediaSettings()
         self._routers: dict[str, Router] = {}
         self._transports: dict[str, Transport] = {}
+        #: What the SFU refused from the peers of transports closed since, by reason.
+        self._refused_closed: dict[str, int] = {}
         self._membership: dict[str, Router] = {}
         #: Idle producers (never fed) holding parked consumers, one per codec.
         self._parking: dict[tuple[object, ...], Producer] = {}
@@ -136,7 +138,9 @@ class Worker:
             router.producer_closed(producer)
 
     def _transport_closed(self, transport: Transport) -> None:
-        self._transports.pop(transport.id, None)
+        if self._transports.pop(transport.id, None) is not None:
+            for reason, count in transport.refusals().items():
+                self._refused_closed[reason] = self._refused_closed.get(reason, 0) + count
 
     # --- parked consumers (m-lines kept for reuse) --------------------------------------
 
@@ -242,6 +246,7 @@ class Worker:
             "routers": [r.stats() for r in self._routers.values()],
             "transports": [t.stats() for t in self._transports.values()],
             "subscriptions": self.subscriptions(),
+            "refused_closed": dict(self._refused_closed),
         }
 
     async def close(self) -> None:

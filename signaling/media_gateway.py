@@ -292,6 +292,7 @@ class MediaCluster:
             "subscriptions": [],
             "participants": [],
             "workers": [],
+            "refused_closed": {},
         }
         for worker in await self.directory.workers():
             try:
@@ -302,6 +303,8 @@ class MediaCluster:
                 continue
             for key in ("routers", "transports", "subscriptions", "participants"):
                 merged[key].extend(stats.get(key, []))
+            for reason, count in stats.get("refused_closed", {}).items():
+                merged["refused_closed"][reason] = merged["refused_closed"].get(reason, 0) + count
             merged["workers"].append(
                 {"id": worker.id, "node": worker.node, "pid": worker.pid, **load}
             )

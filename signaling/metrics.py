@@ -57,35 +57,6 @@ TRANSPORT_COUNTERS = (
 )
 
 
-#: What the SFU refused from a peer (``reason`` label) and where its count is kept: the
-#: transport's ingress stats, or a sum over its producers or consumers.
-INGRESS_REASONS = (
-    ("oversize", "ingress", "dropped_oversize"),
-    ("empty", "ingress", "dropped_empty"),
-    ("unknown_ssrc", "ingress", "dropped_unknown_ssrc"),
-    ("unknown_rtcp_ssrc", "ingress", "dropped_unknown_rtcp_ssrc"),
-    ("malformed_rtp", "ingress", "dropped_malformed_rtp"),
-    ("malformed_rtcp", "ingress", "rtcp_dropped_malformed"),
-    ("rtcp_unparsed", "ingress", "rtcp_parse_failures"),
-    ("rtcp_over_rate", "ingress", "rtcp_dropped_rate"),
-    ("nack_items_cut", "ingress", "nack_items_ignored"),
-    ("nack_entries_ignored", "consumers", "nack_entries_ignored"),
-    ("keyframe_requests_coalesced", "producers", "keyframe_requests_coalesced"),
-    ("over_budget", "producers", "dropped_over_budget"),
-)
-
-
-def _ingress_values(transport: dict) -> dict[str, int]:
-    ingress = transport.get("ingress") or {}
-    values = {}
-    for reason, where, key in INGRESS_REASONS:
-        if where == "ingress":
-            values[reason] = int(ingress.get(key, 0))
-        else:
-            values[reason] = sum(int(item.get(key, 0)) for item in transport.get(where, ()))
-    return values
-
-
 def _consumer_values(stats: dict) -> dict[str, int]:
     return {
         "packets": stats["packets_forwarded"],
@@ -136,7 +107,6 @@ class MediaCollector(Collector):
         self._producers = _Totals()
         self._transports = _Totals()
         self._workers = _Totals()
-        self._ingress = _Totals()
 
     def collect(self) -> Iterator[Metric]:
         stats = self.snapshot
@@ -147,11 +117,14 @@ class MediaCollector(Collector):
         open_consumers = {"audio": 0, "video": 0}
         open_producers = {"audio": 0, "video": 0}
         directions = {"publish": 0, "subscribe": 0}
-        ingress: dict[str, dict[str, int]] = {}
+        # closed transports' refusals are kept by the worker: live + closed is monotonic
+        refused_totals: dict[str, int] = dict(stats.get("refused_closed", {}))
         by_participant: dict[str, dict[str, int]] = {}
         for transport in transports:
             directions[transport["direction"]] = directions.get(transport["direction"], 0) + 1
-            values = ingress[transport["id"]] = _ingress_values(transport)
+            values = transport.get("refusals", {})
+            for reason, value in values.items():
+                refused_totals[reason] = refused_totals.get(reason, 0) + value
             mine = by_participant.setdefault(transport["participant_id"], {})
             for reason, value in values.items():
                 mine[reason] = mine.get(reason, 0) + value
@@ -204,14 +177,13 @@ class MediaCollector(Collector):
             "kind",
             open_consumers,
         )
-        sums = self._ingress.update(ingress)
         refused = CounterMetricFamily(
             "caucus_media_ingress_refused",
             "Packets, feedback items and requests the SFU refused from peers, by reason.",
             labels=["reason"],
         )
-        for reason, _, _ in INGRESS_REASONS:
-            refused.add_metric([reason], sums.get(reason, 0))
+        for reason, value in sorted(refused_totals.items()):
+            refused.add_metric([reason], value)
         yield refused
         offenders = GaugeMetricFamily(
             "caucus_media_participant_refused",

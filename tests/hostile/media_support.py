@@ -62,7 +62,8 @@ class MediaWatch:
     _task: asyncio.Task[None] | None = None
 
     def count(self) -> int:
-        return sum(t.packets for t in self.subscriber.tracks.values())
+        """Packets counted (a counting subscriber) plus frames decoded (a decoding one)."""
+        return sum(t.packets + t.frames for t in self.subscriber.tracks.values())
 
     async def _run(self) -> None:
         while True:

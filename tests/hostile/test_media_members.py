@@ -74,6 +74,7 @@ async def test_ssrc_churn_is_dropped_before_srtp_and_the_sender_disconnected(wor
             await asyncio.sleep(0.05)
     await watch.stop()
     assert publish.close_reason == "unknown-ssrc"
+    assert worker.stats()["refused_closed"]["unknown_ssrc"] >= 500
     # dropped on the clear-text header: at most the learning slots ever reached libsrtp
     assert publish.ingress.ssrc.dropped >= 500, publish.ingress.stats()
     assert len(publish.ingress.ssrc.allowed()) <= 2
