@@ -1,0 +1,64 @@
+"""Fuzz target: the checks a publish offer passes before aiortc applies it.
+
+Every input is the ``sdp`` string of a ``media.publish`` event (bytes decoded as UTF-8,
+undecodable bytes kept as lone surrogates, as a JSON string may carry them).  It goes
+to ``Transport._check_offer`` of a real publish transport of a real ``sfu.Worker``
+(size and section limits, aiortc's ``SessionDescription.parse``, direction, track count
+and codec checks), then, when accepted, to ``_declared_ssrcs`` (the SSRCs the ingress
+policy learns from it).
+
+Documented rejections: ``sfu.errors.MediaError`` (``invalid-sdp``,
+``no-supported-codec``, the limits), which the signaling layer answers as an error
+code.  A crash is any other exception, or an accepted offer over a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["sfu", "aiortc.sdp"]):
+    from sfu import Worker
+    from sfu import transport as transport_module
+    from sfu.errors import MediaError
+    from sfu.settings import MediaSettings
+
+SETTINGS = MediaSettings()
+#: The known failure pinned by ``test_regressions.py``
+#: (``test_an_accepted_offer_declares_only_32_bit_ssrcs``): the checks accept an offer
+#: declaring an SSRC outside 32 bits (``a=ssrc:37359208559``), which the compiled receive
+#: path's SSRC table cannot hold.  Not checked here, and only here, so that fuzzing goes
+#: on past it; set to True once that test passes.
+CHECK_SSRC_RANGE = False
+
+
+async def publish_transport() -> transport_module.Transport:
+    # built as Worker.create_transport builds it, without starting the worker's RTCP loop
+    return transport_module.Transport(Worker(SETTINGS), "fuzz", "publish")
+
+
+TRANSPORT = asyncio.new_event_loop().run_until_complete(publish_transport())
+
+
+def TestOneInput(data: bytes) -> None:
+    sdp = data.decode("utf-8", "surrogateescape")
+    try:
+        description = TRANSPORT._check_offer(sdp)
+    except MediaError as exc:
+        assert exc.code and exc.message
+        return
+    sections = description.media
+    assert 0 < len(sections) <= SETTINGS.max_offer_media_sections, len(sections)
+    active = [m for m in sections if transport_module._is_active(m)]
+    assert len(active) <= SETTINGS.max_tracks_per_publisher, len(active)
+    for active_flag, ssrcs in transport_module._declared_ssrcs(description):
+        assert isinstance(active_flag, bool)
+        if CHECK_SSRC_RANGE:
+            assert all(0 <= ssrc < 1 << 32 for ssrc in ssrcs), ssrcs
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
