@@ -94,8 +94,9 @@ class PasswordPolicy:
     def rules(self) -> str:
         """The rules, as the person choosing a password reads them."""
         return (
-            f"A password has {self.min_length} to {MAX_PASSWORD_CHARS} characters (spaces and "
-            "every printing character count, as typed); it may not be a commonly used "
+            f"A password has at least {self.min_length} characters (at most "
+            f"{MAX_PASSWORD_CHARS}; spaces and every printing character count, as typed); "
+            "it may not be a commonly used "
             "password, contain your username, be one character or a short pattern repeated, "
             "be a run of consecutive letters, digits or keys (like 'abcdef', '987654' or "
             "'qwerty'), or contain control characters. A few unrelated words make a good one."
