@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint deps dev-deps browser
+.PHONY: serve test lint deps dev-deps browser sanitize
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,32 @@ lint: dev-deps
 ## make test: lint, then every test (SQLite; PostgreSQL too when CAUCUS_TEST_DATABASE_URL is set)
 test: dev-deps browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make sanitize: the compiled media module built with AddressSanitizer and UBSan into
+## build/sanitize (the source tree's module stays the normal build), then its tests and a
+## bounded run of its fuzz targets with gcc's libasan preloaded.
+SANITIZE_DIR := build/sanitize
+SANITIZE_TESTS := tests/sfu/test_fastpath.py tests/sfu/test_direct_receive.py \
+	tests/sfu/test_receive_poller.py $(wildcard tests/hostile/test_native_*.py)
+SANITIZE_FUZZ := $(wildcard tests/fuzz/fuzz_native_*.py)
+FUZZ_SECONDS ?= 30
+# CPython leaks by design (detect_leaks=0); PYTHONMALLOC=malloc gives every Python buffer
+# handed to C its own heap block, so that ASan sees a read past it.
+SANITIZE_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYTHONMALLOC=malloc \
+	PYTHONPATH=$(SANITIZE_DIR)
+
+sanitize: dev-deps
+	rm -rf $(SANITIZE_DIR)
+	$(BIN)/python sfu/_fastpath_build.py --sanitize $(SANITIZE_DIR)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris
+	env $(SANITIZE_ENV) $(BIN)/python -c "import sfu._fastpath as m, sys; \
+	  sys.exit(None if '/$(SANITIZE_DIR)/' in m.__file__ else 'not the sanitizer build: ' + m.__file__)"
+	env $(SANITIZE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -q $(SANITIZE_TESTS)
+	for target in $(SANITIZE_FUZZ); do \
+	  name=$$(basename $$target .py); name=$${name#fuzz_}; \
+	  mkdir -p $(SANITIZE_DIR)/corpus/$$name; \
+	  env $(SANITIZE_ENV) $(BIN)/python $$target -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=4096 -artifact_prefix=$(SANITIZE_DIR)/ -print_final_stats=1 \
+	    $(SANITIZE_DIR)/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
