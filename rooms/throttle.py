@@ -32,12 +32,6 @@ class Throttled(RateLimited):
         self.limit = limit
 
 
-def wait_phrase(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} seconds"
-    return f"{math.ceil(seconds / 60)} minutes"
-
-
 class LoginThrottle:
     """Owns the failure counts (``login_failures``) and the delays they impose."""
 
@@ -89,13 +83,12 @@ class LoginThrottle:
         return math.ceil(wait) if wait > 0 else 0
 
     async def check(self, *subjects: str, limit: str = "login", allowance: int | None = None):
-        """Refuse (:class:`Throttled`, with when to retry) while any subject must wait."""
+        """Refuse (:class:`Throttled`, with when to retry: the ``Retry-After`` of the
+        answer) while any subject must wait."""
         wait = await self.wait_for(*subjects, allowance=allowance)
         if wait:
             raise Throttled(
-                f"Too many failed attempts. Try again in {wait_phrase(wait)}.",
-                retry_after=wait,
-                limit=limit,
+                "Too many failed attempts. Try again later.", retry_after=wait, limit=limit
             )
 
     async def record_failure(self, *subjects: str) -> None:

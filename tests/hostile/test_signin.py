@@ -128,7 +128,8 @@ async def test_an_attacker_cannot_keep_the_owner_out(server: RunningServer, from
     wrong = await login(attacker, "admin2", "another wrong password")
     assert right[0] == wrong[0] == 429
     assert right[1] == wrong[1] == answers[-1][1]
-    assert "Try again in" in right[1]["error"]["message"]
+    assert right[1]["error"]["code"] == "rate_limited"
+    assert 0 < int(right[2].headers["Retry-After"]) <= 900
 
     # The owner's browser signs in: password, then the second factor.
     status, body, _ = await login(owner, "admin2", PASSWORD)
