@@ -401,6 +401,7 @@ class Consumer:
         repeat = settings.nack_repeat_interval
         nacked = self._nacked
         for out_seq in lost:
+            out_seq &= 0xFFFF  # aiortc's parser does not wrap a run past 65535
             self.nack_requests += 1
             behind = self._behind(out_seq)
             if behind < 0 or behind >= self._source_span:

@@ -8,6 +8,7 @@ to its consumers without decoding it.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
-    RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
     clamp_packets_lost,
@@ -59,6 +59,24 @@ class ProducerSink(Protocol):
 NTP_EPOCH_OFFSET = 2_208_988_800
 #: A gap larger than this is a restart or reordering storm, not loss worth NACKing.
 MAX_UPSTREAM_NACK_GAP = 64
+
+
+_NACK_HEADER = struct.Struct("!BBHII")
+_NACK_ITEM = struct.Struct("!HH")
+
+
+def nack_packet(sender_ssrc: int, media_ssrc: int, first: int, count: int) -> bytes:
+    """A generic NACK (RFC 4585 §6.2.1) for ``count`` numbers from ``first``, modulo
+    2**16 (aiortc's serialiser cannot write a run that wraps past 65535)."""
+    items = []
+    offset = 0
+    while offset < count:
+        pid = (first + offset) & 0xFFFF
+        following = min(count - offset - 1, 16)
+        items.append(_NACK_ITEM.pack(pid, (1 << following) - 1))
+        offset += following + 1
+    header = _NACK_HEADER.pack(0x80 | RTCP_RTPFB_NACK, 205, 2 + len(items), sender_ssrc, media_ssrc)
+    return header + b"".join(items)
 
 
 class Producer:
@@ -332,10 +350,8 @@ class Producer:
         if missing > MAX_UPSTREAM_NACK_GAP or self.ssrc is None:
             return
         first = (self._max_seq + 1) & 0xFFFF
-        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=self.ssrc)
-        packet.lost = [(first + i) & 0xFFFF for i in range(missing)]
         self.nacks_sent += 1
-        self._writer.write_rtcp(bytes(packet))
+        self._writer.write_rtcp(nack_packet(self._rtcp_ssrc, self.ssrc, first, missing))
 
     def on_rtcp(self, packet: object) -> None:
         """RTCP from the publisher about this track (sender reports)."""
@@ -404,7 +420,8 @@ class Producer:
         if self._sr is not None:
             ntp, rtp, at = self._sr
             elapsed = now - at
-            ntp_now = ntp + int(elapsed * (1 << 32))
+            # NTP time wraps at 2**64 (in 2036), as a hostile sender report can make it now
+            ntp_now = (ntp + int(elapsed * (1 << 32))) & 0xFFFF_FFFF_FFFF_FFFF
             return ntp_now, (rtp + int(elapsed * rate)) & 0xFFFFFFFF
         ntp_seconds = now + NTP_EPOCH_OFFSET
         ntp_now = int(ntp_seconds * (1 << 32))

@@ -152,6 +152,7 @@ class Transport:
                 "too-many-tracks",
                 f"a participant may publish {settings.max_tracks_per_publisher} tracks",
             )
+        _declared_ssrcs(description)  # raises on an SSRC outside 32 bits
         allowed = {c.lower() for c in self._settings.codecs}
         for media in description.media:
             if media.kind not in ("audio", "video"):
@@ -495,6 +496,8 @@ def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[i
         ssrcs = {s.ssrc for s in media.ssrc}
         for group in media.ssrc_group:
             ssrcs.update(int(item) for item in group.items)
+        if any(not 0 <= ssrc <= 0xFFFFFFFF for ssrc in ssrcs):
+            raise InvalidSdp(f"media section {media.rtp.muxId} declares an SSRC outside 32 bits")
         sections.append((_is_active(media), tuple(sorted(ssrcs))))
     return sections
 

@@ -139,25 +139,8 @@ def with_header(data: bytes, payload_type: int, seq_step: int = 0, ssrc: int | N
     return bytes(out)
 
 
-def nack_across_the_wrap(exc: ValueError) -> bool:
-    """The known failure pinned by ``test_regressions.py``
-    (``test_a_gap_across_the_sequence_wrap_is_nacked``): a NACK naming numbers on both
-    sides of 65535 fails in aiortc's serialiser.  Tolerated here, and nowhere else, so
-    that fuzzing goes on past it; remove this once that test passes."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame.f_code.co_name)
-        tb = tb.tb_next
-    return str(exc) == "negative shift count" and "_nack_upstream" in frames
-
-
 def intake(producer: Producer, packet: bytes, arrival_ms: int) -> None:
-    try:
-        producer.on_rtp_data(packet, arrival_ms)
-    except ValueError as exc:
-        if not nack_across_the_wrap(exc):
-            raise
+    producer.on_rtp_data(packet, arrival_ms)
 
 
 async def feed_producers(data: bytes) -> None:

@@ -26,12 +26,6 @@ with atheris.instrument_imports(include=["sfu", "aiortc.sdp"]):
     from sfu.settings import MediaSettings
 
 SETTINGS = MediaSettings()
-#: The known failure pinned by ``test_regressions.py``
-#: (``test_an_accepted_offer_declares_only_32_bit_ssrcs``): the checks accept an offer
-#: declaring an SSRC outside 32 bits (``a=ssrc:37359208559``), which the compiled receive
-#: path's SSRC table cannot hold.  Not checked here, and only here, so that fuzzing goes
-#: on past it; set to True once that test passes.
-CHECK_SSRC_RANGE = False
 
 
 async def publish_transport() -> transport_module.Transport:
@@ -55,8 +49,7 @@ def TestOneInput(data: bytes) -> None:
     assert len(active) <= SETTINGS.max_tracks_per_publisher, len(active)
     for active_flag, ssrcs in transport_module._declared_ssrcs(description):
         assert isinstance(active_flag, bool)
-        if CHECK_SSRC_RANGE:
-            assert all(0 <= ssrc < 1 << 32 for ssrc in ssrcs), ssrcs
+        assert all(0 <= ssrc < 1 << 32 for ssrc in ssrcs), ssrcs
 
 
 if __name__ == "__main__":
