@@ -37,7 +37,6 @@ from .rtp_header import (
     payload_bounds,
     read_fixed_header,
 )
-from .token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -153,7 +152,12 @@ class Producer:
         # the publisher's budget (bytes/s), and how much of it was refused lately
         told = settings.max_video_bitrate if kind == "video" else settings.max_audio_bitrate
         budget = min(told * settings.publisher_budget_multiple, settings.publisher_budget_cap) / 8
-        self._budget = TokenBucket(budget)
+        # a token bucket of bytes, one second deep, on the packets' arrival clock (ms):
+        # inlined in the hot path, where a method call per packet would show
+        self._budget_per_ms = budget / 1000
+        self._budget_depth = budget
+        self._budget_tokens = budget
+        self._budget_at = 0
         #: Packets dropped over the budget.
         self.dropped_over_budget = 0
         self._on_abuse = on_abuse
@@ -170,14 +174,19 @@ class Producer:
         when a consumer negotiated it, the audio level are read)."""
         if self.closed or len(data) < 12:
             return
-        self._window_packets += 1
-        if not self._budget.take(len(data)):
-            self.dropped_over_budget += 1
-            self._window_dropped += 1
-            self._check_budget_window()
+        elapsed = arrival_time_ms - self._budget_at
+        if elapsed > 0:
+            self._budget_at = arrival_time_ms
+            tokens = self._budget_tokens + elapsed * self._budget_per_ms
+            if tokens > self._budget_depth:
+                tokens = self._budget_depth
+            tokens -= len(data)
+        else:
+            tokens = self._budget_tokens - len(data)
+        if tokens < 0:
+            self._over_budget()
             return
-        if self._window_packets >= 256:
-            self._check_budget_window()
+        self._budget_tokens = tokens
         first, second, seq, timestamp, ssrc = read_fixed_header(data)
         start, end = payload_bounds(data, first)
         payload_type = second & 0x7F
@@ -254,16 +263,23 @@ class Producer:
                 last_ids = ids
             consumer.write(seq, timestamp, marker, first_byte, tail, keyframe, arrival_time_ms)
 
-    def _check_budget_window(self) -> None:
-        """Every ``abuse_window`` seconds: was the publisher over its budget for most of
-        it?  Two such windows in a row disconnect it (one may be a burst of keyframes)."""
+    def _over_budget(self) -> None:
+        """A packet over the budget: dropped.  Per ``abuse_window``: were most of the
+        publisher's packets dropped?  Two such windows in a row disconnect it (one may be
+        a burst of keyframes); a window without drops ends the streak."""
+        self.dropped_over_budget += 1
         now = time.monotonic()
-        if now - self._window_start < self._settings.abuse_window:
+        window = self._settings.abuse_window
+        if now - self._window_start < window:
             return
-        share = self._window_dropped / max(self._window_packets, 1)
+        if now - self._window_start > 2 * window:
+            self._over_windows = 0  # the windows in between had no drop at all
+        dropped = self.dropped_over_budget - self._window_dropped
+        passed = self.packets - self._window_packets
         self._window_start = now
-        self._window_packets = self._window_dropped = 0
-        if share < self._settings.max_over_budget_share:
+        self._window_dropped = self.dropped_over_budget
+        self._window_packets = self.packets
+        if dropped < self._settings.max_over_budget_share * (dropped + passed):
             self._over_windows = 0
             return
         self._over_windows += 1
