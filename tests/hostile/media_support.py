@@ -59,6 +59,7 @@ class MediaWatch:
 
     subscriber: Participant
     samples: list[tuple[float, int]] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
     def count(self) -> int:
@@ -66,12 +67,24 @@ class MediaWatch:
         return sum(t.packets + t.frames for t in self.subscriber.tracks.values())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            self.samples.append((time.monotonic(), self.count()))
+            now = time.monotonic()
+            self.samples.append((now, self.count()))
+            due = loop.time() + 0.05
             await asyncio.sleep(0.05)
+            # how late the event loop (the SFU's, in process) ran this sampler
+            self.lags.append(max(0.0, loop.time() - due))
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+
+    async def until_more(self, count: int, within: float = 10.0) -> None:
+        """Wait until the victim received ``count`` more packets (or frames) than now."""
+        target = self.count() + count
+        async with asyncio.timeout(within):
+            while self.count() < target:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         assert self._task is not None
@@ -85,6 +98,19 @@ class MediaWatch:
     @property
     def received(self) -> int:
         return self.samples[-1][1] - self.samples[0][1]
+
+    def report(self, attack: str) -> str:
+        """A line for the test's output: what the victim saw while ``attack`` ran (a
+        figure, not an assertion: the machine's load decides the loop's lag too)."""
+        lags = sorted(self.lags) or [0.0]
+        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        line = (
+            f"{attack}: victim received {self.received} packets/frames, longest stall "
+            f"{self.longest_stall * 1000:.0f} ms, event-loop lag p99 {p99 * 1000:.1f} ms "
+            f"max {lags[-1] * 1000:.1f} ms"
+        )
+        print(line)
+        return line
 
     @property
     def longest_stall(self) -> float:

@@ -72,7 +72,9 @@ async def test_ssrc_churn_is_dropped_before_srtp_and_the_sender_disconnected(wor
     async with asyncio.timeout(10):
         while not publish.closed:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+    await watch.until_more(30)  # and media keeps flowing after it
     await watch.stop()
+    watch.report("SSRC churn")
     assert publish.close_reason == "unknown-ssrc"
     assert worker.stats()["refused_closed"]["unknown_ssrc"] >= 500
     # dropped on the clear-text header: at most the learning slots ever reached libsrtp
@@ -95,7 +97,9 @@ async def test_srtcp_sender_churn_is_dropped_before_srtp(worker, participants):
     async with asyncio.timeout(10):
         while not subscribe.closed:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+    await watch.until_more(30)  # and media keeps flowing after it
     await watch.stop()
+    watch.report("SRTCP sender churn")
     assert subscribe.ingress.ssrc.rtcp_dropped >= 500
     assert subscribe.close_reason == "unknown-ssrc"
     assert watch.longest_stall < 1.0
@@ -117,7 +121,9 @@ async def test_nack_floods_are_cut_before_they_are_expanded(worker, participants
         while subscribe.ingress.rtcp.nack_items_ignored < 254 * 400:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
+    await watch.until_more(30)  # and media keeps flowing after it
     await watch.stop()
+    watch.report("NACK flood")
     assert subscribe.connection_state == "connected"
     # each NACK cut to 16 items before parsing; then at most 1,000 numbers a second
     assert consumer.nack_requests <= 1000 * (elapsed + 1) + 16 * 17
@@ -214,6 +220,7 @@ async def test_a_publisher_over_its_budget_is_dropped_then_disconnected(worker, 
             sent += 200
             seq += 200
     await watch.stop()
+    watch.report("publisher over budget")
     assert publish.close_reason == "over-budget"
     assert producer.dropped_over_budget > 0
     assert watch.longest_stall < 1.0

@@ -48,6 +48,7 @@ async def test_oversized_and_garbage_datagrams_are_dropped_and_counted(worker, p
         send_datagrams(addresses, datagrams)
         await asyncio.sleep(0.02)
     await watch.stop()
+    watch.report("garbage and oversized datagrams")
 
     for transport in connected:
         assert transport.connection_state == "connected", transport.stats()
