@@ -1,5 +1,5 @@
 """The media-path attacks replayed against a real server, ``caucus serve``, in one process
-(``--workers 0``) and with a media worker process (``--workers 1``): an outsider's
+(``--workers 0``) and with the default media worker processes (one per core): an outsider's
 datagrams to every media port, a member's media-section flood over socket.io, and a
 member's SSRC churn inside their own session.  The people of the case keep decoding."""
 
@@ -41,7 +41,11 @@ def _refused(metrics: str, reason: str) -> float:
     return 0.0
 
 
-@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker-process"])
+#: ``caucus serve``'s default: one media worker process per core.
+DEFAULT_WORKERS = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize("workers", [0, DEFAULT_WORKERS], ids=["workers-0", "default-workers"])
 async def test_attacks_on_a_served_session(tmp_path: Path, workers: int) -> None:
     async with running_nodes(tmp_path / "data", ("solo",), workers=workers, redis_url=None) as (
         node,
