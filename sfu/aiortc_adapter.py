@@ -766,7 +766,7 @@ def _direct_datagram_received(
             try:
                 packet = parse(data, extensions)
             except Exception as exc:  # a malformed extension raises struct.error
-                ingress = _GUARDED.get(dtls)
+                ingress = _ingress_of(dtls)
                 if ingress is not None:
                     ingress.malformed_rtp += 1
                     ingress.log.failure("rtp-parse", f"RTP dropped: {type(exc).__name__}: {exc}")
@@ -1676,8 +1676,17 @@ def nominated_local_address(dtls: RTCDtlsTransport) -> tuple[str, int]:
 
 #: Failures of the SFU's own handlers, which a peer may be able to repeat per packet.
 _handler_failures = RepeatedLog(logger)
-#: ``Ingress`` objects per DTLS transport guarded by :func:`guard_ingress`.
-_GUARDED: weakref.WeakKeyDictionary[RTCDtlsTransport, Any] = weakref.WeakKeyDictionary()
+#: ``Ingress`` objects (weakly: an ingress reaches its transport, and a value that
+#: reaches its key keeps both alive for ever) per DTLS transport guarded by
+#: :func:`guard_ingress`.
+_GUARDED: weakref.WeakKeyDictionary[RTCDtlsTransport, weakref.ref[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ingress_of(dtls: RTCDtlsTransport) -> Any:
+    ref = _GUARDED.get(dtls)
+    return ref() if ref is not None else None
 
 
 def handler_failed(kind: str, exc: BaseException) -> None:
@@ -1758,7 +1767,7 @@ def guard_ingress(pc: RTCPeerConnection, ingress: Any) -> None:
         for dtls in {transceiver.receiver.transport, transceiver.sender.transport}:
             if dtls is None or dtls in _GUARDED:
                 continue
-            _GUARDED[dtls] = ingress
+            _GUARDED[dtls] = weakref.ref(ingress)
             _guard_dtls(dtls, ingress)
 
 
@@ -1830,4 +1839,13 @@ def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
 
     dtls.on("statechange", wrap_session)
     wrap_session()
-    ingress.ssrc.on_change = lambda: refresh_ssrc_policy(dtls)
+    # weakly: the policy is held by the transport's direct receive state, keyed weakly
+    # by this DTLS transport, which a strong reference here would keep alive for ever
+    dtls_ref = weakref.ref(dtls)
+
+    def policy_changed() -> None:
+        target = dtls_ref()
+        if target is not None:
+            refresh_ssrc_policy(target)
+
+    ingress.ssrc.on_change = policy_changed

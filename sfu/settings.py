@@ -91,6 +91,9 @@ class MediaSettings:
     max_over_budget_share: float = 0.5
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
+    #: While transports have closed, a full garbage collection at most this often (a
+    #: closed peer connection is reference cycles; see ``Worker._reclaim_closed``).
+    reclaim_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if (self.udp_port_min is None) != (self.udp_port_max is None):

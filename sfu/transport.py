@@ -20,6 +20,7 @@ import asyncio
 import logging
 import re
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -89,7 +90,7 @@ class Transport:
         #: "over-budget"), or ``None``.
         self.close_reason: str | None = None
         #: What the peer may send and the counts of what was dropped.
-        self.ingress = Ingress(self._settings, on_abuse=self._abused)
+        self.ingress = Ingress(self._settings, on_abuse=_weakly(self._abused))
 
     @property
     def connection_state(self) -> str:
@@ -195,7 +196,7 @@ class Transport:
                 settings=self._settings,
                 mid=transceiver.mid,
                 audio_level_id=extension_ids.get(AUDIO_LEVEL_URI, 0),
-                on_abuse=self._abused,
+                on_abuse=_weakly(self._abused),
             )
             adapter.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
             adapter.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
@@ -475,6 +476,19 @@ class Transport:
             "producers": [p.stats() for p in self.producers.values()],
             "consumers": [c.stats() for c in self.consumers.values()],
         }
+
+
+def _weakly(method: Callable[[str], None]) -> Callable[[str], None]:
+    """``method`` without keeping its object alive: the callbacks given to the ingress
+    checks and producers end up in tables keyed weakly by aiortc objects."""
+    ref = weakref.WeakMethod(method)
+
+    def call(reason: str) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(reason)
+
+    return call
 
 
 def _is_active(media) -> bool:
