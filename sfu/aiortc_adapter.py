@@ -1711,12 +1711,15 @@ class GuardedSrtpSession:
         self._ingress = ingress
         self._srtp = session._srtp
 
-    def unprotect(self, data: bytes) -> bytes:
+    def _check_length(self, data: bytes, header: int) -> None:
         ingress = self._ingress
-        if len(data) > ingress.max_datagram or len(data) < 12:
-            ingress.oversize += len(data) >= 12
+        if len(data) > ingress.max_datagram or len(data) < header:
+            ingress.oversize += len(data) >= header
             raise pylibsrtp.Error("datagram dropped: length")
-        policy = ingress.ssrc
+
+    def unprotect(self, data: bytes) -> bytes:
+        self._check_length(data, 12)
+        policy = self._ingress.ssrc
         ssrc = _SSRC_AT_8(data)[0]
         known = policy.is_allowed(ssrc)
         if not known and not policy.admit(ssrc):
@@ -1731,11 +1734,8 @@ class GuardedSrtpSession:
         return plain
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
-        ingress = self._ingress
-        if len(data) > ingress.max_datagram or len(data) < 8:
-            ingress.oversize += len(data) >= 8
-            raise pylibsrtp.Error("datagram dropped: length")
-        policy = ingress.ssrc
+        self._check_length(data, 8)
+        policy = self._ingress.ssrc
         ssrc = _SSRC_AT_4(data)[0]
         if not policy.admit_rtcp(ssrc):
             raise pylibsrtp.Error("datagram dropped: unknown RTCP sender")

@@ -191,16 +191,15 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-def set_session_cookie(response: web.StreamResponse, token: str, max_age: int) -> None:
+def _set_private_cookie(response: web.StreamResponse, name: str, token: str, max_age: int) -> None:
+    """A cookie scripts cannot read, sent only over HTTPS and only by this site's pages."""
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
+        name, token, max_age=max_age, path="/", secure=True, httponly=True, samesite="Strict"
     )
+
+
+def set_session_cookie(response: web.StreamResponse, token: str, max_age: int) -> None:
+    _set_private_cookie(response, SESSION_COOKIE, token, max_age)
 
 
 def clear_session_cookie(response: web.StreamResponse) -> None:
@@ -213,15 +212,7 @@ def device_token(request: web.Request) -> str | None:
 
 
 def set_device_cookie(response: web.StreamResponse, token: str, max_age: int) -> None:
-    response.set_cookie(
-        DEVICE_COOKIE,
-        token,
-        max_age=max_age,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
-    )
+    _set_private_cookie(response, DEVICE_COOKIE, token, max_age)
 
 
 def csrf_token_for(request: web.Request) -> tuple[str, bool]:
