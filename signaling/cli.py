@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import secrets
 import signal
@@ -69,6 +70,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", help="Redis of a cluster of nodes (CAUCUS_REDIS_URL)")
     serve.add_argument("--node-id", help="this node's name in a cluster (CAUCUS_NODE_ID)")
+    serve.add_argument(
+        "--ready-json",
+        action="store_true",
+        help="when listening, also print one JSON line (url, port, admin password, CA path) "
+        "for scripts and tests",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -136,7 +143,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **overrides)
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, *, ready: asyncio.Event | None = None, ready_json: bool = False
+) -> None:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     services = Services.build(settings)
     await services.start()
@@ -187,6 +196,17 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             print("(You will be asked to choose a new password at first sign-in.)", flush=True)
         if certificate.ca_path:
             print(f"Self-signed certificate authority: {certificate.ca_path}", flush=True)
+        if ready_json:
+            banner = {
+                "ready": True,
+                "url": f"https://{host}:{port}/",
+                "host": settings.host,
+                "port": port,
+                "admin_password": admin_password,
+                "ca_path": str(certificate.ca_path) if certificate.ca_path else None,
+                "workers": count,
+            }
+            print(json.dumps(banner), flush=True)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -311,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         freeze_startup_heap()
         try:
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, ready_json=args.ready_json))
         except (OSError, ValueError) as exc:
             print(f"caucus: cannot start: {exc}", file=sys.stderr)
             return 1
