@@ -27,9 +27,9 @@ from rooms.devices import TrustedDevices
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
 from rooms.masterkey import MasterKey, sealed_by
 from rooms.passwords import PasswordPolicy
-from rooms.schema import new_id, recovery_codes, users
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
-from rooms.store import Store
+from rooms.storage.schema import new_id, recovery_codes, users
+from rooms.storage.store import Store
 from rooms.throttle import LoginThrottle
 from rooms.vault import VaultIntegrityError
 

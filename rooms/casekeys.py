@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from rooms.errors import IntegrityFailure
 from rooms.masterkey import MasterKey, rewrap, sealed_by
-from rooms.schema import case_keys, users
-from rooms.store import Store
+from rooms.storage.schema import case_keys, users
+from rooms.storage.store import Store
 from rooms.vault import VaultIntegrityError, new_data_key
 
 

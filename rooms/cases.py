@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from rooms.accounts import Accounts, User
 from rooms.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from rooms.schema import audit_log, case_members, cases, invitations, new_id, users
 from rooms.sessions import token_hash
-from rooms.store import Store
+from rooms.storage.schema import audit_log, case_members, cases, invitations, new_id, users
+from rooms.storage.store import Store
 
 CASE_ROLES = ("neutral", "co_neutral", "party", "counsel", "observer")
 INVITABLE_ROLES = ("co_neutral", "party", "counsel", "observer")

@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from rooms.casekeys import CaseKeys
 from rooms.cases import Cases, Member
 from rooms.errors import Forbidden, InvalidInput
-from rooms.schema import (
+from rooms.spaces import SpaceEvent, Spaces
+from rooms.storage.schema import (
     case_members,
     cases,
     invitations,
@@ -45,8 +46,7 @@ from rooms.schema import (
     spaces,
     users,
 )
-from rooms.spaces import SpaceEvent, Spaces
-from rooms.store import Store
+from rooms.storage.store import Store
 from rooms.vault import SpaceVault
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from rooms.schema import trusted_devices
 from rooms.sessions import token_hash
-from rooms.store import Store
+from rooms.storage.schema import trusted_devices
+from rooms.storage.store import Store
 
 #: Devices kept per account; the least recently used are forgotten beyond it.
 MAX_DEVICES_PER_USER = 20

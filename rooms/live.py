@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
-from rooms.schema import live_sessions
-from rooms.store import Store
+from rooms.storage.schema import live_sessions
+from rooms.storage.store import Store
 
 MAIN = "main"
 WAITING = "waiting"

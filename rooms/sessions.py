@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from rooms.schema import sessions
-from rooms.store import Store
+from rooms.storage.schema import sessions
+from rooms.storage.store import Store
 
 STAGE_TOTP = "totp_required"
 STAGE_PASSWORD = "password_change_required"  # noqa: S105 - a stage name

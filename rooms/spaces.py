@@ -38,8 +38,8 @@ from rooms.errors import (
     UnsupportedMediaType,
 )
 from rooms.filetypes import SNIFF_BYTES, TextCheck, sniff
-from rooms.schema import case_members, messages, new_id, space_files, space_members, spaces
-from rooms.store import Store
+from rooms.storage.schema import case_members, messages, new_id, space_files, space_members, spaces
+from rooms.storage.store import Store
 from rooms.vault import (
     BlobNotFoundError,
     BlobReader,

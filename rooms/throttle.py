@@ -20,8 +20,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from rooms.errors import RateLimited
-from rooms.schema import login_failures
-from rooms.store import Store
+from rooms.storage.schema import login_failures
+from rooms.storage.store import Store
 
 
 class Throttled(RateLimited):

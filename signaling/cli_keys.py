@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rooms.casekeys import rotate_master_key
 from rooms.masterkey import ENV_VAR, MasterKey, MasterKeyError
-from rooms.store import Store
+from rooms.storage.store import Store
 from signaling.settings import Settings
 
 NEW_ENV_VAR = "CAUCUS_NEW_MASTER_KEY"

@@ -40,8 +40,8 @@ from recorder import RecordingResult as Result
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, Conflict, InvalidInput, NotFound
 from rooms.live import MAIN
-from rooms.schema import new_id
 from rooms.spaces import SpaceEvent
+from rooms.storage.schema import new_id
 from sfu import Producer, Router, Transport, Worker
 from signaling.media import browser_ice_servers
 from signaling.services import Services

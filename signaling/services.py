@@ -17,7 +17,7 @@ from rooms.masterkey import ENV_VAR, MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
 from rooms.spaces import Spaces
-from rooms.store import Store
+from rooms.storage.store import Store
 from rooms.throttle import LoginThrottle
 from rooms.vault import SpaceVault
 from signaling.settings import Settings

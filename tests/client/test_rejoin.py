@@ -17,7 +17,7 @@ from certs.authority import ensure_self_signed
 from client import LocalSignal, Participant, SignalError, SocketSignal
 from client.signal import OfferHandler
 from rooms.live import WAITING
-from rooms.store import Store
+from rooms.storage.store import Store
 from sfu import Worker
 from signaling.app import build_app
 from signaling.media import MEDIA_NAMESPACE, MediaNamespace

@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from rooms.schema import cases, new_id, users
+from rooms.storage.schema import cases, new_id, users
 
 
 async def make_case(store) -> str:

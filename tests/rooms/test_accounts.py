@@ -17,8 +17,8 @@ from rooms.errors import (
 )
 from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
-from rooms.schema import recovery_codes, users
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.storage.schema import recovery_codes, users
 from rooms.throttle import LoginThrottle
 
 GOOD = "a sound passphrase 42"

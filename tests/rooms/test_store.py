@@ -11,8 +11,8 @@ from argon2 import PasswordHasher
 from rooms.accounts import Accounts
 from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
-from rooms.schema import sessions, users
 from rooms.sessions import Sessions
+from rooms.storage.schema import sessions, users
 from rooms.throttle import LoginThrottle
 from tests.conftest import PG_URL
 
@@ -42,7 +42,7 @@ async def test_concurrent_sign_ups_and_sign_ins_do_not_fail(store) -> None:
 async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
     """A database made by an earlier version (revision 0004), with a signed-in user whose
     TOTP seed is in clear, migrates to the newest revision and the seed gets sealed."""
-    from rooms.store import Store
+    from rooms.storage.store import Store
 
     old = Store(f"sqlite:///{tmp_path / 'old.db'}")
     await old.migrate("0004")
@@ -90,7 +90,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
 @pytest.mark.skipif(not PG_URL, reason="needs CAUCUS_TEST_DATABASE_URL (PostgreSQL)")
 async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
     """Several processes migrating one empty PostgreSQL database at once all succeed."""
-    from rooms.store import Store
+    from rooms.storage.store import Store
     from tests.processes import fresh_postgres_database
 
     assert PG_URL is not None

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from rooms.schema import (
+from rooms.storage.schema import (
     audit_log,
     case_keys,
     case_members,

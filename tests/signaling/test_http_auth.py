@@ -8,7 +8,7 @@ from typing import Any
 import pyotp
 import sqlalchemy as sa
 
-from rooms.schema import case_members, invitations, login_failures, sessions, users
+from rooms.storage.schema import case_members, invitations, login_failures, sessions, users
 from signaling.access import CSRF_COOKIE, SESSION_COOKIE
 from tests.signaling.conftest import PASSWORD, World
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from certs.authority import ensure_self_signed
 from client import Participant, SignalError, SocketSignal
-from rooms.store import Store
+from rooms.storage.store import Store
 from signaling.app import build_app
 from signaling.media import MEDIA_WORKER, MediaNamespace
 from signaling.services import Services

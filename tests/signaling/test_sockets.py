@@ -7,7 +7,7 @@ import asyncio
 import socketio
 import sqlalchemy as sa
 
-from rooms.schema import sessions
+from rooms.storage.schema import sessions
 from signaling.access import SESSION_COOKIE
 from tests.signaling.conftest import PASSWORD, World, connect
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from rooms.schema import messages, space_files
+from rooms.storage.schema import messages, space_files
 from rooms.vault import HEADER_SIZE, TAG_SIZE
 from signaling.access import CSRF_COOKIE, SESSION_COOKIE
 from signaling.settings import Settings

@@ -1,10 +1,10 @@
-"""Alembic environment: migrations run on a connection handed over by ``rooms.store``."""
+"""Alembic environment: migrations run on a connection handed over by ``rooms.storage.store``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from rooms.schema import metadata
+from rooms.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only the offline/autogenerate path

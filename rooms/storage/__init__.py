@@ -1,0 +1,1 @@
+"""Storage: the SQL schema, its Alembic migrations and the ``Store`` that opens the database."""
