@@ -42,7 +42,8 @@ from aiortc.rtp import RtpPacket
 
 from client.media import encode_vp8_clip
 from recorder import Recorder
-from rooms.vault import SpaceVault, new_data_key
+from rooms.vault.format import new_data_key
+from rooms.vault.store import SpaceVault
 
 MAX_PAYLOAD = 1200
 FPS = 30

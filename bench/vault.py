@@ -36,7 +36,8 @@ if __package__ in (None, ""):
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from rooms.vault import DEFAULT_CHUNK_SIZE, SpaceVault, new_data_key
+from rooms.vault.format import DEFAULT_CHUNK_SIZE, new_data_key
+from rooms.vault.store import SpaceVault
 
 MIB = 1024 * 1024
 

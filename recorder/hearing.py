@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .recorder import COMPLETED, DEFAULT_MAX_SECONDS, FAILED, Recorder, RecordingResult
 
 if TYPE_CHECKING:
-    from rooms.vault import SpaceVault
+    from rooms.vault.store import SpaceVault
     from sfu import Producer
 
 HEARING_MAX_SECONDS = 4 * 3600.0

@@ -49,7 +49,7 @@ from .vault_sink import VaultSink
 if TYPE_CHECKING:
     from aiortc.rtp import RtpPacket
 
-    from rooms.vault import SpaceVault
+    from rooms.vault.store import SpaceVault
     from sfu import Producer
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import io
 
-from rooms.vault import BlobWriter, SpaceVault
+from rooms.vault.store import SpaceVault
+from rooms.vault.writer import BlobWriter
 
 #: Bytes of the file's start kept in memory (WebM headers are well under 4 KiB).
 HEAD_SIZE = 64 * 1024

@@ -25,13 +25,13 @@ import sqlalchemy as sa
 
 from rooms.devices import TrustedDevices
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
-from rooms.masterkey import MasterKey, sealed_by
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from rooms.storage.schema import new_id, recovery_codes, users
 from rooms.storage.store import Store
 from rooms.throttle import LoginThrottle
-from rooms.vault import VaultIntegrityError
+from rooms.vault.format import VaultIntegrityError
+from rooms.vault.masterkey import MasterKey, sealed_by
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 GLOBAL_ROLES = ("admin", "neutral", "member")

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rooms.errors import IntegrityFailure
-from rooms.masterkey import MasterKey, rewrap, sealed_by
 from rooms.storage.schema import case_keys, users
 from rooms.storage.store import Store
-from rooms.vault import VaultIntegrityError, new_data_key
+from rooms.vault.format import VaultIntegrityError, new_data_key
+from rooms.vault.masterkey import MasterKey, rewrap, sealed_by
 
 
 class CaseKeys:

@@ -47,7 +47,7 @@ from rooms.storage.schema import (
     users,
 )
 from rooms.storage.store import Store
-from rooms.vault import SpaceVault
+from rooms.vault.store import SpaceVault
 
 log = logging.getLogger(__name__)
 

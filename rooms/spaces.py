@@ -40,14 +40,10 @@ from rooms.errors import (
 from rooms.filetypes import SNIFF_BYTES, TextCheck, sniff
 from rooms.storage.schema import case_members, messages, new_id, space_files, space_members, spaces
 from rooms.storage.store import Store
-from rooms.vault import (
-    BlobNotFoundError,
-    BlobReader,
-    SpaceVault,
-    VaultIntegrityError,
-    seal,
-    unseal,
-)
+from rooms.vault.format import BlobNotFoundError, VaultIntegrityError
+from rooms.vault.reader import BlobReader
+from rooms.vault.sealed import seal, unseal
+from rooms.vault.store import SpaceVault
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, IntegrityFailure, InvalidInput
 from rooms.filetypes import PDF
 from rooms.spaces import MAX_BODY, MAX_NAME, SpaceFile
-from rooms.vault import VaultIntegrityError
+from rooms.vault.format import VaultIntegrityError
 from signaling.access import MEMBER, SECURITY_HEADERS, USER, access, read_json
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES

@@ -17,7 +17,7 @@ from certs.authority import load_certificate
 from client import loadtest_cli
 from rooms import __version__
 from rooms.errors import CaucusError
-from rooms.masterkey import MasterKeyError
+from rooms.vault.masterkey import MasterKeyError
 from signaling.app import build_app
 from signaling.heap import freeze_startup_heap
 from signaling.logconfig import configure_logging

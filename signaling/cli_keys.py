@@ -28,8 +28,8 @@ import os
 from pathlib import Path
 
 from rooms.casekeys import rotate_master_key
-from rooms.masterkey import ENV_VAR, MasterKey, MasterKeyError
 from rooms.storage.store import Store
+from rooms.vault.masterkey import ENV_VAR, MasterKey, MasterKeyError
 from signaling.settings import Settings
 
 NEW_ENV_VAR = "CAUCUS_NEW_MASTER_KEY"

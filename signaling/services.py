@@ -13,13 +13,13 @@ from rooms.casekeys import CaseKeys
 from rooms.cases import Cases
 from rooms.closing import CaseClosing
 from rooms.devices import TrustedDevices
-from rooms.masterkey import ENV_VAR, MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
 from rooms.spaces import Spaces
 from rooms.storage.store import Store
 from rooms.throttle import LoginThrottle
-from rooms.vault import SpaceVault
+from rooms.vault.masterkey import ENV_VAR, MasterKey
+from rooms.vault.store import SpaceVault
 from signaling.settings import Settings
 
 

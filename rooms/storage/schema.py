@@ -35,7 +35,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),  # admin | neutral | member
     sa.Column("must_change_password", sa.Boolean, nullable=False, default=False),
-    sa.Column("totp_secret", sa.String(255), nullable=True),  # sealed (rooms.masterkey)
+    sa.Column("totp_secret", sa.String(255), nullable=True),  # sealed (rooms.vault.masterkey)
     sa.Column("totp_enabled", sa.Boolean, nullable=False, default=False),
     sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -162,7 +162,7 @@ audit_log = sa.Table(
 
 # -- spaces: private areas of a case with messages and files ------------------------------
 # Names, message bodies and file names are user data: stored sealed with the case key
-# (rooms.vault.seal), never as plaintext. File contents live in the vault as blobs named
+# (rooms.vault.sealed.seal), never as plaintext. File contents live in the vault as blobs named
 # by the file id.
 
 spaces = sa.Table(

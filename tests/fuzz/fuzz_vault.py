@@ -25,7 +25,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["rooms.vault"]):
-    from rooms.vault import SpaceVault, VaultIntegrityError, unseal
+    from rooms.vault.format import VaultIntegrityError
+    from rooms.vault.sealed import unseal
+    from rooms.vault.store import SpaceVault
 
 KEY = bytes(range(32))
 CASE = "case_fuzz"

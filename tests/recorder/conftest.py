@@ -8,7 +8,8 @@ import pytest
 
 import client.participant
 from client import LocalSignal, Participant
-from rooms.vault import SpaceVault, new_data_key
+from rooms.vault.format import new_data_key
+from rooms.vault.store import SpaceVault
 from sfu import Worker
 
 from .pattern import CounterPatternTrack, read_frame

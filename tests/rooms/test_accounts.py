@@ -15,11 +15,11 @@ from rooms.errors import (
     RateLimited,
     Unauthenticated,
 )
-from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from rooms.storage.schema import recovery_codes, users
 from rooms.throttle import LoginThrottle
+from rooms.vault.masterkey import MasterKey
 
 GOOD = "a sound passphrase 42"
 # Still argon2id; a lower cost keeps the suite quick.

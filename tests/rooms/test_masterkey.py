@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rooms.masterkey import MasterKey, MasterKeyError, rewrap
-from rooms.vault import SpaceVault, VaultIntegrityError, new_data_key, seal, unseal
+from rooms.vault.format import VaultIntegrityError, new_data_key
+from rooms.vault.masterkey import MasterKey, MasterKeyError, rewrap
+from rooms.vault.sealed import seal, unseal
+from rooms.vault.store import SpaceVault
 
 
 def test_key_file_created_0600_and_reused(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from rooms.accounts import Accounts
-from rooms.masterkey import MasterKey
 from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
 from rooms.storage.schema import sessions, users

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rooms.vault import (
+from rooms.vault.format import (
     DEFAULT_CHUNK_SIZE,
     HEADER_SIZE,
     TAG_SIZE,
@@ -14,6 +14,8 @@ from rooms.vault import (
     SpaceVault,
     VaultIntegrityError,
     new_data_key,
+from rooms.vault.sealed import seal, unseal
+from rooms.vault.store import SpaceVault
     seal,
     unseal,
 )

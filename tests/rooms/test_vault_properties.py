@@ -13,7 +13,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rooms.vault import HEADER_SIZE, MIN_CHUNK_SIZE, TAG_SIZE, SpaceVault, VaultIntegrityError
+from rooms.vault.format import HEADER_SIZE, MIN_CHUNK_SIZE, TAG_SIZE, VaultIntegrityError
+from rooms.vault.store import SpaceVault
 
 CASE = "case-props"
 BLOB = "blob-1"

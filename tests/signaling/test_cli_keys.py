@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 from rooms.casekeys import rotate_master_key
 from rooms.errors import IntegrityFailure
-from rooms.masterkey import ENV_VAR, MasterKey, MasterKeyError
 from rooms.storage.schema import case_keys, users
 from rooms.storage.store import Store
+from rooms.vault.masterkey import ENV_VAR, MasterKey, MasterKeyError
 from signaling.cli_keys import NEW_ENV_VAR, rotate_keys
 from signaling.services import Services
 from signaling.settings import Settings

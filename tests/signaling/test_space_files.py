@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from rooms.storage.schema import messages, space_files
-from rooms.vault import HEADER_SIZE, TAG_SIZE
+from rooms.vault.format import HEADER_SIZE, TAG_SIZE
 from signaling.access import CSRF_COOKIE, SESSION_COOKIE
 from signaling.settings import Settings
 from tests.conftest import ApiClient

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from rooms.vault import KEY_SIZE, VaultIntegrityError
+from rooms.vault.format import KEY_SIZE, VaultIntegrityError
 
 __all__ = ["ENV_VAR", "MasterKey", "MasterKeyError", "rewrap"]
 
