@@ -13,6 +13,7 @@ from rooms.passwords import PasswordPolicy
 from rooms.sessions import Sessions
 from rooms.storage.schema import sessions, users
 from rooms.throttle import LoginThrottle
+from rooms.vault.masterkey import MasterKey
 from tests.conftest import PG_URL
 
 PASSWORD = "a sound passphrase 42"

@@ -11,14 +11,11 @@ from rooms.vault.format import (
     HEADER_SIZE,
     TAG_SIZE,
     BlobNotFoundError,
-    SpaceVault,
     VaultIntegrityError,
     new_data_key,
+)
 from rooms.vault.sealed import seal, unseal
 from rooms.vault.store import SpaceVault
-    seal,
-    unseal,
-)
 
 CS = DEFAULT_CHUNK_SIZE
 STRIDE = CS + TAG_SIZE
