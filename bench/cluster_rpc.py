@@ -1,6 +1,6 @@
 """Round trip of the channel between a signaling node and a media worker (loopback TCP).
 
-A worker-side process answers ``echo`` calls with ``signaling.rpc``; this process calls it
+A worker-side process answers ``echo`` calls with ``signaling.cluster.rpc``; this process calls it
 one at a time (latency) and then with 32 calls in flight (throughput), with a payload the
 size of a forwarded ``media.publish`` event (an SDP offer of ~4 kB).  Prints JSON::
 
@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from signaling.rpc import RpcConnection
+from signaling.cluster.rpc import RpcConnection
 
 SECRET = "benchmark cluster secret"
 

@@ -11,6 +11,8 @@ from rooms import __version__
 from sfu import Worker
 from signaling import api_accounts, api_admin, api_cases, api_spaces, metrics, pages
 from signaling.access import access, security_middleware
+from signaling.cluster.gateway import MediaCluster
+from signaling.cluster.node_bus import NodeBus
 from signaling.media import (
     MEDIA_NAMESPACE,
     MEDIA_STATS,
@@ -19,8 +21,6 @@ from signaling.media import (
     media_context,
     media_settings,
 )
-from signaling.media_gateway import MediaCluster
-from signaling.node_bus import NodeBus
 from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace, recording_context
 from signaling.services import SERVICES, Services
 from signaling.sockets import NAMESPACES, SOCKETS, create_socket_server, node_bus
@@ -65,7 +65,7 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
         recording = next(n for n in namespaces if isinstance(n, RecordingNamespace))
         app[RECORDING_NAMESPACE_KEY] = recording
         app.cleanup_ctx.append(recording_context(recording))  # torn down before the SFU
-    else:  # media worker processes host the live rooms (signaling.media_host)
+    else:  # media worker processes host the live rooms (signaling.cluster.media_host)
         sockets, namespaces = create_socket_server(services, cluster=cluster)
         app[MEDIA_STATS] = cluster.stats
     app[SOCKETS] = sockets

@@ -19,13 +19,13 @@ from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.vault.masterkey import MasterKeyError
 from signaling.app import build_app
+from signaling.cluster.gateway import MediaCluster
+from signaling.cluster.placement import RedisDirectory, directory_for
+from signaling.cluster.supervisor import WorkerSupervisor
 from signaling.heap import freeze_startup_heap
 from signaling.logconfig import configure_logging
-from signaling.media_gateway import MediaCluster
-from signaling.placement import RedisDirectory, directory_for
 from signaling.services import Services
 from signaling.settings import Settings, load_settings
-from signaling.workers import WorkerSupervisor
 
 log = logging.getLogger("caucus")
 SHUTDOWN_SECONDS = 5.0
@@ -298,7 +298,7 @@ async def drain_node(settings: Settings, args: argparse.Namespace) -> int:
 async def _move_cases_now(settings: Settings, directory: RedisDirectory, workers: list) -> None:
     """Ask each worker of the node to end its cases' live sessions; their participants
     join again and land on another node's worker."""
-    from signaling.rpc import RpcConnection
+    from signaling.cluster.rpc import RpcConnection
 
     async def ignore(_method: str, _params: dict) -> None:
         return None
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "loadtest":
         return loadtest_cli.main(args)
     if args.command == "worker":
-        from signaling.workers import worker_main
+        from signaling.cluster.supervisor import worker_main
 
         return worker_main(args.worker_id)
     try:

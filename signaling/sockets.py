@@ -23,14 +23,14 @@ from rooms.errors import CaucusError, Unauthenticated
 from rooms.sessions import STAGE_ACTIVE
 from sfu import Worker
 from signaling.access import SESSION_COOKIE
+from signaling.cluster.node_bus import NodeBus
 from signaling.errors import socket_error
-from signaling.node_bus import NodeBus
 from signaling.refusals import REFUSALS, SOCKET_LIMITS
 from signaling.services import Services
 from signaling.settings import Settings
 
 if TYPE_CHECKING:
-    from signaling.media_gateway import MediaCluster
+    from signaling.cluster.gateway import MediaCluster
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ def create_socket_server(
 
     bus.on_sessions_ended = end_local_sessions
     if cluster is not None:
+        from signaling.cluster.gateway import ForwardingNamespace
         from signaling.media import MediaNamespace  # they build on this module
-        from signaling.media_gateway import ForwardingNamespace
         from signaling.recording import RECORDING_NAMESPACE, RecordingNamespace
 
         namespaces.append(ForwardingNamespace("/media", MediaNamespace, services, cluster))

@@ -21,7 +21,7 @@ from pydantic import Field
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import NotFound
 from rooms.spaces import MAX_BODY, SpaceEvent
-from signaling.node_bus import NodeBus
+from signaling.cluster.node_bus import NodeBus
 from signaling.services import Services
 from signaling.sockets import Caller, CasePayload, EventNamespace, event
 
@@ -60,7 +60,7 @@ class SpacesNamespace(EventNamespace):
     def __init__(self, services: Services, bus: NodeBus) -> None:
         super().__init__(SPACES_NAMESPACE, services)
         self.subscribers: dict[str, dict[str, str]] = {}  # space_id -> sid -> user_id
-        #: Carries changes to every node's sockets (signaling.node_bus).
+        #: Carries changes to every node's sockets (signaling.cluster.node_bus).
         self.bus = bus
         bus.on_space_change = self.space_changed
         services.spaces.listen(bus.space_changed)

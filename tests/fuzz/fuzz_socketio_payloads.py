@@ -24,7 +24,8 @@ with atheris.instrument_imports(include=["signaling"]):
     from pydantic import BaseModel, ValidationError
 
     from signaling import media as media_events
-    from signaling import media_gateway, recording, sockets, spaces_events
+    from signaling import recording, sockets, spaces_events
+    from signaling.cluster import gateway as media_gateway
     from signaling.errors import socket_error
 
 NAMESPACES = (

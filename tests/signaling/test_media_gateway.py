@@ -4,9 +4,9 @@ single-process node: the forwarding namespaces stand for the real ones event by 
 from __future__ import annotations
 
 from signaling.app import build_app
+from signaling.cluster.gateway import ForwardingNamespace, MediaCluster
+from signaling.cluster.placement import MemoryDirectory
 from signaling.media import MediaNamespace
-from signaling.media_gateway import ForwardingNamespace, MediaCluster
-from signaling.placement import MemoryDirectory
 from signaling.recording import RecordingNamespace
 from signaling.services import Services
 from signaling.sockets import NAMESPACES, EventNamespace

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from signaling.placement import (
+from signaling.cluster.placement import (
     PPS_PER_CONSUMER,
     RecentPlacements,
     WorkerInfo,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from signaling.rpc import ConnectionLost, RpcConnection, RpcError
+from signaling.cluster.rpc import ConnectionLost, RpcConnection, RpcError
 
 SECRET = "a cluster secret for tests"
 

@@ -2,7 +2,7 @@
 
 Signaling nodes keep the browsers' socket.io connections, check every event (payload and
 authorization) and forward the events of ``/media`` and ``/recording`` to the worker that
-hosts the event's case (``signaling.media_gateway``).  The worker runs the same namespace
+hosts the event's case (``signaling.cluster.gateway``).  The worker runs the same namespace
 code as a single-process server (:class:`~signaling.media.MediaNamespace`,
 :class:`~signaling.recording.RecordingNamespace`) over its own :class:`sfu.Worker`; what
 those namespaces say to a socket goes back through the node that forwarded that socket's
@@ -26,10 +26,10 @@ from pydantic import BaseModel
 from rooms.cases import Member
 from rooms.spaces import SpaceEvent
 from sfu import Worker
+from signaling.cluster.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
+from signaling.cluster.rpc import ConnectionLost, RpcConnection
 from signaling.media import MediaNamespace, media_settings
-from signaling.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
 from signaling.recording import RecordingNamespace
-from signaling.rpc import ConnectionLost, RpcConnection
 from signaling.services import Services
 from signaling.sockets import Caller, EventNamespace
 

@@ -3,7 +3,7 @@
 ``caucus serve --workers N`` starts N workers (one per core by default, mediasoup's
 model: one event loop per core), each with its own slice of the UDP port range, waits
 until each listens for signaling nodes, and starts a worker again when one dies (its
-cases are placed again when their participants come back, see ``signaling.placement``).
+cases are placed again when their participants come back, see ``signaling.cluster.placement``).
 A worker reports that it is ready by printing one JSON line on its standard output::
 
     {"caucus_worker": {"id": ..., "node": ..., "host": ..., "port": ..., "pid": ...}}
@@ -26,7 +26,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 
-from signaling.placement import HEARTBEAT_SECONDS, Directory, MemoryDirectory, WorkerInfo
+from signaling.cluster.placement import HEARTBEAT_SECONDS, Directory, MemoryDirectory, WorkerInfo
 from signaling.services import Services
 from signaling.settings import Settings
 
@@ -58,8 +58,8 @@ def port_slices(port_min: int, port_max: int, count: int) -> list[tuple[int, int
 
 async def run_worker(settings: Settings, worker_id: str, *, port: int = 0) -> None:
     """Run one media worker until SIGTERM/SIGINT."""
-    from signaling.media_host import MediaHost  # imports the SFU: only in workers
-    from signaling.placement import RedisDirectory
+    from signaling.cluster.media_host import MediaHost  # imports the SFU: only in workers
+    from signaling.cluster.placement import RedisDirectory
 
     secret = settings.cluster_secret
     if not secret:

@@ -3,7 +3,7 @@
 A :class:`ForwardingNamespace` declares the same events as the namespace it stands for,
 validates and authorizes each one here (the node holds the sockets and sessions), then
 :class:`MediaCluster` forwards it to the worker hosting the event's case
-(``signaling.placement``) and relays the worker's emits and calls back to the sockets.
+(``signaling.cluster.placement``) and relays the worker's emits and calls back to the sockets.
 When a worker's connection breaks, every socket that was in a live room there is told
 ``media.ended`` with reason ``media_worker_lost``; clients join again and their case is
 placed on a worker that is alive, with the rooms they were in (kept in the store).
@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from rooms.spaces import SpaceEvent
-from signaling.placement import Directory, RecentPlacements, WorkerInfo, least_loaded
+from signaling.cluster.placement import Directory, RecentPlacements, WorkerInfo, least_loaded
+from signaling.cluster.rpc import ConnectionLost, RpcConnection, RpcError
 from signaling.recording import RECORDING_NAMESPACE
-from signaling.rpc import ConnectionLost, RpcConnection, RpcError
 from signaling.services import Services
 from signaling.sockets import Caller, Event, EventNamespace
 
