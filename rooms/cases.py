@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rooms.accounts import Accounts, User
+from rooms.accounts.accounts import Accounts, User
+from rooms.accounts.sessions import token_hash
 from rooms.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from rooms.sessions import token_hash
 from rooms.storage.schema import audit_log, case_members, cases, invitations, new_id, users
 from rooms.storage.store import Store
 

@@ -16,17 +16,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from rooms.accounts import User
+from rooms.accounts.accounts import User
+from rooms.accounts.sessions import STAGE_ACTIVE, Session
 from rooms.cases import Member
 from rooms.errors import CaucusError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
-from rooms.sessions import STAGE_ACTIVE, Session
 from signaling.errors import error_body, http_error
 from signaling.services import SERVICES
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-caucus_session"
-#: A browser that completed a sign-in (``rooms.devices``): its own throttle, see accounts.
+#: A browser that completed a sign-in (``rooms.accounts.devices``): its own throttle, see accounts.
 DEVICE_COOKIE = "__Host-caucus_device"
 CSRF_COOKIE = "__Host-caucus_csrf"
 CSRF_HEADER = "X-CSRF-Token"

@@ -9,8 +9,8 @@ import segno
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from rooms.accounts import User
-from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.accounts.accounts import User
+from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.access import (
     SESSION,
     USER,

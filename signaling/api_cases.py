@@ -8,9 +8,9 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rooms.accounts.sessions import STAGE_ACTIVE, token_hash
 from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError
-from rooms.sessions import STAGE_ACTIVE, token_hash
 from signaling.access import (
     MEMBER,
     SESSION,

@@ -24,8 +24,8 @@ from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rooms.accounts.sessions import STAGE_ACTIVE
 from rooms.errors import Forbidden, Unauthenticated
-from rooms.sessions import STAGE_ACTIVE
 from signaling.access import SESSION, USER, access
 from signaling.media import MEDIA_STATS
 from signaling.refusals import REFUSALS

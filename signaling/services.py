@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from rooms.accounts import Accounts
+from rooms.accounts.accounts import Accounts
+from rooms.accounts.devices import TrustedDevices
+from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.sessions import Sessions
+from rooms.accounts.throttle import LoginThrottle
 from rooms.casekeys import CaseKeys
 from rooms.cases import Cases
 from rooms.closing import CaseClosing
-from rooms.devices import TrustedDevices
-from rooms.passwords import PasswordPolicy
-from rooms.sessions import Sessions
 from rooms.spaces import Spaces
 from rooms.storage.store import Store
-from rooms.throttle import LoginThrottle
 from rooms.vault.masterkey import ENV_VAR, MasterKey
 from rooms.vault.store import SpaceVault
 from signaling.settings import Settings

@@ -18,9 +18,9 @@ import socketio
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from rooms.accounts.sessions import STAGE_ACTIVE
 from rooms.cases import CASE_ROLES, Member
 from rooms.errors import CaucusError, Unauthenticated
-from rooms.sessions import STAGE_ACTIVE
 from sfu import Worker
 from signaling.access import SESSION_COOKIE
 from signaling.cluster.node_bus import NodeBus

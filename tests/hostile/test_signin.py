@@ -13,9 +13,9 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from rooms.accounts import User
-from rooms.passwords import COMMON_PASSWORDS_FILE, common_passwords
-from rooms.sessions import token_hash
+from rooms.accounts.accounts import User
+from rooms.accounts.passwords import COMMON_PASSWORDS_FILE, common_passwords
+from rooms.accounts.sessions import token_hash
 from tests.conftest import ApiClient, RunningServer
 from tests.signaling.conftest import INTAKE, PASSWORD
 

@@ -7,7 +7,10 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from rooms.accounts import Accounts
+from rooms.accounts.accounts import Accounts
+from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.accounts.throttle import LoginThrottle
 from rooms.errors import (
     Conflict,
     IntegrityFailure,
@@ -15,10 +18,7 @@ from rooms.errors import (
     RateLimited,
     Unauthenticated,
 )
-from rooms.passwords import PasswordPolicy
-from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from rooms.storage.schema import recovery_codes, users
-from rooms.throttle import LoginThrottle
 from rooms.vault.masterkey import MasterKey
 
 GOOD = "a sound passphrase 42"

@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from rooms.accounts import Accounts
-from rooms.passwords import PasswordPolicy
-from rooms.sessions import Sessions
+from rooms.accounts.accounts import Accounts
+from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.sessions import Sessions
+from rooms.accounts.throttle import LoginThrottle
 from rooms.storage.schema import sessions, users
-from rooms.throttle import LoginThrottle
 from rooms.vault.masterkey import MasterKey
 from tests.conftest import PG_URL
 

@@ -1,8 +1,8 @@
 """User accounts: creation, password login, TOTP two-factor with recovery codes.
 
-Guessing is throttled (``rooms.throttle``): password failures count per account and client
+Guessing is throttled (``rooms.accounts.throttle``): password failures count per account and client
 address, per account over every client it does not know, and per client address; a browser
-that completed a sign-in of the account before (``rooms.devices``) counts only its own
+that completed a sign-in of the account before (``rooms.accounts.devices``) counts only its own
 failures, so nobody can keep the owner out by failing on purpose.  Second-factor failures
 count per account (or per trusted device) and are forgotten only when a sign-in completes,
 never when a password is right.
@@ -12,7 +12,6 @@ so a copy of the database alone does not give anyone's second factor away."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -20,23 +19,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pyotp
 import sqlalchemy as sa
 
-from rooms.devices import TrustedDevices
+from rooms.accounts.devices import TrustedDevices
+from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.accounts.throttle import LoginThrottle
+from rooms.accounts.totp import (
+    match_step,
+    new_recovery_code,
+    new_totp_secret,
+    provisioning_uri,
+    recovery_hash,
+)
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
-from rooms.passwords import PasswordPolicy
-from rooms.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from rooms.storage.schema import new_id, recovery_codes, users
 from rooms.storage.store import Store
-from rooms.throttle import LoginThrottle
 from rooms.vault.format import VaultIntegrityError
 from rooms.vault.masterkey import MasterKey, sealed_by
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 GLOBAL_ROLES = ("admin", "neutral", "member")
-TOTP_ISSUER = "Caucus"
-RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 WRONG_CREDENTIALS = "Wrong username or password."
 
 
@@ -79,15 +82,6 @@ def normalize_username(username: str) -> str:
             code="invalid_username",
         )
     return name
-
-
-def _recovery_hash(code: str) -> str:
-    return hashlib.sha256(code.replace("-", "").strip().lower().encode()).hexdigest()
-
-
-def new_recovery_code() -> str:
-    raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(12))
-    return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
 class Accounts:
@@ -324,17 +318,7 @@ class Accounts:
 
     # -- TOTP ----------------------------------------------------------------------------
     def _match_step(self, secret: str, code: str) -> int | None:
-        """The 30-s step whose code equals ``code`` (one step of clock drift allowed)."""
-        code = code.strip().replace(" ", "")
-        if not re.fullmatch(r"\d{6}", code):
-            return None
-        totp = pyotp.TOTP(secret)
-        now = self.clock()
-        current = totp.timecode(now)
-        for step in (current - 1, current, current + 1):
-            if hmac.compare_digest(totp.generate_otp(step), code):
-                return step
-        return None
+        return match_step(secret, code, self.clock())
 
     async def verify_second_factor(
         self, user_id: str, code: str, client: str, device_token: str | None = None
@@ -380,7 +364,7 @@ class Accounts:
                 sa.update(recovery_codes)
                 .where(
                     recovery_codes.c.user_id == user_id,
-                    recovery_codes.c.code_hash == _recovery_hash(code),
+                    recovery_codes.c.code_hash == recovery_hash(code),
                     recovery_codes.c.used_at.is_(None),
                 )
                 .values(used_at=self.clock())
@@ -392,14 +376,14 @@ class Accounts:
         user = await self.get(user_id)
         if user.totp_enabled:
             raise Conflict("Two-factor sign-in is already on.", code="totp_enabled")
-        secret = pyotp.random_base32()
+        secret = new_totp_secret()
         async with self.store.begin() as conn:
             await conn.execute(
                 sa.update(users)
                 .where(users.c.id == user_id)
                 .values(totp_secret=self._seal(user_id, secret), totp_last_step=None)
             )
-        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
+        uri = provisioning_uri(secret, user.username)
         return secret, uri
 
     async def totp_confirm(self, user_id: str, code: str) -> list[str]:
@@ -424,7 +408,7 @@ class Accounts:
             await conn.execute(
                 sa.insert(recovery_codes),
                 [
-                    {"id": new_id(), "user_id": user_id, "code_hash": _recovery_hash(c)}
+                    {"id": new_id(), "user_id": user_id, "code_hash": recovery_hash(c)}
                     for c in codes
                 ],
             )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from rooms.sessions import token_hash
+from rooms.accounts.sessions import token_hash
 from rooms.storage.schema import trusted_devices
 from rooms.storage.store import Store
 
