@@ -26,8 +26,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rooms.casekeys import CaseKeys
-from rooms.cases import NEUTRAL_ROLES, Cases, Member
+from rooms.cases.cases import Cases, Member
+from rooms.cases.keys import CaseKeys
+from rooms.cases.roles import NEUTRAL_ROLES
 from rooms.errors import (
     Conflict,
     Forbidden,
@@ -188,6 +189,10 @@ class Spaces:
                 await listener(event)
             except Exception:
                 log.exception("space event listener failed", extra={"kind": event.kind})
+
+    async def case_closed(self, case_id: str, space_ids: tuple[str, ...]) -> None:
+        """A closed case's spaces are gone (``rooms.cases.closing.CaseClosedListener``)."""
+        await self.publish(SpaceEvent("space.closed", case_id, None, space_ids=space_ids))
 
     # -- sealing -------------------------------------------------------------------------
     def _open(self, key: bytes, kind: str, row_id: str, sealed: bytes) -> str:

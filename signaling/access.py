@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from rooms.accounts.accounts import User
 from rooms.accounts.sessions import STAGE_ACTIVE, Session
-from rooms.cases import Member
+from rooms.cases.cases import Member
 from rooms.errors import CaucusError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from signaling.errors import error_body, http_error
 from signaling.services import SERVICES

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rooms.accounts.sessions import STAGE_ACTIVE, token_hash
-from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
+from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError
 from signaling.access import (
     MEMBER,

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
+from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, IntegrityFailure, InvalidInput
 from rooms.filetypes import PDF
 from rooms.spaces import MAX_BODY, MAX_NAME, SpaceFile

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rooms.casekeys import rotate_master_key
+from rooms.cases.keys import rotate_master_key
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey, MasterKeyError
 from signaling.settings import Settings

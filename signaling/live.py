@@ -3,7 +3,7 @@
 ``LiveControls`` is mixed into the ``/media`` namespace, so one socket carries a person's
 media negotiation and their room: a move is applied to the SFU (synchronously, before
 anyone is told) and then pushed as ``live.state``.  The room assignments are the
-``rooms.live.LiveSession`` of the case, persisted by ``LiveSessions``; this module applies
+``rooms.cases.live.LiveSession`` of the case, persisted by ``LiveSessions``; this module applies
 them to the media sessions of this node.  See docs/signaling.md ("Live rooms").
 """
 
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator
 
-from rooms.cases import CASE_ROLES
+from rooms.cases.live import MAIN, TIMER_WARNING_SECONDS, WAITING, LiveSessions
+from rooms.cases.live import LiveSession as RoomState
+from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden
-from rooms.live import MAIN, NEUTRAL_ROLES, TIMER_WARNING_SECONDS, WAITING, LiveSessions
-from rooms.live import LiveSession as RoomState
 from signaling.sockets import Caller, CasePayload, event
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ acknowledgement).  ICE is not trickled: both sides put their candidates in the S
 
 A socket holds at most one live session; the session is in one live room of its case
 (router ``"<case_id>:<room_id>"``, the main room ``"<case_id>:main"``) or in its waiting
-area, as the case's ``rooms.live.LiveSession`` places its user; the mediator's controls
+area, as the case's ``rooms.cases.live.LiveSession`` places its user; the mediator's controls
 (``signaling.live``) move it.  Leaving, disconnecting or a failed subscribe connection
 releases both transports.  See docs/signaling.md.
 """
@@ -27,9 +27,9 @@ from urllib.parse import unquote
 from aiohttp import web
 from pydantic import Field
 
-from rooms.cases import CASE_ROLES
+from rooms.cases.live import WAITING
+from rooms.cases.roles import CASE_ROLES
 from rooms.errors import Conflict, Forbidden
-from rooms.live import WAITING
 from sfu import IceServer, MediaSettings, Transport, Worker
 from signaling.live import LiveControls
 from signaling.services import Services

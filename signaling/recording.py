@@ -37,9 +37,9 @@ from pydantic import Field
 
 from recorder import COMPLETED, RECORDING, HearingRecorder, Recorder, RecorderError
 from recorder import RecordingResult as Result
-from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
+from rooms.cases.live import MAIN
+from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, Conflict, InvalidInput, NotFound
-from rooms.live import MAIN
 from rooms.spaces import SpaceEvent
 from rooms.storage.schema import new_id
 from sfu import Producer, Router, Transport, Worker

@@ -13,9 +13,9 @@ from rooms.accounts.devices import TrustedDevices
 from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
-from rooms.casekeys import CaseKeys
-from rooms.cases import Cases
-from rooms.closing import CaseClosing
+from rooms.cases.cases import Cases
+from rooms.cases.closing import CaseClosing
+from rooms.cases.keys import CaseKeys
 from rooms.spaces import Spaces
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey

@@ -19,7 +19,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.accounts.sessions import STAGE_ACTIVE
-from rooms.cases import CASE_ROLES, Member
+from rooms.cases.cases import Member
+from rooms.cases.roles import CASE_ROLES
 from rooms.errors import CaucusError, Unauthenticated
 from sfu import Worker
 from signaling.access import SESSION_COOKIE

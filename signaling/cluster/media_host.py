@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rooms.cases import Member
+from rooms.cases.cases import Member
 from rooms.spaces import SpaceEvent
 from sfu import Worker
 from signaling.cluster.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo

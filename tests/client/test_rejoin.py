@@ -16,7 +16,7 @@ from aiohttp import web
 from certs.authority import ensure_self_signed
 from client import LocalSignal, Participant, SignalError, SocketSignal
 from client.signal import OfferHandler
-from rooms.live import WAITING
+from rooms.cases.live import WAITING
 from rooms.storage.store import Store
 from sfu import Worker
 from signaling.app import build_app

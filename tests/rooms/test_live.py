@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rooms.cases.live import MAIN, WAITING, LiveSession, LiveSessions
 from rooms.errors import Conflict, InvalidInput, NotFound
-from rooms.live import MAIN, WAITING, LiveSession, LiveSessions
 from tests.rooms.case_rows import make_case
 
 

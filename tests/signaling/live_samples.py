@@ -7,8 +7,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from rooms.live import WAITING
-from rooms.live import LiveSession as RoomState
+from rooms.cases.live import WAITING
+from rooms.cases.live import LiveSession as RoomState
 from signaling.media import MediaNamespace
 from signaling.sockets import NAMESPACES
 from tests.signaling.conftest import World

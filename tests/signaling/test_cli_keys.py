@@ -16,7 +16,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from rooms.casekeys import rotate_master_key
+from rooms.cases.keys import rotate_master_key
 from rooms.errors import IntegrityFailure
 from rooms.storage.schema import case_keys, users
 from rooms.storage.store import Store

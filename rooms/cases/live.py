@@ -17,13 +17,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rooms.cases.roles import NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rooms.storage.schema import live_sessions
 from rooms.storage.store import Store
 
 MAIN = "main"
 WAITING = "waiting"
-NEUTRAL_ROLES = ("neutral", "co_neutral")
 MAX_ROOMS = 50
 TIMER_WARNING_SECONDS = 60
 

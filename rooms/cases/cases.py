@@ -16,13 +16,11 @@ import sqlalchemy as sa
 
 from rooms.accounts.accounts import Accounts, User
 from rooms.accounts.sessions import token_hash
+from rooms.cases.roles import INVITABLE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from rooms.storage.schema import audit_log, case_members, cases, invitations, new_id, users
 from rooms.storage.store import Store
 
-CASE_ROLES = ("neutral", "co_neutral", "party", "counsel", "observer")
-INVITABLE_ROLES = ("co_neutral", "party", "counsel", "observer")
-NEUTRAL_ROLES = ("neutral", "co_neutral")
 PROCESSES = ("mediation", "arbitration", "other")
 
 

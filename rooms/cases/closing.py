@@ -10,7 +10,8 @@ The order makes the data unreadable first and then removes what is left:
    id, who, when, how many accounts went; no title, no names). From the commit on, every
    blob and sealed value of the case is ciphertext under a key that exists nowhere
    (crypto-shredding).
-2. Listeners are told (open socket.io subscriptions of the case's spaces are ended).
+2. The ``CaseClosedListener`` is told (the spaces end open socket.io subscriptions of
+   the case's spaces).
 3. The case's blob directory is removed.
 4. SQLite: ``VACUUM`` and a WAL truncation, so freed pages holding the old rows (the
    wrapped key included) do not linger in the database files; ``secure_delete`` already
@@ -24,14 +25,13 @@ data is already unreadable; ``SpaceVault.delete_case_blobs`` can be run again.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from rooms.casekeys import CaseKeys
-from rooms.cases import Cases, Member
+from rooms.cases.cases import Cases, Member
+from rooms.cases.keys import CaseKeys
 from rooms.errors import Forbidden, InvalidInput
-from rooms.spaces import SpaceEvent, Spaces
 from rooms.storage.schema import (
     case_members,
     cases,
@@ -52,17 +52,29 @@ from rooms.vault.store import SpaceVault
 log = logging.getLogger(__name__)
 
 
+class CaseClosedListener(Protocol):
+    """Told once a closed case's rows and data key are gone."""
+
+    async def case_closed(self, case_id: str, space_ids: tuple[str, ...]) -> None:
+        """``space_ids``: every space the case had."""
+
+
 class CaseClosing:
     """Owns the close-case procedure (see the module docstring)."""
 
     def __init__(
-        self, store: Store, cases: Cases, keys: CaseKeys, vault: SpaceVault, spaces: Spaces
+        self,
+        store: Store,
+        cases: Cases,
+        keys: CaseKeys,
+        vault: SpaceVault,
+        listener: CaseClosedListener,
     ) -> None:
         self.__store = store
         self.__cases = cases
         self.__keys = keys
         self.__vault = vault
-        self.__spaces = spaces
+        self.__listener = listener
 
     async def close(self, case_id: str, actor: Member, confirmation: str) -> None:
         """Close the case when ``actor`` is its neutral and ``confirmation`` repeats its
@@ -105,7 +117,7 @@ class CaseClosing:
             detail = {"accounts_deleted": gone} if gone else {}
             await self.__cases.audit(conn, actor.user_id, "case.close", case_id, **detail)
         log.info("case closed: rows and data key deleted", extra={"case": case_id})
-        await self.__spaces.publish(SpaceEvent("space.closed", case_id, None, space_ids=space_ids))
+        await self.__listener.case_closed(case_id, space_ids)
         await self.__vault.delete_case_blobs(case_id)
         await self.__store.vacuum()
 
