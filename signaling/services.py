@@ -16,7 +16,7 @@ from rooms.accounts.throttle import LoginThrottle
 from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
-from rooms.spaces import Spaces
+from rooms.spaces.facade import Spaces
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey
 from rooms.vault.store import SpaceVault

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rooms.spaces import SpaceEvent
+from rooms.spaces.events import SpaceEvent
 from signaling.cluster.placement import Directory, RecentPlacements, WorkerInfo, least_loaded
 from signaling.cluster.rpc import ConnectionLost, RpcConnection, RpcError
 from signaling.recording import RECORDING_NAMESPACE

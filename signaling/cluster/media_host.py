@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rooms.cases.cases import Member
-from rooms.spaces import SpaceEvent
+from rooms.spaces.events import SpaceEvent
 from sfu import Worker
 from signaling.cluster.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
 from signaling.cluster.rpc import ConnectionLost, RpcConnection

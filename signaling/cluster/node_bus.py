@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
-from rooms.spaces import SpaceEvent
+from rooms.spaces.events import SpaceEvent
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Fuzz target: ``rooms.filetypes``, which decides what an uploaded file is.
+"""Fuzz target: ``rooms.spaces.filetypes``, which decides what an uploaded file is.
 
 An input is two control bytes and the head of an upload.  Byte 0 says whether the head
 is the whole file (``complete``) and where a streamed text upload is cut in two; byte 1
@@ -18,9 +18,9 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["rooms.filetypes"]):
+with atheris.instrument_imports(include=["rooms.spaces.filetypes"]):
     from rooms import filetypes
-    from rooms.filetypes import TextCheck, sniff
+    from rooms.spaces.filetypes import TextCheck, sniff
 
 NAMES = ("", "brief.pdf", "a.doc", "b.XLS", "c.ppt", "d.docx", "e.xlsx", "f.pptx", "g.", "h")
 ALLOWED = {

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from rooms.filetypes import DOCX, PDF, TEXT, XLSX, TextCheck, sniff
+from rooms.spaces.filetypes import DOCX, PDF, TEXT, XLSX, TextCheck, sniff
 from tests.samples import jpeg_bytes, pdf_bytes
 
 
