@@ -18,11 +18,11 @@ from client import loadtest_cli
 from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.vault.masterkey import MasterKeyError
-from signaling.app import build_app
 from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import RedisDirectory, directory_for
 from signaling.cluster.supervisor import WorkerSupervisor
 from signaling.heap import freeze_startup_heap
+from signaling.http.app import build_app
 from signaling.logconfig import configure_logging
 from signaling.services import Services
 from signaling.settings import Settings, load_settings

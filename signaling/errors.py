@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from rooms.errors import CaucusError, RateLimited
-from sfu.errors import MediaError
 from signaling.refusals import HTTP_LIMITS, REFUSALS
+
+if TYPE_CHECKING:
+    from sfu.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,20 @@ def media_error(error: MediaError) -> tuple[str, str, int]:
     return code, error.message, status
 
 
+def as_media_error(error: Exception) -> MediaError | None:
+    """``error`` if it is an SFU refusal.  Only a process that loaded the SFU can raise
+    one, and a signaling node never loads it (no aiortc, no PyAV there): the class is
+    looked up where it is loaded instead of imported."""
+    errors = sys.modules.get("sfu.errors")
+    if errors is not None and isinstance(error, errors.MediaError):
+        return error
+    return None
+
+
 def http_error(error: Exception) -> web.Response:
-    if isinstance(error, MediaError):
-        code, message, status = media_error(error)
+    refused = as_media_error(error)
+    if refused is not None:
+        code, message, status = media_error(refused)
         return web.json_response(error_body(code, message), status=status)
     if isinstance(error, CaucusError):
         headers = {}
@@ -68,8 +82,9 @@ def socket_error(error: Exception) -> dict[str, Any]:
     """The acknowledgement payload for a failed socket.io event."""
     if isinstance(error, CaucusError):
         return {"ok": False, **error_body(error.code, error.message)}
-    if isinstance(error, MediaError):
-        code, message, _status = media_error(error)
+    refused = as_media_error(error)
+    if refused is not None:
+        code, message, _status = media_error(refused)
         return {"ok": False, **error_body(code, message)}
     if isinstance(error, ValidationError):
         return {"ok": False, **error_body("invalid_payload", describe_validation(error))}

@@ -1,9 +1,10 @@
 """The signaling node's side of media workers: forwarding ``/media`` and ``/recording``.
 
-A :class:`ForwardingNamespace` declares the same events as the namespace it stands for,
-validates and authorizes each one here (the node holds the sockets and sessions), then
-:class:`MediaCluster` forwards it to the worker hosting the event's case
-(``signaling.cluster.placement``) and relays the worker's emits and calls back to the sockets.
+A ``ForwardingNamespace`` (``signaling.realtime.namespaces.forwarding``) declares the same
+events as the namespace it stands for, validates and authorizes each one here (the node
+holds the sockets and sessions), then :class:`MediaCluster` forwards it to the worker
+hosting the event's case (``signaling.cluster.placement``) and relays the worker's emits
+and calls back to the sockets.
 When a worker's connection breaks, every socket that was in a live room there is told
 ``media.ended`` with reason ``media_worker_lost``; clients join again and their case is
 placed on a worker that is alive, with the rooms they were in (kept in the store).
@@ -22,9 +23,10 @@ from pydantic import BaseModel
 from rooms.spaces.events import SpaceEvent
 from signaling.cluster.placement import Directory, RecentPlacements, WorkerInfo, least_loaded
 from signaling.cluster.rpc import ConnectionLost, RpcConnection, RpcError
-from signaling.recording import RECORDING_NAMESPACE
+from signaling.realtime.events import Caller, EventNamespace
+from signaling.realtime.schemas.media import MEDIA_NAMESPACE
+from signaling.realtime.schemas.recording import RECORDING_NAMESPACE
 from signaling.services import Services
-from signaling.sockets import Caller, Event, EventNamespace
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +37,6 @@ WORKER_LOST = "media_worker_lost"
 
 def unavailable(message: str) -> dict[str, Any]:
     return {"ok": False, "error": {"code": "media_unavailable", "message": message}}
-
-
-class ForwardingNamespace(EventNamespace):
-    """Stands for ``source`` (a namespace class) on a node whose media runs in workers."""
-
-    def __init__(
-        self,
-        namespace: str,
-        source: type[EventNamespace],
-        services: Services,
-        cluster: MediaCluster,
-    ) -> None:
-        super().__init__(namespace, services)
-        self.cluster = cluster
-        for attr in dir(source):
-            spec = getattr(getattr(source, attr), "__caucus_event__", None)
-            if spec:
-                name, model, rule = spec
-                self.events[name] = Event(name, model, rule, getattr(source, attr))
-        cluster.namespaces[namespace] = self
-
-    async def handle(self, spec: Event, caller: Caller, payload: BaseModel) -> dict[str, Any]:
-        return await self.cluster.forward(self.namespace, spec.name, caller, payload)
-
-    async def left(self, sid: str) -> None:
-        await self.cluster.left(self.namespace, sid)
 
 
 class MediaCluster:
@@ -83,6 +59,10 @@ class MediaCluster:
         self._videos: dict[str, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         services.spaces.listen(self._space_changed)
+
+    def attach(self, namespace: EventNamespace) -> None:
+        """``namespace`` stands for the workers' namespace of its name on this node."""
+        self.namespaces[namespace.namespace] = namespace
 
     # --- placement ----------------------------------------------------------------------
 
@@ -179,7 +159,7 @@ class MediaCluster:
         except (RpcError, TimeoutError) as exc:
             log.warning("forwarded event failed", extra={"event": event, "error": str(exc)})
             return unavailable("The media server did not answer; try again.")
-        if namespace == "/media" and reply.get("ok"):
+        if namespace == MEDIA_NAMESPACE and reply.get("ok"):
             if event == "media.join":
                 self._joined[caller.sid] = (worker.id, case_id)
             elif event == "media.leave":
@@ -190,7 +170,7 @@ class MediaCluster:
 
     async def left(self, namespace: str, sid: str) -> None:
         """A socket disconnected: tell every worker that had its events."""
-        if namespace == "/media":
+        if namespace == MEDIA_NAMESPACE:
             self._joined.pop(sid, None)
         else:
             self._videos.pop(sid, None)
@@ -250,7 +230,7 @@ class MediaCluster:
         recorded there are lost, and their recorders are told so."""
         with contextlib.suppress(Exception):
             await self.directory.unregister(worker_id)  # it re-registers if still alive
-        media = self.namespaces.get("/media")
+        media = self.namespaces.get(MEDIA_NAMESPACE)
         if media is not None:
             for sid, case_id in stranded:
                 with contextlib.suppress(Exception):
@@ -293,6 +273,7 @@ class MediaCluster:
             "participants": [],
             "workers": [],
             "refused_closed": {},
+            "native_paths": {},
         }
         for worker in await self.directory.workers():
             try:
@@ -308,6 +289,7 @@ class MediaCluster:
             merged["workers"].append(
                 {"id": worker.id, "node": worker.node, "pid": worker.pid, **load}
             )
+            merged["native_paths"][worker.id] = dict(worker.native)
         return merged
 
     async def close(self) -> None:

@@ -3,37 +3,114 @@
 Signaling nodes keep the browsers' socket.io connections, check every event (payload and
 authorization) and forward the events of ``/media`` and ``/recording`` to the worker that
 hosts the event's case (``signaling.cluster.gateway``).  The worker runs the same namespace
-code as a single-process server (:class:`~signaling.media.MediaNamespace`,
-:class:`~signaling.recording.RecordingNamespace`) over its own :class:`sfu.Worker`; what
+code as a single-process server (:class:`~signaling.realtime.namespaces.media.MediaNamespace`,
+:class:`~signaling.realtime.namespaces.recording.RecordingNamespace`) over its own
+:class:`sfu.Worker`; what
 those namespaces say to a socket goes back through the node that forwarded that socket's
 events.  Media itself never passes through signaling: browsers send it to the worker's
 UDP ports.
+
+This module loads the SFU (aiortc, PyAV): it is imported by media workers, and by a node
+that hosts media in its own process (``--workers 0``), never by a signaling node's other
+modules.  :func:`media_settings` turns the server's settings into the SFU's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
 import time
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel
 
 from rooms.cases.cases import Member
 from rooms.spaces.events import SpaceEvent
-from sfu import Worker
+from sfu import IceServer, MediaSettings, Worker
+from sfu.rtc import native_paths
 from signaling.cluster.placement import HEARTBEAT_SECONDS, Directory, WorkerInfo
 from signaling.cluster.rpc import ConnectionLost, RpcConnection
-from signaling.media import MediaNamespace, media_settings
-from signaling.recording import RecordingNamespace
+from signaling.realtime.events import Caller, EventNamespace
+from signaling.realtime.namespaces.media import MediaNamespace
+from signaling.realtime.namespaces.recording import RecordingNamespace
 from signaling.services import Services
-from signaling.sockets import Caller, EventNamespace
+from signaling.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def parse_ice_server(url: str) -> IceServer:
+    """``stun:host:port``, or ``turn[s]:user:secret@host:port[?transport=udp]`` (the user
+    and secret percent-encoded) as a STUN/TURN server for browsers."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+        raise ValueError(f"not a STUN or TURN URL: {url!r}")
+    if "@" in rest and scheme.startswith("turn"):
+        credentials, _, address = rest.rpartition("@")
+        username, _, secret = credentials.partition(":")
+        return IceServer((f"{scheme}:{address}",), unquote(username), unquote(secret))
+    return IceServer((url,))
+
+
+def media_settings(settings: Settings) -> MediaSettings:
+    """The SFU's settings from the server's settings."""
+    ports: dict[str, int] = {}
+    if settings.rtc_port_min or settings.rtc_port_max:
+        ports = {"udp_port_min": settings.rtc_port_min, "udp_port_max": settings.rtc_port_max}
+    return MediaSettings(
+        **ports,
+        **media_limits(settings.media_limits),
+        announced_ip=settings.rtc_announced_ip or None,
+        ice_servers=tuple(parse_ice_server(url) for url in settings.rtc_ice_servers),
+        srtp_profiles=tuple(settings.srtp_profiles),
+    )
+
+
+def media_limits(values: dict[str, float]) -> dict[str, float | int]:
+    """The operator's ``media_limits``, checked against the SFU's limit fields."""
+    fields = {f.name: f for f in dataclasses.fields(MediaSettings)}
+    limits: dict[str, float | int] = {}
+    for name, value in values.items():
+        if name not in fields or name not in MEDIA_LIMIT_FIELDS:
+            raise ValueError(f"media_limits: unknown limit {name!r}")
+        if value <= 0:
+            raise ValueError(f"media_limits: {name} must be positive")
+        limits[name] = int(value) if fields[name].type in ("int", int) else float(value)
+    return limits
+
+
+#: The fields of ``sfu.MediaSettings`` an operator may set through ``media_limits``.
+MEDIA_LIMIT_FIELDS = frozenset(
+    (
+        "max_offer_media_sections",
+        "max_tracks_per_publisher",
+        "max_sdp_chars",
+        "connect_timeout",
+        "max_datagram",
+        "max_unknown_ssrc_packets",
+        "abuse_window",
+        "rtcp_rate",
+        "max_nack_items",
+        "nack_entries_rate",
+        "nack_rate",
+        "keyframe_request_interval",
+        "subscriber_keyframe_interval",
+        "remb_expiry",
+        "remb_floor",
+        "max_video_bitrate",
+        "max_audio_bitrate",
+        "publisher_budget_multiple",
+        "publisher_budget_cap",
+        "max_over_budget_share",
+        "repeated_log_interval",
+    )
+)
 
 
 class Relay:
@@ -137,6 +214,9 @@ class MediaHost:
         self._secret = secret
         self._directory = directory
         self.worker = Worker(media_settings(services.settings))
+        #: which compiled paths this worker's media uses, told to the nodes with its
+        #: registration and exported by them in ``/metrics``
+        self.info.native = native_paths()
         self.relay = Relay()
         self.media = HostedMedia(services, self.worker)
         self.media.relay = self.relay
@@ -257,7 +337,7 @@ class MediaHost:
         case_id = getattr(payload, "case_id", None)
         if case_id is not None and case_id not in self._cases:
             self._cases.add(case_id)
-            await self.media.resume_case(case_id)
+            await self.media.controls.resume_case(case_id)
         return await namespace.handle(spec, caller, payload)
 
     async def end_case(self, case_id: str, reason: str) -> None:

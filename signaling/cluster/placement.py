@@ -38,6 +38,8 @@ class WorkerInfo:
     started: float = field(default_factory=time.time)
     #: ``{"cases", "participants", "consumers", "forwarded_pps", "cpu_seconds"}``
     load: dict[str, float] = field(default_factory=dict)
+    #: Whether each compiled media path is in use there (``sfu.rtc.native_paths()``).
+    native: dict[str, bool] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

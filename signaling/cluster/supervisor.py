@@ -6,7 +6,8 @@ until each listens for signaling nodes, and starts a worker again when one dies 
 cases are placed again when their participants come back, see ``signaling.cluster.placement``).
 A worker reports that it is ready by printing one JSON line on its standard output::
 
-    {"caucus_worker": {"id": ..., "node": ..., "host": ..., "port": ..., "pid": ...}}
+    {"caucus_worker": {"id": ..., "node": ..., "host": ..., "port": ..., "pid": ...,
+                       "native": {"fastpath": ..., "fastreceive": ...}}}
 
 The worker's settings reach it as JSON in ``CAUCUS_WORKER_SETTINGS`` (the node's settings
 as resolved from its file, environment and command line, with the worker's port range),
@@ -83,6 +84,7 @@ async def run_worker(settings: Settings, worker_id: str, *, port: int = 0) -> No
         "host": info.host,
         "port": info.port,
         "pid": info.pid,
+        "native": info.native,
     }
     print(json.dumps({READY_KEY: ready}), flush=True)
     log.info("media worker ready", extra=ready)
@@ -228,6 +230,7 @@ class WorkerSupervisor:
                     host=data["host"],
                     port=int(data["port"]),
                     pid=int(data.get("pid", process.pid)),
+                    native={str(k): bool(v) for k, v in data.get("native", {}).items()},
                 )
 
     async def _watch(self, slot: _Slot) -> None:

@@ -19,12 +19,13 @@ from client.signal import OfferHandler
 from rooms.cases.live import WAITING
 from rooms.storage.store import Store
 from sfu import Worker
-from signaling.app import build_app
-from signaling.media import MEDIA_NAMESPACE, MediaNamespace
+from signaling.http.access import end_session_sockets
+from signaling.http.app import build_app
+from signaling.http.state import MEDIA_NAMESPACE
+from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.services import Services
 from signaling.settings import Settings
-from signaling.sockets import end_session_sockets
-from tests.signaling.conftest import PASSWORD, World
+from tests.support.world import PASSWORD, World
 
 NAMES = ("nina", "paula", "carl")
 

@@ -18,8 +18,8 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["signaling.api_spaces"]):
-    from signaling.api_spaces import RangeNotSatisfiable, byte_range
+with atheris.instrument_imports(include=["signaling.http.api.spaces"]):
+    from signaling.http.api.spaces import RangeNotSatisfiable, byte_range
 
 
 def stretched(header: str, length: int) -> str:

@@ -2,10 +2,10 @@
 
 Every input is the JSON text of one event payload, as python-socketio decodes it (input
 that is not JSON never reaches a namespace).  The payload goes to the model of every
-event the namespaces declare (``@event`` in ``signaling/``: ``/case``, ``/live``,
-``/spaces``, ``/recording`` and the media gateway), as ``EventNamespace.trigger_event``
-validates it, and a refusal is turned into the acknowledgement the client receives
-(``socket_error``), which must be JSON.
+event the namespaces declare (``@event`` in ``signaling/realtime/namespaces/``:
+``/case``, ``/media`` with its live-room controls, ``/spaces``, ``/recording``), as
+``EventNamespace.trigger_event`` validates it, and a refusal is turned into the
+acknowledgement the client receives (``socket_error``), which must be JSON.
 
 Documented rejection: pydantic's ``ValidationError`` (answered ``invalid_payload``).
 A crash is any other exception (it would be answered ``internal_error`` and logged with
@@ -23,29 +23,24 @@ import atheris
 with atheris.instrument_imports(include=["signaling"]):
     from pydantic import BaseModel, ValidationError
 
-    from signaling import media as media_events
-    from signaling import recording, sockets, spaces_events
-    from signaling.cluster import gateway as media_gateway
     from signaling.errors import socket_error
+    from signaling.realtime.namespaces.case import CaseNamespace
+    from signaling.realtime.namespaces.media import MediaNamespace
+    from signaling.realtime.namespaces.recording import RecordingNamespace
+    from signaling.realtime.namespaces.spaces import SpacesNamespace
 
-NAMESPACES = (
-    sockets.CaseNamespace,
-    spaces_events.SpacesNamespace,
-    recording.RecordingNamespace,
-    media_events.MediaNamespace,
-    media_gateway.ForwardingNamespace,
-)
+#: The forwarding namespaces of a node with media workers declare the events of
+#: ``/media`` and ``/recording`` (``EventNamespace.declarations``).
+NAMESPACES = (CaseNamespace, SpacesNamespace, RecordingNamespace, MediaNamespace)
 
 
 def declared_events() -> dict[str, type[BaseModel]]:
-    """Event name -> payload model, as ``EventNamespace.__init__`` collects them."""
+    """Event name -> payload model, as ``EventNamespace.__init__`` collects them (the
+    namespace's own and its components', such as ``/media``'s live-room controls)."""
     events: dict[str, type[BaseModel]] = {}
     for namespace in NAMESPACES:
-        for attr in dir(namespace):
-            spec = getattr(getattr(namespace, attr), "__caucus_event__", None)
-            if spec:
-                name, model, _rule = spec
-                events[f"{namespace.__name__}:{name}"] = model
+        for name, spec in namespace.declarations().items():
+            events[f"{namespace.__name__}:{name}"] = spec.model
     return events
 
 

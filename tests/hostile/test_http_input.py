@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import socketio
 
-from signaling.api_spaces import RangeNotSatisfiable, byte_range
-from tests.conftest import tls_context_without_verification
-from tests.processes import free_port
-from tests.signaling.conftest import World, connect
-from tests.signaling.conftest import world as world  # the fixture
+from signaling.http.api.spaces import RangeNotSatisfiable, byte_range
 from tests.signaling.spaces_setup import open_spaces
 from tests.signaling.test_space_files import upload
+from tests.support.server import start_serve_sync
+from tests.support.world import World, connect, tls_context_without_verification
 
 ROOT = Path(__file__).resolve().parents[2]
 HUGE = "9" * 5000
@@ -170,27 +165,16 @@ def send_raw(port: int, data: bytes) -> bytes:
 
 
 def test_a_malformed_request_logs_one_warning_line_without_traceback(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "signaling.cli", "serve", "--port", str(port)),
-            *("--data-dir", str(tmp_path / "data"), "--workers", "0"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CAUCUS_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)},
+    served = start_serve_sync(
+        tmp_path / "data", workers=0, env={"CAUCUS_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
     )
+    port = served.ready.port
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("Caucus listening on")
         for data in MALFORMED.values():
             assert send_raw(port, data).split(b"\r\n")[0].endswith(b" 400 Bad Request")
         assert send_raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        _, err = served.stop()
     assert "Traceback" not in err, err[-3000:]
     lines = [line for line in err.splitlines() if "malformed HTTP request" in line]
     assert len(lines) == len(MALFORMED), err[-3000:]

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 
 from client import Participant, SignalError, SocketSignal
-from signaling.media import MEDIA_WORKER, MediaNamespace
-from signaling.sockets import NAMESPACES
-from tests.sfu.conftest import wait_for
-from tests.signaling.conftest import PASSWORD, World
-from tests.signaling.conftest import world as world  # the fixture
+from signaling.http.state import MEDIA_WORKER, NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace
+from tests.support.eventually import eventually
+from tests.support.world import PASSWORD, World
 
 ATTEMPTS = 8
 
@@ -47,7 +46,7 @@ async def test_one_user_holds_at_most_the_limit_of_live_sessions(world: World) -
         assert answers[:limit] == [None] * limit
         assert answers[limit:] == ["too_many_sessions"] * (ATTEMPTS - limit)
         # The two sessions publish; the refused tabs hold nothing on the server.
-        await wait_for(lambda: len(worker.transports) >= 2 * limit, within=20)
+        await eventually(lambda: len(worker.transports) >= 2 * limit, within=20)
         assert len(worker.transports) == 2 * limit  # a subscribe and a publish each
         # Another member of the case joins as usual.
         assert await enter(nina) is None

@@ -22,7 +22,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
-from sfu import aiortc_adapter
+from sfu import rtc
 from sfu.rtp_header import ABS_SEND_TIME_URI
 
 from .media_support import make_victims, raw_writer, rtp, transport_of
@@ -233,7 +233,7 @@ async def test_malformed_header_extensions_are_dropped_with_bounded_logging(
     publish = transport_of(worker, "mallory", "publish")
     producer = _video_producer(worker, "mallory")
     transceiver = next(t for t in publish._pc.getTransceivers() if t.mid == producer.mid)
-    ids = {e.uri: e.id for e in aiortc_adapter.negotiated_header_extensions(transceiver)}
+    ids = {e.uri: e.id for e in rtc.negotiated_header_extensions(transceiver)}
     ext_id = ids[ABS_SEND_TIME_URI]
     # abs-send-time with a 4-byte value: aiortc's parser raises struct.error on it
     extension = b"\xbe\xde\x00\x02" + bytes([ext_id << 4 | 3]) + b"\x01\x02\x03\x04\x00\x00\x00"
@@ -260,7 +260,7 @@ async def test_an_operator_sees_who_is_refused_and_why(worker, participants):
     the participant whose packets the SFU refuses, and the reason."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from signaling.metrics import MediaCollector
+    from signaling.http.metrics import MediaCollector
 
     _, _, mallory = await _room_with_attacker(worker, participants)
     subscribe = transport_of(worker, "mallory", "subscribe")

@@ -148,7 +148,7 @@ def test_sdp_sections_are_counted_like_a_parser_would():
 
 
 def test_an_operator_sets_the_media_limits(tmp_path):
-    from signaling.media import media_settings
+    from signaling.cluster.media_host import media_settings
     from signaling.settings import load_settings
 
     config = tmp_path / "caucus.toml"

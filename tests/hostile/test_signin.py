@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from rooms.accounts.accounts import User
 from rooms.accounts.passwords import COMMON_PASSWORDS_FILE, common_passwords
 from rooms.accounts.sessions import token_hash
-from tests.conftest import ApiClient, RunningServer
-from tests.signaling.conftest import INTAKE, PASSWORD
+from tests.support.world import INTAKE, PASSWORD, ApiClient, RunningServer
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 OWNER_ADDRESS = "127.0.0.1"
-DEVICE_COOKIE = "__Host-caucus_device"  # signaling.access.DEVICE_COOKIE, as browsers see it
+DEVICE_COOKIE = "__Host-caucus_device"  # signaling.cookies.DEVICE_COOKIE, as browsers see it
 trusted_devices = sa.table("trusted_devices", sa.column("token_hash"))
 
 

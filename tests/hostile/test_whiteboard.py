@@ -11,10 +11,9 @@ import re
 import tracemalloc
 
 from client import Participant, SignalError, SocketSignal
-from signaling.media import MediaNamespace
-from signaling.sockets import NAMESPACES
-from tests.signaling.conftest import PASSWORD, World
-from tests.signaling.conftest import world as world  # the fixture
+from signaling.http.state import NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace
+from tests.support.world import PASSWORD, World
 
 FLOOD_STROKES = 400  # the limit in force allows about 260 strokes of 500 points
 
@@ -88,7 +87,7 @@ async def test_a_whiteboard_flood_is_bounded_in_bytes_and_released_on_clear(
             assert refused is not None, f"{accepted} strokes of 500 points were all accepted"
             assert refused.code == "board_full"
             assert str(limit) in refused.message
-            boards = [b for key, b in namespace._boards.items() if key[0] == case_a]
+            boards = [b for key, b in namespace.controls._boards.items() if key[0] == case_a]
             assert len(boards) == 1
             board = boards[0]
             assert board.size == sum(len(s) for s in board.strokes) <= limit
@@ -122,7 +121,7 @@ async def test_a_whiteboard_flood_is_bounded_in_bytes_and_released_on_clear(
             assert full - cleared > 0.8 * stored, (full, cleared, stored)
         finally:
             tracemalloc.stop()
-        assert not [b for key, b in namespace._boards.items() if key[0] == case_a]
+        assert not [b for key, b in namespace.controls._boards.items() if key[0] == case_a]
         # The room goes on: a new stroke is taken, relayed and replayed.
         seen = sum(e == "live.board.stroke" for e, _ in paula.live_events)
         await nina.call("live.board.stroke", longest_stroke(case_a, rng, 4))

@@ -9,9 +9,9 @@ from typing import Any
 
 from rooms.cases.live import WAITING
 from rooms.cases.live import LiveSession as RoomState
-from signaling.media import MediaNamespace
-from signaling.sockets import NAMESPACES
-from tests.signaling.conftest import World
+from signaling.http.state import NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace
+from tests.support.world import World
 
 
 def _rooms(w: World) -> Any:

@@ -8,16 +8,15 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from signaling.recording import RECORDING_NAMESPACE_KEY
-from tests.signaling.conftest import World
+from signaling.http.state import RECORDING_NAMESPACE_KEY
+from tests.signaling.spaces_setup import sample_space
+from tests.support.world import World
 
 NS = "/recording"
 
 
 async def _space(w: World) -> dict[str, str]:
-    from tests.signaling.test_authorization import sample_space  # the walk's sample space
-
-    return await sample_space(w)
+    return await sample_space(w)  # the authorization walk's sample space
 
 
 async def _offer() -> str:

@@ -7,13 +7,34 @@ from dataclasses import dataclass
 
 import socketio
 
-from signaling.access import SESSION_COOKIE
-from tests.signaling.conftest import World
+from signaling.cookies import SESSION_COOKIE
+from tests.support.world import World
 
 
 async def user_id(world: World, username: str) -> str:
     users = await world.server.services.accounts.list_users()
     return next(u.id for u in users if u.username == username)
+
+
+async def sample_space(w: World) -> dict[str, str]:
+    """Case A's space of nina, paula and the observer sam, holding one file (made once)."""
+    if "space" not in w.ids:
+        services, case_id = w.server.services, w.cases["Case A"]
+        await w.accept(await w.invite("nina", case_id, "observer"), "sam")
+        w.ids["user"] = await user_id(w, "sam")
+        nina = await services.cases.membership(case_id, await user_id(w, "nina"))
+        paula = await user_id(w, "paula")
+        space = await services.spaces.create(case_id, nina, "Sample", [paula, w.ids["user"]])
+        w.ids["space"] = space.id
+
+        async def text():
+            yield b"minutes of the joint session"
+
+        record = await services.spaces.upload(
+            case_id, space.id, paula, "minutes.txt", text(), max_bytes=1024
+        )
+        w.ids["file"] = record.id
+    return {"case_id": w.cases["Case A"], "space_id": w.ids["space"]}
 
 
 @dataclass

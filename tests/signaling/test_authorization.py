@@ -18,10 +18,8 @@ import socketio
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from signaling.access import access_of
-from signaling.sockets import NAMESPACES
-from tests.conftest import ApiClient
-from tests.signaling.conftest import INTAKE, PASSWORD, World, connect
+from signaling.http.access import access_of
+from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
     LIVE_EVENT_PRELUDES,
     LIVE_EVENT_SAMPLES,
@@ -32,6 +30,10 @@ from tests.signaling.recording_samples import (
     RECORDING_EVENT_SAMPLES,
     RECORDING_WRONG_CALLERS,
 )
+from tests.signaling.spaces_setup import sample_space
+from tests.support.world import INTAKE, PASSWORD, ApiClient, World, connect
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 Body = Callable[[World], Awaitable[Any]]
 
@@ -71,27 +73,6 @@ async def user_id(w: World, username: str) -> str:
     return next(
         u.id for u in await w.server.services.accounts.list_users() if u.username == username
     )
-
-
-async def sample_space(w: World) -> dict[str, str]:
-    """Case A's space of nina, paula and the observer sam, holding one file (made once)."""
-    if "space" not in w.ids:
-        services, case_id = w.server.services, w.cases["Case A"]
-        await w.accept(await w.invite("nina", case_id, "observer"), "sam")
-        w.ids["user"] = await user_id(w, "sam")
-        nina = await services.cases.membership(case_id, await user_id(w, "nina"))
-        paula = await user_id(w, "paula")
-        space = await services.spaces.create(case_id, nina, "Sample", [paula, w.ids["user"]])
-        w.ids["space"] = space.id
-
-        async def text():
-            yield b"minutes of the joint session"
-
-        record = await services.spaces.upload(
-            case_id, space.id, paula, "minutes.txt", text(), max_bytes=1024
-        )
-        w.ids["file"] = record.id
-    return {"case_id": w.cases["Case A"], "space_id": w.ids["space"]}
 
 
 async def new_observer_body(w: World) -> dict[str, Any]:

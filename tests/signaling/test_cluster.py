@@ -30,7 +30,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from client import Participant, SignalError, SocketSignal
 from client.loadtest_setup import ApiSession
-from signaling.access import SESSION_COOKIE
+from signaling.cookies import SESSION_COOKIE
 from tests.signaling.cluster_nodes import (
     CLUSTER_SECRET,
     Node,

@@ -6,11 +6,14 @@ import time
 from typing import Any
 
 import pyotp
+import pytest
 import sqlalchemy as sa
 
 from rooms.storage.schema import case_members, invitations, login_failures, sessions, users
-from signaling.access import CSRF_COOKIE, SESSION_COOKIE
-from tests.signaling.conftest import PASSWORD, World
+from signaling.cookies import CSRF_COOKIE, SESSION_COOKIE
+from tests.support.world import PASSWORD, World
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 
 async def count(store, table: sa.Table) -> int:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from client import SocketSignal
 from client.identity import IdentifiedParticipant, small_clip
 from client.slots import Assignment
-from signaling.media import MediaNamespace
-from signaling.sockets import NAMESPACES
-from tests.signaling.conftest import PASSWORD, World
+from signaling.http.state import NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace
+from tests.support.world import PASSWORD, World
 
 MOVES = 50
 

@@ -13,13 +13,13 @@ from aiohttp import web
 from certs.authority import ensure_self_signed
 from client import Participant, SignalError, SocketSignal
 from rooms.storage.store import Store
-from signaling.app import build_app
-from signaling.media import MEDIA_WORKER, MediaNamespace
+from signaling.http.app import build_app
+from signaling.http.state import MEDIA_WORKER, NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.services import Services
 from signaling.settings import Settings
-from signaling.sockets import NAMESPACES
-from tests.signaling.conftest import PASSWORD, World
 from tests.signaling.test_media import connect, publish_offer
+from tests.support.world import PASSWORD, World
 
 MEDIATOR_EVENTS: dict[str, dict[str, Any]] = {
     "live.room.create": {"name": "Sneaky"},
@@ -285,7 +285,7 @@ async def test_a_restarted_server_puts_people_back_in_their_rooms(
     people = []
     try:
         namespace = media_namespace(app)
-        assert case_a in namespace._timers  # the room's timer runs again
+        assert case_a in namespace.controls._timers  # the room's timer runs again
         for name in names:
             signal = SocketSignal(base, name, PASSWORD, case_a, insecure=True)
             people.append(Participant(name, signal, video=None, audio=False))
@@ -347,7 +347,7 @@ async def test_first_arrivals_at_once_all_publish_and_receive_each_other(world: 
     namespace = media_namespace(world.server.app)
     try:
         await asyncio.gather(*(person.connect() for person in people))
-        assert len(namespace._sessions_of(case_a)) == len(names)
+        assert len(namespace.participants_of(case_a)) == len(names)
         assert all(person.signal.ended is None for person in people)
         ids = {person.signal.participant_id for person in people}
 

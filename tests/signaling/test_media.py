@@ -12,17 +12,13 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 
 from client import Participant, SignalError, SocketSignal
 from client.media import PatternVideoTrack
-from signaling.access import SESSION_COOKIE
-from signaling.media import (
-    MEDIA_WORKER,
-    MediaNamespace,
-    browser_ice_servers,
-    media_settings,
-    parse_ice_server,
-)
+from signaling.cluster.media_host import media_settings, parse_ice_server
+from signaling.cookies import SESSION_COOKIE
+from signaling.http.state import MEDIA_WORKER, NAMESPACES
+from signaling.realtime.namespaces.media import MediaNamespace, browser_ice_servers
 from signaling.settings import Settings
-from signaling.sockets import NAMESPACES
-from tests.signaling.conftest import PASSWORD, World
+from tests.support.eventually import eventually
+from tests.support.world import PASSWORD, World
 
 
 def signal_for(world: World, name: str, case: str = "Case A") -> SocketSignal:
@@ -31,13 +27,6 @@ def signal_for(world: World, name: str, case: str = "Case A") -> SocketSignal:
 
 def media_namespace(world: World) -> MediaNamespace:
     return next(n for n in world.server.app[NAMESPACES] if isinstance(n, MediaNamespace))
-
-
-async def wait_for(condition, within: float) -> None:
-    """Poll ``condition()`` until it holds; the counters polled have no change events."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 async def publish_offer(codec: str = "video/VP8") -> str:
@@ -97,7 +86,7 @@ async def test_three_participants_receive_each_other(world: World) -> None:
         for person in people:
             await person.close()
     worker = world.server.app[MEDIA_WORKER]
-    await wait_for(lambda: not worker.transports, 10)
+    await eventually(lambda: not worker.transports, 10)
     assert media_namespace(world).live == {}
 
 
@@ -148,8 +137,8 @@ async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> N
             assert reply["ok"] is False, reply
             assert reply["error"]["code"] == code, reply
             assert "Traceback" not in reply["error"]["message"]
-            await wait_for(lambda: len(worker.transports) == transports, 5)
-            await wait_for(lambda: len(asyncio.all_tasks()) <= tasks, 5)
+            await eventually(lambda: len(worker.transports) == transports, 5)
+            await eventually(lambda: len(asyncio.all_tasks()) <= tasks, 5)
 
         for payload in ({"case_id": case_a}, {"case_id": case_a, "sdp": ""}, "x"):
             reply = await call("media.publish", payload)
@@ -157,7 +146,7 @@ async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> N
 
         reply = await call("media.leave", {"case_id": case_a})
         assert reply["ok"] is True, reply
-        await wait_for(lambda: not worker.transports, 5)
+        await eventually(lambda: not worker.transports, 5)
         reply = await call("media.leave", {"case_id": case_a})
         assert reply["error"]["code"] == "not_joined", reply
 
@@ -165,7 +154,7 @@ async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> N
         reply = await call("media.join", {"case_id": case_a})
         assert reply["ok"] is True, reply
         await sio.disconnect()
-        await wait_for(lambda: not worker.transports and not media_namespace(world).live, 5)
+        await eventually(lambda: not worker.transports and not media_namespace(world).live, 5)
     finally:
         await sio.disconnect()
 
@@ -237,7 +226,7 @@ async def test_a_bad_subscribe_answer_ends_the_session_cleanly(world: World) -> 
         carl = reply["participant_id"]
         await asyncio.wait_for(ended.wait(), 15)
         assert offers and {t["display_name"] for t in offers[0]["tracks"]} == {"party person"}
-        await wait_for(lambda: not list(worker.transports_of(carl)), 5)
+        await eventually(lambda: not list(worker.transports_of(carl)), 5)
         assert all(s.participant_id != carl for s in namespace.live.values())
         # the socket may join again
         reply = await sio.call(
@@ -247,4 +236,4 @@ async def test_a_bad_subscribe_answer_ends_the_session_cleanly(world: World) -> 
     finally:
         await sio.disconnect()
         await publisher.close()
-    await wait_for(lambda: not worker.transports and not namespace.live, 10)
+    await eventually(lambda: not worker.transports and not namespace.live, 10)

@@ -3,13 +3,15 @@ single-process node: the forwarding namespaces stand for the real ones event by 
 
 from __future__ import annotations
 
-from signaling.app import build_app
-from signaling.cluster.gateway import ForwardingNamespace, MediaCluster
+from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import MemoryDirectory
-from signaling.media import MediaNamespace
-from signaling.recording import RecordingNamespace
+from signaling.http.app import build_app
+from signaling.http.state import NAMESPACES
+from signaling.realtime.events import EventNamespace
+from signaling.realtime.namespaces.forwarding import ForwardingNamespace
+from signaling.realtime.namespaces.media import MediaNamespace
+from signaling.realtime.namespaces.recording import RecordingNamespace
 from signaling.services import Services
-from signaling.sockets import NAMESPACES, EventNamespace
 
 
 def declared(namespace: EventNamespace) -> dict[str, tuple[object, ...]]:

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import Participant, SocketSignal, encode_vp8_clip
-from signaling.metrics import _Totals
+from signaling.http.metrics import _Totals
 from signaling.settings import Settings
-from tests.signaling.conftest import PASSWORD, World
+from tests.support.world import PASSWORD, World
 
 TOKEN = "a metrics token for the test"
 

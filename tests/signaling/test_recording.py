@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
 from typing import Any
 
 import av
@@ -27,10 +26,12 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from client import Participant, SocketSignal
 from client.media import PatternVideoTrack
-from signaling.access import SESSION_COOKIE
-from signaling.recording import RECORDING_NAMESPACE_KEY, RecordingNamespace
-from tests.signaling.conftest import PASSWORD, World
+from signaling.cookies import SESSION_COOKIE
+from signaling.http.state import RECORDING_NAMESPACE_KEY
+from signaling.realtime.namespaces.recording import RecordingNamespace
 from tests.signaling.spaces_setup import CaseSpaces, open_spaces
+from tests.support.eventually import eventually
+from tests.support.world import PASSWORD, World
 
 NS = "/recording"
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
@@ -50,13 +51,6 @@ async def connect(world: World, name: str) -> socketio.AsyncClient:
         wait_timeout=10,
     )
     return sio
-
-
-async def wait_for(condition: Callable[[], bool], within: float) -> None:
-    """Poll ``condition()``; recorder counters have no change events."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 class VideoMessageClient:
@@ -121,7 +115,7 @@ class VideoMessageClient:
 async def recorder_running(world: World, sid_count: int = 1) -> None:
     """Wait until the recordings in progress have muxed media (their clock started)."""
     ns = namespace(world)
-    await wait_for(
+    await eventually(
         lambda: (
             len(ns.videos) >= sid_count
             and all(v.recorder._muxer is not None for v in ns.videos.values())
@@ -362,7 +356,7 @@ async def test_neutral_records_the_main_room(world: World, spaces: CaseSpaces) -
             for signal in (nina_signal, paula_signal):
                 await signal.wait_until(told)
         hearing = next(iter(ns.hearings.values()))
-        await wait_for(
+        await eventually(
             lambda: (
                 len(hearing.active) == 2 and all(r.packets > 0 for r in hearing.active.values())
             ),
@@ -371,7 +365,7 @@ async def test_neutral_records_the_main_room(world: World, spaces: CaseSpaces) -
 
         await carl.join()  # joins while the room is recorded
         assert carl_signal.told_before_publishing is True
-        await wait_for(
+        await eventually(
             lambda: (
                 len(hearing.active) == 3
                 and all(r._muxer is not None for r in hearing.active.values())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import socketio
 import sqlalchemy as sa
 
 from rooms.storage.schema import sessions
-from signaling.access import SESSION_COOKIE
-from tests.signaling.conftest import PASSWORD, World, connect
+from signaling.cookies import SESSION_COOKIE
+from tests.support.world import PASSWORD, World, connect
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 
 async def test_connect_refused_without_or_with_forged_session(world: World) -> None:

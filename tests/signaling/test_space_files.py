@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -16,12 +15,14 @@ import sqlalchemy as sa
 
 from rooms.storage.schema import messages, space_files
 from rooms.vault.format import HEADER_SIZE, TAG_SIZE
-from signaling.access import CSRF_COOKIE, SESSION_COOKIE
+from signaling.cookies import CSRF_COOKIE, SESSION_COOKIE
 from signaling.settings import Settings
-from tests.conftest import ApiClient
 from tests.samples import jpeg_bytes, pdf_bytes
-from tests.signaling.conftest import World
 from tests.signaling.spaces_setup import CaseSpaces, open_spaces
+from tests.support.eventually import eventually
+from tests.support.world import ApiClient, World
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 LIMIT = 1024 * 1024
 
@@ -61,13 +62,6 @@ def vault_files(world: World) -> list[Path]:
 async def file_rows(world: World) -> int:
     async with world.server.services.store.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(space_files))).scalar()
-
-
-async def wait_for(condition, what: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_upload_list_download_and_preview(world: World) -> None:
@@ -247,13 +241,13 @@ async def test_interrupted_upload_leaves_nothing(world: World) -> None:
     async def partial_exists() -> bool:
         return any(p.name.endswith(".partial") for p in vault_files(world))
 
-    await wait_for(partial_exists, "the upload to reach the vault")
+    await eventually(partial_exists, what="the upload to reach the vault")
     writer.transport.abort()  # the client goes away mid-body
 
     async def nothing_left() -> bool:
         return vault_files(world) == []
 
-    await wait_for(nothing_left, "the partial blob to be removed")
+    await eventually(nothing_left, what="the partial blob to be removed")
     assert await file_rows(world) == 0
     _status, listing, _ = await paula.get(spaces.path(spaces.shared, "/files"))
     assert listing == {"files": []}

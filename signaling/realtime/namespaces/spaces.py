@@ -7,47 +7,44 @@ moment. When a member is removed (or the case is closed) their sockets leave the
 room before the removal request returns, and get ``space.removed``: nothing of the space
 reaches them afterwards.
 
-The namespace listens to ``Spaces`` (rooms.spaces) for changes, so messages posted over
+The namespace listens to ``Spaces`` (rooms.spaces.facade) for changes, so messages posted over
 HTTP and over socket.io reach subscribers the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from pydantic import Field
-
-from rooms.cases import CASE_ROLES, NEUTRAL_ROLES
+from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import NotFound
-from rooms.spaces import MAX_BODY, SpaceEvent
-from signaling.cluster.node_bus import NodeBus
+from rooms.spaces.events import SpaceEvent
+from signaling.realtime.events import Caller, EventNamespace, event
+from signaling.realtime.schemas.spaces import (
+    SPACES_NAMESPACE,
+    DeletePayload,
+    EditPayload,
+    SendPayload,
+    SpacePayload,
+)
 from signaling.services import Services
-from signaling.sockets import Caller, CasePayload, EventNamespace, event
 
 log = logging.getLogger(__name__)
 
-SPACES_NAMESPACE = "/spaces"
 FORWARDED = ("message.new", "message.edited", "message.deleted", "file.new", "space.updated")
 
-Id = Field(min_length=1, max_length=64)
 
+class SpaceChannel(Protocol):
+    """What carries space changes to every node's sockets
+    (``signaling.cluster.node_bus.NodeBus``)."""
 
-class SpacePayload(CasePayload):
-    space_id: str = Id
+    on_space_change: Callable[[SpaceEvent], Awaitable[None]]
 
+    @property
+    def distributed(self) -> bool: ...
 
-class SendPayload(SpacePayload):
-    body: str = Field(min_length=1, max_length=MAX_BODY)
-
-
-class EditPayload(SpacePayload):
-    message_id: str = Id
-    body: str = Field(min_length=1, max_length=MAX_BODY)
-
-
-class DeletePayload(SpacePayload):
-    message_id: str = Id
+    async def space_changed(self, change: SpaceEvent) -> None: ...
 
 
 def space_room(space_id: str) -> str:
@@ -57,7 +54,7 @@ def space_room(space_id: str) -> str:
 class SpacesNamespace(EventNamespace):
     """Owns the live subscriptions to spaces: which socket listens to which space."""
 
-    def __init__(self, services: Services, bus: NodeBus) -> None:
+    def __init__(self, services: Services, bus: SpaceChannel) -> None:
         super().__init__(SPACES_NAMESPACE, services)
         self.subscribers: dict[str, dict[str, str]] = {}  # space_id -> sid -> user_id
         #: Carries changes to every node's sockets (signaling.cluster.node_bus).

@@ -1,10 +1,11 @@
 """Live rooms over socket.io: breakout rooms, the mediator's controls, timers, whiteboards.
 
-``LiveControls`` is mixed into the ``/media`` namespace, so one socket carries a person's
-media negotiation and their room: a move is applied to the SFU (synchronously, before
-anyone is told) and then pushed as ``live.state``.  The room assignments are the
-``rooms.cases.live.LiveSession`` of the case, persisted by ``LiveSessions``; this module applies
-them to the media sessions of this node.  See docs/signaling.md ("Live rooms").
+:class:`LiveControls` is a component of the ``/media`` namespace, so one socket carries a
+person's media negotiation and their room: a move is applied to the SFU (synchronously,
+before anyone is told) and then pushed as ``live.state``.  The room assignments are the
+``rooms.cases.live.LiveSession`` of the case, persisted by ``LiveSessions``; this module
+applies them to the participants of this process, whom it reaches through the
+:class:`LiveHost` that holds it.  See docs/signaling.md ("Live rooms").
 """
 
 from __future__ import annotations
@@ -15,114 +16,100 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import Field, field_validator
-
-from rooms.cases.live import MAIN, TIMER_WARNING_SECONDS, WAITING, LiveSessions
+from rooms.cases.live import TIMER_WARNING_SECONDS, WAITING, LiveSessions
 from rooms.cases.live import LiveSession as RoomState
 from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden
-from signaling.sockets import Caller, CasePayload, event
+from signaling.realtime.events import Caller, CasePayload, event
+from signaling.realtime.schemas.live import (
+    AdmitPayload,
+    AskPayload,
+    BroadcastPayload,
+    CreateRoomPayload,
+    LockPayload,
+    MoveManyPayload,
+    MovePayload,
+    RenameRoomPayload,
+    RoomPayload,
+    SharingPayload,
+    StrokePayload,
+    SwapPayload,
+    TimerPayload,
+    UserPayload,
+)
+from signaling.services import Services
 
 if TYPE_CHECKING:
-    from sfu import Producer
-    from signaling.media import LiveSession
+    from sfu import Producer, Router, Transport, Worker
 
 log = logging.getLogger(__name__)
 
-ROOM_ID = Field(min_length=1, max_length=32)
-USER_ID = Field(min_length=1, max_length=64)
-#: Points a stroke payload may carry at all (the ``whiteboard_max_stroke_points`` setting
-#: is the limit in force; this bounds the work of validating a payload).
-MAX_STROKE_POINTS = 5000
+
+def router_id(case_id: str, room_id: str) -> str:
+    """The SFU router id of a live room (or of the case's waiting area)."""
+    return f"{case_id}:{room_id}"
 
 
-def room_key(case_id: str, room: str) -> str:
-    """The SFU router id of a live room."""
-    return f"{case_id}:{room}"
+def room_of(router: str) -> str:
+    """The live room (or waiting area) id of a router id."""
+    return router.rpartition(":")[2]
 
 
-class RoomPayload(CasePayload):
-    room_id: str = ROOM_ID
+@dataclass
+class LiveParticipant:
+    """One socket's presence in a case's live rooms on this process: which room it is in,
+    and its two transports."""
+
+    sid: str
+    case_id: str
+    room_id: str  # the router id (``router_id``); "" while joining
+    participant_id: str
+    user_id: str
+    display_name: str
+    role: str
+    subscribe: Transport | None = None
+    publish: Transport | None = None
+    screen_mid: str | None = None
+    screen_mids: set[str] = field(default_factory=set)  # mids that ever carried a screen
+    ending: bool = False
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def person(self) -> dict[str, str]:
+        return {
+            "participant_id": self.participant_id,
+            "display_name": self.display_name,
+            "role": self.role,
+        }
 
 
-class CreateRoomPayload(CasePayload):
-    name: str = Field(min_length=1, max_length=80)
+class LiveHost(Protocol):
+    """What the live-room controls need of the namespace that holds them."""
 
+    def participant(self, sid: str) -> LiveParticipant | None:
+        """The live participant of socket ``sid``, if it joined."""
+        ...
 
-class RenameRoomPayload(RoomPayload):
-    name: str = Field(min_length=1, max_length=80)
+    def participants_of(self, case_id: str) -> list[LiveParticipant]:
+        """The case's participants on this process (not those ending)."""
+        ...
 
+    async def end(self, participant: LiveParticipant, reason: str | None = None) -> None:
+        """End ``participant``'s live session, telling its client ``reason``."""
+        ...
 
-class MovePayload(CasePayload):
-    user_id: str = USER_ID
-    room_id: str = ROOM_ID
+    async def announce_room(self, router: str) -> None:
+        """Tell everyone in the room of ``router`` who is there and what they receive."""
+        ...
 
+    async def tell(self, sid: str, name: str, data: dict[str, Any]) -> None:
+        """Emit the event ``name`` to socket ``sid``."""
+        ...
 
-class MoveManyPayload(CasePayload):
-    moves: dict[str, str] = Field(min_length=1, max_length=200)
-
-    @field_validator("moves")
-    @classmethod
-    def _short(cls, moves: dict[str, str]) -> dict[str, str]:
-        for user_id, room_id in moves.items():
-            if not 0 < len(user_id) <= 64 or not 0 < len(room_id) <= 32:
-                raise ValueError("user and room ids have 1 to 64 and 1 to 32 characters")
-        return moves
-
-
-class SwapPayload(CasePayload):
-    first: str = USER_ID
-    second: str = USER_ID
-
-
-class UserPayload(CasePayload):
-    user_id: str = USER_ID
-
-
-class AdmitPayload(UserPayload):
-    room_id: str = Field(default=MAIN, min_length=1, max_length=32)
-
-
-class BroadcastPayload(CasePayload):
-    text: str = Field(min_length=1, max_length=1000)
-
-
-class TimerPayload(RoomPayload):
-    seconds: float = Field(ge=1, le=24 * 3600)
-
-
-class LockPayload(RoomPayload):
-    locked: bool
-
-
-class SharingPayload(RoomPayload):
-    allowed: bool
-
-
-class AskPayload(CasePayload):
-    text: str = Field(default="", max_length=500)
-
-
-Point = Annotated[list[float], Field(min_length=2, max_length=2)]
-
-
-class StrokePayload(CasePayload):
-    """One pen stroke: points ``[x, y]`` in the board's unit square, a colour, a width in
-    pixels of a 1000-pixel-wide board."""
-
-    points: list[Point] = Field(min_length=1, max_length=MAX_STROKE_POINTS)
-    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
-    width: float = Field(ge=0.5, le=40)
-
-    @field_validator("points")
-    @classmethod
-    def _inside(cls, points: list[list[float]]) -> list[list[float]]:
-        for x, y in points:
-            if not (0 <= x <= 1 and 0 <= y <= 1):
-                raise ValueError("points lie in the unit square")
-        return points
+    async def user_of(self, sid: str) -> str | None:
+        """The user signed in on socket ``sid``, while it is connected."""
+        ...
 
 
 def encode_stroke(stroke: dict[str, Any]) -> bytes:
@@ -148,15 +135,16 @@ class Whiteboard:
 
 
 class LiveControls:
-    """The live-room half of the ``/media`` namespace (a mixin of ``MediaNamespace``)."""
+    """The live-room half of the ``/media`` namespace: the case's room assignments as
+    applied here, timers, whiteboards, and the neutrals watching without media."""
 
-    # provided by MediaNamespace / EventNamespace
-    live: dict[str, LiveSession]
-    worker: Any
-    services: Any
-
-    def _init_live(self) -> None:
-        self.rooms_state = LiveSessions(self.services.store)
+    def __init__(
+        self, host: LiveHost, services: Services, worker: Worker, rooms_state: LiveSessions
+    ) -> None:
+        self.host = host
+        self.services = services
+        self.worker = worker
+        self.rooms_state = rooms_state
         self._states: dict[str, RoomState] = {}  # case id -> latest applied state
         #: One writer per case on this node: concurrent changes (people arriving together)
         #: queue instead of exhausting the optimistic retries of ``LiveSessions.update``.
@@ -174,10 +162,10 @@ class LiveControls:
         """The caller's view of the rooms; a neutral's socket also receives every later
         change (``live.state`` pushes) without joining the media."""
         assert caller.member is not None
-        state = await self._current(payload.case_id)
+        state = await self.current(payload.case_id)
         if caller.member.role in NEUTRAL_ROLES:
             self._watchers.setdefault(payload.case_id, set()).add(caller.sid)
-        return {"state": await self._view_for(state, caller.user_id, caller.member.role)}
+        return {"state": await self.view_for(state, caller.user_id, caller.member.role)}
 
     @event("live.board", CasePayload, "case", CASE_ROLES)
     async def board(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
@@ -190,27 +178,27 @@ class LiveControls:
 
     @event("live.room.create", CreateRoomPayload, "case", NEUTRAL_ROLES)
     async def create_room(self, caller: Caller, payload: CreateRoomPayload) -> dict[str, Any]:
-        _, room = await self._change(payload.case_id, lambda s: s.create_room(payload.name))
+        _, room = await self.change(payload.case_id, lambda s: s.create_room(payload.name))
         return {"room_id": room.id, "name": room.name}
 
     @event("live.room.rename", RenameRoomPayload, "case", NEUTRAL_ROLES)
     async def rename_room(self, caller: Caller, payload: RenameRoomPayload) -> dict[str, Any]:
-        await self._change(payload.case_id, lambda s: s.rename_room(payload.room_id, payload.name))
+        await self.change(payload.case_id, lambda s: s.rename_room(payload.room_id, payload.name))
         return {"room_id": payload.room_id}
 
     @event("live.room.close", RoomPayload, "case", NEUTRAL_ROLES)
     async def close_room(self, caller: Caller, payload: RoomPayload) -> dict[str, Any]:
-        _, moved = await self._change(payload.case_id, lambda s: s.close_room(payload.room_id))
+        _, moved = await self.change(payload.case_id, lambda s: s.close_room(payload.room_id))
         return {"room_id": payload.room_id, "moved": moved}
 
     @event("live.room.lock", LockPayload, "case", NEUTRAL_ROLES)
     async def lock_room(self, caller: Caller, payload: LockPayload) -> dict[str, Any]:
-        await self._change(payload.case_id, lambda s: s.set_locked(payload.room_id, payload.locked))
+        await self.change(payload.case_id, lambda s: s.set_locked(payload.room_id, payload.locked))
         return {"room_id": payload.room_id, "locked": payload.locked}
 
     @event("live.room.sharing", SharingPayload, "case", NEUTRAL_ROLES)
     async def room_sharing(self, caller: Caller, payload: SharingPayload) -> dict[str, Any]:
-        await self._change(
+        await self.change(
             payload.case_id, lambda s: s.set_sharing(payload.room_id, payload.allowed)
         )
         return {"room_id": payload.room_id, "allowed": payload.allowed}
@@ -219,31 +207,31 @@ class LiveControls:
     async def move(self, caller: Caller, payload: MovePayload) -> dict[str, Any]:
         # The neutral may enter a locked room; their moves of others respect the lock
         # only for parties' own requests, which do not exist: neutrals move by force.
-        _, changed = await self._change(
+        _, changed = await self.change(
             payload.case_id, lambda s: s.move(payload.user_id, payload.room_id, force=True)
         )
         return {"moved": [payload.user_id] if changed else []}
 
     @event("live.move_many", MoveManyPayload, "case", NEUTRAL_ROLES)
     async def move_many(self, caller: Caller, payload: MoveManyPayload) -> dict[str, Any]:
-        _, changed = await self._change(
+        _, changed = await self.change(
             payload.case_id, lambda s: s.move_many(payload.moves, force=True)
         )
         return {"moved": changed}
 
     @event("live.swap", SwapPayload, "case", NEUTRAL_ROLES)
     async def swap(self, caller: Caller, payload: SwapPayload) -> dict[str, Any]:
-        await self._change(payload.case_id, lambda s: s.swap(payload.first, payload.second))
+        await self.change(payload.case_id, lambda s: s.swap(payload.first, payload.second))
         return {"moved": [payload.first, payload.second]}
 
     @event("live.bring_back", CasePayload, "case", NEUTRAL_ROLES)
     async def bring_back(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
-        _, moved = await self._change(payload.case_id, lambda s: s.bring_all_back())
+        _, moved = await self.change(payload.case_id, lambda s: s.bring_all_back())
         return {"moved": moved}
 
     @event("live.admit", AdmitPayload, "case", NEUTRAL_ROLES)
     async def admit(self, caller: Caller, payload: AdmitPayload) -> dict[str, Any]:
-        await self._change(payload.case_id, lambda s: s.admit(payload.user_id, payload.room_id))
+        await self.change(payload.case_id, lambda s: s.admit(payload.user_id, payload.room_id))
         return {"user_id": payload.user_id, "room_id": payload.room_id}
 
     @event("live.remove", UserPayload, "case", NEUTRAL_ROLES)
@@ -256,10 +244,10 @@ class LiveControls:
             # Removed people wait outside until a neutral admits them again.
             state.placement[payload.user_id] = WAITING
 
-        await self._change(payload.case_id, change)
-        for session in self._sessions_of(payload.case_id):
+        await self.change(payload.case_id, change)
+        for session in self.host.participants_of(payload.case_id):
             if session.user_id == payload.user_id:
-                await self._end(session, reason="removed")  # type: ignore[attr-defined]
+                await self.host.end(session, reason="removed")
         return {"user_id": payload.user_id}
 
     @event("live.broadcast", BroadcastPayload, "case", NEUTRAL_ROLES)
@@ -270,16 +258,16 @@ class LiveControls:
             "from": caller.display_name,
             "at": time.time(),
         }
-        sids = {s.sid for s in self._sessions_of(payload.case_id)}
+        sids = {s.sid for s in self.host.participants_of(payload.case_id)}
         sids |= self._watchers.get(payload.case_id, set())
         for sid in sids:
-            await self.emit("live.broadcast", message, to=sid)  # type: ignore[attr-defined]
+            await self.host.tell(sid, "live.broadcast", message)
         return {"delivered": len(sids)}
 
     @event("live.timer.start", TimerPayload, "case", NEUTRAL_ROLES)
     async def start_timer(self, caller: Caller, payload: TimerPayload) -> dict[str, Any]:
         now = time.time()
-        state, _ = await self._change(
+        state, _ = await self.change(
             payload.case_id, lambda s: s.start_timer(payload.room_id, payload.seconds, now)
         )
         room = state.room(payload.room_id)
@@ -289,7 +277,7 @@ class LiveControls:
 
     @event("live.timer.extend", TimerPayload, "case", NEUTRAL_ROLES)
     async def extend_timer(self, caller: Caller, payload: TimerPayload) -> dict[str, Any]:
-        state, _ = await self._change(
+        state, _ = await self.change(
             payload.case_id, lambda s: s.extend_timer(payload.room_id, payload.seconds)
         )
         return {"room_id": payload.room_id, "ends_at": state.room(payload.room_id).timer_ends_at}
@@ -299,7 +287,7 @@ class LiveControls:
     @event("live.ask", AskPayload, "case", CASE_ROLES)
     async def ask(self, caller: Caller, payload: AskPayload) -> dict[str, Any]:
         """ "Ask the mediator": every neutral of the case hears of it, wherever they are."""
-        state = await self._current(payload.case_id)
+        state = await self.current(payload.case_id)
         room_id = state.where(caller.user_id)
         room = state.rooms.get(room_id) if room_id else None
         request = {
@@ -311,10 +299,12 @@ class LiveControls:
             "text": payload.text,
             "at": time.time(),
         }
-        sids = {s.sid for s in self._sessions_of(payload.case_id) if s.role in NEUTRAL_ROLES}
+        sids = {
+            s.sid for s in self.host.participants_of(payload.case_id) if s.role in NEUTRAL_ROLES
+        }
         sids |= self._watchers.get(payload.case_id, set())
         for sid in sids:
-            await self.emit("live.asked", request, to=sid)  # type: ignore[attr-defined]
+            await self.host.tell(sid, "live.asked", request)
         return {"notified": len(sids)}
 
     @event("live.board.stroke", StrokePayload, "case", CASE_ROLES)
@@ -358,14 +348,14 @@ class LiveControls:
 
     # --- applying the state -----------------------------------------------------------
 
-    async def _current(self, case_id: str) -> RoomState:
+    async def current(self, case_id: str) -> RoomState:
         state = self._states.get(case_id)
         if state is None:
             state = await self.rooms_state.load(case_id)
             self._states.setdefault(case_id, state)
         return self._states[case_id]
 
-    async def _change(self, case_id: str, change: Any) -> tuple[RoomState, Any]:
+    async def change(self, case_id: str, change: Any) -> tuple[RoomState, Any]:
         async with self._writing.setdefault(case_id, asyncio.Lock()):
             state, result = await self.rooms_state.update(case_id, change)
         await self._apply(state)
@@ -381,18 +371,18 @@ class LiveControls:
             return  # a newer state was applied meanwhile
         self._states[case_id] = state
         touched: set[str] = set()
-        removed: list[LiveSession] = []
-        for session in self._sessions_of(case_id):
+        removed: list[LiveParticipant] = []
+        for session in self.host.participants_of(case_id):
             placed = state.where(session.user_id)
             if placed is None and not session.room_id:
                 # Joining, and their arrival is not in this state (another arrival was
                 # saved first): their own join applies it and places them.
                 continue
             target = placed or WAITING
-            key = room_key(case_id, target)
+            key = router_id(case_id, target)
             if key != session.room_id:
                 touched.update((session.room_id, key))
-                self._place(session, state, target)
+                self.place(session, state, target)
             if placed is None:
                 removed.append(session)
         self._apply_sharing(state)
@@ -402,12 +392,12 @@ class LiveControls:
         self._schedule_timer(state)
         # -- from here on, only notifications --
         for session in removed:
-            await self._end(session, reason="removed")  # type: ignore[attr-defined]
+            await self.host.end(session, reason="removed")
         for room in touched:
-            await self._announce_room(room)  # type: ignore[attr-defined]
-        await self._push_state(case_id)
+            await self.host.announce_room(room)
+        await self.push_state(case_id)
 
-    def _place(self, session: LiveSession, state: RoomState, target: str) -> None:
+    def place(self, session: LiveParticipant, state: RoomState, target: str) -> None:
         """Move ``session``'s media to ``target`` (a room id or the waiting area)."""
         pid = session.participant_id
         old = self.worker.router_of(pid)
@@ -415,14 +405,14 @@ class LiveControls:
             if old is not None:
                 old.leave(pid)
         else:
-            router = self.worker.router(room_key(state.case_id, target))
-            self._block_screens(session, router, state.rooms[target].sharing_allowed)
+            router = self.worker.router(router_id(state.case_id, target))
+            self.block_screens(session, router, state.rooms[target].sharing_allowed)
             router.join(pid)  # leaves ``old`` first
         if old is not None and not old.members:
             self.worker.close_router(old.room_id)
-        session.room_id = room_key(state.case_id, target)
+        session.room_id = router_id(state.case_id, target)
 
-    def _screens(self, session: LiveSession) -> list[tuple[Producer, bool]]:
+    def _screens(self, session: LiveParticipant) -> list[tuple[Producer, bool]]:
         """The session's screen producers, each with whether it is shared now."""
         transport = session.publish
         if transport is None or transport.closed:
@@ -433,17 +423,17 @@ class LiveControls:
             if p.mid in session.screen_mids
         ]
 
-    def _block_screens(self, session: LiveSession, router: Any, allowed: bool) -> None:
+    def block_screens(self, session: LiveParticipant, router: Router, allowed: bool) -> None:
         for producer, shared in self._screens(session):
             if shared and allowed:
                 router.unblock(producer)
             elif producer.id not in router.blocked:
                 router.block(producer)
 
-    def _apply_sharing(self, state: RoomState) -> list[LiveSession]:
+    def _apply_sharing(self, state: RoomState) -> list[LiveParticipant]:
         """Block or unblock screens per room; answers who lost their share."""
         stopped = []
-        for session in self._sessions_of(state.case_id):
+        for session in self.host.participants_of(state.case_id):
             router = self.worker.router_of(session.participant_id)
             room = state.rooms.get(self._room_of(session))
             if router is None or room is None:
@@ -451,10 +441,10 @@ class LiveControls:
             if not room.sharing_allowed and session.screen_mid is not None:
                 session.screen_mid = None
                 stopped.append(session)
-            self._block_screens(session, router, room.sharing_allowed)
+            self.block_screens(session, router, room.sharing_allowed)
         return stopped
 
-    def sharing_allowed(self, session: LiveSession) -> bool:
+    def sharing_allowed(self, session: LiveParticipant) -> bool:
         state = self._states.get(session.case_id)
         room = state.rooms.get(self._room_of(session)) if state else None
         return room is not None and room.sharing_allowed
@@ -482,7 +472,7 @@ class LiveControls:
                 state.close_room(room_id)
 
         try:
-            state, _ = await self._change(case_id, change)
+            state, _ = await self.change(case_id, change)
             for room_id in warned:
                 if room_id in state.rooms:
                     await self._warn(state, room_id)
@@ -526,14 +516,11 @@ class LiveControls:
 
     # --- telling people ---------------------------------------------------------------
 
-    def _sessions_of(self, case_id: str) -> list[LiveSession]:
-        return [s for s in self.live.values() if s.case_id == case_id and not s.ending]
+    def _room_of(self, session: LiveParticipant) -> str:
+        return room_of(session.room_id)
 
-    def _room_of(self, session: LiveSession) -> str:
-        return session.room_id.rpartition(":")[2]
-
-    def _joined(self, caller: Caller, case_id: str) -> LiveSession:
-        session = self.live.get(caller.sid)
+    def _joined(self, caller: Caller, case_id: str) -> LiveParticipant:
+        session = self.host.participant(caller.sid)
         if session is None or session.case_id != case_id:
             raise Conflict("Join the case's live room first.", code="not_joined")
         if self._room_of(session) == WAITING:
@@ -543,12 +530,12 @@ class LiveControls:
     async def _to_room(
         self, case_id: str, room: str, name: str, message: dict[str, Any], neutrals: bool = False
     ) -> None:
-        sids = {s.sid for s in self._sessions_of(case_id) if self._room_of(s) == room}
+        sids = {s.sid for s in self.host.participants_of(case_id) if self._room_of(s) == room}
         if neutrals:
-            sids |= {s.sid for s in self._sessions_of(case_id) if s.role in NEUTRAL_ROLES}
+            sids |= {s.sid for s in self.host.participants_of(case_id) if s.role in NEUTRAL_ROLES}
             sids |= self._watchers.get(case_id, set())
         for sid in sids:
-            await self.emit(name, message, to=sid)  # type: ignore[attr-defined]
+            await self.host.tell(sid, name, message)
 
     async def _people_names(self, case_id: str) -> dict[str, dict[str, str]]:
         names = self._names.get(case_id)
@@ -558,7 +545,7 @@ class LiveControls:
             self._names[case_id] = names
         return names
 
-    async def _view_for(self, state: RoomState, user_id: str, role: str) -> dict[str, Any]:
+    async def view_for(self, state: RoomState, user_id: str, role: str) -> dict[str, Any]:
         """What ``user_id`` may see of ``state``: everything for a neutral; their own room
         (name, people, timer) for everyone else."""
         names = await self._people_names(state.case_id)
@@ -570,7 +557,7 @@ class LiveControls:
         latest = self._states.get(state.case_id)
         if latest is not None and latest.version >= state.version:
             state = latest
-        online = {s.user_id for s in self._sessions_of(state.case_id)}
+        online = {s.user_id for s in self.host.participants_of(state.case_id)}
 
         def person(uid: str) -> dict[str, Any]:
             known = names.get(uid, {"display_name": "Former member", "role": ""})
@@ -606,25 +593,31 @@ class LiveControls:
             view["waiting"] = [person(u) for u in state.occupants(WAITING)]
         return view
 
-    async def _push_state(self, case_id: str) -> None:
+    async def push_state(self, case_id: str) -> None:
         state = self._states.get(case_id)
         if state is None:
             return
-        for session in self._sessions_of(case_id):
+        for session in self.host.participants_of(case_id):
             if not session.room_id:
                 continue  # still joining: the reply to their join carries their view
-            view = await self._view_for(state, session.user_id, session.role)
-            await self.emit("live.state", view, to=session.sid)  # type: ignore[attr-defined]
+            view = await self.view_for(state, session.user_id, session.role)
+            await self.host.tell(session.sid, "live.state", view)
         watchers = self._watchers.get(case_id, set())
         for sid in list(watchers):
-            saved = await self.get_session(sid)  # type: ignore[attr-defined]
-            user_id = saved.get("user_id") if saved else None
+            user_id = await self.host.user_of(sid)
             if user_id is None:
                 watchers.discard(sid)
                 continue
-            view = await self._view_for(state, user_id, NEUTRAL_ROLES[0])
-            await self.emit("live.state", view, to=sid)  # type: ignore[attr-defined]
+            view = await self.view_for(state, user_id, NEUTRAL_ROLES[0])
+            await self.host.tell(sid, "live.state", view)
 
-    def _forget_watcher(self, sid: str) -> None:
+    def forget_watcher(self, sid: str) -> None:
         for sids in self._watchers.values():
             sids.discard(sid)
+
+    def forget_case(self, case_id: str) -> None:
+        """Stop the case's timer and drop its applied state (its sessions ended here)."""
+        task = self._timers.pop(case_id, None)
+        if task is not None:
+            task.cancel()
+        self._states.pop(case_id, None)

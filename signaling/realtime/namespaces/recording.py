@@ -19,6 +19,10 @@ the files and the timeline in the space the neutral chose when starting.
 
 The SFU tells this namespace about room moves and new producers through
 :class:`sfu.WorkerObserver`; it never changes what the live rooms forward.
+
+The namespace runs where media is hosted; a signaling node only declares its events
+(``signaling.realtime.namespaces.forwarding``), so the recorder (and PyAV with it) is
+loaded by the methods that record, never at import.
 """
 
 from __future__ import annotations
@@ -28,65 +32,37 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-from pydantic import Field
-
-from recorder import COMPLETED, RECORDING, HearingRecorder, Recorder, RecorderError
-from recorder import RecordingResult as Result
-from rooms.cases.live import MAIN
 from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, Conflict, InvalidInput, NotFound
-from rooms.spaces import SpaceEvent
+from rooms.spaces.events import SpaceEvent
 from rooms.storage.schema import new_id
-from sfu import Producer, Router, Transport, Worker
-from signaling.media import browser_ice_servers
+from signaling.realtime.events import Caller, CasePayload, EventNamespace, event
+from signaling.realtime.namespaces.live import LiveParticipant, router_id
+from signaling.realtime.namespaces.media import MediaNamespace, browser_ice_servers
+from signaling.realtime.schemas.recording import (
+    RECORDING_NAMESPACE,
+    HearingStartPayload,
+    HearingStopPayload,
+    VideoStartPayload,
+    VideoStopPayload,
+)
 from signaling.services import Services
-from signaling.sockets import Caller, CasePayload, EventNamespace, event
 
 if TYPE_CHECKING:
-    from signaling.media import LiveSession, MediaNamespace
+    from recorder import HearingRecorder, Recorder
+    from recorder import RecordingResult as Result
+    from sfu import Producer, Router, Transport, Worker
 
 log = logging.getLogger(__name__)
 
-RECORDING_NAMESPACE = "/recording"
-MAX_SDP_CHARS = 200_000
 #: A video message whose media stops arriving ends this long after its maximum length.
 STALL_GRACE_SECONDS = 5.0
 VIDEO_MESSAGE = "video_message"
 HEARING_RECORDING = "hearing_recording"
 HEARING_TIMELINE = "hearing_timeline"
-
-Id = Field(min_length=1, max_length=64)
-
-
-class SpacePayload(CasePayload):
-    space_id: str = Id
-
-
-class VideoStartPayload(SpacePayload):
-    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
-
-
-class VideoStopPayload(SpacePayload):
-    #: The recording this connection started; when left out, whichever it records.
-    recording_id: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-class HearingStartPayload(SpacePayload):
-    room_id: str = Field(default=MAIN, min_length=1, max_length=32)
-
-
-class HearingStopPayload(CasePayload):
-    room_id: str = Field(default=MAIN, min_length=1, max_length=32)
-
-
-def room_key(case_id: str, room_id: str) -> str:
-    """The SFU router id of a live room."""
-    return f"{case_id}:{room_id}"
 
 
 def _clock_text(seconds: float) -> str:
@@ -141,7 +117,7 @@ class Hearing:
 
     @property
     def key(self) -> str:
-        return room_key(self.case_id, self.room_id)
+        return router_id(self.case_id, self.room_id)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -181,6 +157,8 @@ class RecordingNamespace(EventNamespace):
         space = await spaces.get(payload.case_id, payload.space_id)
         if space.archived_at is not None:
             raise Conflict("This space is archived: it can be read, not written.")
+        from recorder import Recorder, RecorderError  # PyAV: where media is hosted
+
         key = await self.services.case_keys.key_for(payload.case_id)
         max_seconds = float(self.services.settings.video_message_max_seconds)
         file_id = new_id()
@@ -238,6 +216,8 @@ class RecordingNamespace(EventNamespace):
 
     async def _video_finished(self, video: VideoMessage, result: Result) -> None:
         """Store a finished video message (or say that it failed) and tell the recorder."""
+        from recorder import COMPLETED
+
         if video.guard is not None:
             video.guard.cancel()
         self.videos.pop(video.sid, None)
@@ -326,9 +306,11 @@ class RecordingNamespace(EventNamespace):
         space = await self.services.spaces.get(case_id, space_id)
         if space.archived_at is not None:
             raise Conflict("This space is archived: recordings cannot be stored in it.")
-        key = room_key(case_id, room_id)
+        key = router_id(case_id, room_id)
         if key in self.hearings:
             raise Conflict("This room is already being recorded.", code="already_recording")
+        from recorder import HearingRecorder  # PyAV: where media is hosted
+
         case_key = await self.services.case_keys.key_for(case_id)
         hearing_id = uuid.uuid4().hex[:16]  # blob ids "<hearing>-<n>" fit file ids
         recorder = HearingRecorder(self.services.vault, case_id, case_key, hearing_id)
@@ -344,7 +326,7 @@ class RecordingNamespace(EventNamespace):
 
     @event("hearing.stop", HearingStopPayload, "case", NEUTRAL_ROLES)
     async def hearing_stop(self, caller: Caller, payload: HearingStopPayload) -> dict[str, Any]:
-        hearing = self.hearings.get(room_key(payload.case_id, payload.room_id))
+        hearing = self.hearings.get(router_id(payload.case_id, payload.room_id))
         if hearing is None or hearing.stopping:
             raise NotFound("This room is not being recorded.", code="not_recording")
         return await self._stop_hearing(hearing)
@@ -404,6 +386,8 @@ class RecordingNamespace(EventNamespace):
 
     async def _store_hearing(self, hearing: Hearing, recordings: list[Result]) -> list[dict]:
         """The recordings and the timeline as files of the hearing's space."""
+        from recorder import COMPLETED
+
         spaces, vault = self.services.spaces, self.services.vault
         stamp = _stamp(hearing.started_at)
         files = []
@@ -485,9 +469,11 @@ class RecordingNamespace(EventNamespace):
                 if self.hearings.get(now) is hearing:
                     await self._enter(hearing, session)
 
-    async def _enter(self, hearing: Hearing, session: LiveSession) -> None:
+    async def _enter(self, hearing: Hearing, session: LiveParticipant) -> None:
         """Tell ``session`` that its room is recorded, then record its camera and
         microphone (called with the hearing's lock held)."""
+        from recorder import RECORDING
+
         pid = session.participant_id
         if self._where.get(pid) != hearing.key:
             await self._tell(session, hearing.state())  # before anything is recorded
@@ -506,7 +492,7 @@ class RecordingNamespace(EventNamespace):
         hearing.names[recorder.blob_id] = session.display_name
 
     @staticmethod
-    def _camera(session: LiveSession) -> list[Producer]:
+    def _camera(session: LiveParticipant) -> list[Producer]:
         """The session's camera and microphone producers (one of each kind at most; a
         shared screen is not recorded)."""
         transport = session.publish
@@ -519,10 +505,10 @@ class RecordingNamespace(EventNamespace):
             chosen.setdefault(producer.kind, producer)
         return list(chosen.values())
 
-    def _sessions_in(self, key: str) -> list[LiveSession]:
+    def _sessions_in(self, key: str) -> list[LiveParticipant]:
         return [s for s in self.media.live.values() if s.room_id == key and not s.ending]
 
-    async def _tell(self, session: LiveSession, state: dict[str, Any]) -> None:
+    async def _tell(self, session: LiveParticipant, state: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             await self.media.emit("recording.state", state, to=session.sid)
 
@@ -570,16 +556,3 @@ class RecordingNamespace(EventNamespace):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         with contextlib.suppress(ValueError):
             self.worker.observers.remove(self)
-
-
-RECORDING_NAMESPACE_KEY = web.AppKey("recording_namespace", RecordingNamespace)
-
-
-def recording_context(namespace: RecordingNamespace):
-    """A cleanup context: recordings in progress are finished before the SFU stops."""
-
-    async def context(_app: web.Application) -> AsyncIterator[None]:
-        yield
-        await namespace.close()
-
-    return context

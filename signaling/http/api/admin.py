@@ -7,8 +7,8 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from signaling.access import access, read_json
-from signaling.media import MEDIA_STATS
+from signaling.http.access import access, read_json
+from signaling.http.state import MEDIA_STATS
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()

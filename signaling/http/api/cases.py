@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rooms.accounts.sessions import STAGE_ACTIVE, token_hash
 from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError
-from signaling.access import (
+from signaling.http.access import (
     MEMBER,
     SESSION,
     USER,

@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import CaucusError, IntegrityFailure, InvalidInput
-from rooms.filetypes import PDF
-from rooms.spaces import MAX_BODY, MAX_NAME, SpaceFile
+from rooms.spaces.files import SpaceFile
+from rooms.spaces.filetypes import PDF
+from rooms.spaces.messages import MAX_BODY
+from rooms.spaces.spaces import MAX_NAME
 from rooms.vault.format import VaultIntegrityError
-from signaling.access import MEMBER, SECURITY_HEADERS, USER, access, read_json
+from signaling.http.access import MEMBER, SECURITY_HEADERS, USER, access, read_json
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 

@@ -20,15 +20,13 @@ from rooms.accounts.accounts import User
 from rooms.accounts.sessions import STAGE_ACTIVE, Session
 from rooms.cases.cases import Member
 from rooms.errors import CaucusError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
+from signaling.cookies import CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE
 from signaling.errors import error_body, http_error
+from signaling.http.state import NODE_BUS
 from signaling.services import SERVICES
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "__Host-caucus_session"
-#: A browser that completed a sign-in (``rooms.accounts.devices``): its own throttle, see accounts.
-DEVICE_COOKIE = "__Host-caucus_device"
-CSRF_COOKIE = "__Host-caucus_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -246,3 +244,8 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise InvalidInput("The request body is not valid JSON.", code="invalid_json") from exc
         raise
+
+
+async def end_session_sockets(app: web.Application, *token_hashes: str) -> None:
+    """Disconnect, on every node, the sockets opened with these (ended) sessions."""
+    await app[NODE_BUS].sessions_ended(list(token_hashes))

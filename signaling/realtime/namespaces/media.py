@@ -5,113 +5,42 @@ client offers and the server answers (``media.publish``), and a *subscribe* conn
 server offers and the client answers (the server calls ``media.offer`` and waits for the
 acknowledgement).  ICE is not trickled: both sides put their candidates in the SDP.
 
-A socket holds at most one live session; the session is in one live room of its case
-(router ``"<case_id>:<room_id>"``, the main room ``"<case_id>:main"``) or in its waiting
-area, as the case's ``rooms.cases.live.LiveSession`` places its user; the mediator's controls
-(``signaling.live``) move it.  Leaving, disconnecting or a failed subscribe connection
-releases both transports.  See docs/signaling.md.
+A socket is at most one :class:`LiveParticipant`, in one live room of its case (router
+``router_id(case_id, room_id)``: ``"<case_id>:<room_id>"``) or in its waiting area, as the
+case's ``rooms.cases.live.LiveSession`` places its user; the mediator's controls
+(:class:`~signaling.realtime.namespaces.live.LiveControls`, a component of this
+namespace) move it.  Leaving, disconnecting or a failed subscribe connection releases
+both transports.  See docs/signaling.md.
+
+This module names the SFU's types only for type checking: a signaling node imports it to
+declare ``/media``'s events, and never loads the SFU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-from pydantic import Field
-
-from rooms.cases.live import WAITING
+from rooms.cases.live import WAITING, LiveSessions
 from rooms.cases.roles import CASE_ROLES
 from rooms.errors import Conflict, Forbidden
-from sfu import IceServer, MediaSettings, Transport, Worker
-from signaling.live import LiveControls
+from signaling.realtime.events import Caller, EventNamespace, event
+from signaling.realtime.namespaces.live import LiveControls, LiveParticipant
+from signaling.realtime.schemas.media import (
+    MAX_SDP_CHARS,
+    MEDIA_NAMESPACE,
+    MediaPayload,
+    PublishPayload,
+)
 from signaling.services import Services
-from signaling.settings import Settings
-from signaling.sockets import Caller, CasePayload, EventNamespace, event
+
+if TYPE_CHECKING:
+    from sfu import MediaSettings, Transport, Worker
 
 log = logging.getLogger(__name__)
-
-MAX_SDP_CHARS = 200_000
-MEDIA_WORKER = web.AppKey("media_worker", Worker)
-
-
-def main_room(case_id: str) -> str:
-    return f"{case_id}:main"
-
-
-def parse_ice_server(url: str) -> IceServer:
-    """``stun:host:port``, or ``turn[s]:user:secret@host:port[?transport=udp]`` (the user
-    and secret percent-encoded) as a STUN/TURN server for browsers."""
-    scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
-        raise ValueError(f"not a STUN or TURN URL: {url!r}")
-    if "@" in rest and scheme.startswith("turn"):
-        credentials, _, address = rest.rpartition("@")
-        username, _, secret = credentials.partition(":")
-        return IceServer((f"{scheme}:{address}",), unquote(username), unquote(secret))
-    return IceServer((url,))
-
-
-def media_settings(settings: Settings) -> MediaSettings:
-    """The SFU's settings from the server's settings."""
-    ports: dict[str, int] = {}
-    if settings.rtc_port_min or settings.rtc_port_max:
-        ports = {"udp_port_min": settings.rtc_port_min, "udp_port_max": settings.rtc_port_max}
-    return MediaSettings(
-        **ports,
-        **media_limits(settings.media_limits),
-        announced_ip=settings.rtc_announced_ip or None,
-        ice_servers=tuple(parse_ice_server(url) for url in settings.rtc_ice_servers),
-        srtp_profiles=tuple(settings.srtp_profiles),
-    )
-
-
-def media_limits(values: dict[str, float]) -> dict[str, float | int]:
-    """The operator's ``media_limits``, checked against the SFU's limit fields."""
-    fields = {f.name: f for f in dataclasses.fields(MediaSettings)}
-    limits: dict[str, float | int] = {}
-    for name, value in values.items():
-        if name not in fields or name not in MEDIA_LIMIT_FIELDS:
-            raise ValueError(f"media_limits: unknown limit {name!r}")
-        if value <= 0:
-            raise ValueError(f"media_limits: {name} must be positive")
-        limits[name] = int(value) if fields[name].type in ("int", int) else float(value)
-    return limits
-
-
-#: The fields of ``sfu.MediaSettings`` an operator may set through ``media_limits``.
-MEDIA_LIMIT_FIELDS = frozenset(
-    (
-        "max_offer_media_sections",
-        "max_tracks_per_publisher",
-        "max_sdp_chars",
-        "connect_timeout",
-        "max_datagram",
-        "max_unknown_ssrc_packets",
-        "abuse_window",
-        "rtcp_rate",
-        "max_nack_items",
-        "nack_entries_rate",
-        "nack_rate",
-        "keyframe_request_interval",
-        "subscriber_keyframe_interval",
-        "remb_expiry",
-        "remb_floor",
-        "max_video_bitrate",
-        "max_audio_bitrate",
-        "publisher_budget_multiple",
-        "publisher_budget_cap",
-        "max_over_budget_share",
-        "repeated_log_interval",
-    )
-)
 
 
 def browser_ice_servers(media: MediaSettings) -> list[dict[str, Any]]:
@@ -126,53 +55,21 @@ def browser_ice_servers(media: MediaSettings) -> list[dict[str, Any]]:
     return servers
 
 
-class MediaPayload(CasePayload):
-    pass
-
-
-class PublishPayload(CasePayload):
-    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
-    #: The mid of the m-line carrying a shared screen, while the client shares one.
-    screen_mid: str | None = Field(default=None, min_length=1, max_length=16)
-
-
-@dataclass
-class LiveSession:
-    """One socket's presence in a live room, and its two transports."""
-
-    sid: str
-    case_id: str
-    room_id: str
-    participant_id: str
-    user_id: str
-    display_name: str
-    role: str
-    subscribe: Transport | None = None
-    publish: Transport | None = None
-    screen_mid: str | None = None
-    screen_mids: set[str] = field(default_factory=set)  # mids that ever carried a screen
-    ending: bool = False
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def person(self) -> dict[str, str]:
-        return {
-            "participant_id": self.participant_id,
-            "display_name": self.display_name,
-            "role": self.role,
-        }
-
-
-class MediaNamespace(LiveControls, EventNamespace):
+class MediaNamespace(EventNamespace):
     """Joining a case's live room, publishing and receiving media, leaving; the live
-    rooms' controls come from :class:`signaling.live.LiveControls`."""
+    rooms' controls are its component :attr:`controls` (a :class:`LiveControls`)."""
+
+    components = (LiveControls,)
 
     def __init__(self, services: Services, worker: Worker) -> None:
         self.worker = worker
-        self.live: dict[str, LiveSession] = {}  # sid -> session
-        self.by_participant: dict[str, LiveSession] = {}
+        self.live: dict[str, LiveParticipant] = {}  # sid -> participant
+        self.by_participant: dict[str, LiveParticipant] = {}
         self._views = 0
-        EventNamespace.__init__(self, "/media", services)
-        self._init_live()
+        #: The case's room assignments, persisted (read by the recording namespace too).
+        self.rooms_state = LiveSessions(services.store)
+        self.controls = LiveControls(self, services, worker, self.rooms_state)
+        super().__init__(MEDIA_NAMESPACE, services, self.controls)
 
     # --- events -------------------------------------------------------------------------
 
@@ -185,7 +82,7 @@ class MediaNamespace(LiveControls, EventNamespace):
             )
         assert caller.member is not None
         self._check_sessions_of(caller.user_id)
-        session = LiveSession(
+        session = LiveParticipant(
             sid=caller.sid,
             case_id=payload.case_id,
             room_id="",  # placed by the case's live session below
@@ -202,27 +99,27 @@ class MediaNamespace(LiveControls, EventNamespace):
             subscribe.negotiator = lambda offer: self._offer(session, offer)
             subscribe.on_close = lambda transport: self._transport_closed(session, transport)
             role = session.role
-            await self._change(payload.case_id, lambda s: s.arrive(caller.user_id, role))
+            await self.controls.change(payload.case_id, lambda s: s.arrive(caller.user_id, role))
             if not session.room_id:  # a newer state was applied meanwhile: place by it
-                state = await self._current(payload.case_id)
+                state = await self.controls.current(payload.case_id)
                 target = state.where(caller.user_id) or WAITING
-                self._place(session, state, target)
-                await self._announce_room(session.room_id)
+                self.controls.place(session, state, target)
+                await self.announce_room(session.room_id)
         except BaseException:
-            await self._end(session)
+            await self.end(session)
             raise
         log.info(
             "joined live room",
             extra={"room": session.room_id, "participant": session.participant_id},
         )
-        state = await self._current(payload.case_id)
+        state = await self.controls.current(payload.case_id)
         return {
             "case_id": session.case_id,
             "room_id": session.room_id,
             "participant_id": session.participant_id,
             "ice_servers": browser_ice_servers(self.worker.settings),
             "participants": self._people(session.room_id),
-            "live": await self._view_for(state, caller.user_id, session.role),
+            "live": await self.controls.view_for(state, caller.user_id, session.role),
         }
 
     def _check_sessions_of(self, user_id: str) -> None:
@@ -244,7 +141,7 @@ class MediaNamespace(LiveControls, EventNamespace):
     @event("media.publish", PublishPayload, "case", CASE_ROLES)
     async def publish(self, caller: Caller, payload: PublishPayload) -> dict[str, Any]:
         session = self._session(caller.sid, payload.case_id)
-        if payload.screen_mid is not None and not self.sharing_allowed(session):
+        if payload.screen_mid is not None and not self.controls.sharing_allowed(session):
             raise Forbidden("Screen sharing is turned off in this room.", code="sharing_disabled")
         transport = session.publish
         if transport is None or transport.closed:
@@ -260,26 +157,26 @@ class MediaNamespace(LiveControls, EventNamespace):
         answer = await transport.accept_offer(payload.sdp)
         router = self.worker.router_of(session.participant_id)
         if router is not None:
-            self._block_screens(session, router, self.sharing_allowed(session))
+            self.controls.block_screens(session, router, self.controls.sharing_allowed(session))
         # consumers that took over parked m-lines are not renegotiated: say who they are
-        await self._announce_room(session.room_id)
+        await self.announce_room(session.room_id)
         return {"sdp": answer}
 
     @event("media.leave", MediaPayload, "case", CASE_ROLES)
     async def leave(self, caller: Caller, payload: MediaPayload) -> dict[str, Any]:
         session = self._session(caller.sid, payload.case_id)
-        await self._end(session)
+        await self.end(session)
         return {"case_id": payload.case_id}
 
     async def left(self, sid: str) -> None:
-        self._forget_watcher(sid)
+        self.controls.forget_watcher(sid)
         session = self.live.get(sid)
         if session is not None:
-            await self._end(session)
+            await self.end(session)
 
     # --- negotiation --------------------------------------------------------------------
 
-    async def _offer(self, session: LiveSession, offer: str) -> str:
+    async def _offer(self, session: LiveParticipant, offer: str) -> str:
         """Send a subscribe offer to the client; its acknowledgement carries the answer."""
         reply = await self.call(
             "media.offer",
@@ -292,7 +189,7 @@ class MediaNamespace(LiveControls, EventNamespace):
             raise ValueError("the client did not answer the subscribe offer with an SDP")
         return sdp
 
-    def _view(self, session: LiveSession) -> dict[str, Any]:
+    def _view(self, session: LiveParticipant) -> dict[str, Any]:
         """What ``session`` receives: the room's people and which mid carries whom."""
         tracks = []
         first_seq: dict[str, int] = {}
@@ -330,22 +227,37 @@ class MediaNamespace(LiveControls, EventNamespace):
         people = [s.person() for s in self.live.values() if s.room_id == room_id and not s.ending]
         return sorted(people, key=lambda person: person["display_name"])
 
-    async def _announce_room(self, room_id: str) -> None:
+    async def announce_room(self, room_id: str) -> None:
         """Tell everyone in ``room_id`` who is there and which tracks they receive."""
         if not room_id:
             return
         for session in [s for s in self.live.values() if s.room_id == room_id and not s.ending]:
             await self.emit("media.tracks", self._view(session), to=session.sid)
 
+    # --- what the live controls reach (LiveHost) ----------------------------------------
+
+    def participant(self, sid: str) -> LiveParticipant | None:
+        return self.live.get(sid)
+
+    def participants_of(self, case_id: str) -> list[LiveParticipant]:
+        return [s for s in self.live.values() if s.case_id == case_id and not s.ending]
+
+    async def tell(self, sid: str, name: str, data: dict[str, Any]) -> None:
+        await self.emit(name, data, to=sid)
+
+    async def user_of(self, sid: str) -> str | None:
+        saved = await self.get_session(sid)
+        return saved.get("user_id") if saved else None
+
     # --- endings ------------------------------------------------------------------------
 
-    def _session(self, sid: str, case_id: str) -> LiveSession:
+    def _session(self, sid: str, case_id: str) -> LiveParticipant:
         session = self.live.get(sid)
         if session is None or session.case_id != case_id:
             raise Conflict("Join the case's live room first.", code="not_joined")
         return session
 
-    def _transport_closed(self, session: LiveSession, transport: Transport) -> None:
+    def _transport_closed(self, session: LiveParticipant, transport: Transport) -> None:
         if session.ending:
             return
         if transport is session.publish:
@@ -354,11 +266,11 @@ class MediaNamespace(LiveControls, EventNamespace):
         if transport is session.subscribe:
             # The subscribe connection failed (ICE, DTLS or negotiation): end the session
             # and say so; the client joins again.
-            task = asyncio.ensure_future(self._end(session, reason="connection_failed"))
+            task = asyncio.ensure_future(self.end(session, reason="connection_failed"))
             session.tasks.add(task)
             task.add_done_callback(session.tasks.discard)
 
-    async def _end(self, session: LiveSession, reason: str | None = None) -> None:
+    async def end(self, session: LiveParticipant, reason: str | None = None) -> None:
         if session.ending:
             return
         session.ending = True
@@ -381,24 +293,21 @@ class MediaNamespace(LiveControls, EventNamespace):
                 await self.emit(
                     "media.ended", {"case_id": session.case_id, "reason": reason}, to=session.sid
                 )
-        await self._announce_room(session.room_id)
-        await self._push_state(session.case_id)
+        await self.announce_room(session.room_id)
+        await self.controls.push_state(session.case_id)
 
     async def end_case(self, case_id: str, reason: str) -> None:
         """End every live session of ``case_id`` here, telling each client ``reason``
         (it joins again; its place in the case's rooms is kept)."""
         for session in [s for s in self.live.values() if s.case_id == case_id]:
-            await self._end(session, reason=reason)
-        task = self._timers.pop(case_id, None)
-        if task is not None:
-            task.cancel()
-        self._states.pop(case_id, None)
+            await self.end(session, reason=reason)
+        self.controls.forget_case(case_id)
 
     async def close(self) -> None:
         """End every live session (the server is stopping)."""
-        await self.stop_timers()
+        await self.controls.stop_timers()
         for session in list(self.live.values()):
-            await self._end(session)
+            await self.end(session)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -408,21 +317,3 @@ class MediaNamespace(LiveControls, EventNamespace):
                 for s in self.live.values()
             ],
         }
-
-
-MEDIA_NAMESPACE = web.AppKey("media_namespace", MediaNamespace)
-#: The SFU's statistics as ``GET /api/admin/media`` and ``/metrics`` read them: this
-#: process's worker, or every worker process's merged.
-MEDIA_STATS = web.AppKey("media_stats", Callable[[], Awaitable[dict[str, Any]]])
-
-
-def media_context(namespace: MediaNamespace):
-    """A cleanup context: the SFU worker lives as long as the application."""
-
-    async def context(_app: web.Application) -> AsyncIterator[None]:
-        await namespace.resume_timers()
-        yield
-        await namespace.close()
-        await namespace.worker.close()
-
-    return context

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.accounts.accounts import User
 from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
-from signaling.access import (
+from signaling.http.access import (
     SESSION,
     USER,
     access,
@@ -19,13 +19,13 @@ from signaling.access import (
     client_address,
     csrf_token_for,
     device_token,
+    end_session_sockets,
     read_json,
     set_csrf_cookie,
     set_device_cookie,
     set_session_cookie,
 )
 from signaling.services import SERVICES
-from signaling.sockets import end_session_sockets
 
 routes = web.RouteTableDef()
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling.access import access
+from signaling.http.access import access
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
 VENDOR_FILES = {

@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 
 from rooms.accounts.sessions import STAGE_ACTIVE
 from rooms.errors import Forbidden, Unauthenticated
-from signaling.access import SESSION, USER, access
-from signaling.media import MEDIA_STATS
+from signaling.http.access import SESSION, USER, access
+from signaling.http.state import MEDIA_STATS
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 

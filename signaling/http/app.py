@@ -1,0 +1,145 @@
+"""The aiohttp application of a Caucus node: API, pages, socket.io, wired explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from rooms import __version__
+from signaling.cluster.gateway import MediaCluster
+from signaling.cluster.node_bus import NodeBus
+from signaling.http import metrics, pages
+from signaling.http.access import access, security_middleware
+from signaling.http.api import accounts, admin, cases, spaces
+from signaling.http.state import (
+    MEDIA_NAMESPACE,
+    MEDIA_STATS,
+    MEDIA_WORKER,
+    NAMESPACES,
+    NODE_BUS,
+    REALTIME,
+    RECORDING_NAMESPACE_KEY,
+    SOCKETS,
+)
+from signaling.realtime.compose import Realtime, compose
+from signaling.realtime.namespaces.media import MediaNamespace
+from signaling.realtime.namespaces.recording import RecordingNamespace
+from signaling.services import SERVICES, Services
+
+health = web.RouteTableDef()
+
+
+@health.get("/healthz")
+@access("public")
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    async with services.store.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+    return web.json_response(
+        {"status": "ok", "database": services.store.backend, "version": __version__}
+    )
+
+
+def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Application:
+    """The application for ``services``; the caller starts/stops the services (and the
+    ``cluster`` of media worker processes, when media does not run in this process)."""
+    app = web.Application(
+        middlewares=[security_middleware], client_max_size=services.settings.max_json_bytes
+    )
+    app[SERVICES] = services
+    for table in (health, accounts.routes, admin.routes, cases.routes, pages.routes):
+        app.add_routes(table)
+    app.add_routes(spaces.routes)
+
+    bus = NodeBus(services.settings.redis_url)
+    if cluster is None:  # the SFU runs in this process
+        realtime = _with_local_media(app, services, bus)
+    else:  # media worker processes host the live rooms (signaling.cluster.media_host)
+        realtime = compose(services, bus, forwarder=cluster)
+        app[MEDIA_STATS] = cluster.stats
+    app[REALTIME] = realtime
+    app[SOCKETS] = realtime.server
+    app[NAMESPACES] = realtime.namespaces
+    app[NODE_BUS] = bus
+    app.cleanup_ctx.append(node_bus_context(bus))
+    metrics.install(app)
+
+    # socket.io authenticates its connections itself (session cookie at connect); the
+    # engine.io handshake is same-origin only, so its polling POSTs carry no CSRF header.
+    @access("public", csrf=False)
+    async def socketio_endpoint(request: web.Request) -> web.StreamResponse:
+        return await realtime.server.handle_request(request)
+
+    app.router.add_route("*", "/socket.io/", socketio_endpoint)
+    return app
+
+
+def _with_local_media(app: web.Application, services: Services, bus: NodeBus) -> Realtime:
+    """Host the SFU and the media namespaces in this process (``--workers 0``): only then
+    are the SFU, aiortc and PyAV loaded."""
+    from sfu import Worker
+    from sfu.rtc import native_paths
+    from signaling.cluster.media_host import media_settings
+
+    worker = Worker(media_settings(services.settings))
+    realtime = compose(services, bus, worker=worker)
+    media, recording = realtime.media, realtime.recording
+    assert media is not None and recording is not None
+    app[MEDIA_WORKER] = worker
+    app[MEDIA_NAMESPACE] = media
+    app[RECORDING_NAMESPACE_KEY] = recording
+    in_process = services.settings.effective_node_id
+
+    async def local_stats() -> dict[str, Any]:
+        return {**media.stats(), "native_paths": {in_process: native_paths()}}
+
+    app[MEDIA_STATS] = local_stats
+    app.cleanup_ctx.append(media_context(media))
+    app.cleanup_ctx.append(recording_context(recording))  # torn down before the SFU
+    return realtime
+
+
+def media_context(namespace: MediaNamespace):
+    """A cleanup context: the SFU worker lives as long as the application."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await namespace.controls.resume_timers()
+        yield
+        await namespace.close()
+        await namespace.worker.close()
+
+    return context
+
+
+def recording_context(namespace: RecordingNamespace):
+    """A cleanup context: recordings in progress are finished before the SFU stops."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await namespace.close()
+
+    return context
+
+
+def node_bus_context(bus: NodeBus):
+    """A cleanup context: this node hears the other nodes while it runs."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await bus.start()
+        yield
+        await bus.close()
+
+    return context
+
+
+def services_context(services: Services):
+    """A cleanup context that starts the services with the app and closes them after."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await services.start()
+        yield
+        await services.close()
+
+    return context

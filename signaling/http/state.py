@@ -1,0 +1,32 @@
+"""The application's typed state (aiohttp ``AppKey`` s), set by ``signaling.http.app``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import socketio
+from aiohttp import web
+
+from signaling.cluster.node_bus import NodeBus
+from signaling.realtime.compose import Realtime
+from signaling.realtime.events import EventNamespace
+from signaling.realtime.namespaces.media import MediaNamespace
+from signaling.realtime.namespaces.recording import RecordingNamespace
+
+if TYPE_CHECKING:
+    from sfu import Worker
+
+#: The node's socket.io server and namespaces.
+REALTIME = web.AppKey("realtime", Realtime)
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
+#: What this node tells the other nodes (space changes, ended sessions).
+NODE_BUS = web.AppKey("node_bus", NodeBus)
+#: The SFU's statistics as ``GET /api/admin/media`` and ``/metrics`` read them: this
+#: process's worker, or every worker process's merged.
+MEDIA_STATS = web.AppKey("media_stats", Callable[[], Awaitable[dict[str, Any]]])
+#: When media runs in this process (``--workers 0``): its SFU and namespaces.
+MEDIA_WORKER: web.AppKey[Worker] = web.AppKey("media_worker")
+MEDIA_NAMESPACE = web.AppKey("media_namespace", MediaNamespace)
+RECORDING_NAMESPACE_KEY = web.AppKey("recording_namespace", RecordingNamespace)

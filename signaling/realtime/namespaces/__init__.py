@@ -1,0 +1,1 @@
+"""One module per socket.io namespace (or, for ``live``, per component of one)."""
