@@ -162,8 +162,9 @@ class Accounts:
         async with self.store.connect() as conn:
             if (await conn.execute(sa.select(users.c.id).where(users.c.username == name))).first():
                 raise Conflict(f"The username {name!r} is taken.", code="username_taken")
+        user_id = new_id()
         row = {
-            "id": new_id(),
+            "id": user_id,
             "username": name,
             "display_name": (display_name or name).strip()[:200] or name,
             "password_hash": self.policy.hash(password),
@@ -181,7 +182,7 @@ class Accounts:
             if exists:
                 raise Conflict(f"The username {name!r} is taken.", code="username_taken")
             await conn.execute(sa.insert(users).values(**row))
-        return await self.get(row["id"])
+        return await self.get(user_id)
 
     async def get(self, user_id: str) -> User:
         async with self.store.connect() as conn:

@@ -76,8 +76,8 @@ def _ooxml(head: bytes, name: str) -> FileType | None:
     for prefix, content_type in _OOXML_BY_PART:
         if any(n.startswith(prefix) for n in names):
             return FileType(content_type, "document")
-    content_type = _OOXML_BY_EXTENSION.get(_extension(name))
-    return FileType(content_type, "document") if content_type else None
+    by_extension = _OOXML_BY_EXTENSION.get(_extension(name))
+    return FileType(by_extension, "document") if by_extension else None
 
 
 def sniff(head: bytes, name: str = "", *, complete: bool = False) -> FileType | None:

@@ -128,9 +128,10 @@ class Store:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             await connection.exec_driver_sql("VACUUM")
             for attempt in range(50):
-                busy, _log, _done = (
-                    await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                ).one()
+                # (busy, log frames, checkpointed frames)
+                busy = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()[
+                    0
+                ]
                 if not busy:
                     return
                 await asyncio.sleep(0.02 * (attempt + 1))  # a reader holds an old snapshot
