@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import tls_context_without_verification
-from tests.processes import free_port
+from tests.support.server import start_serve_sync
+from tests.support.world import tls_context_without_verification
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,30 +35,17 @@ def test_help_reads_like_a_server() -> None:
 
 
 def test_serve_prints_url_and_admin_then_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CAUCUS_LOG_LEVEL": "WARNING"},
-    )
+    served = start_serve_sync(tmp_path / "data", workers=None, env={"CAUCUS_LOG_LEVEL": "WARNING"})
+    port = served.ready.port
     try:
-        lines = [process.stdout.readline().strip() for _ in range(3)]
+        # the banner for people, then the ready line for scripts
+        lines = served.before
         assert lines[0] == f"Caucus listening on https://127.0.0.1:{port}/"
         assert lines[1] == "Admin user: admin"
         password = lines[2].removeprefix("One-time password: ")
         assert len(password) >= 12
+        assert served.ready.admin_password == password
+        assert served.url == f"https://127.0.0.1:{port}"
         base = f"https://127.0.0.1:{port}"
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(
@@ -82,40 +67,20 @@ def test_serve_prints_url_and_admin_then_stops_on_sigterm(tmp_path: Path) -> Non
         assert (tmp_path / "data" / "certs" / "server.pem").is_file()
         assert (tmp_path / "data" / "certs" / "server.key").stat().st_mode & 0o077 == 0
     finally:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+        out, err = served.stop()
+    assert served.process.returncode == 0, err
     assert "Caucus stopped." in out
 
     # A second start reuses the certificate and does not create another admin.
     before = (tmp_path / "data" / "certs" / "server.pem").read_bytes()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    again = start_serve_sync(tmp_path / "data", workers=None, port=port)
     try:
-        first = process.stdout.readline()
-        assert first.startswith("Caucus listening on")
-        deadline = time.monotonic() + 30
-        second = process.stdout.readline()
-        assert time.monotonic() < deadline
-        assert not second.startswith("Admin user")
+        assert again.before[0].startswith("Caucus listening on")
+        assert not any(line.startswith("Admin user") for line in again.before)
+        assert again.ready.admin_password is None
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 0
+        again.stop(signal.SIGINT)
+    assert again.process.returncode == 0
     assert (tmp_path / "data" / "certs" / "server.pem").read_bytes() == before
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.conftest import ApiClient
-from tests.signaling.conftest import INTAKE
+from tests.support.world import INTAKE, ApiClient
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page

@@ -16,7 +16,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 ADMIN_PASSWORD = "quiet-harbour-ledger-4821"
 NEUTRAL_USERNAME = "nadia.mediator"

@@ -23,12 +23,12 @@ from tests.browser.pages import (
     open_case,
     signed_in_page,
 )
-from tests.conftest import ApiClient
+from tests.support.world import ApiClient
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 PEOPLE = {  # key: (username, display name, password, role)
     "mediator": ("nadia.brennan", "Nadia Brennan", "cedar-window-compass-7730", "neutral"),

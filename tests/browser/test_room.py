@@ -13,7 +13,7 @@ import pytest
 import socketio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from signaling.access import SESSION_COOKIE
+from signaling.cookies import SESSION_COOKIE
 from tests.browser.pages import (
     Watch,
     active_admin,
@@ -23,12 +23,12 @@ from tests.browser.pages import (
     open_case,
     signed_in_page,
 )
-from tests.conftest import ApiClient
+from tests.support.world import ApiClient
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 AES_128 = {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}
 PEOPLE = {

@@ -17,13 +17,13 @@ from tests.browser.pages import (
     open_case,
     signed_in_page,
 )
-from tests.conftest import ApiClient
 from tests.samples import jpeg_bytes, pdf_bytes
+from tests.support.world import ApiClient
 
 if TYPE_CHECKING:
     from conftest import RunningServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 CASE_TITLE = "Harbor Lane lease dispute"
 PEOPLE = {

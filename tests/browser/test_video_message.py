@@ -23,7 +23,7 @@ from tests.browser.test_spaces import (
 if TYPE_CHECKING:
     from conftest import RunningServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def test_party_records_a_video_message_the_other_plays_and_seeks(

@@ -17,10 +17,15 @@ from tests.browser.pages import Watch
 from tests.browser.test_room import PEOPLE, enter_room, expect_grid, prepare_case, wait_media_rising
 
 if TYPE_CHECKING:
-    from conftest import RunningServer
     from playwright.async_api import Browser
 
-pytestmark = pytest.mark.browser
+    from tests.browser.conftest import RunningServer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.media_workers(2),  # a worker is killed: another one takes its place
+]
 
 MARK_CONNECTION = "() => { window.__before = window.caucusLive.subscribePc; }"
 NEW_CONNECTION = """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -47,10 +47,10 @@ from client.stamped import (
     stamp,
     stampable_vp8,
 )
-from sfu import Worker
-from sfu import aiortc_adapter as adapter
+from sfu import Worker, rtc
 from sfu.keyframes import vp8_keyframe_start
 from sfu.rtp_header import payload_bounds, read_fixed_header
+from tests.support.eventually import eventually
 
 CHUNK = PACKET_MAX - 4  # VP8 bytes per packet behind aiortc's 4-byte descriptor
 
@@ -67,13 +67,6 @@ def awkward_frames() -> list[bytes]:
     lengths = [*range(1, 40), *(k * CHUNK + d for k in (1, 2, 3) for d in range(-20, 21))]
     rng = random.Random(7)
     return [rng.randbytes(n) for n in lengths]
-
-
-async def wait_for(condition: Callable[[], bool], within: float) -> None:
-    """Poll ``condition()`` (counters of aiortc and SFU objects have no change events)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 def _pc() -> RTCPeerConnection:
@@ -150,7 +143,7 @@ async def peer(clips) -> AsyncIterator[Peer]:
     def on_track(track: MediaStreamTrack) -> None:
         transceiver = next(t for t in receiver_pc.getTransceivers() if t.receiver.track is track)
         kept = peer.received.setdefault(transceiver.mid, [])
-        adapter.intercept_rtp(transceiver.receiver, lambda packet, _at: kept.append(packet))
+        rtc.intercept_rtp(transceiver.receiver, lambda packet, _at: kept.append(packet))
 
     receiver_pc.on("track", on_track)
     try:
@@ -183,7 +176,7 @@ def frames_of(packets: list[RtpPacket]) -> list[list[RtpPacket]]:
 async def test_packets_carry_what_aiortc_negotiated(peer: Peer) -> None:
     peer.publisher.start()
     audio_mid, video_mid = peer.audio.mid, peer.video.mid
-    await wait_for(
+    await eventually(
         lambda: (
             len(frames_of(peer.received.get(video_mid, []))) >= 6
             and len(peer.received.get(audio_mid, [])) >= 10
@@ -193,8 +186,8 @@ async def test_packets_carry_what_aiortc_negotiated(peer: Peer) -> None:
     audio, video = peer.publisher.streams
     for stream, transceiver in ((audio, peer.audio), (video, peer.video)):
         packets = peer.received[transceiver.mid]
-        codec = adapter.negotiated_codecs(transceiver)[0]
-        assert stream.ssrc == adapter.sender_ssrcs(transceiver.sender)[0]
+        codec = rtc.negotiated_codecs(transceiver)[0]
+        assert stream.ssrc == rtc.sender_ssrcs(transceiver.sender)[0]
         assert stream.payload_type == codec.payloadType
         assert {p.ssrc for p in packets} == {stream.ssrc}
         assert {p.payload_type for p in packets} == {codec.payloadType}
@@ -228,7 +221,7 @@ async def test_packets_carry_what_aiortc_negotiated(peer: Peer) -> None:
 
 
 class FakeWriter:
-    """Stands for :class:`sfu.aiortc_adapter.RtpWriter`: keeps what it is given."""
+    """Stands for :class:`sfu.rtc.writer.RtpWriter`: keeps what it is given."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, int, int, int, int, bytes]] = []
@@ -279,7 +272,7 @@ class RecordingParticipant(LoadParticipant):
             stats.on_data(data, arrival_time_ms)
             kept.append(bytes(data))
 
-        adapter.intercept_rtp_data(transceiver.receiver, on_data)
+        rtc.intercept_rtp_data(transceiver.receiver, on_data)
 
 
 def account(name: str) -> dict[str, str]:
@@ -333,7 +326,7 @@ async def test_a_subscriber_receives_and_decodes_a_direct_publisher_through_the_
                 and all(s.latencies_ms for s in kinds.values())
             )
 
-        await wait_for(received, 30)
+        await eventually(received, 30)
         direct = publisher.publisher
         assert direct is not None
         streams = {s.kind: s for s in direct.streams}
@@ -403,7 +396,7 @@ async def test_the_shared_pacer_wakes_once_per_tick_for_all_publishers() -> None
     # each publisher on its own tick of the cycle, within one cycle from now
     assert len({round((start - pacer._origin) / TICK) % PHASES for start in starts}) == 12
     assert max(starts) - min(starts) <= PHASES * TICK
-    await wait_for(lambda: all(len(s.sent) >= 10 for p in publishers for s in p), 5)
+    await eventually(lambda: all(len(s.sent) >= 10 for p in publishers for s in p), 5)
     for streams, start in zip(publishers, starts, strict=True):
         audio, video = streams
         assert audio.sent[0] == video.sent[0] >= start  # one publisher, one phase
@@ -419,8 +412,8 @@ async def test_the_shared_pacer_wakes_once_per_tick_for_all_publishers() -> None
     pacer.remove(publishers[0])
     left = [len(s.sent) for s in publishers[0]]
     others = len(publishers[1][0].sent)
-    await wait_for(lambda: len(publishers[1][0].sent) >= others + 5, 5)
+    await eventually(lambda: len(publishers[1][0].sent) >= others + 5, 5)
     assert [len(s.sent) for s in publishers[0]] == left
     for streams in publishers[1:]:
         pacer.remove(streams)
-    await wait_for(lambda: pacer._task is None, 5)
+    await eventually(lambda: pacer._task is None, 5)

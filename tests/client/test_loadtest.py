@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port
+from tests.support.server import start_serve_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics token of the load test"
@@ -42,36 +42,15 @@ def caucus(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
 
 
 def start_server(tmp: Path, rooms: int, per_room: int) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CAUCUS_LOG_LEVEL": "WARNING",
-        "CAUCUS_METRICS_TOKEN": TOKEN,
-        "CAUCUS_ARGON2_TIME_COST": "1",
-        "CAUCUS_ARGON2_MEMORY_KIB": "8192",
-        "CAUCUS_ARGON2_PARALLELISM": "1",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
+    served = start_serve_sync(
+        tmp,
+        env={"CAUCUS_LOG_LEVEL": "WARNING", "CAUCUS_METRICS_TOKEN": TOKEN},
         stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
     )
-    lines = [process.stdout.readline().strip() for _ in range(3)]
-    assert lines[0] == f"Caucus listening on https://127.0.0.1:{port}/", lines
-    admin_password = lines[2].removeprefix("One-time password: ")
-    url = f"https://127.0.0.1:{port}"
+    process = served.process
+    admin_password = served.ready.admin_password
+    assert admin_password
+    url = served.url
     accounts = tmp / "accounts.json"
     result = caucus(
         "loadtest",

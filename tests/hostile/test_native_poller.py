@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sfu import aiortc_adapter as adapter
+from client.receive_poller import ReceivePoller
+from tests.support.eventually import eventually
 
-from ..sfu.conftest import wait_for
 from .native_support import fast
 
 
@@ -48,8 +48,8 @@ async def endpoint(sock: socket.socket | None = None) -> Endpoint:
 
 
 @pytest.fixture
-async def poller() -> AsyncIterator[adapter.ReceivePoller]:
-    poller = adapter.ReceivePoller()
+async def poller() -> AsyncIterator[ReceivePoller]:
+    poller = ReceivePoller()
     yield poller
     poller.close()
 
@@ -60,13 +60,13 @@ def send(address: tuple[str, int], data: bytes) -> None:
 
 
 async def test_a_closed_sockets_receiver_never_removes_the_next_socket_of_its_number(
-    poller: adapter.ReceivePoller,
+    poller: ReceivePoller,
 ) -> None:
     first = await endpoint()
     poller.attach(first.transport, first.sock, first.rx, first.handler)
     number = first.sock.fileno()
     first.transport.close()  # as aioice closes an ICE connection's sockets
-    await wait_for(lambda: first.sock.fileno() == -1, 5)
+    await eventually(lambda: first.sock.fileno() == -1, 5)
     # the next socket gets the same number (made certain here)
     fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if fresh.fileno() != number:
@@ -81,20 +81,20 @@ async def test_a_closed_sockets_receiver_never_removes_the_next_socket_of_its_nu
     # the first connection's DTLS transport leaves "connected" later and detaches
     poller.detach_all([first.rx])
     send(second.address, b"\x00\x01 for the second socket")
-    await wait_for(lambda: second.seen == [b"\x00\x01 for the second socket"], 5)
+    await eventually(lambda: second.seen == [b"\x00\x01 for the second socket"], 5)
     assert first.seen == [] and second.rx.registered
     assert not first.rx.registered and first.rx.fd == -1
     second.transport.close()
 
 
 async def test_connection_lost_detaches_before_the_socket_closes(
-    poller: adapter.ReceivePoller,
+    poller: ReceivePoller,
 ) -> None:
     first = await endpoint()
     poller.attach(first.transport, first.sock, first.rx, first.handler)
     assert first.rx.registered and first.rx.fd not in (-1, first.sock.fileno())
     first.transport.close()
-    await wait_for(lambda: first.sock.fileno() == -1, 5)
+    await eventually(lambda: first.sock.fileno() == -1, 5)
     assert not first.rx.registered and first.rx.fd == -1
     assert poller._attached == {} and poller._timer is None
     # the port is free again: nothing holds the socket open
@@ -103,7 +103,7 @@ async def test_connection_lost_detaches_before_the_socket_closes(
 
 
 async def test_a_socket_closed_behind_the_pollers_back_is_swept(
-    poller: adapter.ReceivePoller,
+    poller: ReceivePoller,
 ) -> None:
     first = await endpoint()
     kept = await endpoint()
@@ -111,11 +111,11 @@ async def test_a_socket_closed_behind_the_pollers_back_is_swept(
     poller.attach(kept.transport, kept.sock, kept.rx, kept.handler)
     first.sock.close()  # neither the transport nor the protocol hears of it
     assert first.rx.registered  # still read through the receiver's own descriptor
-    await wait_for(lambda: not first.rx.registered, 3 * poller.SWEEP_INTERVAL)
+    await eventually(lambda: not first.rx.registered, 3 * poller.SWEEP_INTERVAL)
     assert first.rx.fd == -1 and kept.rx.registered
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(first.address)
     send(kept.address, b"\x00\x01 still read")
-    await wait_for(lambda: kept.seen == [b"\x00\x01 still read"], 5)
+    await eventually(lambda: kept.seen == [b"\x00\x01 still read"], 5)
     first.transport.close()
     kept.transport.close()

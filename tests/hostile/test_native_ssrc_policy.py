@@ -1,4 +1,4 @@
-"""The SSRC allowlist of the direct receive path (``aiortc_adapter.set_ssrc_policy``)
+"""The SSRC allowlist of the direct receive path (``rtc.set_ssrc_policy``)
 against SSRC churn: a peer holding the keys sends RTP with a new SSRC per packet, which
 would make libsrtp create (and then search) a stream per SSRC.  Between real aiortc peer
 connections with real SRTP, on the compiled path, the Python path and with the receive
@@ -19,10 +19,13 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
+from client.receive_poller import ReceivePoller
 from client.track_stats import TrackStats, watch_receiver
-from sfu import aiortc_adapter as adapter
+from sfu import rtc
+from sfu.rtc import receive
+from tests.support.eventually import eventually
+from tests.support.rtp_tools import nominated_local_address
 
-from ..sfu.conftest import wait_for
 from .native_support import has_stream, rtp
 
 PATHS = ["compiled", "python", "poller"]
@@ -65,7 +68,7 @@ class Pair:
 
     @property
     def state(self) -> Any:
-        return adapter._direct_state(self.dtls)
+        return receive._direct_state(self.dtls)
 
     def packets(self) -> int:
         return sum(s.packets for s in self.stats.values())
@@ -74,7 +77,7 @@ class Pair:
         """``packets`` protected with the sender's own keys, sent to the receiver's port
         (a signed-in peer's hostile client)."""
         session = self.sender.getTransceivers()[0].sender.transport._tx_srtp
-        address = adapter.nominated_local_address(self.dtls)
+        address = nominated_local_address(self.dtls)
         with socket.socket(
             socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
         ) as sock:
@@ -94,20 +97,20 @@ def _pc() -> RTCPeerConnection:
 @pytest.fixture
 async def pairs(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Connect]:
     created: list[Pair] = []
-    pollers: list[adapter.ReceivePoller] = []
+    pollers: list[ReceivePoller] = []
 
     async def connect(path: str, policy: Policy) -> Pair:
         if path == "python":
-            monkeypatch.setattr(adapter, "FASTRECEIVE", False)  # as without the module
+            monkeypatch.setattr(receive, "FASTRECEIVE", False)  # as without the module
         poller = None
         if path == "poller":
-            poller = adapter.ReceivePoller()
+            poller = ReceivePoller()
             pollers.append(poller)
         pair = Pair(_pc(), _pc())
         created.append(pair)
         pair.sender.addTrack(AudioStreamTrack())
         pair.sender.addTrack(VideoStreamTrack())
-        adapter.receive_directly(pair.receiver, poller)
+        rtc.receive_directly(pair.receiver, poller)
 
         @pair.receiver.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -123,19 +126,19 @@ async def pairs(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Connect]:
         await pair.receiver.setRemoteDescription(pair.sender.localDescription)
         # the policy is in place before the first packet arrives
         policy.ssrcs += [
-            s for t in pair.sender.getTransceivers() for s in adapter.sender_ssrcs(t.sender)
+            s for t in pair.sender.getTransceivers() for s in rtc.sender_ssrcs(t.sender)
         ]
-        adapter.set_ssrc_policy(pair.dtls, policy)
+        rtc.set_ssrc_policy(pair.dtls, policy)
         await pair.receiver.setLocalDescription(await pair.receiver.createAnswer())
         await pair.sender.setRemoteDescription(pair.receiver.localDescription)
-        await wait_for(lambda: pair.state.installed, 20)
+        await eventually(lambda: pair.state.installed, 20)
         if path == "python":
             assert pair.state.receivers == []
         else:
             assert pair.state.receivers and all(rx.filter for rx in pair.state.receivers)
         if path == "poller":
-            await wait_for(lambda: all(rx.registered for rx in pair.state.receivers), 10)
-        await wait_for(lambda: len(pair.stats) == 2 and pair.packets() > 40, 20)
+            await eventually(lambda: all(rx.registered for rx in pair.state.receivers), 10)
+        await eventually(lambda: len(pair.stats) == 2 and pair.packets() > 40, 20)
         return pair
 
     yield connect
@@ -158,15 +161,15 @@ async def test_ssrc_churn_never_reaches_libsrtp(pairs: Connect, path: str) -> No
     churn = [0x70000000 + n for n in range(40)]
     packets = pair.packets()
     pair.send_protected(*(rtp(ssrc, 1) for ssrc in churn))
-    await wait_for(lambda: policy.dropped == 40, 10)
+    await eventually(lambda: policy.dropped == 40, 10)
     assert policy.asked == churn and policy.taught == []
     if path != "python":
         assert unknown_in_c(pair) == 40
     # libsrtp created no stream for any of them; it has those of the allowed SSRCs
     assert not [ssrc for ssrc in churn if has_stream(inbound, ssrc)]
     # the allowed ones still flow (and a stream removed above is made again)
-    await wait_for(lambda: pair.packets() > packets + 50, 10)
-    assert adapter.direct_receive_failures(pair.receiver) == 0
+    await eventually(lambda: pair.packets() > packets + 50, 10)
+    assert rtc.direct_receive_failures(pair.receiver) == 0
     assert pair.receiver.connectionState == "connected"
 
 
@@ -176,22 +179,22 @@ async def test_an_admitted_ssrc_is_learned_once_it_authenticates(pairs: Connect,
     pair = await pairs(path, policy)
     inbound = pair.dtls._rx_srtp
     # a forged datagram of an admitted SSRC fails to authenticate: not learned
-    address = adapter.nominated_local_address(pair.dtls)
+    address = nominated_local_address(pair.dtls)
     with socket.socket(
         socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
     ) as sock:
         sock.sendto(rtp(0x0BAD0BAD, 1) + bytes(16), address)
-    await wait_for(lambda: adapter.direct_receive_failures(pair.receiver) == 1, 10)
+    await eventually(lambda: rtc.direct_receive_failures(pair.receiver) == 1, 10)
     assert policy.asked == [0x0BAD0BAD] and policy.taught == []
     # a real one is admitted, unprotected, learned; its later packets pass unasked
     pair.send_protected(rtp(0x5EED, 1))
-    await wait_for(lambda: policy.taught == [0x5EED], 10)
+    await eventually(lambda: policy.taught == [0x5EED], 10)
     assert 0x5EED in pair.state.allowed
     for rx in pair.state.receivers:
         assert 0x5EED in list(rx.allowed)[: rx.allowed_count]
     pair.send_protected(*(rtp(0x5EED, n) for n in range(2, 12)))
     pair.send_protected(rtp(0x0DD, 1))  # the budget is spent: refused
-    await wait_for(lambda: policy.dropped == 1, 10)
+    await eventually(lambda: policy.dropped == 1, 10)
     assert policy.asked == [0x0BAD0BAD, 0x5EED, 0x0DD]
     assert has_stream(inbound, 0x5EED) and not has_stream(inbound, 0x0DD)
     assert not has_stream(inbound, 0x0BAD0BAD)
@@ -205,12 +208,12 @@ async def test_refresh_pushes_the_table_and_no_policy_turns_the_filter_off(
     pair = await pairs(path, policy)
     inbound = pair.dtls._rx_srtp
     policy.ssrcs.append(0xA11)
-    adapter.refresh_ssrc_policy(pair.dtls)
+    rtc.refresh_ssrc_policy(pair.dtls)
     pair.send_protected(rtp(0xA11, 1))
-    await wait_for(lambda: has_stream(inbound, 0xA11), 10)
+    await eventually(lambda: has_stream(inbound, 0xA11), 10)
     assert policy.asked == []
-    adapter.set_ssrc_policy(pair.dtls, None)
+    rtc.set_ssrc_policy(pair.dtls, None)
     assert not any(rx.filter for rx in pair.state.receivers)
     pair.send_protected(rtp(0xB22, 1))
-    await wait_for(lambda: has_stream(inbound, 0xB22), 10)
+    await eventually(lambda: has_stream(inbound, 0xB22), 10)
     assert policy.dropped == 0 and unknown_in_c(pair) == 0

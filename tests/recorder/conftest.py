@@ -1,4 +1,3 @@
-import asyncio
 import io
 import os
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from client import LocalSignal, Participant
 from rooms.vault.format import new_data_key
 from rooms.vault.store import SpaceVault
 from sfu import Worker
+from tests.support.eventually import eventually
 
 from .pattern import CounterPatternTrack, read_frame
 
@@ -54,13 +54,6 @@ def case_key():
     return new_data_key()
 
 
-async def wait_for(condition, within: float) -> None:
-    """Poll ``condition()`` until true (SFU counters have no change notifications)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-
 def producers_of(worker: Worker, participant_id: str) -> list:
     return [
         p
@@ -72,7 +65,7 @@ def producers_of(worker: Worker, participant_id: str) -> list:
 
 async def published(worker: Worker, participant_id: str, kinds=("audio", "video")) -> list:
     """The participant's producers once every kind in ``kinds`` is published."""
-    await wait_for(
+    await eventually(
         lambda: sorted(p.kind for p in producers_of(worker, participant_id)) == sorted(kinds), 10
     )
     return producers_of(worker, participant_id)

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from recorder import COMPLETED, FAILED, HearingRecorder, Recorder, RecorderError
+from tests.support.eventually import eventually
 
-from .conftest import CASE, decode, files_under, published, wait_for
+from .conftest import CASE, decode, files_under, published
 from .pattern import FPS
 
 
@@ -33,7 +34,7 @@ async def test_h264_is_recorded_into_matroska(worker, participants, vault, case_
     await recorder.start()
     for producer in await published(worker, "alice"):
         recorder.attach(producer)
-    await wait_for(lambda: recorder.packets > 2 * FPS * 3, 15)
+    await eventually(lambda: recorder.packets > 2 * FPS * 3, 15)
     result = await recorder.stop()
     assert result.status == COMPLETED and result.has_video, result
     data = await vault.read_bytes(CASE, case_key, "h264")
@@ -69,7 +70,7 @@ async def test_hearing_keeps_one_file_per_participant_and_a_timeline(
     await hearing.start()
     a = await hearing.add_participant("alice", "main", await published(worker, "alice"))
     b = await hearing.add_participant("bob", "main", await published(worker, "bob", ("audio",)))
-    await wait_for(lambda: a.packets > 2 * FPS and b.packets > 100, 10)
+    await eventually(lambda: a.packets > 2 * FPS and b.packets > 100, 10)
     hearing.moved("bob", "breakout-1")
     await bob.close()
     hearing.left("bob")

@@ -13,9 +13,10 @@ import av.codec.context
 import pytest
 
 from recorder import COMPLETED, Recorder
-from sfu import aiortc_adapter
+from sfu import rtc
+from tests.support.eventually import eventually
 
-from .conftest import CASE, decode, files_under, published, wait_for
+from .conftest import CASE, decode, files_under, published
 from .pattern import FPS, expected_colour
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
@@ -147,7 +148,7 @@ async def test_five_percent_loss_toward_the_sfu_still_decodes(
     rng = __import__("random").Random(7)
     transport = next(worker.transports_of("alice", "publish"))
     dtls = transport._pc.getTransceivers()[0].receiver.transport
-    aiortc_adapter.drop_incoming_rtp(dtls, lambda: rng.random() < 0.05)
+    rtc.drop_incoming_rtp(dtls, lambda: rng.random() < 0.05)
 
     recorder = Recorder(vault, CASE, case_key, "lossy")
     await recorder.start()
@@ -155,7 +156,7 @@ async def test_five_percent_loss_toward_the_sfu_still_decodes(
         recorder.attach(producer)
     video = next(p for p in producers if p.kind == "video")
     start = time.monotonic()
-    await wait_for(lambda: time.monotonic() - start > 6 and video.nacks_sent > 0, 20)
+    await eventually(lambda: time.monotonic() - start > 6 and video.nacks_sent > 0, 20)
     result = await recorder.stop()
     assert result.status == COMPLETED, result
 
@@ -176,7 +177,7 @@ async def test_publisher_leaving_mid_recording_leaves_a_playable_file(
     for producer in producers:
         recorder.attach(producer)
     video = next(p for p in producers if p.kind == "video")
-    await wait_for(lambda: recorder.packets > 0 and video.packets > 3 * FPS, 10)
+    await eventually(lambda: recorder.packets > 0 and video.packets > 3 * FPS, 10)
     await publisher.close()
 
     async with asyncio.timeout(10):

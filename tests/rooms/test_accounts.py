@@ -21,6 +21,8 @@ from rooms.errors import (
 from rooms.storage.schema import recovery_codes, users
 from rooms.vault.masterkey import MasterKey
 
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
+
 GOOD = "a sound passphrase 42"
 # Still argon2id; a lower cost keeps the suite quick.
 FAST_ARGON2 = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)

@@ -8,6 +8,8 @@ from rooms.cases.live import MAIN, WAITING, LiveSession, LiveSessions
 from rooms.errors import Conflict, InvalidInput, NotFound
 from tests.rooms.case_rows import make_case
 
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
+
 
 def session_with(*users: tuple[str, str]) -> LiveSession:
     session = LiveSession("case1")

@@ -14,7 +14,9 @@ from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
 from rooms.storage.schema import sessions, users
 from rooms.vault.masterkey import MasterKey
-from tests.conftest import PG_URL
+from tests.support.databases import PG_URL
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 PASSWORD = "a sound passphrase 42"
 
@@ -91,7 +93,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
 async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
     """Several processes migrating one empty PostgreSQL database at once all succeed."""
     from rooms.storage.store import Store
-    from tests.processes import fresh_postgres_database
+    from tests.support.databases import fresh_postgres_database
 
     assert PG_URL is not None
     async with fresh_postgres_database(PG_URL, "caucus_migrate") as url:

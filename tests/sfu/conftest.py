@@ -1,5 +1,3 @@
-import asyncio
-
 import pytest
 
 from client import LocalSignal, Participant
@@ -25,13 +23,3 @@ async def participants(worker):
     yield make
     for p in created:
         await p.close()
-
-
-async def wait_for(condition, within: float) -> None:
-    """Poll ``condition()`` until true; ``TimeoutError`` after ``within`` seconds.
-
-    Counters live in aiortc and SFU objects without change notifications, so polling is
-    the condition wait here."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)

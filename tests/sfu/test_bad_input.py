@@ -9,8 +9,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 
 from client.media import PatternVideoTrack
 from sfu import MediaError
-
-from .conftest import wait_for
+from tests.support.eventually import eventually
 
 
 async def _vp9_only_offer() -> str:
@@ -45,9 +44,9 @@ async def test_bad_offers_give_errors_and_release_everything(worker):
         assert info.value.code == code
         assert transport.closed
 
-    await wait_for(lambda: not worker.transports, 5)
-    await wait_for(lambda: len(asyncio.all_tasks()) <= tasks_before + 1, 5)  # + the RTCP task
-    await wait_for(lambda: _media_threads() <= threads_before, 5)
+    await eventually(lambda: not worker.transports, 5)
+    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before + 1, 5)  # + the RTCP task
+    await eventually(lambda: _media_threads() <= threads_before, 5)
     assert worker.stats()["transports"] == []
 
 

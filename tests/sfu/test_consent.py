@@ -8,9 +8,8 @@ import pytest
 
 from client import LocalSignal, Participant
 from sfu import MediaSettings, Worker
-from sfu import aiortc_adapter as adapter
-
-from .conftest import wait_for
+from tests.support.eventually import eventually
+from tests.support.rtp_tools import delay_incoming
 
 INTERVAL = 0.3
 EXPIRY = 2.0
@@ -25,8 +24,8 @@ async def publish_transport():
     try:
         await publisher.join()
         transport = next(worker.transports_of("publisher", "publish"))
-        await wait_for(lambda: transport.connection_state == "connected", 10)
-        await wait_for(lambda: transport.stats()["packets_received"] > 0, 10)
+        await eventually(lambda: transport.connection_state == "connected", 10)
+        await eventually(lambda: transport.stats()["packets_received"] > 0, 10)
         yield transport
     finally:
         await publisher.close()
@@ -39,12 +38,12 @@ def consent(transport) -> tuple[int, int]:
 
 async def test_late_consent_answers_keep_a_transport_open(publish_transport):
     transport = publish_transport
-    adapter.delay_incoming(transport._writer.dtls, BACKLOG)
+    delay_incoming(transport._writer.dtls, BACKLOG)
     _, answered_before = consent(transport)
     packets_before = transport.stats()["packets_received"]
     start = time.monotonic()
     # three expiry periods in which every answer arrives 0.8 s after its request
-    await wait_for(
+    await eventually(
         lambda: transport.closed or time.monotonic() - start >= 3 * EXPIRY, 3 * EXPIRY + 5
     )
     requests, answered = consent(transport)
@@ -55,7 +54,7 @@ async def test_late_consent_answers_keep_a_transport_open(publish_transport):
 
 async def test_consent_expires_when_the_peer_stops_answering(publish_transport):
     transport = publish_transport
-    adapter.delay_incoming(transport._writer.dtls, None)
+    delay_incoming(transport._writer.dtls, None)
     silent = time.monotonic()
-    await wait_for(lambda: transport.closed, EXPIRY + 2 * INTERVAL + 5)
+    await eventually(lambda: transport.closed, EXPIRY + 2 * INTERVAL + 5)
     assert EXPIRY - 1.2 * INTERVAL <= time.monotonic() - silent

@@ -1,4 +1,4 @@
-"""The direct receive path (``aiortc_adapter.receive_directly``): received media goes from
+"""The direct receive path (``rtc.receive_directly``): received media goes from
 the socket to the receiver hooks without aioice's queue and aiortc's receive task, while
 STUN, DTLS and RTCP keep aiortc's path; a failing hook, an undecryptable or an oversized
 datagram never closes the connection."""
@@ -7,18 +7,20 @@ import os
 import socket
 import struct
 
-from sfu import aiortc_adapter as adapter
-
-from .conftest import wait_for
+from sfu import rtc
+from sfu.rtc import receive
+from sfu.rtc.internals import datagram_socket, nominated_pair
+from tests.support.eventually import eventually
+from tests.support.rtp_tools import nominated_local_address
 
 
 def is_media(data: bytes) -> bool:
-    return adapter.classify(data, len(data)) == adapter.KIND_RTP
+    return rtc.classify(data, len(data)) == rtc.KIND_RTP
 
 
 def allowed_ssrc(dtls) -> int:
     """An SSRC the transport's SSRC policy lets through to libsrtp (the publisher's)."""
-    allowed = adapter._direct_state(dtls).allowed
+    allowed = receive._direct_state(dtls).allowed
     assert allowed
     return min(allowed)
 
@@ -29,8 +31,8 @@ async def joined(worker, participants):
     await subscriber.join()
     await publisher.join()
     transport = next(worker.transports_of("alice", "publish"))
-    await wait_for(lambda: transport.stats()["packets_received"] > 30, 20)
-    await wait_for(lambda: any(t.packets for t in subscriber.tracks.values()), 20)
+    await eventually(lambda: transport.stats()["packets_received"] > 30, 20)
+    await eventually(lambda: any(t.packets for t in subscriber.tracks.values()), 20)
     return transport, subscriber
 
 
@@ -51,7 +53,7 @@ async def test_media_skips_aiortcs_queue_and_rtcp_takes_it(worker, participants)
     before = transport.stats()["packets_received"]
     seen = sum(t.packets for t in subscriber.tracks.values())
     # the publisher's sender reports (SRTCP) still reach the producer through aiortc
-    await wait_for(
+    await eventually(
         lambda: (
             video._sr is not None
             and len(queued) >= 2  # the task awaited the queue already: the first is unseen
@@ -61,7 +63,7 @@ async def test_media_skips_aiortcs_queue_and_rtcp_takes_it(worker, participants)
         10,
     )
     assert queued and not [d for d in queued if is_media(d)]
-    assert adapter.direct_receive_failures(transport._pc) == 0
+    assert rtc.direct_receive_failures(transport._pc) == 0
     assert transport.connection_state == "connected"
 
 
@@ -75,12 +77,12 @@ async def test_a_failing_hook_never_closes_the_connection(worker, participants):
         calls.append(arrival_time_ms)
         raise RuntimeError("a hook that fails")
 
-    adapter.intercept_rtp_data(receiver, failing)
-    await wait_for(lambda: len(calls) > 20, 10)
+    rtc.intercept_rtp_data(receiver, failing)
+    await eventually(lambda: len(calls) > 20, 10)
     assert transport.connection_state == "connected"
-    adapter.intercept_rtp_data(receiver, video.on_rtp_data)
+    rtc.intercept_rtp_data(receiver, video.on_rtp_data)
     before = video.packets
-    await wait_for(lambda: video.packets > before + 20, 10)
+    await eventually(lambda: video.packets > before + 20, 10)
 
 
 async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, participants):
@@ -88,9 +90,9 @@ async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, partici
     dropped before, one of an SSRC the transport's policy refuses never reaches libsrtp."""
     transport, _ = await joined(worker, participants)
     dtls = transport._writer.dtls
-    policy = adapter._direct_state(dtls).ssrc_policy
+    policy = receive._direct_state(dtls).ssrc_policy
     refused = policy.dropped
-    address = adapter.nominated_local_address(dtls)
+    address = nominated_local_address(dtls)
     forged = struct.pack("!BBHII", 0x80, 96, 1, 2, allowed_ssrc(dtls)) + os.urandom(200)
     unknown = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
     with socket.socket(
@@ -99,10 +101,10 @@ async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, partici
         sock.sendto(forged, address)
         sock.sendto(forged[:12] + os.urandom(3000), address)
         sock.sendto(unknown, address)
-    await wait_for(lambda: policy.dropped == refused + 1, 5)
-    await wait_for(lambda: adapter.direct_receive_failures(transport._pc) == 2, 5)
+    await eventually(lambda: policy.dropped == refused + 1, 5)
+    await eventually(lambda: rtc.direct_receive_failures(transport._pc) == 2, 5)
     before = transport.stats()["packets_received"]
-    await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
+    await eventually(lambda: transport.stats()["packets_received"] > before + 20, 10)
     assert transport.connection_state == "connected"
 
 
@@ -112,8 +114,8 @@ async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worke
     and RTP queued behind it takes aiortc's path too."""
     transport, _ = await joined(worker, participants)
     dtls = transport._writer.dtls
-    address = adapter.nominated_local_address(dtls)
-    pair = dtls.transport._connection._nominated[1]
+    address = nominated_local_address(dtls)
+    pair = nominated_pair(dtls)
     protocol = pair.protocol
     aioice_received = type(protocol).datagram_received.__get__(protocol)
     passed: list[bytes] = []
@@ -123,18 +125,23 @@ async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worke
         passed.append(data)
         aioice_received(data, addr)
 
-    direct = adapter._direct_datagram_received(
-        dtls, adapter._direct_state(dtls), original, protocol.transport._sock
+    receiver = receive.DirectReceiver(
+        dtls, receive._direct_state(dtls), original, datagram_socket(protocol.transport)
+    )
+    direct = (
+        receiver.datagram_received
+        if receiver.rx is not None
+        else (receiver.datagram_received_in_python)
     )
 
     def counted(data: bytes, addr: tuple) -> None:
         # datagrams of the test this one event took care of
-        before = adapter.direct_receive_failures(transport._pc) + len(passed)
+        before = rtc.direct_receive_failures(transport._pc) + len(passed)
         direct(data, addr)
-        events.append(adapter.direct_receive_failures(transport._pc) + len(passed) - before)
+        events.append(rtc.direct_receive_failures(transport._pc) + len(passed) - before)
 
     protocol.datagram_received = counted
-    failures = adapter.direct_receive_failures(transport._pc)
+    failures = rtc.direct_receive_failures(transport._pc)
     ssrc = allowed_ssrc(dtls)
     forged = [struct.pack("!BBHII", 0x80, 96, n, 2, ssrc) + os.urandom(200) for n in range(15)]
     garbage = b"\x00\x01" + os.urandom(40)  # neither STUN nor media: aioice queues it
@@ -146,13 +153,13 @@ async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worke
         sock.sendto(garbage, address)
         for data in forged[10:]:
             sock.sendto(data, address)
-        await wait_for(lambda: all(d in passed for d in forged[10:]), 5)
+        await eventually(lambda: all(d in passed for d in forged[10:]), 5)
     # the ten before the garbage failed to unprotect on the direct path
-    assert adapter.direct_receive_failures(transport._pc) == failures + 10
+    assert rtc.direct_receive_failures(transport._pc) == failures + 10
     order = [passed.index(d) for d in (garbage, *forged[10:])]
     assert order == sorted(order)
     # one event read at least the ten queued before the garbage, not one each
     assert max(events) >= 10
     before = transport.stats()["packets_received"]
-    await wait_for(lambda: transport.stats()["packets_received"] > before + 20, 10)
+    await eventually(lambda: transport.stats()["packets_received"] > before + 20, 10)
     assert transport.connection_state == "connected"

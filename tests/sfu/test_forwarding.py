@@ -7,6 +7,7 @@ import aiortc.rtcrtpsender
 import pytest
 
 from sfu.settings import AES128_SRTP_PROFILES
+from tests.support.eventually import eventually
 
 
 @pytest.fixture
@@ -32,13 +33,12 @@ def codec_factory_calls(monkeypatch):
 async def test_three_participants_receive_each_other_without_sfu_coding(
     worker, participants, codec_factory_calls
 ):
-    from .conftest import wait_for
 
     clients = [participants(name) for name in ("alice", "bob", "carol")]
     for client in clients:
         await client.join()
 
-    await wait_for(
+    await eventually(
         lambda: all(
             c.frames_from_all(2, "video") and c.frames_from_all(2, "audio") for c in clients
         ),
@@ -76,12 +76,11 @@ async def test_three_participants_receive_each_other_without_sfu_coding(
 
 
 async def test_srtp_profile_is_aes_128(worker, participants):
-    from .conftest import wait_for
 
     a, b = participants("a"), participants("b")
     await a.join()
     await b.join()
-    await wait_for(lambda: a.frames_from_all(1, "video") and b.frames_from_all(1, "video"), 15)
+    await eventually(lambda: a.frames_from_all(1, "video") and b.frames_from_all(1, "video"), 15)
     profiles = {t["direction"]: t["srtp_profile"] for t in worker.stats()["transports"]}
     assert profiles
     for profile in profiles.values():
@@ -93,15 +92,13 @@ async def test_srtp_profile_follows_settings(participants):
     from client import LocalSignal, Participant
     from sfu import MediaSettings, Worker
 
-    from .conftest import wait_for
-
     worker = Worker(MediaSettings(srtp_profiles=("SRTP_AES128_CM_SHA1_80",)))
     a = Participant("a", LocalSignal(worker, "r"), video=None)
     b = Participant("b", LocalSignal(worker, "r"), video=None)
     try:
         await a.join()
         await b.join()
-        await wait_for(lambda: a.frames_from_all(1) and b.frames_from_all(1), 15)
+        await eventually(lambda: a.frames_from_all(1) and b.frames_from_all(1), 15)
         for transport in worker.stats()["transports"]:
             assert transport["srtp_profile"] == "SRTP_AES128_CM_SHA1_80"
     finally:
@@ -111,12 +108,11 @@ async def test_srtp_profile_follows_settings(participants):
 
 
 async def test_h264_is_forwarded(worker, participants):
-    from .conftest import wait_for
 
     a = participants("a", audio=False, video_codec="video/H264")
     b = participants("b", audio=False, video=None)
     await a.join()
     await b.join()
-    await wait_for(lambda: b.frames_from_all(1, "video"), 15)
+    await eventually(lambda: b.frames_from_all(1, "video"), 15)
     producers = [p for t in worker.stats()["transports"] for p in t["producers"]]
     assert [p["codec"] for p in producers] == ["video/H264"]

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from .conftest import wait_for
+from tests.support.eventually import eventually
 
 
 async def test_subscriber_joining_late_decodes_within_one_second(worker, participants):
@@ -12,14 +12,14 @@ async def test_subscriber_joining_late_decodes_within_one_second(worker, partici
     producers = lambda: [  # noqa: E731
         p for t in worker.transports for p in t.producers.values() if p.packets
     ]
-    await wait_for(lambda: len(producers()) == 2, 10)
+    await eventually(lambda: len(producers()) == 2, 10)
 
     await asyncio.sleep(10)  # the scenario: the subscriber arrives ten seconds later
 
     subscriber = participants("subscriber", audio=False, video=None)
     joined = time.monotonic()
     await subscriber.join()
-    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 5)
+    await eventually(lambda: subscriber.frames_from_all(1, "video"), 5)
     video = next(t for t in subscriber.tracks.values() if t.kind == "video")
     assert video.first_frame_at - joined < 1.0
     assert any(p.keyframe_requests_sent for p in producers())
@@ -28,7 +28,7 @@ async def test_subscriber_joining_late_decodes_within_one_second(worker, partici
 async def test_keyframe_requests_are_coalesced(worker, participants):
     publisher = participants("publisher", audio=False)
     await publisher.join()
-    await wait_for(
+    await eventually(
         lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
     )
     producer = next(p for t in worker.transports for p in t.producers.values())
@@ -39,7 +39,7 @@ async def test_keyframe_requests_are_coalesced(worker, participants):
         producer.keyframe_requests_sent <= before + 1
     )
     # the deferred request is sent once the interval has passed, and only once
-    await wait_for(lambda: producer.keyframe_requests_sent >= before + 1, 2)
+    await eventually(lambda: producer.keyframe_requests_sent >= before + 1, 2)
     sent = producer.keyframe_requests_sent
     await asyncio.sleep(0.7)  # two coalescing intervals: nothing more may be sent
     assert producer.keyframe_requests_sent <= sent + 1
@@ -64,16 +64,16 @@ class FirstKeyframeRequestIgnored:
 async def test_keyframe_is_requested_again_while_a_subscriber_waits(worker, participants):
     publisher = participants("publisher", audio=False)
     await publisher.join()
-    await wait_for(
+    await eventually(
         lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
     )
     producer = next(p for t in worker.transports for p in t.producers.values())
     await asyncio.sleep(1.0)  # the publisher's first keyframe and request are over
-    await wait_for(lambda: producer._keyframe_timer is None, 2)
+    await eventually(lambda: producer._keyframe_timer is None, 2)
     ignoring = producer._writer = FirstKeyframeRequestIgnored(producer._writer)
 
     subscriber = participants("subscriber", audio=False, video=None)
     await subscriber.join()
     # the publisher sends no keyframe by itself for minutes: only a second request helps
-    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 5)
+    await eventually(lambda: subscriber.frames_from_all(1, "video"), 5)
     assert ignoring.ignored == 1

@@ -2,7 +2,7 @@
 
 import time
 
-from .conftest import wait_for
+from tests.support.eventually import eventually
 
 FPS = 30
 
@@ -12,11 +12,11 @@ async def test_video_survives_five_percent_loss(worker, participants):
     subscriber = participants("subscriber", audio=False, video=None, loss=0.05)
     await publisher.join()
     await subscriber.join()
-    await wait_for(lambda: subscriber.frames_from_all(1, "video"), 10)
+    await eventually(lambda: subscriber.frames_from_all(1, "video"), 10)
 
     video = next(t for t in subscriber.tracks.values() if t.kind == "video")
     start = time.monotonic()
-    await wait_for(lambda: time.monotonic() - start >= 6, 10)
+    await eventually(lambda: time.monotonic() - start >= 6, 10)
     decoded = video.frames_since(start)
     assert decoded > 0.5 * FPS * 6, decoded
 

@@ -12,10 +12,8 @@ from aioice.ice import get_host_addresses
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from client import LocalSignal, Participant
-from sfu import MediaSettings, NoFreePort, Worker
-from sfu import aiortc_adapter as adapter
-
-from .conftest import wait_for
+from sfu import MediaSettings, NoFreePort, Worker, rtc
+from tests.support.eventually import eventually
 
 _CANDIDATE = re.compile(r"^a=candidate:(\S+) (\d+) udp (\d+) (\S+) (\d+) typ (\S+)", re.M)
 
@@ -74,7 +72,7 @@ async def test_three_participants_get_media_through_sockets_inside_the_range():
     try:
         for client in clients:
             await client.join()
-        await wait_for(
+        await eventually(
             lambda: all(
                 c.frames_from_all(2, "video") and c.frames_from_all(2, "audio") for c in clients
             ),
@@ -86,7 +84,7 @@ async def test_three_participants_get_media_through_sockets_inside_the_range():
         for transport in transports:
             assert transport.connection_state == "connected"
             # one socket per host address (one component: RTP and RTCP are multiplexed)
-            bound = adapter.local_addresses(transport._pc)
+            bound = rtc.local_addresses(transport._pc)
             assert sorted(host for host, _ in bound) == sorted(host_addresses())
             assert all(first <= port <= last for _, port in bound), bound
             ports += [port for _, port in bound]
@@ -127,7 +125,7 @@ async def test_an_exhausted_range_refuses_the_transport_and_leaks_nothing():
             await client.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             assert_host_candidates_in(answer, first, last)
             served.append(transport)
-        await wait_for(
+        await eventually(
             lambda: all(
                 c.connectionState == t.connection_state == "connected"
                 for c, t in zip(clients, served, strict=False)
@@ -142,7 +140,7 @@ async def test_an_exhausted_range_refuses_the_transport_and_leaks_nothing():
         assert raised.value.code == "no-free-port"
         assert raised.value.message == f"no free UDP port in range {first}-{last}"
         assert refused.closed and refused.connection_state == "closed"
-        assert adapter.local_addresses(refused._pc) == []
+        assert rtc.local_addresses(refused._pc) == []
         assert worker.transports == served
 
         # a subscribe transport gathers when it makes its first offer: refused the same way
@@ -151,18 +149,18 @@ async def test_an_exhausted_range_refuses_the_transport_and_leaks_nothing():
         with pytest.raises(NoFreePort):
             await subscriber.create_offer()
         assert subscriber.closed and worker.transports == served
-        await wait_for(lambda: not pending_tasks(tasks_before_refusal), 5)
+        await eventually(lambda: not pending_tasks(tasks_before_refusal), 5)
 
         # the refused transports hold no port: closing one served transport frees exactly
         # its ports, and the next transport gets them
-        freed = adapter.local_addresses(served[0]._pc)
+        freed = rtc.local_addresses(served[0]._pc)
         await served[0].close()
         assert all(port_is_free(host, port) for host, port in freed)
         retry = await worker.create_transport("p2", "publish")
         await clients[2].close()
         clients[2] = RTCPeerConnection(configuration)
         answer = await retry.accept_offer(await offer(clients[2]))
-        assert sorted(adapter.local_addresses(retry._pc)) == sorted(freed)
+        assert sorted(rtc.local_addresses(retry._pc)) == sorted(freed)
         assert_host_candidates_in(answer, first, last)
     finally:
         for client in clients:
@@ -170,7 +168,7 @@ async def test_an_exhausted_range_refuses_the_transport_and_leaks_nothing():
         await worker.close()
     assert worker.transports == []
     assert all(port_is_free(a, p) for a in host_addresses() for p in range(first, last + 1))
-    await wait_for(lambda: not pending_tasks(before), 5)
+    await eventually(lambda: not pending_tasks(before), 5)
 
 
 async def test_without_a_range_the_system_chooses_the_ports():
@@ -207,7 +205,7 @@ async def test_ports_in_use_are_skipped_and_a_partial_bind_is_released():
                 held[address].append(sock)
         transport = await worker.create_transport("a", "publish")
         answer = await transport.accept_offer(await offer(clients[0]))
-        assert sorted(adapter.local_addresses(transport._pc)) == sorted(
+        assert sorted(rtc.local_addresses(transport._pc)) == sorted(
             (address, last) for address in addresses
         )
         assert_host_candidates_in(answer, last, last)

@@ -1,4 +1,4 @@
-"""The receive poller (``aiortc_adapter.ReceivePoller`` with ``receive_directly``): once a
+"""The receive poller (``ReceivePoller`` with ``receive_directly``): once a
 connection is up, its sockets are read by the poller's timer, and the packets of tracks
 watched by a ``TrackStats`` are counted in C with the kernel's arrival times, without
 loss; the peer's SRTCP is dropped with ``rtcp=False`` and reaches aiortc otherwise; what
@@ -25,10 +25,12 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
+from client.receive_poller import ReceivePoller
 from client.track_stats import TrackStats, watch_receiver
-from sfu import aiortc_adapter as adapter
-
-from .conftest import wait_for
+from sfu import rtc
+from sfu.rtc import native, receive
+from tests.support.eventually import eventually
+from tests.support.rtp_tools import nominated_local_address
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Pair:
         return self.receiver.getTransceivers()[0].receiver.transport
 
     def receivers(self) -> list[Any]:
-        return list(adapter._direct_state(self.dtls).receivers)
+        return list(receive._direct_state(self.dtls).receivers)
 
     def counted(self) -> int:
         return sum(int(rx.counted) for rx in self.receivers())
@@ -63,7 +65,7 @@ class Pair:
         return len(self.stats) == 2 and all(s.packets > packets for s in self.stats.values())
 
 
-Connect = Callable[[adapter.ReceivePoller, bool], Awaitable[Pair]]
+Connect = Callable[[ReceivePoller, bool], Awaitable[Pair]]
 
 
 def _pc() -> RTCPeerConnection:
@@ -73,8 +75,8 @@ def _pc() -> RTCPeerConnection:
 
 
 @pytest.fixture
-async def poller() -> AsyncIterator[adapter.ReceivePoller]:
-    poller = adapter.ReceivePoller()
+async def poller() -> AsyncIterator[ReceivePoller]:
+    poller = ReceivePoller()
     yield poller
     poller.close()
 
@@ -83,12 +85,12 @@ async def poller() -> AsyncIterator[adapter.ReceivePoller]:
 async def pairs() -> AsyncIterator[Connect]:
     created: list[Pair] = []
 
-    async def connect(poller: adapter.ReceivePoller, rtcp: bool) -> Pair:
+    async def connect(poller: ReceivePoller, rtcp: bool) -> Pair:
         pair = Pair(_pc(), _pc())
         created.append(pair)
         pair.sender.addTrack(AudioStreamTrack())
         pair.sender.addTrack(VideoStreamTrack())
-        adapter.receive_directly(pair.receiver, poller, rtcp=rtcp)
+        rtc.receive_directly(pair.receiver, poller, rtcp=rtcp)
 
         @pair.receiver.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -111,7 +113,7 @@ async def pairs() -> AsyncIterator[Connect]:
         await pair.receiver.setRemoteDescription(pair.sender.localDescription)
         await pair.receiver.setLocalDescription(await pair.receiver.createAnswer())
         await pair.sender.setRemoteDescription(pair.receiver.localDescription)
-        await wait_for(pair.attached, 20)
+        await eventually(pair.attached, 20)
         return pair
 
     yield connect
@@ -129,13 +131,13 @@ def _send_udp(address: tuple[str, int], *datagrams: bytes) -> None:
 
 async def test_both_tracks_are_counted_in_c_with_kernel_arrival_times(pairs, poller) -> None:
     pair = await pairs(poller, False)
-    await wait_for(pair.flowing, 20)
+    await eventually(pair.flowing, 20)
     assert sorted(s.kind for s in pair.stats.values()) == ["audio", "video"]
     # a track's first packet goes through Python (which routes the track to C), and so
     # may the few that arrived before the connection was handed to the poller
     assert len(pair.stats) <= pair.packets() - pair.counted() <= 10
     counted, packets, polls = pair.counted(), pair.packets(), poller.polls
-    await wait_for(lambda: pair.packets() > packets + 100, 10)
+    await eventually(lambda: pair.packets() > packets + 100, 10)
     assert pair.counted() - counted == pair.packets() - packets  # all of them in C
     assert poller.polls > polls and poller.datagrams >= pair.counted()
     now = time.monotonic()
@@ -144,7 +146,7 @@ async def test_both_tracks_are_counted_in_c_with_kernel_arrival_times(pairs, pol
         assert figures["packets_lost"] == 0 and stats.expected == stats.packets
         assert stats.last_packet_at is not None and -0.01 < now - stats.last_packet_at < 1.0
         assert math.isfinite(stats.jitter_s) and 0 <= stats.jitter_s < 0.05
-    assert adapter.direct_receive_failures(pair.receiver) == 0
+    assert rtc.direct_receive_failures(pair.receiver) == 0
 
 
 @pytest.mark.parametrize("rtcp", [False, True])
@@ -153,10 +155,10 @@ async def test_rtcp_is_dropped_or_reaches_aiortc(pairs, poller, rtcp: bool) -> N
     rx = pair.receivers()
     if rtcp:
         # aiortc's sender reports arrive every 0.5 to 1.5 s
-        await wait_for(lambda: len(pair.rtcp_calls) >= 2, 10)
+        await eventually(lambda: len(pair.rtcp_calls) >= 2, 10)
         assert sum(int(r.rtcp_dropped) for r in rx) == 0
     else:
-        await wait_for(lambda: sum(int(r.rtcp_dropped) for r in rx) >= 3, 10)
+        await eventually(lambda: sum(int(r.rtcp_dropped) for r in rx) >= 3, 10)
         assert pair.rtcp_calls == []
     assert pair.flowing(10) and pair.receiver.connectionState == "connected"
 
@@ -173,27 +175,27 @@ async def test_other_datagrams_reach_aioice_and_forged_rtp_fails(
 
     monkeypatch.setattr(StunProtocol, "datagram_received", recording)
     pair = await pairs(poller, False)
-    await wait_for(pair.flowing, 20)
+    await eventually(pair.flowing, 20)
     assert not [d for d in seen if 127 < d[0] < 192]  # no media went to aioice
-    failures = adapter.direct_receive_failures(pair.receiver)
+    failures = rtc.direct_receive_failures(pair.receiver)
     garbage = b"\x00\x01" + os.urandom(40)
     forged = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
-    _send_udp(adapter.nominated_local_address(pair.dtls), garbage, forged)
-    await wait_for(lambda: garbage in seen, 5)
-    await wait_for(lambda: adapter.direct_receive_failures(pair.receiver) == failures + 1, 5)
+    _send_udp(nominated_local_address(pair.dtls), garbage, forged)
+    await eventually(lambda: garbage in seen, 5)
+    await eventually(lambda: rtc.direct_receive_failures(pair.receiver) == failures + 1, 5)
     assert forged not in seen
     counted = pair.counted()
-    await wait_for(lambda: pair.counted() > counted + 50, 10)
+    await eventually(lambda: pair.counted() > counted + 50, 10)
     assert pair.receiver.connectionState == "connected"
 
 
 async def test_close_detaches_and_the_poller_serves_a_new_connection(pairs, poller) -> None:
     first = await pairs(poller, False)
-    await wait_for(first.flowing, 20)
+    await eventually(first.flowing, 20)
     old = first.receivers()
     assert old and poller._timer is not None
     await first.receiver.close()
-    await wait_for(lambda: not any(rx.registered for rx in old), 10)
+    await eventually(lambda: not any(rx.registered for rx in old), 10)
     assert poller._timer is None and poller._attached == {}
     datagrams, counted, packets = poller.datagrams, first.counted(), first.packets()
     poller.poll()  # the sender still sends, but the closed socket is not read
@@ -201,7 +203,7 @@ async def test_close_detaches_and_the_poller_serves_a_new_connection(pairs, poll
 
     second = await pairs(poller, False)
     assert poller._timer is not None
-    await wait_for(second.flowing, 20)
+    await eventually(second.flowing, 20)
     new = second.receivers()
     assert second.counted() > 0 and all(rx.registered for rx in new)
     assert (first.counted(), first.packets()) == (counted, packets)
@@ -211,7 +213,7 @@ async def test_close_detaches_and_the_poller_serves_a_new_connection(pairs, poll
     assert not any(rx.registered for rx in new)
     # the sockets are asyncio's again: the event-driven path counts on
     counted = second.counted()
-    await wait_for(lambda: second.counted() > counted + 50, 10)
+    await eventually(lambda: second.counted() > counted + 50, 10)
     assert second.receiver.connectionState == "connected"
 
 
@@ -223,7 +225,7 @@ async def test_the_srtp_session_is_held_while_read_and_released_with_the_transpo
     once dropped, libsrtp freed the context the poller went on unprotecting with), and
     the pointers are cleared when the transport closes, before the session is let go."""
     pair = await pairs(poller, False)
-    await wait_for(pair.flowing, 20)
+    await eventually(pair.flowing, 20)
     dtls = pair.dtls
     receivers = pair.receivers()
     session = dtls._rx_srtp
@@ -233,10 +235,10 @@ async def test_the_srtp_session_is_held_while_read_and_released_with_the_transpo
     gc.collect()
     assert held() is not None
     counted = pair.counted()
-    await wait_for(lambda: pair.counted() > counted + 50, 10)
-    assert adapter.direct_receive_failures(pair.receiver) == 0
+    await eventually(lambda: pair.counted() > counted + 50, 10)
+    assert rtc.direct_receive_failures(pair.receiver) == 0
     await pair.receiver.close()
-    assert all(rx.srtp == adapter._fast.ffi.NULL for rx in receivers)
+    assert all(rx.srtp == native.NATIVE.ffi.NULL for rx in receivers)
     assert not any(rx.registered for rx in receivers)
     gc.collect()
     assert held() is None
@@ -246,12 +248,12 @@ async def test_a_receiver_of_a_closed_transport_never_calls_libsrtp(pairs, polle
     """After the transport closed, a datagram still waiting in a socket (or handed to the
     receiver) is dropped and counted: its context is gone."""
     pair = await pairs(poller, False)
-    await wait_for(pair.flowing, 20)
+    await eventually(pair.flowing, 20)
     receivers = pair.receivers()
     await pair.receiver.close()
     data = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + os.urandom(200)
     for rx in receivers:
-        assert rx.srtp == adapter._fast.ffi.NULL
+        assert rx.srtp == native.NATIVE.ffi.NULL
         failed = int(rx.failed)
-        assert adapter._fast.lib.caucus_receive(rx, data, len(data)) == 0
+        assert native.NATIVE.lib.caucus_receive(rx, data, len(data)) == 0
         assert rx.failed == failed + 1

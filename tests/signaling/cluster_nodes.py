@@ -8,35 +8,44 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import sys
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from client.loadtest_setup import ApiSession, create_accounts
-from tests.processes import free_port, fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
+from tests.support.server import ServeProcess, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_PASSWORD = re.compile(r"^One-time password: (\S+)$")
 WORKER_STARTED = re.compile(r"media worker started worker='([^']+)' pid=(\d+)")
 NEW_ADMIN_PASSWORD = "violet tram 42 lanterns"
 CLUSTER_SECRET = "the cluster secret of the scale-out tests"
-START_SECONDS = 90.0
 
 
 @dataclass
 class Node:
     """One ``caucus serve`` process and what it printed."""
 
-    url: str
     node_id: str
-    process: asyncio.subprocess.Process
-    output: list[str] = field(default_factory=list)
-    admin_password: str | None = None
-    _readers: list[asyncio.Task[None]] = field(default_factory=list)
+    served: ServeProcess
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        return self.served.process
+
+    @property
+    def output(self) -> list[str]:
+        return self.served.output
+
+    @property
+    def admin_password(self) -> str | None:
+        return self.served.admin_password
 
     def workers(self) -> dict[str, int]:
         """Worker id -> pid of every worker this node started (restarts included)."""
@@ -48,24 +57,10 @@ class Node:
         return found
 
     def log(self) -> str:
-        return "\n".join(self.output[-150:])
+        return self.served.log(150)
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(30):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        for reader in self._readers:
-            reader.cancel()
-
-
-async def _read(stream: asyncio.StreamReader, output: list[str]) -> None:
-    while raw := await stream.readline():
-        output.append(raw.decode(errors="replace").rstrip("\r\n"))
+        await self.served.stop()
 
 
 async def start_node(
@@ -77,50 +72,16 @@ async def start_node(
     redis_url: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Node:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CAUCUS_LOG_LEVEL": "INFO",
-        "CAUCUS_ARGON2_TIME_COST": "1",
-        "CAUCUS_ARGON2_MEMORY_KIB": "8192",
-        "CAUCUS_ARGON2_PARALLELISM": "1",
-        "CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET,
-        **(extra_env or {}),
-    }
-    args = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
-    args += ["--workers", str(workers), "--node-id", node_id]
-    if database_url:
-        args += ["--database-url", database_url]
-    if redis_url:
-        args += ["--redis-url", redis_url]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        *args,
-        cwd=ROOT,
+    env = {"CAUCUS_LOG_LEVEL": "INFO", "CAUCUS_CLUSTER_SECRET": CLUSTER_SECRET, **(extra_env or {})}
+    served = await start_serve(
+        data_dir,
         env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        workers=workers,
+        node_id=node_id,
+        database_url=database_url,
+        redis_url=redis_url,
     )
-    node = Node(f"https://127.0.0.1:{port}", node_id, process)
-    assert process.stdout is not None and process.stderr is not None
-    node._readers.append(asyncio.ensure_future(_read(process.stderr, node.output)))
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        remaining = deadline - time.monotonic()
-        raw = await asyncio.wait_for(process.stdout.readline(), max(remaining, 0.01))
-        if not raw:
-            await asyncio.sleep(0.2)  # let stderr be read for the message below
-            raise RuntimeError(f"node {node_id} exited:\n{node.log()}")
-        line = raw.decode(errors="replace").strip()
-        node.output.append(line)
-        if match := ADMIN_PASSWORD.match(line):
-            node.admin_password = match.group(1)
-        if line.startswith("Self-signed certificate authority:"):
-            break  # the banner's last line
-    node._readers.append(asyncio.ensure_future(_read(process.stdout, node.output)))
-    return node
+    return Node(node_id, served)
 
 
 @contextlib.asynccontextmanager

@@ -25,11 +25,13 @@ from rooms.storage.schema import (
     spaces,
     users,
 )
-from tests.conftest import PG_URL, ApiClient
 from tests.samples import pdf_bytes
-from tests.signaling.conftest import PASSWORD, World
 from tests.signaling.spaces_setup import connect_spaces, open_spaces
 from tests.signaling.test_spaces_events import NS, Inbox
+from tests.support.databases import PG_URL
+from tests.support.world import PASSWORD, ApiClient, World
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 
 def files_holding(root: Path, needle: bytes) -> list[str]:

@@ -21,10 +21,12 @@ from rooms.errors import IntegrityFailure
 from rooms.storage.schema import case_keys, users
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey, MasterKeyError
-from signaling.cli_keys import NEW_ENV_VAR, rotate_keys
+from signaling.cli.keys import NEW_ENV_VAR, rotate_keys
 from signaling.services import Services
 from signaling.settings import Settings
-from tests.signaling.conftest import INTAKE
+from tests.support.world import INTAKE
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.signaling.conftest import World
+import pytest
+
 from tests.signaling.spaces_setup import open_spaces, user_id
+from tests.support.world import World
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 
 async def test_members_see_only_their_spaces(world: World) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import socketio
 
-from tests.signaling.conftest import World
 from tests.signaling.spaces_setup import connect_spaces, open_spaces, user_id
+from tests.support.world import World
+
+pytestmark = pytest.mark.store  # about SQL: runs on every database backend
 
 NS = "/spaces"
 

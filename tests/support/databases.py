@@ -1,19 +1,15 @@
-"""Helpers of the tests that run Caucus servers in their own processes: a free port and a
-fresh PostgreSQL database."""
+"""The databases tests run on: SQLite always, PostgreSQL when ``CAUCUS_TEST_DATABASE_URL``
+is set (CI sets it). Tests marked ``store`` run on each; every other test on SQLite."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
-import socket
 from collections.abc import AsyncIterator
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PG_URL = os.environ.get("CAUCUS_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
 
 
 @contextlib.asynccontextmanager

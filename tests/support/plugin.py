@@ -1,0 +1,134 @@
+"""The world fixtures of the suite, registered as a pytest plugin by ``tests/conftest.py``:
+a store, settings, services, the app served over HTTPS, API clients and the signed-in world.
+
+The database matrix is for tests about SQL only: ``backend`` runs on SQLite and PostgreSQL
+for tests marked ``store`` (and on SQLite alone for every other test). CI must set
+``CAUCUS_TEST_DATABASE_URL``; a CI run without it fails instead of quietly testing one
+backend."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+
+from certs.authority import ensure_self_signed
+from rooms.storage.store import Store
+from signaling.http.app import build_app
+from signaling.services import Services
+from signaling.settings import Settings
+
+from .databases import BACKENDS, PG_URL
+from .world import ApiClient, RunningServer, World, build_world
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "store: about SQL behaviour; runs on every configured database backend"
+    )
+    if os.environ.get("CI") and not PG_URL:
+        raise pytest.UsageError("CI must set CAUCUS_TEST_DATABASE_URL to test PostgreSQL")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    backends = "sqlite, postgresql" if PG_URL else "sqlite (postgresql not set)"
+    return f"database backends of store tests: {backends}; other tests: sqlite"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if "backend" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test chose its backends
+    store_test = metafunc.definition.get_closest_marker("store") is not None
+    metafunc.parametrize("backend", BACKENDS if store_test else ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'caucus.db'}", None
+        return
+    assert PG_URL
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = Store(PG_URL)
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield PG_URL, schema
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.close()
+
+
+@pytest.fixture
+async def store(database_url: tuple[str, str | None]) -> AsyncIterator[Store]:
+    url, schema = database_url
+    store = Store(url, schema=schema)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        port=0,
+        argon2_time_cost=1,
+        argon2_memory_kib=8 * 1024,
+        argon2_parallelism=1,
+    )
+
+
+@pytest.fixture
+async def services(settings: Settings, store: Store) -> AsyncIterator[Services]:
+    services = Services.build(settings, store=store)
+    yield services
+
+
+@pytest.fixture
+async def server(services: Services, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The whole Caucus app served over HTTPS on a free loopback port."""
+    cert = ensure_self_signed(tmp_path / "certs", ["127.0.0.1"])
+    app = build_app(services)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=cert.ssl_context())
+    await site.start()
+    port = runner.addresses[0][1]
+    yield RunningServer(f"https://127.0.0.1:{port}", app, services)
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def clients(server: RunningServer) -> AsyncIterator[Callable[[], ApiClient]]:
+    made: list[ApiClient] = []
+
+    def make() -> ApiClient:
+        client = ApiClient(server.url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
+async def world(server: RunningServer, clients: Callable[[], ApiClient]) -> World:
+    return await build_world(server, clients)
