@@ -14,16 +14,16 @@ from pathlib import Path
 from aiohttp import web
 
 from certs.authority import load_certificate
-from client import loadtest_cli
 from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.vault.masterkey import MasterKeyError
+from signaling.cli import loadtest
+from signaling.cli.heap import freeze_startup_heap
+from signaling.cli.logconfig import configure_logging
 from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import RedisDirectory, directory_for
 from signaling.cluster.supervisor import WorkerSupervisor
-from signaling.heap import freeze_startup_heap
 from signaling.http.app import build_app
-from signaling.logconfig import configure_logging
 from signaling.services import Services
 from signaling.settings import Settings, load_settings
 
@@ -126,13 +126,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="keep the replaced key file as master.key.<key id>.old (default: drop it)",
     )
 
-    loadtest = commands.add_parser(
-        "loadtest",
-        help="simulate participants in live rooms and measure every track they receive",
-        description="Run --setup once (it creates the accounts over the API), then run "
-        "without it. See docs/loadtest.md.",
-    )
-    loadtest_cli.add_arguments(loadtest)
+    loadtest.add_parser(commands)
     return parser
 
 
@@ -315,11 +309,14 @@ async def _move_cases_now(settings: Settings, directory: RedisDirectory, workers
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
     if args.command == "loadtest":
-        return loadtest_cli.main(args)
+        return loadtest.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "worker":
-        from signaling.cluster.supervisor import worker_main
+        from signaling.cli.worker import worker_main
 
         return worker_main(args.worker_id)
     try:
@@ -341,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "user" and args.user_command == "add":
         return asyncio.run(user_add(settings, args))
     if args.command == "keys" and args.keys_command == "rotate":
-        from signaling.cli_keys import rotate_keys
+        from signaling.cli.keys import rotate_keys
 
         try:
             print(asyncio.run(rotate_keys(settings, keep_old=args.keep_old)))
@@ -350,7 +347,3 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
