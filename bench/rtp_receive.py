@@ -48,12 +48,17 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from client.loadtest import LoadParticipant
 from client.stamped import stamp
-from sfu import Worker
-from sfu import aiortc_adapter as adapter
+from sfu import Worker, rtc
+from sfu.rtc.internals import nominated_pair, tx_session
 
 SCRIPT = os.path.abspath(__file__)
 ROOM = "bench"
 PAYLOAD = 1000  # bytes per packet, like a VP8 frame split in ~1 KB packets
+
+
+def nominated_local_address(dtls) -> tuple[str, int]:
+    """The (address, port) of the socket of ``dtls``'s nominated pair."""
+    return tuple(nominated_pair(dtls).protocol.transport.get_extra_info("sockname")[:2])
 
 
 def _cpu() -> float:
@@ -142,7 +147,7 @@ def _pc() -> RTCPeerConnection:
 def _extensions_map(transceiver) -> HeaderExtensionsMap:
     extensions = HeaderExtensionsMap()
     extensions.configure(
-        RTCRtpParameters(headerExtensions=adapter.negotiated_header_extensions(transceiver))
+        RTCRtpParameters(headerExtensions=rtc.negotiated_header_extensions(transceiver))
     )
     return extensions
 
@@ -152,7 +157,7 @@ class Stream:
     90 kHz timestamps, ``burst`` packets per frame, the marker on a frame's last one."""
 
     def __init__(self, dtls, ssrc: int, payload_type: int, transceiver, mid: str | None):
-        self._session = adapter.outgoing_srtp(dtls)
+        self._session = tx_session(dtls)
         self._ssrc = ssrc
         self._payload_type = payload_type
         self._extensions = _extensions_map(transceiver)
@@ -244,7 +249,7 @@ async def run(rate: float, burst: int, seconds: float, repeat: int, pin: bool) -
     )
     try:
         # the publisher: a VP8 track that sends nothing by itself
-        transceiver = publisher.addTransceiver(adapter.IdleTrack("video"), direction="sendonly")
+        transceiver = publisher.addTransceiver(rtc.IdleTrack("video"), direction="sendonly")
         transceiver.setCodecPreferences(
             [
                 c
@@ -267,14 +272,14 @@ async def run(rate: float, burst: int, seconds: float, repeat: int, pin: bool) -
         # the SFU's publish socket, fed the publisher's stream
         sfu_stream = Stream(
             transceiver.sender.transport,
-            adapter.sender_ssrcs(transceiver.sender)[0],
-            adapter.negotiated_codecs(transceiver)[0].payloadType,
+            rtc.sender_ssrcs(transceiver.sender)[0],
+            rtc.negotiated_codecs(transceiver)[0].payloadType,
             transceiver,
             transceiver.mid,
         )
         sfu_runs = []
         sender = await Sender.start(
-            adapter.nominated_local_address(dtls_of(publish)), rate, burst, sender_core
+            nominated_local_address(dtls_of(publish)), rate, burst, sender_core
         )
         try:
             for _ in range(repeat):
@@ -304,13 +309,13 @@ async def run(rate: float, burst: int, seconds: float, repeat: int, pin: bool) -
         client_stream = Stream(
             dtls_of(subscribe),
             consumer.stats()["ssrc"],
-            adapter.negotiated_codecs(client_transceiver)[0].payloadType,
+            rtc.negotiated_codecs(client_transceiver)[0].payloadType,
             client_transceiver,
             None,
         )
         client_runs = []
         sender = await Sender.start(
-            adapter.nominated_local_address(client_transceiver.receiver.transport),
+            nominated_local_address(client_transceiver.receiver.transport),
             rate,
             burst,
             sender_core,

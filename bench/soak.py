@@ -77,8 +77,9 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from client.direct_publish import PacketizedClip, packetize_opus, packetize_vp8  # noqa: E402
 from client.loadtest import LoadParticipant, LoadSignal, _get_text  # noqa: E402
 from client.loadtest_setup import create_accounts  # noqa: E402
+from client.receive_poller import ReceivePoller  # noqa: E402
 from client.stamped import encode_opus_clip, encode_vp8_at  # noqa: E402
-from sfu import aiortc_adapter  # noqa: E402
+from sfu import rtc  # noqa: E402
 
 TOKEN = "soak-benchmark"
 ADMIN_NEW_PASSWORD = "soak bench 42 lantern meadow"
@@ -373,7 +374,7 @@ class Media:
         bitrate, width, height = VIDEO
         self.audio: PacketizedClip = packetize_opus(encode_opus_clip())
         self.video: PacketizedClip = packetize_vp8(encode_vp8_at(bitrate, width, height))
-        self.poller = aiortc_adapter.ReceivePoller() if aiortc_adapter.FASTRECEIVE else None
+        self.poller = ReceivePoller() if rtc.FASTRECEIVE else None
 
     def close(self) -> None:
         if self.poller is not None:
@@ -582,7 +583,7 @@ class Soak:
         return self.server.url
 
     @property
-    def poller(self) -> aiortc_adapter.ReceivePoller | None:
+    def poller(self) -> ReceivePoller | None:
         return self.media.poller
 
     def socket_lost(self) -> None:
@@ -814,7 +815,7 @@ class Soak:
                 "sample_seconds": SAMPLE_SECONDS,
                 "video": f"VP8 {VIDEO[1]}x{VIDEO[2]} 30 fps ~{VIDEO[0] // 1000} kbps + Opus 20 ms,"
                 " pre-encoded",
-                "compiled_receive": aiortc_adapter.FASTRECEIVE,
+                "compiled_receive": rtc.FASTRECEIVE,
             },
             "tree": revision(),
             "machine": {

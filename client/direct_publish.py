@@ -5,7 +5,7 @@ frame, its packetizer, ``RtpPacket.serialize``, its SRTP and aioice send path), 
 load client publishing through it saturates its core before the server it measures.
 Here the clips of :mod:`client.stamped` are split into RTP payloads once
 (:func:`packetize_opus`, :func:`packetize_vp8`), and a :class:`DirectPublisher` sends
-them through the SFU's synchronous writer (:class:`sfu.aiortc_adapter.RtpWriter`: the
+them through the SFU's synchronous writer (:class:`sfu.rtc.writer.RtpWriter`: the
 12-byte header packed into its own buffer, libsrtp in place, one ``sendto``).  Per frame,
 only the stamp (the send time, :func:`client.stamped.stamp`) is appended to the last
 payload; per packet, nothing is encoded besides the writer's header (and, for VP8, the
@@ -13,8 +13,8 @@ two bytes of the picture ID, written into the pre-built payload: a picture ID th
 back every time the clip loops would make a browser's receiver drop frames as old).
 
 The publisher still negotiates through aiortc: one send-only transceiver per clip, whose
-sender is given an :class:`~sfu.aiortc_adapter.IdleTrack` (its RTP loop never gets a
-frame) and whose RTCP is silenced (:func:`~sfu.aiortc_adapter.intercept_sender_rtcp`).
+sender is given an :class:`~sfu.rtc.hooks.IdleTrack` (its RTP loop never gets a
+frame) and whose RTCP is silenced (:func:`~sfu.rtc.hooks.intercept_sender_rtcp`).
 The packets use the SSRC and payload type aiortc negotiated for that sender and the
 ``mid`` header extension (built once, with the connection's negotiated extension ids).
 
@@ -46,8 +46,11 @@ from aiortc.codecs.vpx import PACKET_MAX, VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpParameters
 from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtpPacket
 
-from sfu import aiortc_adapter
+from sfu import rtc
+from sfu.rtc.native import new_int
+from sfu.rtc.writer import RtpWriter
 
+from .frames import FrameTemplate, new_frame_batch, send_frame
 from .media import VIDEO_CLOCK_RATE
 from .stamped import (
     AUDIO_FRAME_SAMPLES,
@@ -185,7 +188,7 @@ class PublishedStream:
             raise ValueError("an empty clip")
         codecs = [
             c
-            for c in aiortc_adapter.negotiated_codecs(transceiver)
+            for c in rtc.negotiated_codecs(transceiver)
             if c.mimeType.lower() != f"{clip.kind}/rtx"
         ]
         if not codecs or codecs[0].mimeType.lower() != clip.mime_type.lower():
@@ -194,13 +197,11 @@ class PublishedStream:
         self.transceiver = transceiver
         self.kind = clip.kind
         self.mid = transceiver.mid
-        self.ssrc = aiortc_adapter.sender_ssrcs(transceiver.sender)[0]
+        self.ssrc = rtc.sender_ssrcs(transceiver.sender)[0]
         self.payload_type = codecs[0].payloadType
         extensions = HeaderExtensionsMap()
         extensions.configure(
-            RTCRtpParameters(
-                headerExtensions=aiortc_adapter.negotiated_header_extensions(transceiver)
-            )
+            RTCRtpParameters(headerExtensions=rtc.negotiated_header_extensions(transceiver))
         )
         probe = RtpPacket(payload_type=self.payload_type)
         probe.extensions.mid = self.mid
@@ -217,9 +218,9 @@ class PublishedStream:
         self._seq = random.getrandbits(15)  # as aiortc: far from wrapping at first
         self._timestamp_origin = random.getrandbits(32)
         self._picture_id = random.getrandbits(15)
-        self._writer: aiortc_adapter.RtpWriter | None = None
+        self._writer: RtpWriter | None = None
         #: each frame as one compiled call's template, when the writer is compiled
-        self._native: list[aiortc_adapter.FrameTemplate] | None = None
+        self._native: list[FrameTemplate] | None = None
         self._start = 0.0
         self._slot = 0
         self._index = 0
@@ -235,10 +236,10 @@ class PublishedStream:
     def dtls(self) -> RTCDtlsTransport:
         return self.transceiver.sender.transport
 
-    def begin(self, writer: aiortc_adapter.RtpWriter, start: float, batch: Any = None) -> None:
+    def begin(self, writer: RtpWriter, start: float, batch: Any = None) -> None:
         """Send through ``writer``, the first frame due at ``start`` (``time.monotonic()``).
 
-        With a ``batch`` (:func:`~sfu.aiortc_adapter.new_frame_batch`) and a compiled
+        With a ``batch`` (:func:`~client.frames.new_frame_batch`) and a compiled
         writer, each frame leaves in one compiled call (header, picture ID, stamp, SRTP,
         one ``sendmmsg``) instead of a call per packet."""
         self._writer = writer
@@ -247,9 +248,9 @@ class PublishedStream:
         self.due = start
         self._native = None
         if batch is not None and getattr(writer, "native", False):
-            sent_bytes = aiortc_adapter.new_int()
+            sent_bytes = new_int()
             self._native = [
-                aiortc_adapter.FrameTemplate(
+                FrameTemplate(
                     [bytes(tail) for tail in tails],
                     batch=batch,
                     first_byte=self._first_byte,
@@ -285,11 +286,9 @@ class PublishedStream:
         self._slot = slot + 1
         self.due = self._start + self._slot * self._interval
 
-    def _send_whole(
-        self, frame: aiortc_adapter.FrameTemplate, timestamp: int, picture_id: int
-    ) -> tuple[int, int]:
+    def _send_whole(self, frame: FrameTemplate, timestamp: int, picture_id: int) -> tuple[int, int]:
         """The frame in one compiled call; a frame counts when all its packets left."""
-        packets = self._writer.send_frame(frame, self._seq, timestamp, picture_id)  # type: ignore[union-attr]
+        packets = send_frame(self._writer, frame, self._seq, timestamp, picture_id)  # type: ignore[arg-type]  # begin() set the writer
         if packets == frame.count:
             self.frames += 1
         self._seq = (self._seq + frame.count) & 0xFFFF
@@ -338,7 +337,7 @@ class DirectPublisher:
     def __init__(self, pc: RTCPeerConnection) -> None:
         self._pc = pc
         self._added: list[tuple[RTCRtpTransceiver, PacketizedClip]] = []
-        self._tracks: list[aiortc_adapter.IdleTrack] = []
+        self._tracks: list[rtc.IdleTrack] = []
         self._task: asyncio.Task[None] | None = None
         self.streams: list[PublishedStream] = []
         #: ``time.monotonic()`` when the first frames were due, once connected.
@@ -346,7 +345,7 @@ class DirectPublisher:
 
     def add(self, clip: PacketizedClip) -> RTCRtpTransceiver:
         """A send-only transceiver for ``clip`` whose aiortc sender sends nothing."""
-        track = aiortc_adapter.IdleTrack(clip.kind)
+        track = rtc.IdleTrack(clip.kind)
         self._tracks.append(track)
         transceiver = self._pc.addTransceiver(track, direction="sendonly")
         codecs = [
@@ -355,7 +354,7 @@ class DirectPublisher:
             if c.mimeType.lower() in (clip.mime_type.lower(), f"{clip.kind}/rtx")
         ]
         transceiver.setCodecPreferences(codecs)
-        aiortc_adapter.intercept_sender_rtcp(transceiver.sender, _ignore_rtcp)
+        rtc.intercept_sender_rtcp(transceiver.sender, _ignore_rtcp)
         self._added.append((transceiver, clip))
         return transceiver
 
@@ -390,7 +389,7 @@ class DirectPublisher:
         for dtls in transports:
             if not await _connected(dtls):
                 return
-        writers = {dtls: aiortc_adapter.RtpWriter(dtls) for dtls in transports}
+        writers = {dtls: RtpWriter(dtls) for dtls in transports}
         pacer = SharedPacer.of_running_loop()
         self.started_at = pacer.add(self.streams, writers)
         closed = asyncio.Event()
@@ -436,7 +435,7 @@ class SharedPacer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: the compiled path's scratch buffers for one frame (one loop, one frame at a time)
-        self._batch = aiortc_adapter.new_frame_batch()
+        self._batch = new_frame_batch()
 
     @classmethod
     def of_running_loop(cls) -> SharedPacer:
@@ -454,7 +453,7 @@ class SharedPacer:
     def add(
         self,
         streams: list[PublishedStream],
-        writers: dict[RTCDtlsTransport, aiortc_adapter.RtpWriter],
+        writers: dict[RTCDtlsTransport, RtpWriter],
     ) -> float:
         """Pace ``streams`` (one publisher's) from its phase in the next cycle on;
         returns the ``time.monotonic()`` its first frames are due."""

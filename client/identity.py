@@ -25,7 +25,7 @@ import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from sfu import aiortc_adapter
+from sfu import rtc
 
 from .media import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, encode_vp8_clip
 from .participant import Participant, ReceivedTrack, _configuration
@@ -156,5 +156,5 @@ class IdentifiedParticipant(Participant):
                 received.first_frame_at = time.monotonic()
             report(kind, identity_of(packet.payload), mid, seq)
 
-        aiortc_adapter.intercept_rtp(transceiver.receiver, arrived)
+        rtc.intercept_rtp(transceiver.receiver, arrived)
         self._notify()

@@ -37,10 +37,11 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client.parser import text_string_to_metric_families
 
-from sfu import aiortc_adapter
+from sfu import rtc
 
 from .direct_publish import DirectPublisher, PacketizedClip, packetize_opus, packetize_vp8
 from .loadtest_setup import ApiSession, SetupError, read_accounts
+from .receive_poller import ReceivePoller
 from .report import summarize, summary_text, track_table
 from .socket_signal import NAMESPACE, SocketSignal
 from .stamped import make_clips
@@ -117,7 +118,7 @@ class LoadParticipant:
     error: str | None = None
     join_seconds: float | None = None
     #: reads the sockets of every connection of the run on a timer (compiled module)
-    poller: aiortc_adapter.ReceivePoller | None = None
+    poller: ReceivePoller | None = None
     _publish_pc: RTCPeerConnection | None = None
     _subscribe_pc: RTCPeerConnection | None = None
     _publisher: DirectPublisher | None = None
@@ -139,7 +140,7 @@ class LoadParticipant:
             pc = self._publish_pc = _pc()
             if self.poller is not None:
                 # what comes back is the SFU's feedback, which a looped clip ignores
-                aiortc_adapter.receive_directly(pc, self.poller, rtcp=False)
+                rtc.receive_directly(pc, self.poller, rtcp=False)
             publisher = self._publisher = DirectPublisher(pc)
             publisher.add(audio)
             if video is not None:
@@ -156,7 +157,7 @@ class LoadParticipant:
         if pc is None:
             pc = self._subscribe_pc = _pc()
             pc.on("track", self._on_track)
-            aiortc_adapter.receive_directly(pc, self.poller, rtcp=False)
+            rtc.receive_directly(pc, self.poller, rtcp=False)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
@@ -300,7 +301,7 @@ class LoadTest:
         self._window_start: float | None = None
         self._window_end: float | None = None
         self._last_progress = (0, 0, 0.0)
-        self._poller: aiortc_adapter.ReceivePoller | None = None
+        self._poller: ReceivePoller | None = None
 
     # --- the run ------------------------------------------------------------------------
 
@@ -321,8 +322,8 @@ class LoadTest:
         audio = packetize_opus(opus)
         video = None if vp8 is None else packetize_vp8(vp8)
         clip_cpu = _cpu() - cpu_at_start
-        if aiortc_adapter.FASTRECEIVE:
-            self._poller = aiortc_adapter.ReceivePoller()
+        if rtc.FASTRECEIVE:
+            self._poller = ReceivePoller()
         for index, room in enumerate(accounts["rooms"][: c.rooms]):
             for number, account in enumerate(room["accounts"][:per_room]):
                 signal = LoadSignal(

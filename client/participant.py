@@ -35,7 +35,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
-from sfu import aiortc_adapter
+from sfu import rtc
 
 from .media import PatternVideoTrack, PreEncodedVideoTrack
 from .signal import REMOVED, OfferHandler, Signal
@@ -204,13 +204,13 @@ class Participant:
 
             pc.on("track", on_track)
             if not self._decode:  # every receiver is hooked: no decoder task to feed
-                aiortc_adapter.receive_directly(pc)
+                rtc.receive_directly(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         if self._loss:
             transceivers = pc.getTransceivers()
             if transceivers and not getattr(pc, "_caucus_lossy", False):
                 pc._caucus_lossy = True  # type: ignore[attr-defined]
-                aiortc_adapter.drop_incoming_rtp(
+                rtc.drop_incoming_rtp(
                     transceivers[0].receiver.transport,
                     lambda: self._random.random() < self._loss,
                 )
@@ -231,7 +231,7 @@ class Participant:
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
 
-            aiortc_adapter.intercept_rtp_data(transceiver.receiver, count)
+            rtc.intercept_rtp_data(transceiver.receiver, count)
         self._notify()
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:

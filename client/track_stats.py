@@ -2,7 +2,7 @@
 
 :func:`watch_receiver` hooks a subscribe connection's receiver (through the SFU's aiortc
 adapter, which replaces aiortc's jitter buffer and decoder with a plain callback).  With
-:func:`sfu.aiortc_adapter.receive_directly` on the subscribe connection (the load
+:func:`sfu.rtc.receive_directly` on the subscribe connection (the load
 client's) and the compiled module built, the packets after a track's first are read,
 unprotected and counted in C, a batch of datagrams per readiness event, without a Python
 call per packet; otherwise each reaches :meth:`TrackStats.on_data` as bytes.
@@ -16,8 +16,8 @@ from typing import Any
 
 from aiortc import RTCRtpReceiver
 
-from sfu import aiortc_adapter
-from sfu.aiortc_adapter import _fast
+from sfu import rtc
+from sfu.rtc.native import NATIVE as _fast
 from sfu.rtp_header import payload_bounds, read_fixed_header
 
 from .stamped import stamp_ending_at
@@ -128,7 +128,7 @@ class TrackStats:
         clock_rate = CLOCK_RATES.get(kind, 90000)
         audio = kind == "audio"
         if native is None:
-            native = aiortc_adapter.FASTRECEIVE
+            native = rtc.FASTRECEIVE
         if native:
             self.native: Any = _fast.ffi.new("caucus_track *")
             self.native.clock_rate = clock_rate
@@ -242,9 +242,9 @@ def percentile(values: list[float], pct: float) -> float | None:
 def watch_receiver(receiver: RTCRtpReceiver, stats: TrackStats) -> None:
     """Feed ``receiver``'s decrypted RTP packets to ``stats`` instead of aiortc's decoder.
 
-    With :func:`sfu.aiortc_adapter.receive_directly` on the peer connection, they arrive
+    With :func:`sfu.rtc.receive_directly` on the peer connection, they arrive
     straight from the socket, as bytes, without aiortc's queue, task and parser.  aiortc's
     receiver never sees a packet, so it has nothing to put in receiver reports: its RTCP
     loop is stopped too."""
-    aiortc_adapter.intercept_rtp_data(receiver, stats.on_data, stats.native)
-    aiortc_adapter.stop_receiver_reports(receiver)
+    rtc.intercept_rtp_data(receiver, stats.on_data, stats.native)
+    rtc.stop_receiver_reports(receiver)

@@ -9,9 +9,9 @@ it with the consumer's rewrite state in a C struct (``caucus_consumer``) and the
 subscriber transport's socket, address and SRTP context in another (``caucus_sink``).
 
 libsrtp is the one inside pylibsrtp: its ``srtp_protect`` is called through a function
-pointer taken from pylibsrtp's compiled module (see ``sfu.aiortc_adapter``), so nothing
+pointer taken from pylibsrtp's compiled module (see ``sfu.rtc.native``), so nothing
 here links against a second copy of it.  The Python fallback (``sfu.consumer``,
-``sfu.aiortc_adapter.RtpWriter``) computes exactly the same bytes; tests compare them.
+``sfu.rtc.writer.RtpWriter``) computes exactly the same bytes; tests compare them.
 
     .venv/bin/pip install -e .        # builds it in place (``make dev-deps`` does it)
 """
@@ -548,7 +548,7 @@ int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, ca
     return 0;
 }
 
-/* The one demultiplexing rule of the receive paths (sfu.aiortc_adapter.classify is the
+/* The one demultiplexing rule of the receive paths (sfu.rtc.demux.classify is the
    same in Python).  RFC 7983: a first byte of 128-191 is RTP or RTCP; RFC 5761 §4: RTCP
    when the second byte (the packet type) is 192-223, RTP otherwise.  aiortc's SRTCP path
    (aiortc.rtp.is_rtcp) takes packet types 192-208 only and would unprotect 209-223 as

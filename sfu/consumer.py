@@ -32,15 +32,15 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from . import aiortc_adapter
+from .rtc.native import FASTPATH, NATIVE
 from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
 from .token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from aiortc import RTCRtpTransceiver
 
-    from .aiortc_adapter import RtpWriter
     from .producer import Producer
+    from .rtc.writer import RtpWriter
     from .settings import MediaSettings
 
 
@@ -89,9 +89,9 @@ def _state_field(name: str, doc: str) -> property:
     return property(get, put, doc=doc)
 
 
-if aiortc_adapter.FASTPATH:
-    from ._fastpath import ffi as _ffi
-    from ._fastpath import lib as _lib
+if FASTPATH:
+    _ffi = NATIVE.ffi
+    _lib = NATIVE.lib
 
     _fast_write = _lib.caucus_write
     _FAST_NOT_BOUND = _lib.CAUCUS_NOT_BOUND

@@ -3,7 +3,7 @@
 Owns the transport's :class:`~sfu.ssrc_policy.SsrcPolicy` (which SSRCs may reach SRTP),
 its :class:`~sfu.rtcp_guard.RtcpGuard` (which RTCP may reach the parser) and the
 counters of datagrams dropped before or by SRTP.  The hooks that apply it to aiortc's
-objects are in :mod:`sfu.aiortc_adapter` (:func:`~sfu.aiortc_adapter.guard_ingress`).
+objects are in :mod:`sfu.rtc.guard` (:func:`~sfu.rtc.guard.guard_ingress`).
 """
 
 from __future__ import annotations

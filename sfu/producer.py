@@ -41,8 +41,8 @@ from .rtp_header import (
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    from .aiortc_adapter import RtpWriter
     from .consumer import Consumer
+    from .rtc.writer import RtpWriter
     from .settings import MediaSettings
 
 

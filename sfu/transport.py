@@ -34,7 +34,7 @@ from aiortc import (
 from aiortc.codecs import is_rtx
 from aiortc.sdp import SessionDescription
 
-from . import aiortc_adapter as adapter
+from . import rtc
 from .consumer import Consumer
 from .errors import InvalidSdp, InvalidState, LimitExceeded, MediaError, NoSupportedCodec
 from .ingress import Ingress
@@ -73,12 +73,12 @@ class Transport:
 
         self._worker = worker
         self._settings = worker.settings
-        self._srtp_profiles = adapter.srtp_profiles(self._settings.srtp_profiles)
+        self._srtp_profiles = rtc.srtp_profiles(self._settings.srtp_profiles)
         self._pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self._pc.on("connectionstatechange", self.__on_connection_state)
-        self._writer: adapter.RtpWriter | None = None
+        self._writer: rtc.RtpWriter | None = None
         self._lock = asyncio.Lock()
         self._pending: list[Consumer] = []  # offered, answer not yet applied
         self._unoffered: list[Consumer] = []
@@ -99,7 +99,7 @@ class Transport:
     @property
     def srtp_profile(self) -> str | None:
         """The negotiated DTLS-SRTP profile, once connected."""
-        return adapter.negotiated_srtp_profile(self._writer.dtls if self._writer else None)
+        return rtc.negotiated_srtp_profile(self._writer.dtls if self._writer else None)
 
     # --- publish ------------------------------------------------------------------------
 
@@ -113,10 +113,10 @@ class Transport:
                 self._bind_ports()
                 self._keep_consent()
                 self.ingress.ssrc.negotiated(_declared_ssrcs(description))
-                adapter.guard_ingress(self._pc, self.ingress)
-                adapter.receive_directly(self._pc)
+                rtc.guard_ingress(self._pc, self.ingress)
+                rtc.receive_directly(self._pc)
                 new = self._prepare_producers()
-                adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
+                rtc.restrict_srtp_profiles(self._pc, self._srtp_profiles)
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
             except Exception as exc:
                 await self.close()
@@ -175,7 +175,7 @@ class Transport:
         for transceiver in self._pc.getTransceivers():
             if transceiver.mid in known or transceiver.receiver.track is None:
                 continue
-            codecs = adapter.negotiated_codecs(transceiver)
+            codecs = rtc.negotiated_codecs(transceiver)
             primary = next((c for c in codecs if not is_rtx(c)), None)
             if primary is None or primary.mimeType.lower() not in allowed:
                 raise NoSupportedCodec(f"no supported codec for {transceiver.kind}")
@@ -184,22 +184,22 @@ class Transport:
                 None,
             )
             # answer with exactly the codec the SFU forwards (and its RTX)
-            adapter.limit_codecs(transceiver, [primary] + ([rtx] if rtx else []))
-            extension_ids = {e.uri: e.id for e in adapter.negotiated_header_extensions(transceiver)}
+            rtc.limit_codecs(transceiver, [primary] + ([rtx] if rtx else []))
+            extension_ids = {e.uri: e.id for e in rtc.negotiated_header_extensions(transceiver)}
             producer = Producer(
                 participant_id=self.participant_id,
                 kind=transceiver.kind,
                 codec=primary,
                 rtx_payload_type=rtx.payloadType if rtx else None,
-                rtcp_ssrc=adapter.receiver_rtcp_ssrc(transceiver),
+                rtcp_ssrc=rtc.receiver_rtcp_ssrc(transceiver),
                 writer=self._ensure_writer(transceiver.receiver.transport),
                 settings=self._settings,
                 mid=transceiver.mid,
                 audio_level_id=extension_ids.get(AUDIO_LEVEL_URI, 0),
                 on_abuse=_weakly(self._abused),
             )
-            adapter.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
-            adapter.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
+            rtc.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
+            rtc.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
             new.append(producer)
         return new
 
@@ -210,12 +210,10 @@ class Transport:
         self._require(SUBSCRIBE)
         if self.closed:
             raise InvalidState("transport is closed")
-        transceiver = self._pc.addTransceiver(
-            adapter.IdleTrack(producer.kind), direction="sendonly"
-        )
+        transceiver = self._pc.addTransceiver(rtc.IdleTrack(producer.kind), direction="sendonly")
         transceiver.setCodecPreferences(_sender_codecs(producer))
-        adapter.restrict_srtp_profiles(self._pc, self._srtp_profiles)
-        ssrc, rtx_ssrc = adapter.sender_ssrcs(transceiver.sender)
+        rtc.restrict_srtp_profiles(self._pc, self._srtp_profiles)
+        ssrc, rtx_ssrc = rtc.sender_ssrcs(transceiver.sender)
         consumer = Consumer(
             producer=producer,
             transceiver=transceiver,
@@ -224,7 +222,7 @@ class Transport:
             writer=self._ensure_writer(transceiver.sender.transport),
             settings=self._settings,
         )
-        adapter.intercept_sender_rtcp(transceiver.sender, consumer.on_rtcp)
+        rtc.intercept_sender_rtcp(transceiver.sender, consumer.on_rtcp)
         self.consumers[consumer.id] = consumer
         self._unoffered.append(consumer)
         self._negotiation_needed()
@@ -253,7 +251,7 @@ class Transport:
             self._bind_ports()
             offer = await self._pc.createOffer()
             await self._pc.setLocalDescription(offer)
-            adapter.guard_ingress(self._pc, self.ingress)
+            rtc.guard_ingress(self._pc, self.ingress)
         except Exception as exc:
             await self.close()
             raise _as_media_error(exc) from exc
@@ -281,7 +279,7 @@ class Transport:
         for consumer in pending:
             if consumer.closed:
                 continue
-            codecs = adapter.negotiated_codecs(consumer.transceiver)
+            codecs = rtc.negotiated_codecs(consumer.transceiver)
             primary = next((c for c in codecs if not is_rtx(c)), None)
             if primary is None:
                 self.remove_consumer(consumer)
@@ -290,7 +288,7 @@ class Transport:
                 (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
                 None,
             )
-            ids = {e.uri: e.id for e in adapter.negotiated_header_extensions(consumer.transceiver)}
+            ids = {e.uri: e.id for e in rtc.negotiated_header_extensions(consumer.transceiver)}
             consumer.configure(
                 primary.payloadType,
                 rtx.payloadType if rtx else None,
@@ -335,19 +333,19 @@ class Transport:
         # before ICE can complete (it starts once both descriptions are applied): consent
         # answers that wait behind received media must still count
         settings = self._settings
-        adapter.keep_consent(self._pc, settings.consent_interval, settings.consent_expiry)
+        rtc.keep_consent(self._pc, settings.consent_interval, settings.consent_expiry)
 
     def _bind_ports(self) -> None:
         # before the local description is set: gathering starts then
         settings = self._settings
         if settings.udp_port_min is not None and settings.udp_port_max is not None:
-            adapter.bind_ports_in_range(self._pc, settings.udp_port_min, settings.udp_port_max)
+            rtc.bind_ports_in_range(self._pc, settings.udp_port_min, settings.udp_port_max)
 
-    def _ensure_writer(self, dtls=None) -> adapter.RtpWriter:
+    def _ensure_writer(self, dtls=None) -> rtc.RtpWriter:
         if self._writer is None:
             if dtls is None:
                 dtls = self._pc.getTransceivers()[0].receiver.transport
-            self._writer = adapter.RtpWriter(dtls)
+            self._writer = rtc.RtpWriter(dtls)
         return self._writer
 
     def _start_connect_timer(self) -> None:
@@ -394,7 +392,7 @@ class Transport:
             if transceivers and self._writer is not None:
                 dtls = transceivers[0].sender.transport
                 if dtls is not self._writer.dtls:
-                    self._writer = adapter.RtpWriter(dtls)
+                    self._writer = rtc.RtpWriter(dtls)
                     for item in (*self.producers.values(), *self.consumers.values()):
                         item._writer = self._writer
             if self.direction == PUBLISH:
@@ -467,7 +465,7 @@ class Transport:
             "packets_sent": writer.packets if writer else 0,
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
-            "consent": adapter.consent_stats(self._pc),
+            "consent": rtc.consent_stats(self._pc),
             "close_reason": self.close_reason,
             "ingress": self.ingress.stats(),
             "refusals": self.refusals(),

@@ -27,6 +27,7 @@ from .consumer import Consumer
 from .errors import NotFound
 from .producer import Producer
 from .router import Router
+from .rtc.native import log_native_paths
 from .settings import MediaSettings
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
@@ -47,6 +48,7 @@ class Worker:
 
     def __init__(self, settings: MediaSettings | None = None) -> None:
         self.settings = settings or MediaSettings()
+        log_native_paths()  # once per process: which compiled paths are in use, and why not
         self._routers: dict[str, Router] = {}
         self._transports: dict[str, Transport] = {}
         #: What the SFU refused from the peers of transports closed since, by reason.

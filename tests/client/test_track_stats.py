@@ -12,7 +12,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from client.stamped import STAMP_SIZE, stamp
 from client.track_stats import LATENCY_BUFFER, TrackStats
-from sfu.aiortc_adapter import FASTRECEIVE
+from sfu.rtc import FASTRECEIVE
 
 #: Both kinds of counters; the compiled one is part of every installed tree (CI builds it).
 NATIVE = [pytest.param(True, id="compiled"), pytest.param(False, id="python")]

@@ -20,12 +20,13 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["sfu.aiortc_adapter"]):
+with atheris.instrument_imports(include=["sfu.rtc"]):
     import pylibsrtp
 
-    from sfu import aiortc_adapter as adapter
+    from sfu import rtc
+    from sfu.rtc import native
 
-fast = adapter._fast
+fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
 KEY = bytes(range(28))
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
@@ -56,12 +57,12 @@ def session(inbound: bool) -> pylibsrtp.Session:
 
 
 def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
-    buf = adapter._srtp_ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
+    buf = native.srtp_ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
     buf[0 : len(packet)] = packet
-    size = adapter._srtp_ffi.new("int *", len(packet))
-    if adapter._srtp_protect(outbound._srtp[0], buf, size):
+    size = native.srtp_ffi.new("int *", len(packet))
+    if native.srtp_protect(outbound._srtp[0], buf, size):
         return packet
-    return adapter._srtp_ffi.buffer(buf, size[0])[:]
+    return native.srtp_ffi.buffer(buf, size[0])[:]
 
 
 def empty_socket() -> None:
@@ -86,8 +87,8 @@ def check(result: int) -> None:
         ssrc = struct.unpack_from("!I", ffi.buffer(RX.buf, 12), 8)[0]
         assert ssrc not in list(RX.allowed)[: RX.allowed_count]
     else:
-        kind = adapter.classify(bytes(ffi.buffer(RX.buf, 2)), RX.length)
-        assert kind == adapter.KIND_OTHER or (kind == adapter.KIND_RTCP and not RX.drop_rtcp)
+        kind = rtc.classify(bytes(ffi.buffer(RX.buf, 2)), RX.length)
+        assert kind == rtc.KIND_OTHER or (kind == rtc.KIND_RTCP and not RX.drop_rtcp)
 
 
 @atheris.instrument_func
@@ -111,8 +112,8 @@ def TestOneInput(data: bytes) -> None:
     ffi.memmove(RX, bytes(ffi.sizeof("caucus_receiver")), ffi.sizeof("caucus_receiver"))
     ffi.memmove(TRACK, bytes(ffi.sizeof("caucus_track")), ffi.sizeof("caucus_track"))
     TRACK.clock_rate = 90000
-    RX.unprotect = adapter._FAST_UNPROTECT
-    RX.srtp = ffi.cast("void *", adapter._address_of(inbound._srtp[0]))
+    RX.unprotect = native.FAST_UNPROTECT
+    RX.srtp = ffi.cast("void *", native.address_of(inbound._srtp[0]))
     RX.fd = RX_SOCK.fileno()
     RX.drop_rtcp = fdp.ConsumeBool()
     for _ in range(fdp.ConsumeIntInRange(1, 24)):
@@ -147,7 +148,7 @@ def TestOneInput(data: bytes) -> None:
             RX.filter = fdp.ConsumeBool()
         elif op == 4:  # the transport left "connected", or is back in this input
             if RX.srtp == ffi.NULL:
-                RX.srtp = ffi.cast("void *", adapter._address_of(inbound._srtp[0]))
+                RX.srtp = ffi.cast("void *", native.address_of(inbound._srtp[0]))
             else:
                 RX.srtp = ffi.NULL
         elif op == 5:  # a route to the track counter

@@ -20,12 +20,12 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["sfu.aiortc_adapter"]):
+with atheris.instrument_imports(include=["sfu.rtc", "client.frames"]):
     import pylibsrtp
 
-    from sfu import aiortc_adapter as adapter
+    from sfu.rtc import native, writer
 
-fast = adapter._fast
+fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
 KEY = bytes(range(28))
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
@@ -39,7 +39,7 @@ TARGET.setblocking(False)
 TARGET.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
 SENDER = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 SENDER.setblocking(False)
-ADDRESS = adapter._sockaddr(socket.AF_INET, TARGET.getsockname())
+ADDRESS = writer._sockaddr(socket.AF_INET, TARGET.getsockname())
 SINK = ffi.new("caucus_sink *")
 CONSUMER = ffi.new("caucus_consumer *")
 BATCH = ffi.new("caucus_batch *")
@@ -89,8 +89,8 @@ def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     outbound, inbound = session(False), session(True)
     ffi.memmove(SINK, bytes(ffi.sizeof("caucus_sink")), ffi.sizeof("caucus_sink"))
-    SINK.protect = adapter._FAST_PROTECT
-    SINK.srtp = ffi.cast("void *", adapter._address_of(outbound._srtp[0]))
+    SINK.protect = native.FAST_PROTECT
+    SINK.srtp = ffi.cast("void *", native.address_of(outbound._srtp[0]))
     SINK.fd = SENDER.fileno()
     SINK.addr[0 : len(ADDRESS)] = ADDRESS
     SINK.addrlen = len(ADDRESS)

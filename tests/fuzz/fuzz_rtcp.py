@@ -1,7 +1,7 @@
 """Fuzz target: decrypted RTCP from a peer, along the SFU's path.
 
 Every input is one SRTCP compound packet after decryption.  It goes where the SFU sends
-it (``sfu.aiortc_adapter.guard_ingress``): through the transport's ``RtcpGuard``, then
+it (``sfu.rtc.guard.guard_ingress``): through the transport's ``RtcpGuard``, then
 aiortc's ``RtcpPacket.parse``, aiortc's RTCP routing (a real ``RtpRouter`` knowing one
 publisher's SSRC and two subscribers' SSRCs), then the SFU's handlers:
 ``Producer.on_rtcp`` (sender reports, BYE) and ``Consumer.on_rtcp`` (NACK answered from

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection
 
 from client import LocalSignal, Participant
-from sfu import MediaSettings, Transport, Worker, aiortc_adapter
+from sfu import MediaSettings, Transport, Worker, rtc
 
 RTP_HEADER = struct.Struct("!BBHII")
 
@@ -25,11 +25,11 @@ def hostile_settings(**overrides: object) -> MediaSettings:
     return MediaSettings(**values)  # type: ignore[arg-type]
 
 
-def raw_writer(pc: RTCPeerConnection) -> aiortc_adapter.RtpWriter:
+def raw_writer(pc: RTCPeerConnection) -> rtc.RtpWriter:
     """A writer on ``pc``'s own (connected) DTLS transport: what it sends is protected
     with the peer's real keys, as a signed-in participant's hostile client would."""
     dtls = pc.getTransceivers()[0].sender.transport
-    return aiortc_adapter.RtpWriter(dtls)
+    return rtc.RtpWriter(dtls)
 
 
 def rtp(ssrc: int, seq: int, payload_type: int = 96, payload: bytes = b"\x00" * 160) -> bytes:
@@ -39,7 +39,7 @@ def rtp(ssrc: int, seq: int, payload_type: int = 96, payload: bytes = b"\x00" * 
 
 
 def sfu_addresses(transport: Transport) -> list[tuple[str, int]]:
-    return aiortc_adapter.local_addresses(transport._pc)
+    return rtc.local_addresses(transport._pc)
 
 
 def send_datagrams(addresses: list[tuple[str, int]], datagrams: list[bytes]) -> None:

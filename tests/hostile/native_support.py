@@ -15,14 +15,14 @@ from typing import Any
 
 import pylibsrtp
 
-from sfu import aiortc_adapter as adapter
+from sfu.rtc import native, writer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(28))
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 RTP_HEADER = struct.Struct("!BBHII")
 
-fast = adapter._fast
+fast = native.NATIVE
 
 
 def session(inbound: bool) -> pylibsrtp.Session:
@@ -46,11 +46,11 @@ def rtp(ssrc: int, seq: int, payload: bytes = b"\x01" * 100, second: int = 96) -
 def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
     """``packet`` protected by libsrtp in place, whatever its length (pylibsrtp's own
     ``protect`` refuses packets longer than a common MTU)."""
-    ffi = adapter._srtp_ffi
+    ffi = native.srtp_ffi
     buf = ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
     buf[0 : len(packet)] = packet
     size = ffi.new("int *", len(packet))
-    assert adapter._srtp_protect(outbound._srtp[0], buf, size) == 0
+    assert native.srtp_protect(outbound._srtp[0], buf, size) == 0
     return ffi.buffer(buf, size[0])[:]
 
 
@@ -76,8 +76,8 @@ class Receiver:
         self.sock.setblocking(False)
         self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.rx: Any = fast.ffi.new("caucus_receiver *")
-        self.rx.unprotect = adapter._FAST_UNPROTECT
-        self.rx.srtp = fast.ffi.cast("void *", adapter._address_of(self.inbound._srtp[0]))
+        self.rx.unprotect = native.FAST_UNPROTECT
+        self.rx.srtp = fast.ffi.cast("void *", native.address_of(self.inbound._srtp[0]))
         self.rx.fd = self.sock.fileno()
 
     def send(self, *datagrams: bytes) -> None:
@@ -126,10 +126,10 @@ class Sink:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sink: Any = fast.ffi.new("caucus_sink *")
-        self.sink.protect = adapter._FAST_PROTECT
-        self.sink.srtp = fast.ffi.cast("void *", adapter._address_of(self.outbound._srtp[0]))
+        self.sink.protect = native.FAST_PROTECT
+        self.sink.srtp = fast.ffi.cast("void *", native.address_of(self.outbound._srtp[0]))
         self.sink.fd = self.sock.fileno()
-        address = adapter._sockaddr(socket.AF_INET, self.target.getsockname())
+        address = writer._sockaddr(socket.AF_INET, self.target.getsockname())
         assert address is not None
         self.sink.addr[0 : len(address)] = address
         self.sink.addrlen = len(address)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from aiortc.rtp import is_rtcp
 
-from sfu import aiortc_adapter as adapter
+from sfu import rtc
 
 from .native_support import Receiver, fast, has_stream, protect, rtp, run_isolated
 
@@ -66,22 +66,22 @@ def test_a_released_context_never_reaches_libsrtp() -> None:
 def test_the_compiled_and_python_rules_agree_and_rtcp_is_what_aiortc_unprotects() -> None:
     """One demultiplexing rule (RFC 7983, RFC 5761), the same in C and Python; what it
     hands to aiortc as RTCP is exactly what aiortc's SRTCP path takes."""
-    kinds = {adapter.KIND_OTHER, adapter.KIND_RTP, adapter.KIND_RTCP, adapter.KIND_MALFORMED}
-    assert (lib.CAUCUS_KIND_RTP, lib.CAUCUS_KIND_RTCP) == (adapter.KIND_RTP, adapter.KIND_RTCP)
+    kinds = {rtc.KIND_OTHER, rtc.KIND_RTP, rtc.KIND_RTCP, rtc.KIND_MALFORMED}
+    assert (lib.CAUCUS_KIND_RTP, lib.CAUCUS_KIND_RTCP) == (rtc.KIND_RTP, rtc.KIND_RTCP)
     seen = set()
     for first in range(256):
         for second in range(256):
             for length in (0, 1, 2, 12, 13, 100):
                 data = bytes([first, second]) + bytes(98)
-                kind = adapter.classify(data, length)
+                kind = rtc.classify(data, length)
                 assert kind == lib.caucus_classify(data, length), (first, second, length)
                 seen.add(kind)
                 media = 127 < first < 192 and length >= 2
-                if kind == adapter.KIND_RTCP:
+                if kind == rtc.KIND_RTCP:
                     assert media and is_rtcp(data[:length])
                 elif media and is_rtcp(data[:length]):
                     pytest.fail(f"aiortc takes {first}/{second} as RTCP, the SFU does not")
-                if kind == adapter.KIND_RTP:
+                if kind == rtc.KIND_RTP:
                     assert media and not 192 <= second <= 223 and length > 12
     assert seen == kinds
 

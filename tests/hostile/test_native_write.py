@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sfu import aiortc_adapter as adapter
+from client.frames import FrameTemplate, new_frame_batch
 
 from .native_support import Sink, fast, run_isolated
 
@@ -70,9 +70,9 @@ def test_a_frame_template_with_lengths_beyond_its_tails(sink: Sink) -> None:
     """Through the writer's API: a template whose lengths were changed after it was
     built sends the tails that lie inside and counts the others as dropped."""
     tails = [b"\x01" * 50, b"\x02" * 60, b"\x03" * 70]
-    frame = adapter.FrameTemplate(
+    frame = FrameTemplate(
         tails,
-        batch=adapter.new_frame_batch(),
+        batch=new_frame_batch(),
         first_byte=0x80,
         payload_type=96,
         ssrc=0x4321,

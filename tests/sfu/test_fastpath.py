@@ -17,7 +17,8 @@ from aiortc.rtcdtlstransport import State
 from pyee import EventEmitter
 
 from client import stamped
-from sfu import aiortc_adapter
+from client.frames import FrameTemplate, new_frame_batch, send_frame
+from sfu import rtc
 from sfu.consumer import Consumer
 from sfu.settings import MediaSettings
 
@@ -31,7 +32,7 @@ EXTENSION_BLOCK = b"\xbe\xde\x00\x01\x10\xaa\x00\x00"
 
 def test_the_compiled_path_is_built() -> None:
     """CI installs Caucus, which compiles the path: it must be there, and in use."""
-    assert aiortc_adapter.FASTPATH
+    assert rtc.FASTPATH
 
 
 class Wire:
@@ -57,7 +58,7 @@ class Wire:
         self.dtls._tx_srtp = pylibsrtp.Session(policy)
         self.dtls._state = State.CONNECTED
         self.dtls.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
-        self.writer = aiortc_adapter.RtpWriter(self.dtls)  # type: ignore[arg-type]
+        self.writer = rtc.RtpWriter(self.dtls)  # type: ignore[arg-type]
         self.writer.native = native
         policy = pylibsrtp.Policy(
             key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=PROFILE
@@ -230,10 +231,10 @@ def frame_tails(count: int, seed: int) -> list[bytes]:
     ]
 
 
-def frame_template(tails: list[bytes], **options) -> aiortc_adapter.FrameTemplate:
+def frame_template(tails: list[bytes], **options) -> FrameTemplate:
     """A frame of SSRC 0x4321, payload type 100, the extension bit set."""
-    batch = aiortc_adapter.new_frame_batch()
-    return aiortc_adapter.FrameTemplate(
+    batch = new_frame_batch()
+    return FrameTemplate(
         tails, batch=batch, first_byte=0x90, payload_type=100, ssrc=0x4321, **options
     )
 
@@ -260,7 +261,7 @@ def test_a_frame_sent_whole_is_the_frame_sent_packet_by_packet(count: int) -> No
     try:
         frame = frame_template(tails, picture_id_offset=len(EXTENSION_BLOCK) + 2)
         before_us = time.time_ns() // 1000
-        assert whole.writer.send_frame(frame, seq, 3000, 0x8000 | 0x1234) == count
+        assert send_frame(whole.writer, frame, seq, 3000, 0x8000 | 0x1234) == count
         after_us = time.time_ns() // 1000
         got = whole.packets(count)
         sizes = [12 + len(t) for t in tails]
@@ -284,19 +285,19 @@ def test_a_frame_drops_a_packet_too_large_and_binds_again_after_a_failed_send() 
         tails = frame_tails(3, 5)
         tails[1] = tails[1] + bytes(2000)  # beyond what the writer's buffer holds
         frame = frame_template(tails, picture_id_offset=None, stamped=False)
-        assert wire.writer.send_frame(frame, 7, 3000, 0) == 2
+        assert send_frame(wire.writer, frame, 7, 3000, 0) == 2
         got = wire.packets(2)
         assert [p[2] for p in got] == [7, 9]  # 8 was dropped, its number kept
         assert got[1][5] == tails[2]  # no stamp, no picture ID written
         assert wire.writer.dropped == 1
         # the socket is replaced: the failed send unbinds, the frame is sent on the new one
         replacement = wire.replace_socket()
-        assert wire.writer.send_frame(frame, 10, 6000, 0) == 2
+        assert send_frame(wire.writer, frame, 10, 6000, 0) == 2
         assert wire.writer.sink.fd == replacement.fileno()
         assert [p[2] for p in wire.packets(2)] == [10, 12]
         # a closed transport sends nothing
         wire.dtls._state = State.CLOSED
         wire.dtls.emit("statechange")
-        assert wire.writer.send_frame(frame, 13, 9000, 0) == 0
+        assert send_frame(wire.writer, frame, 13, 9000, 0) == 0
     finally:
         wire.close()

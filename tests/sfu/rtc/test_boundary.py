@@ -1,73 +1,11 @@
-"""Fails loudly when an aiortc/aioice upgrade changes the internals the SFU relies on."""
-
-import inspect
-from importlib.metadata import version
+"""The aiortc boundary's replacements behave as aiortc's and aioice's own (what each
+relies on is in ``sfu.rtc.requirements``, checked by ``test_requirements.py``)."""
 
 import pytest
 from aiortc import RTCPeerConnection
 
-from sfu import aiortc_adapter
-
-
-def test_aiortc_version_is_the_pinned_one():
-    major, minor = (int(x) for x in version("aiortc").split(".")[:2])
-    assert (major, minor) == (1, 16), "re-check sfu/aiortc_adapter.py before upgrading aiortc"
-
-
-def test_private_methods_exist_with_expected_signatures():
-    for cls, name in aiortc_adapter.PRIVATE_API:
-        assert callable(getattr(cls, name, None)), f"{cls.__name__}.{name} is gone"
-    signatures = {
-        (cls.__name__, name): list(inspect.signature(getattr(cls, name)).parameters)
-        for cls, name in aiortc_adapter.PRIVATE_API
-    }
-    assert signatures[("RTCRtpReceiver", "_handle_rtp_packet")] == [
-        "self",
-        "packet",
-        "arrival_time_ms",
-    ]
-    assert signatures[("RTCRtpSender", "_handle_rtcp_packet")] == ["self", "packet"]
-    assert signatures[("RTCRtpSender", "_send_rtcp")] == ["self", "packets"]
-    assert signatures[("RTCDtlsTransport", "_send_rtp")] == ["self", "data"]
-    assert signatures[("RTCDtlsTransport", "_handle_rtcp_data")] == ["self", "data"]
-    assert signatures[("RtpRouter", "route_rtcp")] == ["self", "packet"]
-    assert signatures[("RTCDtlsTransport", "_handle_rtp_data")] == [
-        "self",
-        "data",
-        "arrival_time_ms",
-    ]
-
-
-async def test_private_attributes_exist_on_live_objects():
-    pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver("video", direction="sendonly")
-    dtls = transceiver.sender.transport
-    objects = {
-        type(transceiver.sender): transceiver.sender,
-        type(transceiver.receiver): transceiver.receiver,
-        type(transceiver): transceiver,
-        type(dtls): dtls,
-        type(dtls._rtp_router): dtls._rtp_router,
-        type(dtls.transport._connection): dtls.transport._connection,
-    }
-    for cls, names in aiortc_adapter.PRIVATE_INSTANCE_ATTRIBUTES.items():
-        for name in names:
-            assert hasattr(objects[cls], name), f"{cls.__name__}.{name} is gone"
-    # aioice internals used by RtpWriter and drop_incoming_rtp
-    ice = dtls.transport
-    assert hasattr(ice, "_recv")
-    assert isinstance(ice._connection._nominated, dict)
-    assert "SRTP_AEAD_AES_128_GCM" in [
-        p.openssl_profile.decode() for p in aiortc_adapter.srtp_profiles(["SRTP_AEAD_AES_128_GCM"])
-    ]
-    await pc.close()
-
-
-def test_stun_protocol_sends_with_a_datagram_transport():
-    from aioice.ice import CandidatePair, StunProtocol
-
-    assert "transport" in inspect.getsource(StunProtocol.connection_made)
-    assert "remote_addr" in dir(CandidatePair)
+from sfu import rtc
+from sfu.rtc import native, receive
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["compiled", "python"])
@@ -117,9 +55,9 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket(native)
         dtls._state = State.CONNECTED
         dtls.transport = SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair}))
         assert hasattr(dtls._tx_srtp, "_srtp")
-        writer = aiortc_adapter.RtpWriter(dtls)
+        writer = rtc.RtpWriter(dtls)
         if native:
-            assert aiortc_adapter.FASTPATH, "sfu._fastpath is not built"
+            assert rtc.FASTPATH, "sfu._fastpath is not built"
         writer.native = native
         tail = os.urandom(1000)
         # a mutable buffer too (the load client writes VP8 picture ids into its tails)
@@ -145,28 +83,6 @@ async def test_rtp_writer_protects_in_place_and_sends_on_the_pair_socket(native)
         source.close()
 
 
-def test_consent_check_replacement_hooks_exist():
-    """keep_consent replaces ``Connection.query_consent`` on the instance (``connect()``
-    starts it), builds requests like aioice, and registers its own entries in
-    ``StunProtocol.transactions``, to which responses are dispatched."""
-    from aioice import stun
-    from aioice.ice import Connection, StunProtocol
-
-    assert "self.query_consent()" in inspect.getsource(Connection.connect)
-    assert "self._query_consent_task" in inspect.getsource(Connection.close)
-    assert list(inspect.signature(Connection.build_request).parameters) == [
-        "self",
-        "pair",
-        "nominate",
-    ]
-    received = inspect.getsource(StunProtocol.datagram_received)
-    assert "self.transactions[message.transaction_id]" in received
-    assert "response_received(message, addr)" in received
-    assert callable(StunProtocol.send_stun)
-    assert callable(stun.Message.check_message_integrity)
-    assert callable(stun.Message.add_message_integrity)
-
-
 async def test_keep_consent_is_installed_on_the_ice_connection():
     from aioice.ice import StunProtocol
 
@@ -175,37 +91,14 @@ async def test_keep_consent_is_installed_on_the_ice_connection():
     connection = pc.getTransceivers()[0].receiver.transport.transport._connection
     for name in ("remote_password", "_nominated", "close"):
         assert hasattr(connection, name), f"Connection.{name} is gone"
-    assert aiortc_adapter.consent_stats(pc) is None
-    aiortc_adapter.keep_consent(pc, 5.0, 30.0)
+    assert rtc.consent_stats(pc) is None
+    rtc.keep_consent(pc, 5.0, 30.0)
     installed = connection.query_consent
-    aiortc_adapter.keep_consent(pc, 1.0, 2.0)
+    rtc.keep_consent(pc, 1.0, 2.0)
     assert connection.query_consent is installed
-    assert aiortc_adapter.consent_stats(pc) == (0, 0)
+    assert rtc.consent_stats(pc) == (0, 0)
     assert isinstance(StunProtocol(connection).transactions, dict)
     await pc.close()
-
-
-def test_port_range_gathering_hooks_exist():
-    """bind_ports_in_range replaces ``Connection.get_component_candidates`` on the
-    instance: ``gather_candidates`` calls it per component with the host addresses, and
-    it registers its sockets in ``Connection._protocols`` as aioice does."""
-    from aioice import turn
-    from aioice.ice import Connection
-
-    assert list(inspect.signature(Connection.get_component_candidates).parameters) == [
-        "self",
-        "component",
-        "addresses",
-        "timeout",
-    ]
-    gather = inspect.getsource(Connection.gather_candidates)
-    assert "self.get_component_candidates(component=component, addresses=addresses)" in gather
-    assert "self._local_candidates += candidates" in gather
-    own = inspect.getsource(Connection.get_component_candidates)
-    assert "local_addr=(address, 0)" in own
-    assert "self._protocols += host_protocols" in own
-    assert "turn.UDP_SOCKET_BUFFER_SIZE" in own
-    assert isinstance(turn.UDP_SOCKET_BUFFER_SIZE, int)
 
 
 async def test_port_range_gathering_matches_aioice_but_for_the_port():
@@ -219,9 +112,9 @@ async def test_port_range_gathering_matches_aioice_but_for_the_port():
     replaced = pc.getTransceivers()[0].receiver.transport.transport._connection
     for name in ("stun_server", "turn_server", "_protocols"):
         assert hasattr(replaced, name), f"Connection.{name} is gone"
-    aiortc_adapter.bind_ports_in_range(pc, 21000, 21999)
+    rtc.bind_ports_in_range(pc, 21000, 21999)
     installed = replaced.get_component_candidates
-    aiortc_adapter.bind_ports_in_range(pc, 22000, 22999)
+    rtc.bind_ports_in_range(pc, 22000, 22999)
     assert replaced.get_component_candidates is installed
     own = Connection(ice_controlling=False)
     try:
@@ -243,7 +136,7 @@ async def test_port_range_gathering_matches_aioice_but_for_the_port():
         )
         assert len(replaced.local_candidates) == len(get_host_addresses(True, True))
         assert all(21000 <= c.port <= 21999 for c in replaced.local_candidates)
-        bound = aiortc_adapter.local_addresses(pc)
+        bound = rtc.local_addresses(pc)
         assert sorted(bound) == sorted((c.host, c.port) for c in replaced.local_candidates)
         for protocol in replaced._protocols:
             sock = protocol.transport.get_extra_info("socket")
@@ -255,7 +148,7 @@ async def test_port_range_gathering_matches_aioice_but_for_the_port():
     finally:
         await own.close()
         await pc.close()
-    assert aiortc_adapter.local_addresses(pc) == []
+    assert rtc.local_addresses(pc) == []
 
 
 def test_direct_receive_replicates_aiortcs_receive_path():
@@ -265,34 +158,16 @@ def test_direct_receive_replicates_aiortcs_receive_path():
     extension map to the receiver that ``_rtp_router`` picks by SSRC and payload type."""
     import asyncio
 
-    from aioice.ice import Connection, StunProtocol
+    from aioice.ice import Connection
     from aiortc import clock
-    from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 
-    received = inspect.getsource(StunProtocol.datagram_received)
-    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
-    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
-        Connection.data_received
-    )
-    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
-    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
-    assert "is_rtcp(data)" in recv_next
-    assert "data = self._rx_srtp.unprotect(data)" in recv_next
-    assert "arrival_time_ms = clock.current_ms()" in recv_next
-    handle = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
-    assert "RtpPacket.parse(data, self._rtp_header_extensions_map)" in handle
-    assert "self._rtp_router.route_rtp(packet)" in handle
-    assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle
-    route = inspect.getsource(RtpRouter.route_rtp)
-    assert "self.ssrc_table.get(packet.ssrc)" in route
-    assert "self.payload_type_table.get(packet.payload_type, set())" in route
-    assert "ssrc_receiver in pt_receivers" in route
+    # the source snippets it relies on are REQUIREMENTS entries (test_requirements.py)
     assert isinstance(Connection(ice_controlling=True).__dict__["_queue"], asyncio.Queue)
     # arrival times count from 1900, as aiortc's do
-    ours = int(__import__("time").time() * 1000) + aiortc_adapter._NTP_EPOCH_MS
+    ours = int(__import__("time").time() * 1000) + receive.NTP_EPOCH_MS
     assert abs(clock.current_ms() - ours) < 1000
     # the in-place unprotect of the rx session's context
-    assert callable(aiortc_adapter._srtp_unprotect)
+    assert callable(native.srtp_unprotect)
 
 
 async def test_idle_rtcp_loops_wait_to_be_cancelled_and_stop_cleanly():
@@ -305,7 +180,7 @@ async def test_idle_rtcp_loops_wait_to_be_cancelled_and_stop_cleanly():
     transceiver = pc.addTransceiver("audio", direction="sendrecv")
     sender, receiver = transceiver.sender, transceiver.receiver
     feedback: list[object] = []
-    aiortc_adapter.intercept_sender_rtcp(sender, feedback.append)
+    rtc.intercept_sender_rtcp(sender, feedback.append)
     loop = asyncio.get_running_loop()
     timers = len(loop._scheduled)  # type: ignore[attr-defined]
     loop_task = asyncio.ensure_future(sender._run_rtcp())
@@ -320,7 +195,7 @@ async def test_idle_rtcp_loops_wait_to_be_cancelled_and_stop_cleanly():
     running = asyncio.ensure_future(receiver._run_rtcp())
     receiver._RTCRtpReceiver__rtcp_task = running
     await asyncio.wait_for(receiver._RTCRtpReceiver__rtcp_started.wait(), 5)
-    aiortc_adapter.stop_receiver_reports(receiver)
+    rtc.stop_receiver_reports(receiver)
     await asyncio.wait_for(receiver._RTCRtpReceiver__rtcp_exited.wait(), 5)
     assert running.done()
     await pc.close()
