@@ -277,7 +277,7 @@ class PublishedStream:
             picture_id = 0x8000 | self._picture_id
             self._picture_id = (self._picture_id + 1) & 0x7FFF
         native = self._native
-        if native is not None and self._writer.native:  # type: ignore[union-attr]
+        if native is not None and self._writer.native:  # type: ignore[union-attr]  # begin() set the writer
             packets, sent = self._send_whole(native[index], timestamp, picture_id)
         else:
             packets, sent = self._send_packets(self._frames[index], timestamp, picture_id)
@@ -302,7 +302,7 @@ class PublishedStream:
         if offset is not None:
             for tail in tails:
                 _pack_picture_id(tail, offset, picture_id)
-        forward = self._writer.forward  # type: ignore[union-attr]
+        forward = self._writer.forward  # type: ignore[union-attr]  # begin() set the writer
         first = self._first_byte
         payload_type = self.payload_type
         ssrc = self.ssrc

@@ -99,7 +99,7 @@ class MediaSettings:
         if (self.udp_port_min is None) != (self.udp_port_max is None):
             raise ValueError("udp_port_min and udp_port_max go together")
         if self.udp_port_min is not None and not (
-            0 < self.udp_port_min <= self.udp_port_max <= 65535  # type: ignore[operator]
+            0 < self.udp_port_min <= self.udp_port_max <= 65535  # type: ignore[operator]  # both bounds checked set just above
         ):
             raise ValueError("invalid UDP port range")
         if not 0 < self.consent_interval < self.consent_expiry:

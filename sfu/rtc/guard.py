@@ -153,8 +153,8 @@ def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
             except Exception as exc:
                 handler_failed("RTP handler failed", exc)
 
-    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
-    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]  # the guard replaces aiortc's handler
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]  # the guard replaces aiortc's handler
 
     # aiortc reads the first byte of whatever aioice queued: an empty datagram (from
     # anyone) raised IndexError there and failed the connection

@@ -39,7 +39,7 @@ def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     ``handler`` runs synchronously; an exception is logged, never propagated, because an
     exception escaping this hook would close the whole peer connection.
     """
-    receiver._handle_rtp_packet = RtpHook(receiver, handler, None)  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = RtpHook(receiver, handler, None)  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 def intercept_rtp_data(
@@ -54,7 +54,7 @@ def intercept_rtp_data(
     ``handler`` feeds, lets :func:`receive_directly`'s compiled path count the receiver's
     packets itself once the first one went through ``handler``: the later ones of that
     SSRC and payload type never reach Python (``handler`` is not called for them)."""
-    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track)  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track)  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 class RtpHook:
@@ -98,7 +98,7 @@ def intercept_receiver_rtcp(receiver: RTCRtpReceiver, handler: RtcpHandler) -> N
             handler_failed("RTCP handler failed", exc)
         await original(packet)
 
-    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 def intercept_sender_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
@@ -118,8 +118,8 @@ def intercept_sender_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
     async def send_rtcp(packets: list[AnyRtcpPacket]) -> None:
         return None
 
-    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
-    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]  # the hook replaces aiortc's method
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]  # the hook replaces aiortc's method
     _idle_rtcp_loop(sender, "_RTCRtpSender")
 
 
@@ -147,7 +147,7 @@ def _idle_rtcp_loop(owner: RTCRtpSender | RTCRtpReceiver, prefix: str) -> None:
             pass
         exited.set()
 
-    owner._run_rtcp = run_rtcp  # type: ignore[method-assign]
+    owner._run_rtcp = run_rtcp  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 def stop_receiver_reports(receiver: RTCRtpReceiver) -> None:

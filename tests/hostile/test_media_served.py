@@ -14,6 +14,7 @@ import pytest
 
 from client import SignalError
 from client.loadtest_setup import ApiSession
+from sfu.rtc.internals import nominated_pair
 from tests.signaling.cluster_nodes import NEW_ADMIN_PASSWORD, one_case, running_nodes
 from tests.signaling.test_cluster import people_in
 
@@ -23,7 +24,7 @@ from .media_support import MediaWatch, raw_writer, rtp, send_datagrams
 def _sfu_address(pc) -> tuple[str, int]:
     """The SFU's end of ``pc``'s nominated ICE pair."""
     dtls = pc.getTransceivers()[0].sender.transport
-    pair = dtls.transport._connection._nominated[1]
+    pair = nominated_pair(dtls)
     return tuple(pair.remote_addr[:2])
 
 

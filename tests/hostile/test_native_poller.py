@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from client.receive_poller import ReceivePoller
+from sfu.rtc.internals import datagram_socket
 from tests.support.eventually import eventually
 
 from .native_support import fast
@@ -29,7 +30,9 @@ class Endpoint:
 
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
         self.transport: Any = transport
-        self.sock: socket.socket = transport._sock  # type: ignore[attr-defined]
+        sock = datagram_socket(transport)
+        assert sock is not None
+        self.sock: socket.socket = sock
         self.address = self.sock.getsockname()
         self.rx: Any = fast.ffi.new("caucus_receiver *")
         self.seen: list[bytes] = []

@@ -23,6 +23,7 @@ from client.receive_poller import ReceivePoller
 from client.track_stats import TrackStats, watch_receiver
 from sfu import rtc
 from sfu.rtc import receive
+from sfu.rtc.internals import rx_session, tx_session
 from tests.support.eventually import eventually
 from tests.support.rtp_tools import nominated_local_address
 
@@ -76,7 +77,7 @@ class Pair:
     def send_protected(self, *packets: bytes) -> None:
         """``packets`` protected with the sender's own keys, sent to the receiver's port
         (a signed-in peer's hostile client)."""
-        session = self.sender.getTransceivers()[0].sender.transport._tx_srtp
+        session = tx_session(self.sender.getTransceivers()[0].sender.transport)
         address = nominated_local_address(self.dtls)
         with socket.socket(
             socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
@@ -157,7 +158,7 @@ def unknown_in_c(pair: Pair) -> int:
 async def test_ssrc_churn_never_reaches_libsrtp(pairs: Connect, path: str) -> None:
     policy = Policy([])
     pair = await pairs(path, policy)
-    inbound = pair.dtls._rx_srtp
+    inbound = rx_session(pair.dtls)
     churn = [0x70000000 + n for n in range(40)]
     packets = pair.packets()
     pair.send_protected(*(rtp(ssrc, 1) for ssrc in churn))
@@ -177,7 +178,7 @@ async def test_ssrc_churn_never_reaches_libsrtp(pairs: Connect, path: str) -> No
 async def test_an_admitted_ssrc_is_learned_once_it_authenticates(pairs: Connect, path: str) -> None:
     policy = Policy([], budget=2)
     pair = await pairs(path, policy)
-    inbound = pair.dtls._rx_srtp
+    inbound = rx_session(pair.dtls)
     # a forged datagram of an admitted SSRC fails to authenticate: not learned
     address = nominated_local_address(pair.dtls)
     with socket.socket(
@@ -206,7 +207,7 @@ async def test_refresh_pushes_the_table_and_no_policy_turns_the_filter_off(
 ) -> None:
     policy = Policy([])
     pair = await pairs(path, policy)
-    inbound = pair.dtls._rx_srtp
+    inbound = rx_session(pair.dtls)
     policy.ssrcs.append(0xA11)
     rtc.refresh_ssrc_policy(pair.dtls)
     pair.send_protected(rtp(0xA11, 1))

@@ -182,12 +182,12 @@ async def test_idle_rtcp_loops_wait_to_be_cancelled_and_stop_cleanly():
     feedback: list[object] = []
     rtc.intercept_sender_rtcp(sender, feedback.append)
     loop = asyncio.get_running_loop()
-    timers = len(loop._scheduled)  # type: ignore[attr-defined]
+    timers = len(loop._scheduled)  # type: ignore[attr-defined]  # the loop's timer heap, to count timers
     loop_task = asyncio.ensure_future(sender._run_rtcp())
     await sender._RTCRtpSender__rtcp_started.wait()
     await asyncio.sleep(0)
     # aiortc's loop would sleep 0.5-1.5 s on a timer before its first report
-    assert len(loop._scheduled) == timers and not loop_task.done()  # type: ignore[attr-defined]
+    assert len(loop._scheduled) == timers and not loop_task.done()  # type: ignore[attr-defined]  # the loop's timer heap, to count timers
     loop_task.cancel()
     await asyncio.wait_for(sender._RTCRtpSender__rtcp_exited.wait(), 5)
     assert feedback == []
