@@ -154,6 +154,16 @@ class MediaCollector(Collector):
             for worker in workers:
                 tasks.add_metric([worker["id"], str(worker["pid"])], worker.get("tasks", 0.0))
             yield tasks
+        native = GaugeMetricFamily(
+            "caucus_media_native_path",
+            "Whether each media worker forwards and receives on the compiled path (1) or "
+            "on aiortc's Python path (0), per path (sfu.rtc.native_paths).",
+            labels=["worker", "path"],
+        )
+        for worker_id, paths in sorted(stats.get("native_paths", {}).items()):
+            for path, used in sorted(paths.items()):
+                native.add_metric([worker_id, path], 1.0 if used else 0.0)
+        yield native
         yield _gauge(  # collected by the /metrics handler, in the event loop
             "caucus_asyncio_tasks",
             "Asyncio tasks of this process's event loop.",

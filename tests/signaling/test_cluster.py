@@ -30,6 +30,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from client import Participant, SignalError, SocketSignal
 from client.loadtest_setup import ApiSession
+from sfu.rtc import native_paths
 from signaling.cookies import SESSION_COOKIE
 from tests.signaling.cluster_nodes import (
     CLUSTER_SECRET,
@@ -233,6 +234,9 @@ async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
             hosting = [w for w in stats["workers"] if w["participants"]]
             assert len(hosting) == 1
             pid = hosting[0]["pid"]
+            # each worker told the node which compiled paths it uses (/metrics exports it)
+            assert stats["native_paths"].keys() == {w["id"] for w in stats["workers"]}
+            assert all(paths == native_paths() for paths in stats["native_paths"].values())
             # meanwhile Paula records a video message in a space of the case
             video = await VideoMessage.start(node, accounts, user_id(paula))
 

@@ -9,7 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import Participant, SocketSignal, encode_vp8_clip
+from sfu.rtc import native_paths
 from signaling.http.metrics import _Totals
+from signaling.services import SERVICES
 from signaling.settings import Settings
 from tests.support.world import PASSWORD, World
 
@@ -61,6 +63,12 @@ async def test_counts_rooms_tracks_and_forwarded_packets(world: World) -> None:
     before = await scrape(world)
     assert before["caucus_media_participants"] == 0
     assert before["caucus_media_forwarded_packets_total"] == 0
+    native = {k: v for k, v in before.items() if k.startswith("caucus_media_native_path{")}
+    worker = world.server.app[SERVICES].settings.effective_node_id
+    assert native == {
+        f"caucus_media_native_path{{path={path},worker={worker}}}": float(used)
+        for path, used in native_paths().items()
+    }
     clip = encode_vp8_clip(frames=10)
     case_a = world.cases["Case A"]
     people = [
