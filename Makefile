@@ -41,14 +41,14 @@ lint: dev-deps
 
 ## make test: lint, then every test (SQLite; PostgreSQL too when CAUCUS_TEST_DATABASE_URL is set)
 test: dev-deps browser lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 ## make sanitize: the compiled media module built with AddressSanitizer and UBSan into
 ## build/sanitize (the source tree's module stays the normal build), then its tests and a
 ## bounded run of its fuzz targets with gcc's libasan preloaded.
 SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/sfu/test_fastpath.py tests/sfu/test_direct_receive.py \
-	tests/sfu/test_receive_poller.py $(wildcard tests/hostile/test_native_*.py)
+	tests/client/test_receive_poller.py $(wildcard tests/hostile/test_native_*.py)
 SANITIZE_FUZZ := $(wildcard tests/fuzz/fuzz_native_*.py)
 FUZZ_SECONDS ?= 30
 # CPython leaks by design (detect_leaks=0); PYTHONMALLOC=malloc gives every Python buffer

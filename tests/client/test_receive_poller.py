@@ -1,4 +1,4 @@
-"""The receive poller (``ReceivePoller`` with ``receive_directly``): once a
+"""The load client's receive poller (``ReceivePoller`` with ``receive_directly``): once a
 connection is up, its sockets are read by the poller's timer, and the packets of tracks
 watched by a ``TrackStats`` are counted in C with the kernel's arrival times, without
 loss; the peer's SRTCP is dropped with ``rtcp=False`` and reaches aiortc otherwise; what
