@@ -25,7 +25,7 @@ NAMESPACES = web.AppKey("namespaces", list[EventNamespace])
 NODE_BUS = web.AppKey("node_bus", NodeBus)
 #: The SFU's statistics as ``GET /api/admin/media`` and ``/metrics`` read them: this
 #: process's worker, or every worker process's merged.
-MEDIA_STATS = web.AppKey("media_stats", Callable[[], Awaitable[dict[str, Any]]])
+MEDIA_STATS: web.AppKey[Callable[[], Awaitable[dict[str, Any]]]] = web.AppKey("media_stats")
 #: When media runs in this process (``--workers 0``): its SFU and namespaces.
 MEDIA_WORKER: web.AppKey[Worker] = web.AppKey("media_worker")
 MEDIA_NAMESPACE = web.AppKey("media_namespace", MediaNamespace)

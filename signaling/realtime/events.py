@@ -66,7 +66,8 @@ def event(
     """Declare a handler method as the event ``name`` with its payload model and rule."""
 
     def mark(handler: Handler) -> Handler:
-        handler.__caucus_event__ = (name, model, EventRule(kind, case_roles))  # type: ignore[attr-defined]  # a marker read by EventNamespace
+        # a marker on the function, read by ``declared_events``
+        handler.__caucus_event__ = (name, model, EventRule(kind, case_roles))  # type: ignore[attr-defined]
         return handler
 
     return mark

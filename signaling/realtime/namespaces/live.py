@@ -386,15 +386,15 @@ class LiveControls:
             if placed is None:
                 removed.append(session)
         self._apply_sharing(state)
-        for room in list(self._boards):
-            if room[0] == case_id and room[1] not in state.rooms:
-                del self._boards[room]
+        for board in list(self._boards):
+            if board[0] == case_id and board[1] not in state.rooms:
+                del self._boards[board]
         self._schedule_timer(state)
         # -- from here on, only notifications --
         for session in removed:
             await self.host.end(session, reason="removed")
-        for room in touched:
-            await self.host.announce_room(room)
+        for router in touched:
+            await self.host.announce_room(router)
         await self.push_state(case_id)
 
     def place(self, session: LiveParticipant, state: RoomState, target: str) -> None:

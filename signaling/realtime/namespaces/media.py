@@ -204,7 +204,7 @@ class MediaNamespace(EventNamespace):
                     first_seq[consumer.mid] = first
                 producer = consumer.producer
                 owner = self.by_participant.get(producer.participant_id) if producer else None
-                if owner is None:
+                if producer is None or owner is None:
                     continue
                 source = "screen" if producer.mid == owner.screen_mid else "camera"
                 tracks.append(
