@@ -327,22 +327,17 @@ class Consumer:
             return
         self._waiting_keyframe = waiting
         if self.producer is not None:
-            self.producer.keyframe_waiters += 1 if waiting else -1
+            self.producer.consumer_waits_for_keyframe(waiting)
 
     def _attach(self, producer: Producer) -> None:
         self.producer = producer
-        producer.consumers.append(self)
-        if self._waiting_keyframe:
-            producer.keyframe_waiters += 1
+        producer.add_consumer(self, self._waiting_keyframe)
 
     def _detach(self) -> None:
         producer = self.producer
         if producer is None:
             return
-        if self._waiting_keyframe:
-            producer.keyframe_waiters -= 1
-        if self in producer.consumers:
-            producer.consumers.remove(self)
+        producer.remove_consumer(self, self._waiting_keyframe)
         self.producer = None
 
     def close(self) -> None:

@@ -102,7 +102,9 @@ class Producer:
         self.mid = mid
         self.closed = False
         self.ssrc: int | None = None
-        #: Consumers currently fed by this producer (the router keeps this list).
+        #: Consumers currently fed by this producer, in the order they attached; changed
+        #: only by :meth:`add_consumer` and :meth:`remove_consumer` (a consumer attaches
+        #: itself; the router keeps which consumers it gave this producer).
         self.consumers: list[Consumer] = []
         #: Non-peer receivers of every packet (recorders); see :meth:`add_sink`.
         self.sinks: list[ProducerSink] = []
@@ -115,7 +117,8 @@ class Producer:
         self._writer = writer
         self._settings = settings
         self._is_keyframe = keyframe_test(codec.mimeType)
-        #: Consumers waiting for a keyframe; while zero, payloads are not inspected.
+        #: Consumers waiting for a keyframe; while zero, payloads are not inspected
+        #: (see :meth:`consumer_waits_for_keyframe`).
         self.keyframe_waiters = 0
 
         size = settings.retransmission_buffer if kind == "video" else 0
@@ -462,6 +465,24 @@ class Producer:
         if not first:
             for consumer in self.consumers:
                 consumer.source_restarted()
+
+    def add_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
+        """Feed ``consumer`` from now on (it may be waiting for a keyframe already)."""
+        self.consumers.append(consumer)
+        if waiting_for_keyframe:
+            self.keyframe_waiters += 1
+
+    def remove_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
+        """Stop feeding ``consumer`` (``waiting_for_keyframe``: it still was)."""
+        if waiting_for_keyframe:
+            self.keyframe_waiters -= 1
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def consumer_waits_for_keyframe(self, waiting: bool) -> None:
+        """A consumer began (or stopped) waiting for a keyframe: payloads are inspected
+        while any does."""
+        self.keyframe_waiters += 1 if waiting else -1
 
     def close(self) -> None:
         self.closed = True

@@ -1,8 +1,10 @@
 """A Router is one live room: who is in it, what they publish, who receives what.
 
 Every member's subscribe transport consumes every other member's producers.  Members are
-participant ids; their transports are looked up in the :class:`Worker`, so a participant
-may join before or after creating its transports.
+participant ids; their transports are looked up through the router's listener (the
+:class:`~sfu.worker.Worker`, see :class:`~sfu.listeners.RouterListener`), so a participant
+may join before or after creating its transports.  The router keeps which consumers it
+gave each producer of the room.
 
 Room moves reuse m-lines: a consumer that stops (its subscriber or its publisher left the
 room, or its producer closed) is *parked* -- switched to the worker's idle producer of the
@@ -23,27 +25,30 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+    from .listeners import RouterListener
     from .producer import Producer
-    from .worker import Worker
 
 
 class Router:
-    """The live room ``room_id``: members, their producers, and the consumers between them."""
+    """The live room ``room_id``: members, their producers, and the consumers between them
+    (a map from each producer to the consumers this router gave it)."""
 
-    def __init__(self, worker: Worker, room_id: str) -> None:
+    def __init__(self, listener: RouterListener, room_id: str) -> None:
         self.room_id = room_id
         self.members: set[str] = set()
         #: Called after a consumer is created (signaling may tell the client who it is).
         self.on_consumer_added: Callable[[Consumer], None] | None = None
         #: Producers not forwarded in this room (e.g. a screen while sharing is disabled).
         self.blocked: set[str] = set()
-        self._worker = worker
+        self._listener = listener
+        #: producer -> the consumers this router gave it (an ordered set)
+        self._consumers: dict[Producer, dict[Consumer, None]] = {}
 
     @property
     def producers(self) -> list[Producer]:
         found = []
         for participant_id in self.members:
-            for transport in self._worker.transports_of(participant_id, "publish"):
+            for transport in self._listener.transports_of(participant_id, "publish"):
                 found.extend(
                     p
                     for p in transport.producers.values()
@@ -53,12 +58,12 @@ class Router:
 
     def join(self, participant_id: str) -> None:
         """Add ``participant_id`` (leaving any other router of this worker)."""
-        current = self._worker.router_of(participant_id)
+        current = self._listener.router_of(participant_id)
         if current is self:
             return
         if current is not None:
             current.leave(participant_id)
-        self._worker._set_membership(participant_id, self)
+        self._listener.on_router_member_changed(participant_id, self)
         self.members.add(participant_id)
         for producer in self.producers:
             if producer.participant_id != participant_id:
@@ -72,15 +77,14 @@ class Router:
         if participant_id not in self.members:
             return
         self.members.discard(participant_id)
-        self._worker._set_membership(participant_id, None)
-        for transport in self._worker.transports_of(participant_id, "subscribe"):
+        self._listener.on_router_member_changed(participant_id, None)
+        for transport in self._listener.transports_of(participant_id, "subscribe"):
             for consumer in list(transport.consumers.values()):
-                if (
-                    consumer.producer is not None
-                    and consumer.producer.participant_id in self.members
-                ):
-                    self._worker.park(consumer)
-        for transport in self._worker.transports_of(participant_id, "publish"):
+                producer = consumer.producer
+                if producer is not None and producer.participant_id in self.members:
+                    self._forget(producer, consumer)
+                    self._listener.park(consumer)
+        for transport in self._listener.transports_of(participant_id, "publish"):
             for producer in transport.producers.values():
                 self.producer_closed(producer)
 
@@ -97,10 +101,12 @@ class Router:
 
     def producer_closed(self, producer: Producer) -> None:
         """Nobody receives ``producer`` any more (its consumers are parked)."""
-        for consumer in list(producer.consumers):
-            transport = self._worker.transport_of_consumer(consumer)
+        for consumer in self._consumers.pop(producer, {}):
+            if consumer.closed or consumer.producer is not producer:
+                continue
+            transport = self._listener.transport_of_consumer(consumer)
             if transport is not None and not transport.closed:
-                self._worker.park(consumer)
+                self._listener.park(consumer)
             else:
                 consumer.close()
 
@@ -118,19 +124,34 @@ class Router:
     def _consume(self, participant_id: str, producer: Producer) -> None:
         if producer.id in self.blocked:
             return
-        for transport in self._worker.transports_of(participant_id, "subscribe"):
+        for transport in self._listener.transports_of(participant_id, "subscribe"):
             if transport.closed:
                 continue
             if any(c.producer is producer for c in transport.consumers.values()):
                 continue
-            consumer = self._worker.parked_consumer(transport, producer)
+            consumer = self._listener.parked_consumer(transport, producer)
             if consumer is not None:
-                self._worker.switch(consumer, producer)
+                self._listener.switch(consumer, producer)
             else:
                 consumer = transport.consume(producer)
-                self._worker.consumer_created(consumer)
+                self._listener.consumer_created(consumer)
+            given = self._consumers.setdefault(producer, {})
+            for stale in [c for c in given if c.closed or c.producer is not producer]:
+                del given[stale]
+            given[consumer] = None
             if self.on_consumer_added is not None:
                 self.on_consumer_added(consumer)
+
+    def consumers_of(self, producer: Producer) -> list[Consumer]:
+        """The consumers this router gave ``producer`` that still carry it."""
+        return [
+            c for c in self._consumers.get(producer, ()) if not c.closed and c.producer is producer
+        ]
+
+    def _forget(self, producer: Producer, consumer: Consumer) -> None:
+        given = self._consumers.get(producer)
+        if given is not None:
+            given.pop(consumer, None)
 
     def stats(self) -> dict[str, object]:
         return {

@@ -42,7 +42,7 @@ from .producer import Producer
 from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .listeners import TransportListener
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,10 @@ _CANDIDATE_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ hos
 
 
 class Transport:
-    """One peer connection of ``participant_id``; owns its producers or consumers."""
+    """One peer connection of ``participant_id``; owns its producers or consumers, and
+    tells its ``listener`` (the worker) of new and closed producers and of its end."""
 
-    def __init__(self, worker: Worker, participant_id: str, direction: str) -> None:
+    def __init__(self, listener: TransportListener, participant_id: str, direction: str) -> None:
         if direction not in (PUBLISH, SUBSCRIBE):
             raise ValueError(f"unknown transport direction {direction!r}")
         self.id = uuid.uuid4().hex
@@ -71,8 +72,8 @@ class Transport:
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
 
-        self._worker = worker
-        self._settings = worker.settings
+        self._listener = listener
+        self._settings = listener.settings
         self._srtp_profiles = rtc.srtp_profiles(self._settings.srtp_profiles)
         self._pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -125,7 +126,7 @@ class Transport:
             self._start_connect_timer()
             for producer in new:
                 self.producers[producer.id] = producer
-                self._worker._producer_added(producer)
+                self._listener.on_transport_new_producer(self, producer)
             return self._announce(self._pc.localDescription.sdp)
 
     def _check_offer(self, sdp: str) -> SessionDescription:
@@ -423,13 +424,13 @@ class Transport:
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):
-            self._worker._producer_closed(producer)
+            self._listener.on_transport_producer_closed(self, producer)
             producer.close()
         task = self._negotiation_task
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
         await self._pc.close()
-        self._worker._transport_closed(self)
+        self._listener.on_transport_closed(self)
         if self.on_close is not None:
             self.on_close(self)
 

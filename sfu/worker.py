@@ -44,7 +44,9 @@ class WorkerObserver(Protocol):
 
 
 class Worker:
-    """Owns routers and transports and sends the SFU's periodic RTCP reports."""
+    """Owns routers and transports and sends the SFU's periodic RTCP reports; hears
+    from them through :class:`~sfu.listeners.RouterListener` and
+    :class:`~sfu.listeners.TransportListener` (it implements both)."""
 
     def __init__(self, settings: MediaSettings | None = None) -> None:
         self.settings = settings or MediaSettings()
@@ -83,7 +85,9 @@ class Worker:
     def router_of(self, participant_id: str) -> Router | None:
         return self._membership.get(participant_id)
 
-    def _set_membership(self, participant_id: str, router: Router | None) -> None:
+    # --- what routers and transports tell it (sfu.listeners) ---------------------------
+
+    def on_router_member_changed(self, participant_id: str, router: Router | None) -> None:
         if router is None:
             self._membership.pop(participant_id, None)
         else:
@@ -130,19 +134,19 @@ class Worker:
                 return transport
         return None
 
-    def _producer_added(self, producer: Producer) -> None:
+    def on_transport_new_producer(self, transport: Transport, producer: Producer) -> None:
         router = self.router_of(producer.participant_id)
         if router is not None:
             router.producer_added(producer)
         for observer in self.observers:
             observer.producer_added(producer)
 
-    def _producer_closed(self, producer: Producer) -> None:
+    def on_transport_producer_closed(self, transport: Transport, producer: Producer) -> None:
         router = self.router_of(producer.participant_id)
         if router is not None:
             router.producer_closed(producer)
 
-    def _transport_closed(self, transport: Transport) -> None:
+    def on_transport_closed(self, transport: Transport) -> None:
         if self._transports.pop(transport.id, None) is not None:
             self._closed_since_reclaim += 1
             for reason, count in transport.refusals().items():

@@ -27,6 +27,18 @@ class Source:
     def request_keyframe(self) -> None:
         pass
 
+    def add_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
+        self.consumers.append(consumer)
+        self.keyframe_waiters += waiting_for_keyframe
+
+    def remove_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
+        self.keyframe_waiters -= waiting_for_keyframe
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def consumer_waits_for_keyframe(self, waiting: bool) -> None:
+        self.keyframe_waiters += 1 if waiting else -1
+
     def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
         return self.packets.get(seq)
 
