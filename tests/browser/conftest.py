@@ -37,12 +37,6 @@ CHROMIUM_ARGS = [
 expect.set_options(timeout=10_000)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "media_workers(n): the browser test's server runs n media worker processes"
-    )
-
-
 @dataclass
 class RunningServer:
     """A `caucus serve` subprocess and what it printed when it started."""

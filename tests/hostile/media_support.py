@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection
 
 from client import LocalSignal, Participant
 from sfu import MediaSettings, Transport, Worker, rtc
+from tests.support.media import participant
 
 RTP_HEADER = struct.Struct("!BBHII")
 
@@ -126,7 +127,8 @@ class MediaWatch:
 
 @dataclass
 class Victims:
-    """A publisher and a subscriber (counting, not decoding) in ``room``."""
+    """A publisher (of a pre-encoded clip) and a subscriber (counting, not decoding) in
+    ``room``."""
 
     publisher: Participant
     subscriber: Participant
@@ -150,7 +152,8 @@ async def make_victims(worker: Worker, room: str, make) -> Victims:
 
 def participant_factory(worker: Worker, created: list[Participant]):
     def make(name: str, room: str = "room", **options) -> Participant:
-        p = Participant(name, LocalSignal(worker, room), **options)
+        """Pre-encoded media, packets counted not decoded, unless ``options`` say."""
+        p = participant(name, LocalSignal(worker, room), **options)
         created.append(p)
         return p
 

@@ -2,6 +2,7 @@ import pytest
 
 from client import LocalSignal, Participant
 from sfu import Worker
+from tests.support.media import participant
 
 
 @pytest.fixture
@@ -16,7 +17,8 @@ async def participants(worker):
     created: list[Participant] = []
 
     def make(name: str, room: str = "room", **options) -> Participant:
-        p = Participant(name, LocalSignal(worker, room), **options)
+        """Pre-encoded media, packets counted not decoded, unless ``options`` say."""
+        p = participant(name, LocalSignal(worker, room), **options)
         created.append(p)
         return p
 

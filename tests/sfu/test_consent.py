@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from client import LocalSignal, Participant
+from client import LocalSignal
 from sfu import MediaSettings, Worker
 from tests.support.eventually import eventually
+from tests.support.media import participant
 from tests.support.rtp_tools import delay_incoming
 
 INTERVAL = 0.3
@@ -20,7 +21,7 @@ BACKLOG = 0.8
 @pytest.fixture
 async def publish_transport():
     worker = Worker(MediaSettings(consent_interval=INTERVAL, consent_expiry=EXPIRY))
-    publisher = Participant("publisher", LocalSignal(worker, "room"), audio=False)
+    publisher = participant("publisher", LocalSignal(worker, "room"), audio=False)
     try:
         await publisher.join()
         transport = next(worker.transports_of("publisher", "publish"))

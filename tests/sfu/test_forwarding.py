@@ -8,6 +8,7 @@ import pytest
 
 from sfu.settings import AES128_SRTP_PROFILES
 from tests.support.eventually import eventually
+from tests.support.media import DECODING
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def test_three_participants_receive_each_other_without_sfu_coding(
     worker, participants, codec_factory_calls
 ):
 
-    clients = [participants(name) for name in ("alice", "bob", "carol")]
+    clients = [participants(name, **DECODING) for name in ("alice", "bob", "carol")]
     for client in clients:
         await client.join()
 
@@ -77,7 +78,7 @@ async def test_three_participants_receive_each_other_without_sfu_coding(
 
 async def test_srtp_profile_is_aes_128(worker, participants):
 
-    a, b = participants("a"), participants("b")
+    a, b = participants("a", **DECODING), participants("b", **DECODING)
     await a.join()
     await b.join()
     await eventually(lambda: a.frames_from_all(1, "video") and b.frames_from_all(1, "video"), 15)
@@ -109,8 +110,8 @@ async def test_srtp_profile_follows_settings(participants):
 
 async def test_h264_is_forwarded(worker, participants):
 
-    a = participants("a", audio=False, video_codec="video/H264")
-    b = participants("b", audio=False, video=None)
+    a = participants("a", audio=False, video="pattern", video_codec="video/H264")
+    b = participants("b", audio=False, video=None, decode=True)
     await a.join()
     await b.join()
     await eventually(lambda: b.frames_from_all(1, "video"), 15)

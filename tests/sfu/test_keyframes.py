@@ -4,19 +4,35 @@ import asyncio
 import time
 
 from tests.support.eventually import eventually
+from tests.support.media import DECODING
 
 
 async def test_subscriber_joining_late_decodes_within_one_second(worker, participants):
-    publisher = participants("publisher")
+    publisher = participants("publisher", **DECODING)
     await publisher.join()
     producers = lambda: [  # noqa: E731
         p for t in worker.transports for p in t.producers.values() if p.packets
     ]
     await eventually(lambda: len(producers()) == 2, 10)
 
-    await asyncio.sleep(10)  # the scenario: the subscriber arrives ten seconds later
+    # The scenario: the subscriber arrives late, long after the publisher's first keyframe
+    # (aiortc's encoder sends the next one by itself 3000 frames later) and after every
+    # keyframe interval of the SFU, with no keyframe request pending.
+    settings = worker.settings
+    late = 2 * max(settings.subscriber_keyframe_interval, settings.keyframe_request_interval)
+    started = time.monotonic()
+    await eventually(
+        lambda: (
+            time.monotonic() - started >= late
+            and all(
+                p.keyframe_waiters == 0 and p._keyframe_timer is None and p._keyframe_retry is None
+                for p in producers()
+            )
+        ),
+        late + 10,
+    )
 
-    subscriber = participants("subscriber", audio=False, video=None)
+    subscriber = participants("subscriber", audio=False, video=None, decode=True)
     joined = time.monotonic()
     await subscriber.join()
     await eventually(lambda: subscriber.frames_from_all(1, "video"), 5)
@@ -26,7 +42,7 @@ async def test_subscriber_joining_late_decodes_within_one_second(worker, partici
 
 
 async def test_keyframe_requests_are_coalesced(worker, participants):
-    publisher = participants("publisher", audio=False)
+    publisher = participants("publisher", audio=False, **DECODING)
     await publisher.join()
     await eventually(
         lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
@@ -62,7 +78,7 @@ class FirstKeyframeRequestIgnored:
 
 
 async def test_keyframe_is_requested_again_while_a_subscriber_waits(worker, participants):
-    publisher = participants("publisher", audio=False)
+    publisher = participants("publisher", audio=False, **DECODING)
     await publisher.join()
     await eventually(
         lambda: any(p.packets for t in worker.transports for p in t.producers.values()), 10
@@ -72,7 +88,7 @@ async def test_keyframe_is_requested_again_while_a_subscriber_waits(worker, part
     await eventually(lambda: producer._keyframe_timer is None, 2)
     ignoring = producer._writer = FirstKeyframeRequestIgnored(producer._writer)
 
-    subscriber = participants("subscriber", audio=False, video=None)
+    subscriber = participants("subscriber", audio=False, video=None, decode=True)
     await subscriber.join()
     # the publisher sends no keyframe by itself for minutes: only a second request helps
     await eventually(lambda: subscriber.frames_from_all(1, "video"), 5)

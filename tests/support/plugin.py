@@ -28,9 +28,6 @@ from .world import ApiClient, RunningServer, World, build_world
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "store: about SQL behaviour; runs on every configured database backend"
-    )
     if os.environ.get("CI") and not PG_URL:
         raise pytest.UsageError("CI must set CAUCUS_TEST_DATABASE_URL to test PostgreSQL")
 
