@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -72,9 +73,29 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[tuple[str,
         await admin.close()
 
 
+_sqlite_template: list[Path] = []
+
+
+async def _migrated_sqlite(directory: Path) -> Path:
+    """A SQLite database migrated once per session; stores start from a copy of it (the
+    migrations still run, on the template and on PostgreSQL)."""
+    if not _sqlite_template:
+        path = directory / "template.db"
+        template = Store(f"sqlite:///{path}")
+        await template.migrate()
+        await template.close()
+        _sqlite_template.append(path)
+    return _sqlite_template[0]
+
+
 @pytest.fixture
-async def store(database_url: tuple[str, str | None]) -> AsyncIterator[Store]:
+async def store(
+    database_url: tuple[str, str | None], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Store]:
     url, schema = database_url
+    if url.startswith("sqlite:///"):
+        template = await _migrated_sqlite(tmp_path_factory.getbasetemp())
+        shutil.copyfile(template, url.removeprefix("sqlite:///"))  # a fresh tmp_path's file
     store = Store(url, schema=schema)
     await store.migrate()
     yield store
