@@ -298,7 +298,7 @@ async def test_breakout_rooms_in_four_browsers(
 
         # a short timer on room A: the warning, then the room closes by itself
         card = room_card(mediator, "A")
-        await card.locator(".minutes").fill("0.2")
+        await card.locator(".minutes").fill("0.1")  # six seconds: time to see the warning
         await card.get_by_role("button", name="Start timer").click()
         await expect(pages["a"].get_by_test_id("room-timer")).to_contain_text("Time left")
         await expect(pages["a"].get_by_test_id("timer-warning")).to_be_visible()
