@@ -15,8 +15,7 @@ import pytest
 from client import SignalError
 from client.loadtest_setup import ApiSession
 from sfu.rtc.internals import nominated_pair
-from tests.signaling.cluster_nodes import NEW_ADMIN_PASSWORD, one_case, running_nodes
-from tests.signaling.test_cluster import people_in
+from tests.signaling.cluster_nodes import NEW_ADMIN_PASSWORD, one_case, people_in, running_nodes
 
 from .media_support import MediaWatch, raw_writer, rtp, send_datagrams
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client import Participant, SocketSignal
 from client.loadtest_setup import ApiSession, create_accounts
 from tests.support.databases import fresh_postgres_database
 from tests.support.server import ServeProcess, start_serve
@@ -158,3 +159,30 @@ async def media_stats(node: Node) -> dict[str, Any]:
     async with ApiSession(node.url, insecure=True) as admin:
         await admin.sign_in("admin", NEW_ADMIN_PASSWORD)
         return await admin.request("GET", "/api/admin/media")
+
+
+@contextlib.asynccontextmanager
+async def people_in(
+    nodes: list[Node], accounts: dict[str, Any], *, rejoin: bool = False
+) -> AsyncIterator[list[Participant]]:
+    """The case's neutral and parties, each publishing audio and video; person ``i``
+    connects to ``nodes[i % len(nodes)]`` (and to the others when it cannot)."""
+    case = accounts["rooms"][0]
+    logins = [accounts["neutral"], *case["accounts"]]
+    people = []
+    for index, login in enumerate(logins):
+        node = nodes[index % len(nodes)]
+        signal_ = SocketSignal(
+            node.url,
+            login["username"],
+            login["password"],
+            case["case_id"],
+            insecure=True,
+            urls=[n.url for n in nodes if n is not node],
+        )
+        people.append(Participant(login["username"], signal_, rejoin=rejoin))
+    try:
+        await asyncio.gather(*(person.join() for person in people))
+        yield people
+    finally:
+        await asyncio.gather(*(person.close() for person in people), return_exceptions=True)

@@ -15,11 +15,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,38 +36,13 @@ from tests.signaling.cluster_nodes import (
     caucus_command,
     media_stats,
     one_case,
+    people_in,
     running_nodes,
 )
+from tests.support.eventually import eventually
 
 REDIS_URL = os.environ.get("CAUCUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RECOVERY_SECONDS = 5.0  # the promise to people in a session when a worker dies
-
-
-@contextlib.asynccontextmanager
-async def people_in(
-    nodes: list[Node], accounts: dict[str, Any], *, rejoin: bool = False
-) -> AsyncIterator[list[Participant]]:
-    """The case's neutral and parties, each publishing audio and video; person ``i``
-    connects to ``nodes[i % len(nodes)]`` (and to the others when it cannot)."""
-    case = accounts["rooms"][0]
-    logins = [accounts["neutral"], *case["accounts"]]
-    people = []
-    for index, login in enumerate(logins):
-        node = nodes[index % len(nodes)]
-        signal_ = SocketSignal(
-            node.url,
-            login["username"],
-            login["password"],
-            case["case_id"],
-            insecure=True,
-            urls=[n.url for n in nodes if n is not node],
-        )
-        people.append(Participant(login["username"], signal_, rejoin=rejoin))
-    try:
-        await asyncio.gather(*(person.join() for person in people))
-        yield people
-    finally:
-        await asyncio.gather(*(person.close() for person in people), return_exceptions=True)
 
 
 def display_names(accounts: dict[str, Any], people: list[Participant]) -> dict[Any, str]:
@@ -112,13 +85,12 @@ def decoding(person: Participant, since: float) -> set[str]:
 
 async def until(condition, seconds: float, what: str, nodes: list[Node]) -> None:
     """Wait for ``condition()`` (checked as media arrives), failing with the nodes' logs."""
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():  # noqa: ASYNC110 (spans several clients and processes)
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        logs = "\n\n".join(f"--- {n.node_id}\n{n.log()}" for n in nodes)
-        raise AssertionError(f"timed out waiting until {what}\n{logs}") from None
+    await eventually(
+        condition,
+        seconds,
+        what=what,
+        details=lambda: "\n\n".join(f"--- {n.node_id}\n{n.log()}" for n in nodes),
+    )
 
 
 def same_room_only(stats: dict[str, Any]) -> None:
