@@ -208,8 +208,7 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         if self._loss:
             transceivers = pc.getTransceivers()
-            if transceivers and not getattr(pc, "_caucus_lossy", False):
-                pc._caucus_lossy = True  # type: ignore[attr-defined]
+            if transceivers:  # a later offer on the same connection changes nothing
                 rtc.drop_incoming_rtp(
                     transceivers[0].receiver.transport,
                     lambda: self._random.random() < self._loss,

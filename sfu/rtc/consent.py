@@ -34,7 +34,9 @@ def keep_consent(pc: RTCPeerConnection, interval: float, expiry: float) -> None:
     for transceiver in pc.getTransceivers():
         connection = ice_connection(transceiver.receiver.transport.transport)
         if not isinstance(connection.__dict__.get("query_consent"), _ConsentCheck):
-            connection.query_consent = _ConsentCheck(connection, interval, expiry)
+            connection.query_consent = _ConsentCheck(  # type: ignore[method-assign]  # per instance
+                connection, interval, expiry
+            )
 
 
 class _ConsentCheck:
@@ -66,12 +68,12 @@ class _ConsentCheck:
                         now - self.last_answer,
                     )
                     break
-                key = connection.remote_password.encode("utf8")
+                key = (connection.remote_password or "").encode("utf8")
                 for pair in nominated_pairs(connection):
                     request = connection.build_request(pair, nominate=False)
                     request.add_message_integrity(key)
                     protocol = pair.protocol
-                    protocol.transactions[request.transaction_id] = _ConsentAnswer(self)
+                    protocol.transactions[request.transaction_id] = _ConsentAnswer(self)  # type: ignore[assignment]  # only response_received is called
                     self._sent[request.transaction_id] = (now, protocol, pair)
                     self.requests += 1
                     try:
@@ -90,7 +92,8 @@ class _ConsentCheck:
         pair = sent[2]
         if tuple(addr[:2]) != tuple(pair.remote_addr):
             return
-        if not message.check_message_integrity(self._connection.remote_password.encode("utf8")):
+        password = self._connection.remote_password or ""
+        if not message.check_message_integrity(password.encode("utf8")):
             return
         self.answers += 1
         self.last_answer = time.monotonic()

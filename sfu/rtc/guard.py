@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pylibsrtp
@@ -14,6 +13,7 @@ from aiortc.rtp import RtcpPacket, RtpPacket
 
 from .hooks import handler_failed
 from .internals import (
+    IceRecv,
     header_extensions_map,
     rtp_router,
     rx_session,
@@ -158,7 +158,7 @@ def _guard_dtls(dtls: RTCDtlsTransport, ingress: Any) -> None:
 
     # aiortc reads the first byte of whatever aioice queued: an empty datagram (from
     # anyone) raised IndexError there and failed the connection
-    def nonempty(receive: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
+    def nonempty(receive: IceRecv) -> IceRecv:
         async def recv_nonempty() -> bytes:
             while True:
                 data = await receive()

@@ -82,7 +82,7 @@ class RtpHook:
                 extensions = header_extensions_map(self._receiver.transport)
                 self.on_data(packet.serialize(extensions), arrival_time_ms)
             else:
-                self.on_packet(packet, arrival_time_ms)
+                self.on_packet(packet, arrival_time_ms)  # type: ignore[misc]  # set: on_data is not
         except Exception as exc:
             handler_failed("RTP handler failed", exc)
 

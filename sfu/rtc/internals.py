@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pylibsrtp
@@ -107,10 +107,11 @@ def selected_srtp_profile(dtls: RTCDtlsTransport) -> bytes | None:
     return ssl.get_selected_srtp_profile() if ssl is not None else None
 
 
-def wrap_ice_recv(
-    ice: RTCIceTransport,
-    wrap: Callable[[Callable[[], Awaitable[bytes]]], Callable[[], Awaitable[bytes]]],
-) -> None:
+#: What aiortc's DTLS task awaits per datagram (``RTCIceTransport._recv``).
+IceRecv = Callable[[], Coroutine[Any, Any, bytes]]
+
+
+def wrap_ice_recv(ice: RTCIceTransport, wrap: Callable[[IceRecv], IceRecv]) -> None:
     """Replace ``ice._recv`` (what aiortc's DTLS task awaits per datagram) by
     ``wrap(current)``."""
     ice._recv = wrap(ice._recv)

@@ -42,7 +42,9 @@ def bind_ports_in_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> 
             continue
         if connection.stun_server is not None or connection.turn_server is not None:
             raise ValueError("a UDP port range applies to host candidates only")
-        connection.get_component_candidates = _PortRangeGathering(connection, port_min, port_max)
+        connection.get_component_candidates = _PortRangeGathering(  # type: ignore[method-assign]  # per instance
+            connection, port_min, port_max
+        )
 
 
 class _PortRangeGathering:

@@ -15,7 +15,7 @@ import struct
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from aioice.ice import StunProtocol
@@ -26,6 +26,7 @@ from .demux import KIND_MALFORMED, KIND_RTP, classify
 from .hooks import RtpHook, handler_failed
 from .internals import (
     CONNECTED,
+    IceRecv,
     connection_of,
     datagram_socket,
     header_extensions_map,
@@ -56,6 +57,8 @@ if FASTRECEIVE:
     _RX_UNKNOWN = NATIVE.lib.CAUCUS_RX_UNKNOWN
 
 _SSRC_AT_8 = struct.Struct("!8xI").unpack_from
+_now = time.time
+_NULL = NATIVE.ffi.NULL if NATIVE is not None else None
 #: aiortc's arrival times count milliseconds from the NTP epoch (1900), not from 1970.
 NTP_EPOCH_MS = 2_208_988_800_000
 #: Datagrams :func:`receive_directly` reads from a socket per readiness event, at most.
@@ -330,7 +333,7 @@ def _install_direct(
             continue
         sock = datagram_socket(transport)
         receiver = DirectReceiver(dtls, state, protocol.datagram_received, sock)
-        protocol.datagram_received = (  # type: ignore[method-assign]  # the hook itself
+        protocol.datagram_received = (  # type: ignore[method-assign,assignment]  # the hook itself, fed bytes only
             receiver.datagram_received
             if receiver.rx is not None
             else receiver.datagram_received_in_python
@@ -465,7 +468,7 @@ class DirectReceiver:
             else:
                 if packet is None:
                     packet = RtpPacket.parse(data, self._extensions)
-                hook.on_packet(packet, arrival_time_ms)
+                hook.on_packet(packet, arrival_time_ms)  # type: ignore[misc]  # set: on_data is not
         else:
             if packet is None:
                 packet = RtpPacket.parse(data, self._extensions)
@@ -525,7 +528,7 @@ class DirectReceiver:
         drain_view = _DRAIN_VIEW
         for _ in range(DRAIN_BATCH - 1):
             try:
-                length, addr = recvfrom_into(drain_view)
+                length, addr = recvfrom_into(drain_view)  # type: ignore[misc]  # drains only with a socket
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -585,9 +588,13 @@ class DirectReceiver:
             self._original(self._rx_buffer[: rx.length], _address(rx.addr, rx.addrlen))
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        # the per-packet path: what _is_media and hand_on do, inline
         length = len(data)
-        if not self._is_media(data, length):
-            if classify(data, length) == KIND_MALFORMED:
+        dtls = self._dtls
+        queue = self._queue
+        kind = classify(data, length)
+        if kind != KIND_RTP or dtls._state is not CONNECTED or not queue.empty():
+            if kind == KIND_MALFORMED:
                 self._state.malformed += 1
             else:
                 self._original(data, addr)
@@ -596,17 +603,26 @@ class DirectReceiver:
             self.datagram_received_in_python(data, addr)
             return
         rx = self.rx
+        rx_buffer = self._rx_buffer
         result = _fast_receive(rx, data, length)
         while result:
-            self.hand_on(result)
-            if result != _RX_OTHER:
-                if self._dtls._state is not CONNECTED:
+            if result == _RX_RTP:
+                try:
+                    self.deliver(rx_buffer[: rx.length], int(_now() * 1000) + NTP_EPOCH_MS)
+                except Exception as exc:
+                    handler_failed("RTP handler failed", exc)
+                if dtls._state is not CONNECTED:
                     return  # what is still in the socket takes the event's usual path
-            elif not self._queue.empty():
-                # aioice queued it: RTP behind it must queue too, to stay behind it
-                self._drain()
-                return
-            result = _fast_receive(rx, NATIVE.ffi.NULL, 0)
+            else:
+                self.hand_on(result)
+                if result != _RX_OTHER:
+                    if dtls._state is not CONNECTED:
+                        return
+                elif not queue.empty():
+                    # aioice queued it: RTP behind it must queue too, to stay behind it
+                    self._drain()
+                    return
+            result = _fast_receive(rx, _NULL, 0)
 
 
 def _address(sockaddr: Any, length: int) -> tuple:
@@ -628,15 +644,21 @@ def _address(sockaddr: Any, length: int) -> tuple:
 def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -> None:
     """Loss on purpose (the test participant's ``loss=``): discard received SRTP media
     datagrams for which ``should_drop()`` is true, as a lossy network would (DTLS, STUN
-    and RTCP pass), on aiortc's path and on that of :func:`receive_directly`."""
-    _direct_state(dtls).should_drop = should_drop
+    and RTCP pass), on aiortc's path and on that of :func:`receive_directly`.  A later
+    call replaces ``should_drop``."""
+    state = _direct_state(dtls)
+    installed = state.should_drop is not None
+    state.should_drop = should_drop
+    if installed:
+        return
 
-    def lossy(receive: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
+    def lossy(receive: IceRecv) -> IceRecv:
         async def lossy_recv() -> bytes:
             while True:
                 data = await receive()
+                drop = state.should_drop
                 is_media = classify(data, len(data)) == KIND_RTP
-                if not (is_media and should_drop()):
+                if not (is_media and drop is not None and drop()):
                     return data
 
         return lossy_recv

@@ -3,6 +3,7 @@ with one ``sendto`` (one compiled call on the compiled forwarding path)."""
 
 from __future__ import annotations
 
+import builtins
 import socket
 import struct
 import weakref
@@ -166,7 +167,7 @@ class RtpWriter:
             self._dropped += 1
             return 0
         try:
-            self._sendto(self._view[: size[0]], self._addr)
+            self._sendto(self._view[: size[0]], self._addr)  # type: ignore[misc]  # bound: callers check
         except BlockingIOError:
             self._dropped += 1
             return 0
@@ -210,7 +211,7 @@ class RtpWriter:
         view[12:end] = tail
         return self._send(end)
 
-    def write_rtp(self, data: bytes) -> bool:
+    def write_rtp(self, data: builtins.bytes) -> bool:
         """Send one serialized RTP packet (retransmissions)."""
         if self._dtls._state is not CONNECTED:
             self._sendto = None
@@ -224,14 +225,14 @@ class RtpWriter:
         self._view[:end] = data
         return self._send(end) > 0
 
-    def write_rtcp(self, data: bytes) -> bool:
+    def write_rtcp(self, data: builtins.bytes) -> bool:
         if self._dtls._state is not CONNECTED:
             self._sendto = None
             return False
         if self._sendto is None and not self._bind():
             return False
         try:
-            self._sendto(self._session.protect_rtcp(data), self._addr)
+            self._sendto(self._session.protect_rtcp(data), self._addr)  # type: ignore[misc]  # bound just above
         except (OSError, pylibsrtp.Error):
             return False
         return True
@@ -245,7 +246,7 @@ def _sockaddr(family: int, remote: tuple) -> bytes | None:
         )
     except (OSError, UnicodeError):
         return None
-    address = info[0][4]
+    address: tuple[Any, ...] = info[0][4]
     if family == socket.AF_INET:
         return (
             struct.pack("=H", socket.AF_INET)
