@@ -14,10 +14,11 @@ round.
 
 from __future__ import annotations
 
+import builtins
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -148,9 +149,13 @@ class Consumer:
         self._settings = settings
         # the rewrite state: the compiled path's struct when the writer uses its sink
         self._native: bool = getattr(writer, "native", False)
-        self._state = _ffi.new("caucus_consumer *") if self._native else RewriteState()
+        self._state: Any
         if self._native:
-            self._state.sink = writer.sink
+            native = _ffi.new("caucus_consumer *")
+            native.sink = writer.sink
+            self._state = native
+        else:
+            self._state = RewriteState()
         self._ssrc = ssrc
         self._rtx_ssrc = rtx_ssrc
         self._payload_type = 0
@@ -219,7 +224,7 @@ class Consumer:
         timestamp: int,
         marker: int,
         first_byte: int,
-        tail: bytes,
+        tail: builtins.bytes,
         keyframe: bool,
         arrival_ms: int,
     ) -> None:

@@ -209,7 +209,7 @@ class Producer:
         marker = second >> 7
         if self.sinks:
             packet = RtpPacket(
-                payload_type=self._payload_type,
+                payload_type=self._payload_type or 0,
                 marker=marker,
                 sequence_number=seq,
                 timestamp=timestamp,
@@ -245,7 +245,7 @@ class Producer:
         last_ids = None
         first_byte = VERSION_BYTE
         tail = payload
-        tails = None
+        tails: dict[tuple[int, int], tuple[int, bytes]] | None = None
         send_time = None
         for consumer in self.consumers:
             ids = consumer.extension_ids

@@ -46,7 +46,7 @@ class Router:
 
     @property
     def producers(self) -> list[Producer]:
-        found = []
+        found: list[Producer] = []
         for participant_id in self.members:
             for transport in self._listener.transports_of(participant_id, "publish"):
                 found.extend(

@@ -22,7 +22,7 @@ import re
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -290,6 +290,7 @@ class Transport:
                 None,
             )
             ids = {e.uri: e.id for e in rtc.negotiated_header_extensions(consumer.transceiver)}
+            assert primary.payloadType is not None  # a negotiated codec has one
             consumer.configure(
                 primary.payloadType,
                 rtx.payloadType if rtx else None,
@@ -309,9 +310,12 @@ class Transport:
         while self._renegotiate and not self.closed:
             self._renegotiate = False
             try:
+                negotiator = self.negotiator
+                if negotiator is None:
+                    return
                 offer = await self.create_offer()
                 answer = await asyncio.wait_for(
-                    self.negotiator(offer), self._settings.negotiation_timeout
+                    negotiator(offer), self._settings.negotiation_timeout
                 )
                 await self.accept_answer(answer)
             except Exception:
@@ -394,8 +398,10 @@ class Transport:
                 dtls = transceivers[0].sender.transport
                 if dtls is not self._writer.dtls:
                     self._writer = rtc.RtpWriter(dtls)
-                    for item in (*self.producers.values(), *self.consumers.values()):
-                        item._writer = self._writer
+                    for producer in self.producers.values():
+                        producer._writer = self._writer
+                    for consumer in self.consumers.values():
+                        consumer._writer = self._writer
             if self.direction == PUBLISH:
                 for producer in self.producers.values():
                     producer.request_keyframe()
@@ -518,7 +524,7 @@ def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[i
 def _sender_codecs(producer: Producer) -> list:
     """Capabilities to offer for a consumer of ``producer``: its codec, then RTX."""
     wanted = producer.codec
-    chosen = []
+    chosen: list[Any] = []
     rtx = None
     for capability in RTCRtpSender.getCapabilities(producer.kind).codecs:
         if is_rtx(capability):

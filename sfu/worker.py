@@ -209,7 +209,7 @@ class Worker:
     def subscriptions(self) -> list[dict[str, object]]:
         """Who receives whom right now: one row per forwarding consumer, with the rooms
         of both ends (parked m-lines are left out)."""
-        rows = []
+        rows: list[dict[str, object]] = []
         for transport in self._transports.values():
             if transport.direction != SUBSCRIBE or transport.closed:
                 continue

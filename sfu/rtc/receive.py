@@ -333,11 +333,12 @@ def _install_direct(
             continue
         sock = datagram_socket(transport)
         receiver = DirectReceiver(dtls, state, protocol.datagram_received, sock)
-        protocol.datagram_received = (  # type: ignore[method-assign,assignment]  # the hook itself, fed bytes only
+        handler: Callable[[Any, tuple], None] = (
             receiver.datagram_received
             if receiver.rx is not None
             else receiver.datagram_received_in_python
         )
+        protocol.datagram_received = handler  # type: ignore[method-assign,assignment]  # the hook, bytes only
         if poller is not None and sock is not None and receiver.rx is not None:
             receiver.rx.drop_rtcp = not rtcp
             poller.attach(transport, sock, receiver.rx, receiver.hand_on, state)
