@@ -166,3 +166,30 @@ def test_a_changed_pylibsrtp_signature_is_logged_as_a_warning(
         native.log_native_paths()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all("srtp_protect" in r.getMessage() for r in warnings)
+
+
+#: Private names too common to tell a library's from Caucus's own objects' by the name.
+GENERIC = {"_state", "_ssrc", "_loop", "_queue", "_recv"}
+
+
+def test_no_code_outside_sfu_rtc_names_the_libraries_private_names() -> None:
+    """Production code reaches aiortc/aioice/asyncio/pylibsrtp internals only through
+    ``sfu.rtc`` (its accessors in ``sfu/rtc/internals.py``)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    names = sorted(
+        {r.name for r in REQUIREMENTS if r.name.startswith("_") and r.name not in GENERIC}
+    )
+    pattern = re.compile(r"\b(?!self\.|cls\.)\w+\.(" + "|".join(map(re.escape, names)) + r")\b")
+    found = []
+    for package in ("sfu", "signaling", "recorder", "client", "bench", "rooms", "certs"):
+        for path in sorted((root / package).rglob("*.py")):
+            relative = path.relative_to(root)
+            if relative.parts[:2] == ("sfu", "rtc"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
