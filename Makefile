@@ -48,7 +48,7 @@ test: dev-deps browser lint
 ## bounded run of its fuzz targets with gcc's libasan preloaded.
 SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/sfu/test_fastpath.py tests/sfu/test_direct_receive.py \
-	tests/client/test_receive_poller.py $(wildcard tests/hostile/test_native_*.py)
+	tests/client/test_receive_poller.py tests/client/test_frames.py $(wildcard tests/hostile/test_native_*.py)
 SANITIZE_FUZZ := $(wildcard tests/fuzz/fuzz_native_*.py)
 FUZZ_SECONDS ?= 30
 # CPython leaks by design (detect_leaks=0); PYTHONMALLOC=malloc gives every Python buffer
