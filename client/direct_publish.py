@@ -198,7 +198,10 @@ class PublishedStream:
         self.kind = clip.kind
         self.mid = transceiver.mid
         self.ssrc = rtc.sender_ssrcs(transceiver.sender)[0]
-        self.payload_type = codecs[0].payloadType
+        payload_type = codecs[0].payloadType
+        if payload_type is None:
+            raise ValueError(f"no payload type negotiated for {clip.mime_type}")
+        self.payload_type: int = payload_type
         extensions = HeaderExtensionsMap()
         extensions.configure(
             RTCRtpParameters(headerExtensions=rtc.negotiated_header_extensions(transceiver))

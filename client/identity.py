@@ -28,7 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from sfu import rtc
 
 from .media import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, encode_vp8_clip
-from .participant import Participant, ReceivedTrack, _configuration
+from .participant import Participant, ReceivedTrack, _configuration, receiving_transceiver
 
 MARKER = b"\x00CAUCUS-FROM:"
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
@@ -136,10 +136,7 @@ class IdentifiedParticipant(Participant):
         return await super()._on_subscribe_offer(offer)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        transceiver = next(
-            t for t in self._subscribe_pc.getTransceivers() if t.receiver.track is track
-        )
-        mid = transceiver.mid
+        transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
         received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
         kind = track.kind
         report = self._on_packet

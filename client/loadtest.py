@@ -41,6 +41,7 @@ from sfu import rtc
 
 from .direct_publish import DirectPublisher, PacketizedClip, packetize_opus, packetize_vp8
 from .loadtest_setup import ApiSession, SetupError, read_accounts
+from .participant import receiving_transceiver
 from .receive_poller import ReceivePoller
 from .report import summarize, summary_text, track_table
 from .socket_signal import NAMESPACE, SocketSignal
@@ -85,6 +86,7 @@ class LoadSignal(SocketSignal):
 
     async def connect(self, participant_id: str, on_subscribe_offer) -> None:
         await super().connect(participant_id, on_subscribe_offer)
+        assert self._sio is not None  # connect() opened it
         self._sio.on("disconnect", self._disconnected, namespace=NAMESPACE)
 
     async def _disconnected(self, *_reason: Any) -> None:
@@ -163,11 +165,9 @@ class LoadParticipant:
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        transceiver = next(
-            t for t in self._subscribe_pc.getTransceivers() if t.receiver.track is track
-        )
-        stats = TrackStats(transceiver.mid, track.kind, appeared_at=time.monotonic())
-        self.tracks[transceiver.mid] = stats
+        transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
+        stats = TrackStats(mid, track.kind, appeared_at=time.monotonic())
+        self.tracks[mid] = stats
         watch_receiver(transceiver.receiver, stats)
 
     def owner(self, mid: str) -> str | None:
@@ -215,6 +215,7 @@ class ServerMetrics:
                 )
             else:
                 if self._admin is None:
+                    assert c.admin_user and c.admin_password  # self.available
                     self._admin = ApiSession(c.url, insecure=c.insecure, timeout=10)
                     await self._admin.sign_in(c.admin_user, c.admin_password)
                 text = await self._admin.text("/metrics")
@@ -411,8 +412,8 @@ class LoadTest:
                 self._check_server()
 
         joins = [asyncio.ensure_future(join(i, p)) for i, p in enumerate(self.participants)]
-        done = asyncio.ensure_future(asyncio.gather(*joins))
-        aborted = asyncio.ensure_future(self._abort.wait())
+        done: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*joins))
+        aborted: asyncio.Future[Any] = asyncio.ensure_future(self._abort.wait())
         await asyncio.wait([done, aborted], return_when=asyncio.FIRST_COMPLETED)
         aborted.cancel()
         if not done.done():
@@ -531,7 +532,8 @@ class LoadTest:
         ]
         ttffs = [r["time_to_first_frame_ms"] for r in rows if r["time_to_first_frame_ms"]]
         start = self._window_start or self._began
-        elapsed = max(1e-6, self._window_end - start)
+        end = self._window_end if self._window_end is not None else time.monotonic()
+        elapsed = max(1e-6, end - start)
         publishers = sum(1 for p in self.participants if p.publishes and p.joined)
         received = sum(r["packets"] for r in rows)
         report: dict[str, Any] = {

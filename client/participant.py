@@ -31,6 +31,7 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
@@ -44,6 +45,18 @@ log = logging.getLogger(__name__)
 
 #: Seconds between rejoin attempts: the first delays, then the last one repeated.
 REJOIN_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+def receiving_transceiver(
+    pc: RTCPeerConnection | None, track: MediaStreamTrack
+) -> tuple[RTCRtpTransceiver, str]:
+    """The transceiver of ``pc`` that receives ``track``, and its mid (set once negotiated)."""
+    if pc is None:
+        raise RuntimeError("a track arrived without a subscribe connection")
+    transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+    if transceiver.mid is None:
+        raise RuntimeError("a track arrived on a transceiver without a mid")
+    return transceiver, transceiver.mid
 
 
 def _configuration() -> RTCConfiguration:
@@ -217,10 +230,8 @@ class Participant:
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        transceiver = next(
-            t for t in self._subscribe_pc.getTransceivers() if t.receiver.track is track
-        )
-        received = self.tracks[transceiver.mid] = ReceivedTrack(transceiver.mid, track.kind)
+        transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
+        received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
         if self._decode:
             self._own(self._consume(track, received))
         else:
@@ -259,7 +270,7 @@ class Participant:
         if self._subscribe_pc is None or not self._decode:
             return
         for transceiver in self._subscribe_pc.getTransceivers():
-            received = self.tracks.get(transceiver.mid)
+            received = self.tracks.get(transceiver.mid) if transceiver.mid else None
             if received is None:
                 continue
             stats = await transceiver.receiver.getStats()

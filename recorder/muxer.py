@@ -57,19 +57,19 @@ class Muxer:
                 elif video_codec == "h264":
                     template = templates.add_stream("libx264")
                     self._video = self._container.add_stream_from_template(template, opaque=True)
-                    ctx = self._video.codec_context
-                    ctx.width, ctx.height = width, height
-                    ctx.pix_fmt = "yuv420p"
-                    ctx.extradata = video_extradata
+                    video_ctx = self._video.codec_context
+                    video_ctx.width, video_ctx.height = width, height
+                    video_ctx.pix_fmt = "yuv420p"
+                    video_ctx.extradata = video_extradata
                 if self._video is not None:
                     self._video.time_base = VIDEO_TIME_BASE
                 if audio:
-                    template = templates.add_stream("libopus", rate=48000)
-                    self._audio = self._container.add_stream_from_template(template, opaque=True)
-                    ctx = self._audio.codec_context
-                    ctx.sample_rate = 48000
-                    ctx.layout = "stereo"
-                    ctx.extradata = opus_head()
+                    opus = templates.add_stream("libopus", rate=48000)
+                    self._audio = self._container.add_stream_from_template(opus, opaque=True)
+                    audio_ctx = self._audio.codec_context
+                    audio_ctx.sample_rate = 48000
+                    audio_ctx.layout = "stereo"
+                    audio_ctx.extradata = opus_head()
                     self._audio.time_base = AUDIO_TIME_BASE
             finally:
                 templates.close()

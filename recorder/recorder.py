@@ -340,6 +340,7 @@ class Recorder:
             return
         track.last_pts = pts
         track.last_at = now
+        assert frame is not None  # audio always has one; video returned above without
         self._emit(track, frame, pts, duration, now)
 
     def _keyframe_seen(self, track: _Track, frame: Frame) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -139,7 +139,7 @@ class BlobReader:
         """The whole plaintext in memory: for small blobs only."""
         return b"".join([piece async for piece in self])
 
-    def read_range(self, start: int, end_inclusive: int) -> AsyncIterator[bytes]:
+    def read_range(self, start: int, end_inclusive: int) -> AsyncGenerator[bytes, None]:
         """Plaintext bytes ``start..end_inclusive`` (HTTP Range semantics), in pieces."""
         if not 0 <= start <= end_inclusive < self.__size:
             raise ValueError(
@@ -151,7 +151,7 @@ class BlobReader:
 
     async def __chunks(
         self, first: int, last: int, head_skip: int, tail_end: int | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if self.__fd is None:
             raise RuntimeError("blob reader is not open (use 'async with')")
         stride = self.__chunk_size + TAG_SIZE

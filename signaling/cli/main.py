@@ -131,7 +131,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    fields = ("host", "port", "data_dir", "database_url", "tls_cert", "tls_key")
+    fields: tuple[str, ...] = ("host", "port", "data_dir", "database_url", "tls_cert", "tls_key")
     fields += ("log_level", "log_format", "workers", "redis_url", "node_id")
     overrides = {f: getattr(args, f, None) for f in fields}
     return load_settings(args.config, **overrides)

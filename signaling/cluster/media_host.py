@@ -25,7 +25,7 @@ import os
 import resource
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from pydantic import BaseModel
@@ -60,12 +60,12 @@ def parse_ice_server(url: str) -> IceServer:
 
 def media_settings(settings: Settings) -> MediaSettings:
     """The SFU's settings from the server's settings."""
-    ports: dict[str, int] = {}
+    options: dict[str, Any] = dict(media_limits(settings.media_limits))
     if settings.rtc_port_min or settings.rtc_port_max:
-        ports = {"udp_port_min": settings.rtc_port_min, "udp_port_max": settings.rtc_port_max}
+        options["udp_port_min"] = settings.rtc_port_min
+        options["udp_port_max"] = settings.rtc_port_max
     return MediaSettings(
-        **ports,
-        **media_limits(settings.media_limits),
+        **options,
         announced_ip=settings.rtc_announced_ip or None,
         ice_servers=tuple(parse_ice_server(url) for url in settings.rtc_ice_servers),
         srtp_profiles=tuple(settings.srtp_profiles),
@@ -171,14 +171,14 @@ class Relayed:
     namespace: str
     relay: Relay
 
-    async def emit(  # type: ignore[override]
+    async def emit(
         self, event: str, data: Any = None, to: str | None = None, room: str | None = None, **_: Any
     ) -> None:
         target = to or room
         if target is not None:
             await self.relay.emit(self.namespace, event, data, target)
 
-    async def call(  # type: ignore[override]
+    async def call(
         self,
         event: str,
         data: Any = None,
@@ -355,7 +355,8 @@ class MediaHost:
         stats = self.worker.stats()
         forwarded = 0
         consumers = 0
-        for transport in stats["transports"]:  # type: ignore[union-attr]
+        transports = cast("list[dict[str, Any]]", stats["transports"])
+        for transport in transports:
             for consumer in transport["consumers"]:
                 consumers += 1
                 forwarded += consumer["packets_forwarded"]

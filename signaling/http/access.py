@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-SESSION = web.RequestKey("session", Session | None)
-USER = web.RequestKey("user", User | None)
+SESSION = web.RequestKey[Session | None]("session")
+USER = web.RequestKey[User | None]("user")
 MEMBER = web.RequestKey("member", Member)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -102,6 +102,22 @@ async def _load_session(request: web.Request) -> tuple[Session | None, User | No
     if session is None:
         return None, None
     return session, await services.accounts.get(session.user_id)
+
+
+def session_of(request: web.Request) -> Session:
+    """The session of a request that passed a rule needing one (anything but ``public``)."""
+    session = request[SESSION]
+    if session is None:
+        raise Unauthenticated("Sign in first.", code="unauthenticated")
+    return session
+
+
+def user_of(request: web.Request) -> User:
+    """The signed-in user of a request that passed a rule needing one."""
+    user = request[USER]
+    if user is None:
+        raise Unauthenticated("Sign in first.", code="unauthenticated")
+    return user
 
 
 async def authorize(request: web.Request, rule: Access) -> None:

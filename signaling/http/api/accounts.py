@@ -21,9 +21,11 @@ from signaling.http.access import (
     device_token,
     end_session_sockets,
     read_json,
+    session_of,
     set_csrf_cookie,
     set_device_cookie,
     set_session_cookie,
+    user_of,
 )
 from signaling.services import SERVICES
 
@@ -78,8 +80,9 @@ async def get_session(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginBody)
     services = request.app[SERVICES]
-    if request[SESSION] is not None:
-        await services.sessions.end(request[SESSION])
+    session = request[SESSION]
+    if session is not None:
+        await services.sessions.end(session)
     client, device = client_address(request), device_token(request)
     user, stage = await services.accounts.authenticate(body.username, body.password, client, device)
     token = await services.sessions.create(user.id, stage)
@@ -107,9 +110,11 @@ async def login_totp(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
     services = request.app[SERVICES]
     client, device = client_address(request), device_token(request)
-    user = await services.accounts.verify_second_factor(request[USER].id, body.code, client, device)
+    user = await services.accounts.verify_second_factor(
+        user_of(request).id, body.code, client, device
+    )
     stage = services.accounts.stage_after_second_factor(user)
-    await services.sessions.set_stage(request[SESSION], stage)
+    await services.sessions.set_stage(session_of(request), stage)
     response = web.json_response({"stage": stage})
     await signed_in(request, response, user, client, device)
     return response
@@ -118,8 +123,8 @@ async def login_totp(request: web.Request) -> web.Response:
 @routes.post("/api/logout")
 @access("session")
 async def logout(request: web.Request) -> web.Response:
-    await request.app[SERVICES].sessions.end(request[SESSION])
-    await end_session_sockets(request.app, request[SESSION].token_hash)
+    await request.app[SERVICES].sessions.end(session_of(request))
+    await end_session_sockets(request.app, session_of(request).token_hash)
     response = web.json_response({"stage": "anonymous"})
     clear_session_cookie(response)
     return response
@@ -131,11 +136,11 @@ async def change_password(request: web.Request) -> web.Response:
     body = await read_json(request, PasswordChangeBody)
     services = request.app[SERVICES]
     await services.accounts.change_password(
-        request[USER].id, body.current_password, body.new_password
+        user_of(request).id, body.current_password, body.new_password
     )
-    ended = await services.sessions.end_others(request[USER].id, keep=request[SESSION])
+    ended = await services.sessions.end_others(user_of(request).id, keep=session_of(request))
     await end_session_sockets(request.app, *ended)  # the other devices' sockets close
-    await services.sessions.set_stage(request[SESSION], STAGE_ACTIVE)
+    await services.sessions.set_stage(session_of(request), STAGE_ACTIVE)
     return web.json_response({"stage": STAGE_ACTIVE})
 
 
@@ -148,7 +153,7 @@ def qr_data_uri(text: str) -> str:
 @routes.post("/api/account/totp/begin")
 @access("active")
 async def totp_begin(request: web.Request) -> web.Response:
-    secret, uri = await request.app[SERVICES].accounts.totp_begin(request[USER].id)
+    secret, uri = await request.app[SERVICES].accounts.totp_begin(user_of(request).id)
     return web.json_response(
         {"secret": secret, "provisioning_uri": uri, "qr_svg": qr_data_uri(uri)}
     )
@@ -158,7 +163,7 @@ async def totp_begin(request: web.Request) -> web.Response:
 @access("active")
 async def totp_confirm(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
-    codes = await request.app[SERVICES].accounts.totp_confirm(request[USER].id, body.code)
+    codes = await request.app[SERVICES].accounts.totp_confirm(user_of(request).id, body.code)
     return web.json_response({"recovery_codes": codes})
 
 
@@ -167,6 +172,10 @@ async def totp_confirm(request: web.Request) -> web.Response:
 async def totp_disable(request: web.Request) -> web.Response:
     body = await read_json(request, TotpDisableBody)
     user = await request.app[SERVICES].accounts.totp_disable(
-        request[USER].id, body.password, body.code, client_address(request), device_token(request)
+        user_of(request).id,
+        body.password,
+        body.code,
+        client_address(request),
+        device_token(request),
     )
     return web.json_response({"totp_enabled": user.totp_enabled})

@@ -14,13 +14,13 @@ from rooms.errors import CaucusError
 from signaling.http.access import (
     MEMBER,
     SESSION,
-    USER,
     access,
     client_address,
     device_token,
     read_json,
     set_device_cookie,
     set_session_cookie,
+    user_of,
 )
 from signaling.services import SERVICES
 
@@ -84,7 +84,7 @@ class AcceptBody(BaseModel):
 @routes.get("/api/cases")
 @access("active")
 async def list_cases(request: web.Request) -> web.Response:
-    pairs = await request.app[SERVICES].cases.cases_of(request[USER].id)
+    pairs = await request.app[SERVICES].cases.cases_of(user_of(request).id)
     return web.json_response(
         {
             "cases": [
@@ -105,7 +105,9 @@ async def list_cases(request: web.Request) -> web.Response:
 @access("neutral")
 async def open_case(request: web.Request) -> web.Response:
     body = await read_json(request, CaseIntake)
-    case = await request.app[SERVICES].cases.open_case(request[USER], body.model_dump(mode="json"))
+    case = await request.app[SERVICES].cases.open_case(
+        user_of(request), body.model_dump(mode="json")
+    )
     return web.json_response({"case": case.public()}, status=201)
 
 
@@ -175,8 +177,9 @@ async def accept_invitation(request: web.Request) -> web.Response:
     except CaucusError:
         await throttle.record_failure(*subjects)
         raise
-    if request[SESSION] is not None:
-        await services.sessions.end(request[SESSION])
+    session = request[SESSION]
+    if session is not None:
+        await services.sessions.end(session)
     token = await services.sessions.create(user.id, STAGE_ACTIVE)
     response = web.json_response({"stage": STAGE_ACTIVE, "case_id": case_id}, status=201)
     set_session_cookie(response, token, int(services.sessions.lifetime))

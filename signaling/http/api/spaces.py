@@ -24,7 +24,7 @@ from rooms.spaces.filetypes import PDF
 from rooms.spaces.messages import MAX_BODY
 from rooms.spaces.spaces import MAX_NAME
 from rooms.vault.format import VaultIntegrityError
-from signaling.http.access import MEMBER, SECURITY_HEADERS, USER, access, read_json
+from signaling.http.access import MEMBER, SECURITY_HEADERS, access, read_json, user_of
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 
@@ -173,7 +173,7 @@ async def post_message(request: web.Request) -> web.Response:
     body = await read_json(request, NewMessage)
     case_id, space_id = _ids(request)
     message = await request.app[SERVICES].spaces.post(
-        case_id, space_id, request[USER].id, body.body
+        case_id, space_id, user_of(request).id, body.body
     )
     return web.json_response({"message": message.public()}, status=201)
 
@@ -184,7 +184,7 @@ async def mark_read(request: web.Request) -> web.Response:
     body = await read_json(request, ReadMarker)
     case_id, space_id = _ids(request)
     marker = await request.app[SERVICES].spaces.mark_read(
-        case_id, space_id, request[USER].id, body.seq
+        case_id, space_id, user_of(request).id, body.seq
     )
     return web.json_response({"last_read_seq": marker})
 
@@ -226,7 +226,7 @@ async def upload_file(request: web.Request) -> web.Response:
     record = await services.spaces.upload(
         case_id,
         space_id,
-        request[USER].id,
+        user_of(request).id,
         name,
         _body_pieces(request),
         max_bytes=services.settings.max_upload_bytes,

@@ -466,7 +466,7 @@ class RecordingNamespace(EventNamespace):
         hearing = self.hearings.get(now) if now is not None else None
         if hearing is not None and session is not None and not hearing.stopping:
             async with hearing.lock:
-                if self.hearings.get(now) is hearing:
+                if now is not None and self.hearings.get(now) is hearing:
                     await self._enter(hearing, session)
 
     async def _enter(self, hearing: Hearing, session: LiveParticipant) -> None:
