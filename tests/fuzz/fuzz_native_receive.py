@@ -25,6 +25,7 @@ with atheris.instrument_imports(include=["sfu.rtc"]):
 
     from sfu import rtc
     from sfu.rtc import native
+    from sfu.rtc.internals import srtp_context
 
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
@@ -60,7 +61,7 @@ def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
     buf = native.srtp_ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
     buf[0 : len(packet)] = packet
     size = native.srtp_ffi.new("int *", len(packet))
-    if native.srtp_protect(outbound._srtp[0], buf, size):
+    if native.srtp_protect(srtp_context(outbound), buf, size):
         return packet
     return native.srtp_ffi.buffer(buf, size[0])[:]
 
@@ -113,7 +114,7 @@ def TestOneInput(data: bytes) -> None:
     ffi.memmove(TRACK, bytes(ffi.sizeof("caucus_track")), ffi.sizeof("caucus_track"))
     TRACK.clock_rate = 90000
     RX.unprotect = native.FAST_UNPROTECT
-    RX.srtp = ffi.cast("void *", native.address_of(inbound._srtp[0]))
+    RX.srtp = ffi.cast("void *", native.address_of(srtp_context(inbound)))
     RX.fd = RX_SOCK.fileno()
     RX.drop_rtcp = fdp.ConsumeBool()
     for _ in range(fdp.ConsumeIntInRange(1, 24)):
@@ -148,7 +149,7 @@ def TestOneInput(data: bytes) -> None:
             RX.filter = fdp.ConsumeBool()
         elif op == 4:  # the transport left "connected", or is back in this input
             if RX.srtp == ffi.NULL:
-                RX.srtp = ffi.cast("void *", native.address_of(inbound._srtp[0]))
+                RX.srtp = ffi.cast("void *", native.address_of(srtp_context(inbound)))
             else:
                 RX.srtp = ffi.NULL
         elif op == 5:  # a route to the track counter

@@ -20,10 +20,11 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["sfu.rtc", "client.frames"]):
+with atheris.instrument_imports(include=["sfu.rtc"]):
     import pylibsrtp
 
     from sfu.rtc import native, writer
+    from sfu.rtc.internals import srtp_context
 
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
@@ -90,7 +91,7 @@ def TestOneInput(data: bytes) -> None:
     outbound, inbound = session(False), session(True)
     ffi.memmove(SINK, bytes(ffi.sizeof("caucus_sink")), ffi.sizeof("caucus_sink"))
     SINK.protect = native.FAST_PROTECT
-    SINK.srtp = ffi.cast("void *", native.address_of(outbound._srtp[0]))
+    SINK.srtp = ffi.cast("void *", native.address_of(srtp_context(outbound)))
     SINK.fd = SENDER.fileno()
     SINK.addr[0 : len(ADDRESS)] = ADDRESS
     SINK.addrlen = len(ADDRESS)

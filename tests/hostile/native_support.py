@@ -16,6 +16,7 @@ from typing import Any
 import pylibsrtp
 
 from sfu.rtc import native, writer
+from sfu.rtc.internals import srtp_context
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(28))
@@ -50,7 +51,7 @@ def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
     buf = ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
     buf[0 : len(packet)] = packet
     size = ffi.new("int *", len(packet))
-    assert native.srtp_protect(outbound._srtp[0], buf, size) == 0
+    assert native.srtp_protect(srtp_context(outbound), buf, size) == 0
     return ffi.buffer(buf, size[0])[:]
 
 
@@ -77,7 +78,7 @@ class Receiver:
         self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.rx: Any = fast.ffi.new("caucus_receiver *")
         self.rx.unprotect = native.FAST_UNPROTECT
-        self.rx.srtp = fast.ffi.cast("void *", native.address_of(self.inbound._srtp[0]))
+        self.rx.srtp = fast.ffi.cast("void *", native.address_of(srtp_context(self.inbound)))
         self.rx.fd = self.sock.fileno()
 
     def send(self, *datagrams: bytes) -> None:
@@ -127,7 +128,7 @@ class Sink:
         self.sock.setblocking(False)
         self.sink: Any = fast.ffi.new("caucus_sink *")
         self.sink.protect = native.FAST_PROTECT
-        self.sink.srtp = fast.ffi.cast("void *", native.address_of(self.outbound._srtp[0]))
+        self.sink.srtp = fast.ffi.cast("void *", native.address_of(srtp_context(self.outbound)))
         self.sink.fd = self.sock.fileno()
         address = writer._sockaddr(socket.AF_INET, self.target.getsockname())
         assert address is not None
