@@ -168,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from signaling.cli.heap import freeze_startup_heap
+    from sfu.heap import freeze_startup_heap
 
     freeze_startup_heap()  # full collections would stall the receive timer and the pacer
     return asyncio.run(run_loadtest(config))

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from rooms.errors import CaucusError, RateLimited
+from sfu.errors import MediaError
 from signaling.refusals import HTTP_LIMITS, REFUSALS
-
-if TYPE_CHECKING:
-    from sfu.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +44,8 @@ def media_error(error: MediaError) -> tuple[str, str, int]:
 
 
 def as_media_error(error: Exception) -> MediaError | None:
-    """``error`` if it is an SFU refusal.  Only a process that loaded the SFU can raise
-    one, and a signaling node never loads it (no aiortc, no PyAV there): the class is
-    looked up where it is loaded instead of imported."""
-    errors = sys.modules.get("sfu.errors")
-    if errors is not None and isinstance(error, errors.MediaError):
-        return error
-    return None
+    """``error`` if it is an SFU refusal (``sfu.errors`` loads no media stack)."""
+    return error if isinstance(error, MediaError) else None
 
 
 def http_error(error: Exception) -> web.Response:

@@ -135,11 +135,12 @@ async def _reseal_account_secrets(conn: Any, old: MasterKey, new: MasterKey) -> 
             sa.select(users.c.id, users.c.totp_secret).where(users.c.totp_secret.is_not(None))
         )
     ).all()
-    strangers = {sealed_by(r.totp_secret) for r in rows} - {None, old.key_id, new.key_id}
+    sealers = {sealed_by(r.totp_secret) for r in rows}
+    strangers = {k for k in sealers if k is not None} - {old.key_id, new.key_id}
     if strangers:
         raise IntegrityFailure(
             "Some two-factor secrets are sealed by master keys that are neither the current "
-            f"nor the new one ({', '.join(sorted(strangers))}); nothing was changed.",  # type: ignore[arg-type]
+            f"nor the new one ({', '.join(sorted(strangers))}); nothing was changed.",
             code="master_key_mismatch",
         )
     count = 0

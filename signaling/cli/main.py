@@ -17,8 +17,8 @@ from certs.authority import load_certificate
 from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.vault.masterkey import MasterKeyError
+from sfu.heap import freeze_startup_heap
 from signaling.cli import loadtest
-from signaling.cli.heap import freeze_startup_heap
 from signaling.cli.logconfig import configure_logging
 from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import RedisDirectory, directory_for

@@ -13,7 +13,7 @@ import signal
 import sys
 import uuid
 
-from signaling.cli.heap import freeze_startup_heap
+from sfu.heap import freeze_startup_heap
 from signaling.cli.logconfig import configure_logging
 from signaling.cluster.placement import RedisDirectory, WorkerInfo
 from signaling.cluster.supervisor import READY_KEY, SETTINGS_ENV

@@ -134,7 +134,8 @@ class MediaCluster:
     async def forward(
         self, namespace: str, event: str, caller: Caller, payload: BaseModel
     ) -> dict[str, Any]:
-        case_id: str = payload.case_id  # type: ignore[attr-defined]
+        # every forwarded event's model has a case_id (checked by the forwarding namespace)
+        case_id: str = payload.case_id  # type: ignore[attr-defined]  # BaseModel subclasses
         try:
             worker, connection = await self._reach(case_id)
         except (LookupError, OSError, RpcError, TimeoutError) as exc:

@@ -82,7 +82,8 @@ def access(
     rule = Access(kind, stages, case_roles, csrf)
 
     def mark(handler: H) -> H:
-        handler.__caucus_access__ = rule  # type: ignore[attr-defined]
+        # a marker on the function object, read by the middleware and the route walk
+        handler.__caucus_access__ = rule  # type: ignore[attr-defined]  # functions take attributes
         return handler
 
     return mark

@@ -67,7 +67,8 @@ def event(
 
     def mark(handler: Handler) -> Handler:
         # a marker on the function, read by ``declared_events``
-        handler.__caucus_event__ = (name, model, EventRule(kind, case_roles))  # type: ignore[attr-defined]
+        marker = (name, model, EventRule(kind, case_roles))
+        handler.__caucus_event__ = marker  # type: ignore[attr-defined]  # functions take attributes
         return handler
 
     return mark

@@ -1,4 +1,4 @@
-"""The server's, workers' and load client's collector settings (signaling.cli.heap): what was
+"""The server's, workers' and load client's collector settings (sfu.heap): what was
 imported at start-up is frozen out of every collection, the young generation is
 collected less often, and objects made afterwards are still collected.  Run in a child
 process: freezing the test process's heap would outlive the test."""
@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from signaling.cli.heap import THRESHOLDS
+from sfu.heap import THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import gc, json, weakref
 import signaling.cli.main  # the server's, the workers' and the load client's imports
-from signaling.cli.heap import freeze_startup_heap
+from sfu.heap import freeze_startup_heap
 
 frozen = freeze_startup_heap()
 
