@@ -15,7 +15,7 @@ BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
 @contextlib.asynccontextmanager
 async def fresh_postgres_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
     """Creates ``<prefix>_<random>`` next to the database of ``admin_url``; drops it after."""
-    import asyncpg  # only needed when the run asks for PostgreSQL
+    import asyncpg  # type: ignore[import-untyped]  # only when the run asks for PostgreSQL
 
     name = f"{prefix}_{secrets.token_hex(6)}"
     conn = await asyncpg.connect(admin_url)

@@ -22,7 +22,7 @@ async def _check(condition: Condition) -> object:
 
 def _describe(condition: Condition) -> str:
     try:
-        source = inspect.getsource(condition).strip()  # type: ignore[arg-type]
+        source = inspect.getsource(condition).strip()
     except (OSError, TypeError):
         return getattr(condition, "__qualname__", repr(condition))
     return source if len(source) < 400 else source[:400] + "…"
