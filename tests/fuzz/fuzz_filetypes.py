@@ -19,7 +19,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["rooms.spaces.filetypes"]):
-    from rooms import filetypes
+    from rooms.spaces import filetypes
     from rooms.spaces.filetypes import TextCheck, sniff
 
 NAMES = ("", "brief.pdf", "a.doc", "b.XLS", "c.ppt", "d.docx", "e.xlsx", "f.pptx", "g.", "h")
