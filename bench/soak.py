@@ -83,7 +83,7 @@ from sfu import rtc  # noqa: E402
 
 TOKEN = "soak-benchmark"
 ADMIN_NEW_PASSWORD = "soak bench 42 lantern meadow"
-#: Seconds of activity per round (then everyone leaves: a quiet point).
+#: Seconds of activity per round (then everyone leaves: a quiet point); ``--round-seconds``.
 ROUND_SECONDS = 20.0
 #: Samples before this many seconds of activity are the warm-up: not in the statistics.
 WARMUP_SECONDS = 20.0
@@ -92,7 +92,8 @@ SAMPLE_SECONDS = 10.0
 QUIET_TIMEOUT = 30.0
 #: How long after the last leave of a round the figures may take to settle at a quiet
 #: point: the server's engine.io keeps each closed socket's ping task until its next
-#: wake-up, up to its ping interval (25 s) after the socket closed.
+#: wake-up, up to its ping interval (25 s unless ``--ping-interval``) after the socket
+#: closed; this is the ping interval plus 5 s.
 LINGER_SECONDS = 30.0
 JOIN_TIMEOUT = 30.0
 #: Last quiet point minus first (after the warm-up), per process.
@@ -206,9 +207,10 @@ class Server:
     """One ``caucus serve`` process and its media workers; owns the process, its data
     directory's log file and the task draining its standard output."""
 
-    def __init__(self, data_dir: Path, workers: int | None) -> None:
+    def __init__(self, data_dir: Path, workers: int | None, ping_interval: float | None) -> None:
         self.data_dir = data_dir
         self.workers = workers
+        self.ping_interval = ping_interval
         self.log_path = data_dir / "server.log"
         self.url = ""
         self.admin_password = ""
@@ -221,6 +223,7 @@ class Server:
     async def start(self) -> None:
         port = free_port()
         command = [sys.executable, "-m", "signaling.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--ready-json"]
         command += ["--port", str(port), "--data-dir", str(self.data_dir / "data")]
         if self.workers is not None:
             command += ["--workers", str(self.workers)]
@@ -234,6 +237,8 @@ class Server:
             "CAUCUS_ARGON2_MEMORY_KIB": "8192",
             "CAUCUS_ARGON2_PARALLELISM": "1",
         }
+        if self.ping_interval is not None:
+            env["CAUCUS_SOCKET_PING_INTERVAL"] = str(self.ping_interval)
         log = self.log_path.open("wb")  # the child writes to its own copy
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -247,14 +252,14 @@ class Server:
             log.close()
         assert self.process.stdout is not None
         async with asyncio.timeout(90):
-            while not (self.url and self.admin_password):
+            while not self.url:
                 line = (await self.process.stdout.readline()).decode().strip()
                 if not line:
                     raise RuntimeError(f"the server exited; see {self.log_path}")
-                if match := re.match(r"^Caucus listening on (https://\S+?)/?$", line):
-                    self.url = match.group(1)
-                elif line.startswith("One-time password: "):
-                    self.admin_password = line.removeprefix("One-time password: ")
+                if line.startswith("{"):  # --ready-json: the one machine-readable line
+                    ready = json.loads(line)
+                    self.url = ready["url"].rstrip("/")
+                    self.admin_password = ready["admin_password"]
         self._drain = asyncio.ensure_future(self._drain_stdout())
         self.refresh_workers()
 
@@ -568,7 +573,11 @@ class Soak:
 
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
-        self.server = Server(work, args.workers)
+        self.server = Server(work, args.workers, args.ping_interval)
+        self.round_seconds: float = args.round_seconds
+        self.linger_seconds = (
+            LINGER_SECONDS if args.ping_interval is None else args.ping_interval + 5.0
+        )
         self.counts = Counts()
         self.cases: list[Case] = []
         self.media: Media
@@ -658,7 +667,7 @@ class Soak:
             await asyncio.sleep(0.5)
             reading = await self.read()
         baseline = self.quiet_points[0] if self.quiet_points else None
-        while time.monotonic() - since < LINGER_SECONDS:
+        while time.monotonic() - since < self.linger_seconds:
             if not settle and baseline is not None and self._within(baseline, reading):
                 break
             await asyncio.sleep(1.0)
@@ -706,8 +715,8 @@ class Soak:
             while True:
                 self.round += 1
                 self.phase = "active"
-                until = time.monotonic() + ROUND_SECONDS
-                last = self.round >= 2 and until + ROUND_SECONDS > deadline
+                until = time.monotonic() + self.round_seconds
+                last = self.round >= 2 and until + self.round_seconds > deadline
                 await asyncio.gather(*(case.round(self.round, until) for case in self.cases))
                 self.counts.rounds += 1
                 await self.quiet_point(time.monotonic(), settle=self.round == 1 or last)
@@ -810,7 +819,9 @@ class Soak:
                 "workers": self.args.workers,
                 "cases": self.args.cases,
                 "parties_per_case": self.args.participants,
-                "round_seconds": ROUND_SECONDS,
+                "round_seconds": self.round_seconds,
+                "socket_ping_interval": self.args.ping_interval,
+                "linger_seconds": self.linger_seconds,
                 "warmup_seconds": WARMUP_SECONDS,
                 "sample_seconds": SAMPLE_SECONDS,
                 "video": f"VP8 {VIDEO[1]}x{VIDEO[2]} 30 fps ~{VIDEO[0] // 1000} kbps + Opus 20 ms,"
@@ -872,6 +883,19 @@ def main() -> int:
         default=None,
         help="media worker processes (default: the server's, one per core; 0: media in the "
         "server process)",
+    )
+    parser.add_argument(
+        "--round-seconds",
+        type=float,
+        default=ROUND_SECONDS,
+        help=f"seconds of activity per round (default {ROUND_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=None,
+        help="the server's socket.io ping interval in seconds (default: the server's, 25); "
+        "quiet points wait this plus 5 s for closed sockets' ping tasks",
     )
     parser.add_argument("--cases", type=int, default=2, help="cases (live sessions)")
     parser.add_argument(

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
     redis_url: str | None = None
+    # Seconds between engine.io pings on socket.io connections: a client that stops
+    # answering is dropped after this plus 20 s, and the server keeps a closed socket's
+    # ping task until its next wake-up.
+    socket_ping_interval: float = Field(25.0, ge=1, le=300)
     # Media worker processes (docs/deploy.md): how many this node starts (None: one per
     # core; 0: the SFU runs inside the signaling process), this node's name in the cluster,
     # the address workers listen on for signaling nodes, and the secret that authenticates

@@ -85,6 +85,7 @@ def compose(
         client_manager=manager,
         cors_allowed_origins=same_origin(services.settings),
         max_http_buffer_size=1_000_000,
+        ping_interval=services.settings.socket_ping_interval,
         logger=False,
         engineio_logger=False,
     )
