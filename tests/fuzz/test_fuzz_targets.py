@@ -2,7 +2,7 @@
 every seed of ``corpus/<name>/`` through its target in this process.
 
 A target runs as its own process under libFuzzer (atheris) for ``CAUCUS_FUZZ_SECONDS``
-(default 15 s under CI, 3 s otherwise) on a copy of its seed corpus, two targets at a
+(default 8 s under CI, 3 s otherwise) on a copy of its seed corpus, two targets at a
 time; any crash fails its test with the input that crashed it (see docs/security.md,
 "Fuzzing and property tests").  ``fuzz_<name>.options`` (OSS-Fuzz's format, a
 ``[libfuzzer]`` section) adds libFuzzer flags for one target.
@@ -31,7 +31,7 @@ ROOT = HERE.parent.parent
 CORPUS = HERE / "corpus"
 TARGETS = sorted(HERE.glob("fuzz_*.py"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SECONDS = int(os.environ.get("CAUCUS_FUZZ_SECONDS", "15" if IN_CI else "3"))
+SECONDS = int(os.environ.get("CAUCUS_FUZZ_SECONDS", "8" if IN_CI else "3"))
 #: Targets run side by side (the CI machine has two cores).
 PARALLEL = int(os.environ.get("CAUCUS_FUZZ_JOBS", "2"))
 
