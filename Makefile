@@ -43,9 +43,12 @@ lint: dev-deps
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+## Test processes side by side (pytest-xdist); each file's tests run in one of them, in order.
+TEST_PROCESSES ?= 2
+
 ## make test: lint, then every test (SQLite; PostgreSQL too when CAUCUS_TEST_DATABASE_URL is set)
 test: dev-deps browser lint
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 ## make sanitize: the compiled media module built with AddressSanitizer and UBSan into
 ## build/sanitize (the source tree's module stays the normal build), then its tests and a

@@ -94,3 +94,12 @@ export function formatDate(value, { withTime = false } = {}) {
   }
   return date.toLocaleString(undefined, options);
 }
+
+// Focus `node` once a page has loaded what it waited for, unless the person has already
+// started typing somewhere: focus never jumps away from a field in use.
+export function focusUnlessBusy(node) {
+  const active = document.activeElement;
+  if (active === null || active === document.body || active === document.documentElement) {
+    node.focus();
+  }
+}

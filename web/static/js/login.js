@@ -1,7 +1,7 @@
 // /login: username and password; then on to the second factor, the password change, or the case list.
 
 import { api, continueFromStage, getSession, pageForStage, nextPath } from "./api.js";
-import { byId } from "./dom.js";
+import { byId, focusUnlessBusy } from "./dom.js";
 import { submitting } from "./feedback.js";
 
 const form = byId("login-form");
@@ -13,7 +13,7 @@ async function start() {
     window.location.replace(pageForStage(session.stage) || nextPath());
     return;
   }
-  byId("username").focus();
+  focusUnlessBusy(byId("username"));
 }
 
 form.addEventListener("submit", async (event) => {
