@@ -17,6 +17,7 @@ from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
 from rooms.spaces.facade import Spaces
+from rooms.storage.outbox import Outbox
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey
 from rooms.vault.store import SpaceVault
@@ -38,6 +39,8 @@ class Services:
     case_keys: CaseKeys = field(init=False)
     spaces: Spaces = field(init=False)
     closing: CaseClosing = field(init=False)
+    # Mail waiting to be sent (the sender is signaling.mail's, run by the app).
+    outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -45,6 +48,7 @@ class Services:
         self.case_keys = CaseKeys(self.store, self.master_key)
         self.spaces = Spaces(self.store, self.cases, self.case_keys, self.vault)
         self.closing = CaseClosing(self.store, self.cases, self.case_keys, self.vault, self.spaces)
+        self.outbox = Outbox(self.store)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from rooms.accounts.addresses import optional_email
 from rooms.accounts.devices import TrustedDevices
 from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
@@ -51,6 +52,7 @@ class User:
     role: str
     must_change_password: bool
     totp_enabled: bool
+    email: str | None = None
 
     def public(self) -> dict[str, object]:
         return {
@@ -60,6 +62,7 @@ class User:
             "role": self.role,
             "must_change_password": self.must_change_password,
             "totp_enabled": self.totp_enabled,
+            "email": self.email,
         }
 
 
@@ -71,6 +74,7 @@ def _user(row: sa.Row) -> User:
         row.role,
         bool(row.must_change_password),
         bool(row.totp_enabled),
+        row.email,
     )
 
 
@@ -152,8 +156,10 @@ class Accounts:
         display_name: str | None = None,
         must_change_password: bool = False,
         check_policy: bool = True,
+        email: str | None = None,
     ) -> User:
         name = normalize_username(username)
+        address = optional_email(email)
         if role not in GLOBAL_ROLES:
             raise InvalidInput(f"Unknown role {role!r}.", code="invalid_role")
         if check_policy:
@@ -174,6 +180,7 @@ class Accounts:
             "totp_enabled": False,
             "totp_last_step": None,
             "created_at": self.clock(),
+            "email": address,
         }
         async with self.store.begin() as conn:
             exists = (

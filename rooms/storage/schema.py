@@ -39,6 +39,9 @@ users = sa.Table(
     sa.Column("totp_enabled", sa.Boolean, nullable=False, default=False),
     sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Where mail for the account goes (normalised; NULL: none known). Not unique: a person
+    # invited to two cases may hold two accounts with one address.
+    sa.Column("email", sa.String(320), nullable=True, index=True),
 )
 
 recovery_codes = sa.Table(
@@ -242,4 +245,24 @@ live_sessions = sa.Table(
     sa.Column("state", sa.JSON, nullable=False),  # rooms, placement, timers, locks
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: The transactional outbox: a mail is a row written in the same transaction as the change
+#: that causes it, delivered later by the sender (signaling.mail). ``params`` holds what the
+#: template needs and is emptied once the mail is delivered or has failed for good.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # also the Message-ID's left part
+    sa.Column("kind", sa.String(64), nullable=False),  # the template
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # queued: when the next attempt may start (a claim pushes it past the attempt's lease)
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )

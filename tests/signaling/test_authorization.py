@@ -18,6 +18,7 @@ import socketio
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from rooms.storage.outbox import enqueue
 from signaling.http.access import access_of
 from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
@@ -81,6 +82,14 @@ async def new_observer_body(w: World) -> dict[str, Any]:
     return {"user_id": await user_id(w, name)}
 
 
+async def undeliverable_mail(w: World) -> dict[str, Any]:
+    """A mail that can never be sent (no such template), so a retry always finds it."""
+    services = w.server.services
+    async with services.store.begin() as conn:
+        w.ids["mail"] = await enqueue(conn, "no_such_template", "ops@example.org", {}, now=0.0)
+    return {}
+
+
 async def close_body(w: World) -> dict[str, Any]:
     await w.open_case("nina", "Case To Close")
     return {"confirm_title": "Case To Close"}
@@ -118,6 +127,13 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/totp/disable"): Sample("totp-enabled", None),
     ("GET", "/api/admin/users"): Sample("root", wrong=("nina",)),
     ("GET", "/api/admin/media"): Sample("root", wrong=("nina",)),
+    ("GET", "/api/admin/mail"): Sample("root", wrong=("nina", "paula")),
+    ("POST", "/api/admin/mail/test"): Sample(
+        "root", const({"to": "ops@example.org"}), wrong=("nina", "paula")
+    ),
+    ("POST", "/api/admin/mail/{mail_id}/retry"): Sample(
+        "root", undeliverable_mail, wrong=("nina", "paula")
+    ),
     ("GET", "/metrics"): Sample("root", wrong=("nina", "paula")),
     ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
     ("GET", "/api/cases"): Sample("paula"),
@@ -185,6 +201,7 @@ def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
         .replace("{space_id}", w.ids["space"])
         .replace("{file_id}", w.ids["file"])
         .replace("{user_id}", w.ids["user"])
+        .replace("{mail_id}", w.ids.get("mail", "0" * 32))
         .replace("{token}", token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
