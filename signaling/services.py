@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from rooms.accounts.accounts import Accounts
 from rooms.accounts.devices import TrustedDevices
 from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.resets import PasswordResets
 from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
 from rooms.cases.cases import Cases
@@ -41,6 +42,7 @@ class Services:
     closing: CaseClosing = field(init=False)
     # Mail waiting to be sent (the sender is signaling.mail's, run by the app).
     outbox: Outbox = field(init=False)
+    resets: PasswordResets = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -49,6 +51,13 @@ class Services:
         self.spaces = Spaces(self.store, self.cases, self.case_keys, self.vault)
         self.closing = CaseClosing(self.store, self.cases, self.case_keys, self.vault, self.spaces)
         self.outbox = Outbox(self.store)
+        self.resets = PasswordResets(
+            self.accounts,
+            self.accounts.throttle,
+            lifetime=self.settings.password_reset_minutes * 60,
+            per_address=self.settings.password_reset_per_address,
+            per_client=self.settings.password_reset_per_client,
+        )
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

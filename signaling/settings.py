@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
     argon2_parallelism: int = Field(4, ge=1)
     invitation_hours: float = Field(168.0, ge=1, le=720)
+    # Password reset links (docs/email.md): how long a link works, and how many requests
+    # one address and one client may make (per login_window_seconds) before 429.
+    password_reset_minutes: float = Field(30.0, ge=1, le=24 * 60)
+    password_reset_per_address: int = Field(3, ge=1)
+    password_reset_per_client: int = Field(10, ge=1)
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")

@@ -15,9 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from rooms.accounts.accounts import Accounts, User
+from rooms.accounts.addresses import optional_email
 from rooms.accounts.sessions import token_hash
 from rooms.cases.roles import INVITABLE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from rooms.storage.outbox import enqueue
 from rooms.storage.schema import audit_log, case_members, cases, invitations, new_id, users
 from rooms.storage.store import Store
 
@@ -201,7 +203,11 @@ class Cases:
         display_name: str,
         represents: str | None,
         expires_in_hours: float,
+        email: str | None = None,
     ) -> tuple[dict[str, Any], str]:
+        """A new invitation link; with ``email``, the link is also mailed there (the mail
+        commits with the invitation)."""
+        address = optional_email(email)
         if inviter.role not in NEUTRAL_ROLES:
             raise Forbidden("Only the case's neutral can invite participants.")
         if role not in INVITABLE_ROLES:
@@ -219,7 +225,8 @@ class Cases:
             raise Conflict("This case is closed.", code="case_closed")
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        row = {
+        expires_at = now + expires_in_hours * 3600
+        row: dict[str, Any] = {
             "id": new_id(),
             "token_hash": token_hash(token),
             "case_id": case_id,
@@ -228,14 +235,90 @@ class Cases:
             "represents": represents,
             "created_by": inviter.user_id,
             "created_at": now,
-            "expires_at": now + expires_in_hours * 3600,
+            "expires_at": expires_at,
             "used_at": None,
             "used_by": None,
+            "email": address,
+            "revoked_at": None,
         }
         async with self.store.begin() as conn:
             await conn.execute(sa.insert(invitations).values(**row))
             await self.audit(conn, inviter.user_id, "invitation.create", case_id, role=role)
+            if address is not None:
+                await self._mail_invitation(conn, address, token, role, expires_at)
         return _invitation_public(row), token
+
+    async def _mail_invitation(
+        self, conn: Any, address: str, token: str, role: str, expires_at: float
+    ) -> None:
+        # The mail names no one and nothing of the case: only the role and the link.
+        await enqueue(
+            conn,
+            "invitation",
+            address,
+            {"path": f"/invite/{token}", "role": role, "expires_at": expires_at},
+            now=self.clock(),
+        )
+
+    async def _open_invitation(self, conn: Any, case_id: str, invitation_id: str) -> sa.Row:
+        row = (
+            await conn.execute(
+                sa.select(invitations).where(
+                    invitations.c.id == invitation_id, invitations.c.case_id == case_id
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound("No such invitation.")
+        if row.used_at is not None:
+            raise Conflict("This invitation was accepted already.", code="invitation_used")
+        if row.revoked_at is not None:
+            raise Conflict("This invitation was revoked.", code="invitation_revoked")
+        return row
+
+    async def resend_invitation(
+        self, case_id: str, invitation_id: str, actor: Member, expires_in_hours: float
+    ) -> dict[str, Any]:
+        """Mail the invitation again with a new link (the old link stops working: only
+        the link's hash is kept, so the old one cannot be sent again)."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        async with self.store.begin() as conn:
+            row = await self._open_invitation(conn, case_id, invitation_id)
+            if row.email is None:
+                raise Conflict(
+                    "This invitation was not sent by email; create a new one with an address.",
+                    code="invitation_without_email",
+                )
+            expires_at = now + expires_in_hours * 3600
+            await conn.execute(
+                sa.update(invitations)
+                .where(invitations.c.id == invitation_id)
+                .values(token_hash=token_hash(token), expires_at=expires_at)
+            )
+            await self.audit(conn, actor.user_id, "invitation.resend", case_id)
+            await self._mail_invitation(conn, row.email, token, row.role, expires_at)
+            updated = (
+                await conn.execute(sa.select(invitations).where(invitations.c.id == invitation_id))
+            ).one()
+        return _invitation_public(updated._asdict())
+
+    async def revoke_invitation(
+        self, case_id: str, invitation_id: str, actor: Member
+    ) -> dict[str, Any]:
+        """The link stops working at once."""
+        async with self.store.begin() as conn:
+            await self._open_invitation(conn, case_id, invitation_id)
+            await conn.execute(
+                sa.update(invitations)
+                .where(invitations.c.id == invitation_id)
+                .values(revoked_at=self.clock())
+            )
+            await self.audit(conn, actor.user_id, "invitation.revoke", case_id)
+            updated = (
+                await conn.execute(sa.select(invitations).where(invitations.c.id == invitation_id))
+            ).one()
+        return _invitation_public(updated._asdict())
 
     async def invitations(self, case_id: str) -> list[dict[str, Any]]:
         async with self.store.connect() as conn:
@@ -258,7 +341,7 @@ class Cases:
                 .where(invitations.c.token_hash == token_hash(token))
             )
         ).first()
-        if row is None or row.used_at is not None:
+        if row is None or row.used_at is not None or row.revoked_at is not None:
             raise Gone("This invitation link is not valid.", code="invitation_invalid")
         if row.expires_at < self.clock():
             raise Gone("This invitation link has expired.", code="invitation_invalid")
@@ -280,8 +363,13 @@ class Cases:
         """Create the invitee's account and membership; the link is spent."""
         async with self.store.connect() as conn:
             invitation = await self._valid_invitation(conn, token)
+        # An emailed invitation proves the address: the account takes it.
         user = await self.accounts.create_user(
-            username, password, role="member", display_name=invitation.display_name
+            username,
+            password,
+            role="member",
+            display_name=invitation.display_name,
+            email=invitation.email,
         )
         now = self.clock()
         try:
@@ -321,4 +409,6 @@ def _invitation_public(row: dict[str, Any]) -> dict[str, Any]:
         "represents": row["represents"],
         "expires_at": row["expires_at"],
         "used_at": row["used_at"],
+        "email": row.get("email"),
+        "revoked_at": row.get("revoked_at"),
     }

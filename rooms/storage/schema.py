@@ -139,6 +139,26 @@ invitations = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=True),
     sa.Column("used_by", sa.String(32), nullable=True),
+    # Where the link was mailed (NULL: handed over by the neutral); when it was revoked.
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+#: Password reset links: the token's SHA-256, single use, short-lived.
+password_resets = sa.Table(
+    "password_resets",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
 )
 
 case_keys = sa.Table(

@@ -20,6 +20,8 @@ VENDOR_FILES = {
 PAGES = {
     "/login": "login.html",
     "/login/totp": "login-totp.html",
+    "/password/forgot": "password-forgot.html",
+    "/reset/{token}": "password-reset.html",
     "/account/password": "account-password.html",
     "/account/security": "account-security.html",
     "/admin/users": "admin-users.html",

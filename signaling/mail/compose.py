@@ -24,6 +24,11 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 _LINE_BREAKS = re.compile(r"[\r\n\t\v\f\x00]+")
 
 
+def when(epoch: float) -> str:
+    """A time in mails: UTC, unambiguous in every reader's zone."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%d %B %Y, %H:%M UTC")
+
+
 class UnknownMailKind(Exception):
     """An outbox row names a template this version does not have."""
 
@@ -51,6 +56,7 @@ class MailComposer:
             undefined=StrictUndefined,
             keep_trailing_newline=True,
         )
+        self.environment.filters["when"] = when
 
     def message_id(self, mail_id: str) -> str:
         """The same for every attempt at one mail, so a receiver can tell a retry."""

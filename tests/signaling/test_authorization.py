@@ -8,6 +8,7 @@ without a sample here fails the test instead of going unchecked.
 from __future__ import annotations
 
 import inspect
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,13 @@ from typing import Any
 import pyotp
 import pytest
 import socketio
+import sqlalchemy as sa
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from rooms.accounts.sessions import token_hash
 from rooms.storage.outbox import enqueue
+from rooms.storage.schema import password_resets
 from signaling.http.access import access_of
 from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
@@ -88,6 +92,31 @@ async def undeliverable_mail(w: World) -> dict[str, Any]:
     async with services.store.begin() as conn:
         w.ids["mail"] = await enqueue(conn, "no_such_template", "ops@example.org", {}, now=0.0)
     return {}
+
+
+async def emailed_invitation(w: World) -> dict[str, Any]:
+    status, body, _ = await w.clients["nina"].post(
+        f"/api/cases/{w.cases['Case A']}/invitations",
+        {"role": "observer", "display_name": "Mailed", "email": "mailed@example.org"},
+    )
+    assert status == 201, body
+    w.ids["invitation"] = body["invitation"]["id"]
+    return {}
+
+
+async def reset_link(w: World) -> dict[str, Any]:
+    """A reset link of an account of its own (using it ends that account's sessions)."""
+    user = await w.server.services.accounts.create_user(f"reset{len(w.users)}", PASSWORD)
+    w.users[user.username] = user
+    token = secrets.token_urlsafe(32)
+    async with w.server.services.store.begin() as conn:
+        await conn.execute(
+            sa.insert(password_resets).values(
+                token_hash=token_hash(token), user_id=user.id, created_at=0.0, expires_at=1e12
+            )
+        )
+    w.ids["reset"] = token
+    return {"password": PASSWORD + " reset"}
 
 
 async def close_body(w: World) -> dict[str, Any]:
@@ -160,13 +189,30 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/cases/{case_id}/close"): Sample(
         "nina", close_body, wrong=NEUTRALS_ONLY, case="Case To Close"
     ),
+    ("POST", "/api/cases/{case_id}/invitations/{invitation_id}/resend"): Sample(
+        "nina", emailed_invitation, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/invitations/{invitation_id}/revoke"): Sample(
+        "nina", emailed_invitation, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/password/forgot"): Sample("anonymous", const({"email": "nobody@example.org"})),
+    ("GET", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
+    ("POST", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("GET", "/api/invitations/{token}"): Sample("anonymous"),
     ("POST", "/api/invitations/{token}/accept"): Sample("anonymous", accept_body),
     ("GET", "/"): Sample("anonymous"),
     ("GET", "/static/vendor/{name}"): Sample("anonymous"),
     ("GET", "/static/{path}"): Sample("anonymous"),
 }
-PAGE_PREFIXES = ("/login", "/account/", "/admin/users", "/cases", "/invite/")
+PAGE_PREFIXES = (
+    "/login",
+    "/account/",
+    "/admin/users",
+    "/cases",
+    "/invite/",
+    "/password/",
+    "/reset/",
+)
 
 
 async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
@@ -202,7 +248,8 @@ def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
         .replace("{file_id}", w.ids["file"])
         .replace("{user_id}", w.ids["user"])
         .replace("{mail_id}", w.ids.get("mail", "0" * 32))
-        .replace("{token}", token)
+        .replace("{invitation_id}", w.ids.get("invitation", "0" * 32))
+        .replace("{token}", w.ids["reset"] if path.startswith("/api/password/reset/") else token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
     )

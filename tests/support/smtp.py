@@ -101,3 +101,26 @@ def mail_server() -> Iterator[MailServer]:
     server.start()
     yield server
     server.stop()
+
+
+#: Settings that make the sender quick to notice and retry, and a known public address.
+FAST_MAIL = {
+    "mail_poll_seconds": 0.05,
+    "mail_retry_seconds": 0.1,
+    "mail_retry_max_seconds": 0.4,
+    "public_url": "https://caucus.example",
+    "mail_from_address": "notices@caucus.example",
+}
+
+
+def link_in(received: Received, prefix: str) -> str:
+    """The path of the one link starting with ``https://caucus.example<prefix>`` in the text
+    part, checked to be in the HTML part too."""
+    import re
+
+    found = re.findall(
+        r"https://caucus\.example(" + re.escape(prefix) + r"[A-Za-z0-9_-]+)", received.text()
+    )
+    assert len(set(found)) == 1, found
+    assert f"https://caucus.example{found[0]}" in received.html()
+    return found[0]
