@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 
 from rooms.accounts.accounts import Accounts
 from rooms.accounts.devices import TrustedDevices
+from rooms.accounts.email_changes import EmailChanges
 from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.resets import PasswordResets
 from rooms.accounts.sessions import Sessions
@@ -43,6 +44,7 @@ class Services:
     # Mail waiting to be sent (the sender is signaling.mail's, run by the app).
     outbox: Outbox = field(init=False)
     resets: PasswordResets = field(init=False)
+    email_changes: EmailChanges = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -58,6 +60,7 @@ class Services:
             per_address=self.settings.password_reset_per_address,
             per_client=self.settings.password_reset_per_client,
         )
+        self.email_changes = EmailChanges(self.accounts)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -34,6 +35,7 @@ from rooms.accounts.totp import (
     recovery_hash,
 )
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
+from rooms.storage.outbox import enqueue
 from rooms.storage.schema import new_id, recovery_codes, users
 from rooms.storage.store import Store
 from rooms.vault.format import VaultIntegrityError
@@ -145,6 +147,12 @@ class Accounts:
                     .values(totp_secret=self._seal(row.id, row.totp_secret))
                 )
         return len(plain)
+
+    async def security_notice(self, conn: Any, email: str | None, kind: str) -> None:
+        """Tell the account's owner by mail, in the transaction of the change (none when
+        the account has no address)."""
+        if email:
+            await enqueue(conn, kind, email, {"at": self.clock()}, now=self.clock())
 
     # -- users ---------------------------------------------------------------------------
     async def create_user(
@@ -322,6 +330,7 @@ class Accounts:
                 .where(users.c.id == user_id)
                 .values(password_hash=self.policy.hash(new), must_change_password=False)
             )
+            await self.security_notice(conn, row.email, "password_changed")
         return await self.get(user_id)
 
     # -- TOTP ----------------------------------------------------------------------------
@@ -420,6 +429,7 @@ class Accounts:
                     for c in codes
                 ],
             )
+            await self.security_notice(conn, row.email, "totp_enabled")
         return codes
 
     async def totp_disable(
@@ -447,4 +457,5 @@ class Accounts:
                 .values(totp_enabled=False, totp_secret=None, totp_last_step=None)
             )
             await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+            await self.security_notice(conn, row.email, "totp_disabled")
         return await self.get(user_id)

@@ -143,6 +143,7 @@ class PasswordResets:
                 .where(users.c.id == user.id)
                 .values(password_hash=password_hash, must_change_password=False)
             )
+            await self.accounts.security_notice(conn, user.email, "password_changed")
             ended = await conn.execute(
                 sa.delete(sessions)
                 .where(sessions.c.user_id == user.id)

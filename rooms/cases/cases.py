@@ -37,6 +37,20 @@ class Case:
     neutral_id: str
     status: str
     created_at: float
+    mail_reference: str | None = None
+    title_in_mail: bool = False
+
+    @property
+    def mail_name(self) -> str | None:
+        """How mails name the case (None: they say "a case on <site>")."""
+        if self.title_in_mail:
+            return self.title
+        return self.mail_reference
+
+    def mail_params(self) -> dict[str, Any]:
+        """The case's part of a mail's parameters."""
+        name = self.mail_name
+        return {"case_ref": name} if name else {}
 
     def public(self) -> dict[str, Any]:
         return {
@@ -49,6 +63,8 @@ class Case:
             "neutral_id": self.neutral_id,
             "status": self.status,
             "created_at": self.created_at,
+            "mail_reference": self.mail_reference,
+            "title_in_mail": self.title_in_mail,
         }
 
 
@@ -80,6 +96,8 @@ def _case(row: sa.Row) -> Case:
         row.neutral_id,
         row.status,
         row.created_at,
+        row.mail_reference,
+        bool(row.title_in_mail),
     )
 
 
@@ -124,6 +142,8 @@ class Cases:
                     neutral_id=neutral.id,
                     status="open",
                     created_at=now,
+                    mail_reference=None,
+                    title_in_mail=False,
                 )
             )
             await conn.execute(
@@ -137,6 +157,23 @@ class Cases:
                 )
             )
             await self.audit(conn, neutral.id, "case.open", case_id)
+        return await self.get(case_id)
+
+    async def set_mail_naming(
+        self, case_id: str, actor: Member, reference: str | None, title_in_mail: bool
+    ) -> Case:
+        """How mails about the case name it: a reference of the neutral's choosing, or
+        the title when the neutral allows it; neither: "a case on <site>"."""
+        if actor.case_id != case_id or actor.role not in NEUTRAL_ROLES:
+            raise Forbidden("Only the case's neutral decides how mails name it.")
+        text = " ".join((reference or "").split())[:100] or None
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(cases)
+                .where(cases.c.id == case_id)
+                .values(mail_reference=text, title_in_mail=title_in_mail)
+            )
+            await self.audit(conn, actor.user_id, "case.mail_naming", case_id)
         return await self.get(case_id)
 
     async def get(self, case_id: str) -> Case:
@@ -245,19 +282,17 @@ class Cases:
             await conn.execute(sa.insert(invitations).values(**row))
             await self.audit(conn, inviter.user_id, "invitation.create", case_id, role=role)
             if address is not None:
-                await self._mail_invitation(conn, address, token, role, expires_at)
+                await self._mail_invitation(conn, case, address, token, role, expires_at)
         return _invitation_public(row), token
 
     async def _mail_invitation(
-        self, conn: Any, address: str, token: str, role: str, expires_at: float
+        self, conn: Any, case: Case, address: str, token: str, role: str, expires_at: float
     ) -> None:
-        # The mail names no one and nothing of the case: only the role and the link.
+        # The mail names no one and nothing of the case: the role, the link and the name
+        # the neutral chose for mails.
+        params = {"path": f"/invite/{token}", "role": role, "expires_at": expires_at}
         await enqueue(
-            conn,
-            "invitation",
-            address,
-            {"path": f"/invite/{token}", "role": role, "expires_at": expires_at},
-            now=self.clock(),
+            conn, "invitation", address, {**params, **case.mail_params()}, now=self.clock()
         )
 
     async def _open_invitation(self, conn: Any, case_id: str, invitation_id: str) -> sa.Row:
@@ -283,6 +318,7 @@ class Cases:
         the link's hash is kept, so the old one cannot be sent again)."""
         token = secrets.token_urlsafe(32)
         now = self.clock()
+        case = await self.get(case_id)
         async with self.store.begin() as conn:
             row = await self._open_invitation(conn, case_id, invitation_id)
             if row.email is None:
@@ -297,7 +333,7 @@ class Cases:
                 .values(token_hash=token_hash(token), expires_at=expires_at)
             )
             await self.audit(conn, actor.user_id, "invitation.resend", case_id)
-            await self._mail_invitation(conn, row.email, token, row.role, expires_at)
+            await self._mail_invitation(conn, case, row.email, token, row.role, expires_at)
             updated = (
                 await conn.execute(sa.select(invitations).where(invitations.c.id == invitation_id))
             ).one()

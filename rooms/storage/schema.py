@@ -105,6 +105,10 @@ cases = sa.Table(
     sa.Column("neutral_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # open | closed
     sa.Column("created_at", sa.Float, nullable=False),
+    # How mails name the case: the reference its neutral sets (NULL: "a case on <site>"),
+    # or its title when the neutral allows it.
+    sa.Column("mail_reference", sa.String(100), nullable=True),
+    sa.Column("title_in_mail", sa.Boolean, nullable=False, default=False),
 )
 
 case_members = sa.Table(
@@ -142,6 +146,24 @@ invitations = sa.Table(
     # Where the link was mailed (NULL: handed over by the neutral); when it was revoked.
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+#: Email address changes waiting for the new address to confirm (the token's SHA-256).
+email_changes = sa.Table(
+    "email_changes",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("new_email", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
 )
 
 #: Password reset links: the token's SHA-256, single use, short-lived.

@@ -24,6 +24,7 @@ PAGES = {
     "/reset/{token}": "password-reset.html",
     "/account/password": "account-password.html",
     "/account/security": "account-security.html",
+    "/account/email/confirm/{token}": "account-email-confirm.html",
     "/admin/users": "admin-users.html",
     "/cases": "cases.html",
     "/cases/new": "case-new.html",

@@ -22,7 +22,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from rooms.accounts.sessions import token_hash
 from rooms.storage.outbox import enqueue
-from rooms.storage.schema import password_resets
+from rooms.storage.schema import email_changes, password_resets
 from signaling.http.access import access_of
 from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
@@ -119,6 +119,22 @@ async def reset_link(w: World) -> dict[str, Any]:
     return {"password": PASSWORD + " reset"}
 
 
+async def email_change_link(w: World) -> dict[str, Any]:
+    token = secrets.token_urlsafe(32)
+    async with w.server.services.store.begin() as conn:
+        await conn.execute(
+            sa.insert(email_changes).values(
+                token_hash=token_hash(token),
+                user_id=await user_id(w, "paula"),
+                new_email="paula@example.org",
+                created_at=0.0,
+                expires_at=1e12,
+            )
+        )
+    w.ids["email_change"] = token
+    return {}
+
+
 async def close_body(w: World) -> dict[str, Any]:
     await w.open_case("nina", "Case To Close")
     return {"confirm_title": "Case To Close"}
@@ -195,6 +211,13 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/cases/{case_id}/invitations/{invitation_id}/revoke"): Sample(
         "nina", emailed_invitation, wrong=("paula", "carl")
     ),
+    ("POST", "/api/cases/{case_id}/mail-naming"): Sample(
+        "nina", const({"reference": "M-1"}), wrong=("paula", "carl")
+    ),
+    ("POST", "/api/account/email"): Sample(
+        "paula", const({"email": "paula@example.org", "password": PASSWORD})
+    ),
+    ("POST", "/api/account/email/confirm/{token}"): Sample("anonymous", email_change_link),
     ("POST", "/api/password/forgot"): Sample("anonymous", const({"email": "nobody@example.org"})),
     ("GET", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("POST", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
@@ -241,6 +264,14 @@ async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
     return client, None
 
 
+def special_token(path: str, w: World) -> str | None:
+    if path.startswith("/api/password/reset/"):
+        return w.ids["reset"]
+    if path.startswith("/api/account/email/confirm/"):
+        return w.ids["email_change"]
+    return None
+
+
 def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
     return (
         path.replace("{case_id}", w.cases[case])
@@ -249,7 +280,7 @@ def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
         .replace("{user_id}", w.ids["user"])
         .replace("{mail_id}", w.ids.get("mail", "0" * 32))
         .replace("{invitation_id}", w.ids.get("invitation", "0" * 32))
-        .replace("{token}", w.ids["reset"] if path.startswith("/api/password/reset/") else token)
+        .replace("{token}", special_token(path, w) or token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
     )

@@ -62,6 +62,11 @@ class ResetBody(Strict):
     password: str = Field(min_length=1)
 
 
+class EmailChangeBody(Strict):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1)
+
+
 class TotpDisableBody(Strict):
     password: str = Field(min_length=1)
     code: str = Field(min_length=6, max_length=32)
@@ -233,3 +238,22 @@ async def reset_password(request: web.Request) -> web.Response:
     if stage != STAGE_TOTP:
         await signed_in(request, response, user, client_address(request), device_token(request))
     return response
+
+
+@routes.post("/api/account/email")
+@access("active")
+async def change_email(request: web.Request) -> web.Response:
+    """A confirmation link to the new address, a notice to the old one; the address
+    changes when the link is opened."""
+    body = await read_json(request, EmailChangeBody)
+    services = request.app[SERVICES]
+    email = await services.email_changes.request(user_of(request).id, body.email, body.password)
+    request.app[MAIL_SENDER].wake()
+    return web.json_response({"pending_email": email}, status=202)
+
+
+@routes.post("/api/account/email/confirm/{token}")
+@access("public")
+async def confirm_email(request: web.Request) -> web.Response:
+    user = await request.app[SERVICES].email_changes.confirm(request.match_info["token"])
+    return web.json_response({"email": user.email})

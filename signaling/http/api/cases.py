@@ -75,6 +75,13 @@ class InvitationBody(Closed):
     email: str | None = Field(default=None, max_length=320)
 
 
+class MailNamingBody(Closed):
+    #: The name mails give the case (empty: "a case on <site>").
+    reference: str | None = Field(default=None, max_length=100)
+    #: Mails may name the case by its title.
+    title_in_mail: bool = False
+
+
 class AcceptBody(BaseModel):
     """The invitee's new account.  The password is taken as typed, exactly as sign-in
     takes it (never trimmed)."""
@@ -179,6 +186,16 @@ async def revoke_invitation(request: web.Request) -> web.Response:
         request.match_info["case_id"], request.match_info["invitation_id"], request[MEMBER]
     )
     return web.json_response({"invitation": invitation})
+
+
+@routes.post("/api/cases/{case_id}/mail-naming")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def set_mail_naming(request: web.Request) -> web.Response:
+    body = await read_json(request, MailNamingBody)
+    case = await request.app[SERVICES].cases.set_mail_naming(
+        request.match_info["case_id"], request[MEMBER], body.reference, body.title_in_mail
+    )
+    return web.json_response({"case": case.public()})
 
 
 @routes.get("/api/invitations/{token}")

@@ -102,3 +102,24 @@ disableForm.addEventListener("submit", async (event) => {
   show("start");
   await getSession({ refresh: true });
 });
+
+// The email address: a confirmation link goes to the new address, a notice to the old one.
+byId("current-email").textContent = session.user.email || "no address yet";
+const emailForm = byId("email-form");
+emailForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const region = byId("email-error");
+  const email = byId("new-email").value.trim();
+  const password = byId("email-password").value;
+  if (!email || !password) {
+    region.textContent = "Enter the new address and your password.";
+    region.hidden = false;
+    return;
+  }
+  const answer = await submitting(emailForm, region, () => api("POST", "/api/account/email", { email, password }));
+  if (answer) {
+    byId("email-pending").textContent = `We sent a confirmation link to ${answer.pending_email}. The address changes when you open it.`;
+    byId("email-pending").hidden = false;
+    emailForm.reset();
+  }
+});

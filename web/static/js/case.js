@@ -154,6 +154,8 @@ async function load() {
   byId("case-content").hidden = false;
   byId("close-link").hidden = answer.my_role !== "neutral";
   if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
+    byId("mail-reference").value = answer.case.mail_reference || "";
+    byId("title-in-mail").checked = Boolean(answer.case.title_in_mail);
     byId("invite-section").hidden = false;
     await loadInvitations();
   }
@@ -216,6 +218,16 @@ inviteForm.addEventListener("submit", async (event) => {
   } catch (error) {
     showError(region, error);
   }
+});
+
+const namingForm = byId("naming-form");
+namingForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = {
+    reference: byId("mail-reference").value.trim() || null,
+    title_in_mail: byId("title-in-mail").checked,
+  };
+  await submitting(namingForm, byId("naming-error"), () => api("POST", `${casePath}/mail-naming`, body));
 });
 
 byId("copy-link").addEventListener("click", async () => {
