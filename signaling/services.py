@@ -18,6 +18,7 @@ from rooms.accounts.throttle import LoginThrottle
 from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
+from rooms.spaces.digests import SpaceDigests
 from rooms.spaces.facade import Spaces
 from rooms.storage.outbox import Outbox
 from rooms.storage.store import Store
@@ -45,6 +46,7 @@ class Services:
     outbox: Outbox = field(init=False)
     resets: PasswordResets = field(init=False)
     email_changes: EmailChanges = field(init=False)
+    digests: SpaceDigests = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -61,6 +63,7 @@ class Services:
             per_client=self.settings.password_reset_per_client,
         )
         self.email_changes = EmailChanges(self.accounts)
+        self.digests = SpaceDigests(self.store, self.settings.digest_minutes * 60)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     mail_retry_seconds: float = Field(30.0, gt=0)
     mail_retry_max_seconds: float = Field(3600.0, gt=0)
     mail_max_attempts: int = Field(20, ge=1, le=1000)
+    # Activity digests: at most one mail per space per person every digest_minutes, only
+    # for messages the person has not read and while they were not online in the case;
+    # checked every digest_check_seconds.
+    digest_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
+    digest_check_seconds: float = Field(60.0, gt=0, le=3600)
 
     @property
     def effective_database_url(self) -> str:

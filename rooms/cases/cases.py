@@ -230,6 +230,44 @@ class Cases:
             raise Forbidden("Your role in this case does not allow this.")
         return member
 
+    # -- presence and mail choices ---------------------------------------------------------
+    async def seen(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The members (case id, user id) are online in their cases now."""
+        pairs = list(pairs)
+        if not pairs:
+            return
+        now = self.clock()
+        async with self.store.begin() as conn:
+            for case_id, user_id in pairs:
+                await conn.execute(
+                    sa.update(case_members)
+                    .where(case_members.c.case_id == case_id, case_members.c.user_id == user_id)
+                    .values(seen_at=now)
+                )
+
+    async def digest_choices(self, user_id: str) -> list[dict[str, Any]]:
+        """The caller's cases and whether each sends them activity digests."""
+        async with self.store.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(cases.c.id, cases.c.title, case_members.c.digests)
+                    .join(case_members, case_members.c.case_id == cases.c.id)
+                    .where(case_members.c.user_id == user_id)
+                    .order_by(cases.c.created_at.desc())
+                )
+            ).all()
+        return [{"case_id": r.id, "title": r.title, "digests": bool(r.digests)} for r in rows]
+
+    async def set_digests(self, case_id: str, user_id: str, enabled: bool) -> None:
+        async with self.store.begin() as conn:
+            result = await conn.execute(
+                sa.update(case_members)
+                .where(case_members.c.case_id == case_id, case_members.c.user_id == user_id)
+                .values(digests=enabled)
+            )
+        if result.rowcount != 1:
+            raise NotFound("No such case.")
+
     # -- invitations ---------------------------------------------------------------------
     async def invite(
         self,

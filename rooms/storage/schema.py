@@ -125,6 +125,10 @@ case_members = sa.Table(
     sa.Column("display_name", sa.String(200), nullable=False),
     sa.Column("represents", sa.String(32), nullable=True),  # counsel: the party's user id
     sa.Column("joined_at", sa.Float, nullable=False),
+    # Last time the member was seen online in the case (sockets, reading); whether they
+    # want activity digests by mail for it.
+    sa.Column("seen_at", sa.Float, nullable=True),
+    sa.Column("digests", sa.Boolean, nullable=False, default=True),
 )
 
 invitations = sa.Table(
@@ -236,6 +240,9 @@ space_members = sa.Table(
     ),
     sa.Column("added_at", sa.Float, nullable=False),
     sa.Column("last_read_seq", sa.Integer, nullable=False, default=0),
+    # The newest seq an activity digest mail covered, and when it was written.
+    sa.Column("digest_seq", sa.Integer, nullable=False, default=0),
+    sa.Column("digest_sent_at", sa.Float, nullable=True),
     sa.Index("ix_space_members_user_id", "user_id"),
 )
 

@@ -14,6 +14,7 @@ from signaling.http import metrics, pages
 from signaling.http.access import access, security_middleware
 from signaling.http.api import accounts, admin, cases, spaces
 from signaling.http.state import (
+    DIGESTS,
     MAIL_SENDER,
     MEDIA_NAMESPACE,
     MEDIA_STATS,
@@ -24,6 +25,7 @@ from signaling.http.state import (
     RECORDING_NAMESPACE_KEY,
     SOCKETS,
 )
+from signaling.mail.digests import DigestRunner
 from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime, compose
 from signaling.realtime.namespaces.media import MediaNamespace
@@ -67,7 +69,14 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     app[NODE_BUS] = bus
     app.cleanup_ctx.append(node_bus_context(bus))
     app[MAIL_SENDER] = sender = MailSender(services.outbox, services.settings)
-    app.cleanup_ctx.append(mail_context(sender))
+    app[DIGESTS] = digests = DigestRunner(
+        services.digests,
+        services.cases,
+        realtime.present,
+        services.settings.digest_check_seconds,
+        sender.wake,
+    )
+    app.cleanup_ctx.append(mail_context(sender, digests))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -138,12 +147,14 @@ def node_bus_context(bus: NodeBus):
     return context
 
 
-def mail_context(sender: MailSender):
-    """A cleanup context: the outbox is sent while the app runs."""
+def mail_context(sender: MailSender, digests: DigestRunner):
+    """A cleanup context: the outbox is sent, and digests written, while the app runs."""
 
     async def context(_app: web.Application) -> AsyncIterator[None]:
         sender.start()
+        digests.start()
         yield
+        await digests.stop()
         await sender.stop()
 
     return context

@@ -119,6 +119,10 @@ async def reset_link(w: World) -> dict[str, Any]:
     return {"password": PASSWORD + " reset"}
 
 
+async def digest_choice(w: World) -> dict[str, Any]:
+    return {"case_id": w.cases["Case A"], "digests": False}
+
+
 async def email_change_link(w: World) -> dict[str, Any]:
     token = secrets.token_urlsafe(32)
     async with w.server.services.store.begin() as conn:
@@ -217,6 +221,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/email"): Sample(
         "paula", const({"email": "paula@example.org", "password": PASSWORD})
     ),
+    ("GET", "/api/account/notifications"): Sample("paula"),
+    ("POST", "/api/account/notifications"): Sample("paula", digest_choice),
     ("POST", "/api/account/email/confirm/{token}"): Sample("anonymous", email_change_link),
     ("POST", "/api/password/forgot"): Sample("anonymous", const({"email": "nobody@example.org"})),
     ("GET", "/api/password/reset/{token}"): Sample("anonymous", reset_link),

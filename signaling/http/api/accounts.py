@@ -67,6 +67,11 @@ class EmailChangeBody(Strict):
     password: str = Field(min_length=1)
 
 
+class DigestChoiceBody(Strict):
+    case_id: str = Field(min_length=1, max_length=64)
+    digests: bool
+
+
 class TotpDisableBody(Strict):
     password: str = Field(min_length=1)
     code: str = Field(min_length=6, max_length=32)
@@ -257,3 +262,20 @@ async def change_email(request: web.Request) -> web.Response:
 async def confirm_email(request: web.Request) -> web.Response:
     user = await request.app[SERVICES].email_changes.confirm(request.match_info["token"])
     return web.json_response({"email": user.email})
+
+
+@routes.get("/api/account/notifications")
+@access("active")
+async def notification_choices(request: web.Request) -> web.Response:
+    """The caller's cases and whether each mails them activity digests."""
+    cases = await request.app[SERVICES].cases.digest_choices(user_of(request).id)
+    return web.json_response({"cases": cases})
+
+
+@routes.post("/api/account/notifications")
+@access("active")
+async def set_notification_choice(request: web.Request) -> web.Response:
+    """Activity digests on or off for one of the caller's cases (another case: 404)."""
+    body = await read_json(request, DigestChoiceBody)
+    await request.app[SERVICES].cases.set_digests(body.case_id, user_of(request).id, body.digests)
+    return web.json_response({"case_id": body.case_id, "digests": body.digests})

@@ -123,3 +123,35 @@ emailForm.addEventListener("submit", async (event) => {
     emailForm.reset();
   }
 });
+
+// Activity digests, switched per case.
+async function loadDigestChoices() {
+  const region = byId("digest-error");
+  try {
+    const { cases } = await api("GET", "/api/account/notifications");
+    byId("digest-cases").replaceChildren(
+      ...cases.map((item) => {
+        const box = el("input", { type: "checkbox", dataset: { testid: "digest-toggle", caseId: item.case_id } });
+        box.checked = item.digests;
+        box.addEventListener("change", async () => {
+          box.disabled = true;
+          try {
+            await api("POST", "/api/account/notifications", { case_id: item.case_id, digests: box.checked });
+            clearError(region);
+          } catch (error) {
+            box.checked = !box.checked;
+            region.textContent = error.message;
+            region.hidden = false;
+          } finally {
+            box.disabled = false;
+          }
+        });
+        return el("li", {}, el("label", {}, box, ` ${item.title}`));
+      }),
+    );
+  } catch (error) {
+    region.textContent = error.message;
+    region.hidden = false;
+  }
+}
+loadDigestChoices();
