@@ -39,12 +39,12 @@ class Received:
     def text(self) -> str:
         part = self.parsed().get_body(preferencelist=("plain",))
         assert part is not None
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
     def html(self) -> str:
         part = self.parsed().get_body(preferencelist=("html",))
         assert part is not None
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
 
 class _Handler:
