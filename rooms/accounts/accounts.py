@@ -330,7 +330,8 @@ class Accounts:
                 .where(users.c.id == user_id)
                 .values(password_hash=self.policy.hash(new), must_change_password=False)
             )
-            await self.security_notice(conn, row.email, "password_changed")
+            if not row.must_change_password:  # replacing a one-time password is no news
+                await self.security_notice(conn, row.email, "password_changed")
         return await self.get(user_id)
 
     # -- TOTP ----------------------------------------------------------------------------
