@@ -26,6 +26,7 @@ PAGES = {
     "/account/security": "account-security.html",
     "/account/email/confirm/{token}": "account-email-confirm.html",
     "/admin/users": "admin-users.html",
+    "/admin/mail": "admin-mail.html",
     "/cases": "cases.html",
     "/cases/new": "case-new.html",
     "/cases/{case_id}": "case.html",

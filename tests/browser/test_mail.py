@@ -13,7 +13,14 @@ import pytest_asyncio
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import RunningServer
-from tests.browser.pages import Watch, active_admin, open_case, renew_password, signed_in_page
+from tests.browser.pages import (
+    ADMIN_PASSWORD,
+    Watch,
+    active_admin,
+    open_case,
+    renew_password,
+    signed_in_page,
+)
 from tests.support.eventually import eventually
 from tests.support.server import free_port, serving
 from tests.support.smtp import MailServer
@@ -34,6 +41,9 @@ async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[
         "CAUCUS_SMTP_URL": mail_server.url,
         "CAUCUS_PUBLIC_URL": f"https://127.0.0.1:{port}",
         "CAUCUS_MAIL_POLL_SECONDS": "0.1",
+        # digests after 1.2 s, looked for five times a second
+        "CAUCUS_DIGEST_MINUTES": "0.02",
+        "CAUCUS_DIGEST_CHECK_SECONDS": "0.2",
     }
     async with serving(tmp_path / "data", port=port, workers=0, env=env) as served:
         yield RunningServer(served)
@@ -127,4 +137,80 @@ async def test_an_invitation_by_email_is_accepted_from_the_mail(
     await expect(party.get_by_test_id("case-title")).to_have_text(
         "Harbor Bakery v. Lindqvist Supplies"
     )
+    assert watch.problems == []
+
+
+async def test_the_admin_sees_a_refused_mail_with_its_reason_and_retries_it(
+    browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
+) -> None:
+    admin = await active_admin(mail_caucus)
+    await admin.close()
+    mail_server.refused.add("gone@example.org")
+    watch = Watch()
+    _context, page = await signed_in_page(browser, mail_caucus, "admin", ADMIN_PASSWORD, watch)
+    await page.get_by_role("link", name="Mail").click()
+    await expect(page.get_by_test_id("mail-transport")).to_contain_text("SMTP server")
+    await page.get_by_label("Address").fill("gone@example.org")
+    await page.get_by_role("button", name="Send").click()
+
+    failed = page.get_by_test_id("mail-failed")
+
+    async def refused_shown() -> bool:
+        await page.reload()
+        return "550 5.1.1 No such mailbox here" in (await failed.text_content() or "")
+
+    await eventually(refused_shown, what="the refusal is on the page")
+    mail_server.refused.clear()
+    await failed.get_by_role("button", name="Retry").click()
+    await eventually(lambda: mail_server.to("gone@example.org"), what="the retried mail")
+    assert watch.problems == []
+
+
+async def test_digests_switched_off_on_the_account_page_send_none(
+    browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
+) -> None:
+    neutral = await neutral_with_email(mail_caucus, "nadia", "nadia@example.org")
+    case_id = await open_case(neutral, "Harbor Bakery v. Lindqvist Supplies")
+    ids = {}
+    for name in ("ada", "boris"):
+        status, body, _ = await neutral.post(
+            f"/api/cases/{case_id}/invitations",
+            {"role": "party", "display_name": name.title(), "email": f"{name}@example.org"},
+        )
+        assert status == 201, body
+        member = ApiClient(mail_caucus.url)
+        status, _, _ = await member.post(
+            f"/api/invitations/{body['token']}/accept",
+            {"username": name, "password": PARTY_PASSWORD},
+        )
+        assert status == 201
+        ids[name] = (await member.get("/api/session"))[1]["user"]["id"]
+        await member.close()
+
+    watch = Watch()
+    _context, page = await signed_in_page(browser, mail_caucus, "ada", PARTY_PASSWORD, watch)
+    await page.goto("/account/security")
+    toggle = page.get_by_test_id("digest-toggle")
+    await expect(toggle).to_be_checked()
+    await toggle.uncheck()
+    await expect(toggle).to_be_enabled()
+    choices = await (await page.request.get("/api/account/notifications")).json()
+    assert choices["cases"] == [
+        {"case_id": case_id, "title": "Harbor Bakery v. Lindqvist Supplies", "digests": False}
+    ]
+
+    status, body, _ = await neutral.post(
+        f"/api/cases/{case_id}/spaces",
+        {"name": "Joint room", "member_ids": [ids["ada"], ids["boris"]]},
+    )
+    assert status == 201, body
+    space = f"/api/cases/{case_id}/spaces/{body['space']['id']}"
+    status, _, _ = await neutral.post(space + "/messages", {"body": "the revised figures"})
+    assert status == 201
+    await neutral.close()
+    await eventually(
+        lambda: len(mail_server.to("boris@example.org")) == 2, what="boris's digest arrives"
+    )
+    assert "1 new message waits" in mail_server.to("boris@example.org")[1].text()
+    assert len(mail_server.to("ada@example.org")) == 1  # her invitation only
     assert watch.problems == []

@@ -237,6 +237,7 @@ PAGE_PREFIXES = (
     "/login",
     "/account/",
     "/admin/users",
+    "/admin/mail",
     "/cases",
     "/invite/",
     "/password/",
