@@ -106,3 +106,52 @@ async def test_mail_survives_a_down_smtp_server_and_a_killed_server(
     assert len(counted) == 5 and set(counted.values()) == {1}, counted
     assert {f"<{i}@caucus.example>" for i in ids} < set(counted)
     assert len(mail_server.to("nina@example.org")) == 1
+
+
+async def test_without_smtp_serve_says_where_mail_goes_and_writes_eml_files(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    env = {"CAUCUS_MAIL_POLL_SECONDS": "0.1", "CAUCUS_LOG_LEVEL": "WARNING"}
+    served = await start_serve(data, workers=0, env=env)
+    try:
+        mail_dir = (data / "mail").resolve()
+        assert any(
+            line.startswith("Mail goes to files in")
+            and line.endswith("(no SMTP server configured)")
+            and str(data / "mail") in line
+            for line in served.output
+        ), served.log()
+        admin = await signed_in_admin(served.url, served.admin_password)
+        status, body, _ = await admin.post(
+            "/api/admin/users", {"username": "nina", "role": "neutral"}
+        )
+        assert status == 201
+        await admin.close()
+        nina = ApiClient(served.url)
+        await nina.post("/api/login", {"username": "nina", "password": body["one_time_password"]})
+        await nina.post(
+            "/api/account/password",
+            {"current_password": body["one_time_password"], "new_password": NEW_PASSWORD},
+        )
+        status, case, _ = await nina.post(
+            "/api/cases", {"process": "mediation", "title": "Quiet matter"}
+        )
+        assert status == 201, case
+        status, invitation, _ = await nina.post(
+            f"/api/cases/{case['case']['id']}/invitations",
+            {"role": "party", "display_name": "Pat", "email": "pat@example.org"},
+        )
+        assert status == 201, invitation
+        await nina.close()
+
+        def invitation_file() -> list[bytes]:
+            files = mail_dir.glob("*.eml") if mail_dir.is_dir() else []
+            return [f.read_bytes() for f in files if b"To: pat@example.org" in f.read_bytes()]
+
+        found = await eventually(invitation_file, what="the invitation's .eml file")
+        assert isinstance(found, list) and len(found) == 1
+        assert invitation["token"].encode() in found[0]
+        assert b"Quiet matter" not in found[0] and b"Pat" not in found[0]
+    finally:
+        await served.stop()
