@@ -1,12 +1,15 @@
-"""Activity digests: a mail telling a member that messages wait in a space, instead of
-one mail per message.
+"""Activity digests: a mail telling a member that messages or files wait in a space,
+instead of one mail per message.
 
 For each member of a space (with an address, digests on for the case, the case open):
-the messages to tell are the ones by others, not deleted, newer than both what the member
-read and what the last digest covered, and written after the member was last seen online
-in the case. The first of them starts a window of ``window`` seconds; when it has passed
-(and at least ``window`` seconds after the previous digest of the space), one digest is
-written covering everything up to the space's newest message. Reading them, or being
+the messages to tell are the ones by others (video messages included), not deleted,
+newer than both what the member read and what the last digest covered, and written after
+the member was last seen online in the case; the files to tell are the ones others
+uploaded after the member was last seen, after the last digest and after they joined the
+space (files have no read marker: being online in the case counts as having seen them).
+The first of them starts a window of ``window`` seconds; when it has passed (and at least
+``window`` seconds after the previous digest of the space), one digest is written
+covering everything up to the space's newest message and file. Reading them, or being
 online in the case, before the window ends means no mail. The digest and the marker
 that it was sent are one transaction, and the marker's update is guarded, so two
 processes running digests write one mail."""
@@ -19,8 +22,24 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from rooms.storage.outbox import enqueue
-from rooms.storage.schema import case_members, cases, messages, space_members, spaces, users
+from rooms.storage.schema import (
+    case_members,
+    cases,
+    messages,
+    space_files,
+    space_members,
+    spaces,
+    users,
+)
 from rooms.storage.store import Store
+
+#: Files that count as activity: uploads and hearing recordings (a video message's file
+#: is counted as its message).
+UPLOADS = (sa.or_(space_files.c.kind.is_(None), space_files.c.kind != "video_message"),)
+
+
+def _same(column: sa.ColumnElement, value: float | None) -> sa.ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
 
 
 class SpaceDigests:
@@ -43,6 +62,7 @@ class SpaceDigests:
                 space_members.c.last_read_seq,
                 space_members.c.digest_seq,
                 space_members.c.digest_sent_at,
+                space_members.c.added_at,
                 spaces.c.last_seq,
                 spaces.c.case_id,
                 cases.c.title,
@@ -62,8 +82,21 @@ class SpaceDigests:
             )
             .join(users, users.c.id == space_members.c.user_id)
             .where(
-                spaces.c.last_seq > space_members.c.last_read_seq,
-                spaces.c.last_seq > space_members.c.digest_seq,
+                sa.or_(
+                    sa.and_(
+                        spaces.c.last_seq > space_members.c.last_read_seq,
+                        spaces.c.last_seq > space_members.c.digest_seq,
+                    ),
+                    sa.exists().where(
+                        space_files.c.space_id == space_members.c.space_id,
+                        space_files.c.uploader_id != space_members.c.user_id,
+                        space_files.c.created_at
+                        > sa.func.coalesce(space_members.c.digest_sent_at, 0.0),
+                        space_files.c.created_at > sa.func.coalesce(case_members.c.seen_at, 0.0),
+                        space_files.c.created_at >= space_members.c.added_at,
+                        *UPLOADS,
+                    ),
+                ),
                 spaces.c.archived_at.is_(None),
                 cases.c.status == "open",
                 case_members.c.digests.is_(True),
@@ -88,10 +121,20 @@ class SpaceDigests:
         )
         if row.seen_at is not None:
             news = news.where(messages.c.created_at > row.seen_at)
+        since = max(row.seen_at or 0.0, row.digest_sent_at or 0.0)
+        files = sa.select(sa.func.min(space_files.c.created_at), sa.func.count()).where(
+            space_files.c.space_id == row.space_id,
+            space_files.c.uploader_id != row.user_id,
+            space_files.c.created_at > since,
+            space_files.c.created_at >= row.added_at,
+            *UPLOADS,
+        )
         async with self.store.begin() as conn:
-            first_at, count = (await conn.execute(news)).one()
-            if not count:
+            first_message_at, count = (await conn.execute(news)).one()
+            first_file_at, file_count = (await conn.execute(files)).one()
+            if not count and not file_count:
                 return False
+            first_at = min(t for t in (first_message_at, first_file_at) if t is not None)
             due = max(first_at, row.digest_sent_at or first_at) + self.window
             if now < due:
                 return False
@@ -102,6 +145,7 @@ class SpaceDigests:
                     space_members.c.user_id == row.user_id,
                     space_members.c.digest_seq == row.digest_seq,
                     space_members.c.last_read_seq == row.last_read_seq,
+                    _same(space_members.c.digest_sent_at, row.digest_sent_at),
                 )
                 .values(digest_seq=row.last_seq, digest_sent_at=now)
             )
@@ -109,6 +153,7 @@ class SpaceDigests:
                 return False
             params: dict[str, object] = {
                 "count": int(count),
+                "files": int(file_count),
                 "path": f"/cases/{row.case_id}/spaces",
             }
             name = row.title if row.title_in_mail else row.mail_reference

@@ -92,7 +92,7 @@ async def test_twenty_messages_in_ten_minutes_give_one_mail(scene, clock: Clock)
         assert await scene["digests"].run() == 0  # nothing new: no second mail
     (mail,) = await digest_mails(scene["store"])
     assert mail.recipient == "pam@example.org"
-    assert mail.params == {"count": 20, "path": f"/cases/{scene['case']}/spaces"}
+    assert mail.params == {"count": 20, "files": 0, "path": f"/cases/{scene['case']}/spaces"}
 
     # one more message: the next digest comes a full window after it
     await scene["spaces"].post(scene["case"], scene["space"], scene["nina"], "one more")
@@ -150,3 +150,38 @@ async def test_the_case_is_named_as_its_neutral_chose(scene, clock: Clock) -> No
     assert await scene["digests"].run() == 1
     (mail,) = await digest_mails(scene["store"])
     assert mail.params["case_ref"] == "M-20"
+
+
+async def upload(scene, name: str) -> None:
+    async def chunks():
+        yield b"minutes of the joint session"
+
+    await scene["spaces"].upload(
+        scene["case"], scene["space"], scene["nina"], name, chunks(), max_bytes=1024
+    )
+
+
+async def test_files_uploaded_by_others_are_activity_too(scene, clock: Clock) -> None:
+    await upload(scene, "settlement-draft.txt")
+    clock.now += 14 * MINUTE
+    assert await scene["digests"].run() == 0
+    clock.now += 1 * MINUTE + 1
+    assert await scene["digests"].run() == 1
+    clock.now += 30 * MINUTE
+    assert await scene["digests"].run() == 0  # that file was told
+    await scene["spaces"].post(scene["case"], scene["space"], scene["nina"], "see the draft")
+    await upload(scene, "second-draft.txt")
+    clock.now += 15 * MINUTE + 1
+    assert await scene["digests"].run() == 1
+    first, second = await digest_mails(scene["store"])
+    assert (first.params["count"], first.params["files"]) == (0, 1)
+    assert (second.params["count"], second.params["files"]) == (1, 1)
+    assert "draft" not in str(first.params) + str(second.params)
+
+
+async def test_being_online_covers_files(scene, clock: Clock) -> None:
+    await upload(scene, "exhibit.txt")
+    clock.now += 5 * MINUTE
+    await scene["cases"].seen([(scene["case"], scene["pam"])])
+    clock.now += 30 * MINUTE
+    assert await scene["digests"].run() == 0

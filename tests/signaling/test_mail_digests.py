@@ -67,7 +67,7 @@ async def test_a_digest_arrives_without_the_messages(world: World, mail_server: 
     assert await runner.tick() == 1
     await eventually(lambda: len(mail_server.to("dora@example.org")) == 2)
     digest = mail_server.to("dora@example.org")[1]
-    assert digest.subject == "New messages wait for you in a case on Caucus"
+    assert digest.subject == "New activity in a case on Caucus"
     assert "3 new messages wait for you" in digest.text()
     link = f"https://caucus.example/cases/{world.cases['Case A']}/spaces"
     assert link in digest.text() and link in digest.html()
