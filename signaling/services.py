@@ -10,13 +10,17 @@ from argon2 import PasswordHasher
 
 from rooms.accounts.accounts import Accounts
 from rooms.accounts.devices import TrustedDevices
+from rooms.accounts.email_changes import EmailChanges
 from rooms.accounts.passwords import PasswordPolicy
+from rooms.accounts.resets import PasswordResets
 from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
 from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
+from rooms.spaces.digests import SpaceDigests
 from rooms.spaces.facade import Spaces
+from rooms.storage.outbox import Outbox
 from rooms.storage.store import Store
 from rooms.vault.masterkey import ENV_VAR, MasterKey
 from rooms.vault.store import SpaceVault
@@ -38,6 +42,11 @@ class Services:
     case_keys: CaseKeys = field(init=False)
     spaces: Spaces = field(init=False)
     closing: CaseClosing = field(init=False)
+    # Mail waiting to be sent (the sender is signaling.mail's, run by the app).
+    outbox: Outbox = field(init=False)
+    resets: PasswordResets = field(init=False)
+    email_changes: EmailChanges = field(init=False)
+    digests: SpaceDigests = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -45,6 +54,16 @@ class Services:
         self.case_keys = CaseKeys(self.store, self.master_key)
         self.spaces = Spaces(self.store, self.cases, self.case_keys, self.vault)
         self.closing = CaseClosing(self.store, self.cases, self.case_keys, self.vault, self.spaces)
+        self.outbox = Outbox(self.store)
+        self.resets = PasswordResets(
+            self.accounts,
+            self.accounts.throttle,
+            lifetime=self.settings.password_reset_minutes * 60,
+            per_address=self.settings.password_reset_per_address,
+            per_client=self.settings.password_reset_per_client,
+        )
+        self.email_changes = EmailChanges(self.accounts)
+        self.digests = SpaceDigests(self.store, self.settings.digest_minutes * 60)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
     argon2_parallelism: int = Field(4, ge=1)
     invitation_hours: float = Field(168.0, ge=1, le=720)
+    # Password reset links (docs/email.md): how long a link works, and how many requests
+    # one address and one client may make (per login_window_seconds) before 429.
+    password_reset_minutes: float = Field(30.0, ge=1, le=24 * 60)
+    password_reset_per_address: int = Field(3, ge=1)
+    password_reset_per_client: int = Field(10, ge=1)
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
     log_format: str = Field("text", pattern="^(text|json)$")
@@ -92,6 +97,32 @@ class Settings(BaseSettings):
     whiteboard_max_bytes: int = Field(2 * 1024**2, ge=4096, le=256 * 1024**2)
     whiteboard_max_stroke_points: int = Field(500, ge=2, le=5000)
     live_sessions_per_user: int = Field(2, ge=1, le=100)
+    # Mail (docs/email.md): smtp_url is smtp://[user:password@]host[:port] (STARTTLS when
+    # the server offers it), smtp+starttls:// (STARTTLS required) or smtps:// (implicit
+    # TLS); without it, mails are written as .eml files into mail_dir (default
+    # <data_dir>/mail). Links in mails start with public_url (default: this server's
+    # https address). The sender is mail_from_name <mail_from_address> (default address:
+    # caucus@ the public host).
+    smtp_url: str | None = None
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    mail_dir: Path | None = None
+    site_name: str = Field("Caucus", min_length=1, max_length=100)
+    mail_from_name: str = Field("Caucus", max_length=100)
+    mail_from_address: str | None = Field(None, max_length=320)
+    # The outbox sender: how often it looks for due mail, how long one attempt may hold a
+    # mail before another process may take it, and the retry schedule of temporary
+    # failures (doubling from mail_retry_seconds up to mail_retry_max_seconds, given up
+    # after mail_max_attempts). Permanent refusals (5xx) fail at once.
+    mail_poll_seconds: float = Field(2.0, gt=0, le=300)
+    mail_lease_seconds: float = Field(120.0, gt=0)
+    mail_retry_seconds: float = Field(30.0, gt=0)
+    mail_retry_max_seconds: float = Field(3600.0, gt=0)
+    mail_max_attempts: int = Field(20, ge=1, le=1000)
+    # Activity digests: at most one mail per space per person every digest_minutes, only
+    # for messages the person has not read and while they were not online in the case;
+    # checked every digest_check_seconds.
+    digest_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
+    digest_check_seconds: float = Field(60.0, gt=0, le=3600)
 
     @property
     def effective_database_url(self) -> str:
@@ -120,6 +151,18 @@ class Settings(BaseSettings):
     @property
     def vault_path(self) -> Path:
         return self.vault_dir or self.data_dir / "vault"
+
+    @property
+    def mail_path(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
+
+    @property
+    def effective_public_url(self) -> str:
+        """The base of every link in a mail, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

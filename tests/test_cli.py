@@ -114,6 +114,15 @@ def test_user_add_with_password_stdin(tmp_path: Path) -> None:
     assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
 
 
+def test_user_add_takes_an_email_address(tmp_path: Path) -> None:
+    base = ("user", "add", "--role", "neutral", "--data-dir", str(tmp_path / "data"))
+    result = caucus(*base, "nina", "--email", "Nina@Example.org")
+    assert result.returncode == 0, result.stderr
+    assert "Created neutral nina <Nina@example.org>." in result.stdout
+    bad = caucus(*base, "olga", "--email", "olga at example.org")
+    assert bad.returncode == 1 and "not a usable email address" in bad.stderr
+
+
 def test_invalid_setting_is_reported(tmp_path: Path) -> None:
     result = caucus("serve", "--port", "99999", "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "invalid settings" in result.stderr

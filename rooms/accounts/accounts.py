@@ -18,9 +18,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
+from rooms.accounts.addresses import optional_email
 from rooms.accounts.devices import TrustedDevices
 from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
@@ -33,6 +35,7 @@ from rooms.accounts.totp import (
     recovery_hash,
 )
 from rooms.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
+from rooms.storage.outbox import enqueue
 from rooms.storage.schema import new_id, recovery_codes, users
 from rooms.storage.store import Store
 from rooms.vault.format import VaultIntegrityError
@@ -51,6 +54,7 @@ class User:
     role: str
     must_change_password: bool
     totp_enabled: bool
+    email: str | None = None
 
     def public(self) -> dict[str, object]:
         return {
@@ -60,6 +64,7 @@ class User:
             "role": self.role,
             "must_change_password": self.must_change_password,
             "totp_enabled": self.totp_enabled,
+            "email": self.email,
         }
 
 
@@ -71,6 +76,7 @@ def _user(row: sa.Row) -> User:
         row.role,
         bool(row.must_change_password),
         bool(row.totp_enabled),
+        row.email,
     )
 
 
@@ -142,6 +148,12 @@ class Accounts:
                 )
         return len(plain)
 
+    async def security_notice(self, conn: Any, email: str | None, kind: str) -> None:
+        """Tell the account's owner by mail, in the transaction of the change (none when
+        the account has no address)."""
+        if email:
+            await enqueue(conn, kind, email, {"at": self.clock()}, now=self.clock())
+
     # -- users ---------------------------------------------------------------------------
     async def create_user(
         self,
@@ -152,8 +164,10 @@ class Accounts:
         display_name: str | None = None,
         must_change_password: bool = False,
         check_policy: bool = True,
+        email: str | None = None,
     ) -> User:
         name = normalize_username(username)
+        address = optional_email(email)
         if role not in GLOBAL_ROLES:
             raise InvalidInput(f"Unknown role {role!r}.", code="invalid_role")
         if check_policy:
@@ -174,6 +188,7 @@ class Accounts:
             "totp_enabled": False,
             "totp_last_step": None,
             "created_at": self.clock(),
+            "email": address,
         }
         async with self.store.begin() as conn:
             exists = (
@@ -315,6 +330,8 @@ class Accounts:
                 .where(users.c.id == user_id)
                 .values(password_hash=self.policy.hash(new), must_change_password=False)
             )
+            if not row.must_change_password:  # replacing a one-time password is no news
+                await self.security_notice(conn, row.email, "password_changed")
         return await self.get(user_id)
 
     # -- TOTP ----------------------------------------------------------------------------
@@ -413,6 +430,7 @@ class Accounts:
                     for c in codes
                 ],
             )
+            await self.security_notice(conn, row.email, "totp_enabled")
         return codes
 
     async def totp_disable(
@@ -440,4 +458,5 @@ class Accounts:
                 .values(totp_enabled=False, totp_secret=None, totp_last_step=None)
             )
             await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+            await self.security_notice(conn, row.email, "totp_disabled")
         return await self.get(user_id)

@@ -15,9 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from rooms.accounts.accounts import Accounts, User
+from rooms.accounts.addresses import optional_email
 from rooms.accounts.sessions import token_hash
 from rooms.cases.roles import INVITABLE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from rooms.storage.outbox import enqueue
 from rooms.storage.schema import audit_log, case_members, cases, invitations, new_id, users
 from rooms.storage.store import Store
 
@@ -35,6 +37,20 @@ class Case:
     neutral_id: str
     status: str
     created_at: float
+    mail_reference: str | None = None
+    title_in_mail: bool = False
+
+    @property
+    def mail_name(self) -> str | None:
+        """How mails name the case (None: they say "a case on <site>")."""
+        if self.title_in_mail:
+            return self.title
+        return self.mail_reference
+
+    def mail_params(self) -> dict[str, Any]:
+        """The case's part of a mail's parameters."""
+        name = self.mail_name
+        return {"case_ref": name} if name else {}
 
     def public(self) -> dict[str, Any]:
         return {
@@ -47,6 +63,8 @@ class Case:
             "neutral_id": self.neutral_id,
             "status": self.status,
             "created_at": self.created_at,
+            "mail_reference": self.mail_reference,
+            "title_in_mail": self.title_in_mail,
         }
 
 
@@ -78,6 +96,8 @@ def _case(row: sa.Row) -> Case:
         row.neutral_id,
         row.status,
         row.created_at,
+        row.mail_reference,
+        bool(row.title_in_mail),
     )
 
 
@@ -122,6 +142,8 @@ class Cases:
                     neutral_id=neutral.id,
                     status="open",
                     created_at=now,
+                    mail_reference=None,
+                    title_in_mail=False,
                 )
             )
             await conn.execute(
@@ -135,6 +157,23 @@ class Cases:
                 )
             )
             await self.audit(conn, neutral.id, "case.open", case_id)
+        return await self.get(case_id)
+
+    async def set_mail_naming(
+        self, case_id: str, actor: Member, reference: str | None, title_in_mail: bool
+    ) -> Case:
+        """How mails about the case name it: a reference of the neutral's choosing, or
+        the title when the neutral allows it; neither: "a case on <site>"."""
+        if actor.case_id != case_id or actor.role not in NEUTRAL_ROLES:
+            raise Forbidden("Only the case's neutral decides how mails name it.")
+        text = " ".join((reference or "").split())[:100] or None
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(cases)
+                .where(cases.c.id == case_id)
+                .values(mail_reference=text, title_in_mail=title_in_mail)
+            )
+            await self.audit(conn, actor.user_id, "case.mail_naming", case_id)
         return await self.get(case_id)
 
     async def get(self, case_id: str) -> Case:
@@ -191,6 +230,44 @@ class Cases:
             raise Forbidden("Your role in this case does not allow this.")
         return member
 
+    # -- presence and mail choices ---------------------------------------------------------
+    async def seen(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The members (case id, user id) are online in their cases now."""
+        pairs = list(pairs)
+        if not pairs:
+            return
+        now = self.clock()
+        async with self.store.begin() as conn:
+            for case_id, user_id in pairs:
+                await conn.execute(
+                    sa.update(case_members)
+                    .where(case_members.c.case_id == case_id, case_members.c.user_id == user_id)
+                    .values(seen_at=now)
+                )
+
+    async def digest_choices(self, user_id: str) -> list[dict[str, Any]]:
+        """The caller's cases and whether each sends them activity digests."""
+        async with self.store.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(cases.c.id, cases.c.title, case_members.c.digests)
+                    .join(case_members, case_members.c.case_id == cases.c.id)
+                    .where(case_members.c.user_id == user_id)
+                    .order_by(cases.c.created_at.desc())
+                )
+            ).all()
+        return [{"case_id": r.id, "title": r.title, "digests": bool(r.digests)} for r in rows]
+
+    async def set_digests(self, case_id: str, user_id: str, enabled: bool) -> None:
+        async with self.store.begin() as conn:
+            result = await conn.execute(
+                sa.update(case_members)
+                .where(case_members.c.case_id == case_id, case_members.c.user_id == user_id)
+                .values(digests=enabled)
+            )
+        if result.rowcount != 1:
+            raise NotFound("No such case.")
+
     # -- invitations ---------------------------------------------------------------------
     async def invite(
         self,
@@ -201,7 +278,11 @@ class Cases:
         display_name: str,
         represents: str | None,
         expires_in_hours: float,
+        email: str | None = None,
     ) -> tuple[dict[str, Any], str]:
+        """A new invitation link; with ``email``, the link is also mailed there (the mail
+        commits with the invitation)."""
+        address = optional_email(email)
         if inviter.role not in NEUTRAL_ROLES:
             raise Forbidden("Only the case's neutral can invite participants.")
         if role not in INVITABLE_ROLES:
@@ -219,7 +300,8 @@ class Cases:
             raise Conflict("This case is closed.", code="case_closed")
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        row = {
+        expires_at = now + expires_in_hours * 3600
+        row: dict[str, Any] = {
             "id": new_id(),
             "token_hash": token_hash(token),
             "case_id": case_id,
@@ -228,14 +310,89 @@ class Cases:
             "represents": represents,
             "created_by": inviter.user_id,
             "created_at": now,
-            "expires_at": now + expires_in_hours * 3600,
+            "expires_at": expires_at,
             "used_at": None,
             "used_by": None,
+            "email": address,
+            "revoked_at": None,
         }
         async with self.store.begin() as conn:
             await conn.execute(sa.insert(invitations).values(**row))
             await self.audit(conn, inviter.user_id, "invitation.create", case_id, role=role)
+            if address is not None:
+                await self._mail_invitation(conn, case, address, token, role, expires_at)
         return _invitation_public(row), token
+
+    async def _mail_invitation(
+        self, conn: Any, case: Case, address: str, token: str, role: str, expires_at: float
+    ) -> None:
+        # The mail names no one and nothing of the case: the role, the link and the name
+        # the neutral chose for mails.
+        params = {"path": f"/invite/{token}", "role": role, "expires_at": expires_at}
+        await enqueue(
+            conn, "invitation", address, {**params, **case.mail_params()}, now=self.clock()
+        )
+
+    async def _open_invitation(self, conn: Any, case_id: str, invitation_id: str) -> sa.Row:
+        row = (
+            await conn.execute(
+                sa.select(invitations).where(
+                    invitations.c.id == invitation_id, invitations.c.case_id == case_id
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound("No such invitation.")
+        if row.used_at is not None:
+            raise Conflict("This invitation was accepted already.", code="invitation_used")
+        if row.revoked_at is not None:
+            raise Conflict("This invitation was revoked.", code="invitation_revoked")
+        return row
+
+    async def resend_invitation(
+        self, case_id: str, invitation_id: str, actor: Member, expires_in_hours: float
+    ) -> dict[str, Any]:
+        """Mail the invitation again with a new link (the old link stops working: only
+        the link's hash is kept, so the old one cannot be sent again)."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        case = await self.get(case_id)
+        async with self.store.begin() as conn:
+            row = await self._open_invitation(conn, case_id, invitation_id)
+            if row.email is None:
+                raise Conflict(
+                    "This invitation was not sent by email; create a new one with an address.",
+                    code="invitation_without_email",
+                )
+            expires_at = now + expires_in_hours * 3600
+            await conn.execute(
+                sa.update(invitations)
+                .where(invitations.c.id == invitation_id)
+                .values(token_hash=token_hash(token), expires_at=expires_at)
+            )
+            await self.audit(conn, actor.user_id, "invitation.resend", case_id)
+            await self._mail_invitation(conn, case, row.email, token, row.role, expires_at)
+            updated = (
+                await conn.execute(sa.select(invitations).where(invitations.c.id == invitation_id))
+            ).one()
+        return _invitation_public(updated._asdict())
+
+    async def revoke_invitation(
+        self, case_id: str, invitation_id: str, actor: Member
+    ) -> dict[str, Any]:
+        """The link stops working at once."""
+        async with self.store.begin() as conn:
+            await self._open_invitation(conn, case_id, invitation_id)
+            await conn.execute(
+                sa.update(invitations)
+                .where(invitations.c.id == invitation_id)
+                .values(revoked_at=self.clock())
+            )
+            await self.audit(conn, actor.user_id, "invitation.revoke", case_id)
+            updated = (
+                await conn.execute(sa.select(invitations).where(invitations.c.id == invitation_id))
+            ).one()
+        return _invitation_public(updated._asdict())
 
     async def invitations(self, case_id: str) -> list[dict[str, Any]]:
         async with self.store.connect() as conn:
@@ -258,7 +415,7 @@ class Cases:
                 .where(invitations.c.token_hash == token_hash(token))
             )
         ).first()
-        if row is None or row.used_at is not None:
+        if row is None or row.used_at is not None or row.revoked_at is not None:
             raise Gone("This invitation link is not valid.", code="invitation_invalid")
         if row.expires_at < self.clock():
             raise Gone("This invitation link has expired.", code="invitation_invalid")
@@ -280,8 +437,13 @@ class Cases:
         """Create the invitee's account and membership; the link is spent."""
         async with self.store.connect() as conn:
             invitation = await self._valid_invitation(conn, token)
+        # An emailed invitation proves the address: the account takes it.
         user = await self.accounts.create_user(
-            username, password, role="member", display_name=invitation.display_name
+            username,
+            password,
+            role="member",
+            display_name=invitation.display_name,
+            email=invitation.email,
         )
         now = self.clock()
         try:
@@ -321,4 +483,6 @@ def _invitation_public(row: dict[str, Any]) -> dict[str, Any]:
         "represents": row["represents"],
         "expires_at": row["expires_at"],
         "used_at": row["used_at"],
+        "email": row.get("email"),
+        "revoked_at": row.get("revoked_at"),
     }

@@ -7,7 +7,9 @@ The order makes the data unreadable first and then removes what is left:
    data key, and the case row itself, and the accounts that existed only for this case
    (invited members, global role ``member``, now in no case: their sessions, recovery
    codes and login failures with them), and writes the audit record ``case.close`` (case
-   id, who, when, how many accounts went; no title, no names). From the commit on, every
+   id, who, when, how many accounts went; no title, no names) and a mail to every member
+   with an address but the neutral (the case closed; their account deleted, where it was).
+   From the commit on, every
    blob and sealed value of the case is ciphertext under a key that exists nowhere
    (crypto-shredding).
 2. The ``CaseClosedListener`` is told (the spaces end open socket.io subscriptions of
@@ -32,6 +34,7 @@ import sqlalchemy as sa
 from rooms.cases.cases import Cases, Member
 from rooms.cases.keys import CaseKeys
 from rooms.errors import Forbidden, InvalidInput
+from rooms.storage.outbox import enqueue
 from rooms.storage.schema import (
     case_members,
     cases,
@@ -102,18 +105,25 @@ class CaseClosing:
             )
             await conn.execute(sa.delete(spaces).where(in_case))
             await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
-            member_ids = set(
-                (
-                    await conn.execute(
-                        sa.select(case_members.c.user_id).where(case_members.c.case_id == case_id)
-                    )
-                ).scalars()
-            )
+            told = (
+                await conn.execute(
+                    sa.select(users.c.id, users.c.email)
+                    .join(case_members, case_members.c.user_id == users.c.id)
+                    .where(case_members.c.case_id == case_id)
+                )
+            ).all()
+            member_ids = {row.id for row in told}
             await conn.execute(sa.delete(case_members).where(case_members.c.case_id == case_id))
             await conn.execute(sa.delete(live_sessions).where(live_sessions.c.case_id == case_id))
             await self.__keys.destroy(conn, case_id)
             await conn.execute(sa.delete(cases).where(cases.c.id == case_id))
-            gone = await _delete_case_only_accounts(conn, member_ids)
+            deleted = await _delete_case_only_accounts(conn, member_ids)
+            now = self.__cases.clock()
+            for row in told:
+                if row.email and row.id != actor.user_id:
+                    params = {**case.mail_params(), "account_deleted": row.id in deleted}
+                    await enqueue(conn, "case_closed", row.email, params, now=now)
+            gone = len(deleted)
             detail = {"accounts_deleted": gone} if gone else {}
             await self.__cases.audit(conn, actor.user_id, "case.close", case_id, **detail)
         log.info("case closed: rows and data key deleted", extra={"case": case_id})
@@ -122,11 +132,11 @@ class CaseClosing:
         await self.__store.vacuum()
 
 
-async def _delete_case_only_accounts(conn: Any, member_ids: set[str]) -> int:
+async def _delete_case_only_accounts(conn: Any, member_ids: set[str]) -> set[str]:
     """Delete the accounts among ``member_ids`` that were made by accepting an invitation
-    (global role ``member``) and belong to no case any more; answers how many."""
+    (global role ``member``) and belong to no case any more; answers their ids."""
     if not member_ids:
-        return 0
+        return set()
     still = set(
         (
             await conn.execute(
@@ -142,11 +152,11 @@ async def _delete_case_only_accounts(conn: Any, member_ids: set[str]) -> int:
         )
     ).all()
     if not rows:
-        return 0
+        return set()
     ids = [row.id for row in rows]
     subjects = [f"user:{row.username}" for row in rows]
     await conn.execute(sa.delete(sessions).where(sessions.c.user_id.in_(ids)))
     await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id.in_(ids)))
     await conn.execute(sa.delete(login_failures).where(login_failures.c.subject.in_(subjects)))
     await conn.execute(sa.delete(users).where(users.c.id.in_(ids)))
-    return len(ids)
+    return set(ids)

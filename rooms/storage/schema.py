@@ -39,6 +39,9 @@ users = sa.Table(
     sa.Column("totp_enabled", sa.Boolean, nullable=False, default=False),
     sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Where mail for the account goes (normalised; NULL: none known). Not unique: a person
+    # invited to two cases may hold two accounts with one address.
+    sa.Column("email", sa.String(320), nullable=True, index=True),
 )
 
 recovery_codes = sa.Table(
@@ -102,6 +105,10 @@ cases = sa.Table(
     sa.Column("neutral_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # open | closed
     sa.Column("created_at", sa.Float, nullable=False),
+    # How mails name the case: the reference its neutral sets (NULL: "a case on <site>"),
+    # or its title when the neutral allows it.
+    sa.Column("mail_reference", sa.String(100), nullable=True),
+    sa.Column("title_in_mail", sa.Boolean, nullable=False, default=False),
 )
 
 case_members = sa.Table(
@@ -118,6 +125,10 @@ case_members = sa.Table(
     sa.Column("display_name", sa.String(200), nullable=False),
     sa.Column("represents", sa.String(32), nullable=True),  # counsel: the party's user id
     sa.Column("joined_at", sa.Float, nullable=False),
+    # Last time the member was seen online in the case (sockets, reading); whether they
+    # want activity digests by mail for it.
+    sa.Column("seen_at", sa.Float, nullable=True),
+    sa.Column("digests", sa.Boolean, nullable=False, default=True),
 )
 
 invitations = sa.Table(
@@ -136,6 +147,44 @@ invitations = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=True),
     sa.Column("used_by", sa.String(32), nullable=True),
+    # Where the link was mailed (NULL: handed over by the neutral); when it was revoked.
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+#: Email address changes waiting for the new address to confirm (the token's SHA-256).
+email_changes = sa.Table(
+    "email_changes",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("new_email", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
+)
+
+#: Password reset links: the token's SHA-256, single use, short-lived.
+password_resets = sa.Table(
+    "password_resets",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
 )
 
 case_keys = sa.Table(
@@ -191,6 +240,9 @@ space_members = sa.Table(
     ),
     sa.Column("added_at", sa.Float, nullable=False),
     sa.Column("last_read_seq", sa.Integer, nullable=False, default=0),
+    # The newest seq an activity digest mail covered, and when it was written.
+    sa.Column("digest_seq", sa.Integer, nullable=False, default=0),
+    sa.Column("digest_sent_at", sa.Float, nullable=True),
     sa.Index("ix_space_members_user_id", "user_id"),
 )
 
@@ -242,4 +294,24 @@ live_sessions = sa.Table(
     sa.Column("state", sa.JSON, nullable=False),  # rooms, placement, timers, locks
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: The transactional outbox: a mail is a row written in the same transaction as the change
+#: that causes it, delivered later by the sender (signaling.mail). ``params`` holds what the
+#: template needs and is emptied once the mail is delivered or has failed for good.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # also the Message-ID's left part
+    sa.Column("kind", sa.String(64), nullable=False),  # the template
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # queued: when the next attempt may start (a claim pushes it past the attempt's lease)
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )

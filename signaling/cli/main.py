@@ -24,6 +24,7 @@ from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import RedisDirectory, directory_for
 from signaling.cluster.supervisor import WorkerSupervisor
 from signaling.http.app import build_app
+from signaling.http.state import MAIL_SENDER
 from signaling.services import Services
 from signaling.settings import Settings, load_settings
 
@@ -71,6 +72,11 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="Redis of a cluster of nodes (CAUCUS_REDIS_URL)")
     serve.add_argument("--node-id", help="this node's name in a cluster (CAUCUS_NODE_ID)")
     serve.add_argument(
+        "--smtp-url",
+        help="smtp://, smtp+starttls:// or smtps://[USER:PASSWORD@]HOST[:PORT] (default: "
+        "mails written as .eml files into <data-dir>/mail; CAUCUS_SMTP_URL)",
+    )
+    serve.add_argument(
         "--ready-json",
         action="store_true",
         help="when listening, also print one JSON line (url, port, admin password, CA path) "
@@ -107,6 +113,7 @@ def make_parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--role", choices=["admin", "neutral"], required=True)
     add.add_argument("--display-name")
+    add.add_argument("--email", help="where the account's mail goes")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -132,7 +139,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     fields: tuple[str, ...] = ("host", "port", "data_dir", "database_url", "tls_cert", "tls_key")
-    fields += ("log_level", "log_format", "workers", "redis_url", "node_id")
+    fields += ("log_level", "log_format", "workers", "redis_url", "node_id", "smtp_url")
     overrides = {f: getattr(args, f, None) for f in fields}
     return load_settings(args.config, **overrides)
 
@@ -168,6 +175,7 @@ async def serve(
             raise
         cluster = MediaCluster(services, directory, secret)
     app = build_app(services, cluster)
+    print(f"Mail goes to {app[MAIL_SENDER].transport.describe()}", file=sys.stderr, flush=True)
     # On SIGTERM, connections still open after SHUTDOWN_SECONDS are closed: browsers then
     # reconnect (behind a load balancer, to another node) instead of waiting a minute.
     runner = web.AppRunner(
@@ -236,8 +244,9 @@ async def user_add(settings: Settings, args: argparse.Namespace) -> int:
             display_name=args.display_name,
             must_change_password=must_change,
             check_policy=check,
+            email=args.email,
         )
-        print(f"Created {user.role} {user.username}.")
+        print(f"Created {user.role} {user.username}" + (f" <{user.email}>." if user.email else "."))
         if not args.password_stdin:
             print(f"One-time password: {password}")
         return 0

@@ -14,6 +14,8 @@ from signaling.http import metrics, pages
 from signaling.http.access import access, security_middleware
 from signaling.http.api import accounts, admin, cases, spaces
 from signaling.http.state import (
+    DIGESTS,
+    MAIL_SENDER,
     MEDIA_NAMESPACE,
     MEDIA_STATS,
     MEDIA_WORKER,
@@ -23,6 +25,8 @@ from signaling.http.state import (
     RECORDING_NAMESPACE_KEY,
     SOCKETS,
 )
+from signaling.mail.digests import DigestRunner
+from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime, compose
 from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.realtime.namespaces.recording import RecordingNamespace
@@ -64,6 +68,15 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     app[NAMESPACES] = realtime.namespaces
     app[NODE_BUS] = bus
     app.cleanup_ctx.append(node_bus_context(bus))
+    app[MAIL_SENDER] = sender = MailSender(services.outbox, services.settings)
+    app[DIGESTS] = digests = DigestRunner(
+        services.digests,
+        services.cases,
+        realtime.present,
+        services.settings.digest_check_seconds,
+        sender.wake,
+    )
+    app.cleanup_ctx.append(mail_context(sender, digests))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -130,6 +143,19 @@ def node_bus_context(bus: NodeBus):
         await bus.start()
         yield
         await bus.close()
+
+    return context
+
+
+def mail_context(sender: MailSender, digests: DigestRunner):
+    """A cleanup context: the outbox is sent, and digests written, while the app runs."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        sender.start()
+        digests.start()
+        yield
+        await digests.stop()
+        await sender.stop()
 
     return context
 

@@ -20,9 +20,13 @@ VENDOR_FILES = {
 PAGES = {
     "/login": "login.html",
     "/login/totp": "login-totp.html",
+    "/password/forgot": "password-forgot.html",
+    "/reset/{token}": "password-reset.html",
     "/account/password": "account-password.html",
     "/account/security": "account-security.html",
+    "/account/email/confirm/{token}": "account-email-confirm.html",
     "/admin/users": "admin-users.html",
+    "/admin/mail": "admin-mail.html",
     "/cases": "cases.html",
     "/cases/new": "case-new.html",
     "/cases/{case_id}": "case.html",

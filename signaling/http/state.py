@@ -9,6 +9,8 @@ import socketio
 from aiohttp import web
 
 from signaling.cluster.node_bus import NodeBus
+from signaling.mail.digests import DigestRunner
+from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime
 from signaling.realtime.events import EventNamespace
 from signaling.realtime.namespaces.media import MediaNamespace
@@ -30,3 +32,7 @@ MEDIA_STATS: web.AppKey[Callable[[], Awaitable[dict[str, Any]]]] = web.AppKey("m
 MEDIA_WORKER: web.AppKey[Worker] = web.AppKey("media_worker")
 MEDIA_NAMESPACE = web.AppKey("media_namespace", MediaNamespace)
 RECORDING_NAMESPACE_KEY = web.AppKey("recording_namespace", RecordingNamespace)
+#: This process's outbox sender.
+MAIL_SENDER = web.AppKey("mail_sender", MailSender)
+#: This process's activity digest task.
+DIGESTS = web.AppKey("digests", DigestRunner)

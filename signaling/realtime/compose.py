@@ -46,6 +46,10 @@ class Realtime:
     media: MediaNamespace | None = None
     recording: RecordingNamespace | None = None
 
+    def present(self) -> set[tuple[str, str]]:
+        """(case id, user id) of everyone online in a case on this node."""
+        return set().union(*(namespace.present() for namespace in self.namespaces))
+
     async def end_sessions(self, token_hashes: list[str]) -> None:
         """Disconnect this node's sockets opened with these (ended) sessions."""
         for namespace in self.namespaces:

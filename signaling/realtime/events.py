@@ -134,6 +134,11 @@ class EventNamespace(socketio.AsyncNamespace):
             events.update(declared_events(owner))
         return events
 
+    def present(self) -> set[tuple[str, str]]:
+        """(case id, user id) of the members online in a case through this namespace on
+        this node (for activity digests); none unless the namespace tracks presence."""
+        return set()
+
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = session_token_from_environ(environ)
         session = await self.services.sessions.find(token)

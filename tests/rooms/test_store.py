@@ -85,7 +85,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
         sessions_left = (
             await conn.execute(sa.select(sa.func.count()).select_from(sessions))
         ).scalar()
-    assert version == "0006" and sessions_left == 1  # the newest revision
+    assert version == "0010" and sessions_left == 1  # the newest revision
     await old.close()
 
 
@@ -104,7 +104,7 @@ async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
                 version = (
                     await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
                 ).scalar()
-            assert version == "0006"  # the newest revision
+            assert version == "0010"  # the newest revision
         finally:
             for store in stores:
                 await store.close()

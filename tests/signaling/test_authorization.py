@@ -8,6 +8,7 @@ without a sample here fails the test instead of going unchecked.
 from __future__ import annotations
 
 import inspect
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,13 @@ from typing import Any
 import pyotp
 import pytest
 import socketio
+import sqlalchemy as sa
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from rooms.accounts.sessions import token_hash
+from rooms.storage.outbox import enqueue
+from rooms.storage.schema import email_changes, password_resets
 from signaling.http.access import access_of
 from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
@@ -81,6 +86,59 @@ async def new_observer_body(w: World) -> dict[str, Any]:
     return {"user_id": await user_id(w, name)}
 
 
+async def undeliverable_mail(w: World) -> dict[str, Any]:
+    """A mail that can never be sent (no such template), so a retry always finds it."""
+    services = w.server.services
+    async with services.store.begin() as conn:
+        w.ids["mail"] = await enqueue(conn, "no_such_template", "ops@example.org", {}, now=0.0)
+    return {}
+
+
+async def emailed_invitation(w: World) -> dict[str, Any]:
+    status, body, _ = await w.clients["nina"].post(
+        f"/api/cases/{w.cases['Case A']}/invitations",
+        {"role": "observer", "display_name": "Mailed", "email": "mailed@example.org"},
+    )
+    assert status == 201, body
+    w.ids["invitation"] = body["invitation"]["id"]
+    return {}
+
+
+async def reset_link(w: World) -> dict[str, Any]:
+    """A reset link of an account of its own (using it ends that account's sessions)."""
+    user = await w.server.services.accounts.create_user(f"reset{len(w.users)}", PASSWORD)
+    w.users[user.username] = user
+    token = secrets.token_urlsafe(32)
+    async with w.server.services.store.begin() as conn:
+        await conn.execute(
+            sa.insert(password_resets).values(
+                token_hash=token_hash(token), user_id=user.id, created_at=0.0, expires_at=1e12
+            )
+        )
+    w.ids["reset"] = token
+    return {"password": PASSWORD + " reset"}
+
+
+async def digest_choice(w: World) -> dict[str, Any]:
+    return {"case_id": w.cases["Case A"], "digests": False}
+
+
+async def email_change_link(w: World) -> dict[str, Any]:
+    token = secrets.token_urlsafe(32)
+    async with w.server.services.store.begin() as conn:
+        await conn.execute(
+            sa.insert(email_changes).values(
+                token_hash=token_hash(token),
+                user_id=await user_id(w, "paula"),
+                new_email="paula@example.org",
+                created_at=0.0,
+                expires_at=1e12,
+            )
+        )
+    w.ids["email_change"] = token
+    return {}
+
+
 async def close_body(w: World) -> dict[str, Any]:
     await w.open_case("nina", "Case To Close")
     return {"confirm_title": "Case To Close"}
@@ -118,6 +176,13 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/totp/disable"): Sample("totp-enabled", None),
     ("GET", "/api/admin/users"): Sample("root", wrong=("nina",)),
     ("GET", "/api/admin/media"): Sample("root", wrong=("nina",)),
+    ("GET", "/api/admin/mail"): Sample("root", wrong=("nina", "paula")),
+    ("POST", "/api/admin/mail/test"): Sample(
+        "root", const({"to": "ops@example.org"}), wrong=("nina", "paula")
+    ),
+    ("POST", "/api/admin/mail/{mail_id}/retry"): Sample(
+        "root", undeliverable_mail, wrong=("nina", "paula")
+    ),
     ("GET", "/metrics"): Sample("root", wrong=("nina", "paula")),
     ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
     ("GET", "/api/cases"): Sample("paula"),
@@ -144,13 +209,40 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/cases/{case_id}/close"): Sample(
         "nina", close_body, wrong=NEUTRALS_ONLY, case="Case To Close"
     ),
+    ("POST", "/api/cases/{case_id}/invitations/{invitation_id}/resend"): Sample(
+        "nina", emailed_invitation, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/invitations/{invitation_id}/revoke"): Sample(
+        "nina", emailed_invitation, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/mail-naming"): Sample(
+        "nina", const({"reference": "M-1"}), wrong=("paula", "carl")
+    ),
+    ("POST", "/api/account/email"): Sample(
+        "paula", const({"email": "paula@example.org", "password": PASSWORD})
+    ),
+    ("GET", "/api/account/notifications"): Sample("paula"),
+    ("POST", "/api/account/notifications"): Sample("paula", digest_choice),
+    ("POST", "/api/account/email/confirm/{token}"): Sample("anonymous", email_change_link),
+    ("POST", "/api/password/forgot"): Sample("anonymous", const({"email": "nobody@example.org"})),
+    ("GET", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
+    ("POST", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("GET", "/api/invitations/{token}"): Sample("anonymous"),
     ("POST", "/api/invitations/{token}/accept"): Sample("anonymous", accept_body),
     ("GET", "/"): Sample("anonymous"),
     ("GET", "/static/vendor/{name}"): Sample("anonymous"),
     ("GET", "/static/{path}"): Sample("anonymous"),
 }
-PAGE_PREFIXES = ("/login", "/account/", "/admin/users", "/cases", "/invite/")
+PAGE_PREFIXES = (
+    "/login",
+    "/account/",
+    "/admin/users",
+    "/admin/mail",
+    "/cases",
+    "/invite/",
+    "/password/",
+    "/reset/",
+)
 
 
 async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
@@ -179,13 +271,23 @@ async def special_session(w: World, kind: str) -> tuple[ApiClient, Any]:
     return client, None
 
 
+def special_token(path: str, w: World) -> str | None:
+    if path.startswith("/api/password/reset/"):
+        return w.ids["reset"]
+    if path.startswith("/api/account/email/confirm/"):
+        return w.ids["email_change"]
+    return None
+
+
 def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
     return (
         path.replace("{case_id}", w.cases[case])
         .replace("{space_id}", w.ids["space"])
         .replace("{file_id}", w.ids["file"])
         .replace("{user_id}", w.ids["user"])
-        .replace("{token}", token)
+        .replace("{mail_id}", w.ids.get("mail", "0" * 32))
+        .replace("{invitation_id}", w.ids.get("invitation", "0" * 32))
+        .replace("{token}", special_token(path, w) or token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
     )

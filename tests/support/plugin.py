@@ -25,6 +25,7 @@ from signaling.services import Services
 from signaling.settings import Settings
 
 from .databases import BACKENDS, PG_URL
+from .smtp import mail_server  # noqa: F401  (a fixture)
 from .world import ApiClient, RunningServer, World, build_world
 
 

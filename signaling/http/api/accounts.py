@@ -1,4 +1,4 @@
-"""Sign-in, sign-out, password change and TOTP enrolment routes."""
+"""Sign-in, sign-out, password change and reset, and TOTP enrolment routes."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from signaling.http.access import (
     set_session_cookie,
     user_of,
 )
+from signaling.http.state import MAIL_SENDER
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -51,6 +52,24 @@ class CodeBody(Strict):
 class PasswordChangeBody(Strict):
     current_password: str = Field(min_length=1)
     new_password: str = Field(min_length=1)
+
+
+class ForgotBody(Strict):
+    email: str = Field(min_length=1, max_length=320)
+
+
+class ResetBody(Strict):
+    password: str = Field(min_length=1)
+
+
+class EmailChangeBody(Strict):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1)
+
+
+class DigestChoiceBody(Strict):
+    case_id: str = Field(min_length=1, max_length=64)
+    digests: bool
 
 
 class TotpDisableBody(Strict):
@@ -179,3 +198,84 @@ async def totp_disable(request: web.Request) -> web.Response:
         device_token(request),
     )
     return web.json_response({"totp_enabled": user.totp_enabled})
+
+
+FORGOT_ANSWER = (
+    "If an account has this address, a link to choose a new password is on its way. "
+    "It works once, for a short time."
+)
+
+
+@routes.post("/api/password/forgot")
+@access("public")
+async def forgot_password(request: web.Request) -> web.Response:
+    """Mail a reset link; the answer is the same whether or not an account has the address."""
+    body = await read_json(request, ForgotBody)
+    services = request.app[SERVICES]
+    await services.resets.request(body.email, client_address(request))
+    request.app[MAIL_SENDER].wake()
+    return web.json_response({"message": FORGOT_ANSWER}, status=202)
+
+
+@routes.get("/api/password/reset/{token}")
+@access("public")
+async def check_reset(request: web.Request) -> web.Response:
+    await request.app[SERVICES].resets.check(request.match_info["token"])
+    return web.json_response({"valid": True})
+
+
+@routes.post("/api/password/reset/{token}")
+@access("public")
+async def reset_password(request: web.Request) -> web.Response:
+    """Set a new password through a reset link: every session of the account ends, and
+    this browser is signed in (at the second factor when it is on)."""
+    body = await read_json(request, ResetBody)
+    services = request.app[SERVICES]
+    user, ended = await services.resets.complete(request.match_info["token"], body.password)
+    await end_session_sockets(request.app, *ended)
+    session = request[SESSION]
+    if session is not None:
+        await services.sessions.end(session)
+    stage = services.accounts.stage_after_password(user)
+    token = await services.sessions.create(user.id, stage)
+    response = web.json_response({"stage": stage})
+    set_session_cookie(response, token, int(services.sessions.lifetime))
+    if stage != STAGE_TOTP:
+        await signed_in(request, response, user, client_address(request), device_token(request))
+    return response
+
+
+@routes.post("/api/account/email")
+@access("active")
+async def change_email(request: web.Request) -> web.Response:
+    """A confirmation link to the new address, a notice to the old one; the address
+    changes when the link is opened."""
+    body = await read_json(request, EmailChangeBody)
+    services = request.app[SERVICES]
+    email = await services.email_changes.request(user_of(request).id, body.email, body.password)
+    request.app[MAIL_SENDER].wake()
+    return web.json_response({"pending_email": email}, status=202)
+
+
+@routes.post("/api/account/email/confirm/{token}")
+@access("public")
+async def confirm_email(request: web.Request) -> web.Response:
+    user = await request.app[SERVICES].email_changes.confirm(request.match_info["token"])
+    return web.json_response({"email": user.email})
+
+
+@routes.get("/api/account/notifications")
+@access("active")
+async def notification_choices(request: web.Request) -> web.Response:
+    """The caller's cases and whether each mails them activity digests."""
+    cases = await request.app[SERVICES].cases.digest_choices(user_of(request).id)
+    return web.json_response({"cases": cases})
+
+
+@routes.post("/api/account/notifications")
+@access("active")
+async def set_notification_choice(request: web.Request) -> web.Response:
+    """Activity digests on or off for one of the caller's cases (another case: 404)."""
+    body = await read_json(request, DigestChoiceBody)
+    await request.app[SERVICES].cases.set_digests(body.case_id, user_of(request).id, body.digests)
+    return web.json_response({"case_id": body.case_id, "digests": body.digests})

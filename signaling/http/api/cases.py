@@ -22,6 +22,7 @@ from signaling.http.access import (
     set_session_cookie,
     user_of,
 )
+from signaling.http.state import MAIL_SENDER
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -70,6 +71,15 @@ class InvitationBody(Closed):
     represents: str | None = Field(default=None, max_length=32)
     #: 1 hour to 30 days; the server's ``invitation_hours`` when left out.
     expires_in_hours: float | None = Field(default=None, ge=1, le=720)
+    #: Where to mail the link (left out: the neutral hands it over).
+    email: str | None = Field(default=None, max_length=320)
+
+
+class MailNamingBody(Closed):
+    #: The name mails give the case (empty: "a case on <site>").
+    reference: str | None = Field(default=None, max_length=100)
+    #: Mails may name the case by its title.
+    title_in_mail: bool = False
 
 
 class AcceptBody(BaseModel):
@@ -145,10 +155,47 @@ async def create_invitation(request: web.Request) -> web.Response:
         display_name=body.display_name,
         represents=body.represents,
         expires_in_hours=body.expires_in_hours or services.settings.invitation_hours,
+        email=body.email,
     )
+    if invitation["email"]:
+        request.app[MAIL_SENDER].wake()
     return web.json_response(
         {"invitation": invitation, "token": token, "url": f"/invite/{token}"}, status=201
     )
+
+
+@routes.post("/api/cases/{case_id}/invitations/{invitation_id}/resend")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def resend_invitation(request: web.Request) -> web.Response:
+    """Mail an open invitation again, with a new link (the old one stops working)."""
+    services = request.app[SERVICES]
+    invitation = await services.cases.resend_invitation(
+        request.match_info["case_id"],
+        request.match_info["invitation_id"],
+        request[MEMBER],
+        services.settings.invitation_hours,
+    )
+    request.app[MAIL_SENDER].wake()
+    return web.json_response({"invitation": invitation})
+
+
+@routes.post("/api/cases/{case_id}/invitations/{invitation_id}/revoke")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def revoke_invitation(request: web.Request) -> web.Response:
+    invitation = await request.app[SERVICES].cases.revoke_invitation(
+        request.match_info["case_id"], request.match_info["invitation_id"], request[MEMBER]
+    )
+    return web.json_response({"invitation": invitation})
+
+
+@routes.post("/api/cases/{case_id}/mail-naming")
+@access("case", case_roles=NEUTRAL_ROLES)
+async def set_mail_naming(request: web.Request) -> web.Response:
+    body = await read_json(request, MailNamingBody)
+    case = await request.app[SERVICES].cases.set_mail_naming(
+        request.match_info["case_id"], request[MEMBER], body.reference, body.title_in_mail
+    )
+    return web.json_response({"case": case.public()})
 
 
 @routes.get("/api/invitations/{token}")

@@ -25,10 +25,14 @@ class CaseNamespace(EventNamespace):
     def _online(self, case_id: str) -> list[str]:
         return sorted(set(self.online.get(case_id, {}).values()))
 
+    def present(self) -> set[tuple[str, str]]:
+        return {(case_id, user) for case_id, sids in self.online.items() for user in sids.values()}
+
     @event("case.join", CasePayload, "case", CASE_ROLES)
     async def join(self, caller: Caller, payload: CasePayload) -> dict[str, Any]:
         await self.enter_room(caller.sid, case_room(payload.case_id))
         self.online.setdefault(payload.case_id, {})[caller.sid] = caller.user_id
+        await self.services.cases.seen([(payload.case_id, caller.user_id)])
         online = self._online(payload.case_id)
         await self.emit(
             "presence",
@@ -44,7 +48,9 @@ class CaseNamespace(EventNamespace):
 
     async def _leave(self, sid: str, case_id: str) -> None:
         await self.leave_room(sid, case_room(case_id))
-        if self.online.get(case_id, {}).pop(sid, None) is not None:
+        user_id = self.online.get(case_id, {}).pop(sid, None)
+        if user_id is not None:
+            await self.services.cases.seen([(case_id, user_id)])  # online until now
             await self.emit(
                 "presence",
                 {"case_id": case_id, "online": self._online(case_id)},

@@ -57,15 +57,26 @@ class SpacesNamespace(EventNamespace):
     def __init__(self, services: Services, bus: SpaceChannel) -> None:
         super().__init__(SPACES_NAMESPACE, services)
         self.subscribers: dict[str, dict[str, str]] = {}  # space_id -> sid -> user_id
+        self.space_cases: dict[str, str] = {}  # space_id -> case_id, of subscribed spaces
         #: Carries changes to every node's sockets (signaling.cluster.node_bus).
         self.bus = bus
         bus.on_space_change = self.space_changed
         services.spaces.listen(bus.space_changed)
 
+    def present(self) -> set[tuple[str, str]]:
+        return {
+            (self.space_cases[space_id], user)
+            for space_id, sids in self.subscribers.items()
+            if space_id in self.space_cases
+            for user in sids.values()
+        }
+
     @event("space.subscribe", SpacePayload, "space", CASE_ROLES)
     async def subscribe(self, caller: Caller, payload: SpacePayload) -> dict[str, Any]:
         await self.enter_room(caller.sid, space_room(payload.space_id))
         self.subscribers.setdefault(payload.space_id, {})[caller.sid] = caller.user_id
+        self.space_cases[payload.space_id] = payload.case_id
+        await self.services.cases.seen([(payload.case_id, caller.user_id)])
         # A removal that ran between the check and the join must still win.
         if not await self.services.spaces.is_member(payload.space_id, caller.user_id):
             await self._unsubscribe(caller.sid, payload.space_id)
@@ -104,9 +115,13 @@ class SpacesNamespace(EventNamespace):
         await self.leave_room(sid, space_room(space_id))
         listeners = self.subscribers.get(space_id)
         if listeners is not None:
-            listeners.pop(sid, None)
+            user_id = listeners.pop(sid, None)
+            case_id = self.space_cases.get(space_id)
+            if user_id is not None and case_id is not None:
+                await self.services.cases.seen([(case_id, user_id)])  # online until now
             if not listeners:
                 del self.subscribers[space_id]
+                self.space_cases.pop(space_id, None)
 
     async def left(self, sid: str) -> None:
         for space_id in [s for s, sids in self.subscribers.items() if sid in sids]:

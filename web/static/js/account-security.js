@@ -102,3 +102,56 @@ disableForm.addEventListener("submit", async (event) => {
   show("start");
   await getSession({ refresh: true });
 });
+
+// The email address: a confirmation link goes to the new address, a notice to the old one.
+byId("current-email").textContent = session.user.email || "no address yet";
+const emailForm = byId("email-form");
+emailForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const region = byId("email-error");
+  const email = byId("new-email").value.trim();
+  const password = byId("email-password").value;
+  if (!email || !password) {
+    region.textContent = "Enter the new address and your password.";
+    region.hidden = false;
+    return;
+  }
+  const answer = await submitting(emailForm, region, () => api("POST", "/api/account/email", { email, password }));
+  if (answer) {
+    byId("email-pending").textContent = `We sent a confirmation link to ${answer.pending_email}. The address changes when you open it.`;
+    byId("email-pending").hidden = false;
+    emailForm.reset();
+  }
+});
+
+// Activity digests, switched per case.
+async function loadDigestChoices() {
+  const region = byId("digest-error");
+  try {
+    const { cases } = await api("GET", "/api/account/notifications");
+    byId("digest-cases").replaceChildren(
+      ...cases.map((item) => {
+        const box = el("input", { type: "checkbox", dataset: { testid: "digest-toggle", caseId: item.case_id } });
+        box.checked = item.digests;
+        box.addEventListener("change", async () => {
+          box.disabled = true;
+          try {
+            await api("POST", "/api/account/notifications", { case_id: item.case_id, digests: box.checked });
+            clearError(region);
+          } catch (error) {
+            box.checked = !box.checked;
+            region.textContent = error.message;
+            region.hidden = false;
+          } finally {
+            box.disabled = false;
+          }
+        });
+        return el("li", {}, el("label", {}, box, ` ${item.title}`));
+      }),
+    );
+  } catch (error) {
+    region.textContent = error.message;
+    region.hidden = false;
+  }
+}
+loadDigestChoices();

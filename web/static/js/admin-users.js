@@ -17,6 +17,7 @@ async function loadUsers() {
       { dataset: { testid: "user-row", username: user.username } },
       el("td", {}, user.username),
       el("td", {}, user.display_name || ""),
+      el("td", {}, user.email || ""),
       el("td", {}, roleName(user.role)),
       el("td", {}, user.totp_enabled ? "On" : "Off"),
     ),
@@ -41,6 +42,7 @@ form.addEventListener("submit", async (event) => {
   const region = byId("form-error");
   const username = byId("new-username").value.trim();
   const displayName = byId("new-display-name").value.trim();
+  const email = byId("new-email").value.trim();
   const role = byId("new-role").value;
   if (!username) {
     showError(region, new Error("Enter a username."));
@@ -50,6 +52,9 @@ form.addEventListener("submit", async (event) => {
   const body = { username, role };
   if (displayName) {
     body.display_name = displayName;
+  }
+  if (email) {
+    body.email = email;
   }
   const answer = await submitting(form, region, () => api("POST", "/api/admin/users", body));
   if (!answer) {

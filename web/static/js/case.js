@@ -91,6 +91,30 @@ function renderMembers() {
   select.value = parties.some((party) => String(party.user_id) === chosen) ? chosen : "";
 }
 
+function invitationActions(invitation) {
+  const region = byId("invite-error");
+  const act = (label, action, testid) => {
+    const button = el("button", { type: "button", class: "quiet", dataset: { testid } }, label);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await api("POST", `${casePath}/invitations/${encodeURIComponent(invitation.id)}/${action}`);
+        await loadInvitations();
+      } catch (error) {
+        showError(region, error);
+        button.disabled = false;
+      }
+    });
+    return button;
+  };
+  const buttons = [];
+  if (invitation.email) {
+    buttons.push(act("Send again", "resend", "invitation-resend"));
+  }
+  buttons.push(act("Revoke", "revoke", "invitation-revoke"));
+  return buttons;
+}
+
 async function loadInvitations() {
   const { invitations } = await api("GET", `${casePath}/invitations`);
   byId("no-invitations").hidden = invitations.length > 0;
@@ -99,8 +123,11 @@ async function loadInvitations() {
   byId("invitation-rows").replaceChildren(
     ...invitations.map((invitation) => {
       let state = "Waiting";
+      const open = !invitation.used_at && !invitation.revoked_at;
       if (invitation.used_at) {
         state = `Accepted ${formatDate(invitation.used_at, { withTime: true })}`;
+      } else if (invitation.revoked_at) {
+        state = "Revoked";
       } else if (toDate(invitation.expires_at) !== null && toDate(invitation.expires_at).getTime() < now) {
         state = "Expired";
       }
@@ -109,8 +136,10 @@ async function loadInvitations() {
         { dataset: { testid: "invitation-row" } },
         el("td", {}, invitation.display_name),
         el("td", {}, roleName(invitation.role)),
+        el("td", {}, invitation.email || ""),
         el("td", {}, formatDate(invitation.expires_at, { withTime: true })),
         el("td", {}, state),
+        el("td", {}, ...(open ? invitationActions(invitation) : [])),
       );
     }),
   );
@@ -125,6 +154,8 @@ async function load() {
   byId("case-content").hidden = false;
   byId("close-link").hidden = answer.my_role !== "neutral";
   if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
+    byId("mail-reference").value = answer.case.mail_reference || "";
+    byId("title-in-mail").checked = Boolean(answer.case.title_in_mail);
     byId("invite-section").hidden = false;
     await loadInvitations();
   }
@@ -166,6 +197,10 @@ inviteForm.addEventListener("submit", async (event) => {
     }
     body.expires_in_hours = value;
   }
+  const email = byId("invite-email").value.trim();
+  if (email) {
+    body.email = email;
+  }
   byId("invite-created").hidden = true;
   const answer = await submitting(inviteForm, region, () => api("POST", `${casePath}/invitations`, body));
   if (!answer) {
@@ -173,13 +208,26 @@ inviteForm.addEventListener("submit", async (event) => {
   }
   byId("invite-created-name").textContent = displayName;
   byId("invitation-link").textContent = new URL(answer.url, window.location.origin).href;
+  byId("invite-mailed").hidden = !answer.invitation.email;
+  byId("invite-send").hidden = Boolean(answer.invitation.email);
   byId("invite-created").hidden = false;
   byId("invite-name").value = "";
+  byId("invite-email").value = "";
   try {
     await loadInvitations();
   } catch (error) {
     showError(region, error);
   }
+});
+
+const namingForm = byId("naming-form");
+namingForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = {
+    reference: byId("mail-reference").value.trim() || null,
+    title_in_mail: byId("title-in-mail").checked,
+  };
+  await submitting(namingForm, byId("naming-error"), () => api("POST", `${casePath}/mail-naming`, body));
 });
 
 byId("copy-link").addEventListener("click", async () => {

@@ -19,6 +19,7 @@ export function renderHeader(session) {
     ];
     if (user && user.role === "admin") {
       links.push(["/admin/users", "Users"]);
+      links.push(["/admin/mail", "Mail"]);
     }
     for (const [href, text] of links) {
       const current = window.location.pathname === href;

@@ -1,0 +1,1 @@
+"""Mail: the outbox sender, the templates and the transports (SMTP, or .eml files)."""
