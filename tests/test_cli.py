@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import signal
@@ -119,8 +120,37 @@ def test_user_add_takes_an_email_address(tmp_path: Path) -> None:
     result = caucus(*base, "nina", "--email", "Nina@Example.org")
     assert result.returncode == 0, result.stderr
     assert "Created neutral nina <Nina@example.org>." in result.stdout
+    assert "A link to verify the address is queued" in result.stdout
+    assert asyncio.run(verification_state(tmp_path / "data")) == (
+        False,
+        [("email_verify", "Nina@example.org")],
+        ["verify"],
+    )
     bad = caucus(*base, "olga", "--email", "olga at example.org")
     assert bad.returncode == 1 and "not a usable email address" in bad.stderr
+
+
+async def verification_state(data_dir: Path) -> tuple[bool, list, list]:
+    """Whether nina's address is verified, the mails queued, and the links written."""
+    import sqlalchemy as sa
+
+    from rooms.storage.schema import email_changes, outbox, users
+    from rooms.storage.store import Store
+    from signaling.settings import Settings
+
+    store = Store(Settings(data_dir=data_dir).effective_database_url)
+    try:
+        async with store.connect() as conn:
+            verified = (
+                await conn.execute(
+                    sa.select(users.c.email_verified_at).where(users.c.username == "nina")
+                )
+            ).scalar_one()
+            mails = (await conn.execute(sa.select(outbox.c.kind, outbox.c.recipient))).all()
+            links = (await conn.execute(sa.select(email_changes.c.purpose))).scalars().all()
+    finally:
+        await store.close()
+    return verified is not None, [tuple(m) for m in mails], list(links)
 
 
 def test_invalid_setting_is_reported(tmp_path: Path) -> None:

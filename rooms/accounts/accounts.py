@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rooms.accounts.addresses import optional_email
+from rooms.accounts.addresses import VERIFY, VERIFY_LIFETIME, mail_address_link, optional_email
 from rooms.accounts.devices import TrustedDevices
 from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
@@ -55,6 +55,8 @@ class User:
     must_change_password: bool
     totp_enabled: bool
     email: str | None = None
+    #: The address proved it receives mail; until then only its verification link is sent.
+    email_verified: bool = False
 
     def public(self) -> dict[str, object]:
         return {
@@ -65,6 +67,7 @@ class User:
             "must_change_password": self.must_change_password,
             "totp_enabled": self.totp_enabled,
             "email": self.email,
+            "email_verified": self.email_verified,
         }
 
 
@@ -77,6 +80,7 @@ def _user(row: sa.Row) -> User:
         bool(row.must_change_password),
         bool(row.totp_enabled),
         row.email,
+        row.email_verified_at is not None,
     )
 
 
@@ -148,10 +152,12 @@ class Accounts:
                 )
         return len(plain)
 
-    async def security_notice(self, conn: Any, email: str | None, kind: str) -> None:
+    async def security_notice(
+        self, conn: Any, email: str | None, kind: str, *, verified: bool
+    ) -> None:
         """Tell the account's owner by mail, in the transaction of the change (none when
-        the account has no address)."""
-        if email:
+        the account has no address, or one not verified yet)."""
+        if email and verified:
             await enqueue(conn, kind, email, {"at": self.clock()}, now=self.clock())
 
     # -- users ---------------------------------------------------------------------------
@@ -165,7 +171,10 @@ class Accounts:
         must_change_password: bool = False,
         check_policy: bool = True,
         email: str | None = None,
+        email_verified: bool = False,
     ) -> User:
+        """A new account. An address not ``email_verified`` (one an admin typed) is sent a
+        verification link in the same transaction, and nothing else until it is opened."""
         name = normalize_username(username)
         address = optional_email(email)
         if role not in GLOBAL_ROLES:
@@ -177,6 +186,7 @@ class Accounts:
             if (await conn.execute(sa.select(users.c.id).where(users.c.username == name))).first():
                 raise Conflict(f"The username {name!r} is taken.", code="username_taken")
         user_id = new_id()
+        now = self.clock()
         row = {
             "id": user_id,
             "username": name,
@@ -187,8 +197,9 @@ class Accounts:
             "totp_secret": None,
             "totp_enabled": False,
             "totp_last_step": None,
-            "created_at": self.clock(),
+            "created_at": now,
             "email": address,
+            "email_verified_at": now if address and email_verified else None,
         }
         async with self.store.begin() as conn:
             exists = (
@@ -197,6 +208,26 @@ class Accounts:
             if exists:
                 raise Conflict(f"The username {name!r} is taken.", code="username_taken")
             await conn.execute(sa.insert(users).values(**row))
+            if address and not email_verified:
+                await mail_address_link(
+                    conn, user_id, address, purpose=VERIFY, lifetime=VERIFY_LIFETIME, now=now
+                )
+        return await self.get(user_id)
+
+    async def resend_verification(self, user_id: str) -> User:
+        """A new verification link for the account's unverified address (the earlier
+        links stop working)."""
+        async with self.store.begin() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+            if row is None:
+                raise NotFound("No such user.")
+            if not row.email:
+                raise Conflict("This account has no email address.", code="no_email")
+            if row.email_verified_at is not None:
+                raise Conflict("This address is verified already.", code="email_verified")
+            await mail_address_link(
+                conn, user_id, row.email, purpose=VERIFY, lifetime=VERIFY_LIFETIME, now=self.clock()
+            )
         return await self.get(user_id)
 
     async def get(self, user_id: str) -> User:
@@ -331,7 +362,9 @@ class Accounts:
                 .values(password_hash=self.policy.hash(new), must_change_password=False)
             )
             if not row.must_change_password:  # replacing a one-time password is no news
-                await self.security_notice(conn, row.email, "password_changed")
+                await self.security_notice(
+                    conn, row.email, "password_changed", verified=row.email_verified_at is not None
+                )
         return await self.get(user_id)
 
     # -- TOTP ----------------------------------------------------------------------------
@@ -430,7 +463,9 @@ class Accounts:
                     for c in codes
                 ],
             )
-            await self.security_notice(conn, row.email, "totp_enabled")
+            await self.security_notice(
+                conn, row.email, "totp_enabled", verified=row.email_verified_at is not None
+            )
         return codes
 
     async def totp_disable(
@@ -458,5 +493,7 @@ class Accounts:
                 .values(totp_enabled=False, totp_secret=None, totp_last_step=None)
             )
             await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
-            await self.security_notice(conn, row.email, "totp_disabled")
+            await self.security_notice(
+                conn, row.email, "totp_disabled", verified=row.email_verified_at is not None
+            )
         return await self.get(user_id)

@@ -1,25 +1,27 @@
 """Changing an account's email address: confirmed by a link mailed to the new address,
 with a notice to the old one at once (so a takeover of a signed-in session does not pass
-silently). The password is asked first; the link works once, for ``lifetime`` seconds."""
+silently). The password is asked first; the link works once, for ``lifetime`` seconds.
+
+Opening a link (a change's, or the verification of an address an admin set) marks the
+account's address verified and spends the account's other verification links."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from rooms.accounts.accounts import Accounts, User
-from rooms.accounts.addresses import normalize_email
+from rooms.accounts.addresses import CHANGE, VERIFY, mail_address_link, normalize_email
 from rooms.accounts.sessions import token_hash
 from rooms.errors import Gone, InvalidInput, Unauthenticated
-from rooms.storage.outbox import enqueue
 from rooms.storage.schema import email_changes, users
 
 INVALID_LINK = (
     "This confirmation link cannot be used: it was used already, has expired, or is "
-    "incomplete. Change the address again from your account page."
+    "incomplete. Change the address again from your account page, or ask an administrator "
+    "to send a new verification link."
 )
 
 
@@ -53,32 +55,19 @@ class EmailChanges:
         await throttle.clear(subject)
         if row.email and row.email.lower() == email.lower():
             raise InvalidInput("This is your address already.", code="email_unchanged")
-        token = secrets.token_urlsafe(32)
         now = self.clock()
         async with self.store.begin() as conn:
-            await conn.execute(
-                sa.insert(email_changes).values(
-                    token_hash=token_hash(token),
-                    user_id=user_id,
-                    new_email=email,
-                    created_at=now,
-                    expires_at=now + self.lifetime,
-                    used_at=None,
-                )
+            await mail_address_link(
+                conn, user_id, email, purpose=CHANGE, lifetime=self.lifetime, now=now
             )
-            await enqueue(
-                conn,
-                "email_change_confirm",
-                email,
-                {"path": f"/account/email/confirm/{token}", "hours": round(self.lifetime / 3600)},
-                now=now,
+            # an unverified address is sent nothing but its verification link
+            await self.accounts.security_notice(
+                conn, row.email, "email_change_notice", verified=row.email_verified_at is not None
             )
-            if row.email:
-                await enqueue(conn, "email_change_notice", row.email, {"at": now}, now=now)
         return email
 
     async def confirm(self, token: str) -> User:
-        """The new address proved it receives mail: the account takes it."""
+        """The address proved it receives mail: the account takes it, verified."""
         if not token or len(token) > 200:
             raise Gone(INVALID_LINK, code="email_change_invalid")
         now = self.clock()
@@ -100,6 +89,17 @@ class EmailChanges:
             if spent.rowcount != 1:
                 raise Gone(INVALID_LINK, code="email_change_invalid")
             await conn.execute(
-                sa.update(users).where(users.c.id == row.user_id).values(email=row.new_email)
+                sa.update(email_changes)
+                .where(
+                    email_changes.c.user_id == row.user_id,
+                    email_changes.c.purpose == VERIFY,
+                    email_changes.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+            await conn.execute(
+                sa.update(users)
+                .where(users.c.id == row.user_id)
+                .values(email=row.new_email, email_verified_at=now)
             )
         return await self.accounts.get(row.user_id)

@@ -1,10 +1,11 @@
 """Password reset by email: a single-use link valid ``lifetime`` seconds.
 
 Asking always answers the same, whether or not an account has the address; each account
-with the address gets its own link. Only the token's SHA-256 is stored. Requests are
-limited per address and per client. Using a link sets the password, spends every link
-of the account and ends every session it has; a second factor, when on, is still asked
-at the next sign-in (the caller starts the new session at that stage)."""
+with the address verified gets its own link (an unverified address gets none). Only the
+token's SHA-256 is stored. Requests are limited per address and per client. Using a link
+sets the password, spends every link of the account and ends every session it has; a
+second factor, when on, is still asked at the next sign-in (the caller starts the new
+session at that stage)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ class PasswordResets:
             rows = (
                 await conn.execute(
                     sa.select(users.c.id, users.c.email).where(
-                        sa.func.lower(users.c.email) == email.lower()
+                        sa.func.lower(users.c.email) == email.lower(),
+                        # an unverified address is sent nothing but its verification link
+                        users.c.email_verified_at.is_not(None),
                     )
                 )
             ).all()
@@ -143,7 +146,9 @@ class PasswordResets:
                 .where(users.c.id == user.id)
                 .values(password_hash=password_hash, must_change_password=False)
             )
-            await self.accounts.security_notice(conn, user.email, "password_changed")
+            await self.accounts.security_notice(
+                conn, user.email, "password_changed", verified=user.email_verified
+            )
             ended = await conn.execute(
                 sa.delete(sessions)
                 .where(sessions.c.user_id == user.id)

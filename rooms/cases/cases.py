@@ -444,6 +444,7 @@ class Cases:
             role="member",
             display_name=invitation.display_name,
             email=invitation.email,
+            email_verified=invitation.email is not None,
         )
         now = self.clock()
         try:

@@ -107,7 +107,7 @@ class CaseClosing:
             await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
             told = (
                 await conn.execute(
-                    sa.select(users.c.id, users.c.email)
+                    sa.select(users.c.id, users.c.email, users.c.email_verified_at)
                     .join(case_members, case_members.c.user_id == users.c.id)
                     .where(case_members.c.case_id == case_id)
                 )
@@ -120,7 +120,8 @@ class CaseClosing:
             deleted = await _delete_case_only_accounts(conn, member_ids)
             now = self.__cases.clock()
             for row in told:
-                if row.email and row.id != actor.user_id:
+                verified = row.email_verified_at is not None
+                if row.email and verified and row.id != actor.user_id:
                     params = {**case.mail_params(), "account_deleted": row.id in deleted}
                     await enqueue(conn, "case_closed", row.email, params, now=now)
             gone = len(deleted)

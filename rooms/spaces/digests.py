@@ -101,6 +101,7 @@ class SpaceDigests:
                 cases.c.status == "open",
                 case_members.c.digests.is_(True),
                 users.c.email.is_not(None),
+                users.c.email_verified_at.is_not(None),
             )
         )
         written = 0

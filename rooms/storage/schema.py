@@ -42,6 +42,9 @@ users = sa.Table(
     # Where mail for the account goes (normalised; NULL: none known). Not unique: a person
     # invited to two cases may hold two accounts with one address.
     sa.Column("email", sa.String(320), nullable=True, index=True),
+    # When the address proved it receives mail (a link opened, an emailed invitation
+    # accepted); NULL: not verified, and the account is sent nothing but the link.
+    sa.Column("email_verified_at", sa.Float, nullable=True),
 )
 
 recovery_codes = sa.Table(
@@ -152,7 +155,9 @@ invitations = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
 )
 
-#: Email address changes waiting for the new address to confirm (the token's SHA-256).
+#: Links that prove an address receives mail (the token's SHA-256): a change waiting for
+#: the new address to confirm it (purpose "change"), or the verification of an address an
+#: admin set (purpose "verify").
 email_changes = sa.Table(
     "email_changes",
     metadata,
@@ -168,6 +173,7 @@ email_changes = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=True),
+    sa.Column("purpose", sa.String(16), nullable=False, default="change", server_default="change"),
 )
 
 #: Password reset links: the token's SHA-256, single use, short-lived.

@@ -247,6 +247,8 @@ async def user_add(settings: Settings, args: argparse.Namespace) -> int:
             email=args.email,
         )
         print(f"Created {user.role} {user.username}" + (f" <{user.email}>." if user.email else "."))
+        if user.email:
+            print("A link to verify the address is queued; the server mails it.")
         if not args.password_stdin:
             print(f"One-time password: {password}")
         return 0

@@ -38,7 +38,9 @@ async def scene(services: Services, clock: Clock):
     """Nina's case with a space of hers and of the party Pam (who has an address)."""
     accounts, cases = services.accounts, services.cases
     cases.clock = clock
-    nina = await accounts.create_user("nina", PASSWORD, role="neutral", email="nina@example.org")
+    nina = await accounts.create_user(
+        "nina", PASSWORD, role="neutral", email="nina@example.org", email_verified=True
+    )
     case = await cases.open_case(nina, {"title": "Secret title", "process": "mediation"})
     neutral = await cases.membership(case.id, nina.id)
     assert neutral is not None

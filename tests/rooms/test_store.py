@@ -85,7 +85,7 @@ async def test_an_existing_install_with_accounts_upgrades(tmp_path) -> None:
         sessions_left = (
             await conn.execute(sa.select(sa.func.count()).select_from(sessions))
         ).scalar()
-    assert version == "0010" and sessions_left == 1  # the newest revision
+    assert version == "0011" and sessions_left == 1  # the newest revision
     await old.close()
 
 
@@ -104,7 +104,112 @@ async def test_nodes_starting_together_migrate_one_after_the_other() -> None:
                 version = (
                     await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
                 ).scalar()
-            assert version == "0010"  # the newest revision
+            assert version == "0011"  # the newest revision
         finally:
             for store in stores:
                 await store.close()
+
+
+async def test_addresses_proved_before_revision_0011_count_as_verified(database_url) -> None:
+    """Upgrading: an address from an emailed invitation the account accepted, or from a
+    confirmed change, is verified; one an admin typed is not."""
+    from rooms.storage.schema import cases, email_changes, invitations
+    from rooms.storage.store import Store
+
+    url, schema = database_url
+    old = Store(url, schema=schema)
+    await old.migrate("0010")
+
+    def user(user_id: str, email: str | None) -> dict:
+        return {
+            "id": user_id,
+            "username": user_id,
+            "display_name": user_id,
+            "role": "member",
+            "password_hash": "x",
+            "must_change_password": False,
+            "totp_enabled": False,
+            "created_at": 0.0,
+            "email": email,
+        }
+
+    async with old.begin() as conn:
+        await conn.execute(
+            sa.insert(users),
+            [
+                user("invited", "Inv@example.org"),
+                user("changed", "new@example.org"),
+                user("typed", "typed@example.org"),
+                user("pending", "old@example.org"),
+                user("none", None),
+            ],
+        )
+        await conn.execute(
+            sa.insert(cases).values(
+                id="c1",
+                title="T",
+                description="",
+                process="mediation",
+                case_type="",
+                intake={},
+                neutral_id="typed",
+                status="open",
+                created_at=0.0,
+            )
+        )
+        await conn.execute(
+            sa.insert(invitations).values(
+                id="i1",
+                token_hash="h" * 64,
+                case_id="c1",
+                role="party",
+                display_name="P",
+                created_by="typed",
+                created_at=0.0,
+                expires_at=1.0,
+                used_at=5.0,
+                used_by="invited",
+                email="inv@example.org",
+            )
+        )
+        link = {"created_at": 0.0, "expires_at": 1e12}
+        # the table as revision 0010 has it (no purpose column yet)
+        changes_0010 = sa.table(
+            "email_changes",
+            *(sa.column(c) for c in ("token_hash", "user_id", "new_email", "created_at")),
+            *(sa.column(c) for c in ("expires_at", "used_at")),
+        )
+        await conn.execute(
+            sa.insert(changes_0010),
+            [
+                {
+                    "token_hash": "a" * 64,
+                    "user_id": "changed",
+                    "new_email": "new@example.org",
+                    "used_at": 7.0,
+                    **link,
+                },
+                {
+                    "token_hash": "b" * 64,
+                    "user_id": "pending",
+                    "new_email": "else@example.org",
+                    "used_at": None,
+                    **link,
+                },
+            ],
+        )
+    await old.migrate()
+    async with old.connect() as conn:
+        verified = dict(
+            (await conn.execute(sa.select(users.c.id, users.c.email_verified_at))).all()
+        )
+        purposes = set((await conn.execute(sa.select(email_changes.c.purpose))).scalars().all())
+    await old.close()
+    assert verified == {
+        "invited": 5.0,
+        "changed": 7.0,
+        "typed": None,
+        "pending": None,
+        "none": None,
+    }
+    assert purposes == {"change"}

@@ -22,7 +22,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from rooms.accounts.sessions import token_hash
 from rooms.storage.outbox import enqueue
-from rooms.storage.schema import email_changes, password_resets
+from rooms.storage.schema import email_changes, password_resets, users
 from signaling.http.access import access_of
 from signaling.http.state import NAMESPACES
 from tests.signaling.live_samples import (
@@ -139,6 +139,17 @@ async def email_change_link(w: World) -> dict[str, Any]:
     return {}
 
 
+async def unverified_address(w: World) -> dict[str, Any]:
+    """Sam ({user_id}) has an address an admin set and nobody verified yet."""
+    async with w.server.services.store.begin() as conn:
+        await conn.execute(
+            sa.update(users)
+            .where(users.c.id == w.ids["user"])
+            .values(email="sam@example.org", email_verified_at=None)
+        )
+    return {}
+
+
 async def close_body(w: World) -> dict[str, Any]:
     await w.open_case("nina", "Case To Close")
     return {"confirm_title": "Case To Close"}
@@ -185,6 +196,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ),
     ("GET", "/metrics"): Sample("root", wrong=("nina", "paula")),
     ("POST", "/api/admin/users"): Sample("root", new_user_body, wrong=("nina",)),
+    ("POST", "/api/admin/users/{user_id}/verify-email"): Sample(
+        "root", unverified_address, wrong=("nina", "paula")
+    ),
     ("GET", "/api/cases"): Sample("paula"),
     ("POST", "/api/cases"): Sample("nina", const(INTAKE), wrong=("paula",)),
     ("GET", "/api/cases/{case_id}"): Sample("paula"),

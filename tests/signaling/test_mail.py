@@ -131,12 +131,19 @@ async def test_mail_waits_while_the_server_is_down_then_arrives_once(
     assert sorted(mail_server.message_ids()) == sorted(f"<{i}@caucus.example>" for i in ids)
 
 
-async def test_admins_give_staff_an_email_address_checked_at_the_form(world: World) -> None:
+async def test_admins_give_staff_an_email_address_checked_at_the_form(
+    world: World, mail_server: MailServer
+) -> None:
     root = world.clients["root"]
     status, body, _ = await root.post(
         "/api/admin/users", {"username": "nell", "role": "neutral", "email": "Nell@Example.org"}
     )
     assert status == 201 and body["user"]["email"] == "Nell@example.org"
+    assert body["user"]["email_verified"] is False
+    # the address is verified by a link before anything else is sent to it
+    await eventually(lambda: mail_server.to("Nell@example.org"), what="the verification mail")
+    (verification,) = mail_server.messages
+    assert verification.subject == "Verify your email address on Caucus"
     for bad in ("nell", "x@y\r\nBcc: evil@example.org"):
         status, body, _ = await root.post(
             "/api/admin/users", {"username": "nora", "role": "neutral", "email": bad}

@@ -112,7 +112,9 @@ async def test_resend_gives_a_new_link_and_revoke_ends_it(
 
 
 async def reset_user(world: World, name: str, email: str) -> str:
-    user = await world.server.services.accounts.create_user(name, PASSWORD, email=email)
+    user = await world.server.services.accounts.create_user(
+        name, PASSWORD, email=email, email_verified=True
+    )
     return user.id
 
 

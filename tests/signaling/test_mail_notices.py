@@ -36,7 +36,7 @@ async def test_password_and_two_step_changes_are_told_by_mail(
     world: World, mail_server: MailServer
 ) -> None:
     accounts = world.server.services.accounts
-    await accounts.create_user("vera", PASSWORD, email="vera@example.org")
+    await accounts.create_user("vera", PASSWORD, email="vera@example.org", email_verified=True)
     vera = await world.sign_in("vera")
     new = PASSWORD + " renewed"
     status, _, _ = await vera.post(
@@ -64,7 +64,9 @@ async def test_password_and_two_step_changes_are_told_by_mail(
 async def test_an_email_change_is_confirmed_by_the_new_address_and_told_to_the_old(
     world: World, mail_server: MailServer
 ) -> None:
-    await world.server.services.accounts.create_user("walt", PASSWORD, email="walt@example.org")
+    await world.server.services.accounts.create_user(
+        "walt", PASSWORD, email="walt@example.org", email_verified=True
+    )
     walt = await world.sign_in("walt")
     status, body, _ = await walt.post(
         "/api/account/email", {"email": "walt@new.example", "password": "wrong password"}

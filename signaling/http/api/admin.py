@@ -52,7 +52,20 @@ async def create_user(request: web.Request) -> web.Response:
         check_policy=False,
         email=body.email,
     )
+    if user.email:
+        request.app[MAIL_SENDER].wake()  # its verification link
     return web.json_response({"user": user.public(), "one_time_password": password}, status=201)
+
+
+@routes.post("/api/admin/users/{user_id}/verify-email")
+@access("admin")
+async def resend_verification(request: web.Request) -> web.Response:
+    """A new verification link to an account's unverified address (the earlier ones stop
+    working)."""
+    accounts = request.app[SERVICES].accounts
+    user = await accounts.resend_verification(request.match_info["user_id"][:64])
+    request.app[MAIL_SENDER].wake()
+    return web.json_response({"user": user.public()}, status=202)
 
 
 @routes.get("/api/admin/media")

@@ -9,6 +9,39 @@ const session = await requireStage("active");
 renderHeader(session);
 byId("main").hidden = false;
 
+// An address an admin typed is verified by a link; until then the account gets no other mail.
+function emailCell(user) {
+  if (!user.email) {
+    return "";
+  }
+  if (user.email_verified) {
+    return [
+      user.email,
+      el("span", { class: "hint", dataset: { testid: "email-verified" } }, " (verified)"),
+    ];
+  }
+  const resend = el(
+    "button",
+    { type: "button", class: "quiet", dataset: { testid: "resend-verification" } },
+    "Send the link again",
+  );
+  resend.addEventListener("click", async () => {
+    resend.disabled = true;
+    try {
+      await api("POST", `/api/admin/users/${encodeURIComponent(user.id)}/verify-email`);
+      resend.textContent = "Sent";
+    } catch (error) {
+      resend.disabled = false;
+      showError(byId("page-error"), error);
+    }
+  });
+  return [
+    user.email,
+    el("span", { class: "hint", dataset: { testid: "email-unverified" } }, " (not verified) "),
+    resend,
+  ];
+}
+
 async function loadUsers() {
   const { users } = await api("GET", "/api/admin/users");
   const rows = users.map((user) =>
@@ -17,7 +50,7 @@ async function loadUsers() {
       { dataset: { testid: "user-row", username: user.username } },
       el("td", {}, user.username),
       el("td", {}, user.display_name || ""),
-      el("td", {}, user.email || ""),
+      el("td", {}, emailCell(user)),
       el("td", {}, roleName(user.role)),
       el("td", {}, user.totp_enabled ? "On" : "Off"),
     ),
