@@ -14,29 +14,13 @@ from signaling.http.state import MAIL_SENDER
 from signaling.mail.compose import MailComposer
 from signaling.settings import Settings
 from tests.support.eventually import eventually
-from tests.support.smtp import MailServer
+from tests.support.smtp import FAST_MAIL, MailServer, mail_settings
 from tests.support.world import World
-
-FAST = {
-    "mail_poll_seconds": 0.05,
-    "mail_retry_seconds": 0.1,
-    "mail_retry_max_seconds": 0.4,
-    "public_url": "https://caucus.example",
-    "mail_from_address": "notices@caucus.example",
-}
 
 
 @pytest.fixture
 def settings(tmp_path: Path, mail_server: MailServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        smtp_url=mail_server.url,
-        **FAST,
-    )
+    return mail_settings(tmp_path, mail_server)
 
 
 async def queue_of(world: World) -> dict:
@@ -164,7 +148,7 @@ def test_no_value_can_start_a_header_of_its_own(tmp_path: Path) -> None:
         data_dir=tmp_path,
         site_name="Caucus\r\nBcc: evil@example.org",
         mail_from_name="Mediation\nX-Injected: yes",
-        **FAST,
+        **FAST_MAIL,
     )
     message = MailComposer(settings).compose(
         sample_mail(recipient="ops@example.org\r\nBcc: evil@example.org")
@@ -180,7 +164,7 @@ def test_no_value_can_start_a_header_of_its_own(tmp_path: Path) -> None:
 
 
 def test_html_parts_are_autoescaped(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, **FAST)
+    settings = Settings(data_dir=tmp_path, **FAST_MAIL)
     message = MailComposer(settings).compose(sample_mail(recipient="<script>x</script>"))
     html = message.get_body(preferencelist=("html",))
     assert html is not None

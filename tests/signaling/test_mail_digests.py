@@ -13,22 +13,14 @@ import pytest
 from signaling.http.state import DIGESTS
 from signaling.settings import Settings
 from tests.support.eventually import eventually
-from tests.support.smtp import FAST_MAIL, MailServer, link_in
+from tests.support.smtp import MailServer, link_in, mail_settings
 from tests.support.world import ApiClient, World, connect
 
 
 @pytest.fixture
 def settings(tmp_path: Path, mail_server: MailServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        smtp_url=mail_server.url,
-        digest_check_seconds=3600,  # the test runs the task's tick itself
-        **FAST_MAIL,
-    )
+    # the test runs the digest task's tick itself
+    return mail_settings(tmp_path, mail_server, digest_check_seconds=3600)
 
 
 async def party_with_email(world: World, mail_server: MailServer) -> tuple[ApiClient, str, str]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from rooms.storage.schema import password_resets
 from signaling.settings import Settings
 from tests.support.eventually import eventually
-from tests.support.smtp import FAST_MAIL, MailServer, Received, link_in
+from tests.support.smtp import MailServer, Received, link_in, mail_settings
 from tests.support.world import INTAKE, PASSWORD, World
 
 CASE_WORDS = [INTAKE["description"], "Case A", "Ada Tenant", "Bo Landlord", "Harbor", "Penny Party"]
@@ -20,17 +20,8 @@ CASE_WORDS = [INTAKE["description"], "Case A", "Ada Tenant", "Bo Landlord", "Har
 
 @pytest.fixture
 def settings(tmp_path: Path, mail_server: MailServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        smtp_url=mail_server.url,
-        password_reset_per_address=3,
-        password_reset_per_client=6,
-        **FAST_MAIL,
-    )
+    limits = {"password_reset_per_address": 3, "password_reset_per_client": 6}
+    return mail_settings(tmp_path, mail_server, **limits)
 
 
 def assert_no_case_content(received: Received) -> None:

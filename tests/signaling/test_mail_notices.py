@@ -10,21 +10,13 @@ import pytest
 
 from signaling.settings import Settings
 from tests.support.eventually import eventually
-from tests.support.smtp import FAST_MAIL, MailServer, Received, link_in
+from tests.support.smtp import MailServer, Received, link_in, mail_settings
 from tests.support.world import INTAKE, PASSWORD, World
 
 
 @pytest.fixture
 def settings(tmp_path: Path, mail_server: MailServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        smtp_url=mail_server.url,
-        **FAST_MAIL,
-    )
+    return mail_settings(tmp_path, mail_server)
 
 
 async def mails_to(server: MailServer, address: str, count: int) -> list[Received]:

@@ -13,6 +13,7 @@ from sfu.rtc import native_paths
 from signaling.http.metrics import _Totals
 from signaling.services import SERVICES
 from signaling.settings import Settings
+from tests.support.plugin import make_settings
 from tests.support.world import PASSWORD, World
 
 TOKEN = "a metrics token for the test"
@@ -20,14 +21,7 @@ TOKEN = "a metrics token for the test"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        metrics_token=TOKEN,
-    )
+    return make_settings(tmp_path, metrics_token=TOKEN)
 
 
 def samples(text: str) -> dict[str, float]:

@@ -20,6 +20,7 @@ from signaling.settings import Settings
 from tests.samples import jpeg_bytes, pdf_bytes
 from tests.signaling.spaces_setup import CaseSpaces, open_spaces
 from tests.support.eventually import eventually
+from tests.support.plugin import make_settings
 from tests.support.world import ApiClient, World
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -29,14 +30,7 @@ LIMIT = 1024 * 1024
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        port=0,
-        argon2_time_cost=1,
-        argon2_memory_kib=8 * 1024,
-        argon2_parallelism=1,
-        max_upload_bytes=LIMIT,
-    )
+    return make_settings(tmp_path, max_upload_bytes=LIMIT)
 
 
 async def upload(

@@ -13,6 +13,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -103,15 +104,22 @@ async def store(
     await store.close()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings of a test's server: its own data directory, any free port, a cheap
+    password hash (sign-ins are not what most tests watch)."""
     return Settings(
         data_dir=tmp_path / "data",
         port=0,
         argon2_time_cost=1,
         argon2_memory_kib=8 * 1024,
         argon2_parallelism=1,
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
 
 
 @pytest.fixture

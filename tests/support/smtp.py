@@ -9,10 +9,13 @@ import email.policy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from signaling.settings import Settings
 
 from .server import free_port
 
@@ -111,6 +114,13 @@ FAST_MAIL = {
     "public_url": "https://caucus.example",
     "mail_from_address": "notices@caucus.example",
 }
+
+
+def mail_settings(tmp_path: Path, mail_server: MailServer, **overrides: Any) -> Settings:
+    """A test server's settings sending through ``mail_server``, quickly."""
+    from tests.support.plugin import make_settings
+
+    return make_settings(tmp_path, smtp_url=mail_server.url, **{**FAST_MAIL, **overrides})
 
 
 def link_in(received: Received, prefix: str) -> str:
