@@ -20,7 +20,7 @@ from rooms.errors import (
 from rooms.spaces.events import SpaceEvent
 from rooms.spaces.filetypes import SNIFF_BYTES, TextCheck, sniff
 from rooms.spaces.sealing import aad, open_sealed
-from rooms.spaces.spaces import SpaceDirectory, space_row
+from rooms.spaces.spaces import SpaceDirectory, SpacePart, space_row
 from rooms.storage.schema import new_id, space_files
 from rooms.vault.format import BlobNotFoundError, VaultIntegrityError
 from rooms.vault.reader import BlobReader
@@ -73,16 +73,11 @@ def file_from_row(key: bytes, row: sa.Row) -> SpaceFile:
     )
 
 
-class SpaceFiles:
+class SpaceFiles(SpacePart):
     """Owns the files of spaces (rows and vault blobs)."""
 
     def __init__(self, directory: SpaceDirectory, vault: SpaceVault) -> None:
-        self.directory = directory
-        self.store = directory.store
-        self.cases = directory.cases
-        self.keys = directory.keys
-        self.events = directory.events
-        self.clock = directory.clock
+        super().__init__(directory)
         self.vault = vault
 
     async def upload(

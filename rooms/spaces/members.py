@@ -9,20 +9,17 @@ import sqlalchemy as sa
 from rooms.cases.cases import Member
 from rooms.errors import NotFound
 from rooms.spaces.events import SpaceEvent
-from rooms.spaces.spaces import SpaceDirectory, check_case_members, require_neutral, space_row
+from rooms.spaces.spaces import (
+    SpacePart,
+    check_case_members,
+    require_neutral,
+    space_row,
+)
 from rooms.storage.schema import case_members, space_members, spaces
 
 
-class SpaceMembers:
+class SpaceMembers(SpacePart):
     """Owns the membership rows of spaces."""
-
-    def __init__(self, directory: SpaceDirectory) -> None:
-        self.directory = directory
-        self.store = directory.store
-        self.cases = directory.cases
-        self.keys = directory.keys
-        self.events = directory.events
-        self.clock = directory.clock
 
     async def is_member(self, space_id: str, user_id: str) -> bool:
         async with self.store.connect() as conn:

@@ -18,7 +18,7 @@ from rooms.cases.roles import NEUTRAL_ROLES
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rooms.spaces.events import SpaceEvent
 from rooms.spaces.sealing import aad, open_sealed
-from rooms.spaces.spaces import SpaceDirectory, space_row
+from rooms.spaces.spaces import SpacePart, space_row
 from rooms.storage.schema import messages, new_id, space_members, spaces
 from rooms.vault.sealed import seal
 
@@ -117,16 +117,8 @@ async def insert_message(
     return seq
 
 
-class SpaceMessages:
+class SpaceMessages(SpacePart):
     """Owns the messages of spaces: posting, editing, deleting, history, read markers."""
-
-    def __init__(self, directory: SpaceDirectory) -> None:
-        self.directory = directory
-        self.store = directory.store
-        self.cases = directory.cases
-        self.keys = directory.keys
-        self.events = directory.events
-        self.clock = directory.clock
 
     async def post(
         self, case_id: str, space_id: str, author_id: str, body: str, *, kind: str | None = None

@@ -10,21 +10,13 @@ from rooms.spaces.events import SpaceEvent
 from rooms.spaces.files import MAX_FILE_NAME, SpaceFile
 from rooms.spaces.messages import Message, insert_message
 from rooms.spaces.sealing import aad
-from rooms.spaces.spaces import SpaceDirectory, space_row
+from rooms.spaces.spaces import SpacePart, space_row
 from rooms.storage.schema import new_id, space_files, space_members
 from rooms.vault.sealed import seal
 
 
-class SpaceRecordings:
+class SpaceRecordings(SpacePart):
     """Records finished recordings as files of a space, and video messages with them."""
-
-    def __init__(self, directory: SpaceDirectory) -> None:
-        self.directory = directory
-        self.store = directory.store
-        self.cases = directory.cases
-        self.keys = directory.keys
-        self.events = directory.events
-        self.clock = directory.clock
 
     async def add_recording(
         self,

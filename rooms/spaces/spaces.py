@@ -114,6 +114,19 @@ async def check_case_members(conn: Any, case_id: str, user_ids: Iterable[str]) -
         )
 
 
+class SpacePart:
+    """A part of the spaces (members, messages, files, recordings): works on the spaces of
+    ``directory`` with the same store, cases, case keys, events and clock."""
+
+    def __init__(self, directory: SpaceDirectory) -> None:
+        self.directory = directory
+        self.store = directory.store
+        self.cases = directory.cases
+        self.keys = directory.keys
+        self.events = directory.events
+        self.clock = directory.clock
+
+
 class SpaceDirectory:
     """Owns the spaces of cases: creating, renaming, archiving, listing them."""
 
