@@ -77,8 +77,11 @@ class MailSender:
                     pass
             except Exception:
                 log.exception("the mail sender failed; it tries again")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as its timeout fires, and stop() then waits forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.__wake.wait(), self.settings.mail_poll_seconds)
+                async with asyncio.timeout(self.settings.mail_poll_seconds):
+                    await self.__wake.wait()
             self.__wake.clear()
 
     async def send_due(self) -> int:
