@@ -321,3 +321,179 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.Float, nullable=True),
     sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )
+
+# -- requests and scheduling: from a public request link to sessions in calendars ---------
+# A request's intake and people are the case's content: they go when the request is declined
+# and purged, or when the case it became is closed. Conflict decisions keep names, dates and
+# the decision only, and outlive both (a later conflict check reads them).
+
+#: A neutral's public booking profile: the handle of their request link and availability.
+neutral_profiles = sa.Table(
+    "neutral_profiles",
+    metadata,
+    sa.Column(
+        "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("handle", sa.String(40), nullable=False, unique=True),
+    sa.Column("availability", sa.JSON, nullable=False),  # rooms.scheduling.availability
+    sa.Column("accepting", sa.Boolean, nullable=False, default=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+case_requests = sa.Table(
+    "case_requests",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("reference", sa.String(16), nullable=False, unique=True),
+    sa.Column(
+        "neutral_id",
+        sa.String(32),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # unconfirmed | pending | disclosed | scheduling | declined | converted
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("intake", sa.JSON, nullable=False),  # process, title, type, court details
+    sa.Column("minutes", sa.Integer, nullable=False),  # the session length asked for
+    sa.Column("time_zone", sa.String(64), nullable=False),  # the requester's
+    sa.Column("confirm_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),  # unconfirmed: when it lapses
+    sa.Column("confirmed_at", sa.Float, nullable=True),
+    sa.Column("decided_at", sa.Float, nullable=True),
+    sa.Column("disclosure", sa.Text, nullable=True),  # what the neutral disclosed
+    sa.Column("case_id", sa.String(32), nullable=True),  # once converted (no FK: closing)
+)
+
+#: Everyone a request names: the requester, each party, each attorney. Personal links
+#: (the token's SHA-256) let them consent, accept, decline or propose without an account.
+request_people = sa.Table(
+    "request_people",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "request_id",
+        sa.String(32),
+        sa.ForeignKey("case_requests.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),  # party | attorney
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("organisation", sa.String(200), nullable=False, default=""),
+    sa.Column("side", sa.String(16), nullable=False, default="other"),
+    sa.Column("represents", sa.String(32), nullable=True),  # attorney: the party's person id
+    sa.Column("is_requester", sa.Boolean, nullable=False, default=False),
+    sa.Column("link_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("link_expires_at", sa.Float, nullable=True),
+    sa.Column("consent", sa.String(16), nullable=True),  # given | refused (disclosures)
+    sa.Column("answer", sa.String(16), nullable=True),  # accepted | declined | proposed
+    sa.Column("answer_slot", sa.String(32), nullable=True),
+    sa.Column("answered_at", sa.Float, nullable=True),
+)
+
+#: Slots a request proposes: the requester's choices, the neutral's proposals, a person's
+#: counter-proposals. ``current`` marks what everyone is asked to answer now.
+request_slots = sa.Table(
+    "request_slots",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "request_id",
+        sa.String(32),
+        sa.ForeignKey("case_requests.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("minutes", sa.Integer, nullable=False),
+    sa.Column("proposed_by", sa.String(32), nullable=False),  # "requester" | "neutral" | person id
+    sa.Column("current", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+#: Scheduled sessions of a case (each a live-room session). ``sequence`` is the calendar
+#: entry's SEQUENCE: +1 at every change.
+case_sessions = sa.Table(
+    "case_sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "case_id",
+        sa.String(32),
+        sa.ForeignKey("cases.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("minutes", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # scheduled | cancelled
+    sa.Column("sequence", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("reminded_day_at", sa.Float, nullable=True),  # the 24-hour reminder went
+    sa.Column("reminded_hour_at", sa.Float, nullable=True),  # the 1-hour reminder went
+)
+
+#: A neutral's time taken: held by a request's proposed slot or booked by a session. One
+#: start per neutral (the unique constraint decides two requesters racing for one slot);
+#: overlaps are refused under the neutral's lock.
+bookings = sa.Table(
+    "bookings",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "neutral_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column(
+        "request_id",
+        sa.String(32),
+        sa.ForeignKey("case_requests.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column(
+        "slot_id", sa.String(32), sa.ForeignKey("request_slots.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column(
+        "session_id",
+        sa.String(32),
+        sa.ForeignKey("case_sessions.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("expires_at", sa.Float, nullable=True),  # an unconfirmed request's hold
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("neutral_id", "starts_at", name="uq_bookings_neutral_id_starts_at"),
+)
+
+#: Conflict-check decisions: who decided what, when, on which hits. Names and dates only;
+#: kept after the request and the case are gone.
+conflict_decisions = sa.Table(
+    "conflict_decisions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("neutral_id", sa.String(32), nullable=False, index=True),
+    sa.Column("request_reference", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(32), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),  # clear | disclose | decline
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("people", sa.JSON, nullable=False),  # [{name, role, organisation}]
+    sa.Column("hits", sa.JSON, nullable=False),
+    sa.Column("decided_at", sa.Float, nullable=False),
+    sa.Column("case_id", sa.String(32), nullable=True),
+)
+
+#: Private calendar feed links (the token's SHA-256), one per person, revocable.
+calendar_feeds = sa.Table(
+    "calendar_feeds",
+    metadata,
+    sa.Column(
+        "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
