@@ -457,7 +457,10 @@ bookings = sa.Table(
         nullable=True,
     ),
     sa.Column(
-        "slot_id", sa.String(32), sa.ForeignKey("request_slots.id", ondelete="CASCADE"), nullable=True
+        "slot_id",
+        sa.String(32),
+        sa.ForeignKey("request_slots.id", ondelete="CASCADE"),
+        nullable=True,
     ),
     sa.Column(
         "session_id",
