@@ -35,6 +35,12 @@ PAGES = {
     "/cases/{case_id}/close": "case-close.html",
     "/cases/{case_id}/live": "live.html",
     "/invite/{token}": "invite.html",
+    "/request/confirm/{token}": "request-confirm.html",
+    "/request/{handle}": "request.html",
+    "/respond/{token}": "respond.html",
+    "/neutral/availability": "neutral-availability.html",
+    "/neutral/requests": "neutral-requests.html",
+    "/neutral/requests/{request_id}": "neutral-request.html",
 }
 
 routes = web.RouteTableDef()

@@ -4,14 +4,18 @@
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
-/** An error answer from the API: `code` is the machine code, `message` the sentence for people. */
+/**
+ * An error answer from the API: `code` is the machine code, `message` the sentence for people,
+ * `details` whatever else the error object carried (the next open slots of a slot taken, say).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter = null) {
+  constructor(status, code, message, retryAfter = null, details = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.details = details;
   }
 }
 
@@ -43,18 +47,20 @@ export function getSession({ refresh = false } = {}) {
 async function errorFrom(response) {
   let code = "http_" + response.status;
   let message = `The server answered ${response.status} ${response.statusText}.`.replace(" .", ".");
+  let details = {};
   try {
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      details = body.error;
     }
   } catch {
     // Not JSON: keep the generic sentence.
   }
   const retry = response.headers.get("Retry-After");
   const retryAfter = retry !== null && /^\d+$/.test(retry) ? Number(retry) : null;
-  return new ApiError(response.status, code, message, retryAfter);
+  return new ApiError(response.status, code, message, retryAfter, details);
 }
 
 /** Calls the API; resolves to the parsed JSON answer, rejects with ApiError. */

@@ -1,6 +1,8 @@
 // /cases/{case_id}: the case's details and people; its neutral also invites parties, counsel and observers.
 
 import { api, requireStage } from "./api.js";
+import { showCalendarFeed } from "./calendar-feed.js";
+import { showSessions } from "./case-sessions.js";
 import { byId, el, formatDate, humanize, processName, roleName, toDate } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
@@ -153,6 +155,9 @@ async function load() {
   byId("my-role").textContent = `You: ${roleName(answer.my_role)}`;
   byId("case-content").hidden = false;
   byId("close-link").hidden = answer.my_role !== "neutral";
+  // Both show their own errors in their own regions; the rest of the page need not wait.
+  showSessions(caseId, { canSchedule: answer.my_role === "neutral" });
+  showCalendarFeed();
   if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
     byId("mail-reference").value = answer.case.mail_reference || "";
     byId("title-in-mail").checked = Boolean(answer.case.title_in_mail);

@@ -58,6 +58,19 @@ export function processName(process) {
   return PROCESS_NAMES[process] || String(process || "");
 }
 
+const REQUEST_STATUS_NAMES = {
+  pending: "Conflict check to decide",
+  disclosed: "Waiting for consents",
+  scheduling: "Agreeing the date",
+  declined: "Declined",
+  converted: "Case opened",
+};
+
+/** Where a request to a neutral stands, as the neutral reads it. */
+export function requestStatusName(status) {
+  return REQUEST_STATUS_NAMES[status] || humanize(status);
+}
+
 /** Upper-cases the first letter and turns underscores into spaces: "in_progress" → "In progress". */
 export function humanize(word) {
   const text = String(word || "").replace(/_/g, " ");

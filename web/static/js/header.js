@@ -17,12 +17,17 @@ export function renderHeader(session) {
       ["/cases", "Cases"],
       ["/account/security", "Security"],
     ];
+    if (user && user.role === "neutral") {
+      links.push(["/neutral/requests", "Requests"]);
+      links.push(["/neutral/availability", "Availability"]);
+    }
     if (user && user.role === "admin") {
       links.push(["/admin/users", "Users"]);
       links.push(["/admin/mail", "Mail"]);
     }
     for (const [href, text] of links) {
-      const current = window.location.pathname === href;
+      const here = window.location.pathname;
+      const current = here === href || (href === "/neutral/requests" && here.startsWith("/neutral/requests/"));
       nav.append(el("a", { href, "aria-current": current ? "page" : null }, text));
     }
   }

@@ -12,6 +12,7 @@ import { clearError, showError } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { liveRooms } from "./live-rooms.js";
 import { showRecordingIndicator } from "./recording-indicator.js";
+import { browserZone, formatSpan } from "./zoned-time.js";
 
 const caseId = decodeURIComponent(
   window.location.pathname.replace(/^\/cases\//, "").replace(/\/live\/?$/, ""),
@@ -636,6 +637,20 @@ window.addEventListener("pagehide", () => {
   }
 });
 
+/** "The next session starts …" above the room, when the case has one scheduled. */
+async function showNextSession() {
+  try {
+    const { next } = await api("GET", `/api/cases/${encodeURIComponent(caseId)}/sessions`);
+    if (next) {
+      const line = byId("next-session");
+      line.textContent = `The next session is on ${formatSpan(next.starts_at, next.minutes, browserZone())}.`;
+      line.hidden = false;
+    }
+  } catch {
+    // The room works without it: the line stays hidden.
+  }
+}
+
 // --- start ---------------------------------------------------------------------------------
 
 try {
@@ -648,6 +663,7 @@ try {
   link.textContent = title || "Case";
   const me = (answer.members || []).find((member) => String(member.user_id) === String(session.user.id));
   byId("self-name").textContent = me ? me.display_name : session.user.display_name;
+  showNextSession();
   await startPreview();
   byId("join").disabled = false;
 } catch (error) {
