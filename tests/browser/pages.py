@@ -1,17 +1,21 @@
 """What the browser tests share: people made and signed in through the API (the first
-admin, a neutral with a case, invited members), browser pages signed in through the login
-form and watched for errors, and the live page's inbound media statistics."""
+admin, a neutral with a case or a verified address, invited members), browser pages signed
+in through the login form and watched for errors, the live page's inbound media statistics
+and the links in the mails people received."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
+from tests.support.eventually import eventually
 from tests.support.world import INTAKE, ApiClient
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
 
     from tests.browser.conftest import RunningServer
+    from tests.support.smtp import MailServer
 
 #: The first admin's password once the one-time password printed by the server is renewed.
 ADMIN_PASSWORD = "granite-meadow-lantern-3391"
@@ -49,6 +53,31 @@ async def new_neutral(
     )
     assert status == 201, body
     neutral = await signed_in(server, username, body["one_time_password"])
+    await renew_password(neutral, body["one_time_password"], password)
+    return neutral
+
+
+async def neutral_with_email(
+    server: RunningServer, mail_server: MailServer, username: str, email: str, password: str
+) -> ApiClient:
+    """A neutral whose address (set by the admin) was verified through the mailed link,
+    signed in with ``password`` as its own."""
+    admin = await active_admin(server)
+    status, body, _ = await admin.post(
+        "/api/admin/users", {"username": username, "role": "neutral", "email": email}
+    )
+    assert status == 201, body
+    await admin.close()
+    await eventually(lambda: mail_server.to(email), what="the verification mail")
+    link = link_from(mail_server, email, "/account/email/confirm/")
+    neutral = ApiClient(server.url)
+    path = "/" + link.split("://", 1)[1].split("/", 1)[1]
+    status, _, _ = await neutral.post("/api" + path)
+    assert status == 200
+    status, _, _ = await neutral.post(
+        "/api/login", {"username": username, "password": body["one_time_password"]}
+    )
+    assert status == 200
     await renew_password(neutral, body["one_time_password"], password)
     return neutral
 
@@ -158,3 +187,27 @@ async () => {
 async def inbound(page: Page) -> dict[tuple[str, str], dict[str, Any]]:
     """Decoded frames and received packets per (sender's display name, kind)."""
     return {(s["name"], s["kind"]): s for s in await page.evaluate(INBOUND_STATS)}
+
+
+# --- mail ------------------------------------------------------------------------------------
+
+
+def links_in(mail_server: MailServer, address: str, path: str) -> list[str]:
+    """Every link to ``path`` (``/invite/``, say) in the text of the mails to ``address``,
+    oldest first, each once."""
+    pattern = r"https://127\.0\.0\.1:\d+" + re.escape(path) + r"[A-Za-z0-9_-]+"
+    found: list[str] = []
+    for received in mail_server.to(address):
+        for link in re.findall(pattern, received.text()):
+            if link not in found:
+                found.append(link)
+    return found
+
+
+def link_from(mail_server: MailServer, address: str, path: str) -> str:
+    """The one link to ``path`` in the one mail to ``address`` that has such links."""
+    pattern = r"https://127\.0\.0\.1:\d+" + re.escape(path) + r"[A-Za-z0-9_-]+"
+    (received,) = [m for m in mail_server.to(address) if re.search(pattern, m.text())]
+    found = re.findall(pattern, received.text())
+    assert len(set(found)) == 1, received.text()
+    return found[0]

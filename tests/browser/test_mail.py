@@ -17,8 +17,9 @@ from tests.browser.pages import (
     ADMIN_PASSWORD,
     Watch,
     active_admin,
+    link_from,
+    neutral_with_email,
     open_case,
-    renew_password,
     signed_in_page,
 )
 from tests.support.eventually import eventually
@@ -49,44 +50,12 @@ async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[
         yield RunningServer(served)
 
 
-async def neutral_with_email(
-    server: RunningServer, mail_server: MailServer, username: str, email: str
-) -> ApiClient:
-    """A neutral whose address (set by the admin) was verified through the mailed link."""
-    admin = await active_admin(server)
-    status, body, _ = await admin.post(
-        "/api/admin/users", {"username": username, "role": "neutral", "email": email}
-    )
-    assert status == 201, body
-    await admin.close()
-    await eventually(lambda: mail_server.to(email), what="the verification mail")
-    link = link_from(mail_server, email, "/account/email/confirm/")
-    neutral = ApiClient(server.url)
-    path = "/" + link.split("://", 1)[1].split("/", 1)[1]
-    status, _, _ = await neutral.post("/api" + path)
-    assert status == 200
-    status, _, _ = await neutral.post(
-        "/api/login", {"username": username, "password": body["one_time_password"]}
-    )
-    assert status == 200
-    await renew_password(neutral, body["one_time_password"], NEUTRAL_PASSWORD)
-    return neutral
-
-
-def link_from(mail_server: MailServer, address: str, path: str) -> str:
-    pattern = r"https://127\.0\.0\.1:\d+" + re.escape(path) + r"[A-Za-z0-9_-]+"
-    (received,) = [m for m in mail_server.to(address) if re.search(pattern, m.text())]
-    found = re.findall(
-        r"https://127\.0\.0\.1:\d+" + re.escape(path) + r"[A-Za-z0-9_-]+", received.text()
-    )
-    assert len(set(found)) == 1, received.text()
-    return found[0]
-
-
 async def test_forgot_password_link_from_the_mail_signs_in_with_the_new_password(
     browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
 ) -> None:
-    neutral = await neutral_with_email(mail_caucus, mail_server, "nadia", "nadia@example.org")
+    neutral = await neutral_with_email(
+        mail_caucus, mail_server, "nadia", "nadia@example.org", NEUTRAL_PASSWORD
+    )
     await neutral.close()
     watch = Watch()
     context = await browser.new_context(ignore_https_errors=True, base_url=mail_caucus.url)
@@ -118,7 +87,9 @@ async def test_forgot_password_link_from_the_mail_signs_in_with_the_new_password
 async def test_an_invitation_by_email_is_accepted_from_the_mail(
     browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
 ) -> None:
-    neutral = await neutral_with_email(mail_caucus, mail_server, "nadia", "nadia@example.org")
+    neutral = await neutral_with_email(
+        mail_caucus, mail_server, "nadia", "nadia@example.org", NEUTRAL_PASSWORD
+    )
     case_id = await open_case(neutral, "Harbor Bakery v. Lindqvist Supplies")
     await neutral.close()
     watch = Watch()
@@ -177,7 +148,9 @@ async def test_the_admin_sees_a_refused_mail_with_its_reason_and_retries_it(
 async def test_digests_switched_off_on_the_account_page_send_none(
     browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
 ) -> None:
-    neutral = await neutral_with_email(mail_caucus, mail_server, "nadia", "nadia@example.org")
+    neutral = await neutral_with_email(
+        mail_caucus, mail_server, "nadia", "nadia@example.org", NEUTRAL_PASSWORD
+    )
     case_id = await open_case(neutral, "Harbor Bakery v. Lindqvist Supplies")
     ids = {}
     for name in ("ada", "boris"):
