@@ -184,7 +184,11 @@ class Cases:
 
     async def get(self, case_id: str) -> Case:
         async with self.store.connect() as conn:
-            row = (await conn.execute(sa.select(cases).where(cases.c.id == case_id))).first()
+            return await self.get_in(conn, case_id)
+
+    async def get_in(self, conn: Any, case_id: str) -> Case:
+        """The case as the caller's transaction sees it."""
+        row = (await conn.execute(sa.select(cases).where(cases.c.id == case_id))).first()
         if row is None:
             raise NotFound("No such case.")
         return _case(row)
