@@ -19,6 +19,8 @@ class CaucusError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+        #: More the caller may act on (JSON-able), sent beside the code and message.
+        self.extra: dict[str, object] = {}
 
 
 class InvalidInput(CaucusError):

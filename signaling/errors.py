@@ -61,7 +61,9 @@ def http_error(error: Exception) -> web.Response:
         elif error.code in HTTP_LIMITS:
             REFUSALS.count(HTTP_LIMITS[error.code])
         return web.json_response(
-            error_body(error.code, error.message), status=error.status, headers=headers
+            error_body(error.code, error.message, **error.extra),
+            status=error.status,
+            headers=headers,
         )
     if isinstance(error, ValidationError):
         return web.json_response(

@@ -18,6 +18,12 @@ from rooms.accounts.throttle import LoginThrottle
 from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
+from rooms.requests.agreement import DateAgreement
+from rooms.requests.intake import RequestIntake
+from rooms.requests.queue import RequestQueue
+from rooms.scheduling.bookings import Bookings
+from rooms.scheduling.profiles import NeutralProfiles
+from rooms.scheduling.sessions import CaseSessions
 from rooms.spaces.digests import SpaceDigests
 from rooms.spaces.facade import Spaces
 from rooms.storage.outbox import Outbox
@@ -47,6 +53,13 @@ class Services:
     resets: PasswordResets = field(init=False)
     email_changes: EmailChanges = field(init=False)
     digests: SpaceDigests = field(init=False)
+    # Requests through public links, the conflict check, agreeing dates, sessions.
+    profiles: NeutralProfiles = field(init=False)
+    bookings: Bookings = field(init=False)
+    case_sessions: CaseSessions = field(init=False)
+    intake: RequestIntake = field(init=False)
+    agreement: DateAgreement = field(init=False)
+    queue: RequestQueue = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -64,6 +77,37 @@ class Services:
         )
         self.email_changes = EmailChanges(self.accounts)
         self.digests = SpaceDigests(self.store, self.settings.digest_minutes * 60)
+        settings = self.settings
+        self.profiles = NeutralProfiles(self.store)
+        self.bookings = Bookings(self.store)
+        self.case_sessions = CaseSessions(
+            self.store,
+            self.cases,
+            self.bookings,
+            public_url=settings.effective_public_url,
+            organizer_email=settings.effective_mail_from_address,
+        )
+        self.intake = RequestIntake(
+            self.store,
+            self.bookings,
+            self.accounts.throttle,
+            confirm_hours=settings.request_confirm_hours,
+            per_client=settings.request_per_client,
+            per_address=settings.request_per_address,
+        )
+        self.agreement = DateAgreement(
+            self.store,
+            self.accounts,
+            self.cases,
+            self.bookings,
+            self.profiles,
+            self.case_sessions,
+            link_days=settings.request_link_days,
+            invitation_hours=settings.invitation_hours,
+        )
+        self.queue = RequestQueue(
+            self.store, self.agreement, shared_practice=settings.shared_conflict_checks
+        )
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

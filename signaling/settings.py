@@ -123,6 +123,18 @@ class Settings(BaseSettings):
     # checked every digest_check_seconds.
     digest_minutes: float = Field(15.0, gt=0, le=7 * 24 * 60)
     digest_check_seconds: float = Field(60.0, gt=0, le=3600)
+    # Case requests through neutrals' public links: filings per client address and per
+    # requester address (in the login window), how long a requester has to confirm their
+    # address, how long personal links of request people work. With
+    # shared_conflict_checks the conflict check searches every neutral's matters (one
+    # practice), else each neutral's own.
+    request_per_client: int = Field(10, ge=1)
+    request_per_address: int = Field(3, ge=1)
+    request_confirm_hours: float = Field(24.0, gt=0, le=24 * 14)
+    request_link_days: float = Field(30.0, gt=0, le=365)
+    shared_conflict_checks: bool = False
+    # Session reminders (24 hours and 1 hour before) are looked for this often.
+    reminder_check_seconds: float = Field(60.0, gt=0, le=3600)
 
     @property
     def effective_database_url(self) -> str:
@@ -163,6 +175,15 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}"
+
+    @property
+    def effective_mail_from_address(self) -> str:
+        """The sender's address: the operator's, else caucus@ the public host."""
+        if self.mail_from_address:
+            return self.mail_from_address
+        base = self.effective_public_url
+        host = base.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        return f"caucus@{host if '.' in host else 'localhost'}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -128,36 +128,42 @@ class Cases:
     async def open_case(self, neutral: User, intake: dict[str, Any]) -> Case:
         if neutral.role != "neutral":
             raise Forbidden("Only a neutral can open a case.")
+        async with self.store.begin() as conn:
+            case_id = await self.open_case_in(conn, neutral, intake)
+        return await self.get(case_id)
+
+    async def open_case_in(self, conn: Any, neutral: User, intake: dict[str, Any]) -> str:
+        """Open the case inside the caller's transaction (a request becoming a case opens
+        it with its invitations and first session, all or nothing); answers its id."""
         case_id = new_id()
         now = self.clock()
-        async with self.store.begin() as conn:
-            await conn.execute(
-                sa.insert(cases).values(
-                    id=case_id,
-                    title=intake["title"],
-                    process=intake["process"],
-                    case_type=intake.get("case_type", ""),
-                    description=intake.get("description", ""),
-                    intake=intake,
-                    neutral_id=neutral.id,
-                    status="open",
-                    created_at=now,
-                    mail_reference=None,
-                    title_in_mail=False,
-                )
+        await conn.execute(
+            sa.insert(cases).values(
+                id=case_id,
+                title=intake["title"],
+                process=intake["process"],
+                case_type=intake.get("case_type", ""),
+                description=intake.get("description", ""),
+                intake=intake,
+                neutral_id=neutral.id,
+                status="open",
+                created_at=now,
+                mail_reference=None,
+                title_in_mail=False,
             )
-            await conn.execute(
-                sa.insert(case_members).values(
-                    case_id=case_id,
-                    user_id=neutral.id,
-                    role="neutral",
-                    display_name=neutral.display_name,
-                    represents=None,
-                    joined_at=now,
-                )
+        )
+        await conn.execute(
+            sa.insert(case_members).values(
+                case_id=case_id,
+                user_id=neutral.id,
+                role="neutral",
+                display_name=neutral.display_name,
+                represents=None,
+                joined_at=now,
             )
-            await self.audit(conn, neutral.id, "case.open", case_id)
-        return await self.get(case_id)
+        )
+        await self.audit(conn, neutral.id, "case.open", case_id)
+        return case_id
 
     async def set_mail_naming(
         self, case_id: str, actor: Member, reference: str | None, title_in_mail: bool
@@ -178,7 +184,11 @@ class Cases:
 
     async def get(self, case_id: str) -> Case:
         async with self.store.connect() as conn:
-            row = (await conn.execute(sa.select(cases).where(cases.c.id == case_id))).first()
+            return await self.get_in(conn, case_id)
+
+    async def get_in(self, conn: Any, case_id: str) -> Case:
+        """The case as the caller's transaction sees it."""
+        row = (await conn.execute(sa.select(cases).where(cases.c.id == case_id))).first()
         if row is None:
             raise NotFound("No such case.")
         return _case(row)
@@ -298,30 +308,55 @@ class Cases:
         case = await self.get(case_id)
         if case.status != "open":
             raise Conflict("This case is closed.", code="case_closed")
+        async with self.store.begin() as conn:
+            row, token = await self.invite_in(
+                conn,
+                case,
+                inviter.user_id,
+                role=role,
+                display_name=display_name,
+                represents=represents,
+                expires_at=self.clock() + expires_in_hours * 3600,
+                email=address,
+            )
+        return _invitation_public(row), token
+
+    async def invite_in(
+        self,
+        conn: Any,
+        case: Case,
+        inviter_id: str,
+        *,
+        role: str,
+        display_name: str,
+        represents: str | None,
+        expires_at: float,
+        email: str | None,
+    ) -> tuple[dict[str, Any], str]:
+        """Write an invitation (and its mail, with an address) in the caller's transaction.
+        ``represents`` of counsel may name the invitation of a party who has not joined
+        yet: it becomes that party's account when they accept."""
         token = secrets.token_urlsafe(32)
-        now = self.clock()
-        expires_at = now + expires_in_hours * 3600
         row: dict[str, Any] = {
             "id": new_id(),
             "token_hash": token_hash(token),
-            "case_id": case_id,
+            "case_id": case.id,
             "role": role,
             "display_name": display_name,
             "represents": represents,
-            "created_by": inviter.user_id,
-            "created_at": now,
+            "created_by": inviter_id,
+            "created_at": self.clock(),
             "expires_at": expires_at,
             "used_at": None,
             "used_by": None,
-            "email": address,
+            "email": email,
             "revoked_at": None,
         }
-        async with self.store.begin() as conn:
-            await conn.execute(sa.insert(invitations).values(**row))
-            await self.audit(conn, inviter.user_id, "invitation.create", case_id, role=role)
-            if address is not None:
-                await self._mail_invitation(conn, case, address, token, role, expires_at)
-        return _invitation_public(row), token
+        await conn.execute(sa.insert(invitations).values(**row))
+        await self.audit(conn, inviter_id, "invitation.create", case.id, role=role)
+        if email is not None:
+            await self._mail_invitation(conn, case, email, token, role, expires_at)
+        return row, token
 
     async def _mail_invitation(
         self, conn: Any, case: Case, address: str, token: str, role: str, expires_at: float
@@ -466,6 +501,34 @@ class Cases:
                         joined_at=now,
                     )
                 )
+                # counsel invited for this party before the party had an account
+                await conn.execute(
+                    sa.update(case_members)
+                    .where(
+                        case_members.c.case_id == invitation.case_id,
+                        case_members.c.represents == invitation.id,
+                    )
+                    .values(represents=user.id)
+                )
+                represents = invitation.represents
+                if represents is not None:
+                    party = (
+                        await conn.execute(
+                            sa.select(invitations.c.used_by).where(
+                                invitations.c.id == represents,
+                                invitations.c.case_id == invitation.case_id,
+                            )
+                        )
+                    ).first()
+                    if party is not None and party.used_by is not None:
+                        await conn.execute(
+                            sa.update(case_members)
+                            .where(
+                                case_members.c.case_id == invitation.case_id,
+                                case_members.c.user_id == user.id,
+                            )
+                            .values(represents=party.used_by)
+                        )
                 await self.audit(
                     conn, user.id, "invitation.accept", invitation.case_id, role=invitation.role
                 )

@@ -12,10 +12,11 @@ from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.node_bus import NodeBus
 from signaling.http import metrics, pages
 from signaling.http.access import access, security_middleware
-from signaling.http.api import accounts, admin, cases, spaces
+from signaling.http.api import accounts, admin, cases, requests, sessions, spaces
 from signaling.http.state import (
     DIGESTS,
     MAIL_SENDER,
+    REMINDERS,
     MEDIA_NAMESPACE,
     MEDIA_STATS,
     MEDIA_WORKER,
@@ -26,6 +27,7 @@ from signaling.http.state import (
     SOCKETS,
 )
 from signaling.mail.digests import DigestRunner
+from signaling.mail.periodic import PeriodicMail
 from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime, compose
 from signaling.realtime.namespaces.media import MediaNamespace
@@ -56,6 +58,8 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     for table in (health, accounts.routes, admin.routes, cases.routes, pages.routes):
         app.add_routes(table)
     app.add_routes(spaces.routes)
+    app.add_routes(requests.routes)
+    app.add_routes(sessions.routes)
 
     bus = NodeBus(services.settings.redis_url)
     if cluster is None:  # the SFU runs in this process
@@ -76,7 +80,13 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
         services.settings.digest_check_seconds,
         sender.wake,
     )
-    app.cleanup_ctx.append(mail_context(sender, digests))
+    app[REMINDERS] = reminders = PeriodicMail(
+        "session-reminders",
+        services.case_sessions.send_reminders,
+        services.settings.reminder_check_seconds,
+        sender.wake,
+    )
+    app.cleanup_ctx.append(mail_context(sender, digests, reminders))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -147,13 +157,16 @@ def node_bus_context(bus: NodeBus):
     return context
 
 
-def mail_context(sender: MailSender, digests: DigestRunner):
-    """A cleanup context: the outbox is sent, and digests written, while the app runs."""
+def mail_context(sender: MailSender, digests: DigestRunner, reminders: PeriodicMail):
+    """A cleanup context: the outbox is sent, and digests and reminders written, while the
+    app runs."""
 
     async def context(_app: web.Application) -> AsyncIterator[None]:
         sender.start()
         digests.start()
+        reminders.start()
         yield
+        await reminders.stop()
         await digests.stop()
         await sender.stop()
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from signaling.cluster.node_bus import NodeBus
 from signaling.mail.digests import DigestRunner
+from signaling.mail.periodic import PeriodicMail
 from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime
 from signaling.realtime.events import EventNamespace
@@ -36,3 +37,5 @@ RECORDING_NAMESPACE_KEY = web.AppKey("recording_namespace", RecordingNamespace)
 MAIL_SENDER = web.AppKey("mail_sender", MailSender)
 #: This process's activity digest task.
 DIGESTS = web.AppKey("digests", DigestRunner)
+#: This process's session reminder task.
+REMINDERS = web.AppKey("reminders", PeriodicMail)

@@ -14,6 +14,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -27,6 +28,15 @@ _LINE_BREAKS = re.compile(r"[\r\n\t\v\f\x00]+")
 def when(epoch: float) -> str:
     """A time in mails: UTC, unambiguous in every reader's zone."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%d %B %Y, %H:%M UTC")
+
+
+def local(epoch: float, zone: str) -> str:
+    """A time in mails in a named zone (the neutral's), with the zone's abbreviation."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return when(epoch)
+    return datetime.fromtimestamp(epoch, tz).strftime(f"%A %d %B %Y, %H:%M %Z ({zone})")
 
 
 class UnknownMailKind(Exception):
@@ -44,9 +54,7 @@ class MailComposer:
     def __init__(self, settings: Settings) -> None:
         self.site_name = one_line(settings.site_name)
         self.base_url = settings.effective_public_url
-        host = self.base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        host = host.strip("[]") or "localhost"
-        address = settings.mail_from_address or f"caucus@{host if '.' in host else 'localhost'}"
+        address = settings.effective_mail_from_address
         username, _, domain = address.rpartition("@")
         self.sender = Address(one_line(settings.mail_from_name), username, domain)
         self.domain = domain
@@ -57,6 +65,7 @@ class MailComposer:
             keep_trailing_newline=True,
         )
         self.environment.filters["when"] = when
+        self.environment.filters["local"] = local
 
     def message_id(self, mail_id: str) -> str:
         """The same for every attempt at one mail, so a receiver can tell a retry."""
@@ -85,4 +94,15 @@ class MailComposer:
         message.add_alternative(
             self._render(f"{mail.kind}.html", {**context, "subject": subject}), subtype="html"
         )
+        for item in mail.params.get("attachments", []):
+            # calendar entries (text/calendar, with the iTIP method)
+            maintype, _, subtype = str(item["content_type"]).partition("/")
+            method = {"method": str(item["method"])} if item.get("method") else {}
+            message.add_attachment(
+                str(item["text"]).encode(),
+                maintype=maintype,
+                subtype=subtype,
+                filename=one_line(str(item["filename"])),
+                params=method,
+            )
         return message

@@ -1,0 +1,1 @@
+"""Scheduling: a neutral's availability and open slots, and calendar files for sessions."""
