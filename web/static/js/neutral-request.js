@@ -220,7 +220,9 @@ byId("propose-open").addEventListener("click", async () => {
   container.replaceChildren(el("p", { class: "hint" }, "Loading open times…"));
   try {
     const minutes = encodeURIComponent(current.minutes || 60);
-    const answer = await api("GET", `/api/neutral/slots?minutes=${minutes}&from=${nowEpoch()}&days=14`);
+    // `request` counts this request's own held times as open: they may be offered again.
+    const query = `minutes=${minutes}&from=${nowEpoch()}&days=14&request=${encodeURIComponent(requestId)}`;
+    const answer = await api("GET", `/api/neutral/slots?${query}`);
     selection.keepOnly(answer.slots || []);
     renderSlots(container, answer.slots || [], selection, {
       zone,
