@@ -354,3 +354,126 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     for name, _address, _zone, _user in PEOPLE:
         await expect(members).to_contain_text(name)
     assert watch.problems == []
+
+
+async def fill_minimal_request(page: Page, title: str, name: str, address: str) -> int:
+    """The form filled by a party asking for themselves; answers the first open time, chosen."""
+    await page.get_by_label("Short name of the matter").fill(title)
+    party = page.get_by_test_id("party-row").first
+    await party.get_by_label("Name", exact=True).fill(name)
+    await party.get_by_label("Email", exact=True).fill(address)
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_label("Your email").fill(address)
+    slot = page.get_by_test_id("slot").first
+    await slot.check()
+    return int(await slot.get_attribute("data-starts-at") or 0)
+
+
+async def test_a_taken_time_offers_the_next_ones_and_a_disclosure_asks_for_consent(
+    browser: Browser, mail_caucus: RunningServer, mail_server: MailServer
+) -> None:
+    server = mail_caucus
+    neutral_api = await neutral_with_email(
+        server, mail_server, "nina", "nina@example.org", NEUTRAL_PASSWORD
+    )
+    every_day = {day: [["08:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
+    status, body, _ = await neutral_api.request(
+        "PUT",
+        "/api/neutral/profile",
+        {
+            "handle": "nina",
+            "accepting": True,
+            "availability": {
+                "time_zone": "America/Chicago",
+                "weekly": {**every_day, "sun": []},
+                "blocked_days": [],
+                "lengths": [60],
+                "buffer_minutes": 0,
+                "step_minutes": 60,
+                "notice_hours": 24,
+                "horizon_days": 30,
+            },
+        },
+    )
+    assert status == 200, body
+    await neutral_api.close()
+    watch = Watch()
+    first = await visitor(browser, server, watch, "America/New_York")
+    second = await visitor(browser, server, watch, "Europe/Berlin")
+    for page in (first, second):
+        await page.goto("/request/nina")
+        await expect(page.get_by_test_id("slot").first).to_be_visible()
+
+    # nothing filled in: each missing field says so, and nothing is sent
+    await first.get_by_role("button", name="Send the request").click()
+    await expect(first.get_by_test_id("form-error")).to_be_visible()
+    await expect(first.get_by_label("Short name of the matter")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    await expect(first.get_by_test_id("field-error").first).to_be_visible()
+    await expect(first.get_by_test_id("request-sent")).to_be_hidden()
+
+    # two visitors choose the same time: the second hears it is taken and picks the next one
+    taken = await fill_minimal_request(first, "Bakery lease", JON[0], JON[1])
+    also = await fill_minimal_request(second, "Storage contract", MARY[0], MARY[1])
+    assert taken == also
+    await first.get_by_role("button", name="Send the request").click()
+    await expect(first.get_by_test_id("request-sent")).to_be_visible()
+    await second.get_by_role("button", name="Send the request").click()
+    await expect(second.get_by_test_id("slot-taken")).to_be_visible()
+    next_slots = second.get_by_test_id("next-slot")
+    await expect(next_slots.first).to_be_visible()
+    assert int(await next_slots.first.get_attribute("data-starts-at") or 0) > taken
+    await expect(second.locator(f'[data-testid="slot"][data-starts-at="{taken}"]')).to_have_count(0)
+    await next_slots.first.check()
+    await second.get_by_role("button", name="Send the request").click()
+    await expect(second.get_by_test_id("request-sent")).to_be_visible()
+
+    await eventually(
+        lambda: links_in(mail_server, MARY[1], "/request/confirm/"),
+        within=MAIL_SECONDS,
+        what="the confirmation mail",
+        details=server.log,
+    )
+    (confirm_link,) = links_in(mail_server, MARY[1], "/request/confirm/")
+    await second.goto(confirm_link)
+    await second.get_by_role("button", name="Confirm my address").click()
+    await expect(second.get_by_test_id("request-reference")).to_be_visible()
+    # the link works once
+    await second.goto(confirm_link)
+    await second.get_by_role("button", name="Confirm my address").click()
+    await expect(second.get_by_test_id("page-error")).to_be_visible()
+
+    # the neutral discloses; disclosing needs the text the people will read
+    _context, neutral = await signed_in_page(browser, server, "nina", NEUTRAL_PASSWORD, watch)
+    await neutral.goto("/neutral/requests")
+    await (
+        neutral.get_by_test_id("request-row")
+        .filter(has_text="Storage contract")
+        .get_by_test_id("request-link")
+        .click()
+    )
+    await neutral.get_by_role("button", name="Disclose and ask for consent").click()
+    await expect(neutral.get_by_test_id("decision-error")).to_contain_text("disclosure")
+    disclosure = "I mediated a dispute for the storage company's parent in 2024."
+    await neutral.get_by_label("Note").fill(disclosure)
+    await neutral.get_by_role("button", name="Disclose and ask for consent").click()
+    await expect(neutral.get_by_test_id("request-status")).to_have_text("Waiting for consents")
+
+    await eventually(
+        lambda: links_in(mail_server, MARY[1], "/respond/"),
+        within=MAIL_SECONDS,
+        what="the personal link",
+        details=server.log,
+    )
+    await second.goto(links_in(mail_server, MARY[1], "/respond/")[-1])
+    await expect(second.get_by_test_id("disclosure")).to_have_text(disclosure)
+    await expect(second.get_by_test_id("answer-section")).to_be_hidden()
+    await second.get_by_role("button", name="I consent").click()
+    # the only person consented: the date is agreed next
+    await expect(second.get_by_test_id("disclosure-section")).to_be_hidden()
+    await expect(second.get_by_test_id("answer-section")).to_be_visible()
+    await expect(second.get_by_test_id("current-slot")).to_have_count(1)
+    await neutral.reload()
+    await expect(neutral.get_by_test_id("person-consent")).to_have_text(["Given"])
+    assert watch.problems == []
