@@ -94,7 +94,8 @@ function renderConflicts(request) {
         el("td", {}, humanize(hit.role || hit.field)),
         el("td", {}, hit.reference || "", hit.date ? el("span", { class: "hint" }, ` ${formatDate(hit.date)}`) : null),
         el("td", {}, humanize(hit.kind)),
-        el("td", {}, typeof hit.score === "number" ? hit.score.toFixed(2) : String(hit.score ?? "")),
+        // the score is a similarity from 0 to 100
+        el("td", {}, typeof hit.score === "number" ? `${Math.round(hit.score)} %` : String(hit.score ?? "")),
       ),
     ),
   );

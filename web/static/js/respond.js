@@ -2,7 +2,7 @@
 // consent to a disclosure, then accept one of the proposed times, decline, or propose others.
 
 import { api } from "./api.js";
-import { byId, el, humanize } from "./dom.js";
+import { byId, el, humanize, requestStatusName } from "./dom.js";
 import { clearError, showError, submitting } from "./feedback.js";
 import { SlotSelection, describeSelection, renderSlots as renderSlotPicker } from "./slot-picker.js";
 import { browserZone, formatInstant, formatSpan, nowEpoch, zoneLabel } from "./zoned-time.js";
@@ -30,7 +30,7 @@ function render(answer) {
   document.title = `${answer.title} · Caucus`;
   byId("request-title").textContent = answer.title;
   byId("request-reference").textContent = answer.reference;
-  byId("request-status").textContent = humanize(answer.status);
+  byId("request-status").textContent = requestStatusName(answer.status);
   byId("neutral-name").textContent = answer.neutral.name;
   byId("my-role").textContent = roleWord(answer.me.role);
   byId("my-name").textContent = answer.me.name;
