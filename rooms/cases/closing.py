@@ -3,7 +3,8 @@
 The order makes the data unreadable first and then removes what is left:
 
 1. One transaction deletes the case's rows (messages, files, spaces and their members,
-   invitations, case members, live room state through ``ON DELETE CASCADE``), its wrapped
+   invitations, case members, live room state, sessions and their bookings through
+   ``ON DELETE CASCADE``; the request it came from, with its people and slots), its wrapped
    data key, and the case row itself, and the accounts that existed only for this case
    (invited members, global role ``member``, now in no case: their sessions, recovery
    codes and login failures with them), and writes the audit record ``case.close`` (case
@@ -37,6 +38,7 @@ from rooms.errors import Forbidden, InvalidInput
 from rooms.storage.outbox import enqueue
 from rooms.storage.schema import (
     case_members,
+    case_requests,
     cases,
     invitations,
     live_sessions,
@@ -105,6 +107,9 @@ class CaseClosing:
             )
             await conn.execute(sa.delete(spaces).where(in_case))
             await conn.execute(sa.delete(invitations).where(invitations.c.case_id == case_id))
+            # the request it came from (its intake, people and slots); the conflict
+            # decisions on it stay (names, dates, the decision)
+            await conn.execute(sa.delete(case_requests).where(case_requests.c.case_id == case_id))
             told = (
                 await conn.execute(
                     sa.select(users.c.id, users.c.email, users.c.email_verified_at)

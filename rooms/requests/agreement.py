@@ -50,8 +50,7 @@ from rooms.storage.schema import (
 from rooms.storage.store import Store
 
 INVALID_LINK = (
-    "This link cannot be used: a newer mail carries your current link, or the request is "
-    "closed."
+    "This link cannot be used: a newer mail carries your current link, or the request is closed."
 )
 MAX_PROPOSALS = 3
 
@@ -177,7 +176,9 @@ class DateAgreement:
                 }
                 for s in request.current_slots()
             ],
-            "people": [{"name": p.name, "role": p.role, "answer": p.answer} for p in request.people],
+            "people": [
+                {"name": p.name, "role": p.role, "answer": p.answer} for p in request.people
+            ],
         }
 
     async def slots_for_link(self, token: str, **narrow: Any) -> dict[str, Any]:
@@ -316,7 +317,9 @@ class DateAgreement:
         async with self.store.begin() as conn:
             request = await load_request(conn, request_id, neutral.id)
             if request.status != SCHEDULING:
-                raise Conflict("The date of this request is not being agreed.", code="not_scheduling")
+                raise Conflict(
+                    "The date of this request is not being agreed.", code="not_scheduling"
+                )
             await self.bookings.lock(conn, neutral.id)
             await conn.execute(sa.delete(bookings).where(bookings.c.request_id == request.id))
             await conn.execute(
@@ -340,7 +343,9 @@ class DateAgreement:
         async with self.store.begin() as conn:
             request = await load_request(conn, request_id, neutral.id)
             if request.status != SCHEDULING:
-                raise Conflict("The date of this request is not being agreed.", code="not_scheduling")
+                raise Conflict(
+                    "The date of this request is not being agreed.", code="not_scheduling"
+                )
             if request.agreed_slot() != slot_id:
                 raise Conflict(
                     "Not everyone has accepted this time yet.", code="not_everyone_accepted"
@@ -348,7 +353,9 @@ class DateAgreement:
             slot = next(s for s in request.slots if s.id == slot_id)
             await self.bookings.lock(conn, neutral.id)
             await conn.execute(sa.delete(bookings).where(bookings.c.request_id == request.id))
-            case_id = await self.cases.open_case_in(conn, neutral, self._case_intake(request, slot.starts_at))
+            case_id = await self.cases.open_case_in(
+                conn, neutral, self._case_intake(request, slot.starts_at)
+            )
             case = await self.cases.get_in(conn, case_id)
             expires_at = self.clock() + self.invitation_hours * 3600
             invited: dict[str, str] = {}

@@ -152,7 +152,9 @@ class RequestIntake:
         by_client, by_address = f"request-client:{client}", f"request:{requester_email.lower()}"
         await self._limit(by_client, self.per_client)
         await self._limit(by_address, self.per_address)
-        if form.get("filed_in_court") and not (form.get("cause_number") and form.get("jurisdiction")):
+        if form.get("filed_in_court") and not (
+            form.get("cause_number") and form.get("jurisdiction")
+        ):
             raise InvalidInput(
                 "A case filed in court needs its cause number and jurisdiction.",
                 code="invalid_input",
@@ -255,7 +257,9 @@ class RequestIntake:
         async with self.store.begin() as conn:
             row = (
                 await conn.execute(
-                    sa.select(case_requests).where(case_requests.c.confirm_hash == token_hash(token))
+                    sa.select(case_requests).where(
+                        case_requests.c.confirm_hash == token_hash(token)
+                    )
                 )
             ).first()
             if (

@@ -127,7 +127,9 @@ class RequestQueue:
     async def matters(self, conn: Any, neutral_id: str) -> list[Matter]:
         """Every earlier matter the conflict check searches."""
         found: list[Matter] = []
-        case_query = sa.select(cases.c.id, cases.c.title, cases.c.mail_reference, cases.c.intake, cases.c.created_at)
+        case_query = sa.select(
+            cases.c.id, cases.c.title, cases.c.mail_reference, cases.c.intake, cases.c.created_at
+        )
         if not self.shared_practice:
             case_query = case_query.where(cases.c.neutral_id == neutral_id)
         for row in (await conn.execute(case_query)).all():
@@ -140,7 +142,9 @@ class RequestQueue:
                 )
             ).all()
             people += [Person(m.display_name, m.role) for m in members]
-            found.append(Matter(row.mail_reference or row.title, "case", tuple(people), row.created_at))
+            found.append(
+                Matter(row.mail_reference or row.title, "case", tuple(people), row.created_at)
+            )
         request_query = sa.select(
             case_requests.c.id, case_requests.c.reference, case_requests.c.created_at
         ).where(case_requests.c.status != UNCONFIRMED)

@@ -16,7 +16,6 @@ from signaling.http.api import accounts, admin, cases, requests, sessions, space
 from signaling.http.state import (
     DIGESTS,
     MAIL_SENDER,
-    REMINDERS,
     MEDIA_NAMESPACE,
     MEDIA_STATS,
     MEDIA_WORKER,
@@ -24,6 +23,7 @@ from signaling.http.state import (
     NODE_BUS,
     REALTIME,
     RECORDING_NAMESPACE_KEY,
+    REMINDERS,
     SOCKETS,
 )
 from signaling.mail.digests import DigestRunner

@@ -8,7 +8,9 @@ without a sample here fails the test instead of going unchecked.
 from __future__ import annotations
 
 import inspect
+import itertools
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ from tests.signaling.recording_samples import (
     RECORDING_WRONG_CALLERS,
 )
 from tests.signaling.spaces_setup import sample_space
+from tests.support.requests import decided, filed, open_link, pending, request_form
 from tests.support.world import INTAKE, PASSWORD, ApiClient, World, connect
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -171,7 +174,107 @@ async def send_payload(w: World) -> dict[str, Any]:
     return {**await sample_space(w), "body": "hello"}
 
 
+async def nina_link(w: World) -> Any:
+    services = w.server.services
+    profile = await services.profiles.get(w.users["nina"].id)
+    return profile or await open_link(services, w.users["nina"], "nina")
+
+
+async def link_open(w: World) -> dict[str, Any]:
+    await nina_link(w)
+    return {}
+
+
+async def new_request_form(w: World) -> dict[str, Any]:
+    profile = await nina_link(w)
+    slots = await w.server.services.bookings.open_slots(
+        profile.availability, profile.user_id, 60, limit=1
+    )
+    return request_form(slots)
+
+
+async def confirmation_link(w: World) -> dict[str, Any]:
+    w.ids["request_confirm"] = await filed(w.server.services, await nina_link(w))
+    return {}
+
+
+async def pending_request(w: World) -> dict[str, Any]:
+    w.ids["request"] = await pending(w.server.services, await nina_link(w))
+    return {"decision": "clear", "note": ""}
+
+
+async def scheduling_request(w: World) -> dict[str, Any]:
+    services = w.server.services
+    request_id, tokens = await decided(services, await nina_link(w), w.users["nina"])
+    w.ids["request"] = request_id
+    w.ids["respond"] = tokens["jon@example.org"]
+    return {"answer": "decline"}
+
+
+async def disclosed_request(w: World) -> dict[str, Any]:
+    services = w.server.services
+    request_id, tokens = await decided(
+        services, await nina_link(w), w.users["nina"], decision="disclose"
+    )
+    w.ids["request"] = request_id
+    w.ids["respond"] = tokens["jon@example.org"]
+    return {"consent": True}
+
+
+async def new_proposal(w: World) -> dict[str, Any]:
+    await scheduling_request(w)
+    services = w.server.services
+    profile = await nina_link(w)
+    slots = await services.bookings.open_slots(profile.availability, profile.user_id, 60, limit=1)
+    return {"starts_at": slots}
+
+
+async def agreed_request(w: World) -> dict[str, Any]:
+    """A request whose every person accepted the first proposed slot."""
+    services = w.server.services
+    request_id, tokens = await decided(services, await nina_link(w), w.users["nina"])
+    slot_id = ""
+    for token in tokens.values():
+        described = await services.agreement.describe(token)
+        slot_id = described["slots"][0]["id"]
+        await services.agreement.answer(token, "accept", slot_id)
+    w.ids["request"] = request_id
+    return {"slot_id": slot_id}
+
+
+async def profile_body(w: World) -> dict[str, Any]:
+    from tests.support.requests import ALWAYS_OPEN
+
+    return {"handle": "nina", "accepting": True, "availability": ALWAYS_OPEN}
+
+
+_session_hours = itertools.count()
+
+
+async def session_body(w: World) -> dict[str, Any]:
+    """A time nobody booked: three days ahead, two hours after the previous one."""
+    return {"starts_at": time.time() + 86400 * 3 + next(_session_hours) * 7200, "minutes": 60}
+
+
+async def scheduled_session(w: World) -> dict[str, Any]:
+    services = w.server.services
+    member = await services.cases.membership(w.cases["Case A"], w.users["nina"].id)
+    assert member is not None
+    body = await session_body(w)
+    session = await services.case_sessions.schedule(
+        w.cases["Case A"], member, body["starts_at"], 60
+    )
+    w.ids["session"] = session.id
+    return {"starts_at": body["starts_at"] + 3600, "minutes": 30}
+
+
+async def calendar_feed(w: World) -> dict[str, Any]:
+    w.ids["feed"] = await w.server.services.case_sessions.new_feed(w.users["nina"].id)
+    return {}
+
+
 SPACE = "/api/cases/{case_id}/spaces/{space_id}"
+REQUEST = "/api/neutral/requests/{request_id}"
 NEUTRALS_ONLY = ("paula", "carl")
 
 # (method, canonical path) -> who succeeds, with what body.
@@ -243,6 +346,36 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("GET", "/api/invitations/{token}"): Sample("anonymous"),
     ("POST", "/api/invitations/{token}/accept"): Sample("anonymous", accept_body),
+    ("GET", "/api/request-links/{handle}"): Sample("anonymous", link_open),
+    ("GET", "/api/request-links/{handle}/slots"): Sample("anonymous", link_open),
+    ("POST", "/api/request-links/{handle}/requests"): Sample("anonymous", new_request_form),
+    ("POST", "/api/request-confirmations/{token}"): Sample("anonymous", confirmation_link),
+    ("GET", "/api/respond/{token}"): Sample("anonymous", scheduling_request),
+    ("GET", "/api/respond/{token}/slots"): Sample("anonymous", scheduling_request),
+    ("POST", "/api/respond/{token}/answer"): Sample("anonymous", scheduling_request),
+    ("POST", "/api/respond/{token}/consent"): Sample("anonymous", disclosed_request),
+    ("GET", "/api/neutral/profile"): Sample("nina", wrong=("paula", "root")),
+    ("PUT", "/api/neutral/profile"): Sample("nina", profile_body, wrong=("paula", "root")),
+    ("GET", "/api/neutral/slots"): Sample("nina", link_open, wrong=("paula",)),
+    ("GET", "/api/neutral/requests"): Sample("nina", wrong=("paula",)),
+    ("GET", REQUEST): Sample("nina", pending_request, wrong=("paula", "otto")),
+    ("POST", REQUEST + "/decision"): Sample("nina", pending_request, wrong=("paula", "otto")),
+    ("POST", REQUEST + "/proposals"): Sample("nina", new_proposal, wrong=("paula", "otto")),
+    ("POST", REQUEST + "/confirm"): Sample("nina", agreed_request, wrong=("paula", "otto")),
+    ("GET", "/api/cases/{case_id}/sessions"): Sample("paula"),
+    ("POST", "/api/cases/{case_id}/sessions"): Sample(
+        "nina", session_body, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/sessions/{session_id}/reschedule"): Sample(
+        "nina", scheduled_session, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/sessions/{session_id}/cancel"): Sample(
+        "nina", scheduled_session, wrong=("paula", "carl")
+    ),
+    ("GET", "/api/calendar-feed"): Sample("paula"),
+    ("POST", "/api/calendar-feed"): Sample("paula"),
+    ("DELETE", "/api/calendar-feed"): Sample("paula"),
+    ("GET", "/calendar/{token}.ics"): Sample("anonymous", calendar_feed),
     ("GET", "/"): Sample("anonymous"),
     ("GET", "/static/vendor/{name}"): Sample("anonymous"),
     ("GET", "/static/{path}"): Sample("anonymous"),
@@ -256,6 +389,9 @@ PAGE_PREFIXES = (
     "/invite/",
     "/password/",
     "/reset/",
+    "/request/",
+    "/respond/",
+    "/neutral/",
 )
 
 
@@ -290,6 +426,12 @@ def special_token(path: str, w: World) -> str | None:
         return w.ids["reset"]
     if path.startswith("/api/account/email/confirm/"):
         return w.ids["email_change"]
+    if path.startswith("/api/request-confirmations/"):
+        return w.ids["request_confirm"]
+    if path.startswith("/api/respond/"):
+        return w.ids["respond"]
+    if path.startswith("/calendar/"):
+        return w.ids["feed"]
     return None
 
 
@@ -301,6 +443,9 @@ def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
         .replace("{user_id}", w.ids["user"])
         .replace("{mail_id}", w.ids.get("mail", "0" * 32))
         .replace("{invitation_id}", w.ids.get("invitation", "0" * 32))
+        .replace("{handle}", "nina")
+        .replace("{request_id}", w.ids.get("request", "0" * 32))
+        .replace("{session_id}", w.ids.get("session", "0" * 32))
         .replace("{token}", special_token(path, w) or token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")

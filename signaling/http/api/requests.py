@@ -16,6 +16,7 @@ from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
 
+
 class Closed(BaseModel):
     """A request body: no unknown fields, surrounding spaces trimmed."""
 
