@@ -353,6 +353,23 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     members = neutral.get_by_test_id("members")
     for name, _address, _zone, _user in PEOPLE:
         await expect(members).to_contain_text(name)
+
+    # --- a party subscribes to the calendar feed from the case page, then stops it --------
+    jon = pages["jon"]
+    await jon.get_by_role("button", name="Create a feed address").click()
+    feed_url = jon.get_by_test_id("feed-url")
+    await expect(feed_url).to_have_text(re.compile(r"/calendar/[A-Za-z0-9_-]+\.ics$"))
+    address = await feed_url.text_content()
+    assert address is not None
+    feed = await jon.request.get(address)
+    assert feed.ok and feed.headers["content-type"].startswith("text/calendar")
+    events = icalendar.Calendar.from_ical(await feed.body()).walk("VEVENT")
+    assert [event.decoded("DTSTART").astimezone(UTC) for event in events] == [instant]
+    await jon.reload()
+    await expect(jon.get_by_test_id("feed-exists")).to_be_visible()
+    await jon.get_by_role("button", name="Stop the feed").click()
+    await expect(jon.get_by_role("button", name="Create a feed address")).to_be_visible()
+    assert (await jon.request.get(address)).status in (404, 410)
     assert watch.problems == []
 
 

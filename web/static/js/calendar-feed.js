@@ -9,11 +9,15 @@ import { clearError, showError } from "./feedback.js";
 export async function showCalendarFeed() {
   const region = byId("feed-error");
 
-  function render(url) {
+  // Only a hash of the address is kept: it is shown once, when made; later the page can only
+  // say that one exists.
+  function render({ url, exists }) {
+    const active = Boolean(url) || Boolean(exists);
     byId("feed-row").hidden = !url;
     byId("feed-url").textContent = url || "";
-    byId("feed-create").textContent = url ? "Make a new address" : "Create a feed address";
-    byId("feed-revoke").hidden = !url;
+    byId("feed-exists").hidden = !active || Boolean(url);
+    byId("feed-create").textContent = active ? "Make a new address" : "Create a feed address";
+    byId("feed-revoke").hidden = !active;
     byId("feed-copy").textContent = "Copy";
   }
 
@@ -21,7 +25,7 @@ export async function showCalendarFeed() {
     clearError(region);
     button.disabled = true;
     try {
-      render((await api(method, "/api/calendar-feed")).url);
+      render(await api(method, "/api/calendar-feed"));
     } catch (error) {
       showError(region, error);
     } finally {
@@ -41,7 +45,7 @@ export async function showCalendarFeed() {
   });
 
   try {
-    render((await api("GET", "/api/calendar-feed")).url);
+    render(await api("GET", "/api/calendar-feed"));
   } catch (error) {
     showError(region, error);
   }

@@ -43,14 +43,17 @@ export function clearFields(root) {
 }
 
 /**
- * The field paths a server's validation message names ("parties.1.email: value is not a valid
- * email address; title: …"), as [path, text] pairs.
+ * The field paths a server's validation message names ("Invalid request: parties.1.email: value
+ * is not a valid email address; title: …"), as [path, text] pairs.
  */
 export function pathsInMessage(message) {
   const found = [];
-  const pattern = /([a-z_]+(?:\.\d+)?(?:\.[a-z_]+)?): ([^;]+)/g;
-  for (const match of String(message || "").matchAll(pattern)) {
-    found.push([match[1], match[2].replace(/\.$/, "")]);
+  const text = String(message || "").replace(/^Invalid request:\s*/, "");
+  for (const part of text.split("; ")) {
+    const match = /^([a-z_]+(?:\.\d+)?(?:\.[a-z_]+)?): (.+)$/.exec(part.trim());
+    if (match) {
+      found.push([match[1], match[2].replace(/\.$/, "")]);
+    }
   }
   return found;
 }
