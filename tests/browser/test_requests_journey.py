@@ -69,6 +69,15 @@ async def visitor(browser: Browser, server: RunningServer, watch: Watch, zone: s
     return page
 
 
+#: A browser's `datetime-local` value of an instant, in the browser's own zone.
+LOCAL_INPUT = """(epoch) => {
+  const d = new Date(epoch * 1000);
+  const p = (n) => String(n).padStart(2, "0");
+  const day = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  return `${day}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}"""
+
+
 def clock(epoch: int, zone: str) -> str:
     return datetime.fromtimestamp(epoch, ZoneInfo(zone)).strftime("%H:%M")
 
@@ -354,6 +363,32 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     for name, _address, _zone, _user in PEOPLE:
         await expect(members).to_contain_text(name)
 
+    # --- the neutral schedules a second session, moves it and cancels it --------------------
+    # (the neutral's browser runs in the machine's zone: the form reads its own local time)
+    later = other + 7 * 86400
+    local = await neutral.evaluate(LOCAL_INPUT, later)
+    await neutral.get_by_label("Starts").fill(local)
+    await neutral.get_by_label("Length (minutes)").fill("90")
+    await neutral.get_by_role("button", name="Schedule", exact=True).click()
+    second_session = neutral.locator(f'[data-testid="session"][data-starts-at="{later}"]')
+    await expect(second_session).to_contain_text("Scheduled")
+    await second_session.get_by_role("button", name="Reschedule").click()
+    await expect(neutral.get_by_label("Starts")).to_have_value(local)
+    moved_local = local[:-5] + "18:00"
+    await neutral.get_by_label("Starts").fill(moved_local)
+    await neutral.get_by_role("button", name="Move the session").click()
+    await expect(second_session).to_have_count(0)
+    moved_at = await neutral.evaluate("(value) => new Date(value).getTime() / 1000", moved_local)
+    moved = neutral.locator(f'[data-testid="session"][data-starts-at="{int(moved_at)}"]')
+    await expect(moved).to_contain_text("Scheduled")
+    neutral.once("dialog", lambda dialog: dialog.accept())
+    await moved.get_by_role("button", name="Cancel").click()
+    await expect(moved).to_contain_text("Cancelled")
+
+    # the live room names the next session
+    await neutral.goto(f"/cases/{case_id}/live")
+    await expect(neutral.get_by_test_id("next-session")).to_contain_text("The next session is on")
+
     # --- a party subscribes to the calendar feed from the case page, then stops it --------
     jon = pages["jon"]
     await jon.get_by_role("button", name="Create a feed address").click()
@@ -364,7 +399,13 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     feed = await jon.request.get(address)
     assert feed.ok and feed.headers["content-type"].startswith("text/calendar")
     events = icalendar.Calendar.from_ical(await feed.body()).walk("VEVENT")
-    assert [event.decoded("DTSTART").astimezone(UTC) for event in events] == [instant]
+    states = {
+        event.decoded("DTSTART").astimezone(UTC): str(event.get("STATUS", "CONFIRMED"))
+        for event in events
+    }
+    # the agreed session, and the one scheduled later and cancelled, marked so
+    assert states == {instant: states[instant], datetime.fromtimestamp(moved_at, UTC): "CANCELLED"}
+    assert states[instant] != "CANCELLED"
     await jon.reload()
     await expect(jon.get_by_test_id("feed-exists")).to_be_visible()
     await jon.get_by_role("button", name="Stop the feed").click()
