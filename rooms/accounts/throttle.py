@@ -79,7 +79,9 @@ class LoginThrottle:
             ).all()
         wait = 0.0
         for _subject, count, last in rows:
-            wait = max(wait, last + self.delay(count, allowance) - now)
+            delay = self.delay(count, allowance)
+            if delay:  # (a failure recorded after ``now`` was read is no reason to wait)
+                wait = max(wait, last + delay - now)
         return math.ceil(wait) if wait > 0 else 0
 
     async def check(self, *subjects: str, limit: str = "login", allowance: int | None = None):

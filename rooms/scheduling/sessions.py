@@ -121,6 +121,8 @@ class CaseSessions:
             raise InvalidInput(
                 f"A session lasts {MIN_MINUTES} to {MAX_MINUTES} minutes.", code="invalid_length"
             )
+        if starts_at % 60:
+            raise InvalidInput("A session starts on a whole minute.", code="invalid_input")
         now = self.clock()
         if starts_at <= now:
             raise InvalidInput("A session cannot start in the past.", code="slot_unavailable")

@@ -500,3 +500,113 @@ calendar_feeds = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# -- billing: fee terms of a case, invoices and payments ----------------------------------
+# Fee terms and their acceptances belong to the case and go with it. Invoices, payments and
+# the numbering outlive it (accounting law): they hold only what an invoice must hold
+# (numbers, dates, names and addresses, amounts, the case's reference) and are deleted
+# after the operator's retention period.
+
+fee_terms = sa.Table(
+    "fee_terms",
+    metadata,
+    sa.Column(
+        "case_id", sa.String(32), sa.ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("version", sa.Integer, nullable=False),  # +1 at every change
+    sa.Column("terms", sa.JSON, nullable=False),  # rooms.billing.terms.FeeTerms
+    sa.Column("updated_by", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: A party's acceptance of one version of a case's fee terms, with the digest of exactly
+#: what they saw.
+fee_acceptances = sa.Table(
+    "fee_acceptances",
+    metadata,
+    sa.Column(
+        "case_id", sa.String(32), sa.ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("terms_digest", sa.String(64), nullable=False),
+    sa.Column("billing_name", sa.String(200), nullable=False),
+    sa.Column("billing_address", sa.String(500), nullable=False),
+    sa.Column("accepted_at", sa.Float, nullable=False),
+)
+
+#: The next invoice number of each neutral: taken and raised in the transaction that
+#: issues the invoice, so numbers have no gaps and are never reused.
+invoice_numbers = sa.Table(
+    "invoice_numbers",
+    metadata,
+    sa.Column("neutral_id", sa.String(32), primary_key=True),
+    sa.Column("next_number", sa.Integer, nullable=False),
+)
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("neutral_id", sa.String(32), nullable=False, index=True),
+    sa.Column("number", sa.String(40), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # invoice | credit_note
+    sa.Column("credits_invoice", sa.String(32), nullable=True),
+    sa.Column("case_id", sa.String(32), nullable=True, index=True),  # no FK: outlives it
+    sa.Column("case_reference", sa.String(100), nullable=False),
+    sa.Column("payer_id", sa.String(32), nullable=True, index=True),  # no FK: outlives it
+    sa.Column("payer_name", sa.String(200), nullable=False),
+    sa.Column("payer_address", sa.String(500), nullable=False),
+    sa.Column("seller_name", sa.String(200), nullable=False),
+    sa.Column("seller_address", sa.String(500), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("lines", sa.JSON, nullable=False),
+    sa.Column("share_basis_points", sa.Integer, nullable=False),
+    sa.Column("subtotal", sa.BigInteger, nullable=False),
+    sa.Column("tax_basis_points", sa.Integer, nullable=False),
+    sa.Column("tax_amount", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("paid", sa.BigInteger, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),  # open | paid | credited
+    sa.Column("issued_at", sa.Float, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=True),
+    sa.Column("retain_until", sa.Float, nullable=False),
+    sa.UniqueConstraint("neutral_id", "sequence", name="uq_invoices_neutral_id_sequence"),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "invoice_id",
+        sa.String(32),
+        sa.ForeignKey("invoices.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("method", sa.String(16), nullable=False),  # card | offline
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    # card: created | succeeded | failed | refunded; offline: succeeded
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("provider_ref", sa.String(255), nullable=True, unique=True),  # PaymentIntent id
+    sa.Column("note", sa.String(200), nullable=True),  # offline: "cheque 1042"
+    sa.Column("recorded_by", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("settled_at", sa.Float, nullable=True),
+    sa.Column("refunded", sa.BigInteger, nullable=False, default=0),
+)
+
+#: Payment provider events handled (each event id once).
+payment_events = sa.Table(
+    "payment_events",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),  # the provider's time
+    sa.Column("received_at", sa.Float, nullable=False),
+)

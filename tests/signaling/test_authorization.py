@@ -253,7 +253,8 @@ _session_hours = itertools.count()
 
 async def session_body(w: World) -> dict[str, Any]:
     """A time nobody booked: three days ahead, two hours after the previous one."""
-    return {"starts_at": time.time() + 86400 * 3 + next(_session_hours) * 7200, "minutes": 60}
+    start = int(time.time()) // 60 * 60 + 86400 * 3 + next(_session_hours) * 7200
+    return {"starts_at": float(start), "minutes": 60}
 
 
 async def scheduled_session(w: World) -> dict[str, Any]:
