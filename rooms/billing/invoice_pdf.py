@@ -18,20 +18,23 @@ subset) and names like "Łukasz" or "Ελένη" print as typed. Without it the 
 Helvetica and every character outside Latin-1 is replaced: letters with accents lose the
 accent where that gives a Latin-1 letter ("Ł" -> "L", "ő" -> "o"), a few punctuation marks
 get their ASCII form, anything else becomes "?". The HTML view is always full Unicode.
-Right-to-left scripts are printed in logical order (no text shaping).
+Characters DejaVu Sans has no glyph for (Chinese, Japanese, Korean among them) are printed
+as "?" rather than silently left out. Right-to-left scripts are printed in logical order (no
+text shaping).
 """
 
 from __future__ import annotations
 
 import datetime
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 from fpdf import FPDF
 from fpdf.enums import Align, TableBordersLayout, XPos, YPos
-from fpdf.fonts import FontFace
+from fpdf.fonts import FontFace, TTFFont
 
 from rooms.billing.money import (
     WHOLE,
@@ -42,6 +45,7 @@ from rooms.billing.money import (
     format_quantity,
     line_total,
 )
+from rooms.errors import InvalidInput
 
 #: DejaVu Sans from Debian's fonts-dejavu-core; embedded when present.
 UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -107,7 +111,11 @@ class InvoiceLine:
     def __post_init__(self) -> None:
         if not isinstance(self.description, str) or not self.description.strip():
             raise ValueError("an invoice line needs a description")
-        if self.amount != line_total(self.unit_amount, self.quantity_thousandths):
+        try:
+            expected = line_total(self.unit_amount, self.quantity_thousandths)
+        except InvalidInput as error:
+            raise ValueError(error.message) from error
+        if self.amount != expected:
             raise ValueError("line amount is not quantity times unit price")
 
 
@@ -166,6 +174,18 @@ class InvoiceDocument:
             self.due_on is not None and (not _is_date(self.due_on) or self.due_on < self.issued_on)
         ):
             raise ValueError("issued_on must be a date and due_on none or a date not before it")
+        try:
+            self._check_figures()
+        except InvalidInput as error:
+            raise ValueError(error.message) from error
+        if (self.kind == "invoice" and self.total < 0) or (
+            self.kind == "credit_note" and self.total > 0
+        ):
+            raise ValueError("an invoice total is not negative, a credit note total not positive")
+        if not 0 <= self.paid <= abs(self.total):
+            raise ValueError("paid must be between 0 and the total")
+
+    def _check_figures(self) -> None:
         object.__setattr__(self, "currency", check_currency(self.currency))
         if not isinstance(self.lines, tuple) or not 1 <= len(self.lines) <= MAX_LINES:
             raise ValueError(f"an invoice has 1 to {MAX_LINES} lines")
@@ -182,12 +202,6 @@ class InvoiceDocument:
         rate = self.tax_rate_basis_points
         if not isinstance(rate, int) or isinstance(rate, bool) or not 0 <= rate <= WHOLE:
             raise ValueError("tax rate must be 0 to 10000 basis points")
-        if (self.kind == "invoice" and self.total < 0) or (
-            self.kind == "credit_note" and self.total > 0
-        ):
-            raise ValueError("an invoice total is not negative, a credit note total not positive")
-        if not 0 <= self.paid <= abs(self.total):
-            raise ValueError("paid must be between 0 and the total")
 
     @property
     def balance(self) -> int:
@@ -243,10 +257,21 @@ def to_latin1(text: str) -> str:
         if ord(char) < 256:
             out.append(char)
             continue
-        decomposed = unicodedata.normalize("NFKD", char)
-        kept = "".join(c for c in decomposed if ord(c) < 256 and not unicodedata.combining(c))
-        out.append(kept or "?")
+        out.append(_nearest_latin1(char))
     return "".join(out)
+
+
+def _nearest_latin1(char: str) -> str:
+    """ "ễ" -> "ê", "ő" -> "o", "ﬁ" -> "fi": accents dropped from the last until Latin-1 fits."""
+    decomposed = unicodedata.normalize("NFKD", char)
+    base = "".join(c for c in decomposed if not unicodedata.combining(c))
+    marks = "".join(c for c in decomposed if unicodedata.combining(c))
+    while marks:
+        composed = unicodedata.normalize("NFC", base + marks)
+        if all(ord(c) < 256 for c in composed):
+            return composed
+        marks = marks[:-1]
+    return base if base and all(ord(c) < 256 for c in base) else "?"
 
 
 @dataclass(frozen=True)
@@ -265,22 +290,13 @@ class _Display:
     payer_address: list[str]
     currency: str
     lines: list[tuple[str, str, str, str]]
-    subtotal: str
-    tax_label: str | None
-    tax_amount: str
-    total_label: str
-    total: str
-    paid_label: str | None
-    paid: str
-    balance_label: str
-    balance: str
+    #: (label, formatted amount, emphasised): subtotal, tax, total, then paid and balance
+    totals: list[tuple[str, str, bool]]
     share_note: str
     is_credit_note: bool
 
 
 def _display(doc: InvoiceDocument) -> _Display:
-    money = lambda amount: Money(amount, doc.currency).format()  # noqa: E731
-    credit = doc.kind == "credit_note"
     return _Display(
         title=TITLES[doc.kind],
         number=clean_text(doc.number, MAX_NUMBER),
@@ -304,22 +320,27 @@ def _display(doc: InvoiceDocument) -> _Display:
             )
             for line in doc.lines
         ],
-        subtotal=money(doc.subtotal),
-        tax_label=(
-            f"Tax ({format_percent(doc.tax_rate_basis_points)})"
-            if doc.tax_rate_basis_points or doc.tax_amount
-            else None
-        ),
-        tax_amount=money(doc.tax_amount),
-        total_label="Total credit" if credit else "Total",
-        total=money(doc.total),
-        paid_label=("Refunded" if credit else "Paid") if doc.paid else None,
-        paid=money(doc.paid),
-        balance_label="Still to refund" if credit else "Balance due",
-        balance=money(doc.balance),
+        totals=_totals(doc),
         share_note=clean_text(doc.share_note, MAX_NOTE),
-        is_credit_note=credit,
+        is_credit_note=doc.kind == "credit_note",
     )
+
+
+def _totals(doc: InvoiceDocument) -> list[tuple[str, str, bool]]:
+    def money(amount: int) -> str:
+        return Money(amount, doc.currency).format()
+
+    credit = doc.kind == "credit_note"
+    totals = [("Subtotal", money(doc.subtotal), False)]
+    if doc.tax_rate_basis_points or doc.tax_amount:
+        totals.append(
+            (f"Tax ({format_percent(doc.tax_rate_basis_points)})", money(doc.tax_amount), False)
+        )
+    totals.append(("Total credit" if credit else "Total", money(doc.total), True))
+    if doc.paid:
+        totals.append(("Refunded" if credit else "Paid", money(doc.paid), False))
+        totals.append(("Still to refund" if credit else "Balance due", money(doc.balance), True))
+    return totals
 
 
 # ---------------------------------------------------------------- PDF
@@ -328,16 +349,16 @@ def _display(doc: InvoiceDocument) -> _Display:
 class _InvoicePdf(FPDF):
     """An A4 page with the document number and page count in the footer."""
 
-    def __init__(self, footer_text: str, font: str) -> None:
+    def __init__(self) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self._footer_text = footer_text
-        self._font = font
+        self.footer_text = ""
+        self.footer_font = "Helvetica"
 
     def footer(self) -> None:
         self.set_y(-14)
-        self.set_font(self._font, size=8)
+        self.set_font(self.footer_font, size=8)
         self.set_text_color(110)
-        self.cell(0, 6, f"{self._footer_text} · Page {self.page_no()} of {{nb}}", align="C")
+        self.cell(0, 6, f"{self.footer_text} · Page {self.page_no()} of {{nb}}", align="C")
 
 
 def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT) -> bytes:
@@ -349,16 +370,19 @@ def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT
     document gives the same bytes (the creation date is the issue date).
     """
     shown = _display(doc)
+    pdf = _InvoicePdf()
+    text: Callable[[str], str]
     if unicode_font is not None and unicode_font.is_file():
-        font, text = "DejaVu", _identity
-    else:
-        font, text = "Helvetica", to_latin1
-    pdf = _InvoicePdf(text(f"{shown.title} {shown.number}"), font)
-    if font == "DejaVu":
-        assert unicode_font is not None
+        font = "DejaVu"
         bold = unicode_font.with_name(f"{unicode_font.stem}-Bold{unicode_font.suffix}")
         pdf.add_font(font, "", unicode_font)
         pdf.add_font(font, "B", bold if bold.is_file() else unicode_font)
+        embedded = pdf.fonts[font.lower()]
+        assert isinstance(embedded, TTFFont)
+        text = _within_font(embedded.cmap)
+    else:
+        font, text = "Helvetica", to_latin1
+    pdf.footer_text, pdf.footer_font = text(f"{shown.title} {shown.number}"), font
     pdf.set_title(text(f"{shown.title} {shown.number}"))
     pdf.set_author(text(shown.seller_name))
     pdf.set_creator("Caucus")
@@ -442,16 +466,9 @@ def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT
 
     # Totals, right-aligned under the table.
     pdf.ln(4)
-    totals = [("Subtotal", shown.subtotal, "")]
-    if shown.tax_label:
-        totals.append((shown.tax_label, shown.tax_amount, ""))
-    totals.append((shown.total_label, shown.total, "B"))
-    if shown.paid_label:
-        totals.append((shown.paid_label, shown.paid, ""))
-        totals.append((shown.balance_label, shown.balance, "B"))
-    for label, value, style in totals:
+    for label, value, strong in shown.totals:
         pdf.set_x(pdf.l_margin + width - 110)
-        pdf.set_font(font, style, 10)
+        pdf.set_font(font, "B" if strong else "", 10)
         pdf.cell(55, 6, text(label), align=Align.R)
         pdf.cell(55, 6, text(value), align=Align.R, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
@@ -462,8 +479,13 @@ def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT
     return bytes(pdf.output())
 
 
-def _identity(text: str) -> str:
-    return text
+def _within_font(cmap: Mapping[int, object]) -> Callable[[str], str]:
+    """Replaces the characters the embedded font has no glyph for (CJK in DejaVu) with "?"."""
+
+    def within(text: str) -> str:
+        return "".join(c if ord(c) in cmap or c in "\n " else "?" for c in text)
+
+    return within
 
 
 # ---------------------------------------------------------------- HTML
@@ -484,15 +506,8 @@ def render_html(doc: InvoiceDocument) -> str:
     Styled only through class names by ``/static/css/invoice.css``.
     """
     shown = _display(doc)
-    totals: list[tuple[str, str, bool]] = [("Subtotal", shown.subtotal, False)]
-    if shown.tax_label:
-        totals.append((shown.tax_label, shown.tax_amount, False))
-    totals.append((shown.total_label, shown.total, True))
-    if shown.paid_label:
-        totals.append((shown.paid_label, shown.paid, False))
-        totals.append((shown.balance_label, shown.balance, True))
     parties = [
         ("From", shown.seller_name, shown.seller_address, "invoice-seller"),
         ("Bill to", shown.payer_name, shown.payer_address, "invoice-payer"),
     ]
-    return _TEMPLATE.render(d=shown, totals=totals, parties=parties, stylesheet=STYLESHEET)
+    return _TEMPLATE.render(d=shown, parties=parties, stylesheet=STYLESHEET)
