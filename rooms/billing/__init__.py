@@ -1,0 +1,1 @@
+"""Billing: money in integer minor units, fee shares, and invoices as PDF and HTML."""
