@@ -4,10 +4,12 @@ with a self-signed certificate and parsed, refunds, and every way a delivery is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -62,14 +64,11 @@ class WebhookInbox:
         return [d for d in self.deliveries if json.loads(d[0]).get("type") == event_type]
 
 
-@pytest.fixture
-async def https_inbox(tmp_path: Path) -> AsyncIterator[tuple[WebhookInbox, Path]]:
-    """The inbox served over HTTPS with a certificate of Caucus' own development CA (as
-    ``caucus serve`` makes one); also the CA's path."""
-    certificate = ensure_self_signed(tmp_path / "certs", ["127.0.0.1"])
-    assert certificate.ca_path is not None
+@contextlib.asynccontextmanager
+async def serving_inbox(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[WebhookInbox]:
     port = free_port()
-    inbox = WebhookInbox(url=f"https://127.0.0.1:{port}/payments/stripe-webhook")
+    scheme = "https" if ssl_context else "http"
+    inbox = WebhookInbox(url=f"{scheme}://127.0.0.1:{port}/payments/stripe-webhook")
 
     async def receive(request: web.Request) -> web.Response:
         inbox.deliveries.append((await request.read(), request.headers.get("Stripe-Signature", "")))
@@ -79,9 +78,21 @@ async def https_inbox(tmp_path: Path) -> AsyncIterator[tuple[WebhookInbox, Path]
     app.router.add_post("/payments/stripe-webhook", receive)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=certificate.ssl_context()).start()
-    yield inbox, certificate.ca_path
-    await runner.cleanup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+        yield inbox
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def https_inbox(tmp_path: Path) -> AsyncIterator[tuple[WebhookInbox, Path]]:
+    """The inbox served over HTTPS with a certificate of Caucus' own development CA (as
+    ``caucus serve`` makes one); also the CA's path."""
+    certificate = ensure_self_signed(tmp_path / "certs", ["127.0.0.1"])
+    assert certificate.ca_path is not None
+    async with serving_inbox(certificate.ssl_context()) as inbox:
+        yield inbox, certificate.ca_path
 
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:
@@ -155,6 +166,60 @@ async def test_an_invoice_paid_by_card_is_reported_by_a_signed_webhook_over_http
             assert (event.amount, event.currency, event.status) == (12500, "eur", "succeeded")
         finally:
             await gateway.aclose()
+
+
+async def test_a_delivery_to_an_untrusted_certificate_fails_unless_its_ca_is_trusted(
+    localstripe: LocalStripe, gateway: PaymentGateway, https_inbox: tuple[WebhookInbox, Path]
+) -> None:
+    inbox, _ = https_inbox
+    await localstripe.register_webhook(inbox.url, WEBHOOK_SECRET)
+    intent_id, _ = await gateway.create_intent(
+        amount=100,
+        currency="eur",
+        invoice_id="inv-untrusted",
+        idempotency_key="k-untrusted",
+        description="untrusted",
+    )
+    await localstripe.pay(intent_id)
+    await eventually(
+        lambda: any('"payment_intent.succeeded" failed' in line for line in localstripe.output),
+        15,
+        what="localstripe reports the failed delivery",
+        details=localstripe.log,
+    )
+    assert inbox.deliveries == []
+
+
+async def test_a_declined_card_is_reported_by_a_payment_failed_webhook(
+    localstripe: LocalStripe, gateway: PaymentGateway
+) -> None:
+    async with serving_inbox() as inbox:
+        await localstripe.register_webhook(
+            inbox.url, WEBHOOK_SECRET, ["payment_intent.payment_failed"]
+        )
+        intent_id, _ = await gateway.create_intent(
+            amount=4200,
+            currency="eur",
+            invoice_id="inv-declined",
+            idempotency_key="k-declined",
+            description="declined",
+        )
+        await localstripe.call(
+            "POST",
+            f"/v1/payment_intents/{intent_id}",
+            {"payment_method": "pm_card_chargeCustomerFail"},
+        )
+        status, body = await localstripe.request("POST", f"/v1/payment_intents/{intent_id}/confirm")
+        assert status == 402 and body["error"]["code"] == "card_declined"
+        await eventually(lambda: inbox.deliveries, 15, details=localstripe.log)
+        event = gateway.parse_event(*inbox.deliveries[0])
+        assert (event.type, event.intent_id, event.invoice_id, event.status) == (
+            "payment_intent.payment_failed",
+            intent_id,
+            "inv-declined",
+            "requires_payment_method",
+        )
+        assert len(inbox.deliveries) == 1
 
 
 async def test_a_three_d_secure_card_pays_once_the_payer_authenticates(
