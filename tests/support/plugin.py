@@ -26,6 +26,7 @@ from signaling.services import Services
 from signaling.settings import Settings
 
 from .databases import BACKENDS, PG_URL
+from .localstripe import localstripe  # noqa: F401  (a fixture)
 from .smtp import mail_server  # noqa: F401  (a fixture)
 from .world import ApiClient, RunningServer, World, build_world
 
