@@ -15,6 +15,9 @@ from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.resets import PasswordResets
 from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
+from rooms.billing.invoices import Invoices
+from rooms.billing.payments import Payments
+from rooms.billing.terms import FeeAgreements
 from rooms.cases.cases import Cases
 from rooms.cases.closing import CaseClosing
 from rooms.cases.keys import CaseKeys
@@ -60,6 +63,10 @@ class Services:
     intake: RequestIntake = field(init=False)
     agreement: DateAgreement = field(init=False)
     queue: RequestQueue = field(init=False)
+    # Fees, invoices and payments (the payment provider is the app's: signaling.payments).
+    fees: FeeAgreements = field(init=False)
+    invoices: Invoices = field(init=False)
+    payments: Payments = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -108,6 +115,14 @@ class Services:
         self.queue = RequestQueue(
             self.store, self.agreement, shared_practice=settings.shared_conflict_checks
         )
+        self.fees = FeeAgreements(self.store, self.cases)
+        self.invoices = Invoices(
+            self.store,
+            self.cases,
+            self.fees,
+            retention_years=settings.invoice_retention_years,
+        )
+        self.payments = Payments(self.store, self.invoices)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
@@ -134,6 +149,7 @@ class Services:
 
     async def start(self) -> None:
         await self.store.migrate()
+        await self.invoices.purge_expired()
         await self.vault.remove_partials()
         await self.accounts.seal_plain_secrets()
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -135,6 +135,17 @@ class Settings(BaseSettings):
     shared_conflict_checks: bool = False
     # Session reminders (24 hours and 1 hour before) are looked for this often.
     reminder_check_seconds: float = Field(60.0, gt=0, le=3600)
+    # Card payments through Stripe (docs/payments.md): all three keys, or none (then card
+    # payment is hidden and payments are recorded offline). stripe_api_base points the
+    # library at another API server (a local test server); stripe_js_url is where the
+    # payment page loads Stripe.js from. Invoices and payments are kept
+    # invoice_retention_years after issue, then deleted.
+    stripe_secret_key: SecretStr | None = None
+    stripe_publishable_key: str | None = Field(None, max_length=255)
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = Field(None, max_length=300)
+    stripe_js_url: str = Field("https://js.stripe.com/v3/", max_length=300)
+    invoice_retention_years: float = Field(10.0, ge=1, le=100)
 
     @property
     def effective_database_url(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -12,7 +12,7 @@ from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.node_bus import NodeBus
 from signaling.http import metrics, pages
 from signaling.http.access import access, security_middleware
-from signaling.http.api import accounts, admin, cases, requests, sessions, spaces
+from signaling.http.api import accounts, admin, billing, cases, requests, sessions, spaces
 from signaling.http.state import (
     DIGESTS,
     MAIL_SENDER,
@@ -21,6 +21,7 @@ from signaling.http.state import (
     MEDIA_WORKER,
     NAMESPACES,
     NODE_BUS,
+    PAYMENT_GATEWAY,
     REALTIME,
     RECORDING_NAMESPACE_KEY,
     REMINDERS,
@@ -33,6 +34,10 @@ from signaling.realtime.compose import Realtime, compose
 from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.realtime.namespaces.recording import RecordingNamespace
 from signaling.services import SERVICES, Services
+from signaling.settings import Settings
+
+if TYPE_CHECKING:
+    from signaling.payments.gateway import PaymentGateway
 
 health = web.RouteTableDef()
 
@@ -60,6 +65,7 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     app.add_routes(spaces.routes)
     app.add_routes(requests.routes)
     app.add_routes(sessions.routes)
+    app.add_routes(billing.routes)
 
     bus = NodeBus(services.settings.redis_url)
     if cluster is None:  # the SFU runs in this process
@@ -87,6 +93,9 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
         sender.wake,
     )
     app.cleanup_ctx.append(mail_context(sender, digests, reminders))
+    app[PAYMENT_GATEWAY] = gateway = payment_gateway(services.settings)
+    if gateway is not None:
+        app.cleanup_ctx.append(gateway_context(gateway))
     metrics.install(app)
 
     # socket.io authenticates its connections itself (session cookie at connect); the
@@ -169,6 +178,35 @@ def mail_context(sender: MailSender, digests: DigestRunner, reminders: PeriodicM
         await reminders.stop()
         await digests.stop()
         await sender.stop()
+
+    return context
+
+
+def payment_gateway(settings: Settings) -> PaymentGateway | None:
+    """The Stripe gateway when the installation has its keys (the library is loaded only
+    then)."""
+    secret, webhook = settings.stripe_secret_key, settings.stripe_webhook_secret
+    if not (secret and webhook and settings.stripe_publishable_key):
+        return None
+    from signaling.payments.gateway import PaymentGateway, StripeSettings
+
+    return PaymentGateway(
+        StripeSettings(
+            secret_key=secret.get_secret_value(),
+            publishable_key=settings.stripe_publishable_key,
+            webhook_secret=webhook.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            js_url=settings.stripe_js_url,
+        )
+    )
+
+
+def gateway_context(gateway: PaymentGateway):
+    """A cleanup context: the gateway's HTTP session is closed with the app."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await gateway.aclose()
 
     return context
 

@@ -19,6 +19,7 @@ from signaling.realtime.namespaces.recording import RecordingNamespace
 
 if TYPE_CHECKING:
     from sfu import Worker
+    from signaling.payments.gateway import PaymentGateway
 
 #: The node's socket.io server and namespaces.
 REALTIME = web.AppKey("realtime", Realtime)
@@ -39,3 +40,5 @@ MAIL_SENDER = web.AppKey("mail_sender", MailSender)
 DIGESTS = web.AppKey("digests", DigestRunner)
 #: This process's session reminder task.
 REMINDERS = web.AppKey("reminders", PeriodicMail)
+#: The payment provider (None: card payments are not set up; offline records only).
+PAYMENT_GATEWAY: web.AppKey[PaymentGateway | None] = web.AppKey("payment_gateway")

@@ -6,6 +6,7 @@ in any header value, so no value (a subject, a name) can start a header of its o
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from rooms.billing.money import Money
 from rooms.storage.outbox import OutboxMail
 from signaling.settings import Settings
 
@@ -37,6 +39,11 @@ def local(epoch: float, zone: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         return when(epoch)
     return datetime.fromtimestamp(epoch, tz).strftime(f"%A %d %B %Y, %H:%M %Z ({zone})")
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount in minor units as mails show it ("USD 1,234.50")."""
+    return Money(int(amount), currency).format()
 
 
 class UnknownMailKind(Exception):
@@ -66,6 +73,7 @@ class MailComposer:
         )
         self.environment.filters["when"] = when
         self.environment.filters["local"] = local
+        self.environment.filters["money"] = money
 
     def message_id(self, mail_id: str) -> str:
         """The same for every attempt at one mail, so a receiver can tell a retry."""
@@ -95,11 +103,16 @@ class MailComposer:
             self._render(f"{mail.kind}.html", {**context, "subject": subject}), subtype="html"
         )
         for item in mail.params.get("attachments", []):
-            # calendar entries (text/calendar, with the iTIP method)
+            # calendar entries (text/calendar, with the iTIP method), invoices (PDF)
             maintype, _, subtype = str(item["content_type"]).partition("/")
             method = {"method": str(item["method"])} if item.get("method") else {}
+            data = (
+                base64.b64decode(item["data_base64"])
+                if "data_base64" in item
+                else str(item["text"]).encode()
+            )
             message.add_attachment(
-                str(item["text"]).encode(),
+                data,
                 maintype=maintype,
                 subtype=subtype,
                 filename=one_line(str(item["filename"])),

@@ -52,6 +52,9 @@ class Sample:
     body: Body | None = None
     wrong: tuple[str, ...] = ()  # who must be refused besides anonymous / the outsider
     case: str = "Case A"  # the case named by {case_id}
+    #: Answers that mean the right caller got through (a refusal of the domain after
+    #: authorization, e.g. card payments not set up on the test server).
+    ok: tuple[int, ...] = ()
 
 
 async def _none(_w: World) -> None:
@@ -274,7 +277,80 @@ async def calendar_feed(w: World) -> dict[str, Any]:
     return {}
 
 
+async def fee_terms(w: World) -> dict[str, Any]:
+    paula = await user_id(w, "paula")
+    return {
+        "currency": "EUR",
+        "rate_kind": "per_session",
+        "rate": 50_000,
+        "seller_name": "Nina Neutral",
+        "shares": [{"user_id": paula, "basis_points": 10_000}],
+        "remainder_to": paula,
+    }
+
+
+async def terms_to_accept(w: World) -> dict[str, Any]:
+    services = w.server.services
+    member = await services.cases.membership(w.cases["Case A"], w.users["nina"].id)
+    assert member is not None
+    agreement = await services.fees.set_terms(w.cases["Case A"], member, await fee_terms(w))
+    return {
+        "version": agreement.version,
+        "digest": agreement.terms.digest(agreement.version),
+        "billing_name": "Paula Party",
+    }
+
+
+async def accepted_terms(w: World) -> None:
+    services = w.server.services
+    agreement = await services.fees.get(w.cases["Case A"])
+    if agreement is not None and agreement.complete:
+        return
+    body = await terms_to_accept(w)
+    paula = await services.cases.membership(w.cases["Case A"], await user_id(w, "paula"))
+    assert paula is not None
+    await services.fees.accept(
+        w.cases["Case A"], paula, body["version"], body["digest"], "Paula Party", "1 Elm St"
+    )
+
+
+INVOICE_LINES = [{"description": "Session", "quantity_thousandths": 1000, "unit_amount": 5000}]
+
+
+async def invoice_lines(w: World) -> dict[str, Any]:
+    await accepted_terms(w)
+    return {"lines": INVOICE_LINES}
+
+
+async def open_invoice(w: World) -> dict[str, Any]:
+    await accepted_terms(w)
+    services = w.server.services
+    member = await services.cases.membership(w.cases["Case A"], w.users["nina"].id)
+    assert member is not None
+    (issued,) = await services.invoices.issue(w.cases["Case A"], member, INVOICE_LINES)
+    w.ids["invoice"] = issued["id"]
+    return {"amount": 100, "note": "cheque 1"}
+
+
+async def settled_card_payment(w: World) -> dict[str, Any]:
+    """A card payment the provider settled (its event applied)."""
+    from rooms.billing.payments import ProviderEvent
+
+    await open_invoice(w)
+    services = w.server.services
+    card = await services.payments.prepare_card(w.ids["invoice"], await user_id(w, "paula"))
+    intent = f"pi_{secrets.token_hex(8)}"
+    await services.payments.attach_intent(card.payment_id, intent)
+    await services.payments.apply(
+        ProviderEvent(f"evt_{intent}", "payment_intent.succeeded", 0.0, intent, card.amount, "eur")
+    )
+    w.ids["payment"] = card.payment_id
+    return {}
+
+
 SPACE = "/api/cases/{case_id}/spaces/{space_id}"
+INVOICE = "/api/invoices/{invoice_id}"
+CASE_INVOICE = "/api/cases/{case_id}/invoices/{invoice_id}"
 REQUEST = "/api/neutral/requests/{request_id}"
 NEUTRALS_ONLY = ("paula", "carl")
 
@@ -377,6 +453,33 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/calendar-feed"): Sample("paula"),
     ("DELETE", "/api/calendar-feed"): Sample("paula"),
     ("GET", "/calendar/{token}.ics"): Sample("anonymous", calendar_feed),
+    ("GET", "/api/cases/{case_id}/fees"): Sample("paula"),
+    ("PUT", "/api/cases/{case_id}/fees"): Sample("nina", fee_terms, wrong=("paula", "carl")),
+    ("POST", "/api/cases/{case_id}/fees/accept"): Sample(
+        "paula", terms_to_accept, wrong=("carl", "nina")
+    ),
+    ("GET", "/api/cases/{case_id}/invoices"): Sample("paula"),
+    ("GET", "/api/cases/{case_id}/invoices/draft"): Sample(
+        "nina", invoice_lines, wrong=("paula", "carl")
+    ),
+    ("POST", "/api/cases/{case_id}/invoices"): Sample(
+        "nina", invoice_lines, wrong=("paula", "carl")
+    ),
+    ("POST", CASE_INVOICE + "/credit"): Sample("nina", open_invoice, wrong=("paula", "carl")),
+    ("POST", CASE_INVOICE + "/payments"): Sample("nina", open_invoice, wrong=("paula", "carl")),
+    ("POST", "/api/cases/{case_id}/payments/{payment_id}/refund"): Sample(
+        "nina", settled_card_payment, wrong=("paula", "carl"), ok=(409,)
+    ),
+    ("GET", INVOICE): Sample("paula", open_invoice, wrong=("peter", "otto")),
+    ("GET", INVOICE + "/pdf"): Sample("paula", open_invoice, wrong=("peter", "otto")),
+    ("GET", "/invoices/{invoice_id}/view"): Sample("paula", open_invoice, wrong=("peter", "otto")),
+    ("POST", INVOICE + "/pay"): Sample(
+        "paula", open_invoice, wrong=("peter", "otto", "carl", "nina"), ok=(409,)
+    ),
+    ("GET", "/invoices/{invoice_id}/pay"): Sample("anonymous"),
+    ("GET", "/api/payments/config"): Sample("paula"),
+    ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
+    ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),
     ("GET", "/"): Sample("anonymous"),
     ("GET", "/static/vendor/{name}"): Sample("anonymous"),
     ("GET", "/static/{path}"): Sample("anonymous"),
@@ -447,6 +550,8 @@ def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
         .replace("{handle}", "nina")
         .replace("{request_id}", w.ids.get("request", "0" * 32))
         .replace("{session_id}", w.ids.get("session", "0" * 32))
+        .replace("{invoice_id}", w.ids.get("invoice", "0" * 32))
+        .replace("{payment_id}", w.ids.get("payment", "0" * 32))
         .replace("{token}", special_token(path, w) or token)
         .replace("{name}", "socket.io.esm.min.js")
         .replace("{path}", "css/caucus.css")
@@ -501,7 +606,7 @@ async def test_every_route_is_declared_and_enforced(world: World) -> None:
         body = await (sample.body or _none)(world)
         if sample.caller == "anonymous":
             status, payload = await call(world.make_client(), body)
-            assert status < 400, f"{what} as anonymous: {status} {payload}"
+            assert status < 400 or status in sample.ok, f"{what} as anonymous: {status} {payload}"
             checked += 1
             continue
 
@@ -524,7 +629,7 @@ async def test_every_route_is_declared_and_enforced(world: World) -> None:
                     status, _ = await call(world.clients["peter"], body)
                     expect_refused(status, f"{what} from an active session")
         status, payload = await call(right, body)
-        assert status < 400, f"{what} as {sample.caller}: {status} {payload}"
+        assert status < 400 or status in sample.ok, f"{what} as {sample.caller}: {status} {payload}"
         checked += 1
     assert checked >= len(SAMPLES) - 1
 

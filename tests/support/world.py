@@ -73,7 +73,11 @@ class ApiClient:
             try:
                 body = await response.json(content_type=None)
             except ValueError:
-                body = await response.text()
+                raw = await response.read()
+                try:
+                    body = raw.decode()
+                except UnicodeDecodeError:
+                    body = raw  # a PDF, an image
             return response.status, body, response
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
