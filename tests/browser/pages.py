@@ -1,11 +1,14 @@
 """What the browser tests share: people made and signed in through the API (the first
 admin, a neutral with a case or a verified address, invited members), browser pages signed
-in through the login form and watched for errors, the live page's inbound media statistics
-and the links in the mails people received."""
+in through the login form and watched for errors, the live page's inbound media statistics,
+the links in the mails people received, and screenshots for the documentation when
+``CAUCUS_SCREENSHOTS`` names a directory."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.support.eventually import eventually
@@ -160,6 +163,20 @@ async def signed_in_page(
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url("**/cases")
     return context, page
+
+
+#: Screenshots for the documentation: the directory named by this variable, or none.
+SCREENSHOTS = "CAUCUS_SCREENSHOTS"
+
+
+async def snapshot(page: Page, name: str) -> None:
+    """Save ``page`` as ``<name>.png`` (1100 pixels wide, the whole page) into the directory
+    that ``CAUCUS_SCREENSHOTS`` names; without that variable, do nothing."""
+    directory = os.environ.get(SCREENSHOTS)
+    if not directory:
+        return
+    await page.set_viewport_size({"width": 1100, "height": 800})
+    await page.screenshot(path=Path(directory) / f"{name}.png", full_page=True)
 
 
 # --- the live page's media ---------------------------------------------------------------

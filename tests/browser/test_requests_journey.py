@@ -19,7 +19,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import RunningServer
-from tests.browser.pages import Watch, links_in, neutral_with_email, signed_in_page
+from tests.browser.pages import Watch, links_in, neutral_with_email, signed_in_page, snapshot
 from tests.support.eventually import eventually
 from tests.support.server import free_port, serving
 from tests.support.smtp import MailServer, Received
@@ -189,8 +189,11 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     await slots.nth(1).check()
     await expect(requester.get_by_test_id("slot-choice")).to_contain_text("2 of 3 chosen")
     await expect(requester.get_by_test_id("website")).to_have_value("")
+    await snapshot(requester, "request-form")
     await requester.get_by_role("button", name="Send the request").click()
     await expect(requester.get_by_test_id("request-sent")).to_contain_text("Check your mail")
+    await expect(requester.get_by_test_id("request-sent")).to_be_visible()
+    await snapshot(requester, "request-sent")
 
     # --- the requester confirms the address from the mail ---------------------------------
     await eventually(
@@ -212,6 +215,7 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     row = neutral.get_by_test_id("request-row").filter(has_text=reference)
     await expect(row).to_contain_text(TITLE)
     await expect(row.get_by_test_id("request-hits")).not_to_have_text("0")
+    await snapshot(neutral, "request-queue")
     await row.get_by_role("link", name=reference).click()
     await expect(neutral.get_by_test_id("request-title")).to_have_text(TITLE)
     hits = neutral.get_by_test_id("hit-row")
@@ -222,6 +226,7 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     assert "Jonathan Smith, Esq." in matched
     await expect(neutral.get_by_test_id("hits")).not_to_contain_text(MARY[0])
     await neutral.get_by_label("Note").fill("A different Smith: no link to the earlier matter.")
+    await snapshot(neutral, "request-conflicts")
     await neutral.get_by_role("button", name="Clear: no conflict").click()
     await expect(neutral.get_by_test_id("request-status")).to_have_text("Agreeing the date")
     await expect(neutral.get_by_test_id("decision")).to_contain_text("Clear")
@@ -243,6 +248,8 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
         await expect(page.get_by_test_id("current-slot")).to_have_count(2)
         await expect(page.get_by_test_id("viewer-zone")).to_have_text(zone.replace("_", " "))
         await expect(page.get_by_test_id("current-slot").first).to_contain_text(clock(first, zone))
+        if user == "alex":
+            await snapshot(page, "respond-times")
         pages[user] = page
 
     # --- Jon proposes another time; the neutral offers it to everyone ---------------------
@@ -295,6 +302,7 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     # --- the neutral confirms and the case opens ------------------------------------------
     await neutral.reload()
     await expect(neutral.get_by_test_id("confirm-box")).to_be_visible()
+    await snapshot(neutral, "request-accepted")
     await neutral.get_by_role("button", name="Confirm this time and open the case").click()
     case_link = neutral.get_by_test_id("case-link")
     await expect(case_link).to_be_visible()
@@ -321,6 +329,7 @@ async def test_a_request_from_the_public_link_becomes_a_case_everyone_joins(
     await expect(
         neutral.locator(f'[data-testid="session"][data-starts-at="{other}"]')
     ).to_be_visible()
+    await snapshot(neutral, "case-session")
 
     # --- everyone has an invitation and the session as a calendar file --------------------
     instant = datetime.fromtimestamp(other, UTC)
