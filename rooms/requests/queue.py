@@ -97,7 +97,8 @@ class RequestQueue:
             request = await load_request(conn, request_id, neutral_id)
             if request.status == UNCONFIRMED:
                 raise InvalidInput("No such request.", code="not_found")
-            matters = await self.matters(conn, neutral_id)
+            titles: dict[str, str] = {}
+            matters = await self.matters(conn, neutral_id, titles)
             decisions = (
                 await conn.execute(
                     sa.select(conflict_decisions)
@@ -107,7 +108,10 @@ class RequestQueue:
             ).all()
         return {
             **request.public(),
-            "hits": [h.public() for h in self.hits(request, matters)],
+            "hits": [
+                {**h.public(), "title": titles.get(h.reference)}
+                for h in self.hits(request, matters)
+            ],
             "decisions": [
                 {
                     "decision": d.decision,
@@ -124,8 +128,12 @@ class RequestQueue:
         others = [m for m in matters if m.reference != request.reference]
         return check(people, others)
 
-    async def matters(self, conn: Any, neutral_id: str) -> list[Matter]:
-        """Every earlier matter the conflict check searches."""
+    async def matters(
+        self, conn: Any, neutral_id: str, titles: dict[str, str] | None = None
+    ) -> list[Matter]:
+        """Every earlier matter the conflict check searches. Cases are named by their mail
+        reference or ``CASE-`` and the start of their id (what a decision record keeps);
+        ``titles`` receives each case's title by that name, for the neutral's screen."""
         found: list[Matter] = []
         case_query = sa.select(
             cases.c.id, cases.c.title, cases.c.mail_reference, cases.c.intake, cases.c.created_at
@@ -142,9 +150,10 @@ class RequestQueue:
                 )
             ).all()
             people += [Person(m.display_name, m.role) for m in members]
-            found.append(
-                Matter(row.mail_reference or row.title, "case", tuple(people), row.created_at)
-            )
+            reference = row.mail_reference or f"CASE-{row.id[:8].upper()}"
+            if titles is not None:
+                titles[reference] = row.title
+            found.append(Matter(reference, "case", tuple(people), row.created_at))
         request_query = sa.select(
             case_requests.c.id, case_requests.c.reference, case_requests.c.created_at
         ).where(case_requests.c.status != UNCONFIRMED)
@@ -201,7 +210,10 @@ class RequestQueue:
         now = self.clock()
         async with self.store.begin() as conn:
             request = await load_request(conn, request_id, neutral.id)
-            if request.status != PENDING:
+            # a request whose disclosure someone refused can still be declined
+            if request.status != PENDING and not (
+                decision == "decline" and request.status == DISCLOSED
+            ):
                 raise Conflict("This request was decided already.", code="request_decided")
             hits = self.hits(request, await self.matters(conn, neutral.id))
             await conn.execute(

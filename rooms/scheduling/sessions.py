@@ -363,20 +363,22 @@ class CaseSessions:
             (case_sessions.c.reminded_day_at, DAY, "session_reminder_day"),
             (case_sessions.c.reminded_hour_at, HOUR, "session_reminder_hour"),
         ):
+            query = (
+                sa.select(case_sessions, cases.c.neutral_id)
+                .join(cases, cases.c.id == case_sessions.c.case_id)
+                .where(
+                    case_sessions.c.status == SCHEDULED,
+                    column.is_(None),
+                    case_sessions.c.starts_at - lead <= now,
+                    case_sessions.c.starts_at > now,
+                )
+                .limit(200)
+            )
+            if self.store.backend == "postgresql":
+                # two nodes never take the same session's reminder (SQLite: one writer)
+                query = query.with_for_update(of=case_sessions, skip_locked=True)
             async with self.store.begin() as conn:
-                due = (
-                    await conn.execute(
-                        sa.select(case_sessions, cases.c.neutral_id)
-                        .join(cases, cases.c.id == case_sessions.c.case_id)
-                        .where(
-                            case_sessions.c.status == SCHEDULED,
-                            column.is_(None),
-                            case_sessions.c.starts_at - lead <= now,
-                            case_sessions.c.starts_at > now,
-                        )
-                        .limit(200)
-                    )
-                ).all()
+                due = (await conn.execute(query)).all()
                 for row in due:
                     await conn.execute(
                         sa.update(case_sessions)

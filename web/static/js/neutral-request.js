@@ -92,7 +92,7 @@ function renderConflicts(request) {
         el("td", { dataset: { testid: "hit-name" } }, hit.name),
         el("td", { dataset: { testid: "hit-matched" } }, hit.matched),
         el("td", {}, humanize(hit.role || hit.field)),
-        el("td", {}, hit.reference || "", hit.date ? el("span", { class: "hint" }, ` ${formatDate(hit.date)}`) : null),
+        el("td", {}, hit.title || hit.reference || "", hit.date ? el("span", { class: "hint" }, ` ${formatDate(hit.date)}`) : null),
         el("td", {}, humanize(hit.kind)),
         // the score is a similarity from 0 to 100
         el("td", {}, typeof hit.score === "number" ? `${Math.round(hit.score)} %` : String(hit.score ?? "")),
