@@ -212,7 +212,16 @@ class Invoices:
                     .order_by(case_sessions.c.starts_at)
                 )
             ).all()
+            issued_before = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(invoices)
+                    .where(invoices.c.case_id == case_id, invoices.c.kind == INVOICE)
+                )
+            ).scalar_one()
         lines = []
+        if terms.deposit and not issued_before:
+            lines.append(Line("Deposit due before the first session", 1000, terms.deposit).public())
         for row in rows:
             day = dt.datetime.fromtimestamp(row.starts_at, dt.UTC).strftime("%d %B %Y")
             hourly = terms.rate_kind == "hourly"

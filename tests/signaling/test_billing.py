@@ -322,3 +322,29 @@ async def test_closing_the_case_keeps_the_invoices_with_their_fields_only(
     # After the retention period they go too.
     services.invoices.clock = lambda: time.time() + 11 * 365.25 * 86400
     assert await services.invoices.purge_expired() == 2
+
+
+async def test_the_draft_offers_the_deposit_and_the_sessions_held(world: World) -> None:
+    case_id = world.cases["Case A"]
+    services = world.server.services
+    paula, pia = await user_id(world, "paula"), await second_party(world)
+    nina = world.clients["nina"]
+    status, body, _ = await nina.request(
+        "PUT", f"/api/cases/{case_id}/fees", terms(paula, pia, deposit=50_000)
+    )
+    assert status == 200, body
+    member = await services.cases.membership(case_id, world.users["nina"].id)
+    assert member is not None
+    start = float(int(time.time()) // 60 * 60 + 2 * 86400)
+    await services.case_sessions.schedule(case_id, member, start, 90)
+    status, body, _ = await nina.get(f"/api/cases/{case_id}/invoices/draft")
+    assert [line["description"] for line in body["lines"]] == [
+        "Deposit due before the first session"
+    ]
+    services.invoices.clock = lambda: start + 3 * 3600  # the session took place
+    status, body, _ = await nina.get(f"/api/cases/{case_id}/invoices/draft")
+    deposit, session = body["lines"]
+    assert deposit["amount"] == 50_000
+    assert session["quantity_thousandths"] == 1500 and session["amount"] == 45_000
+    status, _, _ = await world.clients["paula"].get(f"/api/cases/{case_id}/invoices/draft")
+    assert status == 403
