@@ -238,7 +238,7 @@ async def pay_invoice(request: web.Request) -> web.Response:
     )
     intent_id, client_secret = await gateway.create_intent(
         amount=card.amount,
-        currency=card.currency,
+        currency=card.currency.lower(),  # Stripe's codes are lowercase
         invoice_id=card.invoice_id,
         idempotency_key=f"payment-{card.payment_id}",
         description=f"Invoice {card.number}",
