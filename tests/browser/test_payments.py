@@ -33,6 +33,7 @@ from tests.browser.pages import (
     new_neutral,
     open_case,
     signed_in_page,
+    snapshot,
 )
 from tests.support.localstripe import THREE_D_SECURE_CARD, LocalStripe, start_localstripe
 from tests.support.server import free_port, serving
@@ -185,6 +186,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
     await set_terms(nina, payment_days="14")
     await expect(nina.get_by_test_id("terms-saved")).to_contain_text("version 1")
     await expect(nina.get_by_test_id("acceptance")).to_have_count(2)
+    await snapshot(nina, "billing-terms")
 
     # Pia reads version 1; meanwhile the neutral corrects the terms (version 2)
     await pia.goto(f"/cases/{case_id}")
@@ -205,6 +207,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
     await accept_terms(pia, "Pia Harbor")
     await expect(pia.get_by_test_id("accept-error")).to_contain_text("changed")
     await expect(pia.get_by_test_id("party-terms-version")).to_have_text("Version 2")
+    await snapshot(pia, "billing-terms-changed")
     await expect(pia.get_by_test_id("terms-payment-text")).to_contain_text("30 days")
     await pia.get_by_role("button", name="Accept these terms").click()
     await expect(pia.get_by_test_id("party-accepted")).to_contain_text("accepted version 2")
@@ -229,6 +232,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
     await lines.nth(2).get_by_role("button", name="Remove").click()
     await expect(lines).to_have_count(2)
     await expect(nina.get_by_test_id("draft-total")).to_have_text("USD 1,125.00")
+    await snapshot(nina, "billing-issue")
     await nina.get_by_role("button", name="Issue invoices").click()
     await expect(nina.get_by_test_id("invoice-row")).to_have_count(2)
     await expect(invoice_row(nina, "Paula Lindqvist").get_by_test_id("invoice-total")).to_have_text(
@@ -268,12 +272,14 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
     confirmed = await stripe.pay(intent_id, card=THREE_D_SECURE_CARD)
     assert confirmed["status"] == "requires_action", confirmed
     await paula.get_by_role("button", name="Pay", exact=True).click()
+    await snapshot(paula, "billing-pay-authenticate")
     await paula.get_by_role("button", name="Complete authentication").click()
     await expect(paula.get_by_test_id("pay-confirming")).to_contain_text("Payment received")
     await expect(paula.get_by_test_id("pay-paid")).to_contain_text(
         "is paid: USD 811.92", timeout=30_000
     )
     assert (await stripe.intent(intent_id))["status"] == "succeeded"
+    await snapshot(paula, "billing-paid")
 
     # Pia paid by bank transfer; the neutral records it
     await nina.reload()
@@ -287,6 +293,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
         row = invoice_row(nina, payer)
         await expect(row.get_by_test_id("invoice-status")).to_have_text("Paid")
         await expect(row.get_by_test_id("invoice-paid")).to_have_text(total)
+    await snapshot(nina, "billing-invoices-paid")
 
     # each party's invoice page reads paid; nothing more is due
     for username, total, method in (("paula", PAULA_TOTAL, "card"), ("pia", PIA_TOTAL, "offline")):
@@ -302,6 +309,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
         await expect(page.get_by_role("link", name="Download PDF")).to_have_attribute(
             "href", f"/api/invoices/{ids[username]}/pdf"
         )
+        await snapshot(page, f"billing-invoice-{username}")
 
     # Pia's counsel reads her invoice, and only hers, without the neutral's controls
     _context, carl = await signed_in_page(browser, server, "carl", PASSWORDS["carl"], watch)
@@ -330,6 +338,7 @@ async def test_fees_are_agreed_invoiced_and_paid_by_card_and_by_transfer(
     await expect(nina).to_have_url(re.compile(r"/billing$"))
     await expect(nina.locator("[data-testid=ledger-row][data-status=paid]")).to_have_count(2)
     await expect(nina.get_by_test_id("ledger-totals")).to_have_text("Nothing is outstanding.")
+    await snapshot(nina, "billing-ledger")
     await expect(nina.get_by_role("link", name="Download CSV")).to_have_attribute(
         "href", "/api/billing/ledger?format=csv"
     )
