@@ -41,6 +41,8 @@ PAGES = {
     "/neutral/availability": "neutral-availability.html",
     "/neutral/requests": "neutral-requests.html",
     "/neutral/requests/{request_id}": "neutral-request.html",
+    "/invoices/{invoice_id}": "invoice.html",
+    "/billing": "billing.html",
 }
 
 routes = web.RouteTableDef()

@@ -477,6 +477,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         "paula", open_invoice, wrong=("peter", "otto", "carl", "nina"), ok=(409,)
     ),
     ("GET", "/invoices/{invoice_id}/pay"): Sample("anonymous"),
+    ("GET", "/invoices/{invoice_id}"): Sample("anonymous"),  # a page shell: the API checks
+    ("GET", "/billing"): Sample("anonymous"),  # a page shell: the API checks
     ("GET", "/api/payments/config"): Sample("paula"),
     ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
     ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),

@@ -1,7 +1,9 @@
-// /cases/{case_id}: the case's details and people; its neutral also invites parties, counsel and observers.
+// /cases/{case_id}: the case's details, people, sessions, fees and invoices; its neutral also invites
+// parties, counsel and observers.
 
 import { api, requireStage } from "./api.js";
 import { showCalendarFeed } from "./calendar-feed.js";
+import { showFees } from "./case-fees.js";
 import { showSessions } from "./case-sessions.js";
 import { byId, el, formatDate, humanize, processName, roleName, toDate } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
@@ -158,6 +160,7 @@ async function load() {
   // Both show their own errors in their own regions; the rest of the page need not wait.
   showSessions(caseId, { canSchedule: answer.my_role === "neutral" });
   showCalendarFeed();
+  showFees(caseId, { role: answer.my_role, members, userId: session.user.id });
   if (answer.my_role === "neutral" || answer.my_role === "co_neutral") {
     byId("mail-reference").value = answer.case.mail_reference || "";
     byId("title-in-mail").checked = Boolean(answer.case.title_in_mail);

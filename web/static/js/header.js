@@ -20,6 +20,7 @@ export function renderHeader(session) {
     if (user && user.role === "neutral") {
       links.push(["/neutral/requests", "Requests"]);
       links.push(["/neutral/availability", "Availability"]);
+      links.push(["/billing", "Billing"]);
     }
     if (user && user.role === "admin") {
       links.push(["/admin/users", "Users"]);
