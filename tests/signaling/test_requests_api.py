@@ -9,6 +9,7 @@ import email
 import email.policy
 import time
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from rooms.storage.schema import (
     request_people,
     request_slots,
 )
+from tests.signaling.test_case_close import files_holding, pg_dump
 from tests.support.requests import ALWAYS_OPEN, newest_path, open_link, request_form
 from tests.support.world import INTAKE, PASSWORD, World
 
@@ -374,7 +376,9 @@ async def test_filing_is_limited_per_client_and_per_address(link: World) -> None
     assert statuses[settings.request_per_address] == 429
 
 
-async def test_the_decision_record_survives_closing_and_holds_no_content(link: World) -> None:
+async def test_the_decision_record_survives_closing_and_holds_no_content(
+    link: World, tmp_path: Path, database_url: tuple[str, str | None]
+) -> None:
     world, services = link, link.server.services
     anyone = world.make_client()
     slot = (await open_slots(world, 1))[0]
@@ -416,11 +420,13 @@ async def test_the_decision_record_survives_closing_and_holds_no_content(link: W
     text = str(record._asdict())
     for content in (marker, "CN-55-ZEPH", form["title"], form["case_type"], "County Court"):
         assert content not in text
-    # No content anywhere in the database files (SQLite) once closed.
-    data_dir = services.settings.data_dir
-    for file in data_dir.rglob("*"):
-        if file.is_file() and not file.name.endswith(".eml"):
-            assert marker.encode() not in file.read_bytes(), file
+    # No content anywhere on disk (the SQLite files, the mail written) or in a dump.
+    assert files_holding(tmp_path, marker.encode()) == []
+    assert files_holding(tmp_path, b"CN-55-ZEPH") == []
+    _url, schema = database_url
+    if schema is not None:
+        dump = await pg_dump(schema)
+        assert marker.encode() not in dump and b"CN-55-ZEPH" not in dump
     # A later request naming the same person finds the record.
     status, body, _ = await anyone.post(
         f"{LINK}/requests",
