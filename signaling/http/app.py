@@ -27,7 +27,7 @@ from signaling.http.state import (
     REMINDERS,
     SOCKETS,
 )
-from signaling.mail.digests import DigestRunner
+from signaling.mail.digests import digest_pass
 from signaling.mail.periodic import PeriodicMail
 from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime, compose
@@ -79,10 +79,9 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     app[NODE_BUS] = bus
     app.cleanup_ctx.append(node_bus_context(bus))
     app[MAIL_SENDER] = sender = MailSender(services.outbox, services.settings)
-    app[DIGESTS] = digests = DigestRunner(
-        services.digests,
-        services.cases,
-        realtime.present,
+    app[DIGESTS] = digests = PeriodicMail(
+        "mail-digests",
+        digest_pass(services.digests, services.cases, realtime.present),
         services.settings.digest_check_seconds,
         sender.wake,
     )
@@ -166,7 +165,7 @@ def node_bus_context(bus: NodeBus):
     return context
 
 
-def mail_context(sender: MailSender, digests: DigestRunner, reminders: PeriodicMail):
+def mail_context(sender: MailSender, digests: PeriodicMail, reminders: PeriodicMail):
     """A cleanup context: the outbox is sent, and digests and reminders written, while the
     app runs."""
 

@@ -9,7 +9,6 @@ import socketio
 from aiohttp import web
 
 from signaling.cluster.node_bus import NodeBus
-from signaling.mail.digests import DigestRunner
 from signaling.mail.periodic import PeriodicMail
 from signaling.mail.sender import MailSender
 from signaling.realtime.compose import Realtime
@@ -37,7 +36,7 @@ RECORDING_NAMESPACE_KEY = web.AppKey("recording_namespace", RecordingNamespace)
 #: This process's outbox sender.
 MAIL_SENDER = web.AppKey("mail_sender", MailSender)
 #: This process's activity digest task.
-DIGESTS = web.AppKey("digests", DigestRunner)
+DIGESTS = web.AppKey("digests", PeriodicMail)
 #: This process's session reminder task.
 REMINDERS = web.AppKey("reminders", PeriodicMail)
 #: The payment provider (None: card payments are not set up; offline records only).

@@ -1,5 +1,5 @@
-"""A task that writes mail on a schedule (session reminders): every ``interval`` seconds it
-runs one pass and wakes the sender when the pass wrote something."""
+"""A task that writes mail on a schedule (activity digests, session reminders): every
+``interval`` seconds it runs one pass and wakes the sender when the pass wrote something."""
 
 from __future__ import annotations
 

@@ -5,10 +5,7 @@ way refused with a clear error, nothing half-made."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,14 @@ from rooms.storage.schema import (
     request_slots,
 )
 from tests.signaling.test_case_close import files_holding, pg_dump
-from tests.support.requests import ALWAYS_OPEN, newest_path, open_link, request_form
+from tests.support.requests import (
+    ALWAYS_OPEN,
+    mail_attachments,
+    newest_mail,
+    newest_path,
+    open_link,
+    request_form,
+)
 from tests.support.world import INTAKE, PASSWORD, World
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -167,8 +171,7 @@ async def test_a_request_becomes_a_case_with_invitations_and_calendar_entries(
     # Each person: an invitation and a calendar entry with the session's instant.
     for address in people:
         invite = link_of(await newest_path(services, "invitation", address))
-        entry = await mail_params(world, "session_scheduled", address)
-        (attachment,) = entry["attachments"]
+        (attachment,) = await mail_attachments(services, "session_scheduled", address)
         calendar = Calendar.from_ical(attachment["text"])
         assert str(calendar["METHOD"]) == "REQUEST"
         (event,) = [c for c in calendar.walk("VEVENT")]
@@ -188,32 +191,6 @@ async def test_a_request_becomes_a_case_with_invitations_and_calendar_entries(
     # The personal links are spent once the request is a case.
     status, body, _ = await anyone.get(f"/api/respond/{links['jon@example.org']}")
     assert status == 410
-
-
-async def mail_params(world: World, kind: str, recipient: str) -> dict[str, Any]:
-    """The parameters of the newest ``kind`` mail to ``recipient``, read back from the
-    written message when it was sent already."""
-    services = world.server.services
-    async with services.store.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(outbox.c.id, outbox.c.params)
-                .where(outbox.c.kind == kind, outbox.c.recipient == recipient)
-                .order_by(outbox.c.created_at.desc())
-                .limit(1)
-            )
-        ).first()
-    assert row is not None, f"no {kind} mail to {recipient}"
-    if row.params:
-        return dict(row.params)
-    raw = (services.settings.mail_path / f"{row.id}.eml").read_bytes()
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    attachments = [
-        {"text": part.get_content(), "content_type": part.get_content_type()}
-        for part in message.iter_attachments()
-    ]
-    return {"attachments": attachments}
 
 
 async def test_disclosure_needs_every_persons_consent(link: World) -> None:
@@ -273,8 +250,8 @@ async def test_a_declined_request_frees_its_time_and_tells_the_requester_courteo
     )
     assert status == 200 and body["request"]["status"] == "declined"
     assert slot in await open_slots(world, 50)
-    params = await mail_params(world, "request_declined", "alex@law.example")
-    assert note not in str(params)  # no reasons given
+    declined = await newest_mail(services, "request_declined", "alex@law.example")
+    assert note not in str(declined)  # no reasons given
 
 
 async def test_bad_input_is_refused_and_nothing_is_half_made(link: World) -> None:

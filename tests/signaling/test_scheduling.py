@@ -17,7 +17,7 @@ from rooms.scheduling.bookings import SlotTaken
 from rooms.storage.schema import bookings, case_requests, outbox, users
 from rooms.storage.store import Store
 from signaling.services import Services
-from tests.support.requests import open_link, request_form
+from tests.support.requests import mail_attachments, open_link, request_form
 from tests.support.world import World
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -74,23 +74,18 @@ async def test_two_requesters_racing_for_one_slot_one_gets_it(
 
 
 async def entries(world: World, kind: str) -> list[Calendar]:
-    """The calendar entries of every ``kind`` mail written so far (from the outbox)."""
+    """The calendar entries of the newest ``kind`` mail of each recipient."""
+    services = world.server.services
+    async with services.store.connect() as conn:
+        recipients = set(
+            (
+                await conn.execute(sa.select(outbox.c.recipient).where(outbox.c.kind == kind))
+            ).scalars()
+        )
     found = []
-    async with world.server.services.store.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(outbox.c.id, outbox.c.params, outbox.c.recipient)
-                .where(outbox.c.kind == kind)
-                .order_by(outbox.c.created_at)
-            )
-        ).all()
-    for row in rows:
-        params = dict(row.params)
-        if not params:
-            from tests.signaling.test_requests_api import mail_params
-
-            params = await mail_params(world, kind, row.recipient)
-        found.append(Calendar.from_ical(params["attachments"][0]["text"]))
+    for recipient in sorted(recipients):
+        (attachment,) = await mail_attachments(services, kind, recipient)
+        found.append(Calendar.from_ical(attachment["text"]))
     return found
 
 

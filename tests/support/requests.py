@@ -90,9 +90,12 @@ async def free_slots(services: Services, profile: NeutralProfile, count: int = 1
     return slots
 
 
-async def newest_path(services: Services, kind: str, recipient: str) -> str:
-    """The link path of the newest mail of ``kind`` to ``recipient``: from its outbox row
-    while queued, or from the ``.eml`` file the sender wrote (named by the row's id)."""
+async def newest_mail(
+    services: Services, kind: str, recipient: str
+) -> EmailMessage | dict[str, Any]:
+    """The newest mail of ``kind`` to ``recipient``: its outbox parameters while queued, or
+    the message the sender wrote (``<mail_path>/<row id>.eml``; the file is written before
+    the row's parameters are emptied, so one of the two is always there)."""
     async with services.store.connect() as conn:
         row = (
             await conn.execute(
@@ -103,18 +106,38 @@ async def newest_path(services: Services, kind: str, recipient: str) -> str:
             )
         ).first()
     assert row is not None, f"no {kind} mail to {recipient}"
-    if row.params.get("path"):
-        return str(row.params["path"])
-    # delivered: the file is written before the row's parameters are emptied
+    if row.params:
+        return dict(row.params)
     raw = (services.settings.mail_path / f"{row.id}.eml").read_bytes()
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
-    body = message.get_body(preferencelist=("plain",))
+    return message
+
+
+async def newest_path(services: Services, kind: str, recipient: str) -> str:
+    """The link path in the newest mail of ``kind`` to ``recipient``."""
+    mail = await newest_mail(services, kind, recipient)
+    if isinstance(mail, dict):
+        return str(mail["path"])
+    body = mail.get_body(preferencelist=("plain",))
     assert body is not None
-    text = str(body.get_content())
-    found = re.search(r"https?://[^/\s]+(/(?:respond|request/confirm|invite)/[A-Za-z0-9_-]+)", text)
+    found = re.search(
+        r"https?://[^/\s]+(/(?:respond|request/confirm|invite)/[A-Za-z0-9_-]+)",
+        str(body.get_content()),
+    )
     assert found, f"no link in the {kind} mail to {recipient}"
     return found.group(1)
+
+
+async def mail_attachments(services: Services, kind: str, recipient: str) -> list[dict[str, Any]]:
+    """The attachments of the newest mail of ``kind`` to ``recipient`` (``text`` of each)."""
+    mail = await newest_mail(services, kind, recipient)
+    if isinstance(mail, dict):
+        return list(mail.get("attachments", []))
+    return [
+        {"text": part.get_content(), "content_type": part.get_content_type()}
+        for part in mail.iter_attachments()
+    ]
 
 
 async def filed(services: Services, profile: NeutralProfile, **overrides: Any) -> str:
