@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from pypdf import PdfReader
 from rooms.storage.schema import invoices, payments, users
 from rooms.storage.store import Store
 from signaling.services import Services
+from tests.signaling.test_case_close import files_holding, pg_dump
 from tests.support.world import World
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -260,7 +262,7 @@ async def test_invoice_numbers_have_no_gaps_under_concurrency(
 
 
 async def test_closing_the_case_keeps_the_invoices_with_their_fields_only(
-    world: World,
+    world: World, tmp_path: Path, database_url: tuple[str, str | None]
 ) -> None:
     case_id, _paula, _pia = await agreed(world)
     nina = world.clients["nina"]
@@ -313,6 +315,11 @@ async def test_closing_the_case_keeps_the_invoices_with_their_fields_only(
         assert "Case A" not in text and marker not in text  # no title, no content
         assert row.case_reference.startswith("CASE-")
         assert row.retain_until - row.issued_at > 9.9 * 365 * 86400
+    # The no-footprint scan: nothing of the case's content on disk or in a dump.
+    assert files_holding(tmp_path, marker.encode()) == []
+    _url, schema = database_url
+    if schema is not None:
+        assert marker.encode() not in await pg_dump(schema)
     # The neutral still has the ledger; the parties' accounts went with the case.
     status, got, _ = await nina.get("/api/billing/ledger")
     assert len(got["invoices"]) == 2
