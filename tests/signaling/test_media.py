@@ -15,7 +15,8 @@ from client.media import PatternVideoTrack
 from signaling.cluster.media_host import media_settings, parse_ice_server
 from signaling.cookies import SESSION_COOKIE
 from signaling.http.state import MEDIA_WORKER, NAMESPACES
-from signaling.realtime.namespaces.media import MediaNamespace, browser_ice_servers
+from signaling.realtime.ice_servers import browser_ice_servers
+from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.world import PASSWORD, World
