@@ -473,6 +473,7 @@ class Transport:
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
             "consent": rtc.consent_stats(self._pc),
+            "ice": rtc.selected_pair(self._pc),
             "close_reason": self.close_reason,
             "ingress": self.ingress.stats(),
             "refusals": self.refusals(),

@@ -70,6 +70,11 @@ async def test_three_participants_receive_each_other(world: World) -> None:
         stats = media_namespace(world).stats()
         profiles = {t["srtp_profile"] for t in stats["transports"]}
         assert profiles <= {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}, profiles
+        # the headless participants reach the SFU directly: host candidates on both ends
+        pairs = [t["ice"] for t in stats["transports"] if t["state"] == "connected"]
+        assert pairs and all(
+            p == {"local_type": "host", "remote_type": "host", "protocol": "udp"} for p in pairs
+        ), pairs
 
         # one leaves: the others' tracks and participant lists drop it
         gone = people.pop()
