@@ -80,6 +80,8 @@ class Transport:
         )
         self._pc.on("connectionstatechange", self.__on_connection_state)
         self._writer: rtc.RtpWriter | None = None
+        #: What the peer said of its candidates (for the selected pair's statistics).
+        self._signalled = rtc.SignalledCandidates()
         self._lock = asyncio.Lock()
         self._pending: list[Consumer] = []  # offered, answer not yet applied
         self._unoffered: list[Consumer] = []
@@ -110,6 +112,7 @@ class Transport:
         async with self._lock:
             try:
                 description = self._check_offer(sdp)
+                self._signalled.remember(description)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 self._bind_ports()
                 self._keep_consent()
@@ -271,6 +274,7 @@ class Transport:
                 raise LimitExceeded("sdp-too-large", "the answer is too large")
             description = SessionDescription.parse(sdp)
             self.ingress.ssrc.negotiated(_declared_ssrcs(description))
+            self._signalled.remember(description)
             self._keep_consent()
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
@@ -473,7 +477,7 @@ class Transport:
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
             "consent": rtc.consent_stats(self._pc),
-            "ice": rtc.selected_pair(self._pc),
+            "ice": rtc.selected_pair(self._pc, self._signalled),
             "close_reason": self.close_reason,
             "ingress": self.ingress.stats(),
             "refusals": self.refusals(),

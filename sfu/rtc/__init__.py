@@ -40,7 +40,7 @@ from .hooks import (  # noqa: E402
     sender_ssrcs,
     stop_receiver_reports,
 )
-from .ice import selected_pair  # noqa: E402
+from .ice import SignalledCandidates, selected_pair  # noqa: E402
 from .native import FASTPATH, FASTRECEIVE, log_native_paths, native_paths  # noqa: E402
 from .ports import bind_ports_in_range, local_addresses  # noqa: E402
 from .receive import (  # noqa: E402
@@ -63,6 +63,7 @@ __all__ = [
     "GuardedSrtpSession",
     "IdleTrack",
     "RtpWriter",
+    "SignalledCandidates",
     "bind_ports_in_range",
     "classify",
     "consent_stats",
