@@ -180,9 +180,7 @@ class Transport:
             if transceiver.mid in known or transceiver.receiver.track is None:
                 continue
             codecs = rtc.negotiated_codecs(transceiver)
-            primary = next((c for c in codecs if not is_rtx(c)), None)
-            if primary is None or primary.mimeType.lower() not in allowed:
-                raise NoSupportedCodec(f"no supported codec for {transceiver.kind}")
+            primary = self._primary_codec(transceiver.kind, codecs, allowed)
             rtx = next(
                 (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
                 None,
@@ -301,6 +299,27 @@ class Transport:
                 (ids.get(ABS_SEND_TIME_URI, 0), ids.get(AUDIO_LEVEL_URI, 0)),
             )
         self._start_consumers()
+
+    def _primary_codec(self, kind: str, codecs: list[Any], allowed: set[str]) -> Any:
+        """The codec to forward of a published track: for video, the first of the video
+        codecs this participant may publish (its room's) that the offer has."""
+        offered = [c for c in codecs if not is_rtx(c)]
+        if kind != "video":
+            primary = next((c for c in offered if c.mimeType.lower() in allowed), None)
+            if primary is None:
+                raise NoSupportedCodec(f"no supported codec for {kind}")
+            return primary
+        wanted = self._listener.video_codecs_for(self.participant_id)
+        for name in wanted:
+            primary = next((c for c in offered if c.mimeType.lower() == name.lower()), None)
+            if primary is not None:
+                return primary
+        names = sorted({c.mimeType for c in offered}) or ["no codec"]
+        raise NoSupportedCodec(
+            f"this room's video is {' or '.join(wanted)}, which every participant can decode "
+            f"(the server forwards video as it is, without converting it); the offer has only "
+            f"{', '.join(names)}"
+        )
 
     def _negotiation_needed(self) -> None:
         if self.negotiator is not None:

@@ -33,12 +33,13 @@ def media_namespace(world: World) -> MediaNamespace:
 async def publish_offer(codec: str = "video/VP8") -> str:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
-    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
-    transceiver.setCodecPreferences(vp8)
+    real = codec if codec in ("video/VP8", "video/H264") else "video/VP8"
+    chosen = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == real]
+    transceiver.setCodecPreferences(chosen)
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     await pc.close()
-    if codec != "video/VP8":
+    if codec != real:
         sdp = re.sub(r"VP8/90000", codec.split("/")[1] + "/90000", sdp)
     return sdp
 
@@ -137,11 +138,15 @@ async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> N
             ("this is not SDP", "invalid_sdp"),
             ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96\r\n", "invalid_sdp"),
             (await publish_offer("video/VP9"), "no_supported_codec"),
+            # a live room's video is VP8 (everyone decodes it): H.264 alone is refused
+            (await publish_offer("video/H264"), "no_supported_codec"),
         ]
         for sdp, code in bad_offers:
             reply = await call("media.publish", {"case_id": case_a, "sdp": sdp})
             assert reply["ok"] is False, reply
             assert reply["error"]["code"] == code, reply
+            if "H264/90000" in sdp:
+                assert "this room's video is video/VP8" in reply["error"]["message"], reply
             assert "Traceback" not in reply["error"]["message"]
             await eventually(lambda: len(worker.transports) == transports, 5)
             await eventually(lambda: len(asyncio.all_tasks()) <= tasks, 5)
