@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     turn_urls: list[str] = Field(default_factory=list, max_length=16)
     turn_secret: SecretStr | None = Field(None, min_length=16)
     turn_credential_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    # The video codecs a live room forwards, preferred first (docs/signaling.md, codecs):
+    # the SFU does not transcode, so every participant must decode them. VP8 only by
+    # default; add "video/H264" only where every browser is known to decode H.264.
+    rtc_room_video_codecs: list[str] = Field(
+        default_factory=lambda: ["video/VP8"], min_length=1, max_length=2
+    )
     srtp_profiles: list[str] = Field(
         default_factory=lambda: ["SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"]
     )

@@ -200,6 +200,11 @@ def test_media_settings_from_server_settings(tmp_path) -> None:
     assert (media.udp_port_min, media.udp_port_max) == (40000, 40100)
     assert media.announced_ip == "203.0.113.7"
     assert media.srtp_profiles == ("SRTP_AES128_CM_SHA1_80",)
+    assert media.room_video_codecs == ("video/VP8",)
+    both = Settings(data_dir=tmp_path, rtc_room_video_codecs=["video/VP8", "video/H264"])
+    assert media_settings(both).room_video_codecs == ("video/VP8", "video/H264")
+    with pytest.raises(ValueError):
+        media_settings(Settings(data_dir=tmp_path, rtc_room_video_codecs=["video/VP9"]))
     assert browser_ice_servers(media) == [
         {"urls": ["stun:stun.example.org:3478"]},
         {
