@@ -28,12 +28,17 @@ dev-deps: $(VENV)/.dev-deps web/node_modules/.package-lock.json
 serve: deps
 	$(BIN)/caucus serve
 
-## Debian's chromium drives the browser tests (Playwright cannot download its own here).
+## Debian's chromium drives the browser tests (Playwright cannot download its own here);
+## Debian's coturn is the TURN server of the relayed-media tests.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@command -v turnserver >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq coturn >/dev/null; }
 
 ## make lint: style (ruff), the import layers (import-linter, contracts in pyproject.toml)
 ## and the types (mypy) of the packages

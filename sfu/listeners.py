@@ -31,6 +31,10 @@ class TransportListener(Protocol):
     def on_transport_producer_closed(self, transport: Transport, producer: Producer) -> None:
         """``producer`` is closing with its transport; its consumers must stop."""
 
+    def video_codecs_for(self, participant_id: str) -> tuple[str, ...]:
+        """The video codecs ``participant_id`` may publish, most preferred first."""
+        ...
+
     def on_transport_closed(self, transport: Transport) -> None:
         """``transport`` closed (for any reason)."""
 

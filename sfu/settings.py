@@ -32,6 +32,14 @@ class MediaSettings:
     srtp_profiles: tuple[str, ...] = AES128_SRTP_PROFILES
     #: Codecs a publisher may send (MIME types, case-insensitive).
     codecs: tuple[str, ...] = ("audio/opus", "video/VP8", "video/H264")
+    #: The video codecs a live room forwards, most preferred first.  The SFU does not
+    #: transcode, so a room's video must be a codec every participant decodes: VP8, which
+    #: every WebRTC browser must decode (RFC 7742).  A publisher in a room is answered with
+    #: the first of these it offers (whatever its own order) and refused when it offers
+    #: none.  Add "video/H264" only where every client is known to decode H.264.  Video
+    #: messages (a publisher in no room, received by the recorder) may use any of
+    #: ``codecs``.
+    room_video_codecs: tuple[str, ...] = ("video/VP8",)
     #: At most one keyframe request per producer within this interval.
     keyframe_request_interval: float = 0.3
     #: A NACKed sequence number is retransmitted at most once within this interval.
@@ -104,6 +112,10 @@ class MediaSettings:
             raise ValueError("invalid UDP port range")
         if not 0 < self.consent_interval < self.consent_expiry:
             raise ValueError("consent_interval must be positive and below consent_expiry")
+        if not self.room_video_codecs:
+            raise ValueError("a live room needs at least one video codec")
+        if {c.lower() for c in self.room_video_codecs} - {c.lower() for c in self.codecs}:
+            raise ValueError("room_video_codecs must be among codecs")
         if not self.srtp_profiles:
             raise ValueError("at least one SRTP profile is required")
         if not 0 < self.max_tracks_per_publisher <= self.max_offer_media_sections:

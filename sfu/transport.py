@@ -80,6 +80,8 @@ class Transport:
         )
         self._pc.on("connectionstatechange", self.__on_connection_state)
         self._writer: rtc.RtpWriter | None = None
+        #: What the peer said of its candidates (for the selected pair's statistics).
+        self._signalled = rtc.SignalledCandidates()
         self._lock = asyncio.Lock()
         self._pending: list[Consumer] = []  # offered, answer not yet applied
         self._unoffered: list[Consumer] = []
@@ -110,6 +112,7 @@ class Transport:
         async with self._lock:
             try:
                 description = self._check_offer(sdp)
+                self._signalled.remember(description)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 self._bind_ports()
                 self._keep_consent()
@@ -177,9 +180,7 @@ class Transport:
             if transceiver.mid in known or transceiver.receiver.track is None:
                 continue
             codecs = rtc.negotiated_codecs(transceiver)
-            primary = next((c for c in codecs if not is_rtx(c)), None)
-            if primary is None or primary.mimeType.lower() not in allowed:
-                raise NoSupportedCodec(f"no supported codec for {transceiver.kind}")
+            primary = self._primary_codec(transceiver.kind, codecs, allowed)
             rtx = next(
                 (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
                 None,
@@ -271,6 +272,7 @@ class Transport:
                 raise LimitExceeded("sdp-too-large", "the answer is too large")
             description = SessionDescription.parse(sdp)
             self.ingress.ssrc.negotiated(_declared_ssrcs(description))
+            self._signalled.remember(description)
             self._keep_consent()
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
@@ -297,6 +299,27 @@ class Transport:
                 (ids.get(ABS_SEND_TIME_URI, 0), ids.get(AUDIO_LEVEL_URI, 0)),
             )
         self._start_consumers()
+
+    def _primary_codec(self, kind: str, codecs: list[Any], allowed: set[str]) -> Any:
+        """The codec to forward of a published track: for video, the first of the video
+        codecs this participant may publish (its room's) that the offer has."""
+        offered = [c for c in codecs if not is_rtx(c)]
+        if kind != "video":
+            primary = next((c for c in offered if c.mimeType.lower() in allowed), None)
+            if primary is None:
+                raise NoSupportedCodec(f"no supported codec for {kind}")
+            return primary
+        wanted = self._listener.video_codecs_for(self.participant_id)
+        for name in wanted:
+            primary = next((c for c in offered if c.mimeType.lower() == name.lower()), None)
+            if primary is not None:
+                return primary
+        names = sorted({c.mimeType for c in offered}) or ["no codec"]
+        raise NoSupportedCodec(
+            f"this room's video is {' or '.join(wanted)}, which every participant can decode "
+            f"(the server forwards video as it is, without converting it); the offer has only "
+            f"{', '.join(names)}"
+        )
 
     def _negotiation_needed(self) -> None:
         if self.negotiator is not None:
@@ -473,6 +496,7 @@ class Transport:
             "bytes_sent": writer.bytes if writer else 0,
             "packets_dropped": writer.dropped if writer else 0,
             "consent": rtc.consent_stats(self._pc),
+            "ice": rtc.selected_pair(self._pc, self._signalled),
             "close_reason": self.close_reason,
             "ingress": self.ingress.stats(),
             "refusals": self.refusals(),

@@ -141,6 +141,14 @@ class Worker:
         for observer in self.observers:
             observer.producer_added(producer)
 
+    def video_codecs_for(self, participant_id: str) -> tuple[str, ...]:
+        """A participant in a live room publishes one of the room's video codecs
+        (``room_video_codecs``: what every participant decodes); one in no room (a video
+        message, received by the recorder) any accepted video codec."""
+        if self.router_of(participant_id) is not None:
+            return self.settings.room_video_codecs
+        return tuple(c for c in self.settings.codecs if c.lower().startswith("video/"))
+
     def on_transport_producer_closed(self, transport: Transport, producer: Producer) -> None:
         router = self.router_of(producer.participant_id)
         if router is not None:

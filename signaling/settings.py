@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: A TURN server's URL as handed to browsers (RFC 7065), credentials excluded.
+_TURN_URL = re.compile(r"turns?:[A-Za-z0-9.\-\[\]:]{1,255}(\?transport=(udp|tcp))?")
 
 
 class Settings(BaseSettings):
@@ -75,6 +80,20 @@ class Settings(BaseSettings):
     rtc_port_max: int = Field(0, ge=0, le=65535)
     rtc_announced_ip: str | None = None
     rtc_ice_servers: list[str] = Field(default_factory=list)
+    # TURN with short-lived credentials (docs/deploy.md, TURN): the TURN servers' URLs
+    # without credentials (turn:host:3478?transport=udp, turns:host:443?transport=tcp),
+    # the secret shared with them (coturn's static-auth-secret) and how long a minted
+    # credential is valid. media.join gives each user a fresh one; rtc_ice_servers may
+    # still hold static STUN/TURN entries, handed out as well.
+    turn_urls: list[str] = Field(default_factory=list, max_length=16)
+    turn_secret: SecretStr | None = Field(None, min_length=16)
+    turn_credential_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    # The video codecs a live room forwards, preferred first (docs/signaling.md, codecs):
+    # the SFU does not transcode, so every participant must decode them. VP8 only by
+    # default; add "video/H264" only where every browser is known to decode H.264.
+    rtc_room_video_codecs: list[str] = Field(
+        default_factory=lambda: ["video/VP8"], min_length=1, max_length=2
+    )
     srtp_profiles: list[str] = Field(
         default_factory=lambda: ["SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"]
     )
@@ -146,6 +165,33 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(None, max_length=300)
     stripe_js_url: str = Field("https://js.stripe.com/v3/", max_length=300)
     invoice_retention_years: float = Field(10.0, ge=1, le=100)
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _check_turn_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not _TURN_URL.fullmatch(url):
+                raise ValueError(
+                    f"not a TURN URL without credentials (turn[s]:host:port[?transport=udp|tcp]): "
+                    f"{url[:100]!r}"
+                )
+        return urls
+
+    @model_validator(mode="after")
+    def _turn_urls_and_secret_together(self) -> Settings:
+        if bool(self.turn_urls) != (self.turn_secret is not None):
+            raise ValueError("turn_urls and turn_secret go together")
+        return self
+
+    def worker_json(self) -> str:
+        """These settings as JSON for a media worker process, secrets included (a plain
+        dump masks them)."""
+        data = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
+        return json.dumps(data)
 
     @property
     def effective_database_url(self) -> str:

@@ -14,6 +14,7 @@ concern:
 * :mod:`~sfu.rtc.guard`: the ingress guard around aiortc's own receive path;
 * :mod:`~sfu.rtc.writer`: :class:`RtpWriter`, RTP/RTCP out;
 * :mod:`~sfu.rtc.consent`: ICE consent freshness;
+* :mod:`~sfu.rtc.ice`: the selected ICE candidate pair (statistics);
 * :mod:`~sfu.rtc.ports`: a UDP port range for host candidates;
 * :mod:`~sfu.rtc.internals`: accessors of the private names, for code outside.
 """
@@ -39,6 +40,7 @@ from .hooks import (  # noqa: E402
     sender_ssrcs,
     stop_receiver_reports,
 )
+from .ice import SignalledCandidates, selected_pair  # noqa: E402
 from .native import FASTPATH, FASTRECEIVE, log_native_paths, native_paths  # noqa: E402
 from .ports import bind_ports_in_range, local_addresses  # noqa: E402
 from .receive import (  # noqa: E402
@@ -61,6 +63,7 @@ __all__ = [
     "GuardedSrtpSession",
     "IdleTrack",
     "RtpWriter",
+    "SignalledCandidates",
     "bind_ports_in_range",
     "classify",
     "consent_stats",
@@ -84,6 +87,7 @@ __all__ = [
     "receiver_rtcp_ssrc",
     "refresh_ssrc_policy",
     "restrict_srtp_profiles",
+    "selected_pair",
     "sender_ssrcs",
     "set_ssrc_policy",
     "srtp_profiles",

@@ -127,7 +127,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _r(_ICE, "_connection", ATTRIBUTE, used_by="internals.ice_connection"),
     _r(_ICE, "_recv", ATTRIBUTE, used_by="internals.wrap_ice_recv"),
     # --- aioice ------------------------------------------------------------------------
-    _r(_CONNECTION, "_nominated", ATTRIBUTE, used_by="writer, consent"),
+    _r(_CONNECTION, "_nominated", ATTRIBUTE, used_by="writer, consent, ice"),
     _r(_CONNECTION, "_protocols", ATTRIBUTE, used_by="receive, ports"),
     _r(_CONNECTION, "_queue", ATTRIBUTE, used_by="receive"),
     _r(_CONNECTION, "remote_password", ATTRIBUTE, used_by="consent"),

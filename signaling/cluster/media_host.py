@@ -69,6 +69,7 @@ def media_settings(settings: Settings) -> MediaSettings:
         announced_ip=settings.rtc_announced_ip or None,
         ice_servers=tuple(parse_ice_server(url) for url in settings.rtc_ice_servers),
         srtp_profiles=tuple(settings.srtp_profiles),
+        room_video_codecs=tuple(settings.rtc_room_video_codecs),
     )
 
 

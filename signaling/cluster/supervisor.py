@@ -111,7 +111,7 @@ class WorkerSupervisor:
                 "cluster_secret": self._secret,
             }
         )
-        env = {**os.environ, SETTINGS_ENV: settings.model_dump_json()}
+        env = {**os.environ, SETTINGS_ENV: settings.worker_json()}
         slot.info = None
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -9,7 +9,7 @@ import client.participant
 from client import LocalSignal, Participant
 from rooms.vault.format import new_data_key
 from rooms.vault.store import SpaceVault
-from sfu import Worker
+from sfu import MediaSettings, Worker
 from tests.support.eventually import eventually
 
 from .pattern import CounterPatternTrack, read_frame
@@ -18,8 +18,10 @@ CASE = "case-1"
 
 
 @pytest.fixture
-async def worker():
-    w = Worker()
+async def worker(request):
+    """The SFU; ``@pytest.mark.room_video_codecs(...)`` sets the codecs its rooms forward."""
+    marker = request.node.get_closest_marker("room_video_codecs")
+    w = Worker(MediaSettings(room_video_codecs=marker.args) if marker else None)
     yield w
     await w.close()
 

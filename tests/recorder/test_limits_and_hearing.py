@@ -27,6 +27,7 @@ async def test_max_length_stops_the_recording_by_itself(worker, participants, va
     assert decoded.errors == [] and decoded.duration <= 2.1
 
 
+@pytest.mark.room_video_codecs("video/VP8", "video/H264")
 async def test_h264_is_recorded_into_matroska(worker, participants, vault, case_key):
     publisher = participants("alice", video_codec="video/H264")
     await publisher.join()

@@ -1,13 +1,15 @@
 import pytest
 
 from client import LocalSignal, Participant
-from sfu import Worker
+from sfu import MediaSettings, Worker
 from tests.support.media import participant
 
 
 @pytest.fixture
-async def worker():
-    w = Worker()
+async def worker(request):
+    """The SFU; ``@pytest.mark.room_video_codecs(...)`` sets the codecs its rooms forward."""
+    marker = request.node.get_closest_marker("room_video_codecs")
+    w = Worker(MediaSettings(room_video_codecs=marker.args) if marker else None)
     yield w
     await w.close()
 

@@ -108,7 +108,8 @@ async def test_srtp_profile_follows_settings(participants):
         await worker.close()
 
 
-async def test_h264_is_forwarded(worker, participants):
+@pytest.mark.room_video_codecs("video/VP8", "video/H264")
+async def test_h264_is_forwarded_where_rooms_allow_it(worker, participants):
 
     a = participants("a", audio=False, video="pattern", video_codec="video/H264")
     b = participants("b", audio=False, video=None, decode=True)

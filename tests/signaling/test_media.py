@@ -15,7 +15,8 @@ from client.media import PatternVideoTrack
 from signaling.cluster.media_host import media_settings, parse_ice_server
 from signaling.cookies import SESSION_COOKIE
 from signaling.http.state import MEDIA_WORKER, NAMESPACES
-from signaling.realtime.namespaces.media import MediaNamespace, browser_ice_servers
+from signaling.realtime.ice_servers import browser_ice_servers
+from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.world import PASSWORD, World
@@ -32,12 +33,13 @@ def media_namespace(world: World) -> MediaNamespace:
 async def publish_offer(codec: str = "video/VP8") -> str:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
-    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
-    transceiver.setCodecPreferences(vp8)
+    real = codec if codec in ("video/VP8", "video/H264") else "video/VP8"
+    chosen = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == real]
+    transceiver.setCodecPreferences(chosen)
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     await pc.close()
-    if codec != "video/VP8":
+    if codec != real:
         sdp = re.sub(r"VP8/90000", codec.split("/")[1] + "/90000", sdp)
     return sdp
 
@@ -69,6 +71,11 @@ async def test_three_participants_receive_each_other(world: World) -> None:
         stats = media_namespace(world).stats()
         profiles = {t["srtp_profile"] for t in stats["transports"]}
         assert profiles <= {"SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"}, profiles
+        # the headless participants reach the SFU directly: host candidates on both ends
+        pairs = [t["ice"] for t in stats["transports"] if t["state"] == "connected"]
+        assert pairs and all(
+            p == {"local_type": "host", "remote_type": "host", "protocol": "udp"} for p in pairs
+        ), pairs
 
         # one leaves: the others' tracks and participant lists drop it
         gone = people.pop()
@@ -131,11 +138,15 @@ async def test_bad_input_gives_clear_errors_and_leaks_nothing(world: World) -> N
             ("this is not SDP", "invalid_sdp"),
             ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96\r\n", "invalid_sdp"),
             (await publish_offer("video/VP9"), "no_supported_codec"),
+            # a live room's video is VP8 (everyone decodes it): H.264 alone is refused
+            (await publish_offer("video/H264"), "no_supported_codec"),
         ]
         for sdp, code in bad_offers:
             reply = await call("media.publish", {"case_id": case_a, "sdp": sdp})
             assert reply["ok"] is False, reply
             assert reply["error"]["code"] == code, reply
+            if "H264/90000" in sdp:
+                assert "this room's video is video/VP8" in reply["error"]["message"], reply
             assert "Traceback" not in reply["error"]["message"]
             await eventually(lambda: len(worker.transports) == transports, 5)
             await eventually(lambda: len(asyncio.all_tasks()) <= tasks, 5)
@@ -189,6 +200,11 @@ def test_media_settings_from_server_settings(tmp_path) -> None:
     assert (media.udp_port_min, media.udp_port_max) == (40000, 40100)
     assert media.announced_ip == "203.0.113.7"
     assert media.srtp_profiles == ("SRTP_AES128_CM_SHA1_80",)
+    assert media.room_video_codecs == ("video/VP8",)
+    both = Settings(data_dir=tmp_path, rtc_room_video_codecs=["video/VP8", "video/H264"])
+    assert media_settings(both).room_video_codecs == ("video/VP8", "video/H264")
+    with pytest.raises(ValueError):
+        media_settings(Settings(data_dir=tmp_path, rtc_room_video_codecs=["video/VP9"]))
     assert browser_ice_servers(media) == [
         {"urls": ["stun:stun.example.org:3478"]},
         {

@@ -28,6 +28,7 @@ from rooms.cases.live import WAITING, LiveSessions
 from rooms.cases.roles import CASE_ROLES
 from rooms.errors import Conflict, Forbidden
 from signaling.realtime.events import Caller, EventNamespace, event
+from signaling.realtime.ice_servers import TurnCredentials, browser_ice_servers
 from signaling.realtime.namespaces.live import LiveControls, LiveParticipant
 from signaling.realtime.schemas.media import (
     MAX_SDP_CHARS,
@@ -38,21 +39,9 @@ from signaling.realtime.schemas.media import (
 from signaling.services import Services
 
 if TYPE_CHECKING:
-    from sfu import MediaSettings, Transport, Worker
+    from sfu import Transport, Worker
 
 log = logging.getLogger(__name__)
-
-
-def browser_ice_servers(media: MediaSettings) -> list[dict[str, Any]]:
-    """``RTCPeerConnection`` ``iceServers`` for the browser."""
-    servers = []
-    for server in media.ice_servers:
-        entry: dict[str, Any] = {"urls": list(server.urls)}
-        if server.username is not None:
-            entry["username"] = server.username
-            entry["credential"] = server.credential or ""
-        servers.append(entry)
-    return servers
 
 
 class MediaNamespace(EventNamespace):
@@ -68,6 +57,8 @@ class MediaNamespace(EventNamespace):
         self._views = 0
         #: The case's room assignments, persisted (read by the recording namespace too).
         self.rooms_state = LiveSessions(services.store)
+        #: Mints each joining user's TURN credential (``None``: no ``turn_urls`` set).
+        self.turn = TurnCredentials.from_settings(services.settings)
         self.controls = LiveControls(self, services, worker, self.rooms_state)
         super().__init__(MEDIA_NAMESPACE, services, self.controls)
 
@@ -117,7 +108,7 @@ class MediaNamespace(EventNamespace):
             "case_id": session.case_id,
             "room_id": session.room_id,
             "participant_id": session.participant_id,
-            "ice_servers": browser_ice_servers(self.worker.settings),
+            "ice_servers": browser_ice_servers(self.worker.settings, self.turn, caller.user_id),
             "participants": self._people(session.room_id),
             "live": await self.controls.view_for(state, caller.user_id, session.role),
         }

@@ -40,8 +40,9 @@ from rooms.errors import CaucusError, Conflict, InvalidInput, NotFound
 from rooms.spaces.events import SpaceEvent
 from rooms.storage.schema import new_id
 from signaling.realtime.events import Caller, CasePayload, EventNamespace, event
+from signaling.realtime.ice_servers import browser_ice_servers
 from signaling.realtime.namespaces.live import LiveParticipant, router_id
-from signaling.realtime.namespaces.media import MediaNamespace, browser_ice_servers
+from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.realtime.schemas.recording import (
     RECORDING_NAMESPACE,
     HearingStartPayload,
@@ -340,7 +341,9 @@ class RecordingNamespace(EventNamespace):
         answer = {
             "case_id": payload.case_id,
             "recordings": self._states(payload.case_id),
-            "ice_servers": browser_ice_servers(self.worker.settings),
+            "ice_servers": browser_ice_servers(
+                self.worker.settings, self.media.turn, caller.user_id
+            ),
         }
         if caller.member is not None and caller.member.role in NEUTRAL_ROLES:
             state = await self.media.rooms_state.load(payload.case_id)

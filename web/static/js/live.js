@@ -3,7 +3,9 @@
 // this page offers with send-only tracks, and the subscribe connection, which the server
 // offers with everyone else's tracks. ICE is not trickled: each side waits for its
 // candidates and sends them inside the SDP. A connection that fails is re-established
-// by joining again (fresh connections on both sides).
+// by joining again (fresh connections on both sides, fresh TURN credentials). When the
+// browser finds no network path at all (no candidate gathered, or attempts that never
+// connect), the page stops trying and says so.
 
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { api, requireStage } from "./api.js";
@@ -21,6 +23,8 @@ const GATHER_TIMEOUT_MS = 5000;
 const REPLY_TIMEOUT_MS = 20000;
 const DISCONNECTED_GRACE_MS = 4000;
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+// Joins in a row whose media never connected before the page gives up.
+const UNCONNECTED_ATTEMPTS = 2;
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
 
 const session = await requireStage("active");
@@ -36,6 +40,9 @@ const live = {
   generation: 0, // bumped whenever the connections are torn down
   ready: null, // resolves with the join reply of the current generation
   iceServers: [],
+  iceErrors: [], // icecandidateerror events of the current attempt: STUN/TURN servers' refusals
+  connected: false, // the current attempt's connections reached "connected"
+  unconnected: 0, // attempts in a row that never connected
   participantId: null,
   publishPc: null,
   subscribePc: null,
@@ -90,6 +97,8 @@ function refreshState() {
   const publish = live.publishPc ? live.publishPc.connectionState : "connected";
   const subscribe = live.subscribePc ? live.subscribePc.connectionState : "connected";
   if (live.inRoom && publish === "connected" && subscribe === "connected") {
+    live.connected = true;
+    live.unconnected = 0;
     showState("connected", "Connected");
   } else {
     showState("connecting", "Connecting…");
@@ -195,6 +204,23 @@ class SignalError extends Error {
   }
 }
 
+// The browser could not reach the media server: no candidate, or ICE never connected.
+class ConnectError extends Error {
+  constructor() {
+    const refused = live.iceErrors.find((e) => e.errorCode >= 300 && e.errorCode < 700);
+    const why = refused
+      ? ` The relay server ${refused.url} refused the connection (${refused.errorCode} ${refused.errorText}).`
+      : "";
+    super(
+      "Could not connect your camera and microphone to the meeting: your browser found no network " +
+        `path to the media server.${why} Check your network or firewall, or ask the administrator, ` +
+        "then join again.",
+    );
+    this.name = "ConnectError";
+    this.code = "media_unreachable";
+  }
+}
+
 async function request(name, payload) {
   let reply;
   try {
@@ -232,6 +258,10 @@ function connectSocket() {
       closeConnections();
       setControls();
       showState("failed", "The mediator removed you from the session");
+      return;
+    }
+    if (ended && ended.reason === "connection_failed") {
+      connectionFailed();
       return;
     }
     reconnect();
@@ -287,6 +317,11 @@ function newPeerConnection() {
   const generation = live.generation;
   let grace = null;
   pc.addEventListener("connectionstatechange", refreshState);
+  pc.addEventListener("icecandidateerror", (event) => {
+    if (generation === live.generation) {
+      live.iceErrors.push({ url: event.url, errorCode: event.errorCode, errorText: event.errorText });
+    }
+  });
   pc.addEventListener("iceconnectionstatechange", () => {
     if (generation !== live.generation) {
       return;
@@ -294,7 +329,7 @@ function newPeerConnection() {
     const ice = pc.iceConnectionState;
     clearTimeout(grace);
     if (ice === "failed") {
-      reconnect();
+      connectionFailed();
     } else if (ice === "disconnected") {
       showState("reconnecting", "Connection interrupted…");
       grace = setTimeout(() => {
@@ -318,6 +353,9 @@ async function publish() {
   }
   await pc.setLocalDescription(await pc.createOffer());
   await waitForCandidates(pc);
+  if (!/^a=candidate:/m.test(pc.localDescription.sdp)) {
+    throw new ConnectError(); // nothing to reach the server from (e.g. the relay refused us)
+  }
   const reply = await request("media.publish", { case_id: caseId, sdp: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
 }
@@ -397,6 +435,8 @@ async function answerOffer(offer, acknowledge) {
 
 async function enterRoom() {
   live.generation += 1;
+  live.iceErrors = [];
+  live.connected = false;
   let ready;
   live.ready = new Promise((resolve) => {
     ready = resolve;
@@ -454,9 +494,37 @@ async function join() {
     }
     live.wanted = false;
     setControls();
-    showState("failed", "Not in the room");
+    showState("failed", error instanceof ConnectError ? "Could not connect" : "Not in the room");
     showError(byId("page-error"), error);
   }
+}
+
+// The media connections of the current attempt failed (ICE failed, or the server closed
+// them): join again, unless attempts keep failing without ever connecting.
+function connectionFailed() {
+  if (!live.wanted || live.reconnecting) {
+    return;
+  }
+  if (!live.connected) {
+    live.unconnected += 1;
+    if (live.unconnected >= UNCONNECTED_ATTEMPTS) {
+      giveUp(new ConnectError());
+      return;
+    }
+  }
+  reconnect();
+}
+
+function giveUp(error) {
+  live.wanted = false;
+  live.unconnected = 0;
+  closeConnections();
+  if (live.socket && live.socket.connected) {
+    request("media.leave", { case_id: caseId }).catch(() => {});
+  }
+  setControls();
+  showState("failed", "Could not connect");
+  showError(byId("page-error"), error);
 }
 
 function reconnect() {
@@ -474,6 +542,13 @@ function reconnect() {
         await enterRoom();
         return;
       } catch (error) {
+        if (error instanceof ConnectError) {
+          live.unconnected += 1;
+          if (live.unconnected >= UNCONNECTED_ATTEMPTS) {
+            giveUp(error);
+            return;
+          }
+        }
         if (error instanceof SignalError && ["forbidden", "not_found", "unauthenticated"].includes(error.code)) {
           live.wanted = false;
           setControls();
