@@ -16,8 +16,8 @@ from rooms.agreements.records import (
     agreement_row,
     open_json,
     open_value,
-    version_aad,
     record_aad,
+    version_aad,
     version_row,
     version_text,
 )
