@@ -15,6 +15,9 @@ from rooms.accounts.passwords import PasswordPolicy
 from rooms.accounts.resets import PasswordResets
 from rooms.accounts.sessions import Sessions
 from rooms.accounts.throttle import LoginThrottle
+from rooms.agreements.facade import Agreements
+from rooms.agreements.records import AgreementParts
+from rooms.agreements.seal_key import SealKey
 from rooms.billing.invoices import Invoices
 from rooms.billing.payments import Payments
 from rooms.billing.terms import FeeAgreements
@@ -67,6 +70,8 @@ class Services:
     fees: FeeAgreements = field(init=False)
     invoices: Invoices = field(init=False)
     payments: Payments = field(init=False)
+    # Settlement agreements and the installation's seal key (docs/agreements.md).
+    agreements: Agreements = field(init=False)
 
     def __post_init__(self) -> None:
         self.master_key = self.accounts.sealer
@@ -123,6 +128,18 @@ class Services:
             retention_years=settings.invoice_retention_years,
         )
         self.payments = Payments(self.store, self.invoices)
+        self.agreements = Agreements(
+            AgreementParts(
+                self.store,
+                self.cases,
+                self.case_keys,
+                self.spaces,
+                self.vault,
+                SealKey.load_or_create(settings.agreement_seal_key_path),
+                site_name=settings.site_name,
+            )
+        )
+        self.closing.add_participant(self.agreements.at_close)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:

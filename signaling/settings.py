@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # and the encrypted blob tree (default <data_dir>/vault).
     master_key_file: Path | None = None
     vault_dir: Path | None = None
+    # The installation's agreement seal key (Ed25519, docs/agreements.md; default
+    # <data_dir>/agreement-seal.key, its public half beside it as agreement-seal.pub).
+    agreement_seal_key_file: Path | None = None
     video_message_max_seconds: int = Field(600, ge=1)
     # Live rooms (docs/security.md, live rooms): the whiteboard of one room holds at most
     # whiteboard_max_bytes of strokes (their compact encoded size), a stroke at most
@@ -216,6 +219,10 @@ class Settings(BaseSettings):
     @property
     def master_key_path(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def agreement_seal_key_path(self) -> Path:
+        return self.agreement_seal_key_file or self.data_dir / "agreement-seal.key"
 
     @property
     def vault_path(self) -> Path:

@@ -378,6 +378,48 @@ class Accounts:
 
         Failures count per account (or per trusted device); only a completed sign-in
         (:meth:`complete_sign_in`) forgets them."""
+        user, _factor = await self._second_factor(user_id, code, client, device_token)
+        return user
+
+    async def reauthenticate(
+        self,
+        user_id: str,
+        password: str,
+        code: str | None,
+        client: str,
+        device_token: str | None = None,
+    ) -> str:
+        """A fresh proof of identity from a signed-in user (right before signing an
+        agreement): the password, and a second-factor code when two-factor sign-in is on.
+
+        Answers how it was proved: ``password``, ``password+totp`` or
+        ``password+recovery_code``. Throttled like every password confirmation (and the
+        code like every second factor), so it cannot be used to guess either."""
+        async with self.store.connect() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise Unauthenticated("Sign in first.", code="unauthenticated")
+        if row.totp_enabled and not (code or "").strip():
+            raise InvalidInput(
+                "Two-factor sign-in is on: enter a code from your authenticator app too.",
+                code="code_required",
+            )
+        subject = f"reauth:{user_id}"
+        await self.throttle.check(subject, limit="password_confirm")
+        if not self.policy.verify(row.password_hash, password):
+            await self.throttle.record_failure(subject)
+            raise Unauthenticated("Your password is wrong.", code="invalid_credentials")
+        await self.throttle.clear(subject)
+        if not row.totp_enabled:
+            return "password"
+        _user_row, factor = await self._second_factor(user_id, code or "", client, device_token)
+        return f"password+{factor}"
+
+    async def _second_factor(
+        self, user_id: str, code: str, client: str, device_token: str | None
+    ) -> tuple[User, str]:
+        """:meth:`verify_second_factor`, also answering which factor it was (``totp`` or
+        ``recovery_code``)."""
         async with self.store.connect() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
         device = await self.devices.recognise(device_token, user_id)
@@ -397,13 +439,13 @@ class Accounts:
                         .values(totp_last_step=step)
                     )
                 if result.rowcount == 1:
-                    return _user(row)
+                    return _user(row), "totp"
                 await self.throttle.record_failure(*subjects)
                 raise Unauthenticated(
                     "This code was already used. Wait for the next code.", code="code_reused"
                 )
             if await self._use_recovery_code(user_id, code):
-                return _user(row)
+                return _user(row), "recovery_code"
         await self.throttle.record_failure(*subjects)
         raise Unauthenticated("The code is wrong or has expired.", code="invalid_code")
 

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -17,6 +18,8 @@ STAGE_TOTP = "totp_required"
 STAGE_PASSWORD = "password_change_required"  # noqa: S105 - a stage name
 STAGE_ACTIVE = "active"
 STAGES = (STAGE_TOTP, STAGE_PASSWORD, STAGE_ACTIVE)
+#: How long a fresh proof of identity (``Sessions.record_reauth``) counts.
+REAUTH_MAX_AGE = 300.0
 
 
 def token_hash(token: str) -> str:
@@ -80,6 +83,19 @@ class Sessions:
             )
         return Session(session.token_hash, session.user_id, stage, session.expires_at)
 
+    async def record_reauth(self, session: Session, method: str) -> float:
+        """The session's user proved their identity again just now (``method``: how);
+        answers the time. The proof counts for ``REAUTH_MAX_AGE`` seconds, once
+        (``take_fresh_proof``)."""
+        now = self.clock()
+        async with self.store.begin() as conn:
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.token_hash == session.token_hash)
+                .values(reauth_at=now, reauth_method=method, last_seen_at=now)
+            )
+        return now
+
     async def end(self, session: Session) -> None:
         async with self.store.begin() as conn:
             await conn.execute(
@@ -95,3 +111,43 @@ class Sessions:
         async with self.store.begin() as conn:
             result = await conn.execute(query.returning(sessions.c.token_hash))
             return [row.token_hash for row in result]
+
+
+@dataclass(frozen=True)
+class FreshProof:
+    """A proof of identity taken from a session: when it was given and how."""
+
+    at: float
+    method: str
+
+
+async def take_fresh_proof(
+    conn: Any, session_token_hash: str, *, now: float, max_age: float = REAUTH_MAX_AGE
+) -> FreshProof | None:
+    """Use up the session's proof of identity inside the caller's transaction, when it was
+    given at most ``max_age`` seconds ago; ``None`` when there is none, or it is older.
+
+    A proof is used once: the guarded update makes a second use (also a concurrent one)
+    find nothing."""
+    row = (
+        await conn.execute(
+            sa.select(sessions.c.reauth_at, sessions.c.reauth_method).where(
+                sessions.c.token_hash == session_token_hash
+            )
+        )
+    ).first()
+    if row is None or row.reauth_at is None or row.reauth_method is None:
+        return None
+    if not now - max_age <= row.reauth_at <= now + 1.0:
+        return None
+    result = await conn.execute(
+        sa.update(sessions)
+        .where(
+            sessions.c.token_hash == session_token_hash,
+            sessions.c.reauth_at == row.reauth_at,
+        )
+        .values(reauth_at=None, reauth_method=None)
+    )
+    if result.rowcount != 1:
+        return None
+    return FreshProof(row.reauth_at, row.reauth_method)

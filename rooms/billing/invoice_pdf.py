@@ -12,29 +12,20 @@ site's CSP allows ``style-src 'self'``), only class names and ``/static/css/invo
 In the PDF long text wraps inside its column and the line table breaks across pages with
 its headings repeated.
 
-Fonts: the PDF core fonts (Helvetica) only print Latin-1. When the DejaVu Sans font of
-Debian's ``fonts-dejavu-core`` package is found at ``UNICODE_FONT`` it is embedded (as a
-subset) and names like "Łukasz" or "Ελένη" print as typed. Without it the PDF falls back to
-Helvetica and every character outside Latin-1 is replaced: letters with accents lose the
-accent where that gives a Latin-1 letter ("Ł" -> "L", "ő" -> "o"), a few punctuation marks
-get their ASCII form, anything else becomes "?". The HTML view is always full Unicode.
-Characters DejaVu Sans has no glyph for (Chinese, Japanese, Korean among them) are printed
-as "?" rather than silently left out. Right-to-left scripts are printed in logical order (no
-text shaping).
+Fonts and text cleaning are ``rooms.printing.pdf_text``'s (DejaVu Sans when installed,
+else Helvetica with Latin-1 stand-ins). The HTML view is always full Unicode.
 """
 
 from __future__ import annotations
 
 import datetime
-import unicodedata
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 from fpdf import FPDF
 from fpdf.enums import Align, TableBordersLayout, XPos, YPos
-from fpdf.fonts import FontFace, TTFFont
+from fpdf.fonts import FontFace
 
 from rooms.billing.money import (
     WHOLE,
@@ -46,9 +37,14 @@ from rooms.billing.money import (
     line_total,
 )
 from rooms.errors import InvalidInput
+from rooms.printing.pdf_text import (  # noqa: F401  (clean_block, to_latin1: part of this API)
+    UNICODE_FONT,
+    clean_block,
+    clean_text,
+    to_latin1,
+    use_font,
+)
 
-#: DejaVu Sans from Debian's fonts-dejavu-core; embedded when present.
-UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 KINDS = ("invoice", "credit_note")
 TITLES = {"invoice": "Invoice", "credit_note": "Credit note"}
 STYLESHEET = "/static/css/invoice.css"
@@ -62,37 +58,6 @@ MAX_ADDRESS_LINES = 8
 MAX_DESCRIPTION = 1000
 MAX_REFERENCE = 200
 MAX_NOTE = 500
-
-# Bidirectional embeddings, overrides and isolates: they can make text read differently
-# from how it is stored ("Trojan Source"), so they never reach an invoice.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
-# Latin-1 stand-ins, for the Helvetica fallback, of characters NFKD cannot take apart.
-_LATIN1_STAND_INS = str.maketrans(
-    {
-        "Ł": "L",
-        "ł": "l",
-        "Đ": "D",
-        "đ": "d",
-        "\u0126": "H",
-        "\u0127": "h",
-        "\u0131": "i",
-        "Œ": "OE",
-        "œ": "oe",
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201a": ",",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u201e": '"',
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2010": "-",
-        "\u2212": "-",
-        "\u2022": "·",
-        "\u20ac": "EUR",
-        "\u00a0": " ",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -216,64 +181,6 @@ def _is_date(value: object) -> bool:
 # ---------------------------------------------------------------- safe texts
 
 
-def clean_text(text: str, limit: int) -> str:
-    """One line of display text: NFC, no control or bidi characters, at most ``limit`` long."""
-    return _cut(" ".join(_strip_controls(text).split()), limit)
-
-
-def clean_block(text: str, limit: int, max_lines: int) -> list[str]:
-    """A multi-line text (an address) as at most ``max_lines`` clean, non-empty lines."""
-    lines = [" ".join(_strip_controls(raw).split()) for raw in text.splitlines()]
-    kept = [line for line in lines if line]
-    if len(kept) > max_lines:
-        kept = [*kept[: max_lines - 1], _cut(kept[max_lines - 1] + " …", limit)]
-    out: list[str] = []
-    room = limit
-    for line in kept:
-        if room <= 0:
-            break
-        out.append(_cut(line, room))
-        room -= len(out[-1])
-    return out
-
-
-def _strip_controls(text: str) -> str:
-    normalized = unicodedata.normalize("NFC", text[: 4 * MAX_DESCRIPTION])
-    return "".join(
-        " " if unicodedata.category(char) in ("Cc", "Zl", "Zp") and char != "\n" else char
-        for char in normalized
-        if char not in _BIDI_CONTROLS and unicodedata.category(char) not in ("Cs", "Co", "Cn")
-    )
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def to_latin1(text: str) -> str:
-    """``text`` with every character outside Latin-1 replaced (the Helvetica fallback)."""
-    out: list[str] = []
-    for char in text.translate(_LATIN1_STAND_INS):
-        if ord(char) < 256:
-            out.append(char)
-            continue
-        out.append(_nearest_latin1(char))
-    return "".join(out)
-
-
-def _nearest_latin1(char: str) -> str:
-    """ "ễ" -> "ê", "ő" -> "o", "ﬁ" -> "fi": accents dropped from the last until Latin-1 fits."""
-    decomposed = unicodedata.normalize("NFKD", char)
-    base = "".join(c for c in decomposed if not unicodedata.combining(c))
-    marks = "".join(c for c in decomposed if unicodedata.combining(c))
-    while marks:
-        composed = unicodedata.normalize("NFC", base + marks)
-        if all(ord(c) < 256 for c in composed):
-            return composed
-        marks = marks[:-1]
-    return base if base and all(ord(c) < 256 for c in base) else "?"
-
-
 @dataclass(frozen=True)
 class _Display:
     """Every text of the document, made safe and formatted, shared by PDF and HTML."""
@@ -371,17 +278,7 @@ def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT
     """
     shown = _display(doc)
     pdf = _InvoicePdf()
-    text: Callable[[str], str]
-    if unicode_font is not None and unicode_font.is_file():
-        font = "DejaVu"
-        bold = unicode_font.with_name(f"{unicode_font.stem}-Bold{unicode_font.suffix}")
-        pdf.add_font(font, "", unicode_font)
-        pdf.add_font(font, "B", bold if bold.is_file() else unicode_font)
-        embedded = pdf.fonts[font.lower()]
-        assert isinstance(embedded, TTFFont)
-        text = _within_font(embedded.cmap)
-    else:
-        font, text = "Helvetica", to_latin1
+    font, text = use_font(pdf, unicode_font)
     pdf.footer_text, pdf.footer_font = text(f"{shown.title} {shown.number}"), font
     pdf.set_title(text(f"{shown.title} {shown.number}"))
     pdf.set_author(text(shown.seller_name))
@@ -477,15 +374,6 @@ def render_pdf(doc: InvoiceDocument, *, unicode_font: Path | None = UNICODE_FONT
         pdf.set_font(font, size=9)
         pdf.multi_cell(0, 5, text(shown.share_note), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     return bytes(pdf.output())
-
-
-def _within_font(cmap: Mapping[int, object]) -> Callable[[str], str]:
-    """Replaces the characters the embedded font has no glyph for (CJK in DejaVu) with "?"."""
-
-    def within(text: str) -> str:
-        return "".join(c if ord(c) in cmap or c in "\n " else "?" for c in text)
-
-    return within
 
 
 # ---------------------------------------------------------------- HTML

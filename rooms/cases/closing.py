@@ -2,6 +2,10 @@
 
 The order makes the data unreadable first and then removes what is left:
 
+0. Every ``CaseClosingParticipant`` (the sealed agreements) checks that the case may
+   close and reads what it must still send (``before_close``); inside the transaction of
+   step 1, before the rows go, it writes that (``while_closing``: mail with the sealed
+   copies) and deletes its own rows.
 1. One transaction deletes the case's rows (messages, files, spaces and their members,
    invitations, case members, live room state, sessions and their bookings through
    ``ON DELETE CASCADE``; the request it came from, with its people and slots), its wrapped
@@ -28,6 +32,7 @@ data is already unreadable; ``SpaceVault.delete_case_blobs`` can be run again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -64,6 +69,18 @@ class CaseClosedListener(Protocol):
         """``space_ids``: every space the case had."""
 
 
+class CaseClosingParticipant(Protocol):
+    """Something of a case with work to do before the case's data key goes."""
+
+    async def before_close(self, case_id: str, *, confirmed: bool) -> object:
+        """Refuse (a ``CaucusError``) while the case may not close yet; else answer what
+        ``while_closing`` needs, read now while the case's data can still be decrypted.
+        ``confirmed``: the neutral confirmed closing despite what it would refuse."""
+
+    async def while_closing(self, conn: Any, case_id: str, prepared: object, now: float) -> None:
+        """Inside the closing transaction, before the case's rows are deleted."""
+
+
 class CaseClosing:
     """Owns the close-case procedure (see the module docstring)."""
 
@@ -74,16 +91,24 @@ class CaseClosing:
         keys: CaseKeys,
         vault: SpaceVault,
         listener: CaseClosedListener,
+        participants: Sequence[CaseClosingParticipant] = (),
     ) -> None:
         self.__store = store
         self.__cases = cases
         self.__keys = keys
         self.__vault = vault
         self.__listener = listener
+        self.__participants = list(participants)
 
-    async def close(self, case_id: str, actor: Member, confirmation: str) -> None:
+    def add_participant(self, participant: CaseClosingParticipant) -> None:
+        self.__participants.append(participant)
+
+    async def close(
+        self, case_id: str, actor: Member, confirmation: str, *, confirmed: bool = False
+    ) -> None:
         """Close the case when ``actor`` is its neutral and ``confirmation`` repeats its
-        title exactly (surrounding spaces aside)."""
+        title exactly (surrounding spaces aside). ``confirmed``: close even though the
+        participants would refuse (signatories who did not download their sealed copy)."""
         if actor.case_id != case_id or actor.role != "neutral":
             raise Forbidden("Only the case's neutral can close it.")
         case = await self.__cases.get(case_id)
@@ -92,7 +117,13 @@ class CaseClosing:
                 "Type the case title exactly as shown to confirm closing it.",
                 code="confirmation_mismatch",
             )
+        prepared = [
+            (participant, await participant.before_close(case_id, confirmed=confirmed))
+            for participant in self.__participants
+        ]
         async with self.__store.begin() as conn:
+            for participant, ready in prepared:
+                await participant.while_closing(conn, case_id, ready, self.__cases.clock())
             space_ids = tuple(
                 (
                     await conn.execute(sa.select(spaces.c.id).where(spaces.c.case_id == case_id))

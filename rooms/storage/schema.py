@@ -69,6 +69,10 @@ sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_seen_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # A fresh proof of identity (password, and the second factor when on) given in this
+    # session, e.g. right before signing an agreement; taken (set NULL) by what it allowed.
+    sa.Column("reauth_at", sa.Float, nullable=True),
+    sa.Column("reauth_method", sa.String(32), nullable=True),
 )
 
 login_failures = sa.Table(
@@ -609,4 +613,133 @@ payment_events = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("created", sa.Float, nullable=False),  # the provider's time
     sa.Column("received_at", sa.Float, nullable=False),
+)
+
+
+# -- settlement agreements: drafted in a space, signed, sealed ----------------------------
+# Clause texts, comments and signature records are sealed with the case key; the sealed PDF
+# is a vault blob ("agreement-<id>"). All of it goes with the case. ``agreement_seal_log``
+# outlives it: ids, hashes and times only, so a sealed PDF can still be verified.
+
+agreements = sa.Table(
+    "agreements",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "case_id",
+        sa.String(32),
+        sa.ForeignKey("cases.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "space_id",
+        sa.String(32),
+        sa.ForeignKey("spaces.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_by", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # draft | final | sealed
+    sa.Column("last_version", sa.Integer, nullable=False),  # newest number, any kind
+    sa.Column("current_version", sa.Integer, nullable=False),  # newest neutral's version
+    sa.Column("final_version", sa.Integer, nullable=True),  # published for signature
+    sa.Column("finalized_at", sa.Float, nullable=True),
+    sa.Column("document_sha256", sa.String(64), nullable=True),  # of the final text
+    sa.Column("sealed_at", sa.Float, nullable=True),
+    sa.Column("pdf_sha256", sa.String(64), nullable=True),
+    sa.Column("seal_signature", sa.Text, nullable=True),  # the detached signature file
+)
+
+agreement_versions = sa.Table(
+    "agreement_versions",
+    metadata,
+    sa.Column(
+        "agreement_id",
+        sa.String(32),
+        sa.ForeignKey("agreements.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),  # 1, 2, ... per agreement
+    sa.Column("kind", sa.String(16), nullable=False),  # edit | proposal
+    sa.Column("based_on", sa.Integer, nullable=True),
+    sa.Column("adopted_from", sa.Integer, nullable=True),  # an edit taking a proposal
+    sa.Column("author_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),  # sealed JSON: title, clauses
+    sa.Column("document_sha256", sa.String(64), nullable=False),
+)
+
+agreement_comments = sa.Table(
+    "agreement_comments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "agreement_id",
+        sa.String(32),
+        sa.ForeignKey("agreements.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("clause", sa.Integer, nullable=False),
+    sa.Column("author_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),  # sealed
+)
+
+#: One row per signatory of a version published for signature; signed when ``signed_at``
+#: is set, void when a later edit voided the version's signatures.
+agreement_signatures = sa.Table(
+    "agreement_signatures",
+    metadata,
+    sa.Column(
+        "agreement_id",
+        sa.String(32),
+        sa.ForeignKey("agreements.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # party | counsel (the case role)
+    sa.Column("named_at", sa.Float, nullable=False),
+    sa.Column("signed_at", sa.Float, nullable=True),
+    sa.Column("auth_method", sa.String(32), nullable=True),
+    sa.Column("document_sha256", sa.String(64), nullable=True),
+    # sealed JSON: the typed full name, the display name, the client address
+    sa.Column("record", sa.LargeBinary, nullable=True),
+    sa.Column("voided_at", sa.Float, nullable=True),
+    sa.Column("voided_by_version", sa.Integer, nullable=True),
+    sa.Column("downloaded_at", sa.Float, nullable=True),  # the sealed copy
+)
+
+#: What happened to an agreement, for everyone who sees it: ids, numbers and times only.
+agreement_events = sa.Table(
+    "agreement_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "agreement_id",
+        sa.String(32),
+        sa.ForeignKey("agreements.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor_id", sa.String(32), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
+#: Outlives the case: enough to say a sealed PDF was sealed here, nothing of its content.
+agreement_seal_log = sa.Table(
+    "agreement_seal_log",
+    metadata,
+    sa.Column("agreement_id", sa.String(32), primary_key=True),  # no FK: outlives it
+    sa.Column("document_sha256", sa.String(64), nullable=False),
+    sa.Column("pdf_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("sealed_at", sa.Float, nullable=False),
+    sa.Column("signed_at", sa.JSON, nullable=False),  # the signature times, in order
 )

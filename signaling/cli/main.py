@@ -18,7 +18,7 @@ from rooms import __version__
 from rooms.errors import CaucusError
 from rooms.vault.masterkey import MasterKeyError
 from sfu.heap import freeze_startup_heap
-from signaling.cli import loadtest
+from signaling.cli import agreements, loadtest
 from signaling.cli.logconfig import configure_logging
 from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.placement import RedisDirectory, directory_for
@@ -133,6 +133,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="keep the replaced key file as master.key.<key id>.old (default: drop it)",
     )
 
+    agreements.add_parser(commands, _common)
     loadtest.add_parser(commands)
     return parser
 
@@ -348,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(drain_node(settings, args))
     if args.command == "user" and args.user_command == "add":
         return asyncio.run(user_add(settings, args))
+    if args.command == "verify-agreement":
+        return agreements.verify_agreement(settings, args)
     if args.command == "keys" and args.keys_command == "rotate":
         from signaling.cli.keys import rotate_keys
 

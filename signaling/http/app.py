@@ -12,7 +12,16 @@ from signaling.cluster.gateway import MediaCluster
 from signaling.cluster.node_bus import NodeBus
 from signaling.http import metrics, pages
 from signaling.http.access import access, security_middleware
-from signaling.http.api import accounts, admin, billing, cases, requests, sessions, spaces
+from signaling.http.api import (
+    accounts,
+    admin,
+    agreements,
+    billing,
+    cases,
+    requests,
+    sessions,
+    spaces,
+)
 from signaling.http.state import (
     DIGESTS,
     MAIL_SENDER,
@@ -66,6 +75,7 @@ def build_app(services: Services, cluster: MediaCluster | None = None) -> web.Ap
     app.add_routes(requests.routes)
     app.add_routes(sessions.routes)
     app.add_routes(billing.routes)
+    app.add_routes(agreements.routes)
 
     bus = NodeBus(services.settings.redis_url)
     if cluster is None:  # the SFU runs in this process

@@ -348,7 +348,86 @@ async def settled_card_payment(w: World) -> dict[str, Any]:
     return {}
 
 
+async def agreement_space_of(w: World) -> str:
+    """Case A's space of nina, paula and her counsel carl, where agreements are drafted
+    (sam, an observer of Case A, is not in it)."""
+    if "agreement_space" not in w.ids:
+        await sample_space(w)
+        services, case_id = w.server.services, w.cases["Case A"]
+        nina = await services.cases.membership(case_id, w.users["nina"].id)
+        assert nina is not None
+        members = [await user_id(w, "paula"), await user_id(w, "carl")]
+        space = await services.spaces.create(case_id, nina, "Agreements", members)
+        w.ids["agreement_space"] = space.id
+    return w.ids["agreement_space"]
+
+
+AGREEMENT_TEXT = {"title": "Settlement", "clauses": [{"heading": "Pay", "body": "EUR 100"}]}
+
+
+async def draft_agreement(w: World) -> dict[str, Any]:
+    """A new draft in the agreement space ({agreement_id})."""
+    from rooms.agreements.text import agreement_text
+
+    services, case_id = w.server.services, w.cases["Case A"]
+    space_id = await agreement_space_of(w)
+    nina = await services.cases.membership(case_id, w.users["nina"].id)
+    assert nina is not None
+    w.ids["agreement"] = await services.agreements.create(
+        case_id, space_id, nina, agreement_text("Settlement", [("Pay", "EUR 100")])
+    )
+    return {**AGREEMENT_TEXT, "based_on": 1}
+
+
+async def new_agreement_body(w: World) -> dict[str, Any]:
+    await agreement_space_of(w)
+    return AGREEMENT_TEXT
+
+
+async def agreement_comment(w: World) -> dict[str, Any]:
+    await draft_agreement(w)
+    return {"version": 1, "clause": 1, "body": "Fine by me."}
+
+
+async def publishable_agreement(w: World) -> dict[str, Any]:
+    await draft_agreement(w)
+    return {"version": 1, "signatory_ids": [await user_id(w, "paula")]}
+
+
+async def published_agreement(w: World) -> dict[str, Any]:
+    """A draft published for paula's signature, and a fresh proof of her identity."""
+    services, case_id = w.server.services, w.cases["Case A"]
+    body = await publishable_agreement(w)
+    nina = await services.cases.membership(case_id, w.users["nina"].id)
+    assert nina is not None
+    await services.agreements.publish(
+        case_id, w.ids["agreement_space"], w.ids["agreement"], nina, 1, body["signatory_ids"]
+    )
+    status, _, _ = await w.clients["paula"].post("/api/account/reauth", {"password": PASSWORD})
+    assert status == 200
+    view = await services.agreements.view(
+        case_id, w.ids["agreement_space"], w.ids["agreement"], nina
+    )
+    return {
+        "document_sha256": view["final"]["document_sha256"],
+        "full_name": "Paula Party",
+        "confirm": True,
+    }
+
+
+async def sealed_agreement(w: World) -> dict[str, Any]:
+    body = await published_agreement(w)
+    case_id, space_id = w.cases["Case A"], w.ids["agreement_space"]
+    status, answer, _ = await w.clients["paula"].post(
+        f"/api/cases/{case_id}/spaces/{space_id}/agreements/{w.ids['agreement']}/sign", body
+    )
+    assert status == 200 and answer["sealed"], answer
+    return {}
+
+
 SPACE = "/api/cases/{case_id}/spaces/{space_id}"
+AGREEMENTS = SPACE + "/agreements"
+AGREEMENT = AGREEMENTS + "/{agreement_id}"
 INVOICE = "/api/invoices/{invoice_id}"
 CASE_INVOICE = "/api/cases/{case_id}/invoices/{invoice_id}"
 REQUEST = "/api/neutral/requests/{request_id}"
@@ -482,6 +561,25 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/payments/config"): Sample("paula"),
     ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
     ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),
+    ("POST", "/api/account/reauth"): Sample("paula", const({"password": PASSWORD})),
+    ("GET", AGREEMENTS): Sample("paula", draft_agreement, wrong=("sam",)),
+    ("POST", AGREEMENTS): Sample("nina", new_agreement_body, wrong=NEUTRALS_ONLY),
+    ("GET", AGREEMENT): Sample("paula", draft_agreement, wrong=("sam",)),
+    ("POST", AGREEMENT + "/versions"): Sample("nina", draft_agreement, wrong=NEUTRALS_ONLY),
+    ("POST", AGREEMENT + "/proposals"): Sample("carl", draft_agreement, wrong=("paula", "nina")),
+    ("GET", AGREEMENT + "/versions/{number}"): Sample("paula", draft_agreement, wrong=("sam",)),
+    # without ?from=&to= the right caller gets as far as the check of the query
+    ("GET", AGREEMENT + "/diff"): Sample("paula", draft_agreement, wrong=("sam",), ok=(400,)),
+    ("GET", AGREEMENT + "/comments"): Sample("paula", draft_agreement, wrong=("sam",)),
+    ("POST", AGREEMENT + "/comments"): Sample("paula", agreement_comment, wrong=("sam",)),
+    ("POST", AGREEMENT + "/publish"): Sample("nina", publishable_agreement, wrong=NEUTRALS_ONLY),
+    ("POST", AGREEMENT + "/sign"): Sample("paula", published_agreement, wrong=("carl", "sam")),
+    ("GET", AGREEMENT + "/sealed.pdf"): Sample("paula", sealed_agreement, wrong=("sam",)),
+    ("GET", AGREEMENT + "/sealed.sig"): Sample("paula", sealed_agreement, wrong=("sam",)),
+    ("GET", "/api/cases/{case_id}/agreements/closing"): Sample("nina", wrong=NEUTRALS_ONLY),
+    ("GET", "/api/agreements/seal-key"): Sample("anonymous"),
+    # a JSON body instead of the two files: through to the check of the form
+    ("POST", "/api/agreements/verify"): Sample("anonymous", ok=(400,)),
     ("GET", "/"): Sample("anonymous"),
     ("GET", "/static/vendor/{name}"): Sample("anonymous"),
     ("GET", "/static/{path}"): Sample("anonymous"),
@@ -542,9 +640,16 @@ def special_token(path: str, w: World) -> str | None:
 
 
 def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
+    space = (
+        w.ids["agreement_space"]
+        if "/agreements/" in path or (path.endswith("/agreements") and "{space_id}" in path)
+        else w.ids["space"]
+    )
     return (
         path.replace("{case_id}", w.cases[case])
-        .replace("{space_id}", w.ids["space"])
+        .replace("{space_id}", space)
+        .replace("{agreement_id}", w.ids.get("agreement", "0" * 32))
+        .replace("{number}", "1")
         .replace("{file_id}", w.ids["file"])
         .replace("{user_id}", w.ids["user"])
         .replace("{mail_id}", w.ids.get("mail", "0" * 32))

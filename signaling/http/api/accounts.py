@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.accounts.accounts import User
-from rooms.accounts.sessions import STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
+from rooms.accounts.sessions import REAUTH_MAX_AGE, STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.http.access import (
     SESSION,
     USER,
@@ -70,6 +70,11 @@ class EmailChangeBody(Strict):
 class DigestChoiceBody(Strict):
     case_id: str = Field(min_length=1, max_length=64)
     digests: bool
+
+
+class ReauthBody(Strict):
+    password: str = Field(min_length=1)
+    code: str | None = Field(default=None, max_length=32)
 
 
 class TotpDisableBody(Strict):
@@ -184,6 +189,26 @@ async def totp_confirm(request: web.Request) -> web.Response:
     body = await read_json(request, CodeBody)
     codes = await request.app[SERVICES].accounts.totp_confirm(user_of(request).id, body.code)
     return web.json_response({"recovery_codes": codes})
+
+
+@routes.post("/api/account/reauth")
+@access("active")
+async def reauthenticate(request: web.Request) -> web.Response:
+    """A fresh proof of identity (password, and a code when two-factor sign-in is on),
+    recorded on this session: signing an agreement takes it within five minutes."""
+    body = await read_json(request, ReauthBody)
+    services = request.app[SERVICES]
+    method = await services.accounts.reauthenticate(
+        user_of(request).id,
+        body.password,
+        body.code,
+        client_address(request),
+        device_token(request),
+    )
+    at = await services.sessions.record_reauth(session_of(request), method)
+    return web.json_response(
+        {"reauthenticated_at": at, "method": method, "valid_for_seconds": int(REAUTH_MAX_AGE)}
+    )
 
 
 @routes.post("/api/account/totp/disable")

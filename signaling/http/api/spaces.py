@@ -25,6 +25,7 @@ from rooms.spaces.messages import MAX_BODY
 from rooms.spaces.spaces import MAX_NAME
 from rooms.vault.format import VaultIntegrityError
 from signaling.http.access import MEMBER, SECURITY_HEADERS, access, read_json, user_of
+from signaling.http.state import MAIL_SENDER
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 
@@ -69,6 +70,9 @@ class ReadMarker(Body):
 
 class CloseCase(Body):
     confirm_title: str = Field(min_length=1, max_length=300)
+    #: Close although signatories have not downloaded their sealed agreements (each
+    #: signatory with a verified address is mailed their copy either way).
+    confirm_undownloaded_agreements: bool = False
 
 
 def _ids(request: web.Request) -> tuple[str, str]:
@@ -376,5 +380,11 @@ async def download_file(request: web.Request) -> web.StreamResponse:
 async def close_case(request: web.Request) -> web.Response:
     body = await read_json(request, CloseCase)
     member = request[MEMBER]
-    await request.app[SERVICES].closing.close(member.case_id, member, body.confirm_title)
+    await request.app[SERVICES].closing.close(
+        member.case_id,
+        member,
+        body.confirm_title,
+        confirmed=body.confirm_undownloaded_agreements,
+    )
+    request.app[MAIL_SENDER].wake()
     return web.json_response({"closed": True, "case_id": member.case_id})

@@ -1,0 +1,1 @@
+"""Settlement agreements: drafted in a space, signed by every signatory, sealed."""

@@ -1,0 +1,1 @@
+"""Printing people's text into PDF documents (invoices, settlement agreements)."""
