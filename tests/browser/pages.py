@@ -148,10 +148,14 @@ async def signed_in_page(
     *,
     timeout_ms: float = 15_000,
     init_script: str | None = None,
+    viewport: tuple[int, int] | None = None,
 ) -> tuple[BrowserContext, Page]:
     """A fresh browser context whose page, watched by ``watch``, signed in through the
-    login form and shows the case list."""
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
+    login form and shows the case list (``viewport``: its width and height in pixels)."""
+    sized: dict[str, Any] = {}
+    if viewport is not None:
+        sized["viewport"] = {"width": viewport[0], "height": viewport[1]}
+    context = await browser.new_context(ignore_https_errors=True, base_url=server.url, **sized)
     context.set_default_timeout(timeout_ms)
     if init_script is not None:
         await context.add_init_script(init_script)
