@@ -229,6 +229,7 @@ class SocketSignal:
             "live.broadcast",
             "live.timer_warning",
             "live.asked",
+            "live.person",
             "live.board.stroke",
             "recording.state",  # this room is (no longer) being recorded
         ):

@@ -148,10 +148,15 @@ async def signed_in_page(
     *,
     timeout_ms: float = 15_000,
     init_script: str | None = None,
+    viewport: tuple[int, int] | None = None,
+    bypass_csp: bool = False,
 ) -> tuple[BrowserContext, Page]:
     """A fresh browser context whose page, watched by ``watch``, signed in through the
-    login form and shows the case list."""
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url)
+    login form and shows the case list (``viewport``: its width and height in pixels)."""
+    sized: dict[str, Any] = {"bypass_csp": bypass_csp}
+    if viewport is not None:
+        sized["viewport"] = {"width": viewport[0], "height": viewport[1]}
+    context = await browser.new_context(ignore_https_errors=True, base_url=server.url, **sized)
     context.set_default_timeout(timeout_ms)
     if init_script is not None:
         await context.add_init_script(init_script)
@@ -177,6 +182,59 @@ async def snapshot(page: Page, name: str) -> None:
         return
     await page.set_viewport_size({"width": 1100, "height": 800})
     await page.screenshot(path=Path(directory) / f"{name}.png", full_page=True)
+
+
+#: Screenshots the browser tests always write, for docs/user-guide.md (not committed).
+ARTIFACTS = Path(__file__).resolve().parent / "screenshots"
+
+#: The two sizes the documentation shows: a laptop and a phone.
+SIZES = ((1280, 800), (390, 844))
+
+
+async def artifacts(page: Page, name: str) -> list[Path]:
+    """Save ``page`` as ``<name>-<width>x<height>.png`` into ``tests/browser/screenshots/``
+    at each of ``SIZES``, print the paths, and give the page back its size."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    before = page.viewport_size
+    written = []
+    for width, height in SIZES:
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.wait_for_timeout(300)  # the grid fits itself to the new size
+        path = ARTIFACTS / f"{name}-{width}x{height}.png"
+        await page.screenshot(path=path)
+        print("screenshot:", path)
+        written.append(path)
+    if before is not None:
+        await page.set_viewport_size(before)
+    return written
+
+
+# --- accessibility -------------------------------------------------------------------------
+
+AXE = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+AXE_RUN = """
+async () => {
+  const result = await window.axe.run(document, { resultTypes: ["violations"] });
+  return result.violations
+    .filter((violation) => violation.impact === "serious" || violation.impact === "critical")
+    .map((violation) => ({
+      id: violation.id,
+      impact: violation.impact,
+      help: violation.help,
+      nodes: violation.nodes.slice(0, 5).map((node) => node.target.join(" ")),
+    }));
+}
+"""
+
+
+async def serious_accessibility_problems(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on ``page`` as it is now (the page's
+    context must bypass the CSP: axe is injected as a script of the test's own)."""
+    if not await page.evaluate("() => Boolean(window.axe)"):
+        await page.add_script_tag(path=str(AXE))
+    problems: list[dict[str, Any]] = await page.evaluate(AXE_RUN)
+    return problems
 
 
 # --- the live page's media ---------------------------------------------------------------

@@ -1,13 +1,16 @@
 """Breakout rooms in real browsers: a mediator, party A, A's counsel and party B meet in
-the main room; the mediator's panel sends A and A's counsel to breakout "A" and B to
+the main room; in the mediator's console A is dragged onto breakout "A", A's counsel is
+moved there with the keyboard alone (select, then "Move to…") and B is dragged onto
 breakout "B"; each then receives media only from their room (from getStats() and from
-the SFU's own subscription table), the mediator visits the rooms, broadcasts, runs a
-short timer that closes room "A", and brings everyone back."""
+the SFU's own subscription table), the mediator visits the rooms, broadcasts, answers a
+request from the queue, sees the timer on the room's card until the room closes by
+itself, brings everyone back, and removes B only after confirming it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +136,14 @@ async def enter_room(
 ) -> tuple[BrowserContext, Page]:
     username, _display, password, _ = PEOPLE[key]
     context, page = await signed_in_page(
-        browser, server, username, password, watch, timeout_ms=20_000, init_script=SMALL_CAMERA
+        browser,
+        server,
+        username,
+        password,
+        watch,
+        timeout_ms=20_000,
+        init_script=SMALL_CAMERA,
+        viewport=(1280, 800),  # the size the mediator's console is laid out for
     )
     await page.goto(f"/cases/{case_id}/live")
     join = page.get_by_test_id("join")
@@ -198,6 +208,40 @@ def room_card(page: Page, name: str) -> Locator:
     return page.get_by_test_id("room-card").filter(has=named)
 
 
+async def drag_person(page: Page, user_id: str, room: str) -> None:
+    """Drag ``user_id``'s row in the console onto the card of ``room`` (both in view first:
+    a scroll in the middle of a drag would move the rows under the pointer)."""
+    card = room_card(page, room)
+    await card.scroll_into_view_if_needed()
+    await person_row(page, user_id).drag_to(card)
+
+
+def person_row(page: Page, user_id: str) -> Locator:
+    """A person's row in the console's room cards."""
+    return page.locator(f'[data-testid=panel-occupant][data-user="{user_id}"]')
+
+
+async def keyboard_move(page: Page, user_id: str, room: str) -> None:
+    """Select ``user_id`` in the console and move them to ``room`` with the keyboard only."""
+    pick = person_row(page, user_id).get_by_test_id("pick-person")
+    await pick.focus()  # where keyboard navigation starts
+    await page.keyboard.press("Space")
+    await expect(pick).to_have_attribute("aria-pressed", "true")
+    await expect(page.get_by_test_id("selection-bar")).to_be_visible()
+    target = page.get_by_test_id("move-target")
+    for _ in range(40):  # back through the controls before it, as a keyboard user would
+        if await target.evaluate("(node) => node === document.activeElement"):
+            break
+        await page.keyboard.press("Shift+Tab")
+    else:
+        raise AssertionError("the keyboard never reached Move to…")
+    await page.keyboard.type(room)  # selects the option starting with that name
+    await expect(target.locator("option:checked")).to_have_text(room)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_test_id("move-selected")).to_be_focused()
+    await page.keyboard.press("Enter")
+
+
 async def in_room(page: Page, room: str, occupants: list[str], within: float = 10) -> None:
     await expect(page.get_by_test_id("room-name")).to_have_text(room, timeout=within * 1000)
     people = page.get_by_test_id("room-occupant")
@@ -249,18 +293,23 @@ async def test_breakout_rooms_in_four_browsers(
             await expect(room_card(mediator, room)).to_have_count(1)
             await expect(mediator.get_by_test_id("new-room-name")).to_have_value("")
 
-        # A and A's counsel together (select both, move), then B by its own select
-        for key in ("a", "counsel"):
-            await mediator.locator(
-                f'[data-testid=panel-occupant][data-user="{users[key]}"] .pick'
-            ).check()
-        await mediator.get_by_test_id("move-target").select_option(label="A")
-        await mediator.get_by_test_id("move-selected").click()
+        # the mediator's own row has no "Remove"; everyone else's has
+        me = await mediator.evaluate("window.caucusLive.rooms.you.user_id")
+        await expect(person_row(mediator, me).get_by_test_id("remove-person")).to_have_count(0)
+        await expect(
+            person_row(mediator, users["b"]).get_by_test_id("remove-person")
+        ).to_have_count(1)
+
+        # A dragged onto breakout A, A's counsel moved there by keyboard, B dragged onto B
+        await drag_person(mediator, users["a"], "A")
+        await in_room(pages["a"], "A", [NAME["a"]])
+        await expect(room_card(mediator, "A").get_by_test_id("panel-occupant")).to_have_count(1)
+        await keyboard_move(mediator, users["counsel"], "A")
         await in_room(pages["a"], "A", [NAME["a"], NAME["counsel"]])
-        await mediator.locator(
-            f'[data-testid=move-select][data-user="{users["b"]}"]'
-        ).select_option(label="B")
+        await expect(mediator.get_by_test_id("selection-bar")).to_be_hidden()
+        await drag_person(mediator, users["b"], "B")
         await in_room(pages["b"], "B", [NAME["b"]])
+        await expect(room_card(mediator, "B").get_by_test_id("panel-occupant")).to_have_count(1)
         room_a = {NAME["a"], NAME["counsel"]}
         await wait_sfu(admin, [room_a, {NAME["b"]}, {NAME["mediator"]}])
         await receives_only(pages["a"], {NAME["counsel"]})
@@ -269,18 +318,14 @@ async def test_breakout_rooms_in_four_browsers(
         await receives_only(mediator, set())
         await expect(pages["b"].get_by_test_id("alone")).to_be_visible()
 
-        # the mediator visits room A, then room B
-        me = await mediator.evaluate("window.caucusLive.rooms.you.user_id")
-        await mediator.locator(f'[data-testid=move-select][data-user="{me}"]').select_option(
-            label="A"
-        )
+        # the mediator visits room A, then room B (from each card's "Visit room")
+        await room_card(mediator, "A").get_by_test_id("visit-room").click()
         await in_room(pages["a"], "A", sorted(room_a | {NAME["mediator"]}))
         await wait_sfu(admin, [room_a | {NAME["mediator"]}, {NAME["b"]}])
         await receives_only(pages["a"], {NAME["counsel"], NAME["mediator"]})
         await receives_only(pages["b"], set())
-        await mediator.locator(f'[data-testid=move-select][data-user="{me}"]').select_option(
-            label="B"
-        )
+        await expect(room_card(mediator, "A").get_by_test_id("you-are-here")).to_be_visible()
+        await room_card(mediator, "B").get_by_test_id("visit-room").click()
         await in_room(pages["b"], "B", sorted({NAME["b"], NAME["mediator"]}))
         await wait_sfu(admin, [room_a, {NAME["b"], NAME["mediator"]}])
         await receives_only(pages["b"], {NAME["mediator"]})
@@ -292,15 +337,40 @@ async def test_breakout_rooms_in_four_browsers(
         for key in ("a", "b", "counsel"):
             await expect(pages[key].get_by_test_id("broadcast")).to_contain_text("Ten minutes")
 
-        # "ask the mediator" from room A reaches the mediator in room B
+        # "ask the mediator" from room A reaches the mediator in room B: a notice, and the
+        # queue of requests says who asked from which room; A's row shows the raised hand
         await pages["a"].get_by_test_id("ask").click()
         await expect(mediator.get_by_test_id("asked")).to_contain_text(NAME["a"])
+        request = mediator.get_by_test_id("request")
+        await expect(request).to_have_count(1)
+        await expect(request).to_contain_text(NAME["a"])
+        await expect(request).to_contain_text("in A")
+        await expect(mediator.get_by_test_id("request-count")).to_have_text("1")
+        await expect(person_row(mediator, users["a"]).locator("[data-state=hand]")).to_be_visible()
+        await expect(pages["a"].get_by_test_id("ask")).to_have_text("Lower hand")
+        await request.get_by_test_id("request-done").click()
+        await expect(request).to_have_count(0)
+        await expect(person_row(mediator, users["a"]).locator("[data-state=hand]")).to_have_count(0)
+        await expect(pages["a"].get_by_test_id("ask")).to_have_text("Ask the mediator")
+
+        # closing a room with people in it asks first; cancelled, nothing changes
+        card_b = room_card(mediator, "B")
+        await card_b.get_by_text("Room settings").click()
+        await card_b.get_by_role("button", name="Close room").click()
+        dialog = mediator.get_by_test_id("confirm-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(dialog).to_contain_text("return to the main room")
+        await dialog.get_by_test_id("confirm-no").click()
+        await expect(dialog).to_be_hidden()
+        await expect(mediator.get_by_test_id("room-card")).to_have_count(3)
+        await in_room(pages["b"], "B", sorted({NAME["b"], NAME["mediator"]}))
 
         # a short timer on room A: the warning, then the room closes by itself
         card = room_card(mediator, "A")
         await card.locator(".minutes").fill("0.1")  # six seconds: time to see the warning
         await card.get_by_role("button", name="Start timer").click()
         await expect(pages["a"].get_by_test_id("room-timer")).to_contain_text("Time left")
+        await expect(card.get_by_test_id("card-timer")).to_have_text(re.compile(r"^0:0\d left$"))
         await expect(pages["a"].get_by_test_id("timer-warning")).to_be_visible()
         await in_room(pages["a"], "Main room", sorted(room_a), within=30)
         await expect(mediator.get_by_test_id("room-card")).to_have_count(2)
@@ -315,6 +385,21 @@ async def test_breakout_rooms_in_four_browsers(
                 for key, page in pages.items()
             )
         )
+
+        # removing B asks first: cancelled, B stays; confirmed, B waits outside
+        remove = person_row(mediator, users["b"]).get_by_test_id("remove-person")
+        await remove.click()
+        await expect(dialog).to_be_visible()
+        await expect(dialog).to_contain_text(NAME["b"])
+        await dialog.get_by_test_id("confirm-no").click()
+        await expect(dialog).to_be_hidden()
+        await expect(person_row(mediator, users["b"])).to_have_count(1)
+        await remove.click()
+        await dialog.get_by_test_id("confirm-yes").click()
+        await expect(pages["b"].get_by_test_id("connection-state")).to_have_text(
+            "The mediator removed you from the session"
+        )
+        await expect(mediator.get_by_test_id("waiting-person")).to_contain_text(NAME["b"])
         assert watch.problems == []
     finally:
         for context in contexts:

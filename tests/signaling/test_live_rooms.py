@@ -36,6 +36,7 @@ MEDIATOR_EVENTS: dict[str, dict[str, Any]] = {
     "live.broadcast": {"text": "everyone out"},
     "live.timer.start": {"room_id": "ROOM", "seconds": 5},
     "live.timer.extend": {"room_id": "ROOM", "seconds": 5},
+    "live.hand.lower": {"user_id": "PAULA"},
 }
 
 
@@ -45,6 +46,15 @@ def signal_for(world: World, name: str) -> SocketSignal:
 
 def media_namespace(app: web.Application) -> MediaNamespace:
     return next(n for n in app[NAMESPACES] if isinstance(n, MediaNamespace))
+
+
+def person_in(signal: SocketSignal, user_id: str) -> dict[str, Any]:
+    """``user_id`` as the latest ``live.state`` of ``signal`` shows them, in any room."""
+    for room in signal.live.get("rooms", []):
+        for person in room["occupants"]:
+            if person["user_id"] == user_id:
+                return dict(person)
+    return {}
 
 
 def fill(body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
@@ -116,6 +126,55 @@ async def test_parties_cannot_use_the_mediators_controls(world: World) -> None:
             await nina.wait_until(lambda s: any(e == "live.asked" for e, _ in s.live_events))
         asked = next(p for e, p in nina.live_events if e == "live.asked")
         assert asked["room_name"] == "Caucus 1" and asked["text"] == "A question"
+        # asking raised the party's hand, shown on the mediator's card until lowered
+        async with asyncio.timeout(10):
+            await nina.wait_until(
+                lambda s: any(
+                    e == "live.person" and p["user_id"] == ids["PAULA"] and p["hand"]
+                    for e, p in s.live_events
+                )
+            )
+        # and a new view shows it too
+        await nina.call(
+            "live.room.rename", {"case_id": case_a, "room_id": ids["ROOM"], "name": "C1"}
+        )
+        async with asyncio.timeout(10):
+            await nina.wait_until(lambda s: person_in(s, ids["PAULA"]).get("hand") is True)
+        await nina.call("live.hand.lower", {"case_id": case_a, "user_id": ids["PAULA"]})
+        async with asyncio.timeout(10):
+            await nina.wait_until(
+                lambda s: any(
+                    e == "live.person" and p["user_id"] == ids["PAULA"] and not p["hand"]
+                    for e, p in s.live_events
+                )
+            )
+        # the party mutes and turns the camera off: told to the neutral, never "speaking"
+        # while muted
+        shown = await paula.call(
+            "live.status",
+            {"case_id": case_a, "muted": True, "camera_off": True, "speaking": True},
+        )
+        assert shown == {
+            "ok": True,
+            "muted": True,
+            "camera_off": True,
+            "speaking": False,
+            "hand": False,
+        }
+        async with asyncio.timeout(10):
+            await nina.wait_until(
+                lambda s: any(
+                    e == "live.person" and p["muted"] and p["camera_off"] and not p["speaking"]
+                    for e, p in s.live_events
+                )
+            )
+        for forged in ({"muted": "loud"}, {"hand": [1]}):
+            try:
+                await paula.call("live.status", {"case_id": case_a, **forged})
+            except SignalError as refusal:
+                assert refusal.code == "invalid_payload", refusal
+            else:
+                raise AssertionError(f"live.status took {forged}")
     finally:
         for person in people:
             await person.close()

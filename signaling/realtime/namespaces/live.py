@@ -34,6 +34,7 @@ from signaling.realtime.schemas.live import (
     RenameRoomPayload,
     RoomPayload,
     SharingPayload,
+    StatusPayload,
     StrokePayload,
     SwapPayload,
     TimerPayload,
@@ -74,13 +75,28 @@ class LiveParticipant:
     screen_mid: str | None = None
     screen_mids: set[str] = field(default_factory=set)  # mids that ever carried a screen
     ending: bool = False
+    #: What the participant shows of themselves (``live.status``): shown on their tile
+    #: and on the mediator's room cards.
+    muted: bool = False
+    camera_off: bool = False
+    speaking: bool = False
+    hand: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def person(self) -> dict[str, str]:
+    def person(self) -> dict[str, Any]:
         return {
             "participant_id": self.participant_id,
             "display_name": self.display_name,
             "role": self.role,
+            **self.status(),
+        }
+
+    def status(self) -> dict[str, bool]:
+        return {
+            "muted": self.muted,
+            "camera_off": self.camera_off,
+            "speaking": self.speaking,
+            "hand": self.hand,
         }
 
 
@@ -305,7 +321,55 @@ class LiveControls:
         sids |= self._watchers.get(payload.case_id, set())
         for sid in sids:
             await self.host.tell(sid, "live.asked", request)
+        for session in self.host.participants_of(payload.case_id):
+            if session.user_id == caller.user_id and not session.hand:
+                session.hand = True
+                await self._tell_status(session)
         return {"notified": len(sids)}
+
+    @event("live.status", StatusPayload, "case", CASE_ROLES)
+    async def status(self, caller: Caller, payload: StatusPayload) -> dict[str, Any]:
+        """The caller's microphone, camera, speaking and raised-hand state, told to their
+        room and to the neutrals (only when it changed)."""
+        session = self.host.participant(caller.sid)
+        if session is None or session.case_id != payload.case_id:
+            raise Conflict("Join the case's live room first.", code="not_joined")
+        wanted = {
+            "muted": payload.muted,
+            "camera_off": payload.camera_off,
+            "speaking": payload.speaking and not payload.muted,
+            "hand": payload.hand,
+        }
+        if wanted != session.status():
+            session.muted = wanted["muted"]
+            session.camera_off = wanted["camera_off"]
+            session.speaking = wanted["speaking"]
+            session.hand = wanted["hand"]
+            await self._tell_status(session)
+        return session.status()
+
+    @event("live.hand.lower", UserPayload, "case", NEUTRAL_ROLES)
+    async def lower_hand(self, caller: Caller, payload: UserPayload) -> dict[str, Any]:
+        """A neutral answered someone's request: their raised hand comes down."""
+        lowered = 0
+        for session in self.host.participants_of(payload.case_id):
+            if session.user_id == payload.user_id and session.hand:
+                session.hand = False
+                lowered += 1
+                await self._tell_status(session)
+        return {"lowered": lowered}
+
+    async def _tell_status(self, session: LiveParticipant) -> None:
+        message = {
+            "case_id": session.case_id,
+            "user_id": session.user_id,
+            "participant_id": session.participant_id,
+            "room_id": self._room_of(session),
+            **session.status(),
+        }
+        await self._to_room(
+            session.case_id, self._room_of(session), "live.person", message, neutrals=True
+        )
 
     @event("live.board.stroke", StrokePayload, "case", CASE_ROLES)
     async def board_stroke(self, caller: Caller, payload: StrokePayload) -> dict[str, Any]:
@@ -557,11 +621,13 @@ class LiveControls:
         latest = self._states.get(state.case_id)
         if latest is not None and latest.version >= state.version:
             state = latest
-        online = {s.user_id for s in self.host.participants_of(state.case_id)}
+        online = {s.user_id: s for s in self.host.participants_of(state.case_id)}
 
         def person(uid: str) -> dict[str, Any]:
             known = names.get(uid, {"display_name": "Former member", "role": ""})
-            return {"user_id": uid, **known, "online": uid in online}
+            session = online.get(uid)
+            shown = session.status() if session is not None else {}
+            return {"user_id": uid, **known, "online": session is not None, **shown}
 
         self._live_seq += 1
         mine = state.where(user_id)

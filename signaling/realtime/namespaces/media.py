@@ -212,7 +212,7 @@ class MediaNamespace(EventNamespace):
             "first_seq": first_seq,
         }
 
-    def _people(self, room_id: str) -> list[dict[str, str]]:
+    def _people(self, room_id: str) -> list[dict[str, Any]]:
         if room_id.endswith(":" + WAITING):  # people waiting do not see each other
             return []
         people = [s.person() for s in self.live.values() if s.room_id == room_id and not s.ending]

@@ -97,3 +97,13 @@ class StrokePayload(CasePayload):
             if not (0 <= x <= 1 and 0 <= y <= 1):
                 raise ValueError("points lie in the unit square")
         return points
+
+
+class StatusPayload(CasePayload):
+    """What a participant shows of themselves: microphone muted, camera off, speaking,
+    hand raised (asked for the mediator)."""
+
+    muted: bool = False
+    camera_off: bool = False
+    speaking: bool = False
+    hand: bool = False

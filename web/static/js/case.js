@@ -155,6 +155,7 @@ async function load() {
   renderCase(answer.case);
   renderMembers();
   byId("my-role").textContent = `You: ${roleName(answer.my_role)}`;
+  renderHeader(session, { caseRole: answer.my_role });
   byId("case-content").hidden = false;
   byId("close-link").hidden = answer.my_role !== "neutral";
   // Both show their own errors in their own regions; the rest of the page need not wait.

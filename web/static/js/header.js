@@ -3,8 +3,12 @@
 import { logout } from "./api.js";
 import { el, roleName } from "./dom.js";
 
-/** Fills <header id="site-header"> for `session`; links only once the session is active. */
-export function renderHeader(session) {
+/**
+ * Fills <header id="site-header"> for `session`; links only once the session is active.
+ * On a case's pages `caseRole` is the person's role in that case (party, counsel…), shown
+ * in place of their account's kind; a plain member account shows no role elsewhere.
+ */
+export function renderHeader(session, { caseRole = null } = {}) {
   const header = document.getElementById("site-header");
   if (header === null) {
     return;
@@ -32,11 +36,12 @@ export function renderHeader(session) {
       nav.append(el("a", { href, "aria-current": current ? "page" : null }, text));
     }
   }
+  const shownRole = caseRole || (user && user.role !== "member" ? user.role : null);
   const who = el(
     "span",
     { class: "who" },
     el("span", { class: "who-name", dataset: { testid: "current-user" } }, user ? user.display_name || user.username : ""),
-    user && user.role ? el("span", { class: "who-role" }, roleName(user.role)) : null,
+    shownRole ? el("span", { class: "who-role", dataset: { testid: "current-role" } }, roleName(shownRole)) : null,
   );
   const signOut = el("button", { type: "button", class: "quiet", dataset: { testid: "logout" } }, "Sign out");
   signOut.addEventListener("click", () => {

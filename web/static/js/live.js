@@ -12,7 +12,9 @@ import { api, requireStage } from "./api.js";
 import { byId, el, roleName } from "./dom.js";
 import { clearError, showError } from "./feedback.js";
 import { renderHeader } from "./header.js";
+import { callLayout, initials, stateBadges } from "./live-layout.js";
 import { liveRooms } from "./live-rooms.js";
+import { speakingDetector } from "./live-speaking.js";
 import { showRecordingIndicator } from "./recording-indicator.js";
 import { browserZone, formatSpan } from "./zoned-time.js";
 
@@ -28,8 +30,13 @@ const UNCONNECTED_ATTEMPTS = 2;
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
 
 const session = await requireStage("active");
-const rooms = liveRooms({ caseId, request: (name, payload) => request(name, payload) });
-renderHeader(session);
+const rooms = liveRooms({
+  caseId,
+  request: (name, payload) => request(name, payload),
+  onChange: () => renderGrid(),
+  sendStatus: () => sendStatus(),
+});
+const layout = callLayout();
 byId("main").hidden = false;
 
 const live = {
@@ -55,7 +62,20 @@ const live = {
   cameraOff: false,
   screen: null, // {track, transceiver} while sharing a screen
   recordingNotice: null, // shown while the server says this person's room is recorded
+  status: new Map(), // participant_id -> {muted, camera_off, speaking, hand} (live.person)
+  speaking: new Set(), // participant ids this page hears speaking (getStats audioLevel)
+  selfSpeaking: false,
+  sentStatus: "", // the last live.status sent, to send only changes
 };
+const speaking = speakingDetector(
+  () => live,
+  (heard, self) => {
+    live.speaking = heard;
+    live.selfSpeaking = self;
+    sendStatus();
+    renderGrid();
+  },
+);
 
 // A hook for the browser tests (and for people debugging a call in the console).
 window.caucusLive = {
@@ -76,6 +96,9 @@ window.caucusLive = {
   },
   get rooms() {
     return rooms.view;
+  },
+  get layout() {
+    return byId("stage-wrap").dataset.layout;
   },
 };
 
@@ -109,6 +132,35 @@ function setControls() {
   byId("join").hidden = live.wanted;
   byId("leave").hidden = !live.wanted;
   byId("join").disabled = false;
+  // the pre-join screen until the person joins; the call fills the window from then on
+  byId("prejoin").hidden = live.wanted;
+  byId("call").hidden = !live.wanted;
+  document.body.classList.toggle("in-call", live.wanted);
+  (live.wanted ? byId("device-away") : byId("device-home")).append(byId("device-fields"));
+  if (!live.wanted) {
+    closeSidePanels();
+  }
+}
+
+/** Tell the room (and the neutrals) this person's state, when it changed. */
+function sendStatus() {
+  if (!live.inRoom || !live.socket) {
+    return;
+  }
+  const status = {
+    muted: live.audioMuted,
+    camera_off: live.cameraOff,
+    speaking: live.selfSpeaking && !live.audioMuted,
+    hand: rooms.hand,
+  };
+  const key = JSON.stringify(status);
+  if (key === live.sentStatus) {
+    return;
+  }
+  live.sentStatus = key;
+  request("live.status", { case_id: caseId, ...status }).catch(() => {
+    live.sentStatus = ""; // sent again with the next change
+  });
 }
 
 // --- camera and microphone ---------------------------------------------------------------
@@ -129,7 +181,21 @@ function applyToggles(stream) {
   for (const track of stream.getVideoTracks()) {
     track.enabled = !live.cameraOff;
   }
-  byId("preview").parentElement.classList.toggle("no-video", live.cameraOff);
+  byId("self-tile").classList.toggle("no-video", live.cameraOff);
+  byId("prejoin-camera-off").hidden = !live.cameraOff;
+  for (const [id, pressed, on, off] of [
+    ["mute", live.audioMuted, "Unmute", "Mute"],
+    ["prejoin-mute", live.audioMuted, "Microphone off", "Microphone on"],
+    ["camera-toggle", live.cameraOff, "Start camera", "Stop camera"],
+    ["prejoin-camera", live.cameraOff, "Camera off", "Camera on"],
+  ]) {
+    const button = byId(id);
+    button.setAttribute("aria-pressed", String(pressed));
+    button.classList.toggle("off", pressed);
+    button.textContent = pressed ? on : off;
+  }
+  sendStatus();
+  renderGrid();
 }
 
 async function startPreview() {
@@ -149,6 +215,7 @@ async function startPreview() {
   live.local = stream;
   applyToggles(stream);
   byId("preview").srcObject = stream;
+  byId("prejoin-video").srcObject = stream;
   if (live.publishPc) {
     for (const sender of live.publishPc.getSenders()) {
       const kind = sender.track ? sender.track.kind : null;
@@ -249,6 +316,12 @@ function connectSocket() {
   slot.replaceChildren();
   live.recordingNotice = showRecordingIndicator(socket, slot);
   socket.on("media.offer", answerOffer);
+  socket.on("live.person", (person) => {
+    if (person && person.participant_id) {
+      live.status.set(person.participant_id, person);
+      renderGrid();
+    }
+  });
   socket.on("media.tracks", (view) => {
     updateView(view);
   });
@@ -394,7 +467,13 @@ async function startSharing() {
     await stopSharing(false);
     throw error;
   }
-  byId("share-screen").textContent = "Stop sharing";
+  showSharing(true);
+}
+
+function showSharing(sharing) {
+  const button = byId("share-screen");
+  button.textContent = sharing ? "Stop sharing" : "Share screen";
+  button.setAttribute("aria-pressed", String(sharing));
 }
 
 async function stopSharing(tell = true) {
@@ -405,7 +484,7 @@ async function stopSharing(tell = true) {
   screen.track.stop();
   screen.track = null;
   await screen.transceiver.sender.replaceTrack(null);
-  byId("share-screen").textContent = "Share screen";
+  showSharing(false);
   if (tell && live.publishPc) {
     await renegotiatePublish().catch(() => {});
   }
@@ -450,12 +529,19 @@ async function enterRoom() {
   rooms.setState(reply.live);
   updateView(reply);
   await publish();
+  live.sentStatus = "";
+  sendStatus();
+  speaking.start();
   refreshState();
 }
 
 function closeConnections() {
   live.generation += 1;
   live.inRoom = false;
+  speaking.stop();
+  live.speaking = new Set();
+  live.selfSpeaking = false;
+  live.status.clear();
   // `seq` orders the views of one live session; the next join may be served by another
   // media worker, which numbers its views from 1.
   live.viewSeq = 0;
@@ -474,7 +560,7 @@ function closeConnections() {
     live.screen.track.stop();
   }
   live.screen = null;
-  byId("share-screen").textContent = "Share screen";
+  showSharing(false);
   live.participants = [];
   live.tracks = [];
   renderGrid();
@@ -593,6 +679,9 @@ function updateView(view) {
   }
   if (Array.isArray(view.participants)) {
     live.participants = view.participants;
+    for (const person of view.participants) {
+      live.status.set(person.participant_id, person);
+    }
   }
   if (Array.isArray(view.tracks)) {
     live.tracks = view.tracks;
@@ -607,6 +696,10 @@ function receivedTrack(mid) {
   }
   const transceiver = pc.getTransceivers().find((candidate) => candidate.mid === mid);
   return transceiver && transceiver.receiver.track ? transceiver.receiver.track : null;
+}
+
+function statusOf(person) {
+  return live.status.get(person.participant_id) || person;
 }
 
 function renderGrid() {
@@ -627,14 +720,20 @@ function renderGrid() {
       });
     }
   }
+  let screenTile = null;
+  let speakerTile = null;
   for (const person of others) {
     present.add(person.participant_id);
     let tile = live.tiles.get(person.participant_id);
     if (!tile) {
       const video = el("video", { autoplay: true, playsinline: true });
+      const states = el("span", { class: "states" });
       const figure = el(
         "figure",
-        { class: "tile", dataset: { testid: "remote-tile", participant: person.participant_id } },
+        {
+          class: person.screenOf ? "tile screen" : "tile",
+          dataset: { testid: "remote-tile", participant: person.participant_id, initials: initials(person.display_name) },
+        },
         video,
         el(
           "figcaption",
@@ -642,9 +741,11 @@ function renderGrid() {
           el("span", { dataset: { testid: "tile-name" } }, person.display_name),
           " ",
           el("span", { class: "tag" }, roleName(person.role)),
+          " ",
+          states,
         ),
       );
-      tile = { figure, video, key: "" };
+      tile = { figure, video, states, key: "", shown: "" };
       live.tiles.set(person.participant_id, tile);
       grid.append(figure);
     }
@@ -659,7 +760,24 @@ function renderGrid() {
       tile.key = key;
       tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
     }
-    tile.figure.classList.toggle("no-video", !tracks.some((track) => track.kind === "video"));
+    const status = person.screenOf ? {} : statusOf(person);
+    const talking = !person.screenOf && (live.speaking.has(person.participant_id) || Boolean(status.speaking));
+    tile.figure.classList.toggle(
+      "no-video",
+      !tracks.some((track) => track.kind === "video") || Boolean(status.camera_off),
+    );
+    tile.figure.dataset.speaking = String(talking && !status.muted);
+    const shown = JSON.stringify([status.muted, status.camera_off, status.hand, talking]);
+    if (shown !== tile.shown) {
+      tile.shown = shown;
+      tile.states.replaceChildren(...stateBadges(status, { speaking: talking }));
+    }
+    if (person.screenOf && !screenTile) {
+      screenTile = tile.figure;
+    }
+    if (talking && !status.muted && !speakerTile) {
+      speakerTile = tile.figure;
+    }
   }
   for (const [participantId, tile] of live.tiles) {
     if (!present.has(participantId)) {
@@ -668,39 +786,97 @@ function renderGrid() {
       live.tiles.delete(participantId);
     }
   }
+  const self = byId("self-tile");
+  const mine = { muted: live.audioMuted, camera_off: live.cameraOff, hand: rooms.hand };
+  const selfTalking = live.selfSpeaking && !live.audioMuted;
+  self.dataset.speaking = String(selfTalking);
+  byId("self-states").replaceChildren(...stateBadges(mine, { speaking: selfTalking }));
+  const tiles = [self, ...others.map((person) => live.tiles.get(person.participant_id).figure)];
+  layout.arrange({ tiles, screen: screenTile, speaking: speakerTile });
   byId("alone").hidden = !live.inRoom || others.length > 0;
   byId("share-screen").hidden = !live.inRoom;
 }
 
 // --- controls ------------------------------------------------------------------------------
 
+function toggleMute() {
+  live.audioMuted = !live.audioMuted;
+  if (live.local) {
+    applyToggles(live.local);
+  }
+}
+
+function toggleCamera() {
+  live.cameraOff = !live.cameraOff;
+  if (live.local) {
+    applyToggles(live.local);
+  }
+}
+
+const SIDE_PANELS = [
+  ["people-panel", "people-toggle"],
+  ["panel", "panel-toggle"],
+];
+
+function openSidePanel(id, open) {
+  for (const [panel, toggle] of SIDE_PANELS) {
+    const shown = panel === id ? open : open ? false : !byId(panel).hidden;
+    byId(panel).hidden = !shown;
+    byId(toggle).setAttribute("aria-pressed", String(shown));
+  }
+  renderGrid();
+}
+
+function closeSidePanels() {
+  for (const [panel, toggle] of SIDE_PANELS) {
+    byId(panel).hidden = true;
+    byId(toggle).setAttribute("aria-pressed", "false");
+  }
+}
+
 byId("join").addEventListener("click", () => {
   byId("join").disabled = true;
-  join();
+  join().then(() => {
+    // The mediator's console opens by itself where there is room for it beside the call.
+    if (live.wanted && rooms.isNeutral() && window.matchMedia("(min-width: 60rem)").matches) {
+      openSidePanel("panel", true);
+    }
+  });
 });
 byId("leave").addEventListener("click", leave);
 byId("share-screen").addEventListener("click", () => {
   const action = live.screen && live.screen.track ? stopSharing() : startSharing();
   action.catch((error) => showError(byId("page-error"), error));
 });
-byId("mute").addEventListener("click", () => {
-  live.audioMuted = !live.audioMuted;
-  const button = byId("mute");
-  button.setAttribute("aria-pressed", String(live.audioMuted));
-  button.textContent = live.audioMuted ? "Unmute" : "Mute";
-  if (live.local) {
-    applyToggles(live.local);
+byId("mute").addEventListener("click", toggleMute);
+byId("prejoin-mute").addEventListener("click", toggleMute);
+byId("camera-toggle").addEventListener("click", toggleCamera);
+byId("prejoin-camera").addEventListener("click", toggleCamera);
+byId("board-toggle").addEventListener("click", () => {
+  layout.boardOpen = !layout.boardOpen;
+  byId("board-toggle").setAttribute("aria-pressed", String(layout.boardOpen));
+  renderGrid();
+  if (layout.boardOpen) {
+    rooms.redrawBoard();
   }
 });
-byId("camera-toggle").addEventListener("click", () => {
-  live.cameraOff = !live.cameraOff;
-  const button = byId("camera-toggle");
-  button.setAttribute("aria-pressed", String(live.cameraOff));
-  button.textContent = live.cameraOff ? "Turn camera on" : "Turn camera off";
-  if (live.local) {
-    applyToggles(live.local);
-  }
+byId("view-toggle").addEventListener("click", () => {
+  layout.view = layout.view === "speaker" ? "gallery" : "speaker";
+  byId("view-toggle").setAttribute("aria-pressed", String(layout.view === "speaker"));
+  renderGrid();
 });
+for (const [panel, toggle] of SIDE_PANELS) {
+  byId(toggle).addEventListener("click", () => openSidePanel(panel, byId(panel).hidden));
+}
+document.querySelectorAll("[data-closes]").forEach((button) => {
+  button.addEventListener("click", () => {
+    openSidePanel(button.dataset.closes, false);
+    const toggle = SIDE_PANELS.find(([panel]) => panel === button.dataset.closes)[1];
+    byId(toggle).focus();
+  });
+});
+byId("settings").addEventListener("click", () => byId("settings-dialog").showModal());
+byId("settings-close").addEventListener("click", () => byId("settings-dialog").close());
 for (const id of ["camera", "microphone"]) {
   byId(id).addEventListener("change", () => {
     startPreview();
@@ -737,11 +913,18 @@ try {
   link.href = `/cases/${encodeURIComponent(caseId)}`;
   link.textContent = title || "Case";
   const me = (answer.members || []).find((member) => String(member.user_id) === String(session.user.id));
-  byId("self-name").textContent = me ? me.display_name : session.user.display_name;
+  renderHeader(session, { caseRole: me ? me.role : null });
+  const myName = me ? me.display_name : session.user.display_name;
+  byId("self-name").textContent = myName;
+  byId("self-tile").dataset.initials = initials(myName);
+  byId("prejoin-name").textContent = myName;
+  byId("prejoin-role").textContent = me ? roleName(me.role) : "";
+  byId("prejoin-role").hidden = !me;
   showNextSession();
   await startPreview();
   byId("join").disabled = false;
 } catch (error) {
-  byId("setup").hidden = true;
+  renderHeader(session);
+  byId("prejoin").hidden = true;
   showError(byId("page-error"), error);
 }

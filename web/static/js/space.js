@@ -463,6 +463,7 @@ async function load() {
   state.members = answer.members;
   state.canManage = answer.can_manage;
   state.people = caseAnswer.members;
+  renderHeader(session, { caseRole: caseAnswer.my_role });
   byId("case-link").textContent = caseAnswer.case.title;
   for (const file of files.files) {
     state.files.set(file.id, file);

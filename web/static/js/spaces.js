@@ -61,6 +61,7 @@ function renderChoices(members) {
 async function load() {
   const [caseAnswer, listing] = await Promise.all([api("GET", casePath), api("GET", `${casePath}/spaces`)]);
   byId("case-link").textContent = caseAnswer.case.title;
+  renderHeader(session, { caseRole: caseAnswer.my_role });
   document.title = `Spaces · ${caseAnswer.case.title} · Caucus`;
   spaces = listing.spaces;
   renderSpaces();
