@@ -95,12 +95,19 @@ async def _timed_room(w: World) -> dict[str, Any]:
     return _case(w, room_id=await _new_room(w, timer=True), seconds=60)
 
 
+async def _raised_hand(w: World) -> dict[str, Any]:
+    """Paula asked for the mediator (her hand is up)."""
+    return _case(w, user_id=await _user(w, "paula"))
+
+
 STROKE = {"points": [[0.1, 0.1], [0.5, 0.5]], "color": "#123456", "width": 2}
 
 #: (namespace, event) -> (caller, payload of the world)
 LIVE_EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
     ("/media", "live.state"): ("paula", _case),
     ("/media", "live.ask"): ("paula", lambda w: _case(w, text="Please come")),
+    ("/media", "live.status"): ("paula", lambda w: _case(w, muted=True, hand=True)),
+    ("/media", "live.hand.lower"): ("nina", _raised_hand),
     ("/media", "live.board"): ("paula", _case),
     ("/media", "live.board.stroke"): ("paula", lambda w: _case(w, **STROKE)),
     ("/media", "live.board.clear"): ("carl", _case),
@@ -121,6 +128,7 @@ LIVE_EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = 
 }
 LIVE_EVENT_PRELUDES: dict[tuple[str, str], tuple[str, ...]] = {
     ("/media", "live.board"): ("media.join",),
+    ("/media", "live.status"): ("media.join",),
     ("/media", "live.board.stroke"): ("media.join",),
     ("/media", "live.board.clear"): ("media.join",),
 }
