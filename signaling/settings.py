@@ -18,6 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _TURN_URL = re.compile(r"turns?:[A-Za-z0-9.\-\[\]:]{1,255}(\?transport=(udp|tcp))?")
 
 
+#: Secrets a media worker process is given (the others never leave the node).
+WORKER_SECRETS = frozenset({"turn_secret"})
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. Every field is also ``CAUCUS_<FIELD>`` in the environment."""
 
@@ -187,13 +191,14 @@ class Settings(BaseSettings):
         return self
 
     def worker_json(self) -> str:
-        """These settings as JSON for a media worker process, secrets included (a plain
-        dump masks them)."""
+        """These settings as JSON for a media worker process: the secrets a worker needs
+        (the TURN secret, to mint credentials when it answers ``media.join``) in clear,
+        every other secret left out (a plain dump would mask them)."""
         data = self.model_dump(mode="json")
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                data[name] = value.get_secret_value()
+                data[name] = value.get_secret_value() if name in WORKER_SECRETS else None
         return json.dumps(data)
 
     @property

@@ -71,6 +71,15 @@ def test_settings_enable_turn_only_with_urls_and_a_secret(tmp_path: Path) -> Non
     # media workers receive it (they answer media.join)
     assert json.loads(settings.worker_json())["turn_secret"] == SECRET
     assert Settings.model_validate_json(settings.worker_json()).turn_secret == settings.turn_secret
+    # ...and no other secret: the payment keys never leave the node
+    paying = settings.model_copy(
+        update={
+            "stripe_secret_key": SecretStr("sk_test_never_in_a_worker"),
+            "stripe_webhook_secret": SecretStr("whsec_never_in_a_worker"),
+        }
+    )
+    shipped = paying.worker_json()
+    assert "never_in_a_worker" not in shipped and SECRET in shipped
     turn = TurnCredentials.from_settings(settings)
     assert turn is not None and turn.lifetime == 3600
     assert TurnCredentials.from_settings(Settings(data_dir=tmp_path)) is None
