@@ -35,6 +35,7 @@ from tests.browser.pages import (
     new_neutral,
     open_case,
     signed_in_page,
+    snapshot,
 )
 from tests.signaling.test_case_close import files_holding
 from tests.support.eventually import eventually
@@ -319,6 +320,7 @@ async def test_an_agreement_is_drafted_signed_sealed_verified_and_outlives_its_c
     await publish.get_by_label("Pia Harbor (Party)").check()
     await publish.get_by_role("button", name="Publish for signature").click()
     await expect(nina.get_by_test_id("final-version")).to_have_text("3")
+    await snapshot(nina, "agreement-neutral")
 
     # -- Paula signs version 3: a confirmation over five minutes old does not count -------
     await paula.goto(agreement_url)
@@ -340,12 +342,14 @@ async def test_an_agreement_is_drafted_signed_sealed_verified_and_outlives_its_c
     await expect(pia.get_by_test_id("final-text")).to_contain_text("within 45 days")
     code = totp.generate_otp(max(totp_step + 1, totp.timecode(time.time())))
     await reauthenticate(pia, PASSWORDS["pia"], code)
+    await snapshot(pia, "agreement-signing")
     await sign(pia, "Pia Harbor")
     await expect(pia.get_by_test_id("sealed")).to_be_visible()
     await expect(pia.get_by_test_id("agreement-state")).to_have_text("Signed and sealed")
     pia_row = pia.locator(f"[data-testid=signature][data-user-id='{ids['pia']}'][data-version='3']")
     await expect(pia_row).to_contain_text("password and authenticator code")
     await expect(pia.get_by_test_id("sealed-document-hash")).to_have_text(final_hash)
+    await snapshot(pia, "agreement-sealed")
 
     # -- Paula downloads the sealed PDF and its signature file -----------------------------
     copies = tmp_path / "paula-downloads"
@@ -394,6 +398,7 @@ async def test_an_agreement_is_drafted_signed_sealed_verified_and_outlives_its_c
     await expect(checker.get_by_test_id("valid-summary")).to_contain_text(agreement_id)
     await expect(checker.get_by_test_id("valid-document-hash")).to_have_text(final_hash)
     await expect(checker.get_by_test_id("valid-signed-at")).not_to_be_empty()
+    await snapshot(checker, "agreement-verify")
     await check_on_the_public_page(checker, changed_pdf, sig)
     await expect(checker.get_by_test_id("verify-invalid")).to_be_visible()
     await expect(checker.get_by_test_id("invalid-message")).to_contain_text(
@@ -416,6 +421,7 @@ async def test_an_agreement_is_drafted_signed_sealed_verified_and_outlives_its_c
     await expect(nina.get_by_test_id("close-error")).to_be_visible()
     await expect(nina.get_by_test_id("missing-signatory")).to_contain_text("Pia Harbor")
     await nina.get_by_label("Close anyway").check()
+    await snapshot(nina, "case-close-agreements")
     await nina.get_by_role("button", name="Close and destroy the case").click()
     await expect(nina.get_by_test_id("case-closed")).to_be_visible()
 

@@ -38,7 +38,12 @@ function renderAgreements(answer) {
       el(
         "li",
         { dataset: { testid: "closing-agreement", agreementId: agreement.id } },
-        el("p", {}, `Agreement ${agreement.id}, version ${agreement.version}, sealed ${formatDate(agreement.sealed_at, { withTime: true })}`),
+        el(
+          "p",
+          {},
+          el("a", { href: `/cases/${encodeURIComponent(caseId)}/spaces/${encodeURIComponent(agreement.space_id)}/agreements/${encodeURIComponent(agreement.id)}` }, `Agreement ${agreement.id}`),
+          `, version ${agreement.version}, sealed ${formatDate(agreement.sealed_at, { withTime: true })}`,
+        ),
         el("p", { class: "hint" }, "SHA-256 of the text: ", el("code", {}, agreement.document_sha256)),
         el("ul", { class: "plain" }, ...agreement.signatories.map(signatoryItem)),
       ),
