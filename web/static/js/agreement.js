@@ -388,7 +388,17 @@ reauthForm.addEventListener("submit", async (event) => {
   if (code) {
     body.code = code;
   }
-  const answer = await submitting(reauthForm, byId("reauth-error"), () => api("POST", "/api/account/reauth", body));
+  const answer = await submitting(reauthForm, byId("reauth-error"), async () => {
+    try {
+      return await api("POST", "/api/account/reauth", body);
+    } catch (error) {
+      if (error.code === "code_required") {
+        // two-factor sign-in was turned on since this page loaded
+        byId("reauth-code-field").hidden = false;
+      }
+      throw error;
+    }
+  });
   if (answer) {
     byId("reauth-password").value = "";
     byId("reauth-code").value = "";
