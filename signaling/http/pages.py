@@ -32,6 +32,7 @@ PAGES = {
     "/cases/{case_id}": "case.html",
     "/cases/{case_id}/spaces": "spaces.html",
     "/cases/{case_id}/spaces/{space_id}": "space.html",
+    "/cases/{case_id}/spaces/{space_id}/agreements/{agreement_id}": "agreement.html",
     "/cases/{case_id}/close": "case-close.html",
     "/cases/{case_id}/live": "live.html",
     "/invite/{token}": "invite.html",
@@ -43,6 +44,7 @@ PAGES = {
     "/neutral/requests/{request_id}": "neutral-request.html",
     "/invoices/{invoice_id}": "invoice.html",
     "/billing": "billing.html",
+    "/agreements/verify": "agreement-verify.html",
 }
 
 routes = web.RouteTableDef()

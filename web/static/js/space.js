@@ -8,6 +8,7 @@ import { renderHeader } from "./header.js";
 import { call, connectSpaces } from "./space-socket.js";
 import { hearingElements, setupHearingRecording } from "./hearing-recording.js";
 import { clockText, setupVideoMessages } from "./video-message.js";
+import { ClauseEditor } from "./agreement-editor.js";
 
 const [, , rawCaseId, , rawSpaceId] = window.location.pathname.split("/");
 const caseId = decodeURIComponent(rawCaseId || "");
@@ -387,6 +388,55 @@ uploadForm.addEventListener("submit", async (event) => {
   }
 });
 
+// -- settlement agreements -----------------------------------------------------------------
+const agreementsPath = `${spacePath}/agreements`;
+const AGREEMENT_STATUS = { draft: "Draft", final: "Out for signature", sealed: "Signed and sealed" };
+
+function agreementPage(agreementId) {
+  return `/cases/${encodeURIComponent(caseId)}/spaces/${encodeURIComponent(spaceId)}/agreements/${encodeURIComponent(agreementId)}`;
+}
+
+function renderAgreements(answer) {
+  byId("no-agreements").hidden = answer.agreements.length > 0;
+  byId("agreement-list").replaceChildren(
+    ...answer.agreements.map((agreement) =>
+      el(
+        "li",
+        { dataset: { testid: "agreement-item", agreementId: agreement.id, status: agreement.status } },
+        el("a", { href: agreementPage(agreement.id), dataset: { testid: "agreement-link" } }, agreement.title),
+        el("span", { class: "tag", dataset: { testid: "agreement-status" } }, AGREEMENT_STATUS[agreement.status] || agreement.status),
+        el("span", { class: "hint" }, `Version ${agreement.current_version} · ${formatDate(agreement.created_at)}`),
+      ),
+    ),
+  );
+  byId("agreement-create-form").hidden = !answer.can_create || state.space.archived;
+}
+
+const agreementEditor = new ClauseEditor({
+  titleInput: byId("agreement-title"),
+  list: byId("agreement-clauses"),
+  add: byId("agreement-add-clause"),
+  prefix: "agreement",
+});
+agreementEditor.setText({ title: "", clauses: [] });
+
+const createForm = byId("agreement-create-form");
+createForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answer = await submitting(createForm, byId("agreement-create-error"), () => api("POST", agreementsPath, agreementEditor.text()));
+  if (answer) {
+    window.location.assign(agreementPage(answer.agreement.id));
+  }
+});
+
+async function loadAgreements() {
+  try {
+    renderAgreements(await api("GET", agreementsPath));
+  } catch (error) {
+    showError(byId("agreements-error"), error);
+  }
+}
+
 // -- live ----------------------------------------------------------------------------------
 function removed() {
   byId("space-content").hidden = true;
@@ -479,6 +529,7 @@ async function load() {
   }
   await loadEarlier();
   renderFiles();
+  await loadAgreements();
   byId("space-content").hidden = false;
   markRead();
   connect();
