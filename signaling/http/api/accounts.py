@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.accounts.accounts import User
+from rooms.accounts.passwords import MAX_PASSWORD_CHARS
 from rooms.accounts.sessions import REAUTH_MAX_AGE, STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.http.access import (
     SESSION,
@@ -240,6 +241,16 @@ async def forgot_password(request: web.Request) -> web.Response:
     await services.resets.request(body.email, client_address(request))
     request.app[MAIL_SENDER].wake()
     return web.json_response({"message": FORGOT_ANSWER}, status=202)
+
+
+@routes.get("/api/password/rules")
+@access("public")
+async def password_rules(request: web.Request) -> web.Response:
+    """What a new password must be, as the pages state it next to every password field."""
+    policy = request.app[SERVICES].accounts.policy
+    return web.json_response(
+        {"min_length": policy.min_length, "max_length": MAX_PASSWORD_CHARS, "rules": policy.rules}
+    )
 
 
 @routes.get("/api/password/reset/{token}")
