@@ -43,6 +43,7 @@ PAGES = {
     "/neutral/requests/{request_id}": "neutral-request.html",
     "/invoices/{invoice_id}": "invoice.html",
     "/billing": "billing.html",
+    "/closed": "closed.html",
 }
 
 routes = web.RouteTableDef()

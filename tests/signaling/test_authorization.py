@@ -559,6 +559,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/invoices/{invoice_id}/pay"): Sample("anonymous"),
     ("GET", "/invoices/{invoice_id}"): Sample("anonymous"),  # a page shell: the API checks
     ("GET", "/billing"): Sample("anonymous"),  # a page shell: the API checks
+    ("GET", "/closed"): Sample("anonymous"),
     ("GET", "/api/payments/config"): Sample("paula"),
     ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
     ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),

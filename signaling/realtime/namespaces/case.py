@@ -64,6 +64,11 @@ class CaseNamespace(EventNamespace):
         so open case pages fetch them again; the event carries no names."""
         await self.emit("case.members", {"case_id": case_id}, room=case_room(case_id))
 
+    async def closed(self, case_id: str) -> None:
+        """Tell every socket that joined the case (on any node) that it was closed: its
+        pages go to ``/closed`` (the accounts made for it alone are gone with it)."""
+        await self.emit("case.closed", {"case_id": case_id}, room=case_room(case_id))
+
     async def left(self, sid: str) -> None:
         for case_id in [c for c, sids in self.online.items() if sid in sids]:
             await self._leave(sid, case_id)

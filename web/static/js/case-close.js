@@ -1,7 +1,7 @@
 // /cases/{case_id}/close: the case's neutral closes it, confirming with its title.
 
 import { api, requireStage } from "./api.js";
-import { byId } from "./dom.js";
+import { byId, el } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
 
@@ -27,6 +27,9 @@ form.addEventListener("submit", async (event) => {
   if (answer) {
     byId("close-section").hidden = true;
     byId("closed").hidden = false;
+    // The case is gone: the crumb names it without linking to it.
+    const crumb = byId("case-link");
+    crumb.replaceWith(el("span", { id: "case-link", dataset: { testid: "case-crumb" } }, crumb.textContent));
   }
 });
 

@@ -187,6 +187,11 @@ function followMembers() {
   const socket = io("/case", { transports: ["websocket"], withCredentials: true });
   // Joined (again, after a lost connection): what changed meanwhile is fetched once.
   socket.on("connect", () => socket.emit("case.join", { case_id: caseId }, () => refreshMembers()));
+  socket.on("case.closed", (event) => {
+    if (event && event.case_id === caseId) {
+      window.location.assign("/closed");
+    }
+  });
   socket.on("case.members", (event) => {
     if (event && event.case_id === caseId) {
       refreshMembers();

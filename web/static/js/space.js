@@ -388,7 +388,11 @@ uploadForm.addEventListener("submit", async (event) => {
 });
 
 // -- live ----------------------------------------------------------------------------------
-function removed() {
+function removed(event) {
+  if (event && event.reason === "case_closed") {
+    window.location.assign("/closed");
+    return;
+  }
   byId("space-content").hidden = true;
   byId("removed-notice").hidden = false;
   if (socket) {
