@@ -446,7 +446,16 @@ document.addEventListener("visibilitychange", markRead);
 
 setupVideoMessages(
   where,
-  { record: byId("video-record"), stop: byId("video-stop"), status: byId("video-status"), preview: byId("video-preview") },
+  {
+    record: byId("video-record"),
+    stop: byId("video-stop"),
+    status: byId("video-status"),
+    preview: byId("video-preview"),
+    review: byId("video-review"),
+    send: byId("video-send"),
+    rerecord: byId("video-rerecord"),
+    discard: byId("video-discard"),
+  },
   {
     onMessage: (message) => {
       clearError(byId("video-error"));
