@@ -1,6 +1,7 @@
 """Closing a case from its page: afterwards nothing links to the destroyed case, and a
-party whose account existed only for it, with the case page open, is taken to a page
-saying the case was closed and the account removed (not silently signed out)."""
+party whose account existed only for it is told on a page that the case was closed and
+the account removed (not silently signed out): at once where the case page is open, at
+the next page load in another browser signed in to the same account."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ async def test_closing_leaves_no_link_and_tells_the_removed_party(
         # The party's page joined the case's room before the neutral closes it.
         await eventually(lambda: any('"online"' in str(f) for f in frames), what="case.join")
 
+        # The same party on another device, on the case list (no case socket there).
+        _, elsewhere = await signed_in_page(browser, caucus_server, username, password, watch)
+
         _, n = await signed_in_page(browser, caucus_server, NEUTRAL[0], NEUTRAL[2], watch)
         await n.goto(f"/cases/{case_id}/close")
         await n.get_by_test_id("confirm-title").fill(TITLE)
@@ -70,6 +74,10 @@ async def test_closing_leaves_no_link_and_tells_the_removed_party(
         await p.wait_for_url("**/closed")
         await expect(p.get_by_test_id("account-removed")).to_be_visible()
         await expect(p.get_by_test_id("account-kept")).to_be_hidden()
+
+        await elsewhere.reload()
+        await elsewhere.wait_for_url("**/closed")
+        await expect(elsewhere.get_by_test_id("account-removed")).to_be_visible()
         assert watch.problems == []
     finally:
         await party.close()

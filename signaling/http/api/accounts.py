@@ -16,6 +16,7 @@ from signaling.http.access import (
     SESSION,
     USER,
     access,
+    account_removed,
     clear_session_cookie,
     client_address,
     csrf_token_for,
@@ -88,11 +89,13 @@ class TotpDisableBody(Strict):
 async def get_session(request: web.Request) -> web.Response:
     session, user = request[SESSION], request[USER]
     csrf, is_new = csrf_token_for(request)
+    removed = session is None and await account_removed(request)
     response = web.json_response(
         {
             "csrf_token": csrf,
             "stage": session.stage if session else "anonymous",
             "user": user.public() if user else None,
+            "ended": "account_removed" if removed else None,
         }
     )
     if is_new:
