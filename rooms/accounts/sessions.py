@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rooms.storage.schema import sessions
+from rooms.storage.schema import removed_account_sessions, sessions
 from rooms.storage.store import Store
 
 STAGE_TOTP = "totp_required"
@@ -95,6 +95,22 @@ class Sessions:
                 .values(reauth_at=now, reauth_method=method, last_seen_at=now)
             )
         return now
+
+    async def removed_with_case(self, token: str | None) -> bool:
+        """Whether ``token`` named a session whose account was deleted with a closed case
+        (answered once: the record goes, as do the expired ones)."""
+        if not token or len(token) > 200:
+            return False
+        hashed, now = token_hash(token), self.clock()
+        table = removed_account_sessions
+        async with self.store.begin() as conn:
+            found = (
+                await conn.execute(
+                    sa.delete(table).where(table.c.token_hash == hashed, table.c.expires_at >= now)
+                )
+            ).rowcount
+            await conn.execute(sa.delete(table).where(table.c.expires_at < now))
+        return bool(found)
 
     async def end(self, session: Session) -> None:
         async with self.store.begin() as conn:

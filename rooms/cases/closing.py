@@ -11,8 +11,10 @@ The order makes the data unreadable first and then removes what is left:
    ``ON DELETE CASCADE``; the request it came from, with its people and slots), its wrapped
    data key, and the case row itself, and the accounts that existed only for this case
    (invited members, global role ``member``, now in no case: their sessions, recovery
-   codes and login failures with them), and writes the audit record ``case.close`` (case
-   id, who, when, how many accounts went; no title, no names) and a mail to every member
+   codes and login failures with them; each session's cookie hash is kept until it would
+   have expired, so its browser is told why it was signed out), and writes the audit
+   record ``case.close`` (case id, who, when, how many accounts went; no title, no
+   names) and a mail to every member
    with an address but the neutral (the case closed; their account deleted, where it was).
    From the commit on, every
    blob and sealed value of the case is ciphertext under a key that exists nowhere
@@ -50,6 +52,7 @@ from rooms.storage.schema import (
     login_failures,
     messages,
     recovery_codes,
+    removed_account_sessions,
     sessions,
     space_files,
     space_members,
@@ -192,6 +195,15 @@ async def _delete_case_only_accounts(conn: Any, member_ids: set[str]) -> set[str
         return set()
     ids = [row.id for row in rows]
     subjects = [f"user:{row.username}" for row in rows]
+    # their browsers are told once why they were signed out (the cookie hash only)
+    await conn.execute(
+        sa.insert(removed_account_sessions).from_select(
+            ["token_hash", "expires_at"],
+            sa.select(sessions.c.token_hash, sessions.c.expires_at).where(
+                sessions.c.user_id.in_(ids)
+            ),
+        )
+    )
     await conn.execute(sa.delete(sessions).where(sessions.c.user_id.in_(ids)))
     await conn.execute(sa.delete(recovery_codes).where(recovery_codes.c.user_id.in_(ids)))
     await conn.execute(sa.delete(login_failures).where(login_failures.c.subject.in_(subjects)))

@@ -75,6 +75,16 @@ sessions = sa.Table(
     sa.Column("reauth_method", sa.String(32), nullable=True),
 )
 
+#: Sessions that ended because their account was deleted with a closed case: the cookie's
+#: SHA-256 and when the session would have expired, nothing else (no user, no case), so
+#: that browser is told once why it was signed out (``Sessions.removed_with_case``).
+removed_account_sessions = sa.Table(
+    "removed_account_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
 login_failures = sa.Table(
     "login_failures",
     metadata,

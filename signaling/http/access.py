@@ -105,6 +105,18 @@ async def _load_session(request: web.Request) -> tuple[Session | None, User | No
     return session, await services.accounts.get(session.user_id)
 
 
+ACCOUNT_REMOVED = (
+    "The case was closed, and your account, which existed only for it, was removed with it."
+)
+
+
+async def account_removed(request: web.Request) -> bool:
+    """Whether the request's session cookie named a session whose account was deleted
+    with a closed case (answered once per such session)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    return token is not None and await request.app[SERVICES].sessions.removed_with_case(token)
+
+
 def session_of(request: web.Request) -> Session:
     """The session of a request that passed a rule needing one (anything but ``public``)."""
     session = request[SESSION]
@@ -126,6 +138,8 @@ async def authorize(request: web.Request, rule: Access) -> None:
     request[SESSION], request[USER] = session, user
     if rule.kind == "public":
         return
+    if session is None and await account_removed(request):
+        raise Unauthenticated(ACCOUNT_REMOVED, code="account_removed")
     if session is None or user is None:
         raise Unauthenticated("Sign in first.", code="unauthenticated")
     if rule.kind == "session":

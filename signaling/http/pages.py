@@ -45,6 +45,7 @@ PAGES = {
     "/invoices/{invoice_id}": "invoice.html",
     "/billing": "billing.html",
     "/agreements/verify": "agreement-verify.html",
+    "/closed": "closed.html",
 }
 
 routes = web.RouteTableDef()

@@ -42,6 +42,7 @@ class Realtime:
     server: socketio.AsyncServer
     namespaces: list[EventNamespace]
     spaces: SpacesNamespace
+    case: CaseNamespace
     #: ``/media`` and ``/recording`` when they run in this process.
     media: MediaNamespace | None = None
     recording: RecordingNamespace | None = None
@@ -94,7 +95,8 @@ def compose(
         engineio_logger=False,
     )
     spaces = SpacesNamespace(services, bus)
-    realtime = Realtime(server, [CaseNamespace(services), spaces], spaces)
+    case = CaseNamespace(services)
+    realtime = Realtime(server, [case, spaces], spaces, case)
     bus.on_sessions_ended = realtime.end_sessions
     if forwarder is not None:
         realtime.namespaces += [

@@ -70,6 +70,10 @@ async def test_forgot_password_link_from_the_mail_signs_in_with_the_new_password
     link = link_from(mail_server, "nadia@example.org", "/reset/")
 
     await page.goto(link)
+    # the rules are stated before the first attempt, as the server words them
+    rules = page.get_by_test_id("password-rules")
+    await expect(rules).to_contain_text("at least 12 characters")
+    await expect(rules).to_contain_text("contain your username")
     await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     await page.get_by_label("New password again").fill(NEW_PASSWORD)
     await page.get_by_role("button", name="Set the new password").click()

@@ -1,15 +1,17 @@
 """A video message in real browsers: party A records five seconds with Chromium's fake
-camera in a space shared with party B; B sees it arrive live, plays it past three
-seconds, seeks back and it plays on, fetched with HTTP ranges. The neutral starts and
+camera in a space shared with party B, plays it back and sends it; B sees it arrive live,
+plays it past three seconds, seeks back and it plays on, fetched with HTTP ranges. A
+message played back and discarded is never sent. The neutral starts and
 stops recording the main room from the same space, whose files then list the timeline."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import Browser, Request, Response, expect
+from playwright.async_api import Browser, Page, Request, Response, expect
 
 from tests.browser.test_spaces import (
     PEOPLE,
@@ -24,6 +26,30 @@ if TYPE_CHECKING:
     from conftest import RunningServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def record(page: Page, *, seconds: float) -> None:
+    """Record ``seconds`` of the fake camera and stop: the recording waits for review."""
+    await page.get_by_test_id("video-record").click()
+    await expect(page.get_by_test_id("video-status")).to_contain_text("Recording", timeout=20_000)
+    await expect(page.get_by_test_id("video-preview")).to_be_visible()
+    await asyncio.sleep(seconds)  # the length of the message
+    await page.get_by_test_id("video-stop").click()
+    await expect(page.get_by_test_id("video-status")).to_contain_text(
+        "Play it back", timeout=20_000
+    )
+    await expect(page.get_by_test_id("video-preview")).to_be_hidden()
+
+
+async def play_back(page: Page) -> None:
+    """Play the recording under review past its first second."""
+    review = page.get_by_test_id("video-review")
+    await expect(review).to_be_visible()
+    await review.evaluate("video => { video.muted = true; return video.play(); }")
+    await page.wait_for_function(
+        "() => document.querySelector('[data-testid=video-review]').currentTime > 1",
+        timeout=15_000,
+    )
 
 
 async def test_party_records_a_video_message_the_other_plays_and_seeks(
@@ -61,13 +87,13 @@ async def test_party_records_a_video_message_the_other_plays_and_seeks(
         b.on("request", on_request)
         b.on("response", on_response)
 
-        # A records five seconds and sends it.
-        await a.get_by_test_id("video-record").click()
-        await expect(a.get_by_test_id("video-status")).to_contain_text("Recording", timeout=20_000)
-        await expect(a.get_by_test_id("video-preview")).to_be_visible()
-        await asyncio.sleep(5)  # the length of the message
-        await a.get_by_test_id("video-stop").click()
+        # A records five seconds, plays them back, then sends them.
+        await record(a, seconds=5)
+        await play_back(a)
+        await expect(b.get_by_test_id("video-player")).to_have_count(0)
+        await a.get_by_test_id("video-send").click()
         await expect(a.get_by_test_id("video-status")).to_have_text("Sent.", timeout=20_000)
+        await expect(a.get_by_test_id("video-review")).to_be_hidden()
         await expect(a.get_by_test_id("video-preview")).to_be_hidden()
         await expect(a.get_by_test_id("video-player")).to_have_count(1)
         await expect(a.get_by_test_id("video-error")).to_be_hidden()
@@ -113,6 +139,58 @@ async def test_party_records_a_video_message_the_other_plays_and_seeks(
             1
         )
         await expect(a.get_by_test_id("hearing-recording")).to_be_hidden()
+        assert watch.problems == []
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_a_video_message_played_back_and_discarded_is_never_sent(
+    caucus_server: RunningServer, media_browser: Browser, tmp_path: Path
+) -> None:
+    case_id, clients = await prepare_case(caucus_server)
+    neutral_api = clients[1]
+    try:
+        status, body, _ = await neutral_api.get(f"/api/cases/{case_id}")
+        assert status == 200, body
+        names = {PEOPLE["a"][1], PEOPLE["b"][1]}
+        members = [m["user_id"] for m in body["members"] if m["display_name"] in names]
+        status, body, _ = await neutral_api.post(
+            f"/api/cases/{case_id}/spaces", {"name": SHARED, "member_ids": members}
+        )
+        assert status == 201, body
+        space_id = body["space"]["id"]
+
+        watch = Watch()
+        _, a = await page_of(media_browser, caucus_server, "a", watch)
+        await open_space(a, case_id, SHARED)
+        await record(a, seconds=2)
+        await play_back(a)
+        await a.get_by_test_id("video-discard").click()
+        await expect(a.get_by_test_id("video-status")).to_contain_text("Discarded")
+        await expect(a.get_by_test_id("video-review")).to_be_hidden()
+        await expect(a.get_by_test_id("video-record")).to_be_visible()
+
+        # Record again: the first take is discarded, the second sent.
+        await record(a, seconds=2)
+        await a.get_by_test_id("video-rerecord").click()
+        await expect(a.get_by_test_id("video-status")).to_contain_text("Recording", timeout=20_000)
+        await a.get_by_test_id("video-stop").click()
+        await expect(a.get_by_test_id("video-send")).to_be_visible(timeout=20_000)
+        await a.get_by_test_id("video-send").click()
+        await expect(a.get_by_test_id("video-status")).to_have_text("Sent.", timeout=20_000)
+        await expect(a.get_by_test_id("video-player")).to_have_count(1)
+
+        # The space holds that one message and file: the discarded takes left nothing.
+        status, body, _ = await neutral_api.get(f"/api/cases/{case_id}/spaces/{space_id}/messages")
+        assert status == 200, body
+        assert [m["kind"] for m in body["messages"]].count("video") == 1, body
+        status, body, _ = await neutral_api.get(f"/api/cases/{case_id}/spaces/{space_id}/files")
+        assert status == 200, body
+        assert len(body["files"]) == 1, body
+        # ... and in the vault (the server's data directory): the discarded blobs are gone.
+        blobs = [p.name for p in (tmp_path / "data" / "vault").rglob("*") if p.is_file()]
+        assert blobs == [body["files"][0]["id"]], blobs
         assert watch.problems == []
     finally:
         for client in clients:

@@ -8,7 +8,10 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from recorder import RecordingResult
+from rooms.storage.schema import new_id
 from signaling.http.state import RECORDING_NAMESPACE_KEY
+from signaling.realtime.namespaces.recording import HeldVideo, VideoMessage
 from tests.signaling.spaces_setup import sample_space
 from tests.support.world import World
 
@@ -48,6 +51,30 @@ async def hearing_stop(w: World) -> dict[str, Any]:
     return {"case_id": case_id, "room_id": "main"}
 
 
+async def video_decide(w: World) -> dict[str, Any]:
+    """A finished video message of paula's held for review in the sample space (as if she
+    recorded it with ``review``); she discards it."""
+    where = await _space(w)
+    namespace = w.server.app[RECORDING_NAMESPACE_KEY]
+    users = await w.server.services.accounts.list_users()
+    paula = next(u.id for u in users if u.username == "paula")
+    blob = new_id()
+    video = VideoMessage(
+        blob,
+        "an-earlier-socket",
+        where["case_id"],
+        where["space_id"],
+        paula,
+        None,
+        None,
+        60.0,
+        review=True,  # type: ignore[arg-type]  # finished: no media left
+    )
+    held = HeldVideo(video, RecordingResult(blob, "completed", "stopped", duration_s=3.0))
+    namespace.held[(where["case_id"], where["space_id"], paula)] = held
+    return {**where, "recording_id": blob, "send": False}
+
+
 def _case(w: World) -> dict[str, Any]:
     return {"case_id": w.cases["Case A"]}
 
@@ -55,6 +82,7 @@ def _case(w: World) -> dict[str, Any]:
 RECORDING_EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     (NS, "video.start"): ("paula", video_start),
     (NS, "video.stop"): ("paula", _space),
+    (NS, "video.decide"): ("paula", video_decide),
     (NS, "hearing.start"): ("nina", hearing_start),
     (NS, "hearing.stop"): ("nina", hearing_stop),
     (NS, "recording.watch"): ("paula", _case),

@@ -498,6 +498,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/account/notifications"): Sample("paula", digest_choice),
     ("POST", "/api/account/email/confirm/{token}"): Sample("anonymous", email_change_link),
     ("POST", "/api/password/forgot"): Sample("anonymous", const({"email": "nobody@example.org"})),
+    ("GET", "/api/password/rules"): Sample("anonymous"),
     ("GET", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("POST", "/api/password/reset/{token}"): Sample("anonymous", reset_link),
     ("GET", "/api/invitations/{token}"): Sample("anonymous"),
@@ -558,6 +559,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/invoices/{invoice_id}/pay"): Sample("anonymous"),
     ("GET", "/invoices/{invoice_id}"): Sample("anonymous"),  # a page shell: the API checks
     ("GET", "/billing"): Sample("anonymous"),  # a page shell: the API checks
+    ("GET", "/closed"): Sample("anonymous"),
     ("GET", "/api/payments/config"): Sample("paula"),
     ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
     ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),

@@ -147,9 +147,17 @@ async def test_no_footprint_open_or_closed(
         status, body, _ = await world.clients[who].get("/api/cases")
         assert status == 200 and case_id not in str(body)
     # Paula and Cora had accounts only for this case: they are gone, sessions and all.
+    # Their browsers are told why, once: Paula's by an API call, Cora's by the session.
+    status, body, _ = await paula.get("/api/cases")
+    assert status == 401 and body["error"]["code"] == "account_removed", body
+    status, body, _ = await world.clients["cora"].get("/api/session")
+    assert status == 200 and body["stage"] == "anonymous", body
+    assert body["ended"] == "account_removed"
+    status, body, _ = await world.clients["cora"].get("/api/session")
+    assert body["ended"] is None
     for who in ("paula", "cora"):
         status, body, _ = await world.clients[who].get("/api/cases")
-        assert status == 401, body
+        assert status == 401 and body["error"]["code"] == "unauthenticated", body
         status, body, _ = await world.make_client().post(
             "/api/login", {"username": who, "password": PASSWORD}
         )

@@ -70,7 +70,7 @@ class VideoMessageClient:
             if not self.ended.done():
                 self.ended.set_result(payload)
 
-    async def start(self, *, video: bool = True) -> dict[str, Any]:
+    async def start(self, *, video: bool = True, review: bool = False) -> dict[str, Any]:
         connected = asyncio.get_running_loop().create_future()
 
         @self.pc.on("connectionstatechange")
@@ -90,7 +90,9 @@ class VideoMessageClient:
             )
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.reply = await self.sio.call(
-            "video.start", {**self.where, "sdp": self.pc.localDescription.sdp}, namespace=NS
+            "video.start",
+            {**self.where, "sdp": self.pc.localDescription.sdp, "review": review},
+            namespace=NS,
         )
         assert self.reply["ok"], self.reply
         self.recording_id = self.reply["recording_id"]
@@ -217,6 +219,56 @@ async def test_video_message_recorded_listed_encrypted_and_playable(
     )
     assert status == 200, body
     assert not blob.exists() and not blob.parent.exists()
+
+
+async def test_a_reviewed_video_message_is_held_then_sent_or_discarded(
+    world: World, spaces: CaseSpaces
+) -> None:
+    """Recorded with ``review``: nothing is posted on stop; ``video.decide`` sends it (a
+    message and a file) or discards it (its blob deleted); an undecided one is deleted
+    when its socket goes."""
+    where = {"case_id": spaces.case_id, "space_id": spaces.shared}
+    vault = world.server.services.vault
+    paula = world.clients["paula"]
+
+    async def video_messages() -> list[str]:
+        status, body, _ = await paula.get(spaces.path(spaces.shared, "/messages"))
+        assert status == 200, body
+        return [m["id"] for m in body["messages"] if m["kind"] == "video"]
+
+    sio = await connect(world, "paula")
+    takes: list[str] = []
+    sent: list[str] = []
+    for _ in range(3):
+        client = VideoMessageClient(sio, where)
+        await client.start(review=True)
+        await recorder_running(world)
+        answer = await client.stop()
+        assert answer["ok"] and answer["status"] == "completed" and answer["held"], answer
+        assert answer["message"] is None and answer["file"] is None
+        assert vault.blob_path(spaces.case_id, answer["recording_id"]).exists()
+        assert await video_messages() == sent  # nothing posted on stop
+        takes.append(answer["recording_id"])
+        if len(takes) == 1:  # discarded
+            reply = await sio.call("video.decide", {**where, "send": False}, namespace=NS)
+            assert reply["ok"] and reply["status"] == "discarded", reply
+            assert not vault.blob_path(spaces.case_id, takes[0]).exists()
+        elif len(takes) == 2:  # sent
+            reply = await sio.call(
+                "video.decide", {**where, "recording_id": takes[1], "send": True}, namespace=NS
+            )
+            assert reply["ok"] and reply["status"] == "completed", reply
+            assert reply["message"]["file_id"] == takes[1] == reply["file"]["id"]
+            sent.append(reply["message"]["id"])
+            assert await video_messages() == sent
+            # nothing more to decide on: refused
+            reply = await sio.call("video.decide", {**where, "send": True}, namespace=NS)
+            assert reply["ok"] is False and reply["error"]["code"] == "not_held", reply
+    # the third take is left undecided: the socket goes, and it with it
+    await sio.disconnect()
+    await eventually(lambda: not vault.blob_path(spaces.case_id, takes[2]).exists())
+    assert not namespace(world).held
+    assert await video_messages() == sent
 
 
 async def test_server_ends_a_video_message_at_its_maximum_length(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from rooms.storage.schema import sessions
 from signaling.cookies import SESSION_COOKIE
+from tests.support.eventually import eventually
 from tests.support.world import PASSWORD, World, connect
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -102,3 +103,22 @@ async def test_a_password_change_closes_the_other_sessions_sockets(world: World)
     finally:
         await other.disconnect()
         await mine.disconnect()
+
+
+async def test_a_case_hears_that_someone_accepted_an_invitation(world: World) -> None:
+    """Nina's open case page is told when a new party joins Case A (and only Case A's)."""
+    case_a, case_b = world.cases["Case A"], world.cases["Case B"]
+    nina = await connect(world, world.clients["nina"], "/case")
+    otto = await connect(world, world.clients["otto"], "/case")
+    heard: dict[str, list[object]] = {"nina": [], "otto": []}
+    nina.on("case.members", heard["nina"].append, namespace="/case")
+    otto.on("case.members", heard["otto"].append, namespace="/case")
+    try:
+        assert (await nina.call("case.join", {"case_id": case_a}, "/case"))["ok"]
+        assert (await otto.call("case.join", {"case_id": case_b}, "/case"))["ok"]
+        await world.accept(await world.invite("nina", case_a, "party"), "quinn")
+        await eventually(lambda: heard["nina"] == [{"case_id": case_a}], what="case.members")
+        assert heard["otto"] == []
+    finally:
+        await nina.disconnect()
+        await otto.disconnect()

@@ -10,11 +10,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.accounts.accounts import User
+from rooms.accounts.passwords import MAX_PASSWORD_CHARS
 from rooms.accounts.sessions import REAUTH_MAX_AGE, STAGE_ACTIVE, STAGE_PASSWORD, STAGE_TOTP
 from signaling.http.access import (
     SESSION,
     USER,
     access,
+    account_removed,
     clear_session_cookie,
     client_address,
     csrf_token_for,
@@ -87,11 +89,13 @@ class TotpDisableBody(Strict):
 async def get_session(request: web.Request) -> web.Response:
     session, user = request[SESSION], request[USER]
     csrf, is_new = csrf_token_for(request)
+    removed = session is None and await account_removed(request)
     response = web.json_response(
         {
             "csrf_token": csrf,
             "stage": session.stage if session else "anonymous",
             "user": user.public() if user else None,
+            "ended": "account_removed" if removed else None,
         }
     )
     if is_new:
@@ -240,6 +244,16 @@ async def forgot_password(request: web.Request) -> web.Response:
     await services.resets.request(body.email, client_address(request))
     request.app[MAIL_SENDER].wake()
     return web.json_response({"message": FORGOT_ANSWER}, status=202)
+
+
+@routes.get("/api/password/rules")
+@access("public")
+async def password_rules(request: web.Request) -> web.Response:
+    """What a new password must be, as the pages state it next to every password field."""
+    policy = request.app[SERVICES].accounts.policy
+    return web.json_response(
+        {"min_length": policy.min_length, "max_length": MAX_PASSWORD_CHARS, "rules": policy.rules}
+    )
 
 
 @routes.get("/api/password/reset/{token}")

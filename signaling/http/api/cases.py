@@ -22,7 +22,7 @@ from signaling.http.access import (
     set_session_cookie,
     user_of,
 )
-from signaling.http.state import MAIL_SENDER
+from signaling.http.state import MAIL_SENDER, REALTIME
 from signaling.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -224,6 +224,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
     except CaucusError:
         await throttle.record_failure(*subjects)
         raise
+    await request.app[REALTIME].case.members_changed(case_id)
     session = request[SESSION]
     if session is not None:
         await services.sessions.end(session)

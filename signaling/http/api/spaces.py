@@ -25,7 +25,7 @@ from rooms.spaces.messages import MAX_BODY
 from rooms.spaces.spaces import MAX_NAME
 from rooms.vault.format import VaultIntegrityError
 from signaling.http.access import MEMBER, SECURITY_HEADERS, access, read_json, user_of
-from signaling.http.state import MAIL_SENDER
+from signaling.http.state import MAIL_SENDER, REALTIME
 from signaling.refusals import REFUSALS
 from signaling.services import SERVICES
 
@@ -387,4 +387,5 @@ async def close_case(request: web.Request) -> web.Response:
         confirmed=body.confirm_undownloaded_agreements,
     )
     request.app[MAIL_SENDER].wake()
+    await request.app[REALTIME].case.closed(member.case_id)
     return web.json_response({"closed": True, "case_id": member.case_id})

@@ -1,4 +1,5 @@
-"""socket.io ``/case``: presence in a case, who of its members is online now."""
+"""socket.io ``/case``: presence in a case, who of its members is online now, and word
+that its membership changed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def case_room(case_id: str) -> str:
 
 
 class CaseNamespace(EventNamespace):
-    """Presence in a case: who of its members is online now."""
+    """Presence in a case: who of its members is online now; tells the case's open pages
+    when someone joined it."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(CASE_NAMESPACE, services)
@@ -56,6 +58,16 @@ class CaseNamespace(EventNamespace):
                 {"case_id": case_id, "online": self._online(case_id)},
                 room=case_room(case_id),
             )
+
+    async def members_changed(self, case_id: str) -> None:
+        """Tell every socket that joined the case (on any node) that its members changed,
+        so open case pages fetch them again; the event carries no names."""
+        await self.emit("case.members", {"case_id": case_id}, room=case_room(case_id))
+
+    async def closed(self, case_id: str) -> None:
+        """Tell every socket that joined the case (on any node) that it was closed: its
+        pages go to ``/closed`` (the accounts made for it alone are gone with it)."""
+        await self.emit("case.closed", {"case_id": case_id}, room=case_room(case_id))
 
     async def left(self, sid: str) -> None:
         for case_id in [c for c, sids in self.online.items() if sid in sids]:

@@ -8,7 +8,10 @@ recording ends when the member stops it (``video.stop``), at the server's maximu
 disconnects. A finished recording becomes a space file (kind ``video_message``, WebM)
 and a message of kind ``video`` pointing at it, announced to the space like any other
 message; a failed one becomes a message of kind ``video_failed`` saying so. The socket
-that recorded gets ``video.ended`` either way.
+that recorded gets ``video.ended`` either way. A recording started with ``review`` is held
+instead, once finished: its author plays it back (the page's own copy) and sends it
+(``video.decide``, posted as above) or discards it (its blob deleted); one left undecided
+is deleted when its socket disconnects, the case closes or the server stops.
 
 **Hearing recordings.** The case's neutral or a co-neutral records a live room
 (``hearing.start``): everybody in it is told (``recording.state`` on ``/media``, before
@@ -47,6 +50,7 @@ from signaling.realtime.schemas.recording import (
     RECORDING_NAMESPACE,
     HearingStartPayload,
     HearingStopPayload,
+    VideoDecidePayload,
     VideoStartPayload,
     VideoStopPayload,
 )
@@ -95,8 +99,17 @@ class VideoMessage:
     max_seconds: float
     content_type: str = "video/webm"
     discard: bool = False
+    review: bool = False
     guard: asyncio.TimerHandle | None = None
     done: asyncio.Future[dict[str, Any]] | None = None
+
+
+@dataclass
+class HeldVideo:
+    """A finished video message waiting for its author to send or discard it."""
+
+    video: VideoMessage
+    result: Result
 
 
 @dataclass
@@ -138,6 +151,8 @@ class RecordingNamespace(EventNamespace):
         self.worker = worker
         self.media = media
         self.videos: dict[str, VideoMessage] = {}  # sid -> the video message it records
+        # (case id, space id, author) -> the finished video message held for review
+        self.held: dict[tuple[str, str, str], HeldVideo] = {}
         self.hearings: dict[str, Hearing] = {}  # router id -> hearing
         self.watchers: dict[str, set[str]] = {}  # case id -> sids watching recording.state
         self._where: dict[str, str] = {}  # participant id -> recorded router id it is in
@@ -191,6 +206,7 @@ class RecordingNamespace(EventNamespace):
             recorder,
             max_seconds,
             content_type=_content_type(producers),
+            review=payload.review,
         )
         video.done = asyncio.get_running_loop().create_future()
         self.videos[caller.sid] = video
@@ -233,9 +249,13 @@ class RecordingNamespace(EventNamespace):
         }
         try:
             await video.transport.close()
-            if video.discard:
+            reviewable = video.review and result.reason != "publisher-left"
+            if video.discard or (video.review and not reviewable):
                 if result.status == COMPLETED:
                     await self.services.vault.delete_blob(video.case_id, video.id)
+            elif result.status == COMPLETED and reviewable:
+                await self._hold(HeldVideo(video, result))
+                outcome["held"] = True
             elif result.status == COMPLETED:
                 outcome.update(await self._store_video(video, result))
             else:
@@ -250,6 +270,41 @@ class RecordingNamespace(EventNamespace):
                 video.done.set_result(outcome)
         with contextlib.suppress(Exception):
             await self.emit("video.ended", outcome, to=video.sid)
+
+    async def _hold(self, held: HeldVideo) -> None:
+        video = held.video
+        replaced = self.held.pop((video.case_id, video.space_id, video.user_id), None)
+        if replaced is not None:  # recorded again without deciding: the new one counts
+            await self._drop(replaced)
+        self.held[(video.case_id, video.space_id, video.user_id)] = held
+
+    async def _drop(self, held: HeldVideo) -> None:
+        with contextlib.suppress(OSError):
+            await self.services.vault.delete_blob(held.video.case_id, held.video.id)
+
+    @event("video.decide", VideoDecidePayload, "space", CASE_ROLES)
+    async def video_decide(self, caller: Caller, payload: VideoDecidePayload) -> dict[str, Any]:
+        """Send or discard the caller's video message held for review in this space."""
+        key = (payload.case_id, payload.space_id, caller.user_id)
+        held = self.held.get(key)
+        if held is None or payload.recording_id not in (None, held.video.id):
+            raise NotFound("No recorded video message waits for your decision.", code="not_held")
+        del self.held[key]
+        outcome: dict[str, Any] = {
+            "recording_id": held.video.id,
+            "status": "discarded",
+            "reason": held.result.reason,
+            "duration_s": held.result.duration_s,
+            "message": None,
+            "file": None,
+            "error": None,
+        }
+        if not payload.send:
+            await self._drop(held)
+            return outcome
+        outcome.update(await self._store_video(held.video, held.result))
+        outcome["status"] = "completed"
+        return outcome
 
     async def _store_video(self, video: VideoMessage, result: Result) -> dict[str, Any]:
         spaces = self.services.spaces
@@ -533,6 +588,10 @@ class RecordingNamespace(EventNamespace):
         video = self.videos.get(sid)
         if video is not None:  # the recording so far is kept, as if stopped
             await video.recorder.stop("publisher-left")
+        for key, held in list(self.held.items()):  # undecided: nobody is left to decide
+            if held.video.sid == sid:
+                del self.held[key]
+                await self._drop(held)
 
     async def _space_changed(self, change: SpaceEvent) -> None:
         """A closed case takes its recordings in progress with it, unsaved."""
@@ -544,12 +603,15 @@ class RecordingNamespace(EventNamespace):
         for video in [v for v in self.videos.values() if v.case_id == case_id]:
             video.discard = True
             await video.recorder.stop()
+        for key in [k for k in self.held if k[0] == case_id]:
+            del self.held[key]  # its blobs go with the case's directory
         for hearing in [h for h in self.hearings.values() if h.case_id == case_id]:
             await self._stop_hearing(hearing, store=False)
 
     async def close(self) -> None:
-        """Finish every recording (the server is stopping): video messages are stored,
-        hearings are stored in their spaces."""
+        """Finish every recording (the server is stopping): video messages are stored
+        (those held for review are deleted: never sent), hearings are stored in their
+        spaces."""
         for video in list(self.videos.values()):
             await video.recorder.stop("stopped")
         for hearing in list(self.hearings.values()):
@@ -557,5 +619,8 @@ class RecordingNamespace(EventNamespace):
                 await self._stop_hearing(hearing)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for held in list(self.held.values()):
+            await self._drop(held)
+        self.held.clear()
         with contextlib.suppress(ValueError):
             self.worker.observers.remove(self)

@@ -4,6 +4,9 @@ import { api, continueFromStage, getSession, requireStage } from "./api.js";
 import { byId } from "./dom.js";
 import { submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
+import { showPasswordRules } from "./password-rules.js";
+
+showPasswordRules();
 
 const form = byId("password-form");
 const errorRegion = byId("form-error");

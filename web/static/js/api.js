@@ -83,7 +83,11 @@ export async function api(method, path, body = undefined) {
     throw new ApiError(0, "network_error", "The server could not be reached. Check your connection and try again.");
   }
   if (!response.ok) {
-    throw await errorFrom(response);
+    const error = await errorFrom(response);
+    if (error.code === "account_removed") {
+      window.location.assign("/closed"); // says why this browser was signed out
+    }
+    throw error;
   }
   if (response.status === 204) {
     return null;
@@ -137,6 +141,10 @@ export async function requireStage(...allowed) {
   const session = await getSession();
   if (allowed.includes(session.stage)) {
     return session;
+  }
+  if (session.ended === "account_removed") {
+    window.location.replace("/closed"); // rather than a bare sign-in page: it says why
+    return new Promise(() => {});
   }
   const page = pageForStage(session.stage);
   if (page === null) {

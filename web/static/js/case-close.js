@@ -85,6 +85,9 @@ form.addEventListener("submit", async (event) => {
   if (answer) {
     byId("close-section").hidden = true;
     byId("closed").hidden = false;
+    // The case is gone: the crumb names it without linking to it.
+    const crumb = byId("case-link");
+    crumb.replaceWith(el("span", { id: "case-link", dataset: { testid: "case-crumb" } }, crumb.textContent));
   }
 });
 

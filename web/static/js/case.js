@@ -8,6 +8,7 @@ import { showSessions } from "./case-sessions.js";
 import { byId, el, formatDate, humanize, processName, roleName, toDate } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
+import { io } from "/static/vendor/socket.io.esm.min.js";
 
 const caseId = decodeURIComponent(window.location.pathname.replace(/^\/cases\//, "").replace(/\/$/, ""));
 const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
@@ -170,6 +171,33 @@ async function load() {
   }
 }
 
+// Someone accepted an invitation: their name joins the people and, for a party, the
+// parties a new counsel can be invited for (socket.io /case, docs/signaling.md).
+async function refreshMembers() {
+  try {
+    const answer = await api("GET", casePath);
+    members = answer.members || [];
+    renderMembers();
+  } catch (error) {
+    showError(byId("page-error"), error);
+  }
+}
+
+function followMembers() {
+  const socket = io("/case", { transports: ["websocket"], withCredentials: true });
+  // Joined (again, after a lost connection): what changed meanwhile is fetched once.
+  socket.on("connect", () => socket.emit("case.join", { case_id: caseId }, () => refreshMembers()));
+  socket.on("case.closed", (event) => {
+    if (event && event.case_id === caseId) {
+      window.location.assign("/closed");
+    }
+  });
+  socket.on("case.members", (event) => {
+    if (event && event.case_id === caseId) {
+      refreshMembers();
+    }
+  });
+}
 
 const roleSelect = byId("invite-role");
 roleSelect.addEventListener("change", () => {
@@ -251,6 +279,7 @@ byId("copy-link").addEventListener("click", async () => {
 
 try {
   await load();
+  followMembers();
 } catch (error) {
   byId("case-content").hidden = true;
   showError(byId("page-error"), error);

@@ -3,6 +3,9 @@
 import { api, getSession } from "./api.js";
 import { byId, formatDate, roleName } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
+import { showPasswordRules } from "./password-rules.js";
+
+showPasswordRules();
 
 const token = decodeURIComponent(window.location.pathname.replace(/^\/invite\//, "").replace(/\/$/, ""));
 const invitationPath = `/api/invitations/${encodeURIComponent(token)}`;

@@ -4,6 +4,9 @@
 import { api, continueFromStage, getSession } from "./api.js";
 import { byId } from "./dom.js";
 import { showError, submitting } from "./feedback.js";
+import { showPasswordRules } from "./password-rules.js";
+
+showPasswordRules();
 
 const token = decodeURIComponent(window.location.pathname.split("/").pop() || "");
 const path = `/api/password/reset/${encodeURIComponent(token)}`;

@@ -438,7 +438,11 @@ async function loadAgreements() {
 }
 
 // -- live ----------------------------------------------------------------------------------
-function removed() {
+function removed(event) {
+  if (event && event.reason === "case_closed") {
+    window.location.assign("/closed");
+    return;
+  }
   byId("space-content").hidden = true;
   byId("removed-notice").hidden = false;
   if (socket) {
@@ -492,7 +496,16 @@ document.addEventListener("visibilitychange", markRead);
 
 setupVideoMessages(
   where,
-  { record: byId("video-record"), stop: byId("video-stop"), status: byId("video-status"), preview: byId("video-preview") },
+  {
+    record: byId("video-record"),
+    stop: byId("video-stop"),
+    status: byId("video-status"),
+    preview: byId("video-preview"),
+    review: byId("video-review"),
+    send: byId("video-send"),
+    rerecord: byId("video-rerecord"),
+    discard: byId("video-discard"),
+  },
   {
     onMessage: (message) => {
       clearError(byId("video-error"));

@@ -1,6 +1,8 @@
 // Recording a video message in a space (see docs/recorder.md): camera and microphone go to
 // the server on a peer connection of their own, over the /recording namespace; the server
-// records them, enforces the maximum length and posts the message when it is stopped.
+// records them and enforces the maximum length. Once stopped, the server holds the
+// recording while its author plays it back (the browser's own copy of the same camera
+// stream, kept by a MediaRecorder) and then sends it, records again or discards it.
 
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { call } from "./space-socket.js";
@@ -52,11 +54,25 @@ function preferVp8(transceiver) {
 /**
  * Wires the record and stop buttons of a space page.
  *
- * where: {case_id, space_id}; ui: {record, stop, status, preview}; onMessage(message) gets
- * the posted video message (or the message saying the recording failed); onError(error).
+ * where: {case_id, space_id}; ui: {record, stop, status, preview, review, send, rerecord,
+ * discard}; onMessage(message) gets the posted video message (or the message saying the
+ * recording failed); onError(error).
  */
 export function setupVideoMessages(where, ui, { onMessage, onError }) {
-  const state = { socket: null, iceServers: [], stream: null, pc: null, recordingId: null, timer: null, maxSeconds: 0, busy: false };
+  const state = {
+    socket: null,
+    iceServers: [],
+    stream: null,
+    pc: null,
+    recordingId: null,
+    timer: null,
+    maxSeconds: 0,
+    busy: false,
+    local: null, // the MediaRecorder keeping the browser's copy for the review
+    localCopy: null, // a promise of that copy (a Blob) once the recording stopped
+    held: null, // the recording id the server holds for review
+    reviewUrl: null,
+  };
 
   function show(text) {
     ui.status.textContent = text;
@@ -84,7 +100,88 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
     return connection;
   }
 
+  function recordLocally(stream) {
+    if (!window.MediaRecorder) {
+      state.local = null;
+      return;
+    }
+    const chunks = [];
+    const local = (state.local = new MediaRecorder(stream));
+    local.addEventListener("dataavailable", (event) => {
+      if (event.data && event.data.size) {
+        chunks.push(event.data);
+      }
+    });
+    state.localCopy = new Promise((resolve) => {
+      local.addEventListener("stop", () => resolve(chunks.length ? new Blob(chunks, { type: local.mimeType || "video/webm" }) : null));
+    });
+    local.start(1000);
+  }
+
+  function stopLocal() {
+    if (state.local && state.local.state !== "inactive") {
+      state.local.stop();
+    }
+    state.local = null;
+  }
+
+  function hideReview() {
+    ui.review.pause();
+    ui.review.removeAttribute("src");
+    ui.review.load();
+    ui.review.hidden = true;
+    if (state.reviewUrl) {
+      URL.revokeObjectURL(state.reviewUrl);
+      state.reviewUrl = null;
+    }
+    ui.send.hidden = true;
+    ui.rerecord.hidden = true;
+    ui.discard.hidden = true;
+    state.held = null;
+  }
+
+  async function showReview(recordingId) {
+    state.held = recordingId;
+    const copy = state.localCopy ? await state.localCopy : null;
+    state.localCopy = null;
+    if (copy) {
+      state.reviewUrl = URL.createObjectURL(copy);
+      ui.review.src = state.reviewUrl;
+      ui.review.hidden = false;
+    }
+    ui.record.hidden = true;
+    for (const button of [ui.send, ui.rerecord, ui.discard]) {
+      button.hidden = false;
+      button.disabled = false;
+    }
+    show(copy ? "Play it back, then send it, record again or discard it." : "Send it, record again or discard it.");
+    ui.send.focus();
+  }
+
+  async function decide(send) {
+    if (!state.held) {
+      return null;
+    }
+    for (const button of [ui.send, ui.rerecord, ui.discard]) {
+      button.disabled = true;
+    }
+    const recordingId = state.held;
+    try {
+      const outcome = await call(state.socket, "video.decide", { ...where, recording_id: recordingId, send });
+      hideReview();
+      ui.record.hidden = false;
+      return outcome;
+    } catch (error) {
+      for (const button of [ui.send, ui.rerecord, ui.discard]) {
+        button.disabled = false;
+      }
+      onError(error);
+      return null;
+    }
+  }
+
   function release() {
+    stopLocal();
     clearInterval(state.timer);
     state.timer = null;
     if (state.stream) {
@@ -108,6 +205,12 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
 
   function finish(outcome) {
     release();
+    if (outcome.held) {
+      ui.record.hidden = true;
+      showReview(outcome.recording_id);
+      return;
+    }
+    state.localCopy = null;
     if (outcome.message) {
       onMessage(outcome.message);
     }
@@ -132,6 +235,7 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
       ui.preview.srcObject = state.stream;
       ui.preview.hidden = false;
       ui.preview.play().catch(() => {});
+      recordLocally(state.stream);
       const pc = (state.pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle" }));
       for (const track of state.stream.getTracks()) {
         const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.stream] });
@@ -141,7 +245,7 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
       }
       await pc.setLocalDescription(await pc.createOffer());
       await waitForCandidates(pc);
-      const reply = await call(connection, "video.start", { ...where, sdp: pc.localDescription.sdp });
+      const reply = await call(connection, "video.start", { ...where, sdp: pc.localDescription.sdp, review: true });
       state.recordingId = reply.recording_id;
       state.maxSeconds = reply.max_seconds;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
@@ -170,10 +274,13 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
     }
     ui.stop.disabled = true;
     clearInterval(state.timer);
-    show("Saving…");
+    show("Finishing…");
     try {
-      const outcome = await call(state.socket, "video.stop", { ...where, recording_id: state.recordingId });
-      finish(outcome);
+      const recordingId = state.recordingId;
+      const outcome = await call(state.socket, "video.stop", { ...where, recording_id: recordingId });
+      if (state.recordingId === recordingId) {
+        finish(outcome); // unless video.ended, which can come first, finished it already
+      }
     } catch (error) {
       if (error.code === "not_recording") {
         return; // it ended by itself; video.ended brings the outcome
@@ -186,4 +293,26 @@ export function setupVideoMessages(where, ui, { onMessage, onError }) {
 
   ui.record.addEventListener("click", start);
   ui.stop.addEventListener("click", stop);
+  ui.send.addEventListener("click", async () => {
+    show("Sending…");
+    const outcome = await decide(true);
+    if (outcome) {
+      if (outcome.message) {
+        onMessage(outcome.message);
+      }
+      show("Sent.");
+    } else {
+      show("");
+    }
+  });
+  ui.discard.addEventListener("click", async () => {
+    if (await decide(false)) {
+      show("Discarded: nothing was sent.");
+    }
+  });
+  ui.rerecord.addEventListener("click", async () => {
+    if (await decide(false)) {
+      start();
+    }
+  });
 }
