@@ -560,6 +560,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/invoices/{invoice_id}"): Sample("anonymous"),  # a page shell: the API checks
     ("GET", "/billing"): Sample("anonymous"),  # a page shell: the API checks
     ("GET", "/closed"): Sample("anonymous"),
+    ("GET", "/agreements/verify"): Sample("anonymous"),  # the public check page
     ("GET", "/api/payments/config"): Sample("paula"),
     ("GET", "/api/billing/ledger"): Sample("nina", wrong=("paula",)),
     ("POST", "/api/payments/webhook"): Sample("anonymous", ok=(409,)),
@@ -643,7 +644,7 @@ def special_token(path: str, w: World) -> str | None:
 
 def fill(path: str, w: World, token: str, case: str = "Case A") -> str:
     space = (
-        w.ids["agreement_space"]
+        w.ids.get("agreement_space", w.ids["space"])  # (a page shell needs none made)
         if "/agreements/" in path or (path.endswith("/agreements") and "{space_id}" in path)
         else w.ids["space"]
     )
