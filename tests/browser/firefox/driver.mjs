@@ -29,7 +29,11 @@ const browser = await puppeteer.launch({
     "media.autoplay.default": 0,
     "media.autoplay.block-webaudio": false,
     "media.getdisplaymedia.enabled": true,
-    "media.setsinkid.enabled": true,
+    // every page counts as focused: Firefox holds enumerateDevices() and getUserMedia()
+    // back for a page without focus, and each test page is one of several
+    "focusmanager.testmode": true,
+    "media.devices.unfocused.enabled": true,
+    "media.getusermedia.window.focus_source.enabled": false,
   },
 });
 
