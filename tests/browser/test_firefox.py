@@ -10,7 +10,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.firefox.pages import (
     enable_totp,
@@ -23,11 +23,14 @@ from tests.browser.test_live_rooms import (
     NAME,
     PEOPLE,
     SMALL_CAMERA,
+    drag_person,
     enter_room,
     prepare_case,
+    room_card,
     wait_media_rising,
     wait_sfu,
 )
+from tests.browser.test_live_ui import FAKE_SCREEN
 
 if TYPE_CHECKING:
     from tests.browser.conftest import RunningServer
@@ -58,12 +61,29 @@ async def test_sign_in_with_a_second_factor(caucus_server: RunningServer, firefo
         await admin.close()
 
 
+# What headless Firefox answers to getDisplayMedia() (it has no screen to capture, and its
+# fake devices cover cameras and microphones only).
+REAL_DISPLAY_CAPTURE = """
+async () => {
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    stream.getTracks().forEach((track) => track.stop());
+    return "captured";
+  } catch (error) {
+    return error.name;
+  }
+}
+"""
+
+
 async def test_live_room_with_two_chromiums_and_a_firefox(
     caucus_server: RunningServer, media_browser: Browser, firefox: Firefox
 ) -> None:
     """The mediator and party A in Chromium, party B in Firefox: everyone receives
-    everyone's audio and video, decoded on both sides."""
-    admin, case_id, _users, clients = await prepare_case(caucus_server)
+    everyone's audio and video, decoded on both sides. The mediator moves B into a
+    breakout room, visits B there, and brings everyone back: B's page follows each move
+    without a reload, media with it. B then shares a screen from Firefox."""
+    admin, case_id, users, clients = await prepare_case(caucus_server)
     watch = Watch()
     contexts: list[BrowserContext] = []
     pages: dict[str, Page] = {}
@@ -87,6 +107,59 @@ async def test_live_room_with_two_chromiums_and_a_firefox(
             firefox_media_rising(fox, sorted(everyone - {NAME["b"]})),
         )
         await wait_sfu(admin, [everyone])
+        await fox.evaluate("() => { window.stillTheSamePage = true; }")
+
+        # the mediator moves B into breakout "B": B alone there, the others in the main room
+        mediator = pages["mediator"]
+        await mediator.get_by_test_id("new-room-name").fill("B")
+        await mediator.get_by_test_id("create-room").click()
+        await expect(room_card(mediator, "B")).to_have_count(1)
+        await drag_person(mediator, users["b"], "B")
+        await fox.wait("[data-testid=room-name]", text="B", timeout_ms=20_000)
+        await wait_sfu(admin, [{NAME["mediator"], NAME["a"]}, {NAME["b"]}])
+        await fox.wait("[data-testid=alone]", state="visible")
+
+        # the mediator visits B: they see and hear each other, A no longer sees either
+        await room_card(mediator, "B").get_by_test_id("visit-room").click()
+        await wait_sfu(admin, [{NAME["mediator"], NAME["b"]}, {NAME["a"]}])
+        await asyncio.gather(
+            firefox_media_rising(fox, [NAME["mediator"]]),
+            wait_media_rising(mediator, [NAME["b"]], 60),
+        )
+
+        # everyone back in the main room
+        await mediator.get_by_test_id("bring-back").click()
+        await fox.wait("[data-testid=room-name]", text="Main room", timeout_ms=20_000)
+        await wait_sfu(admin, [everyone])
+        await asyncio.gather(
+            *(
+                wait_media_rising(page, sorted(everyone - {NAME[key]}), 60)
+                for key, page in pages.items()
+            ),
+            firefox_media_rising(fox, sorted(everyone - {NAME["b"]})),
+        )
+        assert await fox.evaluate("() => window.stillTheSamePage === true"), "B's page reloaded"
+
+        # screen sharing from Firefox: headless Firefox cannot capture a screen ...
+        assert await fox.evaluate(REAL_DISPLAY_CAPTURE) == "NotFoundError"
+        # ... so the page shares a drawn canvas in its place, through the same code path
+        await fox.evaluate(f"() => {{ {FAKE_SCREEN} }}")
+        await fox.click("[data-testid=share-screen]")
+        await fox.wait("[data-testid=share-screen]", text="Stop sharing")
+        for key in ("mediator", "a"):
+            screen = pages[key].get_by_test_id("stage").get_by_test_id("remote-tile")
+            await expect(screen).to_contain_text(f"{NAME['b']} (screen)", timeout=20_000)
+            await pages[key].wait_for_function(
+                "() => { const v = document.querySelector("
+                "'[data-testid=stage] [data-testid=remote-tile] video');"
+                " return v && v.videoWidth > 0 && !v.paused && v.currentTime > 1; }",
+                timeout=20_000,
+            )
+        await fox.click("[data-testid=share-screen]")
+        await fox.wait("[data-testid=share-screen]", text="Share screen")
+        for key in ("mediator", "a"):
+            screens = pages[key].get_by_test_id("remote-tile").filter(has_text="(screen)")
+            await expect(screens).to_have_count(0, timeout=20_000)
         assert watch.problems == []
         assert await fox.problems() == []
     finally:

@@ -131,15 +131,29 @@ const OPERATIONS = {
       command.args || [],
     );
   },
+  // polled from here (one evaluate per 200 ms): a page that navigates meanwhile is
+  // looked at again in its new document
   async wait_function(command) {
     const { page } = pageOf(command);
-    await page.waitForFunction(
-      (source, args) => (0, eval)(`(${source})`)(...args),
-      { timeout: command.timeout, polling: 200 },
-      command.function,
-      command.args || [],
-    );
-    return null;
+    const deadline = Date.now() + (command.timeout || 15000);
+    let last = null;
+    for (;;) {
+      try {
+        const value = await page.evaluate(
+          (source, args) => (0, eval)(`(${source})`)(...args),
+          command.function,
+          command.args || [],
+        );
+        if (value) return value;
+        last = null;
+      } catch (error) {
+        last = error;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`waiting for a function failed${last ? `: ${last.message}` : ""}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   },
   async upload(command) {
     const { page } = pageOf(command);
