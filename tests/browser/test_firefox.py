@@ -7,6 +7,7 @@ file uploaded from Firefox, and a video message recorded in Firefox and played i
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,6 +32,10 @@ from tests.browser.test_live_rooms import (
     wait_sfu,
 )
 from tests.browser.test_live_ui import FAKE_SCREEN
+from tests.browser.test_spaces import PEOPLE as SPACE_PEOPLE
+from tests.browser.test_spaces import SHARED, open_space, page_of
+from tests.browser.test_spaces import prepare_case as prepare_space_case
+from tests.samples import pdf_bytes
 
 if TYPE_CHECKING:
     from tests.browser.conftest import RunningServer
@@ -166,4 +171,75 @@ async def test_live_room_with_two_chromiums_and_a_firefox(
         for context in contexts:
             await context.close()
         for client in (admin, *clients):
+            await client.close()
+
+
+async def test_space_upload_and_video_message_from_firefox(
+    caucus_server: RunningServer, media_browser: Browser, firefox: Firefox, tmp_path: Path
+) -> None:
+    """Party A in Firefox uploads a PDF into a space shared with party B and records a
+    video message there; B, in Chromium, sees both arrive, downloads the PDF and plays
+    the message past its second second."""
+    case_id, clients = await prepare_space_case(caucus_server)
+    neutral_api = clients[1]
+    try:
+        status, body, _ = await neutral_api.get(f"/api/cases/{case_id}")
+        assert status == 200, body
+        names = {SPACE_PEOPLE["a"][1], SPACE_PEOPLE["b"][1]}
+        members = [m["user_id"] for m in body["members"] if m["display_name"] in names]
+        status, body, _ = await neutral_api.post(
+            f"/api/cases/{case_id}/spaces", {"name": SHARED, "member_ids": members}
+        )
+        assert status == 201, body
+        space_path = f"/cases/{case_id}/spaces/{body['space']['id']}"
+
+        watch = Watch()
+        b_context, b = await page_of(media_browser, caucus_server, "b", watch)
+        await open_space(b, case_id, SHARED)
+        username, _, password = SPACE_PEOPLE["a"]
+        a = await firefox_signed_in(firefox, caucus_server, username, password)
+        await a.goto(space_path)
+        await a.wait("[data-testid=space-name]", text=SHARED)
+        await a.wait("[data-testid=live-state]", text="Live")
+
+        # A uploads a PDF from Firefox; B sees it arrive and downloads the same bytes
+        offer = tmp_path / "Offer letter.pdf"
+        offer.write_bytes(pdf_bytes())
+        await a.upload("[data-testid=upload-input]", [offer])
+        await a.click("[data-testid=upload]")
+        await a.wait("[data-testid=file-name]", text="Offer letter.pdf")
+        arrived = b.get_by_test_id("file").filter(has_text="Offer letter.pdf")
+        await expect(arrived).to_have_count(1, timeout=15_000)
+        file_id = await arrived.get_attribute("data-file-id")
+        response = await b_context.request.get(f"/api{space_path}/files/{file_id}")
+        assert response.status == 200 and await response.body() == pdf_bytes()
+
+        # A records a video message in Firefox (its fake camera) for as long as the
+        # preview has played four seconds; B plays it in Chromium
+        await a.click("[data-testid=video-record]")
+        await a.wait("[data-testid=video-status]", text="Recording", timeout_ms=20_000)
+        await a.wait_function(
+            "() => document.querySelector('[data-testid=video-preview]').currentTime > 4",
+            timeout_ms=20_000,
+        )
+        await a.click("[data-testid=video-stop]")
+        await a.wait("[data-testid=video-status]", text="Sent.", timeout_ms=20_000)
+        player = b.get_by_test_id("video-player")
+        await expect(player).to_have_count(1, timeout=15_000)
+        await b.wait_for_function(
+            "() => { const v = document.querySelector('[data-testid=video-player]');"
+            " return v.readyState >= 1 && v.duration > 3; }",
+            timeout=15_000,
+        )
+        await player.evaluate("video => { video.muted = true; return video.play(); }")
+        await b.wait_for_function(
+            "() => { const v = document.querySelector('[data-testid=video-player]');"
+            " return v.currentTime > 2 && v.videoWidth > 0; }",
+            timeout=20_000,
+        )
+        assert await player.evaluate("video => video.error") is None
+        assert watch.problems == []
+        assert await a.problems() == []
+    finally:
+        for client in clients:
             await client.close()
