@@ -60,7 +60,8 @@ WIDE_ELEMENTS = """
   .filter((node) => ![...node.children].some((c) => c.getBoundingClientRect().right > edge + 0.5))
   .slice(0, 8)
   .map((node) => `${node.tagName.toLowerCase()}.${node.className} ${node.dataset.testid || ""}`
-    + ` "${node.textContent.trim().slice(0, 30)}" in ${node.parentElement.tagName.toLowerCase()}.${node.parentElement.className}`
+    + ` "${node.textContent.trim().slice(0, 30)}"`
+    + ` in ${node.parentElement.tagName.toLowerCase()}.${node.parentElement.className}`
     + ` right=${Math.round(node.getBoundingClientRect().right)}`)
 """
 
