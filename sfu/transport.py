@@ -151,7 +151,8 @@ class Transport:
             raise InvalidSdp(f"unparseable offer: {exc}") from exc
         if not description.media:
             raise InvalidSdp("offer has no media section")
-        active = sum(1 for media in description.media if _is_active(media))
+        bundled = _bundled_mids(description)
+        active = sum(1 for media in description.media if _is_active(media, bundled))
         if active > settings.max_tracks_per_publisher:
             raise LimitExceeded(
                 "too-many-tracks",
@@ -520,10 +521,21 @@ def _weakly(method: Callable[[str], None]) -> Callable[[str], None]:
     return call
 
 
-def _is_active(media) -> bool:
+def _bundled_mids(description: SessionDescription) -> frozenset[str]:
+    """The mids of the description's BUNDLE groups."""
+    return frozenset(
+        str(mid) for group in description.group if group.semantic == "BUNDLE" for mid in group.items
+    )
+
+
+def _is_active(media, bundled: frozenset[str] = frozenset()) -> bool:
+    """Whether a media section carries media towards the SFU. Port 0 rejects a section,
+    except in a BUNDLE group: Firefox offers every section after the first with port 0
+    and ``a=bundle-only`` (RFC 8843), which aiortc does not parse; a rejected section
+    leaves the group."""
     return (
         media.kind in ("audio", "video")
-        and media.port != 0
+        and (media.port != 0 or media.rtp.muxId in bundled)
         and media.direction
         not in (
             "inactive",
@@ -535,13 +547,14 @@ def _is_active(media) -> bool:
 def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[int, ...]]]:
     """(active, declared SSRCs) of each media section of a peer's description."""
     sections = []
+    bundled = _bundled_mids(description)
     for media in description.media:
         ssrcs = {s.ssrc for s in media.ssrc}
         for group in media.ssrc_group:
             ssrcs.update(int(item) for item in group.items)
         if any(not 0 <= ssrc <= 0xFFFFFFFF for ssrc in ssrcs):
             raise InvalidSdp(f"media section {media.rtp.muxId} declares an SSRC outside 32 bits")
-        sections.append((_is_active(media), tuple(sorted(ssrcs))))
+        sections.append((_is_active(media, bundled), tuple(sorted(ssrcs))))
     return sections
 
 

@@ -2,7 +2,8 @@
 temporary data directory, one media worker unless the test is marked
 ``@pytest.mark.media_workers(n)``) and one Debian chromium for the whole session, with a
 fresh browser context per page the test opens (contexts a test leaves open are closed
-after it).
+after it); the tests that also run in Firefox get one Debian Firefox ESR for the session
+(``firefox``), its pages closed after each test.
 
 Browser tests run in the session's event loop (``pytestmark`` of each module), the loop
 the shared chromium lives in."""
@@ -17,6 +18,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright, expect
 
+from tests.browser.firefox.driver import Firefox
 from tests.support.server import ServeProcess, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -96,3 +98,21 @@ async def browser(chromium: Browser) -> AsyncIterator[Browser]:
 async def media_browser(browser: Browser) -> Browser:
     """The same chromium: it has a fake camera and microphone, granted without asking."""
     return browser
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def firefox_esr() -> AsyncIterator[Firefox]:
+    """The session's one Debian Firefox ESR (driven over WebDriver BiDi, see
+    tests/browser/firefox/driver.py), with a fake camera and microphone."""
+    launched = await Firefox.launch()
+    try:
+        yield launched
+    finally:
+        await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def firefox(firefox_esr: Firefox) -> AsyncIterator[Firefox]:
+    """The session's Firefox; the pages the test opens are closed after it."""
+    yield firefox_esr
+    await firefox_esr.close_pages()

@@ -45,7 +45,8 @@ def TestOneInput(data: bytes) -> None:
         return
     sections = description.media
     assert 0 < len(sections) <= SETTINGS.max_offer_media_sections, len(sections)
-    active = [m for m in sections if transport_module._is_active(m)]
+    bundled = transport_module._bundled_mids(description)
+    active = [m for m in sections if transport_module._is_active(m, bundled)]
     assert len(active) <= SETTINGS.max_tracks_per_publisher, len(active)
     for active_flag, ssrcs in transport_module._declared_ssrcs(description):
         assert isinstance(active_flag, bool)

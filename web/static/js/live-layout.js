@@ -39,7 +39,9 @@ export function callLayout() {
   const grid = byId("grid");
   const board = byId("board-section");
   const home = board.parentElement;
-  const state = { view: "gallery", boardOpen: false, lastSpeaker: null };
+  // a phone shows the person speaking large and the others in a strip from the start
+  const narrow = window.matchMedia("(max-width: 36rem)").matches;
+  const state = { view: narrow ? "speaker" : "gallery", boardOpen: false, lastSpeaker: null };
 
   function fitGallery() {
     if (wrap.dataset.layout !== "gallery") {

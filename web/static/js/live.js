@@ -37,6 +37,7 @@ const rooms = liveRooms({
   sendStatus: () => sendStatus(),
 });
 const layout = callLayout();
+byId("view-toggle").setAttribute("aria-pressed", String(layout.view === "speaker"));
 byId("main").hidden = false;
 
 const live = {
