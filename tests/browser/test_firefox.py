@@ -223,6 +223,9 @@ async def test_space_upload_and_video_message_from_firefox(
             timeout_ms=20_000,
         )
         await a.click("[data-testid=video-stop]")
+        # the recording is held for review (played back in the page), then sent
+        await a.wait("[data-testid=video-send]", state="visible", timeout_ms=20_000)
+        await a.click("[data-testid=video-send]")
         await a.wait("[data-testid=video-status]", text="Sent.", timeout_ms=20_000)
         player = b.get_by_test_id("video-player")
         await expect(player).to_have_count(1, timeout=15_000)

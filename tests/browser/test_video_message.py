@@ -6,7 +6,6 @@ stops recording the main room from the same space, whose files then list the tim
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,12 +27,26 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
-async def record(page: Page, *, seconds: float) -> None:
+async def recording_for(page: Page, seconds: int) -> None:
+    """Until the page's recording clock ("Recording m:ss of at most …") says at least
+    ``seconds`` have been recorded."""
+    await page.wait_for_function(
+        """(seconds) => {
+            const text = document.querySelector("[data-testid=video-status]").textContent;
+            const found = /Recording (\\d+):(\\d\\d)/.exec(text);
+            return found !== null && Number(found[1]) * 60 + Number(found[2]) >= seconds;
+        }""",
+        arg=seconds,
+        timeout=(seconds + 20) * 1000,
+    )
+
+
+async def record(page: Page, *, seconds: int) -> None:
     """Record ``seconds`` of the fake camera and stop: the recording waits for review."""
     await page.get_by_test_id("video-record").click()
     await expect(page.get_by_test_id("video-status")).to_contain_text("Recording", timeout=20_000)
     await expect(page.get_by_test_id("video-preview")).to_be_visible()
-    await asyncio.sleep(seconds)  # the length of the message
+    await recording_for(page, seconds)
     await page.get_by_test_id("video-stop").click()
     await expect(page.get_by_test_id("video-status")).to_contain_text(
         "Play it back", timeout=20_000
@@ -175,6 +188,7 @@ async def test_a_video_message_played_back_and_discarded_is_never_sent(
         await record(a, seconds=2)
         await a.get_by_test_id("video-rerecord").click()
         await expect(a.get_by_test_id("video-status")).to_contain_text("Recording", timeout=20_000)
+        await recording_for(a, 2)
         await a.get_by_test_id("video-stop").click()
         await expect(a.get_by_test_id("video-send")).to_be_visible(timeout=20_000)
         await a.get_by_test_id("video-send").click()
