@@ -28,19 +28,21 @@ dev-deps: $(VENV)/.dev-deps web/node_modules/.package-lock.json
 serve: deps
 	$(BIN)/caucus serve
 
-# $(call need,COMMAND,DEBIAN PACKAGE): install the package unless the command exists
-need = command -v $(1) >/dev/null 2>&1 || { \
+# $(call need,CHECK,DEBIAN PACKAGE): install the package unless the shell CHECK succeeds
+need = $(1) >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) >/dev/null; }
 
 ## Debian's chromium drives the browser tests (Playwright cannot download its own here),
 ## Debian's firefox-esr the ones that run in Firefox too (over WebDriver BiDi, with
-## puppeteer-core from web/); Debian's coturn is the TURN server of the relayed-media tests.
+## puppeteer-core from web/); Debian's coturn is the TURN server of the relayed-media tests;
+## fonts-dejavu-core is the Unicode font invoice and agreement PDFs embed.
 browser:
-	@$(call need,chromium,chromium)
-	@$(call need,firefox-esr,firefox-esr)
-	@$(call need,turnserver,coturn)
+	@$(call need,command -v chromium,chromium)
+	@$(call need,command -v firefox-esr,firefox-esr)
+	@$(call need,command -v turnserver,coturn)
+	@$(call need,test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf,fonts-dejavu-core)
 
 ## make lint: style (ruff), the import layers (import-linter, contracts in pyproject.toml)
 ## and the types (mypy) of the packages

@@ -21,6 +21,7 @@ from rooms.agreements.seal_file import (
 from rooms.agreements.seal_key import SealKey, SealVerifyKey, load_verify_key, public_key_path
 from rooms.agreements.text import agreement_text
 from rooms.printing.pdf_text import UNICODE_FONT
+from tests.support.fonts import need_unicode_font
 
 TEXT = agreement_text(
     "Settlement of the Harbor Lane lease",
@@ -67,8 +68,8 @@ def test_the_key_file_is_private_created_once_and_its_public_half_beside_it(
 
 @pytest.mark.parametrize("font", [UNICODE_FONT, None], ids=["dejavu", "helvetica"])
 def test_the_pdf_carries_the_document_hash_on_every_page(font: Path | None) -> None:
-    if font is not None and not font.is_file():
-        pytest.skip("fonts-dejavu-core absent")
+    if font is not None:
+        need_unicode_font()
     pdf = sealed_pdf(SealKey.generate(), font)
     pages = [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
     assert len(pages) >= 2

@@ -27,15 +27,12 @@ from rooms.billing.invoice_pdf import (
     to_latin1,
 )
 from rooms.billing.money import Money, line_total, tax
+from tests.support.fonts import need_unicode_font
 
 INVOICE_CSS = Path(__file__).parents[3] / "web" / "static" / "css" / "invoice.css"
 
 FONTS = [
-    pytest.param(
-        UNICODE_FONT,
-        id="dejavu",
-        marks=pytest.mark.skipif(not UNICODE_FONT.is_file(), reason="fonts-dejavu-core absent"),
-    ),
+    pytest.param(UNICODE_FONT, id="dejavu"),
     pytest.param(None, id="helvetica"),
 ]
 
@@ -102,6 +99,8 @@ def flat(text: str) -> str:
 
 @pytest.mark.parametrize("font", FONTS)
 def test_invoice_pdf_reads_back(font: Path | None) -> None:
+    if font is not None:
+        need_unicode_font()
     doc = make_document()
     text = flat("\n".join(pdf_pages(render_pdf(doc, unicode_font=font))))
 
@@ -127,6 +126,8 @@ def test_invoice_pdf_reads_back(font: Path | None) -> None:
 
 @pytest.mark.parametrize("font", FONTS)
 def test_credit_note_pdf(font: Path | None) -> None:
+    if font is not None:
+        need_unicode_font()
     text = flat("\n".join(pdf_pages(render_pdf(make_credit_note(), unicode_font=font))))
 
     assert text.startswith("Credit note")
@@ -172,8 +173,8 @@ def test_currencies_without_two_decimals(
 NON_LATIN = ["Zoë Øster", "Łukasz Żółć", "Ελένη Παπαδοπούλου", "Дмитрий", "Nguyễn Thị"]
 
 
-@pytest.mark.skipif(not UNICODE_FONT.is_file(), reason="fonts-dejavu-core absent")
 def test_non_latin_names_print_as_typed_with_dejavu() -> None:
+    need_unicode_font()
     for name in NON_LATIN:
         doc = make_document(payer_name=name, seller_name=name, lines=(line(name, 1000, 100),))
         text = "\n".join(pdf_pages(render_pdf(doc, unicode_font=UNICODE_FONT)))
@@ -181,8 +182,8 @@ def test_non_latin_names_print_as_typed_with_dejavu() -> None:
         assert name in render_html(doc)
 
 
-@pytest.mark.skipif(not UNICODE_FONT.is_file(), reason="fonts-dejavu-core absent")
 def test_characters_the_font_lacks_print_as_question_marks() -> None:
+    need_unicode_font()
     doc = make_document(payer_name="東京 Trading Ελένη")
     text = "\n".join(pdf_pages(render_pdf(doc, unicode_font=UNICODE_FONT)))
     assert "?? Trading Ελένη" in text
@@ -217,6 +218,8 @@ def test_to_latin1() -> None:
 
 @pytest.mark.parametrize("font", FONTS)
 def test_forty_lines_paginate(font: Path | None) -> None:
+    if font is not None:
+        need_unicode_font()
     lines = tuple(line(f"Session {i:02d} with both parties", 1500, 12000 + i) for i in range(40))
     doc = make_document(lines=lines)
     pages = pdf_pages(render_pdf(doc, unicode_font=font))
@@ -234,6 +237,8 @@ def test_forty_lines_paginate(font: Path | None) -> None:
 
 @pytest.mark.parametrize("font", FONTS)
 def test_over_long_and_hostile_text_is_cut_and_cleaned(font: Path | None) -> None:
+    if font is not None:
+        need_unicode_font()
     endless_word = "W" * 5000
     doc = make_document(
         payer_name="P" * 10_000,
