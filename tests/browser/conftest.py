@@ -11,6 +11,7 @@ the shared chromium lives in."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.browser.firefox.driver import Firefox
-from tests.support.server import ServeProcess, serving
+from tests.support.server import ServeProcess, free_port, serving
+from tests.support.smtp import MailServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -116,3 +118,27 @@ async def firefox(firefox_esr: Firefox) -> AsyncIterator[Firefox]:
     """The session's Firefox; the pages the test opens are closed after it."""
     yield firefox_esr
     await firefox_esr.close_pages()
+
+
+@asynccontextmanager
+async def serving_with_mail(
+    data_dir: Path, mail_server: MailServer, **env: str
+) -> AsyncIterator[RunningServer]:
+    """`caucus serve` (media in its own process) sending through ``mail_server`` quickly,
+    its links to itself; ``env``: more settings."""
+    port = free_port()
+    settings = {
+        "CAUCUS_SMTP_URL": mail_server.url,
+        "CAUCUS_PUBLIC_URL": f"https://127.0.0.1:{port}",
+        "CAUCUS_MAIL_POLL_SECONDS": "0.1",
+        **env,
+    }
+    async with serving(data_dir, port=port, workers=0, env=settings) as served:
+        yield RunningServer(served)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[RunningServer]:
+    """`caucus serve` sending through the test's SMTP server, its links to itself."""
+    async with serving_with_mail(tmp_path / "data", mail_server) as server:
+        yield server

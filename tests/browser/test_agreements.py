@@ -39,7 +39,7 @@ from tests.browser.pages import (
 )
 from tests.signaling.test_case_close import files_holding
 from tests.support.eventually import eventually
-from tests.support.server import REPO, free_port, serving
+from tests.support.server import REPO
 from tests.support.smtp import MailServer
 from tests.support.world import ApiClient
 
@@ -54,19 +54,6 @@ PASSWORDS = {
 NAMES = {"paula": "Paula Lindqvist", "pia": "Pia Harbor", "carl": "Carl Counsel"}
 TITLE = "Harbor Bakery v. Lindqvist Supplies"
 MARKER = "QUINCUNX-7Z3K"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[RunningServer]:
-    """`caucus serve` sending through the test's SMTP server, its links to itself."""
-    port = free_port()
-    env = {
-        "CAUCUS_SMTP_URL": mail_server.url,
-        "CAUCUS_PUBLIC_URL": f"https://127.0.0.1:{port}",
-        "CAUCUS_MAIL_POLL_SECONDS": "0.1",
-    }
-    async with serving(tmp_path / "data", port=port, workers=0, env=env) as served:
-        yield RunningServer(served)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, expect
 
-from tests.browser.conftest import RunningServer
+from tests.browser.conftest import RunningServer, serving_with_mail
 from tests.browser.pages import (
     ADMIN_PASSWORD,
     Watch,
@@ -23,7 +23,6 @@ from tests.browser.pages import (
     signed_in_page,
 )
 from tests.support.eventually import eventually
-from tests.support.server import free_port, serving
 from tests.support.smtp import MailServer
 from tests.support.world import ApiClient
 
@@ -36,18 +35,15 @@ PARTY_PASSWORD = "silver-meadow-beacon-4480"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[RunningServer]:
-    """`caucus serve` sending through the test's SMTP server, its links to itself."""
-    port = free_port()
-    env = {
-        "CAUCUS_SMTP_URL": mail_server.url,
-        "CAUCUS_PUBLIC_URL": f"https://127.0.0.1:{port}",
-        "CAUCUS_MAIL_POLL_SECONDS": "0.1",
-        # digests after 1.2 s, looked for five times a second
-        "CAUCUS_DIGEST_MINUTES": "0.02",
-        "CAUCUS_DIGEST_CHECK_SECONDS": "0.2",
-    }
-    async with serving(tmp_path / "data", port=port, workers=0, env=env) as served:
-        yield RunningServer(served)
+    """`caucus serve` sending through the test's SMTP server, its links to itself; digests
+    after 1.2 s, looked for five times a second."""
+    async with serving_with_mail(
+        tmp_path / "data",
+        mail_server,
+        CAUCUS_DIGEST_MINUTES="0.02",
+        CAUCUS_DIGEST_CHECK_SECONDS="0.2",
+    ) as server:
+        yield server
 
 
 async def test_forgot_password_link_from_the_mail_signs_in_with_the_new_password(

@@ -8,20 +8,16 @@ mail with the session in a calendar file."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import RunningServer
 from tests.browser.pages import Watch, links_in, neutral_with_email, signed_in_page, snapshot
 from tests.support.eventually import eventually
-from tests.support.server import free_port, serving
 from tests.support.smtp import MailServer, Received
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -42,19 +38,6 @@ PASSWORDS = {
     "mary": "quiet-harbour-orchid-7730",
     "alex": "amber-granite-violin-4419",
 }
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mail_caucus(tmp_path: Path, mail_server: MailServer) -> AsyncIterator[RunningServer]:
-    """`caucus serve` sending through the test's SMTP server, its links to itself."""
-    port = free_port()
-    env = {
-        "CAUCUS_SMTP_URL": mail_server.url,
-        "CAUCUS_PUBLIC_URL": f"https://127.0.0.1:{port}",
-        "CAUCUS_MAIL_POLL_SECONDS": "0.1",
-    }
-    async with serving(tmp_path / "data", port=port, workers=0, env=env) as served:
-        yield RunningServer(served)
 
 
 async def visitor(browser: Browser, server: RunningServer, watch: Watch, zone: str) -> Page:

@@ -88,7 +88,8 @@ const OPERATIONS = {
     return response ? response.status() : null;
   },
   async url(command) {
-    return pageOf(command).page.url();
+    // the document's own address: puppeteer's page.url() can lag a navigation just made
+    return pageOf(command).page.evaluate(() => location.href);
   },
   async fill(command) {
     const { page } = pageOf(command);
@@ -101,6 +102,12 @@ const OPERATIONS = {
   },
   async click(command) {
     const { page } = pageOf(command);
+    // as a person would: on a page whose scripts have run (web/static/js/form-guard.js
+    // holds forms back until then), which Playwright's actionability checks wait for
+    await page.waitForFunction(
+      () => document.readyState !== "loading" && !document.documentElement.hasAttribute("data-loading"),
+      { timeout: command.timeout, polling: 50 },
+    );
     const handle = await page.waitForSelector(command.selector, {
       visible: true,
       timeout: command.timeout,
@@ -120,7 +127,7 @@ const OPERATIONS = {
       { timeout: command.timeout, polling: 100 },
       command.part,
     );
-    return page.url();
+    return page.evaluate(() => location.href);
   },
   // "function" is the source of a function (async or not) called with "args"
   async evaluate(command) {

@@ -22,15 +22,40 @@ export class ApiError extends Error {
 let sessionPromise = null;
 
 async function fetchSession() {
-  const response = await fetch("/api/session", {
+  const response = await reaching(fetch("/api/session", {
     credentials: "same-origin",
     headers: { Accept: "application/json" },
     cache: "no-store",
-  });
+  }));
   if (!response.ok) {
     throw await errorFrom(response);
   }
-  return response.json();
+  return reaching(response.json());
+}
+
+// A page being left: the browser aborts its requests in flight (Firefox rejects them with a
+// NetworkError). That is no failure to report: such a request simply never answers.
+let leaving = false;
+window.addEventListener("beforeunload", () => {
+  leaving = true;
+});
+window.addEventListener("pagehide", () => {
+  leaving = true;
+});
+window.addEventListener("pageshow", () => {
+  leaving = false;
+});
+
+/** `request`'s response; a request the page's leaving aborted never settles. */
+async function reaching(request) {
+  try {
+    return await request;
+  } catch (error) {
+    if (leaving) {
+      return new Promise(() => {});
+    }
+    throw error;
+  }
 }
 
 /** The current session, fetched once per page; `refresh` asks the server again. */
@@ -78,7 +103,7 @@ export async function api(method, path, body = undefined) {
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await reaching(fetch(path, init));
   } catch {
     throw new ApiError(0, "network_error", "The server could not be reached. Check your connection and try again.");
   }
@@ -92,7 +117,7 @@ export async function api(method, path, body = undefined) {
   if (response.status === 204) {
     return null;
   }
-  return response.json();
+  return reaching(response.json());
 }
 
 /** Where a session in `stage` must go before it can use the rest of the site. */
