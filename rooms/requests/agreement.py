@@ -193,7 +193,7 @@ class DateAgreement:
         if profile is None:
             raise Conflict("Set your availability first.", code="no_availability")
         slots = await self.bookings.open_slots(
-            profile.availability, neutral_id, minutes, ignore=request_id, **narrow
+            profile.availability, neutral_id, minutes, ignore_request=request_id, **narrow
         )
         return {"slots": slots, "time_zone": profile.availability.time_zone}
 

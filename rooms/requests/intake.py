@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from rooms.accounts.sessions import token_hash
 from rooms.accounts.throttle import LoginThrottle, Throttled
 from rooms.errors import Gone, InvalidInput
 from rooms.requests.records import PENDING, UNCONFIRMED
+from rooms.scheduling.availability import zone_named
 from rooms.scheduling.bookings import Bookings
 from rooms.scheduling.profiles import NeutralProfile
 from rooms.storage.outbox import enqueue
@@ -44,10 +44,12 @@ INVALID_CONFIRMATION = (
 
 
 def check_zone(name: str) -> str:
+    """``name`` when it is an IANA zone (the availability's own check), under this form's
+    error code."""
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"Unknown time zone {name[:64]!r}.", code="invalid_time_zone") from None
+        zone_named(name)
+    except InvalidInput as refused:
+        raise InvalidInput(refused.message, code="invalid_time_zone") from None
     return name
 
 

@@ -140,16 +140,18 @@ class RequestQueue:
         )
         if not self.shared_practice:
             case_query = case_query.where(cases.c.neutral_id == neutral_id)
-        for row in (await conn.execute(case_query)).all():
-            people = _intake_people(dict(row.intake or {}))
-            members = (
-                await conn.execute(
-                    sa.select(case_members.c.display_name, case_members.c.role).where(
-                        case_members.c.case_id == row.id, case_members.c.role != "neutral"
-                    )
-                )
-            ).all()
-            people += [Person(m.display_name, m.role) for m in members]
+        case_rows = (await conn.execute(case_query)).all()
+        members: dict[str, list[Person]] = {}
+        member_query = sa.select(
+            case_members.c.case_id, case_members.c.display_name, case_members.c.role
+        ).where(
+            case_members.c.case_id.in_(case_query.with_only_columns(cases.c.id).scalar_subquery()),
+            case_members.c.role != "neutral",
+        )
+        for member in (await conn.execute(member_query)).all():
+            members.setdefault(member.case_id, []).append(Person(member.display_name, member.role))
+        for row in case_rows:
+            people = _intake_people(dict(row.intake or {})) + members.get(row.id, [])
             reference = row.mail_reference or f"CASE-{row.id[:8].upper()}"
             if titles is not None:
                 titles[reference] = row.title
@@ -159,21 +161,25 @@ class RequestQueue:
         ).where(case_requests.c.status != UNCONFIRMED)
         if not self.shared_practice:
             request_query = request_query.where(case_requests.c.neutral_id == neutral_id)
-        for row in (await conn.execute(request_query)).all():
-            people_rows = (
-                await conn.execute(
-                    sa.select(
-                        request_people.c.name, request_people.c.role, request_people.c.organisation
-                    ).where(request_people.c.request_id == row.id)
-                )
-            ).all()
+        request_rows = (await conn.execute(request_query)).all()
+        named: dict[str, list[Person]] = {}
+        people_query = sa.select(
+            request_people.c.request_id,
+            request_people.c.name,
+            request_people.c.role,
+            request_people.c.organisation,
+        ).where(
+            request_people.c.request_id.in_(
+                request_query.with_only_columns(case_requests.c.id).scalar_subquery()
+            )
+        )
+        for person in (await conn.execute(people_query)).all():
+            named.setdefault(person.request_id, []).append(
+                Person(person.name, person.role, person.organisation)
+            )
+        for row in request_rows:
             found.append(
-                Matter(
-                    row.reference,
-                    "request",
-                    tuple(Person(p.name, p.role, p.organisation) for p in people_rows),
-                    row.created_at,
-                )
+                Matter(row.reference, "request", tuple(named.get(row.id, [])), row.created_at)
             )
         record_query = sa.select(conflict_decisions)
         if not self.shared_practice:

@@ -68,10 +68,18 @@ class Bookings:
         return [(r.starts_at, r.ends_at) for r in rows]
 
     async def open_slots(
-        self, availability: Availability, neutral_id: str, minutes: int, **narrow: Any
+        self,
+        availability: Availability,
+        neutral_id: str,
+        minutes: int,
+        *,
+        ignore_request: str | None = None,
+        **narrow: Any,
     ) -> list[float]:
+        """Open slots of ``minutes`` (``narrow``: ``open_slots``' range and limit), the
+        holds of ``ignore_request`` counted as free."""
         async with self.store.connect() as conn:
-            busy = await self.busy(conn, neutral_id, ignore_request=narrow.pop("ignore", None))
+            busy = await self.busy(conn, neutral_id, ignore_request=ignore_request)
         return open_slots(availability, minutes, busy, now=self.clock(), **narrow)
 
     async def hold(

@@ -388,7 +388,7 @@ class CaseSessions:
                     # a day's reminder that would come within the hour's is left out
                     if lead == DAY and row.starts_at - now <= HOUR:
                         continue
-                    case = await self.cases.get(row.case_id)
+                    case = await self.cases.get_in(conn, row.case_id)
                     zone, _ = await self._zone_and_organizer(conn, row.neutral_id)
                     for person in await self.recipients(conn, row.case_id):
                         await enqueue(
@@ -408,7 +408,8 @@ class CaseSessions:
         return written
 
     # -- calendar feeds ----------------------------------------------------------------------
-    async def feed_url(self, user_id: str) -> bool:
+    async def has_feed(self, user_id: str) -> bool:
+        """Whether the user has a calendar feed address (only its hash is kept)."""
         async with self.store.connect() as conn:
             row = (
                 await conn.execute(
@@ -458,8 +459,12 @@ class CaseSessions:
                 )
             ).all()
             events = []
+            known: dict[str, tuple[Case, str, Attendee]] = {}  # each case read once
             for row in rows:
-                case = await self.cases.get(row.case_id)
-                zone, organizer = await self._zone_and_organizer(conn, case.neutral_id)
+                if row.case_id not in known:
+                    case = await self.cases.get_in(conn, row.case_id)
+                    zone, organizer = await self._zone_and_organizer(conn, case.neutral_id)
+                    known[row.case_id] = (case, zone, organizer)
+                case, zone, organizer = known[row.case_id]
                 events.append(self.event(case, _session(row), zone, organizer, []))
         return feed_ics(events, f"Caucus sessions of {owner.display_name}")

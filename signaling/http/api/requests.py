@@ -96,7 +96,7 @@ class ConfirmBody(Closed):
     slot_id: str = Field(min_length=1, max_length=32)
 
 
-def _window(request: web.Request) -> dict[str, float]:
+def _window(request: web.Request) -> dict[str, Any]:
     """The ``from``/``days`` query of a slot listing as the availability's range."""
     query = request.query
     try:

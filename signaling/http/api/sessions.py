@@ -77,7 +77,7 @@ def _feed_url(request: web.Request, token: str) -> str:
 @routes.get("/api/calendar-feed")
 @access("active")
 async def get_feed(request: web.Request) -> web.Response:
-    exists = await request.app[SERVICES].case_sessions.feed_url(user_of(request).id)
+    exists = await request.app[SERVICES].case_sessions.has_feed(user_of(request).id)
     # only the hash is kept: an existing address is shown once, when made
     return web.json_response({"url": None, "exists": exists})
 
