@@ -52,7 +52,65 @@ typedef struct {
     int64_t last_ms;
     uint64_t packets;
     uint64_t bytes;
+    int started;                /* Consumer.started */
+    int paused;                 /* Consumer._paused */
 } caucus_consumer;
+
+/* A producer's packets held for retransmission (answering subscribers' NACKs): a ring
+   indexed by sequence number; a payload longer than CAUCUS_STORED_PAYLOAD is not held. */
+#define CAUCUS_STORED_PAYLOAD 1400
+
+typedef struct {
+    uint16_t seq;
+    uint8_t marker;
+    uint8_t valid;
+    uint32_t timestamp;
+    int32_t length;
+    unsigned char payload[CAUCUS_STORED_PAYLOAD];
+} caucus_stored;
+
+/* One consumer of a producer, with the header-extension ids its subscriber negotiated. */
+typedef struct {
+    caucus_consumer *consumer;
+    uint8_t abs_send_time_id;
+    uint8_t audio_level_id;
+} caucus_output;
+
+#define CAUCUS_PRODUCER_OUTPUTS 64
+#define CAUCUS_TAILS 4
+
+/* One published track (sfu.producer.Producer's per-packet state): the compiled receive
+   path forwards an ordinary packet of it to every consumer without Python
+   (caucus_producer_packet); anything else (the first packet, a new SSRC, a gap to NACK,
+   RTX, a consumer waiting for a keyframe or not bound, a recorder, over budget) is left
+   to Python, which reads and writes the same fields. */
+typedef struct {
+    int closed;
+    int sinks;                  /* recorders: they take Python's path */
+    int keyframe_waiters;
+    int keyframe_pending;
+    int has_ssrc;
+    uint32_t ssrc;
+    int payload_type;
+    uint8_t audio_level_id;     /* the publisher's ssrc-audio-level id (0: none) */
+    double budget_per_ms;       /* the byte budget: a token bucket on arrival ms */
+    double budget_depth;
+    double budget_tokens;
+    int64_t budget_at;
+    uint64_t packets;           /* reception statistics (RFC 3550 A.3) */
+    uint64_t bytes;
+    uint16_t max_seq;
+    int64_t cycles;
+    uint32_t last_timestamp;
+    int64_t last_arrival_ms;
+    int buffer_size;            /* a power of two, or 0: nothing held (audio) */
+    caucus_stored *buffer;
+    int outputs_used;
+    int outputs_complete;       /* 1: outputs holds every consumer (all compiled) */
+    caucus_output outputs[CAUCUS_PRODUCER_OUTPUTS];
+    uint64_t forwarded_here;    /* packets forwarded entirely in C */
+    unsigned char tails[CAUCUS_TAILS][CAUCUS_BUFFER];
+} caucus_producer;
 
 /* Scratch buffers for the packets of one frame, sent with one sendmmsg (the load
    client's publishers; one per event loop, since a frame is sent in one call). */
@@ -94,7 +152,8 @@ typedef struct {
 typedef struct {
     uint32_t ssrc;
     uint8_t payload_type;
-    caucus_track *track;
+    caucus_track *track;        /* counted here (the load client) ... */
+    caucus_producer *producer;  /* ... or forwarded here (the SFU) */
 } caucus_route;
 
 /* SSRCs a receiver with ``filter`` set lets through to libsrtp (caucus_receiver_allow). */
@@ -121,6 +180,7 @@ typedef struct {
     uint32_t allowed[CAUCUS_ALLOWED_SSRCS];
     uint64_t unknown_ssrc;        /* RTP datagrams left to Python for their SSRC */
     uint64_t too_large;           /* longer than CAUCUS_BUFFER (also in failed) */
+    uint64_t forwarded;           /* packets a route's producer forwarded here */
     uint64_t malformed;           /* too short, a negative length, RTCP types 209-223 */
     unsigned char buf[CAUCUS_DATAGRAM];
 } caucus_receiver;
@@ -173,6 +233,15 @@ int caucus_receiver_allow(caucus_receiver *r, const uint32_t *ssrcs, int n);
 int caucus_unprotect_held(caucus_receiver *r);
 int caucus_track_packet(caucus_track *t, const unsigned char *data, int len);
 int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, caucus_track *t);
+int caucus_route_add_producer(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type,
+                              caucus_producer *p);
+int caucus_producer_packet(caucus_producer *p, const unsigned char *data, int len,
+                           int64_t arrival_ms, int64_t send_time);
+void caucus_producer_store(caucus_producer *p, uint16_t seq, uint32_t timestamp, int marker,
+                           const unsigned char *payload, int length);
+void caucus_producer_clear(caucus_producer *p);
+int caucus_audio_level(const unsigned char *data, int len, int extension_id);
+int caucus_payload_bounds(const unsigned char *data, int len, int *start, int *end);
 int caucus_receive(caucus_receiver *r, const unsigned char *data, int length);
 int caucus_poller_open(caucus_poller *p);
 int caucus_poller_add(caucus_poller *p, caucus_receiver *r);
@@ -544,8 +613,285 @@ int caucus_route_add(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type, ca
     r->routes[r->routes_used].ssrc = ssrc;
     r->routes[r->routes_used].payload_type = payload_type;
     r->routes[r->routes_used].track = t;
+    r->routes[r->routes_used].producer = NULL;
     r->routes_used++;
     return 0;
+}
+
+/* ---- the producer: forwarding received packets without Python ---------------------- */
+
+/* Routes packets of ``ssrc`` with ``payload_type`` to producer ``p``
+   (caucus_producer_packet).  0: added (or replaced another), 1: it was there, -1: the
+   table is full. */
+int caucus_route_add_producer(caucus_receiver *r, uint32_t ssrc, uint8_t payload_type,
+                              caucus_producer *p)
+{
+    for (int i = 0; i < r->routes_used; i++)
+        if (r->routes[i].ssrc == ssrc && r->routes[i].payload_type == payload_type) {
+            if (r->routes[i].producer == p)
+                return 1;
+            r->routes[i].track = NULL;
+            r->routes[i].producer = p;
+            return 0;
+        }
+    if (r->routes_used == CAUCUS_RECEIVER_ROUTES)
+        return -1;
+    r->routes[r->routes_used].ssrc = ssrc;
+    r->routes[r->routes_used].payload_type = payload_type;
+    r->routes[r->routes_used].track = NULL;
+    r->routes[r->routes_used].producer = p;
+    r->routes_used++;
+    return 0;
+}
+
+/* Where the payload of the RTP packet starts and ends: after the CSRC list and the
+   header extension, before the padding (sfu.rtp_header.payload_bounds).  0, or -1 for a
+   packet aiortc's parser would reject. */
+int caucus_payload_bounds(const unsigned char *data, int len, int *start, int *end)
+{
+    if (data == NULL || len < 12)
+        return -1;
+    int s = 12 + ((data[0] & 0x0F) << 2);
+    int e = len;
+    if (data[0] & 0x10) {
+        if (e < s + 4)
+            return -1;
+        s += 4 + ((data[s + 2] << 8 | data[s + 3]) << 2);
+    }
+    if (data[0] & 0x20) {
+        int padding = data[len - 1];
+        if (padding == 0 || padding > e - s)
+            return -1;
+        e -= padding;
+    }
+    if (s > e)
+        return -1;
+    *start = s;
+    *end = e;
+    return 0;
+}
+
+/* The ssrc-audio-level element (RFC 6464) with ``extension_id``: its byte (voice
+   activity in the top bit, the level below), or -1 when there is none or the block is
+   malformed (sfu.rtp_header.audio_level, one- and two-byte headers). */
+int caucus_audio_level(const unsigned char *data, int len, int extension_id)
+{
+    if (data == NULL || len < 12 || !(data[0] & 0x10) || extension_id == 0)
+        return -1;
+    int pos = 12 + ((data[0] & 0x0F) << 2);
+    if (len < pos + 4)
+        return -1;
+    int profile = data[pos] << 8 | data[pos + 1];
+    int end = pos + 4 + ((data[pos + 2] << 8 | data[pos + 3]) << 2);
+    pos += 4;
+    if (end > len)
+        return -1;
+    if (profile == 0xBEDE) {
+        while (pos < end) {
+            int byte = data[pos];
+            if (byte == 0) {
+                pos++;
+                continue;
+            }
+            int id = byte >> 4, length = (byte & 0x0F) + 1;
+            pos++;
+            if (pos + length > end)
+                return -1;
+            if (id == extension_id)
+                return data[pos];
+            pos += length;
+        }
+    } else if (profile == 0x1000) {
+        while (pos < end) {
+            if (data[pos] == 0) {
+                pos++;
+                continue;
+            }
+            if (pos + 2 > end)
+                return -1;
+            int id = data[pos], length = data[pos + 1];
+            pos += 2;
+            if (pos + length > end)
+                return -1;
+            if (id == extension_id && length)
+                return data[pos];
+            pos += length;
+        }
+    }
+    return -1;
+}
+
+/* abs-send-time now: 6.18 fixed-point seconds of NTP time (sfu.rtp_header.abs_send_time,
+   from microseconds as aiortc's clock). */
+static int64_t abs_send_time_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t high = (uint64_t)ts.tv_sec + 2208988800u;
+    uint64_t low = (uint64_t)(ts.tv_nsec / 1000) * 0xFFFFFFFFu / 1000000u;
+    return (int64_t)((((high << 32) | low) >> 14) & 0xFFFFFF);
+}
+
+/* The one-byte-header extension block (sfu.rtp_header.extension_block) at ``b``; its
+   length (0: nothing to write). */
+static int extension_block(unsigned char *b, int abs_send_time_id, int64_t send_time,
+                           int audio_level_id, int level)
+{
+    int n = 4;
+    if (abs_send_time_id && send_time >= 0) {
+        b[n++] = (unsigned char)(abs_send_time_id << 4 | 2);
+        b[n++] = (unsigned char)(send_time >> 16);
+        b[n++] = (unsigned char)(send_time >> 8);
+        b[n++] = (unsigned char)send_time;
+    }
+    if (audio_level_id && level >= 0) {
+        b[n++] = (unsigned char)(audio_level_id << 4);
+        b[n++] = (unsigned char)level;
+    }
+    if (n == 4)
+        return 0;
+    while (n % 4)
+        b[n++] = 0;
+    b[0] = 0xBE;
+    b[1] = 0xDE;
+    b[2] = (unsigned char)(((n - 4) / 4) >> 8);
+    b[3] = (unsigned char)((n - 4) / 4);
+    return n;
+}
+
+/* Holds a packet for retransmission (Producer's buffer); a payload too long for a slot
+   leaves the slot empty. */
+void caucus_producer_store(caucus_producer *p, uint16_t seq, uint32_t timestamp, int marker,
+                           const unsigned char *payload, int length)
+{
+    if (p->buffer == NULL || p->buffer_size <= 0)
+        return;
+    caucus_stored *slot = &p->buffer[seq & (p->buffer_size - 1)];
+    if (payload == NULL || length < 0 || length > CAUCUS_STORED_PAYLOAD) {
+        slot->valid = 0;
+        return;
+    }
+    slot->seq = seq;
+    slot->timestamp = timestamp;
+    slot->marker = (uint8_t)(marker != 0);
+    slot->length = length;
+    memcpy(slot->payload, payload, (size_t)length);
+    slot->valid = 1;
+}
+
+/* Forgets every held packet (a new stream began). */
+void caucus_producer_clear(caucus_producer *p)
+{
+    for (int i = 0; p->buffer != NULL && i < p->buffer_size; i++)
+        p->buffer[i].valid = 0;
+}
+
+/* Producer.on_rtp_data for an ordinary packet, in C: the budget, the reception
+   statistics, the retransmission buffer and, for each consumer, the extension block +
+   payload shared by consumers with the same ids and caucus_write.  Returns 1 when it
+   did all of it, 0 (nothing changed) when Python must: not the current SSRC or the
+   media payload type, closed, a recorder attached, a keyframe awaited or pending, over
+   budget, malformed, a gap to NACK, a consumer started but paused or not bound, a
+   consumer not compiled.  ``send_time`` is the abs-send-time to write (< 0: now). */
+int caucus_producer_packet(caucus_producer *p, const unsigned char *data, int len,
+                           int64_t arrival_ms, int64_t send_time)
+{
+    if (p == NULL || data == NULL || len < 12 || p->closed || p->sinks || p->keyframe_waiters
+        || p->keyframe_pending || !p->has_ssrc || !p->outputs_complete)
+        return 0;
+    uint8_t second = data[1];
+    if ((second & 0x7F) != p->payload_type || get32(data + 8) != p->ssrc)
+        return 0;
+    int start, end;
+    if (caucus_payload_bounds(data, len, &start, &end) != 0 || start >= end
+        || end - start > CAUCUS_BUFFER - 16)
+        return 0;
+    int64_t elapsed = arrival_ms - p->budget_at;
+    double tokens;
+    if (elapsed > 0) {
+        tokens = p->budget_tokens + (double)elapsed * p->budget_per_ms;
+        if (tokens > p->budget_depth)
+            tokens = p->budget_depth;
+        tokens -= len;
+    } else {
+        tokens = p->budget_tokens - len;
+    }
+    if (tokens < 0)
+        return 0;
+    uint16_t seq = (uint16_t)(data[2] << 8 | data[3]);
+    uint32_t timestamp = get32(data + 4);
+    uint16_t delta = (uint16_t)(seq - p->max_seq);
+    if (delta > 1 && delta < 0x8000 && p->buffer_size > 0)
+        return 0;
+    for (int i = 0; i < p->outputs_used; i++) {
+        caucus_consumer *c = p->outputs[i].consumer;
+        if (c == NULL)
+            return 0;
+        if (c->paused) {
+            if (c->started)
+                return 0;
+            continue;
+        }
+        if (c->sink == NULL || c->sink->srtp == NULL)
+            return 0;
+    }
+    /* from here on, the packet is this function's */
+    if (elapsed > 0)
+        p->budget_at = arrival_ms;
+    p->budget_tokens = tokens;
+    const unsigned char *payload = data + start;
+    int payload_len = end - start;
+    p->packets++;
+    p->bytes += (uint64_t)payload_len;
+    if (delta > 0 && delta < 0x8000) {
+        if (seq < p->max_seq)
+            p->cycles += 0x10000;
+        p->max_seq = seq;
+        p->last_timestamp = timestamp;
+        p->last_arrival_ms = arrival_ms;
+    }
+    int marker = second >> 7;
+    caucus_producer_store(p, seq, timestamp, marker, payload, payload_len);
+    int keys[CAUCUS_TAILS], lengths[CAUCUS_TAILS], built = 0, level = -2;
+    for (int i = 0; i < p->outputs_used; i++) {
+        caucus_output *o = &p->outputs[i];
+        caucus_consumer *c = o->consumer;
+        if (c->paused)
+            continue;
+        const unsigned char *tail = payload;
+        int tail_len = payload_len;
+        uint8_t first_byte = 0x80;
+        if (o->abs_send_time_id || o->audio_level_id) {
+            int key = o->abs_send_time_id << 8 | o->audio_level_id;
+            int k = 0;
+            while (k < built && keys[k] != key)
+                k++;
+            if (k == built) {
+                if (built == CAUCUS_TAILS)
+                    k = CAUCUS_TAILS - 1; /* rebuilt in the last one */
+                else
+                    built++;
+                if (o->abs_send_time_id && send_time < 0)
+                    send_time = abs_send_time_now();
+                if (o->audio_level_id && level == -2)
+                    level = caucus_audio_level(data, len, p->audio_level_id);
+                unsigned char *b = p->tails[k];
+                int n = extension_block(b, o->abs_send_time_id, send_time,
+                                        o->audio_level_id, o->audio_level_id ? level : -1);
+                memcpy(b + n, payload, (size_t)payload_len);
+                keys[k] = key;
+                lengths[k] = n;
+            }
+            if (lengths[k]) {
+                tail = p->tails[k];
+                tail_len = lengths[k] + payload_len;
+                first_byte = 0x90;
+            }
+        }
+        caucus_write(c, first_byte, marker, seq, timestamp, arrival_ms, tail, tail_len);
+    }
+    p->forwarded_here++;
+    return 1;
 }
 
 /* The one demultiplexing rule of the receive paths (sfu.rtc.demux.classify is the
@@ -634,6 +980,15 @@ static int take_at(caucus_receiver *r, int length, double now, double monotonic)
         if (r->routes[i].ssrc == ssrc && r->routes[i].payload_type == payload_type) {
             if (now == 0)
                 now = clock_seconds(CLOCK_REALTIME), monotonic = clock_seconds(CLOCK_MONOTONIC);
+            caucus_producer *p = r->routes[i].producer;
+            if (p != NULL) {
+                /* arrival in ms since 1900, as aiortc's (sfu.rtc.receive.NTP_EPOCH_MS) */
+                int64_t arrival_ms = (int64_t)(now * 1000) + INT64_C(2208988800000);
+                if (!caucus_producer_packet(p, r->buf, len, arrival_ms, -1))
+                    return CAUCUS_RX_RTP;
+                r->forwarded++;
+                return CAUCUS_RX_DONE;
+            }
             if (track_packet(r->routes[i].track, r->buf, len, now, monotonic))
                 r->counted++;
             return CAUCUS_RX_DONE;

@@ -60,10 +60,12 @@ class RewriteState:
         "last_seq",
         "last_ts",
         "packets",
+        "paused",
         "payload_type",
         "seq_offset",
         "source_span",
         "ssrc",
+        "started",
         "ts_offset",
     )
 
@@ -78,6 +80,8 @@ class RewriteState:
         self.source_span = 0
         self.packets = 0
         self.bytes = 0
+        self.started = 0
+        self.paused = 1
 
 
 def _state_field(name: str, doc: str) -> property:
@@ -123,6 +127,21 @@ class Consumer:
     )
     packets = _state_field("packets", "RTP packets forwarded.")
     bytes = _state_field("bytes", "RTP bytes forwarded (before SRTP).")
+    _paused = _state_field("paused", "Nothing is forwarded (until started and rebased).")
+
+    @property
+    def started(self) -> bool:
+        """The subscriber can receive (DTLS up, sender negotiated)."""
+        return bool(self._state.started)
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        self._state.started = int(value)
+
+    @property
+    def native(self) -> Any:
+        """The compiled rewrite state (``caucus_consumer *``), or ``None``."""
+        return self._state if self._native else None
 
     def __init__(
         self,
@@ -139,7 +158,6 @@ class Consumer:
         self.producer: Producer | None = None
         self.transceiver = transceiver
         self.closed = False
-        self.started = False
         self.configured = False
         self.remb: int | None = None
         #: ``time.monotonic()`` of the latest REMB (the value expires).
@@ -156,6 +174,7 @@ class Consumer:
             self._state = native
         else:
             self._state = RewriteState()
+        self.started = False
         self._ssrc = ssrc
         self._rtx_ssrc = rtx_ssrc
         self._payload_type = 0
@@ -269,6 +288,8 @@ class Consumer:
             setattr(state, name, getattr(native, name))
         self._state = state
         self._native = False
+        if self.producer is not None:
+            self.producer.consumers_changed()
 
     def _rebase(self, seq: int, timestamp: int, arrival_ms: int) -> None:
         """Continue the outgoing stream from its last packet with the source's ``seq``."""
@@ -294,6 +315,8 @@ class Consumer:
         self._rtx_payload_type = rtx_payload_type
         self.extension_ids = _interned(extension_ids)
         self.configured = True
+        if self.producer is not None:
+            self.producer.consumers_changed()
 
     def start(self) -> None:
         """The subscriber can receive: begin at the source's next keyframe."""

@@ -8,11 +8,12 @@ to its consumers without decoding it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import struct
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -28,6 +29,7 @@ from aiortc.rtp import (
 )
 
 from .keyframes import keyframe_test
+from .rtc.native import FASTPATH, NATIVE
 from .rtp_header import (
     VERSION_BYTE,
     VERSION_BYTE_EXTENSION,
@@ -44,6 +46,60 @@ if TYPE_CHECKING:
     from .consumer import Consumer
     from .rtc.writer import RtpWriter
     from .settings import MediaSettings
+
+
+class ProducerState:
+    """A producer's per-packet state when the compiled module is not used: the same
+    fields as its ``caucus_producer`` struct (but the buffer and the consumers)."""
+
+    __slots__ = (
+        "audio_level_id",
+        "budget_at",
+        "budget_depth",
+        "budget_per_ms",
+        "budget_tokens",
+        "bytes",
+        "closed",
+        "cycles",
+        "has_ssrc",
+        "keyframe_pending",
+        "keyframe_waiters",
+        "last_arrival_ms",
+        "last_timestamp",
+        "max_seq",
+        "packets",
+        "payload_type",
+        "sinks",
+        "ssrc",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+def _state_field(name: str, doc: str) -> property:
+    def get(self: Producer) -> Any:
+        return getattr(self._state, name)
+
+    def put(self: Producer, value: Any) -> None:
+        setattr(self._state, name, value)
+
+    return property(get, put, doc=doc)
+
+
+#: Longest payload held for retransmission (a slot of the compiled ring; the Python
+#: fallback keeps the same rule): a real packet of a browser is at most ~1200 bytes.
+STORED_PAYLOAD = 1400
+
+if FASTPATH:
+    _ffi = NATIVE.ffi
+    _lib = NATIVE.lib
+    _store = _lib.caucus_producer_store
+    #: Consumers the compiled path forwards to itself; a producer with more leaves its
+    #: packets to Python.
+    OUTPUTS = _lib.CAUCUS_PRODUCER_OUTPUTS
+    assert _lib.CAUCUS_STORED_PAYLOAD == STORED_PAYLOAD
 
 
 class ProducerSink(Protocol):
@@ -79,7 +135,46 @@ def nack_packet(sender_ssrc: int, media_ssrc: int, first: int, count: int) -> by
 
 
 class Producer:
-    """One published track (``kind`` ``"audio"`` or ``"video"``) of ``participant_id``."""
+    """One published track (``kind`` ``"audio"`` or ``"video"``) of ``participant_id``.
+
+    With the compiled module its per-packet state lives in a ``caucus_producer`` struct
+    (:attr:`native`), which the direct receive path feeds: an ordinary packet (the
+    current SSRC, in order or late, every consumer forwarding and bound, nobody waiting
+    for a keyframe, no recorder, within budget) is forwarded to every consumer in C
+    without reaching Python (``caucus_producer_packet``); everything else comes to
+    :meth:`on_rtp_data`, which reads and writes the same fields."""
+
+    closed = _state_field("closed", "Closed: nothing is forwarded any more.")
+    keyframe_waiters = _state_field(
+        "keyframe_waiters",
+        "Consumers waiting for a keyframe; while zero, payloads are not inspected "
+        "(see :meth:`consumer_waits_for_keyframe`).",
+    )
+    _keyframe_pending = _state_field("keyframe_pending", "A keyframe request awaits an SSRC.")
+    _payload_type = _state_field("payload_type", "The media payload type.")
+    _audio_level_id = _state_field(
+        "audio_level_id", "The publisher's ssrc-audio-level extension id (0: not negotiated)."
+    )
+    _budget_per_ms = _state_field("budget_per_ms", "The byte budget's rate per ms.")
+    _budget_depth = _state_field("budget_depth", "The byte budget's depth.")
+    _budget_tokens = _state_field("budget_tokens", "Bytes the budget holds now.")
+    _budget_at = _state_field("budget_at", "Arrival time (ms) the budget was last filled.")
+    packets = _state_field("packets", "Packets received (and passed on).")
+    bytes = _state_field("bytes", "Payload bytes received.")
+    _max_seq = _state_field("max_seq", "The highest sequence number received.")
+    _cycles = _state_field("cycles", "Sequence number wraps, times 65536.")
+    last_timestamp = _state_field("last_timestamp", "The timestamp of the newest packet.")
+    last_arrival_ms = _state_field("last_arrival_ms", "Its arrival time (ms since 1900).")
+
+    @property
+    def ssrc(self) -> int | None:
+        """The publisher's SSRC of this track, once a packet came."""
+        return self._state.ssrc if self._state.has_ssrc else None
+
+    @ssrc.setter
+    def ssrc(self, value: int | None) -> None:
+        self._state.has_ssrc = int(value is not None)
+        self._state.ssrc = value or 0
 
     def __init__(
         self,
@@ -94,14 +189,33 @@ class Producer:
         mid: str | None = None,
         audio_level_id: int = 0,
         on_abuse: Callable[[str], None] | None = None,
+        compiled: bool = True,
     ) -> None:
+        """``compiled=False`` keeps the state in Python even with the compiled module."""
         self.id = uuid.uuid4().hex
         self.participant_id = participant_id
         self.kind = kind
         self.codec = codec
         self.mid = mid
+        size = settings.retransmission_buffer if kind == "video" else 0
+        #: The compiled state (``caucus_producer *``), its retransmission ring, or None.
+        self.native: Any = None
+        self._ring: Any = None
+        #: What the compiled receive path holds while it routes packets to ``native``.
+        self.native_keep: Any = None
+        self._state: Any
+        if FASTPATH and compiled:
+            native = self.native = self._state = _ffi.new("caucus_producer *")
+            if size:
+                self._ring = _ffi.new("caucus_stored[]", size)
+                native.buffer = self._ring
+                native.buffer_size = size
+            native.outputs_complete = 1
+            self.native_keep = (native, self._ring)
+        else:
+            self._state = ProducerState()
         self.closed = False
-        self.ssrc: int | None = None
+        self.ssrc = None
         #: Consumers currently fed by this producer, in the order they attached; changed
         #: only by :meth:`add_consumer` and :meth:`remove_consumer` (a consumer attaches
         #: itself; the router keeps which consumers it gave this producer).
@@ -109,7 +223,7 @@ class Producer:
         #: Non-peer receivers of every packet (recorders); see :meth:`add_sink`.
         self.sinks: list[ProducerSink] = []
 
-        self._payload_type = codec.payloadType
+        self._payload_type = codec.payloadType if codec.payloadType is not None else -1
         self._rtx_payload_type = rtx_payload_type
         self._rtcp_ssrc = rtcp_ssrc
         #: The publisher's ssrc-audio-level extension id (0: not negotiated).
@@ -117,12 +231,13 @@ class Producer:
         self._writer = writer
         self._settings = settings
         self._is_keyframe = keyframe_test(codec.mimeType)
-        #: Consumers waiting for a keyframe; while zero, payloads are not inspected
-        #: (see :meth:`consumer_waits_for_keyframe`).
         self.keyframe_waiters = 0
 
-        size = settings.retransmission_buffer if kind == "video" else 0
-        self._buffer: list[tuple[int, int, int, bytes] | None] = [None] * size
+        #: Packets held for retransmission: the compiled ring, or this list without it.
+        self._buffered = size > 0
+        self._buffer: list[tuple[int, int, int, builtins.bytes] | None] = (
+            [None] * size if size and self.native is None else []
+        )
         self._buffer_mask = size - 1
 
         # reception statistics (RFC 3550 A.3)
@@ -171,7 +286,7 @@ class Producer:
 
     # --- hot path -----------------------------------------------------------------------
 
-    def on_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+    def on_rtp_data(self, data: builtins.bytes, arrival_time_ms: int) -> None:
         """Forward one decrypted RTP packet to every consumer (called by the receiver
         hook with the packet's bytes; only the fixed header, the payload's bounds and,
         when a consumer negotiated it, the audio level are read)."""
@@ -225,7 +340,7 @@ class Producer:
         self.bytes += end - start
         delta = (seq - self._max_seq) & 0xFFFF
         if 0 < delta < 0x8000:
-            if delta > 1 and self._buffer:
+            if delta > 1 and self._buffered:
                 self._nack_upstream(delta - 1)
             if seq < self._max_seq:
                 self._cycles += 0x10000
@@ -233,8 +348,8 @@ class Producer:
             self.last_timestamp = timestamp
             self.last_arrival_ms = arrival_time_ms
 
-        if self._buffer:
-            self._buffer[seq & self._buffer_mask] = (seq, timestamp, marker, payload)
+        if self._buffered:
+            self._store(seq, timestamp, marker, payload)
         keyframe = self.keyframe_waiters > 0 and self._is_keyframe(payload)
         if self._keyframe_pending:
             self._keyframe_pending = False
@@ -245,7 +360,7 @@ class Producer:
         last_ids = None
         first_byte = VERSION_BYTE
         tail = payload
-        tails: dict[tuple[int, int], tuple[int, bytes]] | None = None
+        tails: dict[tuple[int, int], tuple[int, builtins.bytes]] | None = None
         send_time = None
         for consumer in self.consumers:
             ids = consumer.extension_ids
@@ -289,14 +404,47 @@ class Producer:
         if self._over_windows >= 2 and self._on_abuse is not None:
             self._on_abuse("over-budget")
 
-    def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
-        """The buffered (seq, timestamp, marker, payload) of ``seq``, if still held."""
-        if not self._buffer:
+    def _store(self, seq: int, timestamp: int, marker: int, payload: builtins.bytes) -> None:
+        if self.native is not None:
+            _store(self.native, seq, timestamp, marker, payload, len(payload))
+        else:
+            self._buffer[seq & self._buffer_mask] = (
+                (seq, timestamp, marker, payload) if len(payload) <= STORED_PAYLOAD else None
+            )
+
+    def lookup(self, seq: int) -> tuple[int, int, int, builtins.bytes] | None:
+        """The buffered (seq, timestamp, marker, payload) of ``seq``, if still held (with
+        the compiled module, payloads up to ``STORED_PAYLOAD`` bytes are)."""
+        if not self._buffered:
             return None
+        if self.native is not None:
+            slot = self._ring[seq & self._buffer_mask]
+            if not slot.valid or slot.seq != seq:
+                return None
+            return seq, slot.timestamp, slot.marker, _ffi.buffer(slot.payload, slot.length)[:]
         entry = self._buffer[seq & self._buffer_mask]
         if entry is not None and entry[0] == seq:
             return entry
         return None
+
+    def consumers_changed(self) -> None:
+        """Give the compiled path the consumers as they are now: their rewrite states and
+        negotiated extension ids (called when one attaches, detaches, is configured or
+        leaves the compiled path).  With more than ``OUTPUTS`` consumers, or one not
+        compiled, packets go through Python."""
+        native = self.native
+        if native is None:
+            return
+        consumers = self.consumers
+        complete = len(consumers) <= OUTPUTS and all(c.native is not None for c in consumers)
+        if complete:
+            for output, consumer in zip(native.outputs, consumers, strict=False):
+                output.consumer = consumer.native
+                output.abs_send_time_id, output.audio_level_id = consumer.extension_ids
+            native.outputs_used = len(consumers)
+        else:
+            native.outputs_used = 0
+        native.outputs_complete = int(complete)
 
     # --- sinks --------------------------------------------------------------------------
 
@@ -308,10 +456,12 @@ class Producer:
             sink.on_producer_closed(self)
         elif sink not in self.sinks:
             self.sinks.append(sink)
+            self._state.sinks = len(self.sinks)
 
     def remove_sink(self, sink: ProducerSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
+            self._state.sinks = len(self.sinks)
 
     # --- feedback toward the publisher -------------------------------------------------
 
@@ -460,7 +610,9 @@ class Producer:
         self._expected_prior = 0
         self._received_prior = self._stream_base = self.packets
         self._sr = None
-        if self._buffer:
+        if self.native is not None:
+            _lib.caucus_producer_clear(self.native)
+        elif self._buffer:
             self._buffer = [None] * len(self._buffer)
         if not first:
             for consumer in self.consumers:
@@ -471,6 +623,7 @@ class Producer:
         self.consumers.append(consumer)
         if waiting_for_keyframe:
             self.keyframe_waiters += 1
+        self.consumers_changed()
 
     def remove_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
         """Stop feeding ``consumer`` (``waiting_for_keyframe``: it still was)."""
@@ -478,6 +631,7 @@ class Producer:
             self.keyframe_waiters -= 1
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+        self.consumers_changed()
 
     def consumer_waits_for_keyframe(self, waiting: bool) -> None:
         """A consumer began (or stopped) waiting for a keyframe: payloads are inspected
@@ -491,6 +645,7 @@ class Producer:
                 timer.cancel()
         self._keyframe_timer = self._keyframe_retry = None
         sinks, self.sinks = self.sinks, []
+        self._state.sinks = 0
         for sink in sinks:
             sink.on_producer_closed(self)
 

@@ -201,7 +201,12 @@ class Transport:
                 audio_level_id=extension_ids.get(AUDIO_LEVEL_URI, 0),
                 on_abuse=_weakly(self._abused),
             )
-            rtc.intercept_rtp_data(transceiver.receiver, producer.on_rtp_data)
+            rtc.intercept_rtp_data(
+                transceiver.receiver,
+                producer.on_rtp_data,
+                producer=producer.native,
+                keep=producer.native_keep,
+            )
             rtc.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
             new.append(producer)
         return new

@@ -43,7 +43,11 @@ def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
 
 
 def intercept_rtp_data(
-    receiver: RTCRtpReceiver, handler: RtpDataHandler, track: Any = None
+    receiver: RTCRtpReceiver,
+    handler: RtpDataHandler,
+    track: Any = None,
+    producer: Any = None,
+    keep: Any = None,
 ) -> None:
     """Like :func:`intercept_rtp`, but ``handler(data, arrival_time_ms)`` receives the
     decrypted RTP packet as ``bytes`` (header, extensions, payload, padding), so that it
@@ -53,8 +57,14 @@ def intercept_rtp_data(
     ``track``, a compiled track counter (``caucus_track *`` of ``sfu._fastpath``) that
     ``handler`` feeds, lets :func:`receive_directly`'s compiled path count the receiver's
     packets itself once the first one went through ``handler``: the later ones of that
-    SSRC and payload type never reach Python (``handler`` is not called for them)."""
-    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track)  # type: ignore[method-assign]  # the hook replaces aiortc's method
+    SSRC and payload type never reach Python (``handler`` is not called for them).
+
+    ``producer``, a compiled producer (``caucus_producer *``, ``sfu.producer.Producer``'s
+    ``native``) whose state ``handler`` keeps, lets the compiled path forward the
+    receiver's ordinary packets itself once ``handler`` has seen the stream's first one
+    (``handler`` is then called only for what the producer leaves to Python); ``keep``
+    is held for as long as the path points to it (the producer and its buffer)."""
+    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track, producer, keep)  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 class RtpHook:
@@ -62,7 +72,7 @@ class RtpHook:
     :func:`intercept_rtp_data`.  aiortc awaits it with a parsed packet; the direct
     receive path of :func:`receive_directly` calls ``on_data``/``on_packet`` itself."""
 
-    __slots__ = ("_receiver", "on_data", "on_packet", "track")
+    __slots__ = ("_receiver", "keep", "on_data", "on_packet", "producer", "track")
 
     def __init__(
         self,
@@ -70,11 +80,15 @@ class RtpHook:
         on_packet: RtpHandler | None,
         on_data: RtpDataHandler | None,
         track: Any = None,
+        producer: Any = None,
+        keep: Any = None,
     ) -> None:
         self._receiver = receiver
         self.on_packet = on_packet
         self.on_data = on_data
         self.track = track
+        self.producer = producer
+        self.keep = keep
 
     async def __call__(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         try:

@@ -51,6 +51,7 @@ if FASTRECEIVE:
 
     _fast_receive = NATIVE.lib.caucus_receive
     _fast_route_add = NATIVE.lib.caucus_route_add
+    _fast_route_producer = NATIVE.lib.caucus_route_add_producer
     _unprotect_held = NATIVE.lib.caucus_unprotect_held
     _RX_RTP = NATIVE.lib.CAUCUS_RX_RTP
     _RX_OTHER = NATIVE.lib.CAUCUS_RX_OTHER
@@ -466,6 +467,17 @@ class DirectReceiver:
                     and _fast_route_add(rx, ssrc, data[1] & 0x7F, track) == 0
                 ):
                     self._state.tracks.append(track)
+                producer = hook.producer
+                if (
+                    rx is not None
+                    and producer is not None
+                    and packet is None
+                    and producer.has_ssrc
+                    and producer.ssrc == ssrc
+                    and producer.payload_type == data[1] & 0x7F
+                    and _fast_route_producer(rx, ssrc, data[1] & 0x7F, producer) == 0
+                ):
+                    self._state.tracks.append(hook.keep)
             else:
                 if packet is None:
                     packet = RtpPacket.parse(data, self._extensions)

@@ -39,6 +39,9 @@ class Source:
     def consumer_waits_for_keyframe(self, waiting: bool) -> None:
         self.keyframe_waiters += 1 if waiting else -1
 
+    def consumers_changed(self) -> None:
+        pass
+
     def lookup(self, seq: int) -> tuple[int, int, int, bytes] | None:
         return self.packets.get(seq)
 

@@ -163,3 +163,46 @@ async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worke
     before = transport.stats()["packets_received"]
     await eventually(lambda: transport.stats()["packets_received"] > before + 20, 10)
     assert transport.connection_state == "connected"
+
+
+async def test_ordinary_packets_are_forwarded_without_python(worker, participants):
+    """Once a producer's stream began, the compiled receive path forwards its packets to
+    the consumers itself: the producer's counters move while its Python method is not
+    called for them, and the subscriber keeps receiving."""
+    assert rtc.FASTRECEIVE, "CI builds the compiled module"
+    transport, subscriber = await joined(worker, participants)
+    dtls = transport._writer.dtls
+    receivers = receive._direct_state(dtls).receivers
+    video = next(p for p in transport.producers.values() if p.kind == "video")
+    called = 0
+    original = video.on_rtp_data
+
+    def counting(data: bytes, arrival_ms: int) -> None:
+        nonlocal called
+        called += 1
+        original(data, arrival_ms)
+
+    # the subscriber's video began (at a keyframe): from here on packets are ordinary
+    await eventually(
+        lambda: len(subscriber.tracks) == 2 and all(t.packets for t in subscriber.tracks.values()),
+        20,
+    )
+    await eventually(lambda: not video.keyframe_waiters, 10)
+    for transceiver in transport._pc.getTransceivers():
+        hook = transceiver.receiver._handle_rtp_packet
+        if hook.producer is video.native:
+            hook.on_data = counting
+    packets = video.packets
+    forwarded = sum(int(rx.forwarded) for rx in receivers)
+    seen = sum(t.packets for t in subscriber.tracks.values())
+    await eventually(
+        lambda: (
+            video.packets > packets + 100
+            and sum(t.packets for t in subscriber.tracks.values()) > seen + 100
+        ),
+        10,
+    )
+    in_c = sum(int(rx.forwarded) for rx in receivers) - forwarded
+    assert in_c > 100
+    assert called < (video.packets - packets) / 2
+    assert video.native.forwarded_here > 100
