@@ -27,6 +27,11 @@ STRUCTS = """
 
 typedef int (*caucus_protect_fn)(void *ctx, void *buf, int *len);
 
+/* Packets one sink holds back during a receive event. */
+#define CAUCUS_SINK_BATCH 16
+/* Sinks one receiver holds packets in during an event (more: the earlier ones leave). */
+#define CAUCUS_PENDING_SINKS 64
+
 typedef struct {
     caucus_protect_fn protect;  /* libsrtp's srtp_protect */
     void *srtp;                 /* the transport's outbound srtp_t; NULL: not bound */
@@ -38,6 +43,12 @@ typedef struct {
     uint64_t bytes;
     uint64_t dropped;
     unsigned char buf[CAUCUS_BUFFER];
+    /* packets protected and waiting to leave in one sendmmsg (caucus_receive queues the
+       packets it forwards during one readiness event, and sends them before it returns) */
+    int queued;
+    int queued_len[CAUCUS_SINK_BATCH];
+    uint64_t batches;           /* sendmmsg calls */
+    unsigned char batch[CAUCUS_SINK_BATCH][CAUCUS_BUFFER];
 } caucus_sink;
 
 typedef struct {
@@ -181,6 +192,8 @@ typedef struct {
     uint64_t unknown_ssrc;        /* RTP datagrams left to Python for their SSRC */
     uint64_t too_large;           /* longer than CAUCUS_BUFFER (also in failed) */
     uint64_t forwarded;           /* packets a route's producer forwarded here */
+    int pending_count;            /* sinks holding packets of this event */
+    caucus_sink *pending[CAUCUS_PENDING_SINKS];
     uint64_t malformed;           /* too short, a negative length, RTCP types 209-223 */
     unsigned char buf[CAUCUS_DATAGRAM];
 } caucus_receiver;
@@ -335,13 +348,99 @@ int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_
     return send_packet(s, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
 }
 
+/* Sends what the sink holds back, in one sendmmsg (more when the kernel takes part of
+   it).  A full send buffer drops the rest (as the network would); another failure
+   unbinds the sink, as send_packet does. */
+static void flush_sink(caucus_sink *s)
+{
+    int n = s->queued;
+    s->queued = 0;
+    if (n <= 0)
+        return;
+    if (s->srtp == NULL) {
+        s->dropped += (uint64_t)n;
+        return;
+    }
+    struct mmsghdr msgs[CAUCUS_SINK_BATCH];
+    struct iovec iovs[CAUCUS_SINK_BATCH];
+    for (int i = 0; i < n; i++) {
+        iovs[i].iov_base = s->batch[i];
+        iovs[i].iov_len = (size_t)s->queued_len[i];
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_name = s->addr;
+        msgs[i].msg_hdr.msg_namelen = (socklen_t)s->addrlen;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int done = 0;
+    while (done < n) {
+        int sent = sendmmsg(s->fd, msgs + done, (unsigned int)(n - done), 0);
+        s->batches++;
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            s->dropped += (uint64_t)(n - done);
+            if (!(errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+                s->last_errno = errno;
+                s->srtp = NULL;
+            }
+            break;
+        }
+        for (int k = done; k < done + sent; k++) {
+            s->packets++;
+            s->bytes += msgs[k].msg_len;
+        }
+        done += sent;
+    }
+}
+
+/* Sends what every sink of the receiver's event holds back. */
+static void flush_pending(caucus_receiver *r)
+{
+    for (int i = 0; i < r->pending_count; i++)
+        flush_sink(r->pending[i]);
+    r->pending_count = 0;
+}
+
+/* send_packet's work, but the packet waits in the sink's batch until the receiver's
+   event ends (flush_pending) or the batch is full.  Returns the RTP length (counted as
+   forwarded: the sink counts what left), CAUCUS_DROPPED or CAUCUS_NOT_BOUND. */
+static int queue_packet(caucus_receiver *r, caucus_sink *s, uint8_t first_byte,
+                        uint8_t second_byte, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
+                        const unsigned char *tail, int tail_len)
+{
+    if (s == NULL || s->srtp == NULL)
+        return CAUCUS_NOT_BOUND;
+    if (tail == NULL || tail_len < 0 || tail_len > CAUCUS_MAX_RTP - 12) {
+        s->dropped++;
+        return CAUCUS_DROPPED;
+    }
+    if (s->queued == 0) {
+        if (r->pending_count == CAUCUS_PENDING_SINKS)
+            flush_pending(r);
+        r->pending[r->pending_count++] = s;
+    }
+    unsigned char *b = s->batch[s->queued];
+    int end = 12 + tail_len;
+    write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
+    int len = end;
+    if (s->protect(s->srtp, b, &len) != 0) {
+        s->dropped++;
+        return CAUCUS_DROPPED;
+    }
+    s->queued_len[s->queued++] = len;
+    if (s->queued == CAUCUS_SINK_BATCH)
+        flush_sink(s); /* still listed as pending: flushing it again sends nothing */
+    return end;
+}
+
 /* Consumer.write's rewrite and send for a consumer that is not paused: the source's
    sequence number and timestamp shifted by the consumer's offsets; a packet from before
    the current source's first one is skipped (0); a newer one than any forwarded moves
    the stream's newest number, timestamp and arrival time. */
-int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t seq,
-                 uint32_t timestamp, int64_t arrival_ms, const unsigned char *tail,
-                 int tail_len)
+static int write_consumer(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t seq,
+                          uint32_t timestamp, int64_t arrival_ms, const unsigned char *tail,
+                          int tail_len, caucus_receiver *r)
 {
     uint16_t out_seq = (uint16_t)(seq + c->seq_offset);
     int32_t behind = (uint16_t)(c->last_seq - out_seq);
@@ -350,9 +449,11 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
     if (behind >= c->source_span)
         return 0;
     uint32_t out_ts = timestamp + c->ts_offset;
-    int sent = send_packet(c->sink, first_byte,
-                           (uint8_t)(c->payload_type | (marker ? 0x80 : 0)), out_seq, out_ts,
-                           c->ssrc, tail, tail_len);
+    uint8_t second_byte = (uint8_t)(c->payload_type | (marker ? 0x80 : 0));
+    int sent = r != NULL ? queue_packet(r, c->sink, first_byte, second_byte, out_seq, out_ts,
+                                        c->ssrc, tail, tail_len)
+                         : send_packet(c->sink, first_byte, second_byte, out_seq, out_ts,
+                                       c->ssrc, tail, tail_len);
     if (sent <= 0)
         return sent;
     c->packets++;
@@ -365,6 +466,14 @@ int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t se
         c->last_ms = arrival_ms;
     }
     return sent;
+}
+
+int caucus_write(caucus_consumer *c, uint8_t first_byte, int marker, uint16_t seq,
+                 uint32_t timestamp, int64_t arrival_ms, const unsigned char *tail,
+                 int tail_len)
+{
+    return write_consumer(c, first_byte, marker, seq, timestamp, arrival_ms, tail, tail_len,
+                          NULL);
 }
 
 /* "CcLt" + the send time in microseconds since the epoch (client.stamped) */
@@ -793,8 +902,8 @@ void caucus_producer_clear(caucus_producer *p)
    media payload type, closed, a recorder attached, a keyframe awaited or pending, over
    budget, malformed, a gap to NACK, a consumer started but paused or not bound, a
    consumer not compiled.  ``send_time`` is the abs-send-time to write (< 0: now). */
-int caucus_producer_packet(caucus_producer *p, const unsigned char *data, int len,
-                           int64_t arrival_ms, int64_t send_time)
+static int producer_packet(caucus_producer *p, const unsigned char *data, int len,
+                           int64_t arrival_ms, int64_t send_time, caucus_receiver *r)
 {
     if (p == NULL || data == NULL || len < 12 || p->closed || p->sinks || p->keyframe_waiters
         || p->keyframe_pending || !p->has_ssrc || !p->outputs_complete)
@@ -888,10 +997,16 @@ int caucus_producer_packet(caucus_producer *p, const unsigned char *data, int le
                 first_byte = 0x90;
             }
         }
-        caucus_write(c, first_byte, marker, seq, timestamp, arrival_ms, tail, tail_len);
+        write_consumer(c, first_byte, marker, seq, timestamp, arrival_ms, tail, tail_len, r);
     }
     p->forwarded_here++;
     return 1;
+}
+
+int caucus_producer_packet(caucus_producer *p, const unsigned char *data, int len,
+                           int64_t arrival_ms, int64_t send_time)
+{
+    return producer_packet(p, data, len, arrival_ms, send_time, NULL);
 }
 
 /* The one demultiplexing rule of the receive paths (sfu.rtc.demux.classify is the
@@ -984,7 +1099,7 @@ static int take_at(caucus_receiver *r, int length, double now, double monotonic)
             if (p != NULL) {
                 /* arrival in ms since 1900, as aiortc's (sfu.rtc.receive.NTP_EPOCH_MS) */
                 int64_t arrival_ms = (int64_t)(now * 1000) + INT64_C(2208988800000);
-                if (!caucus_producer_packet(p, r->buf, len, arrival_ms, -1))
+                if (!producer_packet(p, r->buf, len, arrival_ms, -1, r))
                     return CAUCUS_RX_RTP;
                 r->forwarded++;
                 return CAUCUS_RX_DONE;
@@ -1078,7 +1193,7 @@ static int drain(caucus_receiver *r)
    CAUCUS_RX_UNKNOWN (buf holds a still protected RTP datagram whose SSRC the filter does
    not let through, ``length`` bytes: see caucus_unprotect_held) or CAUCUS_RX_OTHER (buf
    holds a datagram that is not RTP, from ``addr``, for the caller to hand on). */
-int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
+static int receive_event(caucus_receiver *r, const unsigned char *data, int length)
 {
     if (data != NULL) {
         r->budget = CAUCUS_DRAIN_BATCH - 1;
@@ -1095,6 +1210,15 @@ int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
         }
     }
     return drain(r);
+}
+
+/* (What the packets forwarded meanwhile wait for: they leave, one sendmmsg per
+   subscriber, before Python gets what this returns.) */
+int caucus_receive(caucus_receiver *r, const unsigned char *data, int length)
+{
+    int result = receive_event(r, data, length);
+    flush_pending(r);
+    return result;
 }
 
 int caucus_poller_open(caucus_poller *p)
@@ -1171,6 +1295,7 @@ int caucus_poll(caucus_poller *p, int start)
         if (r != NULL) {
             uint64_t before = r->datagrams;
             int result = drain(r);
+            flush_pending(r);
             p->datagrams += r->datagrams - before;
             if (result != CAUCUS_RX_DONE) {
                 p->current = r;

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .consumer import Consumer
     from .producer import Producer
     from .router import Router
+    from .rtc import ReceivePoller
     from .settings import MediaSettings
     from .transport import Transport
 
@@ -24,6 +25,8 @@ class TransportListener(Protocol):
     """Told by a :class:`~sfu.transport.Transport` of its producers and its end."""
 
     settings: MediaSettings
+    #: Reads the publish connections' media sockets (``None``: each on its own event).
+    receive_poller: ReceivePoller | None
 
     def on_transport_new_producer(self, transport: Transport, producer: Producer) -> None:
         """``producer`` was negotiated on ``transport`` (a publish transport)."""

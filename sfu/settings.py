@@ -97,6 +97,10 @@ class MediaSettings:
     publisher_budget_cap: int = 10_000_000
     max_audio_bitrate: int = 256_000
     max_over_budget_share: float = 0.5
+    #: Publish connections' sockets are read through one epoll set per worker (one
+    #: wake-up and one Python call for every socket ready at once) when the compiled
+    #: module is built; off, each socket is read on its own readiness event (asyncio's).
+    receive_poller: bool = True
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
     #: While transports have closed, a full garbage collection at most this often (a

@@ -118,7 +118,7 @@ class Transport:
                 self._keep_consent()
                 self.ingress.ssrc.negotiated(_declared_ssrcs(description))
                 rtc.guard_ingress(self._pc, self.ingress)
-                rtc.receive_directly(self._pc)
+                rtc.receive_directly(self._pc, self._listener.receive_poller)
                 new = self._prepare_producers()
                 rtc.restrict_srtp_profiles(self._pc, self._srtp_profiles)
                 await self._pc.setLocalDescription(await self._pc.createAnswer())

@@ -27,6 +27,7 @@ from .consumer import Consumer
 from .errors import NotFound
 from .producer import Producer
 from .router import Router
+from .rtc import FASTRECEIVE, ReceivePoller
 from .rtc.native import log_native_paths
 from .settings import MediaSettings
 from .transport import PUBLISH, SUBSCRIBE, Transport
@@ -66,6 +67,11 @@ class Worker:
         self._rtcp_task: asyncio.Task[None] | None = None
         #: See :class:`WorkerObserver`.
         self.observers: list[WorkerObserver] = []
+        #: Reads every publish connection's media sockets (one epoll set; see
+        #: ``MediaSettings.receive_poller``), or ``None``.
+        self.receive_poller: ReceivePoller | None = (
+            ReceivePoller(interval=None) if self.settings.receive_poller and FASTRECEIVE else None
+        )
 
     # --- routers ------------------------------------------------------------------------
 
@@ -307,6 +313,8 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rtcp_task
             self._rtcp_task = None
+        if self.receive_poller is not None:
+            self.receive_poller.close()
 
 
 def _codec_key(producer: Producer) -> tuple[object, ...]:

@@ -42,6 +42,7 @@ from .hooks import (  # noqa: E402
 )
 from .ice import SignalledCandidates, selected_pair  # noqa: E402
 from .native import FASTPATH, FASTRECEIVE, log_native_paths, native_paths  # noqa: E402
+from .poller import ReceivePoller  # noqa: E402
 from .ports import bind_ports_in_range, local_addresses  # noqa: E402
 from .receive import (  # noqa: E402
     direct_receive_failures,
@@ -62,6 +63,7 @@ __all__ = [
     "KIND_RTP",
     "GuardedSrtpSession",
     "IdleTrack",
+    "ReceivePoller",
     "RtpWriter",
     "SignalledCandidates",
     "bind_ports_in_range",

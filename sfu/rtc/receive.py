@@ -172,6 +172,7 @@ class _DirectState:
     __slots__ = (
         "allowed",
         "context",
+        "detach",
         "failed",
         "ingress",
         "installed",
@@ -185,6 +186,8 @@ class _DirectState:
 
     def __init__(self) -> None:
         self.should_drop: Callable[[], bool] | None = None
+        #: The poller's ``detach_all`` (weakly), while a poller reads the sockets.
+        self.detach: weakref.WeakMethod[Any] | None = None
         #: Datagrams the Python path dropped: failed to unprotect, or too large.
         self.failed = 0
         #: Datagrams dropped for their first bytes (:data:`KIND_MALFORMED`) in Python.
@@ -344,6 +347,7 @@ def _install_direct(
             receiver.rx.drop_rtcp = not rtcp
             poller.attach(transport, sock, receiver.rx, receiver.hand_on, state)
     detach = weakref.WeakMethod(poller.detach_all) if poller is not None else None
+    state.detach = detach
     receivers = list(state.receivers)
 
     def state_changed() -> None:
@@ -652,6 +656,17 @@ def _address(sockaddr: Any, length: int) -> tuple:
             int.from_bytes(raw[24:28], sys.byteorder),
         )
     return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+
+
+def stop_polling(dtls: RTCDtlsTransport) -> None:
+    """Give the sockets of ``dtls``'s direct receive path back to asyncio's own readiness
+    events if a poller reads them (for a test that puts something between a socket and
+    aioice: the poller would read around it)."""
+    state = _DIRECT.get(dtls)
+    method = state.detach() if state is not None and state.detach is not None else None
+    if method is not None:
+        method(list(state.receivers))  # type: ignore[union-attr]  # method is only set with a state
+        state.detach = None  # type: ignore[union-attr]
 
 
 def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -> None:

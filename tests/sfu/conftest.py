@@ -9,7 +9,11 @@ from tests.support.media import participant
 async def worker(request):
     """The SFU; ``@pytest.mark.room_video_codecs(...)`` sets the codecs its rooms forward."""
     marker = request.node.get_closest_marker("room_video_codecs")
-    w = Worker(MediaSettings(room_video_codecs=marker.args) if marker else None)
+    options = {"room_video_codecs": marker.args} if marker else {}
+    fields = request.node.get_closest_marker("media_settings")
+    if fields:
+        options.update(fields.kwargs)
+    w = Worker(MediaSettings(**options) if options else None)
     yield w
     await w.close()
 

@@ -7,6 +7,8 @@ import os
 import socket
 import struct
 
+import pytest
+
 from sfu import rtc
 from sfu.rtc import receive
 from sfu.rtc.internals import datagram_socket, nominated_pair
@@ -108,6 +110,7 @@ async def test_undecryptable_and_oversized_datagrams_are_dropped(worker, partici
     assert transport.connection_state == "connected"
 
 
+@pytest.mark.media_settings(receive_poller=False)
 async def test_queued_datagrams_are_read_in_one_event_and_keep_their_order(worker, participants):
     """A readiness event reads the socket until it is empty (asyncio's transport reads one
     datagram per event); what is not for the direct path still reaches aioice, in order,
@@ -206,3 +209,50 @@ async def test_ordinary_packets_are_forwarded_without_python(worker, participant
     assert in_c > 100
     assert called < (video.packets - packets) / 2
     assert video.native.forwarded_here > 100
+
+
+async def test_the_workers_poller_reads_every_publish_socket(worker, participants):
+    """The SFU's publish sockets are read through the worker's epoll set, on readiness:
+    media flows, what is not media still reaches aioice (here a datagram that is neither
+    STUN nor media, which aioice queues for the DTLS transport), forged SRTP is dropped
+    and counted, and the connection stays up."""
+    assert rtc.FASTRECEIVE, "CI builds the compiled module"
+    poller = worker.receive_poller
+    assert poller is not None
+    polls, datagrams = poller.polls, poller.datagrams
+    transport, subscriber = await joined(worker, participants)
+    await eventually(lambda: poller.polls > polls and poller.datagrams > datagrams + 30, 10)
+    dtls = transport._writer.dtls
+    queued: list[bytes] = []
+    recv = dtls.transport._recv
+
+    async def watched() -> bytes:
+        data = await recv()
+        queued.append(data)
+        return data
+
+    dtls.transport._recv = watched
+    address = nominated_local_address(dtls)
+    failures = rtc.direct_receive_failures(transport._pc)
+    ssrc = allowed_ssrc(dtls)
+    forged = [struct.pack("!BBHII", 0x80, 96, n, 2, ssrc) + os.urandom(200) for n in range(8)]
+    garbage = b"\x00\x01" + os.urandom(40)
+    with socket.socket(
+        socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM
+    ) as sock:
+        for data in forged[:4]:
+            sock.sendto(data, address)
+        sock.sendto(garbage, address)  # the one the queue's reader awaits already is unseen
+        sock.sendto(garbage + b"2", address)
+        for data in forged[4:]:
+            sock.sendto(data, address)
+        await eventually(
+            lambda: (
+                garbage + b"2" in queued
+                and rtc.direct_receive_failures(transport._pc) == failures + 8
+            ),
+            5,
+        )
+    seen = sum(t.packets for t in subscriber.tracks.values())
+    await eventually(lambda: sum(t.packets for t in subscriber.tracks.values()) > seen + 20, 10)
+    assert transport.connection_state == "connected"

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiortc import RTCDtlsTransport
 
+from sfu.rtc import receive
 from sfu.rtc.internals import nominated_pair
 
 
@@ -40,6 +41,7 @@ def delay_incoming(dtls: RTCDtlsTransport, seconds: float | None) -> None:
     ``None`` drops them all (a peer that went away)."""
     pair = nominated_pair(dtls)
     assert pair is not None, "not connected"
+    receive.stop_polling(dtls)  # the socket is read by asyncio again, through the delay
     transport = pair.protocol.transport
     transport.set_protocol(_Delayed(transport.get_protocol(), seconds))
 
