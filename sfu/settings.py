@@ -101,6 +101,10 @@ class MediaSettings:
     #: wake-up and one Python call for every socket ready at once) when the compiled
     #: module is built; off, each socket is read on its own readiness event (asyncio's).
     receive_poller: bool = True
+    #: With the poller: while publish sockets wake the worker more than once per this
+    #: many seconds, they are read on a tick of this length instead (fewer wake-ups under
+    #: load, at most this much added delay), until most ticks find nothing.  0: never.
+    receive_busy_tick: float = 0.001
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
     #: While transports have closed, a full garbage collection at most this often (a

@@ -70,7 +70,9 @@ class Worker:
         #: Reads every publish connection's media sockets (one epoll set; see
         #: ``MediaSettings.receive_poller``), or ``None``.
         self.receive_poller: ReceivePoller | None = (
-            ReceivePoller(interval=None) if self.settings.receive_poller and FASTRECEIVE else None
+            ReceivePoller(interval=None, busy_tick=self.settings.receive_busy_tick)
+            if self.settings.receive_poller and FASTRECEIVE
+            else None
         )
 
     # --- routers ------------------------------------------------------------------------

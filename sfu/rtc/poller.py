@@ -73,11 +73,30 @@ class ReceivePoller:
 
     #: Seconds between two checks for sockets closed behind the poller's back.
     SWEEP_INTERVAL = 1.0
+    #: Seconds over which a readiness-driven poller with ``busy_tick`` compares its
+    #: wake-ups with its tick.
+    MODE_WINDOW = 0.1
 
-    def __init__(self, interval: float | None = 1 / 300) -> None:
+    def __init__(self, interval: float | None = 1 / 300, busy_tick: float | None = None) -> None:
+        """``busy_tick`` (with ``interval=None``): while the sockets wake the loop more
+        than once per ``busy_tick`` seconds (over :attr:`MODE_WINDOW`), read them every
+        ``busy_tick`` seconds instead, until most ticks find nothing.  Each wake-up of the
+        event loop costs far more than a datagram; under load this keeps them at one per
+        tick, at the price of at most ``busy_tick`` of added delay."""
         if not FASTRECEIVE:
             raise RuntimeError("the compiled module (sfu._fastpath) is not built")
         self.interval = interval
+        self.busy_tick = busy_tick if busy_tick and busy_tick > 0 else None
+        #: Reading on the busy tick now (else on readiness).
+        self.ticking = False
+        #: Times the poller went from readiness to the busy tick.
+        self.busy_periods = 0
+        self._busy_timer: asyncio.TimerHandle | None = None
+        self._window_at = 0.0
+        self._wakeups = 0
+        self._ticks = 0
+        self._busy_ticks = 0
+        self._busy_next = 0.0
         #: The loop waiting on the epoll set (``interval=None``), once a socket is read.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller = NATIVE.ffi.new("caucus_poller *")
@@ -135,7 +154,8 @@ class ReceivePoller:
             loop = transport_loop(transport)
             if self.interval is None:
                 self._loop = loop
-                loop.add_reader(self._poller.epfd, self.poll)
+                loop.add_reader(self._poller.epfd, self._ready)
+                self._window_at = loop.time()
                 self._timer = loop.call_later(self.SWEEP_INTERVAL, self._sweep_tick, loop)
             else:
                 self._next = loop.time() + self.interval
@@ -158,6 +178,10 @@ class ReceivePoller:
         if not self._attached and self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            if self._busy_timer is not None:
+                self._busy_timer.cancel()
+                self._busy_timer = None
+            self.ticking = False
             if self._loop is not None:
                 self._loop.remove_reader(self._poller.epfd)
                 self._loop = None
@@ -174,6 +198,55 @@ class ReceivePoller:
                 except Exception:
                     logger.exception("receive handler failed")
             result = _poll(poller, 0)
+
+    def _ready(self) -> None:
+        """The epoll set is readable: drain it; count the wake-up (see ``busy_tick``)."""
+        self.poll()
+        tick = self.busy_tick
+        loop = self._loop
+        if tick is None or loop is None:
+            return
+        self._wakeups += 1
+        now = loop.time()
+        elapsed = now - self._window_at
+        if elapsed < self.MODE_WINDOW:
+            return
+        busy = self._wakeups * tick > elapsed
+        self._wakeups = 0
+        self._window_at = now
+        if busy:
+            loop.remove_reader(self._poller.epfd)
+            self.ticking = True
+            self.busy_periods += 1
+            self._ticks = self._busy_ticks = 0
+            self._busy_next = now + tick
+            self._busy_timer = loop.call_at(self._busy_next, self._busy_tick)
+
+    def _busy_tick(self) -> None:
+        before = self._poller.datagrams
+        self.poll()
+        loop = self._loop
+        tick = self.busy_tick
+        if loop is None or tick is None or not self.ticking:
+            return  # the last socket was detached meanwhile
+        self._ticks += 1
+        if self._poller.datagrams != before:
+            self._busy_ticks += 1
+        now = loop.time()
+        if now - self._window_at >= self.MODE_WINDOW:
+            if 2 * self._busy_ticks < self._ticks:  # mostly idle: back to readiness
+                self.ticking = False
+                self._busy_timer = None
+                self._wakeups = 0
+                self._window_at = now
+                loop.add_reader(self._poller.epfd, self._ready)
+                return
+            self._ticks = self._busy_ticks = 0
+            self._window_at = now
+        self._busy_next += tick
+        if self._busy_next < now:
+            self._busy_next = now + tick
+        self._busy_timer = loop.call_at(self._busy_next, self._busy_tick)
 
     def sweep(self) -> None:
         """Remove the sockets closed without their transport losing its connection."""

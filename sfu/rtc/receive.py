@@ -343,7 +343,12 @@ def _install_direct(
             else receiver.datagram_received_in_python
         )
         protocol.datagram_received = handler  # type: ignore[method-assign,assignment]  # the hook, bytes only
-        if poller is not None and sock is not None and receiver.rx is not None:
+        if (
+            poller is not None
+            and sock is not None
+            and receiver.rx is not None
+            and state.should_drop is None  # loss on purpose is decided per datagram here
+        ):
             receiver.rx.drop_rtcp = not rtcp
             poller.attach(transport, sock, receiver.rx, receiver.hand_on, state)
     detach = weakref.WeakMethod(poller.detach_all) if poller is not None else None
@@ -679,6 +684,7 @@ def drop_incoming_rtp(dtls: RTCDtlsTransport, should_drop: Callable[[], bool]) -
     state.should_drop = should_drop
     if installed:
         return
+    stop_polling(dtls)  # a poller reads in C, without asking should_drop
 
     def lossy(receive: IceRecv) -> IceRecv:
         async def lossy_recv() -> bytes:

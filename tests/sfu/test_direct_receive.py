@@ -6,6 +6,8 @@ datagram never closes the connection."""
 import os
 import socket
 import struct
+import threading
+import time
 
 import pytest
 
@@ -253,6 +255,49 @@ async def test_the_workers_poller_reads_every_publish_socket(worker, participant
             ),
             5,
         )
+    seen = sum(t.packets for t in subscriber.tracks.values())
+    await eventually(lambda: sum(t.packets for t in subscriber.tracks.values()) > seen + 20, 10)
+    assert transport.connection_state == "connected"
+
+
+async def test_under_load_the_poller_reads_on_a_tick_and_returns_to_readiness(worker, participants):
+    """More than one wake-up per millisecond (here a peer's flood of forged media, ~3 per
+    ms, from another thread) turns the worker's poller to its busy tick; when the flood
+    stops, most ticks find nothing and it reads on readiness again.  Every forged datagram
+    was read (and dropped) meanwhile, and media kept flowing."""
+    poller = worker.receive_poller
+    assert poller is not None and poller.busy_tick == 0.001
+    transport, subscriber = await joined(worker, participants)
+    dtls = transport._writer.dtls
+    address = nominated_local_address(dtls)
+    failures = rtc.direct_receive_failures(transport._pc)
+    ssrc = allowed_ssrc(dtls)
+    count = 1500
+    stop = threading.Event()
+
+    def flood() -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            start = time.monotonic()
+            for n in range(count):
+                if stop.is_set():
+                    return
+                sock.sendto(struct.pack("!BBHII", 0x80, 96, n, 2, ssrc) + bytes(100), address)
+                # three a millisecond, evenly
+                delay = start + (n + 1) / 3000 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    try:
+        await eventually(lambda: poller.ticking, 5)
+        assert poller.busy_periods >= 1
+        await eventually(lambda: rtc.direct_receive_failures(transport._pc) >= failures + count, 10)
+    finally:
+        stop.set()
+        sender.join()
+    await eventually(lambda: not poller.ticking, 5)
     seen = sum(t.packets for t in subscriber.tracks.values())
     await eventually(lambda: sum(t.packets for t in subscriber.tracks.values()) > seen + 20, 10)
     assert transport.connection_state == "connected"
