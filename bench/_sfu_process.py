@@ -2,10 +2,11 @@
 
 ``bench/sfu_forward.py`` and ``bench/versus_janus.py`` measure an :class:`sfu.Worker` in a
 child process (``python bench/_sfu_process.py``): what a ``caucus serve`` media worker
-process runs, without the signaling node, so the process's CPU is the media path's.  The
-driver talks to it over the child's stdin/stdout with :class:`LineRpc` (create a
-transport, answer an offer, join a room, read the counters, stop); the SFU's subscribe
-offers come back the same way and are answered by the participant's handler.
+process runs (its collector settings included), without the signaling node, so the
+process's CPU is the media path's.  The driver talks to it over the child's
+stdin/stdout with :class:`LineRpc` (create a transport, answer an offer, join a room,
+read the counters, stop); the SFU's subscribe offers come back the same way and are
+answered by the participant's handler.
 
     sfu = await SfuProcess.start()
     participant = Participant("alice", sfu.signal("room-1"), ...)
@@ -154,7 +155,15 @@ async def serve() -> None:
 
 
 async def serve_main() -> None:
-    """:func:`serve`, under cProfile when ``CAUCUS_BENCH_PROFILE`` names a file."""
+    """:func:`serve`, under cProfile when ``CAUCUS_BENCH_PROFILE`` names a file; the
+    collector set up as a media worker process sets it (``sfu.heap``: start-up heap
+    frozen, young generation collected every 10,000 allocations), without which
+    full collections pause the process for tens to hundreds of milliseconds."""
+    sys.path.insert(0, ROOT)
+    import sfu  # noqa: F401  (what a worker has imported when it freezes its heap)
+    from sfu.heap import freeze_startup_heap
+
+    freeze_startup_heap()
     profile = os.environ.get("CAUCUS_BENCH_PROFILE")
     if not profile:
         await serve()

@@ -243,15 +243,18 @@ class Caucus:
 
 
 class Janus:
-    """A ``janus`` process (``client/janus_server.py``) and VideoRoom rooms 1001, 1002 ..."""
+    """A ``janus`` process (``client/janus_server.py``) and VideoRoom rooms 1001, 1002 ...;
+    with ``cpus`` (``taskset`` cores) pinned there with one event loop per core given."""
 
     name = "janus"
+    cpus: str | None = None
 
     def __init__(self) -> None:
         self._server: JanusServer | None = None
 
     async def start(self, rooms: int, per_room: int) -> None:
-        self._server = JanusServer()
+        loops = len(self.cpus.split(",")) if self.cpus else None
+        self._server = JanusServer(event_loops=loops, cpus=self.cpus)
         await self._server.start()
         for room in range(1, rooms + 1):
             await create_room(self._server.url, 1000 + room, publishers=max(100, per_room + 10))
@@ -531,14 +534,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     clips = Clips.make()
-    servers = ["caucus", "janus"]
+    servers = args.servers
+    Janus.cpus = args.janus_cpus
     rows: list[dict[str, Any]] = []
     for n in args.subscribers:
         rows += await compare("fanout", n, args.seconds, clips, servers)
-    for rooms in room_steps(args.max_rooms):
+    for rooms in args.mix_rooms or room_steps(args.max_rooms):
         step = await compare("mix", rooms, args.seconds, clips, servers)
         rows += step
-        if not all(row["passed"] for row in step if row["server"] != "ratio"):
+        if not args.mix_rooms and not all(r["passed"] for r in step if r["server"] != "ratio"):
             break
     return {
         "machine": {
@@ -560,6 +564,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "janus": "VideoRoom + HTTP transport only, event_loops = cpus, host candidates "
             "on the host's own address, no STUN/TURN/NAT, rooms: vp8 + opus, bitrate 0, "
             "fir_freq 0, notify_joining false, record false",
+            "janus_pinned_to": args.janus_cpus,
             "cpu": "/proc/<pid>/stat utime + stime of the server process and its children, "
             "over the window",
             "forwarded": "packets received by the subscribers in the window (both servers)",
@@ -603,8 +608,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured per step")
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--max-rooms", type=int, default=32)
+    parser.add_argument(
+        "--subscribers", type=int, nargs="*", default=[1, 10, 50], help="fan-out steps"
+    )
+    parser.add_argument("--max-rooms", type=int, default=32, help="last mix step")
+    # for bench/sfu_capacity.py: these mix steps only (no stopping rule), these servers,
+    # Janus pinned to these cores (one event loop per core)
+    parser.add_argument("--mix-rooms", type=int, nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--janus-cpus", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
         janus_binary()

@@ -183,8 +183,15 @@ class JanusServer:
     directory of its own; :attr:`url` is the Janus API's base URL (``http://127.0.0.1:
     <port>/janus``) and :attr:`pid` the process to measure."""
 
-    def __init__(self, event_loops: int | None = None, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        event_loops: int | None = None,
+        start_timeout: float = 20.0,
+        cpus: str | None = None,
+    ) -> None:
+        """``cpus`` pins the process to those cores (``taskset -c``, e.g. ``"0"``)."""
         self._event_loops = event_loops
+        self._cpus = cpus
         self._start_timeout = start_timeout
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -213,7 +220,9 @@ class JanusServer:
         self.port = free_port()
         config = write_config(self.directory, self.port, self._event_loops)
         self.url = f"http://127.0.0.1:{self.port}/janus"
+        pin = ["taskset", "-c", self._cpus] if self._cpus and shutil.which("taskset") else []
         self.process = await asyncio.create_subprocess_exec(
+            *pin,  # taskset executes janus in its own process: the pid stays Janus's
             binary,
             "-C",
             str(config),
