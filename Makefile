@@ -37,12 +37,14 @@ need = $(1) >/dev/null 2>&1 || { \
 ## Debian's chromium drives the browser tests (Playwright cannot download its own here),
 ## Debian's firefox-esr the ones that run in Firefox too (over WebDriver BiDi, with
 ## puppeteer-core from web/); Debian's coturn is the TURN server of the relayed-media tests;
-## fonts-dejavu-core is the Unicode font invoice and agreement PDFs embed.
+## fonts-dejavu-core is the Unicode font invoice and agreement PDFs embed; Debian's janus is
+## the server the Janus client is tested against and bench/versus_janus.py compares with.
 browser:
 	@$(call need,command -v chromium,chromium)
 	@$(call need,command -v firefox-esr,firefox-esr)
 	@$(call need,command -v turnserver,coturn)
 	@$(call need,test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf,fonts-dejavu-core)
+	@$(call need,command -v janus,janus)
 
 ## make lint: style (ruff), the import layers (import-linter, contracts in pyproject.toml)
 ## and the types (mypy) of the packages

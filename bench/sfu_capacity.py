@@ -25,7 +25,18 @@ core.  ``best_per_core_under_1pct_loss`` is the one-worker step with the most fo
 packets/s per server core among those with every stream received and < 1 % loss.
 
     .venv/bin/python bench/sfu_capacity.py [--max-rooms 64] [--seconds 10] [--no-pin]
-        [--workers 2]
+        [--workers 2] [--no-janus]
+
+Janus beside it (``--no-janus`` leaves it out): after each one-worker step the same
+rooms-of-4 step runs against Janus (``bench/versus_janus.py``'s mix step: Janus pinned
+to the server's core with one event loop, its clients pinned to the client's core; the
+same clips, pass rule and ``/proc`` CPU), and the row gets ``janus_*`` keys and
+``ratio_cpu_us_per_packet`` (Caucus / Janus, µs of server CPU per forwarded packet), so
+that the per-core figure is always quoted next to Janus measured the same hour.  The
+Caucus side is a whole ``caucus serve`` (its CPU from ``/metrics``: the signaling process
+and its media worker, per forwarded packet counted by the server); the Janus side is
+Janus's process (its HTTP transport included), per packet counted at the receivers.
+Without Janus installed the benchmark exits 2 (``apt-get install janus``).
 
 With ``--workers N`` the same steps run a second time against a server with N media
 worker processes (unpinned: the workers and the load client share the cores); every row
@@ -135,6 +146,43 @@ def loadtest(core: int | None, url: str, accounts: Path, out: Path, *args: str) 
     if not out.exists():
         raise RuntimeError(f"caucus loadtest failed ({result.returncode}): {result.stderr}")
     return json.loads(out.read_text())
+
+
+def janus_step(
+    rooms: int, seconds: float, server_core: int | None, client_core: int | None
+) -> dict:
+    """The same rooms-of-4 step against Janus (``bench/versus_janus.py``), Janus on the
+    server's core, its clients on the client's; the step's row."""
+    command = [sys.executable, str(ROOT / "bench" / "versus_janus.py"), "--json"]
+    command += ["--servers", "janus", "--subscribers", "--mix-rooms", str(rooms)]
+    command += ["--seconds", str(seconds)]
+    if server_core is not None:
+        command += ["--janus-cpus", str(server_core)]
+    result = subprocess.run(
+        pinned(client_core, *command), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    if result.returncode:
+        return {"error": f"versus_janus.py failed ({result.returncode}): {result.stderr[-500:]}"}
+    return json.loads(result.stdout)["rows"][0]
+
+
+def with_janus(row: dict, janus: dict) -> dict:
+    """``row`` with Janus's figures of the same step and the ratio of their costs."""
+    cost = janus.get("cpu_us_per_packet")
+    ours = row.get("cpu_us_per_packet")
+    return {
+        **row,
+        "janus_forwarded_pps": janus.get("forwarded_pps"),
+        "janus_server_cpu_pct": janus.get("server_cpu_pct"),
+        "janus_cpu_us_per_packet": cost,
+        "janus_forwarded_pps_per_core": round(1e6 / cost) if cost else None,
+        "janus_loss_pct": janus.get("loss_pct"),
+        "janus_latency_p99_ms": janus.get("latency_p99_ms"),
+        "janus_streams_received": janus.get("streams_received"),
+        "janus_passed": janus.get("passed", False),
+        "janus_error": janus.get("error"),
+        "ratio_cpu_us_per_packet": round(ours / cost, 3) if ours and cost else None,
+    }
 
 
 def saturated(server_pct: float | None, client_pct: float) -> str:
@@ -267,6 +315,8 @@ def run_configuration(workers: int, args: argparse.Namespace, work: Path) -> dic
             ramp,
         )
         row = {"workers": workers, **step_row(rooms, report)}
+        if args.janus and workers == 1:
+            row = with_janus(row, janus_step(rooms, args.seconds, server_core, client_core))
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             shutil.copy(work / name, args.keep)
@@ -329,7 +379,13 @@ def per_core(configuration: dict) -> dict | None:
             "client_cpu_pct",
             "loss_pct",
             "latency_p99_ms",
+            # Janus at the same step, measured the same hour (absent with --no-janus)
+            "janus_forwarded_pps_per_core",
+            "janus_cpu_us_per_packet",
+            "janus_latency_p99_ms",
+            "ratio_cpu_us_per_packet",
         )
+        if key in top
     }
 
 
@@ -345,7 +401,13 @@ def main() -> None:
         help="also measure a server with this many media workers (after one worker)",
     )
     parser.add_argument("--keep", type=Path, help="keep each step's loadtest report here")
+    parser.add_argument(
+        "--no-janus", dest="janus", action="store_false", help="no Janus step beside each step"
+    )
     args = parser.parse_args()
+    if args.janus and shutil.which("janus") is None:
+        print("Janus is not installed: apt-get install janus (or pass --no-janus)", file=sys.stderr)
+        sys.exit(2)
     began = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     counts = [1] if args.workers <= 1 else [1, args.workers]
@@ -360,6 +422,10 @@ def main() -> None:
             "load_average_at_start": load_at_start,
             "seconds_per_step": args.seconds,
             "video": "VP8 640x360 30 fps ~500 kbps + Opus 20 ms, pre-encoded",
+            "janus": "the same step against Janus (bench/versus_janus.py), pinned like the "
+            "server, one event loop"
+            if args.janus
+            else None,
             "run_seconds": round(time.monotonic() - began, 1),
         },
         "client_publish_calibration": configurations[0]["calibration"],
