@@ -4,16 +4,21 @@ One publisher of pre-encoded VP8 (by default the clip of ``bench/versus_janus.py
 fan-out, ``FANOUT_CLIP`` in ``bench/_sfu_process.py``: 640x480, ~4.7 Mbit/s, ~480
 packets/s; ``--width --height --bitrate`` choose another, e.g. ``320 240 1000000`` for the
 ~100 packets/s of the figures in sfu/README.md), N subscribers over loopback, the SFU in
-its own process (``bench/_sfu_process.py``).  Prints one JSON row per N::
+its own process (``bench/_sfu_process.py``).  The clients are those of
+``bench/versus_janus.py`` (``BenchParticipant``: the load client's publisher, which sends
+each frame's packets in one ``sendmmsg``, and receivers counting in C), so that a row
+here and the same fan-out step there measure the same thing.  Prints one JSON row per
+N::
 
     {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...,
      "sfu_user_us_per_packet": ..., "sfu_sys_us_per_packet": ..., "publisher_pps": ...,
      "sfu_cpu_ms_per_s": ..., "sfu_us_per_received_packet": ...,
      "client_cpu_ms_per_s": ..., "client_us_per_received_packet": ...}
 
-cpu_us_per_packet is the SFU process's CPU time (user + system, from ``os.times()`` in
-that process) divided by the packets it forwarded during the measurement window; the
-``sfu_user``/``sfu_sys`` keys split it (``null`` with 0 subscribers).  ``publisher_pps``
+cpu_us_per_packet is the SFU process's CPU time (``time.process_time()`` in that process:
+every thread, to the nanosecond) divided by the packets it forwarded during the
+measurement window; the ``sfu_user``/``sfu_sys`` keys split it (from ``os.times()``, in
+10 ms ticks; ``null`` with 0 subscribers).  ``publisher_pps``
 is what the SFU received from the publisher, ``sfu_cpu_ms_per_s`` the SFU's CPU per
 wall-clock second, ``sfu_us_per_received_packet`` that CPU divided by the packets
 received from the publisher (the receive side's cost where nothing is forwarded, the
@@ -40,31 +45,35 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _sfu_process import FANOUT_CLIP, SfuProcess, serve_main
+from versus_janus import BenchParticipant
 
-from client import Participant, encode_vp8_clip
+from client import encode_vp8_clip
+from client.direct_publish import PacketizedClip, packetize_vp8
+from client.receive_poller import ReceivePoller
+from sfu import rtc
 
 
-async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
+async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
     sfu = await SfuProcess.start()
     rpc = sfu.rpc
-    clients = [
-        Participant(f"s{i}", sfu.signal(), audio=False, video=None, decode=False)
-        for i in range(subscribers)
-    ]
-    publisher = Participant("publisher", sfu.signal(), audio=False, video="preencoded", clip=clip)
+    poller = ReceivePoller() if rtc.FASTRECEIVE else None
+    clients = [BenchParticipant(f"s{i}", sfu.signal(), poller) for i in range(subscribers)]
+    publisher = BenchParticipant("publisher", sfu.signal(), poller)
     try:
         for client in clients:
-            await client.join()
-        await publisher.join()
+            await client.join([])
+        await publisher.join([clip])
         async with asyncio.timeout(30):
-            for client in clients:
-                await client.wait_until(lambda p: any(t.packets for t in p.tracks.values()))
-            # the SFU is another process: polling its counters is the way to wait
-            while not (await rpc.call("counters"))["received"]:  # noqa: ASYNC110
+            # the SFU is another process and the clients count in C: polling is the way
+            while not (  # noqa: ASYNC110
+                all(c.flowing() for c in clients) and (await rpc.call("counters"))["received"]
+            ):
                 await asyncio.sleep(0.1)
         await asyncio.sleep(1)  # let connection set-up traffic settle before measuring
 
         def received() -> int:
+            if poller is not None:
+                poller.poll()
             return sum(t.packets for c in clients for t in c.tracks.values())
 
         start = await rpc.call("counters")
@@ -79,6 +88,7 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
         got = received() - received_start
         user = end["user"] - start["user"]
         system = end["sys"] - start["sys"]
+        cpu = end["cpu"] - start["cpu"]
         client_cpu = (client_end.user - client_start.user) + (
             client_end.system - client_start.system
         )
@@ -90,13 +100,13 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
         return {
             "subscribers": subscribers,
             "forwarded_pps": round(forwarded / elapsed, 1),
-            "cpu_us_per_packet": per(user + system, forwarded),
+            "cpu_us_per_packet": per(cpu, forwarded),
             "loss_pct": round(max(0.0, 1 - got / forwarded) * 100, 2) if forwarded else 0.0,
             "sfu_user_us_per_packet": per(user, forwarded),
             "sfu_sys_us_per_packet": per(system, forwarded),
             "publisher_pps": round(received_by_sfu / elapsed, 1),
-            "sfu_cpu_ms_per_s": round((user + system) / elapsed * 1e3, 1),
-            "sfu_us_per_received_packet": per(user + system, received_by_sfu),
+            "sfu_cpu_ms_per_s": round(cpu / elapsed * 1e3, 1),
+            "sfu_us_per_received_packet": per(cpu, received_by_sfu),
             "client_cpu_ms_per_s": round(client_cpu / elapsed * 1e3, 1),
             "client_us_per_received_packet": per(client_cpu, got),
         }
@@ -104,6 +114,8 @@ async def run(subscribers: int, seconds: float, clip: list[bytes]) -> dict:
         await sfu.stop()
         for participant in [publisher, *clients]:
             await participant.close()
+        if poller is not None:
+            poller.close()
 
 
 async def main() -> None:
@@ -119,7 +131,9 @@ async def main() -> None:
     if args.serve:  # the SFU process (CAUCUS_BENCH_PROFILE=file profiles it)
         await serve_main()
         return
-    clip = encode_vp8_clip(width=args.width, height=args.height, bitrate=args.bitrate)
+    clip = packetize_vp8(
+        encode_vp8_clip(width=args.width, height=args.height, bitrate=args.bitrate)
+    )
     rows = [await run(n, args.seconds, clip) for n in args.subscribers]
     if args.json:
         print(json.dumps(rows))

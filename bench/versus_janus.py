@@ -42,9 +42,11 @@ Steps, each against Caucus then Janus (so that the machine's drift hits both):
 
 A step passes with every expected stream received, loss < 1 % and p99 latency <= 50 ms.
 Per server and step: ``forwarded_pps`` (packets the receivers got in the window: the
-same rule for both), ``server_cpu_pct`` and ``cpu_us_per_packet`` (the server's CPU,
-user + system from ``/proc/<pid>/stat`` summed over its process and children, over the
-window, divided by those packets), loss, p50/p99 latency, the load client's CPU, and
+same rule for both), ``server_cpu_pct`` and ``cpu_us_per_packet`` (the server's CPU
+over the window, the time its threads and its children's ran from
+``/proc/<pid>/task/*/schedstat``, in nanoseconds, divided by those packets;
+``cpu_us_per_packet_ticks`` the same from ``/proc/<pid>/stat``'s user + system ticks of
+10 ms, as a check), loss, p50/p99 latency, the load client's CPU, and
 ``server_forwarded_pps`` (the server's own counter, as a cross-check: Caucus's
 consumers' packets; ``null`` for Janus, whose admin API is off).  Then a ``ratio`` row
 per step: Caucus / Janus, µs of server CPU per forwarded packet (below 1: Caucus is the
@@ -127,7 +129,23 @@ def _descendants(pid: int) -> list[int]:
 
 
 def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (every thread) and its live descendants."""
+    """CPU seconds of ``pid`` and its live descendants, to the nanosecond: the time each
+    of their threads ran (``/proc/<pid>/task/<tid>/schedstat``, user and system alike).
+    A thread that ended meanwhile takes its time with it, so :func:`process_cpu_ticks`
+    is recorded beside it as a check."""
+    total = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{each}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(f"/proc/{each}/task/{task}/schedstat") as schedstat:
+                        total += int(schedstat.read().split()[0])
+    return total / 1e9
+
+
+def process_cpu_ticks(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (every thread, ended ones included) and its
+    live descendants, in clock ticks (10 ms)."""
     total = 0
     for each in _descendants(pid):
         with contextlib.suppress(OSError):
@@ -386,6 +404,7 @@ async def run_step(
         forwarded_before = await server.forwarded()
         published_before = _published(publishers)
         cpu_before = process_cpu(server.pid)
+        ticks_before = process_cpu_ticks(server.pid)
         client_before = _own_cpu()
         started = time.monotonic()
         for participant in receivers:
@@ -396,11 +415,16 @@ async def run_step(
             poller.poll()
         ended = time.monotonic()
         cpu = process_cpu(server.pid) - cpu_before
+        ticks = process_cpu_ticks(server.pid) - ticks_before
         client_cpu = _own_cpu() - client_before
         published = _published(publishers) - published_before
         forwarded_after = await server.forwarded()
         elapsed = ended - started
         row.update(_figures(receivers, expected, cpu, client_cpu, elapsed, ended, published))
+        forwarded_packets = row["forwarded_pps"] * elapsed
+        row["cpu_us_per_packet_ticks"] = (
+            round(ticks * 1e6 / forwarded_packets, 2) if forwarded_packets else None
+        )
         row["server_forwarded_pps"] = (
             round((forwarded_after - forwarded_before) / elapsed, 1)
             if forwarded_after is not None and forwarded_before is not None
