@@ -75,6 +75,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -93,6 +94,8 @@ INNER_LINK = "wn0"
 ADDRESS_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 #: UDP payload + this = the Ethernet frame a shaper counts (Ethernet 14, IPv4 20, UDP 8).
 UDP_FRAME_OVERHEAD = 42
+#: The receive buffer of the relay's sockets (and the probes'), in bytes.
+RECEIVE_BUFFER = 4 << 20
 _LOCK_PATH = os.path.join(tempfile.gettempdir(), "caucus-weaknet.lock")
 _NAMESPACE_NAME = re.compile(r"^cwn-(\d+)-")
 _LINK_NAME = re.compile(r"^cw(\d+)_[0-9a-z]+$")
@@ -845,6 +848,7 @@ class UdpRelay:
             lambda: _Listener(relay), local_addr=(host, int(port))
         )
         relay._listener = transport
+        large_receive_buffer(transport)
         relay.address = transport.get_extra_info("sockname")[:2]
         return relay
 
@@ -882,6 +886,7 @@ class UdpRelay:
             local_addr=(self.upstream_host, 0),
             remote_addr=self.target,
         )
+        large_receive_buffer(upstream.transport)
         self._upstreams[client] = upstream
         for data in self._pending.pop(client, []):
             self._from_client(data, client)
@@ -893,6 +898,8 @@ class UdpRelay:
         self.paths["down"].push(data, lambda payload: listener.sendto(payload, client))
 
     def close(self) -> None:
+        for task in self._connecting:
+            task.cancel()
         for path in self.paths.values():
             path.close()
         for upstream in self._upstreams.values():
@@ -902,6 +909,22 @@ class UdpRelay:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def large_receive_buffer(transport: asyncio.BaseTransport | None) -> None:
+    """4 MiB of receive buffer (beyond ``rmem_max`` as root): a relay stalled by a busy
+    machine for a few tens of milliseconds queues datagrams instead of losing them."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
 
 
 def _impairment(value: Impairment | dict[str, Any] | None) -> Impairment:

@@ -12,6 +12,8 @@ import struct
 import time
 from typing import Any
 
+from tests.support.weaknet import kbit_per_s, large_receive_buffer
+
 _SEQ = struct.Struct("!I")
 
 
@@ -32,6 +34,7 @@ class UdpSink(asyncio.DatagramProtocol):
             lambda: sink, local_addr=(host, port)
         )
         sink._transport = transport
+        large_receive_buffer(transport)
         sink.port = transport.get_extra_info("sockname")[1]
         return sink
 
@@ -65,6 +68,7 @@ class UdpEcho(asyncio.DatagramProtocol):
             lambda: echo, local_addr=(host, port)
         )
         echo._transport = transport
+        large_receive_buffer(transport)
         echo.port = transport.get_extra_info("sockname")[1]
         return echo
 
@@ -168,6 +172,7 @@ class Pinger(asyncio.DatagramProtocol):
             lambda: pinger, local_addr=("0.0.0.0", 0)
         )
         pinger._transport = transport
+        large_receive_buffer(transport)
         return pinger
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -227,8 +232,6 @@ class Pinger(asyncio.DatagramProtocol):
 
 def rate_kbit(before: dict[str, Any], after: dict[str, Any]) -> float:
     """The rate between two :meth:`UdpSink.snapshot`s in kbit/s of Ethernet frames."""
-    from tests.support.weaknet import kbit_per_s
-
     return kbit_per_s(
         int(after["bytes"] - before["bytes"]),
         int(after["datagrams"] - before["datagrams"]),
