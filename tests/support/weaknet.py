@@ -621,7 +621,7 @@ async def _serve_child(target: str, kwargs: dict[str, Any]) -> None:
                 await result
         stopped.set()
 
-    class Dispatch(dict):  # type: ignore[type-arg]
+    class Dispatch(dict):
         def get(self, name: str, default: Any = None) -> Any:
             if name in self:
                 return self[name]
