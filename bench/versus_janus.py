@@ -53,7 +53,7 @@ per step: Caucus / Janus, µs of server CPU per forwarded packet (below 1: Caucu
 cheaper).
 
     .venv/bin/python bench/versus_janus.py --json [--seconds 15] [--subscribers 1 10 50]
-        [--max-rooms 32] > docs/bench/versus_janus.json
+        [--max-rooms 64] > docs/bench/versus_janus.json
 """
 
 from __future__ import annotations
@@ -589,8 +589,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "on the host's own address, no STUN/TURN/NAT, rooms: vp8 + opus, bitrate 0, "
             "fir_freq 0, notify_joining false, record false",
             "janus_pinned_to": args.janus_cpus,
-            "cpu": "/proc/<pid>/stat utime + stime of the server process and its children, "
-            "over the window",
+            "cpu": "time on CPU of every thread of the server process and its children "
+            "(/proc/<pid>/task/*/schedstat, ns) over the window; cpu_us_per_packet_ticks: "
+            "the same from /proc/<pid>/stat utime + stime (10 ms ticks)",
             "forwarded": "packets received by the subscribers in the window (both servers)",
         },
         "rows": rows,
@@ -635,7 +636,7 @@ def main() -> int:
     parser.add_argument(
         "--subscribers", type=int, nargs="*", default=[1, 10, 50], help="fan-out steps"
     )
-    parser.add_argument("--max-rooms", type=int, default=32, help="last mix step")
+    parser.add_argument("--max-rooms", type=int, default=64, help="last mix step")
     # for bench/sfu_capacity.py: these mix steps only (no stopping rule), these servers,
     # Janus pinned to these cores (one event loop per core)
     parser.add_argument("--mix-rooms", type=int, nargs="*", help=argparse.SUPPRESS)
