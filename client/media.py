@@ -4,13 +4,17 @@
   aiortc's VP8/H264 encoder: the realistic path, used by the tests.
 * :class:`PreEncodedVideoTrack` — a VP8 clip encoded once at start, then its packets
   looped with fresh timestamps: costs the client almost no CPU, used by benchmarks.
+* :class:`ToneAudioTrack` — a steady tone (a participant who is speaking, as far as
+  audio levels go), where aiortc's ``AudioStreamTrack`` reads silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import os
+import struct
 import time
 
 import av
@@ -18,6 +22,28 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+
+
+class ToneAudioTrack(AudioStreamTrack):
+    """A 440 Hz tone at ``amplitude`` (of full scale): aiortc's sender computes each
+    packet's audio level (RFC 6464) from it, about -9 dBov at the default."""
+
+    def __init__(self, amplitude: float = 0.5) -> None:
+        super().__init__()
+        self._amplitude = amplitude
+        self._phase = 0
+
+    async def recv(self):  # aiortc Frame
+        frame = await super().recv()
+        count = frame.samples
+        rate = frame.sample_rate
+        peak = int(32767 * self._amplitude)
+        samples = [
+            int(peak * math.sin(2 * math.pi * 440 * (self._phase + i) / rate)) for i in range(count)
+        ]
+        self._phase += count
+        frame.planes[0].update(struct.pack(f"<{count}h", *samples))
+        return frame
 
 
 class _Pacer:

@@ -38,7 +38,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 
 from sfu import rtc
 
-from .media import PatternVideoTrack, PreEncodedVideoTrack
+from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .signal import REMOVED, OfferHandler, Signal
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Participant:
         participant_id: str,
         signal: Signal,
         *,
-        audio: bool = True,
+        audio: bool | str = True,
         video: str | None = "pattern",
         video_codec: str = "video/VP8",
         clip: list[bytes] | None = None,
@@ -176,7 +176,7 @@ class Participant:
         """Open the publish connection with fresh tracks (a rejoin does it again)."""
         pc = self._publish_pc = RTCPeerConnection(_configuration())
         if self._audio:
-            track = AudioStreamTrack()
+            track = ToneAudioTrack() if self._audio == "tone" else AudioStreamTrack()
             self._sources.append(track)
             pc.addTransceiver(track, direction="sendonly")
         if self._video:

@@ -121,6 +121,9 @@ typedef struct {
     int outputs_complete;       /* 1: outputs holds every consumer (all compiled) */
     caucus_output outputs[CAUCUS_PRODUCER_OUTPUTS];
     uint64_t forwarded_here;    /* packets forwarded entirely in C */
+    uint64_t level_packets;     /* packets carrying the publisher's audio level ... */
+    uint64_t level_sum;         /* ... the sum of their levels (-dBov, 0-127) ... */
+    uint64_t level_voiced;      /* ... and those with the voice-activity bit */
     unsigned char tails[CAUCUS_TAILS][CAUCUS_BUFFER];
 } caucus_producer;
 
@@ -1014,6 +1017,14 @@ static int producer_packet(caucus_producer *p, const unsigned char *data, int le
     int marker = second >> 7;
     caucus_producer_store(p, seq, timestamp, marker, payload, payload_len);
     int keys[CAUCUS_TAILS], lengths[CAUCUS_TAILS], built = 0, level = -2;
+    if (p->audio_level_id) {
+        level = caucus_audio_level(data, len, p->audio_level_id);
+        if (level >= 0) {
+            p->level_packets++;
+            p->level_sum += (uint64_t)(level & 0x7F);
+            p->level_voiced += (uint64_t)(level >> 7);
+        }
+    }
     for (int i = 0; i < p->outputs_used; i++) {
         caucus_output *o = &p->outputs[i];
         caucus_consumer *c = o->consumer;

@@ -66,6 +66,9 @@ class ProducerState:
         "keyframe_waiters",
         "last_arrival_ms",
         "last_timestamp",
+        "level_packets",
+        "level_sum",
+        "level_voiced",
         "max_seq",
         "packets",
         "payload_type",
@@ -165,6 +168,9 @@ class Producer:
     _cycles = _state_field("cycles", "Sequence number wraps, times 65536.")
     last_timestamp = _state_field("last_timestamp", "The timestamp of the newest packet.")
     last_arrival_ms = _state_field("last_arrival_ms", "Its arrival time (ms since 1900).")
+    _level_packets = _state_field("level_packets", "Packets with an audio level, since taken.")
+    _level_sum = _state_field("level_sum", "The sum of their levels (-dBov).")
+    _level_voiced = _state_field("level_voiced", "Those with the voice-activity bit.")
 
     @property
     def ssrc(self) -> int | None:
@@ -350,6 +356,11 @@ class Producer:
 
         if self._buffered:
             self._store(seq, timestamp, marker, payload)
+        level = audio_level(data, first, self._audio_level_id)
+        if level is not None:
+            self._level_packets += 1
+            self._level_sum += level[1]
+            self._level_voiced += level[0]
         keyframe = self.keyframe_waiters > 0 and self._is_keyframe(payload)
         if self._keyframe_pending:
             self._keyframe_pending = False
@@ -371,8 +382,7 @@ class Producer:
                 if cached is None:
                     if ids[0] and send_time is None:
                         send_time = abs_send_time()
-                    level = audio_level(data, first, self._audio_level_id) if ids[1] else None
-                    block = extension_block(ids[0], send_time, ids[1], level)
+                    block = extension_block(ids[0], send_time, ids[1], level if ids[1] else None)
                     cached = tails[ids] = (
                         VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
                         block + payload if block else payload,
@@ -403,6 +413,14 @@ class Producer:
         self._over_windows += 1
         if self._over_windows >= 2 and self._on_abuse is not None:
             self._on_abuse("over-budget")
+
+    def take_audio_level(self) -> tuple[int, float, int]:
+        """What the publisher's ssrc-audio-level elements (RFC 6464, read without
+        decoding) said since the last call: (packets with one, their mean level in -dBov:
+        0 loudest, 127 silence, those with the voice-activity bit)."""
+        packets, total, voiced = self._level_packets, self._level_sum, self._level_voiced
+        self._level_packets = self._level_sum = self._level_voiced = 0
+        return packets, (total / packets if packets else 127.0), voiced
 
     def _store(self, seq: int, timestamp: int, marker: int, payload: builtins.bytes) -> None:
         if self.native is not None:

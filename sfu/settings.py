@@ -105,6 +105,8 @@ class MediaSettings:
     #: many seconds, they are read on a tick of this length instead (fewer wake-ups under
     #: load, at most this much added delay), until most ticks find nothing.  0: never.
     receive_busy_tick: float = 0.001
+    #: Seconds between two decisions of each room's active speaker (``sfu.speaker``).
+    speaker_interval: float = 0.3
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
     #: While transports have closed, a full garbage collection at most this often (a

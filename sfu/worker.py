@@ -20,7 +20,7 @@ import gc
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from .consumer import Consumer
@@ -30,6 +30,7 @@ from .router import Router
 from .rtc import FASTRECEIVE, ReceivePoller
 from .rtc.native import log_native_paths
 from .settings import MediaSettings
+from .speaker import ActiveSpeaker
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class Worker:
         self._rtcp_task: asyncio.Task[None] | None = None
         #: See :class:`WorkerObserver`.
         self.observers: list[WorkerObserver] = []
+        #: Called with (room id, participant id) when a room's active speaker changes
+        #: (``sfu.speaker``: audio levels read without decoding), or ``None``.
+        self.on_active_speaker: Callable[[str, str], None] | None = None
+        self._speakers: dict[str, ActiveSpeaker] = {}
+        self._speaker_task: asyncio.Task[None] | None = None
         #: Reads every publish connection's media sockets (one epoll set; see
         #: ``MediaSettings.receive_poller``), or ``None``.
         self.receive_poller: ReceivePoller | None = (
@@ -86,6 +92,7 @@ class Worker:
 
     def close_router(self, room_id: str) -> None:
         router = self._routers.pop(room_id, None)
+        self._speakers.pop(room_id, None)
         if router is not None:
             for member in list(router.members):
                 router.leave(member)
@@ -111,6 +118,7 @@ class Worker:
         self._transports[transport.id] = transport
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
+            self._speaker_task = asyncio.ensure_future(self._run_speakers())
         if direction == SUBSCRIBE:
             router = self.router_of(participant_id)
             if router is not None:
@@ -250,6 +258,35 @@ class Worker:
 
     # --- RTCP ---------------------------------------------------------------------------
 
+    async def _run_speakers(self) -> None:
+        interval = self.settings.speaker_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                self.decide_speakers()
+            except Exception:
+                logger.exception("active speaker decision failed")
+
+    def decide_speakers(self) -> None:
+        """One interval of every room's active speaker (see :mod:`sfu.speaker`): the audio
+        levels its members' producers summed since the last call."""
+        for room_id, router in list(self._routers.items()):
+            levels: dict[str, tuple[int, float, int]] = {}
+            for producer in router.producers:
+                if producer.kind == "audio" and not producer.closed:
+                    levels[producer.participant_id] = producer.take_audio_level()
+            speaker = self._speakers.get(room_id)
+            if speaker is None:
+                speaker = self._speakers[room_id] = ActiveSpeaker()
+            changed = speaker.update(levels)
+            if changed is not None and self.on_active_speaker is not None:
+                self.on_active_speaker(room_id, changed)
+
+    def active_speaker(self, room_id: str) -> str | None:
+        """The room's active speaker, or ``None`` before anyone spoke."""
+        speaker = self._speakers.get(room_id)
+        return speaker.current if speaker is not None else None
+
     async def _run_rtcp(self) -> None:
         interval = self.settings.rtcp_interval
         while not self._closed:
@@ -310,11 +347,12 @@ class Worker:
         self._routers.clear()
         self._membership.clear()
         self._parking.clear()
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rtcp_task
-            self._rtcp_task = None
+        for task in (self._rtcp_task, self._speaker_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._rtcp_task = self._speaker_task = None
         if self.receive_poller is not None:
             self.receive_poller.close()
 

@@ -146,6 +146,7 @@ def run(compiled: bool, seed: int) -> dict:
                 round(producer._budget_tokens, 6),
                 producer._budget_at,
             ),
+            "levels": producer.take_audio_level(),
             "held_before_restart": held_before_restart,
             "buffer": [producer.lookup(seq) for seq in range(6990, 7030)],
             "rtcp": rtcp,
@@ -164,13 +165,16 @@ async def test_the_compiled_producer_forwards_exactly_what_python_does(
     monkeypatch.setattr(producer_module, "abs_send_time", lambda: SEND_TIME)
     compiled = run(True, seed)
     python = run(False, seed)
-    for key in ("consumers", "producer", "held_before_restart", "buffer", "rtcp"):
+    for key in ("consumers", "producer", "levels", "held_before_restart", "buffer", "rtcp"):
         assert compiled[key] == python[key], key
     for i, (a, b) in enumerate(zip(compiled["wires"], python["wires"], strict=True)):
         assert a == b, f"consumer {i}"
     # most packets never reached Python; the gap was NACKed from Python
     assert compiled["handled_in_c"] > 250
     assert python["producer"][8] == 1
+    # every packet that passed carried level 42 with voice activity (RFC 6464), read in C
+    packets, mean, voiced = compiled["levels"]
+    assert packets > 250 and mean == 42.0 and voiced == packets
     # the ring held the first stream (but the payload too large for a slot)
     assert sum(entry is not None for entry in compiled["held_before_restart"]) > 200
     # the consumers sharing ids got the same extension block; the one without none
