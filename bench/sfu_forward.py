@@ -61,8 +61,8 @@ async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
     publisher = BenchParticipant("publisher", sfu.signal(), poller)
     try:
         for client in clients:
-            await client.join([])
-        await publisher.join([clip])
+            await client.enter([])
+        await publisher.enter([clip])
         async with asyncio.timeout(30):
             # the SFU is another process and the clients count in C: polling is the way
             while not (  # noqa: ASYNC110

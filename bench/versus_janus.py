@@ -68,7 +68,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,22 +81,20 @@ from aiortc import (  # noqa: E402
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCSessionDescription,
 )
 
 from client.direct_publish import (  # noqa: E402
-    DirectPublisher,
     PacketizedClip,
     packetize_opus,
     packetize_vp8,
 )
 from client.janus import JanusSignal, create_room  # noqa: E402
 from client.janus_server import INSTALL_HINT, JanusMissing, JanusServer, janus_binary  # noqa: E402
+from client.loadtest import LoadParticipant  # noqa: E402
 from client.media import encode_vp8_clip  # noqa: E402
-from client.participant import receiving_transceiver  # noqa: E402
 from client.receive_poller import ReceivePoller  # noqa: E402
 from client.stamped import make_clips  # noqa: E402
-from client.track_stats import TrackStats, percentile, watch_receiver  # noqa: E402
+from client.track_stats import percentile  # noqa: E402
 from sfu import rtc  # noqa: E402
 
 PER_ROOM = 4
@@ -165,66 +163,14 @@ def _pc() -> RTCPeerConnection:
     )
 
 
-@dataclass
-class BenchParticipant:
-    """One simulated participant: publishes the clips it is given (none for a fan-out
-    subscriber) and measures every track it receives (``client/loadtest.py``'s
-    ``LoadParticipant``, with video-only publishing for the fan-out)."""
+class BenchParticipant(LoadParticipant):
+    """One simulated participant: the load client's (``client/loadtest.py``), named,
+    publishing the clips it is given on :meth:`enter` (none for a fan-out subscriber),
+    measuring every track it receives."""
 
-    name: str
-    signal: Any
-    poller: ReceivePoller | None
-    tracks: dict[str, TrackStats] = field(default_factory=dict)
-    publisher: DirectPublisher | None = None
-    error: str | None = None
-    _publish_pc: RTCPeerConnection | None = None
-    _subscribe_pc: RTCPeerConnection | None = None
-
-    async def join(self, clips: list[PacketizedClip]) -> None:
-        await self.signal.connect(self.name, self._on_offer)
-        if not clips:
-            return
-        pc = self._publish_pc = _pc()
-        if self.poller is not None:
-            rtc.receive_directly(pc, self.poller, rtcp=False)
-        publisher = self.publisher = DirectPublisher(pc)
-        for clip in clips:
-            publisher.add(clip)
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await self.signal.publish(pc.localDescription.sdp)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        publisher.start()
-
-    async def _on_offer(self, offer: str) -> str:
-        pc = self._subscribe_pc
-        if pc is None:
-            pc = self._subscribe_pc = _pc()
-            pc.on("track", self._on_track)
-            rtc.receive_directly(pc, self.poller, rtcp=False)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription.sdp
-
-    def _on_track(self, track: Any) -> None:
-        transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
-        stats = TrackStats(mid, track.kind, appeared_at=time.monotonic())
-        self.tracks[mid] = stats
-        watch_receiver(transceiver.receiver, stats)
-
-    def flowing(self) -> int:
-        return sum(1 for stats in self.tracks.values() if stats.packets)
-
-    async def close(self) -> None:
-        if self.publisher is not None:
-            await self.publisher.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await self.signal.close()
-        for pc in (self._publish_pc, self._subscribe_pc):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await pc.close()
+    def __init__(self, name: str, signal: Any, poller: ReceivePoller | None) -> None:
+        account = {"username": name, "display_name": name}
+        super().__init__(0, "", account, True, signal, poller=poller)
 
 
 # --- the servers -----------------------------------------------------------------------
@@ -331,7 +277,7 @@ async def _join_all(
                 await asyncio.sleep(delay)
         try:
             async with asyncio.timeout(JOIN_TIMEOUT):
-                await participant.join(clips)
+                await participant.enter(clips)
         except Exception as exc:
             participant.error = f"{type(exc).__name__}: {exc}"
 

@@ -137,22 +137,31 @@ class LoadParticipant:
     async def join(self, audio: PacketizedClip, video: PacketizedClip | None) -> None:
         """Join the room; a publisher publishes ``audio`` and ``video`` (when given)."""
         began = time.monotonic()
-        await self.signal.connect(self.account["username"], self._on_offer)
-        if self.publishes:
-            pc = self._publish_pc = _pc()
-            if self.poller is not None:
-                # what comes back is the SFU's feedback, which a looped clip ignores
-                rtc.receive_directly(pc, self.poller, rtcp=False)
-            publisher = self._publisher = DirectPublisher(pc)
-            publisher.add(audio)
-            if video is not None:
-                publisher.add(video)
-            await pc.setLocalDescription(await pc.createOffer())
-            answer = await self.signal.publish(pc.localDescription.sdp)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            publisher.start()
+        clips = [audio] if video is None else [audio, video]
+        await self.enter(clips if self.publishes else [])
         self.joined = True
         self.join_seconds = time.monotonic() - began
+
+    async def enter(self, clips: list[PacketizedClip]) -> None:
+        """Join the room and publish ``clips`` (none: only receive)."""
+        await self.signal.connect(self.account["username"], self._on_offer)
+        if not clips:
+            return
+        pc = self._publish_pc = _pc()
+        if self.poller is not None:
+            # what comes back is the SFU's feedback, which a looped clip ignores
+            rtc.receive_directly(pc, self.poller, rtcp=False)
+        publisher = self._publisher = DirectPublisher(pc)
+        for clip in clips:
+            publisher.add(clip)
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await self.signal.publish(pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        publisher.start()
+
+    def flowing(self) -> int:
+        """Tracks that delivered a packet."""
+        return sum(1 for stats in self.tracks.values() if stats.packets)
 
     async def _on_offer(self, offer: str) -> str:
         pc = self._subscribe_pc
