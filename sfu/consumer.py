@@ -35,6 +35,7 @@ from aiortc.rtp import (
 
 from .rtc.native import FASTPATH, NATIVE
 from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
+from .state_field import state_field
 from .token_bucket import TokenBucket
 
 if TYPE_CHECKING:
@@ -84,16 +85,6 @@ class RewriteState:
         self.paused = 1
 
 
-def _state_field(name: str, doc: str) -> property:
-    def get(self: Consumer) -> int:
-        return getattr(self._state, name)
-
-    def put(self: Consumer, value: int) -> None:
-        setattr(self._state, name, value)
-
-    return property(get, put, doc=doc)
-
-
 if FASTPATH:
     _ffi = NATIVE.ffi
     _lib = NATIVE.lib
@@ -113,21 +104,21 @@ class Consumer:
     sender negotiated) and, for video, until the next keyframe of its source.
     """
 
-    _ssrc = _state_field("ssrc", "The SSRC the subscriber receives this track with.")
-    _payload_type = _state_field("payload_type", "The payload type negotiated with it.")
-    _seq_offset = _state_field("seq_offset", "Added to the source's sequence numbers.")
-    _ts_offset = _state_field("ts_offset", "Added to the source's timestamps.")
-    _last_seq = _state_field("last_seq", "The newest sequence number forwarded.")
-    _last_ts = _state_field("last_ts", "The timestamp forwarded with it.")
-    _last_ms = _state_field("last_ms", "Its arrival time (ms since 1900; 0: none yet).")
-    _source_span = _state_field(
+    _ssrc = state_field("ssrc", "The SSRC the subscriber receives this track with.")
+    _payload_type = state_field("payload_type", "The payload type negotiated with it.")
+    _seq_offset = state_field("seq_offset", "Added to the source's sequence numbers.")
+    _ts_offset = state_field("ts_offset", "Added to the source's timestamps.")
+    _last_seq = state_field("last_seq", "The newest sequence number forwarded.")
+    _last_ts = state_field("last_ts", "The timestamp forwarded with it.")
+    _last_ms = state_field("last_ms", "Its arrival time (ms since 1900; 0: none yet).")
+    _source_span = state_field(
         "source_span",
         "Numbers from the current source's first packet forwarded through the newest one "
         "(0 until one is forwarded): how far back a late packet may still belong.",
     )
-    packets = _state_field("packets", "RTP packets forwarded.")
-    bytes = _state_field("bytes", "RTP bytes forwarded (before SRTP).")
-    _paused = _state_field("paused", "Nothing is forwarded (until started and rebased).")
+    packets = state_field("packets", "RTP packets forwarded.")
+    bytes = state_field("bytes", "RTP bytes forwarded (before SRTP).")
+    _paused = state_field("paused", "Nothing is forwarded (until started and rebased).")
 
     @property
     def started(self) -> bool:

@@ -39,6 +39,7 @@ from .rtp_header import (
     payload_bounds,
     read_fixed_header,
 )
+from .state_field import state_field
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -79,16 +80,6 @@ class ProducerState:
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
-
-
-def _state_field(name: str, doc: str) -> property:
-    def get(self: Producer) -> Any:
-        return getattr(self._state, name)
-
-    def put(self: Producer, value: Any) -> None:
-        setattr(self._state, name, value)
-
-    return property(get, put, doc=doc)
 
 
 #: Longest payload held for retransmission (a slot of the compiled ring; the Python
@@ -147,30 +138,30 @@ class Producer:
     without reaching Python (``caucus_producer_packet``); everything else comes to
     :meth:`on_rtp_data`, which reads and writes the same fields."""
 
-    closed = _state_field("closed", "Closed: nothing is forwarded any more.")
-    keyframe_waiters = _state_field(
+    closed = state_field("closed", "Closed: nothing is forwarded any more.")
+    keyframe_waiters = state_field(
         "keyframe_waiters",
         "Consumers waiting for a keyframe; while zero, payloads are not inspected "
         "(see :meth:`consumer_waits_for_keyframe`).",
     )
-    _keyframe_pending = _state_field("keyframe_pending", "A keyframe request awaits an SSRC.")
-    _payload_type = _state_field("payload_type", "The media payload type.")
-    _audio_level_id = _state_field(
+    _keyframe_pending = state_field("keyframe_pending", "A keyframe request awaits an SSRC.")
+    _payload_type = state_field("payload_type", "The media payload type.")
+    _audio_level_id = state_field(
         "audio_level_id", "The publisher's ssrc-audio-level extension id (0: not negotiated)."
     )
-    _budget_per_ms = _state_field("budget_per_ms", "The byte budget's rate per ms.")
-    _budget_depth = _state_field("budget_depth", "The byte budget's depth.")
-    _budget_tokens = _state_field("budget_tokens", "Bytes the budget holds now.")
-    _budget_at = _state_field("budget_at", "Arrival time (ms) the budget was last filled.")
-    packets = _state_field("packets", "Packets received (and passed on).")
-    bytes = _state_field("bytes", "Payload bytes received.")
-    _max_seq = _state_field("max_seq", "The highest sequence number received.")
-    _cycles = _state_field("cycles", "Sequence number wraps, times 65536.")
-    last_timestamp = _state_field("last_timestamp", "The timestamp of the newest packet.")
-    last_arrival_ms = _state_field("last_arrival_ms", "Its arrival time (ms since 1900).")
-    _level_packets = _state_field("level_packets", "Packets with an audio level, since taken.")
-    _level_sum = _state_field("level_sum", "The sum of their levels (-dBov).")
-    _level_voiced = _state_field("level_voiced", "Those with the voice-activity bit.")
+    _budget_per_ms = state_field("budget_per_ms", "The byte budget's rate per ms.")
+    _budget_depth = state_field("budget_depth", "The byte budget's depth.")
+    _budget_tokens = state_field("budget_tokens", "Bytes the budget holds now.")
+    _budget_at = state_field("budget_at", "Arrival time (ms) the budget was last filled.")
+    packets = state_field("packets", "Packets received (and passed on).")
+    bytes = state_field("bytes", "Payload bytes received.")
+    _max_seq = state_field("max_seq", "The highest sequence number received.")
+    _cycles = state_field("cycles", "Sequence number wraps, times 65536.")
+    last_timestamp = state_field("last_timestamp", "The timestamp of the newest packet.")
+    last_arrival_ms = state_field("last_arrival_ms", "Its arrival time (ms since 1900).")
+    _level_packets = state_field("level_packets", "Packets with an audio level, since taken.")
+    _level_sum = state_field("level_sum", "The sum of their levels (-dBov).")
+    _level_voiced = state_field("level_voiced", "Those with the voice-activity bit.")
 
     @property
     def ssrc(self) -> int | None:
