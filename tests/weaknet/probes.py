@@ -10,33 +10,44 @@ import contextlib
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.weaknet import kbit_per_s, large_receive_buffer
 
 _SEQ = struct.Struct("!I")
 
 
-class UdpSink(asyncio.DatagramProtocol):
-    """Counts the datagrams and bytes arriving on a UDP port, and their sequence numbers."""
+class _UdpEndpoint(asyncio.DatagramProtocol):
+    """A UDP port with a large receive buffer; :meth:`open` binds it."""
 
     def __init__(self) -> None:
-        self.bytes = 0
-        self.datagrams = 0
-        self.sequences: list[int] = []
         self.port = 0
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
-    async def open(cls, host: str = "0.0.0.0", port: int = 0) -> UdpSink:
-        sink = cls()
+    async def open(cls, host: str = "0.0.0.0", port: int = 0) -> Self:
+        endpoint = cls()
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: sink, local_addr=(host, port)
+            lambda: endpoint, local_addr=(host, port)
         )
-        sink._transport = transport
+        endpoint._transport = transport
         large_receive_buffer(transport)
-        sink.port = transport.get_extra_info("sockname")[1]
-        return sink
+        endpoint.port = transport.get_extra_info("sockname")[1]
+        return endpoint
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class UdpSink(_UdpEndpoint):
+    """Counts the datagrams and bytes arriving on a UDP port, and their sequence numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.datagrams = 0
+        self.sequences: list[int] = []
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.bytes += len(data)
@@ -48,38 +59,18 @@ class UdpSink(asyncio.DatagramProtocol):
         """Bytes and datagrams so far, at ``time`` (``time.monotonic()``: every namespace's)."""
         return {"time": time.monotonic(), "bytes": self.bytes, "datagrams": self.datagrams}
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
-
-class UdpEcho(asyncio.DatagramProtocol):
+class UdpEcho(_UdpEndpoint):
     """Sends every datagram back where it came from."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.echoed = 0
-        self._transport: asyncio.DatagramTransport | None = None
-
-    @classmethod
-    async def open(cls, host: str = "0.0.0.0", port: int = 0) -> UdpEcho:
-        echo = cls()
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: echo, local_addr=(host, port)
-        )
-        echo._transport = transport
-        large_receive_buffer(transport)
-        echo.port = transport.get_extra_info("sockname")[1]
-        return echo
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self._transport is not None
         self.echoed += 1
         self._transport.sendto(data, addr)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
 
 class TcpEcho:
