@@ -315,9 +315,12 @@ static void write_packet(unsigned char *b, uint8_t first_byte, uint8_t second_by
 /* Header, tail, SRTP in place, one sendto.  Returns the RTP length, CAUCUS_DROPPED (too
    large, SRTP failure, full send buffer) or CAUCUS_NOT_BOUND (no socket, or it failed:
    the sink is unbound and its errno kept). */
-static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
-                       uint32_t timestamp, uint32_t ssrc, const unsigned char *tail,
-                       int tail_len)
+/* The packet (header, then tail) written at ``b`` and SRTP-protected there with the
+   sink's context: its protected length, its RTP length in ``*end``; CAUCUS_DROPPED (too
+   large, SRTP failure: counted) or CAUCUS_NOT_BOUND (no context). */
+static int protect_packet(caucus_sink *s, unsigned char *b, uint8_t first_byte,
+                          uint8_t second_byte, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
+                          const unsigned char *tail, int tail_len, int *end)
 {
     if (s == NULL || s->srtp == NULL)
         return CAUCUS_NOT_BOUND;
@@ -325,14 +328,26 @@ static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, 
         s->dropped++;
         return CAUCUS_DROPPED;
     }
-    int end = 12 + tail_len;
-    unsigned char *b = s->buf;
+    *end = 12 + tail_len;
     write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
-    int len = end;
+    int len = *end;
     if (s->protect(s->srtp, b, &len) != 0) {
         s->dropped++;
         return CAUCUS_DROPPED;
     }
+    return len;
+}
+
+static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
+                       uint32_t timestamp, uint32_t ssrc, const unsigned char *tail,
+                       int tail_len)
+{
+    int end = 0;
+    unsigned char *b = s != NULL ? s->buf : NULL;
+    int len = protect_packet(s, b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len,
+                             &end);
+    if (len < 0)
+        return len;
     ssize_t sent = sendto(s->fd, b, (size_t)len, 0, (const struct sockaddr *)s->addr,
                           (socklen_t)s->addrlen);
     if (sent < 0) {
@@ -463,24 +478,16 @@ static int queue_packet(caucus_receiver *r, caucus_sink *s, uint8_t first_byte,
                         uint8_t second_byte, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
                         const unsigned char *tail, int tail_len)
 {
-    if (s == NULL || s->srtp == NULL)
-        return CAUCUS_NOT_BOUND;
-    if (tail == NULL || tail_len < 0 || tail_len > CAUCUS_MAX_RTP - 12) {
-        s->dropped++;
-        return CAUCUS_DROPPED;
-    }
+    int end = 0;
+    unsigned char *b = s != NULL ? s->batch[s->queued] : NULL;
+    int len = protect_packet(s, b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len,
+                             &end);
+    if (len < 0)
+        return len;
     if (s->queued == 0) {
         if (r->pending_count == CAUCUS_PENDING_SINKS)
             flush_pending(r);
         r->pending[r->pending_count++] = s;
-    }
-    unsigned char *b = s->batch[s->queued];
-    int end = 12 + tail_len;
-    write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
-    int len = end;
-    if (s->protect(s->srtp, b, &len) != 0) {
-        s->dropped++;
-        return CAUCUS_DROPPED;
     }
     s->queued_rtp[s->queued] = end;
     s->queued_len[s->queued++] = len;
