@@ -202,7 +202,19 @@ class Consumer:
         self.plis_received = 0
         self.firs_received = 0
         self.switches = 0
+        #: The subscriber's latest receiver report: fraction lost (0-255) and the round
+        #: trip it implies (seconds, from the report's LSR/DLSR; ``None`` until known).
         self.fraction_lost = 0
+        self.rtt: float | None = None
+        self._reports_sent: dict[int, float] = {}  # middle 32 bits of the SR's NTP -> sent
+        #: The simulcast layer this consumer forwards (0 lowest; ``None``: one layer).
+        self.layer: int | None = None
+        #: Video withheld because the subscriber's bandwidth cannot carry the lowest layer
+        #: (audio goes on).
+        self.paused_for_bandwidth = False
+        #: The height in pixels of the subscriber's tile showing this track (``None``:
+        #: unknown); caps the simulcast layer chosen.
+        self.tile_height: int | None = None
 
         self._attach(producer)
 
@@ -391,6 +403,11 @@ class Consumer:
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self.fraction_lost = report.fraction_lost
+                    sent = self._reports_sent.get(report.lsr) if report.lsr else None
+                    if sent is not None:
+                        rtt = time.time() - sent - report.dlsr / 65536
+                        if 0 <= rtt < 60:
+                            self.rtt = rtt
 
     def _retransmit(self, lost: list[int]) -> None:
         """Answer a NACK from the producer's buffer, de-duplicated and rate-limited.
@@ -474,6 +491,10 @@ class Consumer:
             ),
         )
         self._writer.write_rtcp(bytes(packet))
+        sent = self._reports_sent
+        sent[(ntp >> 16) & 0xFFFFFFFF] = now
+        if len(sent) > 8:
+            del sent[next(iter(sent))]
 
     def stats(self) -> dict[str, object]:
         return {
@@ -494,4 +515,7 @@ class Consumer:
             "firs_received": self.firs_received,
             "switches": self.switches,
             "fraction_lost": self.fraction_lost,
+            "rtt_ms": round(self.rtt * 1000, 1) if self.rtt is not None else None,
+            "layer": self.layer,
+            "paused_for_bandwidth": self.paused_for_bandwidth,
         }

@@ -256,6 +256,20 @@ class Worker:
                 )
         return rows
 
+    def set_tile_heights(self, participant_id: str, heights: dict[str, int | None]) -> int:
+        """What ``participant_id``'s page shows each received video in: the tile's height
+        in pixels by producer id (``None``: not shown / unknown).  A small tile caps the
+        simulcast layer it is sent (see docs/media-quality.md).  Unknown producer ids are
+        ignored; returns how many consumers it applied to."""
+        applied = 0
+        for transport in self.transports_of(participant_id, SUBSCRIBE):
+            for consumer in transport.consumers.values():
+                producer_id = consumer.producer_id
+                if producer_id is not None and producer_id in heights:
+                    consumer.tile_height = heights[producer_id]
+                    applied += 1
+        return applied
+
     # --- RTCP ---------------------------------------------------------------------------
 
     async def _run_speakers(self) -> None:
