@@ -66,6 +66,11 @@ typedef struct {
     uint64_t bytes;
     int started;                /* Consumer.started */
     int paused;                 /* Consumer._paused */
+    int vp8;                    /* rewrite VP8 picture IDs and TL0PICIDX (below) */
+    uint16_t pic_offset;        /* added to the picture ID (modulo its width) */
+    uint8_t tl0_offset;         /* added to TL0PICIDX (modulo 256) */
+    int32_t last_pic;           /* the newest forwarded packet's, or -1 */
+    int32_t last_tl0;
 } caucus_consumer;
 
 /* A producer's packets held for retransmission (answering subscribers' NACKs): a ring
@@ -496,6 +501,53 @@ static int queue_packet(caucus_receiver *r, caucus_sink *s, uint8_t first_byte,
     return end;
 }
 
+/* Where the VP8 payload descriptor begins in a consumer's tail (after the extension
+   block the first byte announces), or -1 for a tail too short (sfu.consumer). */
+static int vp8_descriptor_start(uint8_t first_byte, const unsigned char *tail, int tail_len)
+{
+    if (!(first_byte & 0x10))
+        return 0;
+    if (tail_len < 4)
+        return -1;
+    int start = 4 + ((tail[2] << 8 | tail[3]) << 2);
+    return start <= tail_len ? start : -1;
+}
+
+/* sfu.rtp_header.vp8_picture: the offsets of the picture ID (and its width in bits) and
+   of TL0PICIDX in the VP8 payload descriptor at d (n bytes); -1 where there is none or
+   the descriptor is too short for what it announces. */
+static void vp8_picture(const unsigned char *d, int n, int *picture, int *bits, int *tl0)
+{
+    *picture = -1;
+    *bits = 0;
+    *tl0 = -1;
+    if (n < 2 || !(d[0] & 0x80))
+        return;
+    uint8_t flags = d[1];
+    int pos = 2, pic = -1, width = 0, level = -1;
+    if (flags & 0x80) {
+        if (n < pos + 1)
+            return;
+        pic = pos;
+        if (d[pos] & 0x80) {
+            width = 15;
+            pos += 2;
+        } else {
+            width = 7;
+            pos += 1;
+        }
+    }
+    if (flags & 0x40) {
+        level = pos;
+        pos += 1;
+    }
+    if (pos > n)
+        return;
+    *picture = pic;
+    *bits = width;
+    *tl0 = level;
+}
+
 /* Consumer.write's rewrite and send for a consumer that is not paused: the source's
    sequence number and timestamp shifted by the consumer's offsets; a packet from before
    the current source's first one is skipped (0); a newer one than any forwarded moves
@@ -511,6 +563,35 @@ static int write_consumer(caucus_consumer *c, uint8_t first_byte, int marker, ui
     if (behind >= c->source_span)
         return 0;
     uint32_t out_ts = timestamp + c->ts_offset;
+    unsigned char rewritten[CAUCUS_BUFFER];
+    int32_t pic = -1, tl0 = -1;
+    if (c->vp8 && tail_len <= CAUCUS_BUFFER) {
+        int start = vp8_descriptor_start(first_byte, tail, tail_len);
+        int bits = 0;
+        int picture_at = -1, tl0_at = -1;
+        if (start >= 0)
+            vp8_picture(tail + start, tail_len - start, &picture_at, &bits, &tl0_at);
+        if (picture_at >= 0 || tl0_at >= 0) {
+            memcpy(rewritten, tail, (size_t)tail_len);
+            unsigned char *d = rewritten + start;
+            if (picture_at >= 0) {
+                if (bits == 15) {
+                    pic = (((d[picture_at] & 0x7F) << 8 | d[picture_at + 1]) + c->pic_offset)
+                          & 0x7FFF;
+                    d[picture_at] = (unsigned char)(0x80 | pic >> 8);
+                    d[picture_at + 1] = (unsigned char)pic;
+                } else {
+                    pic = ((d[picture_at] & 0x7F) + c->pic_offset) & 0x7F;
+                    d[picture_at] = (unsigned char)pic;
+                }
+            }
+            if (tl0_at >= 0) {
+                tl0 = (uint8_t)(d[tl0_at] + c->tl0_offset);
+                d[tl0_at] = (unsigned char)tl0;
+            }
+            tail = rewritten;
+        }
+    }
     uint8_t second_byte = (uint8_t)(c->payload_type | (marker ? 0x80 : 0));
     int sent = r != NULL ? queue_packet(r, c->sink, first_byte, second_byte, out_seq, out_ts,
                                         c->ssrc, tail, tail_len)
@@ -526,6 +607,10 @@ static int write_consumer(caucus_consumer *c, uint8_t first_byte, int marker, ui
         c->last_seq = out_seq;
         c->last_ts = out_ts;
         c->last_ms = arrival_ms;
+        if (pic >= 0)
+            c->last_pic = pic;
+        if (tl0 >= 0)
+            c->last_tl0 = tl0;
     }
     return sent;
 }

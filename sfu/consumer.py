@@ -34,7 +34,8 @@ from aiortc.rtp import (
 )
 
 from .rtc.native import FASTPATH, NATIVE
-from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE
+from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE, vp8_picture
+from .simulcast import SimulcastProducer
 from .state_field import state_field
 from .token_bucket import TokenBucket
 
@@ -58,16 +59,21 @@ class RewriteState:
     __slots__ = (
         "bytes",
         "last_ms",
+        "last_pic",
         "last_seq",
+        "last_tl0",
         "last_ts",
         "packets",
         "paused",
         "payload_type",
+        "pic_offset",
         "seq_offset",
         "source_span",
         "ssrc",
         "started",
+        "tl0_offset",
         "ts_offset",
+        "vp8",
     )
 
     def __init__(self) -> None:
@@ -83,6 +89,11 @@ class RewriteState:
         self.bytes = 0
         self.started = 0
         self.paused = 1
+        self.vp8 = 0
+        self.pic_offset = 0
+        self.tl0_offset = 0
+        self.last_pic = -1
+        self.last_tl0 = -1
 
 
 if FASTPATH:
@@ -119,6 +130,11 @@ class Consumer:
     packets = state_field("packets", "RTP packets forwarded.")
     bytes = state_field("bytes", "RTP bytes forwarded (before SRTP).")
     _paused = state_field("paused", "Nothing is forwarded (until started and rebased).")
+    _vp8 = state_field("vp8", "VP8 picture IDs and TL0PICIDX are rewritten.")
+    _pic_offset = state_field("pic_offset", "Added to the source's picture IDs.")
+    _tl0_offset = state_field("tl0_offset", "Added to the source's TL0PICIDX.")
+    _last_pic = state_field("last_pic", "The newest forwarded packet's picture ID, or -1.")
+    _last_tl0 = state_field("last_tl0", "The newest forwarded packet's TL0PICIDX, or -1.")
 
     @property
     def started(self) -> bool:
@@ -146,7 +162,18 @@ class Consumer:
     ) -> None:
         self.id = uuid.uuid4().hex
         self.kind = producer.kind
-        self.producer: Producer | None = None
+        #: The track this consumer carries (a :class:`Producer`, or a
+        #: :class:`~sfu.simulcast.SimulcastProducer` whose layers it picks from).
+        self.producer: Producer | SimulcastProducer | None = None
+        #: The producer whose packets it forwards: the track, or one of its layers
+        #: (``None`` while video is withheld for bandwidth).
+        self._source: Producer | None = None
+        #: A layer being switched to, waiting for its keyframe (see :meth:`select_layer`).
+        self._waiter: _LayerWaiter | None = None
+        #: The highest layer the subscriber's bandwidth and tile allow (``None``: not
+        #: limited yet), set by the worker's layer selection; the publisher is asked for
+        #: what the highest wanted layer needs.
+        self.wanted_layer: int | None = None
         self.transceiver = transceiver
         self.closed = False
         self.configured = False
@@ -185,6 +212,11 @@ class Consumer:
         self._last_ts = random.getrandbits(32)
         self._last_ms = 0
         self._rtx_seq = random.randint(0, 0x7FFF)
+        self._vp8 = int(producer.kind == "video" and producer.codec.mimeType.lower() == "video/vp8")
+        self._pic_offset = 0
+        self._tl0_offset = 0
+        self._last_pic = -1
+        self._last_tl0 = -1
 
         # feedback state
         self._nacked: dict[int, float] = {}
@@ -202,6 +234,8 @@ class Consumer:
         self.plis_received = 0
         self.firs_received = 0
         self.switches = 0
+        #: Simulcast layer switches made (each on a keyframe of the layer switched to).
+        self.layer_switches = 0
         #: The subscriber's latest receiver report: fraction lost (0-255) and the round
         #: trip it implies (seconds, from the report's LSR/DLSR; ``None`` until known).
         self.fraction_lost = 0
@@ -253,7 +287,7 @@ class Consumer:
         if self._paused:
             if not self.started or (self._waiting_keyframe and not keyframe):
                 return
-            self._rebase(seq, timestamp, arrival_ms)
+            self._rebase(seq, timestamp, arrival_ms, first_byte, tail)
         if self._native:
             # the rest of this method, in C (sfu/_fastpath_build.py)
             state = self._state
@@ -272,6 +306,9 @@ class Consumer:
         if behind >= self._source_span:
             return  # older than the current source's first packet
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        picture = level = -1
+        if self._vp8:
+            tail, picture, level = self._rewrite_vp8(first_byte, tail)
         sent = self._writer.forward(
             first_byte, self._payload_type | (marker << 7), out_seq, out_ts, self._ssrc, tail
         )
@@ -283,6 +320,39 @@ class Consumer:
                 self._last_seq = out_seq
                 self._last_ts = out_ts
                 self._last_ms = arrival_ms
+                if picture >= 0:
+                    self._last_pic = picture
+                if level >= 0:
+                    self._last_tl0 = level
+
+    def _rewrite_vp8(
+        self, first_byte: int, tail: builtins.bytes
+    ) -> tuple[builtins.bytes, int, int]:
+        """``tail`` with its VP8 picture ID and TL0PICIDX moved by this consumer's
+        offsets, and the two values written (-1: none); the compiled path does the same
+        (``write_consumer``)."""
+        start = _descriptor_start(first_byte, tail)
+        if start < 0:
+            return tail, -1, -1
+        at, bits, level_at = vp8_picture(tail, start)
+        if at < 0 and level_at < 0:
+            return tail, -1, -1
+        out = bytearray(tail)
+        picture = level = -1
+        if at >= 0:
+            at += start
+            if bits == 15:
+                picture = (((out[at] & 0x7F) << 8 | out[at + 1]) + self._pic_offset) & 0x7FFF
+                out[at] = 0x80 | picture >> 8
+                out[at + 1] = picture & 0xFF
+            else:
+                picture = ((out[at] & 0x7F) + self._pic_offset) & 0x7F
+                out[at] = picture
+        if level_at >= 0:
+            level_at += start
+            level = (out[level_at] + self._tl0_offset) & 0xFF
+            out[level_at] = level
+        return builtins.bytes(out), picture, level
 
     def _leave_native(self) -> None:
         """Go on with the Python path, from the compiled path's state."""
@@ -291,11 +361,19 @@ class Consumer:
             setattr(state, name, getattr(native, name))
         self._state = state
         self._native = False
-        if self.producer is not None:
-            self.producer.consumers_changed()
+        if self._source is not None:
+            self._source.consumers_changed()
 
-    def _rebase(self, seq: int, timestamp: int, arrival_ms: int) -> None:
-        """Continue the outgoing stream from its last packet with the source's ``seq``."""
+    def _rebase(
+        self,
+        seq: int,
+        timestamp: int,
+        arrival_ms: int,
+        first_byte: int = VERSION_BYTE,
+        tail: builtins.bytes = b"",
+    ) -> None:
+        """Continue the outgoing stream from its last packet with the source's ``seq``
+        (and, VP8, from its last picture ID and TL0PICIDX with those of ``tail``)."""
         if self._last_ms:
             rate = self.producer.codec.clockRate if self.producer else 90000
             step = max(1, (arrival_ms - self._last_ms) * rate // 1000)
@@ -303,10 +381,30 @@ class Consumer:
             step = 0
         self._seq_offset = (self._last_seq + 1 - seq) & 0xFFFF
         self._ts_offset = (self._last_ts + step - timestamp) & 0xFFFFFFFF
+        if self._vp8:
+            self._rebase_pictures(first_byte, tail)
         self._source_span = 0
         self._paused = False
         self._set_waiting_keyframe(False)
         self._nacked.clear()
+
+    def _rebase_pictures(self, first_byte: int, tail: builtins.bytes) -> None:
+        """The picture ID and TL0PICIDX of the first packet of a new source follow the
+        last ones forwarded, so the subscriber's decoder sees one stream."""
+        self._pic_offset = self._tl0_offset = 0
+        start = _descriptor_start(first_byte, tail)
+        if start < 0:
+            return
+        at, bits, level_at = vp8_picture(tail, start)
+        if at >= 0 and self._last_pic >= 0:
+            at += start
+            if bits == 15:
+                value = (tail[at] & 0x7F) << 8 | tail[at + 1]
+                self._pic_offset = (self._last_pic + 1 - value) & 0x7FFF
+            else:
+                self._pic_offset = (self._last_pic + 1 - (tail[at] & 0x7F)) & 0x7F
+        if level_at >= 0 and self._last_tl0 >= 0:
+            self._tl0_offset = (self._last_tl0 + 1 - tail[start + level_at]) & 0xFF
 
     # --- control ------------------------------------------------------------------------
 
@@ -318,8 +416,8 @@ class Consumer:
         self._rtx_payload_type = rtx_payload_type
         self.extension_ids = _interned(extension_ids)
         self.configured = True
-        if self.producer is not None:
-            self.producer.consumers_changed()
+        if self._source is not None:
+            self._source.consumers_changed()
 
     def start(self) -> None:
         """The subscriber can receive: begin at the source's next keyframe."""
@@ -328,7 +426,7 @@ class Consumer:
         self.started = True
         self._pause()
 
-    def switch_to(self, producer: Producer) -> None:
+    def switch_to(self, producer: Producer | SimulcastProducer) -> None:
         """Take packets from ``producer`` from its next keyframe on; the subscriber's
         stream stays continuous (same SSRC, contiguous sequence numbers)."""
         if producer.kind != self.kind:
@@ -350,31 +448,134 @@ class Consumer:
         self._paused = True
         if self.kind == "video":
             self._set_waiting_keyframe(True)
-            if self.producer is not None:
-                self.producer.request_keyframe()
+            if self._source is not None:
+                self._source.request_keyframe()
 
     def _set_waiting_keyframe(self, waiting: bool) -> None:
         if waiting == self._waiting_keyframe:
             return
         self._waiting_keyframe = waiting
-        if self.producer is not None:
-            self.producer.consumer_waits_for_keyframe(waiting)
+        if self._source is not None:
+            self._source.consumer_waits_for_keyframe(waiting)
 
-    def _attach(self, producer: Producer) -> None:
+    def _attach(self, producer: Producer | SimulcastProducer) -> None:
         self.producer = producer
-        producer.add_consumer(self, self._waiting_keyframe)
+        if isinstance(producer, SimulcastProducer):
+            producer.add_consumer(self)
+            self.layer = self._first_layer(producer)
+            self.paused_for_bandwidth = False
+            source = producer.layers[self.layer]
+        else:
+            self.layer = None
+            source = producer
+        self._source = source
+        source.add_consumer(self, self._waiting_keyframe)
 
     def _detach(self) -> None:
+        self._cancel_layer_switch()
+        source = self._source
+        if source is not None:
+            source.remove_consumer(self, self._waiting_keyframe)
+        self._source = None
         producer = self.producer
-        if producer is None:
-            return
-        producer.remove_consumer(self, self._waiting_keyframe)
+        if isinstance(producer, SimulcastProducer):
+            producer.remove_consumer(self)
         self.producer = None
 
     def close(self) -> None:
         self._detach()
         self.closed = True
         self._paused = True
+
+    # --- simulcast layers ---------------------------------------------------------------
+
+    def _first_layer(self, producer: SimulcastProducer) -> int:
+        """Start on the lowest layer arriving (the worker's layer selection climbs from
+        there as the subscriber's bandwidth allows)."""
+        active = producer.active_layers()
+        return next((i for i, on in enumerate(active) if on), 0)
+
+    def select_layer(self, layer: int | None) -> None:
+        """Forward ``layer`` of a simulcast track from its next keyframe on (the current
+        layer goes on until then: no freeze), or withhold video (``None``: the
+        subscriber's bandwidth cannot carry the lowest layer) until a layer is selected
+        again.  Sequence numbers, timestamps, picture IDs and TL0PICIDX stay continuous."""
+        producer = self.producer
+        if not isinstance(producer, SimulcastProducer) or self.closed:
+            return
+        if layer is not None and not 0 <= layer < len(producer.layers):
+            raise ValueError(f"no layer {layer}")
+        if layer is None:
+            if self._source is None:
+                return
+            self._cancel_layer_switch()
+            self._source.remove_consumer(self, self._waiting_keyframe)
+            self._waiting_keyframe = False
+            self._source = None
+            self._paused = True
+            self.layer = None
+            self.paused_for_bandwidth = True
+            return
+        target = producer.layers[layer]
+        waiter = self._waiter
+        if waiter is not None:
+            if waiter.source is target:
+                return
+            self._cancel_layer_switch()
+        if target is self._source:
+            return
+        if self._source is None or self._paused:
+            # nothing flowing: go straight to the new layer and wait for its keyframe
+            if self._source is not None:
+                self._source.remove_consumer(self, self._waiting_keyframe)
+                self._waiting_keyframe = False
+            self._source = target
+            self.layer = layer
+            self.paused_for_bandwidth = False
+            target.add_consumer(self, False)
+            if self.started:
+                self._pause()
+            return
+        self._waiter = _LayerWaiter(self, target, layer)
+        target.add_consumer(self._waiter, True)  # type: ignore[arg-type]  # a stand-in
+        target.request_keyframe()
+
+    def _cancel_layer_switch(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.source.remove_consumer(waiter, True)  # type: ignore[arg-type]  # a stand-in
+
+    def _layer_keyframe(
+        self,
+        waiter: _LayerWaiter,
+        seq: int,
+        timestamp: int,
+        marker: int,
+        first_byte: int,
+        tail: builtins.bytes,
+        arrival_ms: int,
+    ) -> None:
+        """The layer switched to sent a keyframe: forward it from this packet on."""
+        if waiter is not self._waiter or self.closed:
+            return
+        self._waiter = None
+        old = self._source
+        target = waiter.source
+        if old is not None:
+            old.remove_consumer(self, self._waiting_keyframe)
+        self._waiting_keyframe = False
+        self._source = target
+        self.layer = waiter.layer
+        self.paused_for_bandwidth = False
+        target.replace_consumer(waiter, self, True)
+        self._paused = True  # rebased on this very packet
+        self.write(seq, timestamp, marker, first_byte, tail, True, arrival_ms)
+        self.layer_switches += 1
+
+    @property
+    def switching_to(self) -> int | None:
+        """The layer waited for, while a switch waits for its keyframe."""
+        return self._waiter.layer if self._waiter is not None else None
 
     # --- feedback from the subscriber --------------------------------------------------
 
@@ -389,8 +590,8 @@ class Consumer:
                     self.plis_received += 1
                 else:
                     self.firs_received += 1
-                if self.producer is not None and not self._paused:
-                    self.producer.subscriber_requests_keyframe()
+                if self._source is not None and not self._paused:
+                    self._source.subscriber_requests_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -416,7 +617,7 @@ class Consumer:
         sequence number is resent at most once per ``nack_repeat_interval`` and at most
         ``nack_rate`` packets per second leave per consumer.
         """
-        producer = self.producer
+        producer = self._source
         if producer is None or self._paused:
             return
         considered = self._nack_entries.take_up_to(len(lost))
@@ -478,9 +679,9 @@ class Consumer:
 
     def send_report(self, now: float) -> None:
         """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space."""
-        if not self.started or self.packets == 0 or self.producer is None:
+        if not self.started or self.packets == 0 or self._source is None:
             return
-        ntp, rtp = self.producer.sender_clock(now)
+        ntp, rtp = self._source.sender_clock(now)
         packet = RtcpSrPacket(
             ssrc=self._ssrc,
             sender_info=RtcpSenderInfo(
@@ -517,5 +718,49 @@ class Consumer:
             "fraction_lost": self.fraction_lost,
             "rtt_ms": round(self.rtt * 1000, 1) if self.rtt is not None else None,
             "layer": self.layer,
+            "layer_switches": self.layer_switches,
             "paused_for_bandwidth": self.paused_for_bandwidth,
         }
+
+
+def _descriptor_start(first_byte: int, tail: builtins.bytes) -> int:
+    """Where the payload (the VP8 descriptor) begins in a consumer's ``tail``: after the
+    extension block ``first_byte`` announces; -1 for a tail too short to hold it."""
+    if not first_byte & 0x10:
+        return 0
+    if len(tail) < 4:
+        return -1
+    start = 4 + ((tail[2] << 8 | tail[3]) << 2)
+    return start if start <= len(tail) else -1
+
+
+class _LayerWaiter:
+    """Stands among a layer's consumers while a :class:`Consumer` switching to that layer
+    waits for its keyframe: the consumer goes on forwarding its current layer meanwhile,
+    and moves over on the keyframe's first packet (:meth:`Consumer._layer_keyframe`).
+    Not compiled, so the layer's packets go through Python while one waits."""
+
+    native = None
+    remb = None
+    remb_at = 0.0
+
+    def __init__(self, consumer: Consumer, source: Producer, layer: int) -> None:
+        self.consumer = consumer
+        self.source = source
+        self.layer = layer
+        self.extension_ids = consumer.extension_ids
+
+    def write(
+        self,
+        seq: int,
+        timestamp: int,
+        marker: int,
+        first_byte: int,
+        tail: builtins.bytes,
+        keyframe: bool,
+        arrival_ms: int,
+    ) -> None:
+        if keyframe:
+            self.consumer._layer_keyframe(
+                self, seq, timestamp, marker, first_byte, tail, arrival_ms
+            )

@@ -187,9 +187,13 @@ class Producer:
         audio_level_id: int = 0,
         on_abuse: Callable[[str], None] | None = None,
         compiled: bool = True,
+        layer_of: Any = None,
     ) -> None:
-        """``compiled=False`` keeps the state in Python even with the compiled module."""
+        """``compiled=False`` keeps the state in Python even with the compiled module;
+        ``layer_of``: the :class:`~sfu.simulcast.SimulcastProducer` this is a layer of
+        (its REMB is sent for all layers at once)."""
         self.id = uuid.uuid4().hex
+        self.layer_of = layer_of
         self.participant_id = participant_id
         self.kind = kind
         self.codec = codec
@@ -566,7 +570,7 @@ class Producer:
             dlsr=dlsr,
         )
         data = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report]))
-        if self.kind == "video":
+        if self.kind == "video" and self.layer_of is None:
             data += bytes(
                 RtcpPsfbPacket(
                     fmt=RTCP_PSFB_APP,
@@ -626,6 +630,29 @@ class Producer:
         if not first:
             for consumer in self.consumers:
                 consumer.source_restarted()
+
+    def native_route(self, ssrc: int, payload_type: int) -> tuple[Any, Any] | None:
+        """(compiled state, what to keep alive) when the compiled receive path may hand
+        ``ssrc``'s packets of ``payload_type`` to this producer itself: once the stream's
+        first packet went through :meth:`on_rtp_data`."""
+        native = self.native
+        if (
+            native is None
+            or not native.has_ssrc
+            or native.ssrc != ssrc
+            or native.payload_type != payload_type
+        ):
+            return None
+        return native, self.native_keep
+
+    def replace_consumer(self, old: Any, new: Consumer, old_waiting: bool) -> None:
+        """Put ``new`` (not waiting for a keyframe) where ``old`` is in :attr:`consumers`,
+        in place: called while this producer's packet loop may be going over the list."""
+        consumers = self.consumers
+        consumers[consumers.index(old)] = new
+        if old_waiting:
+            self.keyframe_waiters -= 1
+        self.consumers_changed()
 
     def add_consumer(self, consumer: Consumer, waiting_for_keyframe: bool) -> None:
         """Feed ``consumer`` from now on (it may be waiting for a keyframe already)."""

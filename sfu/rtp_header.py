@@ -68,10 +68,10 @@ def payload_bounds(data: bytes, first_byte: int) -> tuple[int, int]:
     return start, end
 
 
-def audio_level(data: bytes, first_byte: int, extension_id: int) -> tuple[bool, int] | None:
-    """The (voice activity, level) of the ssrc-audio-level element (RFC 6464) with
-    ``extension_id`` in the header extension of the RTP packet ``data``, as aiortc's
-    parser reads it; ``None`` when there is none (or the extension block is malformed)."""
+def header_extension(data: bytes, first_byte: int, extension_id: int) -> bytes | None:
+    """The value of the element ``extension_id`` in the header extension of the RTP
+    packet ``data`` (RFC 8285, one- or two-byte form), as aiortc's parser reads it;
+    ``None`` when there is none, it is empty, or the extension block is malformed."""
     if not first_byte & 0x10 or not extension_id:
         return None
     pos = 12 + ((first_byte & 0x0F) << 2)
@@ -89,12 +89,13 @@ def audio_level(data: bytes, first_byte: int, extension_id: int) -> tuple[bool, 
                 pos += 1
                 continue
             element_id, length = byte >> 4, (byte & 0x0F) + 1
+            if element_id == 15:
+                return None  # the rest of the block is not to be read
             pos += 1
             if pos + length > end:
                 return None
             if element_id == extension_id:
-                value = data[pos]
-                return value & 0x80 == 0x80, value & 0x7F
+                return data[pos : pos + length]
             pos += length
     elif profile == 0x1000:  # two-byte headers (RFC 8285 §4.3), as aiortc reads them
         while pos < end:
@@ -107,8 +108,49 @@ def audio_level(data: bytes, first_byte: int, extension_id: int) -> tuple[bool, 
             pos += 2
             if pos + length > end:
                 return None
-            if element_id == extension_id and length:
-                value = data[pos]
-                return value & 0x80 == 0x80, value & 0x7F
+            if element_id == extension_id:
+                return data[pos : pos + length] if length else None
             pos += length
     return None
+
+
+def audio_level(data: bytes, first_byte: int, extension_id: int) -> tuple[bool, int] | None:
+    """The (voice activity, level) of the ssrc-audio-level element (RFC 6464) with
+    ``extension_id`` in the header extension of the RTP packet ``data``, as aiortc's
+    parser reads it; ``None`` when there is none (or the extension block is malformed)."""
+    value = header_extension(data, first_byte, extension_id)
+    if not value:
+        return None
+    return value[0] & 0x80 == 0x80, value[0] & 0x7F
+
+
+def vp8_picture(payload: bytes | bytearray, start: int = 0) -> tuple[int, int, int]:
+    """Where the VP8 payload descriptor (RFC 7741 §4.2) at ``payload[start:]`` keeps its
+    picture ID and TL0PICIDX: (offset of the picture ID or -1, its width in bits: 7 or
+    15, offset of TL0PICIDX or -1), offsets from ``start``; (-1, 0, -1) for a descriptor
+    without them or too short to hold what it announces."""
+    n = len(payload) - start
+    if n < 1 or not payload[start] & 0x80:
+        return -1, 0, -1
+    if n < 2:
+        return -1, 0, -1
+    flags = payload[start + 1]
+    pos = 2
+    picture, bits = -1, 0
+    if flags & 0x80:  # I
+        if n < pos + 1:
+            return -1, 0, -1
+        picture = pos
+        if payload[start + pos] & 0x80:  # M: 15 bits
+            bits = 15
+            pos += 2
+        else:
+            bits = 7
+            pos += 1
+    tl0 = -1
+    if flags & 0x40:  # L
+        tl0 = pos
+        pos += 1
+    if pos > n:
+        return -1, 0, -1
+    return picture, bits, tl0

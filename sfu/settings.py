@@ -65,6 +65,9 @@ class MediaSettings:
     #: active (audio, camera, screen + one); an SDP longer than ``max_sdp_chars`` is refused.
     max_offer_media_sections: int = 16
     max_tracks_per_publisher: int = 4
+    #: Simulcast layers (encodings) of one camera the SFU accepts; an offer with more
+    #: is answered with the first ones (docs/media-quality.md).
+    max_simulcast_layers: int = 3
     max_sdp_chars: int = 200_000
     #: A transport that has not connected this many seconds after its first negotiation
     #: is closed and its ports freed.

@@ -5,7 +5,8 @@ a linear search; aiortc's router learns every SSRC it sees and a producer restar
 each.  A signed-in publisher sending a new SSRC per packet would make each of those
 grow without bound.  So a transport accepts the SSRCs its peer declared in the SDP
 (``a=ssrc``, with their ``a=ssrc-group`` RTX partners) and, for each active media
-section that declares none, learns at most two (media + RTX) the first time they
+section that declares none, learns at most two (media + RTX) per stream (a simulcast
+section sends one stream per layer) the first time they
 authenticate; RTCP sender SSRCs likewise, from a small budget.  Everything else is
 dropped before SRTP and counted, and a peer that keeps sending it is disconnected.
 """
@@ -61,20 +62,22 @@ class SsrcPolicy:
 
     # --- what the SDP says --------------------------------------------------------------
 
-    def negotiated(self, sections: Iterable[tuple[bool, tuple[int, ...]]]) -> None:
-        """The peer's media sections: (active, declared SSRCs) each.  Learned SSRCs are
-        kept (up to the new number of slots): a re-offer does not restart streams."""
+    def negotiated(self, sections: Iterable[tuple[bool, tuple[int, ...], int]]) -> None:
+        """The peer's media sections: (active, declared SSRCs, streams) each, streams
+        being the number of simulcast layers a section sends (1 without simulcast).
+        Learned SSRCs are kept (up to the new number of slots): a re-offer does not
+        restart streams."""
         declared: set[int] = set()
         undeclared = 0
         count = 0
-        for active, ssrcs in sections:
+        for active, ssrcs, streams in sections:
             count += 1
             if not active:
                 continue
             if ssrcs:
                 declared.update(ssrcs)
             else:
-                undeclared += 1
+                undeclared += max(1, streams)
         self._declared = frozenset(list(declared)[:MAX_RTP_SSRCS])
         self._learn_slots = min(
             undeclared * SSRCS_PER_UNDECLARED_SECTION, MAX_RTP_SSRCS - len(self._declared)

@@ -40,6 +40,8 @@ from .errors import InvalidSdp, InvalidState, LimitExceeded, MediaError, NoSuppo
 from .ingress import Ingress
 from .producer import Producer
 from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
+from .simulcast import SimulcastProducer
+from .simulcast_sdp import SimulcastSection, answer_simulcast, read_simulcast
 
 if TYPE_CHECKING:
     from .listeners import TransportListener
@@ -69,7 +71,7 @@ class Transport:
         self.on_negotiation_needed: Callable[[], None] | None = None
         #: Called once when the transport closes (for any reason).
         self.on_close: Callable[[Transport], None] | None = None
-        self.producers: dict[str, Producer] = {}
+        self.producers: dict[str, Producer | SimulcastProducer] = {}
         self.consumers: dict[str, Consumer] = {}
 
         self._listener = listener
@@ -84,6 +86,8 @@ class Transport:
         self._signalled = rtc.SignalledCandidates()
         self._lock = asyncio.Lock()
         self._pending: list[Consumer] = []  # offered, answer not yet applied
+        #: The publisher's simulcast m-lines, by mid (from its latest offer).
+        self._simulcast: dict[str, SimulcastSection] = {}
         self._unoffered: list[Consumer] = []
         self._renegotiate = False
         self._negotiation_task: asyncio.Task[None] | None = None
@@ -112,11 +116,13 @@ class Transport:
         async with self._lock:
             try:
                 description = self._check_offer(sdp)
+                self._simulcast = read_simulcast(sdp, self._settings.max_simulcast_layers)
                 self._signalled.remember(description)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 self._bind_ports()
                 self._keep_consent()
-                self.ingress.ssrc.negotiated(_declared_ssrcs(description))
+                self.ingress.ssrc.negotiated(_declared_ssrcs(description, self._simulcast))
+                rtc.route_by_mid(self._pc)
                 rtc.guard_ingress(self._pc, self.ingress)
                 rtc.receive_directly(self._pc, self._listener.receive_poller)
                 new = self._prepare_producers()
@@ -130,7 +136,8 @@ class Transport:
             for producer in new:
                 self.producers[producer.id] = producer
                 self._listener.on_transport_new_producer(self, producer)
-            return self._announce(self._pc.localDescription.sdp)
+            answer = answer_simulcast(self._pc.localDescription.sdp, self._simulcast)
+            return self._announce(answer)
 
     def _check_offer(self, sdp: str) -> SessionDescription:
         settings = self._settings
@@ -189,6 +196,25 @@ class Transport:
             # answer with exactly the codec the SFU forwards (and its RTX)
             rtc.limit_codecs(transceiver, [primary] + ([rtx] if rtx else []))
             extension_ids = {e.uri: e.id for e in rtc.negotiated_header_extensions(transceiver)}
+            section = self._simulcast.get(transceiver.mid or "")
+            producer: Producer | SimulcastProducer
+            if section is not None and transceiver.kind == "video":
+                producer = SimulcastProducer(
+                    participant_id=self.participant_id,
+                    codec=primary,
+                    rtx_payload_type=rtx.payloadType if rtx else None,
+                    rtcp_ssrc=rtc.receiver_rtcp_ssrc(transceiver),
+                    writer=self._ensure_writer(transceiver.receiver.transport),
+                    settings=self._settings,
+                    section=section,
+                    on_abuse=_weakly(self._abused),
+                )
+                rtc.intercept_rtp_data(
+                    transceiver.receiver, producer.on_rtp_data, route=producer.native_route
+                )
+                rtc.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
+                new.append(producer)
+                continue
             producer = Producer(
                 participant_id=self.participant_id,
                 kind=transceiver.kind,
@@ -202,10 +228,7 @@ class Transport:
                 on_abuse=_weakly(self._abused),
             )
             rtc.intercept_rtp_data(
-                transceiver.receiver,
-                producer.on_rtp_data,
-                producer=producer.native,
-                keep=producer.native_keep,
+                transceiver.receiver, producer.on_rtp_data, route=producer.native_route
             )
             rtc.intercept_receiver_rtcp(transceiver.receiver, producer.on_rtcp)
             new.append(producer)
@@ -549,9 +572,13 @@ def _is_active(media, bundled: frozenset[str] = frozenset()) -> bool:
     )
 
 
-def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[int, ...]]]:
-    """(active, declared SSRCs) of each media section of a peer's description."""
+def _declared_ssrcs(
+    description: SessionDescription, simulcast: dict[str, SimulcastSection] | None = None
+) -> list[tuple[bool, tuple[int, ...], int]]:
+    """(active, declared SSRCs, streams) of each media section of a peer's description:
+    streams is the number of layers of a simulcast section, else 1."""
     sections = []
+    simulcast = simulcast or {}
     bundled = _bundled_mids(description)
     for media in description.media:
         ssrcs = {s.ssrc for s in media.ssrc}
@@ -559,7 +586,9 @@ def _declared_ssrcs(description: SessionDescription) -> list[tuple[bool, tuple[i
             ssrcs.update(int(item) for item in group.items)
         if any(not 0 <= ssrc <= 0xFFFFFFFF for ssrc in ssrcs):
             raise InvalidSdp(f"media section {media.rtp.muxId} declares an SSRC outside 32 bits")
-        sections.append((_is_active(media, bundled), tuple(sorted(ssrcs))))
+        section = simulcast.get(str(media.rtp.muxId))
+        streams = len(section.rids) if section is not None else 1
+        sections.append((_is_active(media, bundled), tuple(sorted(ssrcs)), streams))
     return sections
 
 

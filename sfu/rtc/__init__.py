@@ -51,6 +51,7 @@ from .receive import (  # noqa: E402
     refresh_ssrc_policy,
     set_ssrc_policy,
 )
+from .routing import route_by_mid  # noqa: E402
 from .srtp import negotiated_srtp_profile, restrict_srtp_profiles, srtp_profiles  # noqa: E402
 from .writer import RtpWriter  # noqa: E402
 
@@ -89,6 +90,7 @@ __all__ = [
     "receiver_rtcp_ssrc",
     "refresh_ssrc_policy",
     "restrict_srtp_profiles",
+    "route_by_mid",
     "selected_pair",
     "sender_ssrcs",
     "set_ssrc_policy",

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 RtpHandler = Callable[[RtpPacket, int], None]
 RtpDataHandler = Callable[[bytes, int], None]
 RtcpHandler = Callable[[AnyRtcpPacket], None]
+#: (ssrc, payload type) -> (compiled producer, what to keep alive) or None.
+NativeRoute = Callable[[int, int], "tuple[Any, Any] | None"]
 
 #: Failures of the SFU's own handlers, which a peer may be able to repeat per packet.
 _handler_failures = RepeatedLog(logger)
@@ -46,8 +48,7 @@ def intercept_rtp_data(
     receiver: RTCRtpReceiver,
     handler: RtpDataHandler,
     track: Any = None,
-    producer: Any = None,
-    keep: Any = None,
+    route: NativeRoute | None = None,
 ) -> None:
     """Like :func:`intercept_rtp`, but ``handler(data, arrival_time_ms)`` receives the
     decrypted RTP packet as ``bytes`` (header, extensions, payload, padding), so that it
@@ -59,12 +60,13 @@ def intercept_rtp_data(
     packets itself once the first one went through ``handler``: the later ones of that
     SSRC and payload type never reach Python (``handler`` is not called for them).
 
-    ``producer``, a compiled producer (``caucus_producer *``, ``sfu.producer.Producer``'s
-    ``native``) whose state ``handler`` keeps, lets the compiled path forward the
-    receiver's ordinary packets itself once ``handler`` has seen the stream's first one
-    (``handler`` is then called only for what the producer leaves to Python); ``keep``
-    is held for as long as the path points to it (the producer and its buffer)."""
-    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track, producer, keep)  # type: ignore[method-assign]  # the hook replaces aiortc's method
+    ``route(ssrc, payload_type)``, asked after ``handler`` took a packet, names the
+    compiled producer (``caucus_producer *``, a ``sfu.producer.Producer``'s ``native``)
+    whose state ``handler`` keeps and which may forward that stream's ordinary packets
+    itself from then on (``handler`` is then called only for what the producer leaves
+    to Python), with what to keep alive while the path points to it (the producer and
+    its buffer); or ``None``."""
+    receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track, route)  # type: ignore[method-assign]  # the hook replaces aiortc's method
 
 
 class RtpHook:
@@ -72,7 +74,7 @@ class RtpHook:
     :func:`intercept_rtp_data`.  aiortc awaits it with a parsed packet; the direct
     receive path of :func:`receive_directly` calls ``on_data``/``on_packet`` itself."""
 
-    __slots__ = ("_receiver", "keep", "on_data", "on_packet", "producer", "track")
+    __slots__ = ("_receiver", "on_data", "on_packet", "route", "track")
 
     def __init__(
         self,
@@ -80,15 +82,13 @@ class RtpHook:
         on_packet: RtpHandler | None,
         on_data: RtpDataHandler | None,
         track: Any = None,
-        producer: Any = None,
-        keep: Any = None,
+        route: NativeRoute | None = None,
     ) -> None:
         self._receiver = receiver
         self.on_packet = on_packet
         self.on_data = on_data
         self.track = track
-        self.producer = producer
-        self.keep = keep
+        self.route = route
 
     async def __call__(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         try:

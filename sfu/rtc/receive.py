@@ -476,17 +476,14 @@ class DirectReceiver:
                     and _fast_route_add(rx, ssrc, data[1] & 0x7F, track) == 0
                 ):
                     self._state.tracks.append(track)
-                producer = hook.producer
-                if (
-                    rx is not None
-                    and producer is not None
-                    and packet is None
-                    and producer.has_ssrc
-                    and producer.ssrc == ssrc
-                    and producer.payload_type == data[1] & 0x7F
-                    and _fast_route_producer(rx, ssrc, data[1] & 0x7F, producer) == 0
-                ):
-                    self._state.tracks.append(hook.keep)
+                route = hook.route
+                if rx is not None and route is not None and packet is None:
+                    found = route(ssrc, data[1] & 0x7F)
+                    if (
+                        found is not None
+                        and _fast_route_producer(rx, ssrc, data[1] & 0x7F, found[0]) == 0
+                    ):
+                        self._state.tracks.append(found[1])
             else:
                 if packet is None:
                     packet = RtpPacket.parse(data, self._extensions)

@@ -48,7 +48,7 @@ def TestOneInput(data: bytes) -> None:
     bundled = transport_module._bundled_mids(description)
     active = [m for m in sections if transport_module._is_active(m, bundled)]
     assert len(active) <= SETTINGS.max_tracks_per_publisher, len(active)
-    for active_flag, ssrcs in transport_module._declared_ssrcs(description):
+    for active_flag, ssrcs, _streams in transport_module._declared_ssrcs(description):
         assert isinstance(active_flag, bool)
         assert all(0 <= ssrc < 1 << 32 for ssrc in ssrcs), ssrcs
 

@@ -122,5 +122,5 @@ async def test_an_accepted_offer_declares_only_32_bit_ssrcs() -> None:
         return  # refused: fine
     finally:
         await transport.close()
-    for _active, ssrcs in _declared_ssrcs(description):
+    for _active, ssrcs, _streams in _declared_ssrcs(description):
         assert all(0 <= ssrc < 1 << 32 for ssrc in ssrcs), ssrcs

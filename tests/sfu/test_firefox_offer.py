@@ -22,14 +22,14 @@ VIDEO_SSRCS = (1743524274, 1999632864)  # the video stream and its RTX
 def test_a_bundle_only_section_declares_its_ssrcs() -> None:
     description = SessionDescription.parse(FIREFOX_OFFER)
     assert [m.port for m in description.media] == [9, 0]
-    assert _declared_ssrcs(description) == [(True, (AUDIO_SSRC,)), (True, VIDEO_SSRCS)]
+    assert _declared_ssrcs(description) == [(True, (AUDIO_SSRC,), 1), (True, VIDEO_SSRCS, 1)]
 
 
 def test_a_port_zero_section_outside_the_bundle_group_is_rejected() -> None:
     rejected = FIREFOX_OFFER.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0")
     assert _declared_ssrcs(SessionDescription.parse(rejected)) == [
-        (True, (AUDIO_SSRC,)),
-        (False, VIDEO_SSRCS),
+        (True, (AUDIO_SSRC,), 1),
+        (False, VIDEO_SSRCS, 1),
     ]
 
 

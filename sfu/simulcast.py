@@ -1,0 +1,270 @@
+"""A SimulcastProducer is one published camera that arrives as several layers.
+
+The publisher sends each layer (encoding) as its own RTP stream: its own SSRC,
+sequence numbers and timestamps, one payload type for all, and its rid in the
+rtp-stream-id header extension (``repaired-rtp-stream-id`` on retransmissions).  Each
+layer is an ordinary :class:`~sfu.producer.Producer` (retransmission buffer, reception
+statistics, keyframe requests on its own SSRC, the compiled forwarding path), and this
+object is the track the router and the subscribers know: a
+:class:`~sfu.consumer.Consumer` of it forwards exactly one layer at a time
+(:meth:`Consumer.select_layer`), switching on a keyframe of the layer it goes to.
+
+A packet of an SSRC not seen yet is placed by its rid (or, RTX, its repaired rid);
+one without is dropped and counted (``unplaced``): without a rid nothing tells which
+layer it is.  A publisher restarting a layer with a new SSRC keeps the layer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, pack_remb_fci
+
+from .producer import Producer, ProducerSink
+from .rtp_header import header_extension
+
+if TYPE_CHECKING:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from .consumer import Consumer
+    from .rtc.writer import RtpWriter
+    from .settings import MediaSettings
+    from .simulcast_sdp import SimulcastSection
+
+#: A layer counts as arriving while its last packet is younger than this (seconds).
+LAYER_ACTIVE_WINDOW = 1.5
+
+
+class SimulcastProducer:
+    """One camera of ``participant_id`` published as ``section.rids`` layers (lowest
+    first), each a :class:`Producer` in :attr:`layers`."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        codec: RTCRtpCodecParameters,
+        rtx_payload_type: int | None,
+        rtcp_ssrc: int,
+        writer: RtpWriter,
+        settings: MediaSettings,
+        section: SimulcastSection,
+        on_abuse: Callable[[str], None] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.participant_id = participant_id
+        self.codec = codec
+        self.mid: str | None = section.mid
+        self.rids = section.rids
+        self.closed = False
+        self._payload_type = codec.payloadType
+        self._rtx_payload_type = rtx_payload_type
+        self._rid_id = section.rid_extension_id
+        self._repaired_id = section.repaired_rid_extension_id
+        self._rtcp_ssrc = rtcp_ssrc
+        self._writer = writer
+        self._settings = settings
+        self.layers: list[Producer] = [
+            Producer(
+                participant_id=participant_id,
+                kind="video",
+                codec=codec,
+                rtx_payload_type=rtx_payload_type,
+                rtcp_ssrc=rtcp_ssrc,
+                writer=writer,
+                settings=settings,
+                mid=section.mid,
+                on_abuse=on_abuse,
+                layer_of=self,
+            )
+            for _ in section.rids
+        ]
+        self._index = {rid: i for i, rid in enumerate(section.rids)}
+        #: SSRC -> its layer (media and RTX), and (layer, is RTX) -> SSRC.
+        self._by_ssrc: dict[int, Producer] = {}
+        self._ssrc_of: dict[tuple[int, bool], int] = {}
+        #: Consumers of this track, whichever layer each forwards (or none, paused).
+        self.consumers: list[Consumer] = []
+        #: Packets of an unknown SSRC without a (known) rid: dropped.
+        self.unplaced = 0
+        # each layer's bitrate, measured over the last interval (bits/s)
+        self._measured: list[float] = [0.0] * len(self.layers)
+        self._measure_bytes: list[int] = [0] * len(self.layers)
+        self._measure_at = time.monotonic()
+
+    # --- packets ------------------------------------------------------------------------
+
+    def on_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        """Hand one decrypted RTP packet to its layer (see the module's docstring)."""
+        if self.closed or len(data) < 12:
+            return
+        ssrc = int.from_bytes(data[8:12], "big")
+        layer = self._by_ssrc.get(ssrc)
+        if layer is None:
+            layer = self._place(data, ssrc)
+            if layer is None:
+                self.unplaced += 1
+                return
+        layer.on_rtp_data(data, arrival_time_ms)
+
+    def _place(self, data: bytes, ssrc: int) -> Producer | None:
+        payload_type = data[1] & 0x7F
+        if payload_type == self._payload_type:
+            rtx = False
+            rid = header_extension(data, data[0], self._rid_id)
+        elif payload_type == self._rtx_payload_type and self._repaired_id:
+            rtx = True
+            rid = header_extension(data, data[0], self._repaired_id)
+        else:
+            return None
+        if rid is None:
+            return None
+        try:
+            index = self._index.get(rid.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        if index is None:
+            return None
+        layer = self.layers[index]
+        previous = self._ssrc_of.get((index, rtx))
+        if previous is not None:
+            self._by_ssrc.pop(previous, None)  # the layer restarted with a new SSRC
+        self._ssrc_of[(index, rtx)] = ssrc
+        self._by_ssrc[ssrc] = layer
+        return layer
+
+    def native_route(self, ssrc: int, payload_type: int) -> tuple[Any, Any] | None:
+        """The compiled layer producer that may take ``ssrc``'s packets itself."""
+        layer = self._by_ssrc.get(ssrc)
+        return layer.native_route(ssrc, payload_type) if layer is not None else None
+
+    def on_rtcp(self, packet: object) -> None:
+        """The publisher's sender reports, each about one layer's SSRC."""
+        if isinstance(packet, RtcpSrPacket):
+            layer = self._by_ssrc.get(packet.ssrc)
+            if layer is not None:
+                layer.on_rtcp(packet)
+
+    # --- layers -------------------------------------------------------------------------
+
+    def measure(self, now: float | None = None) -> list[float]:
+        """Each layer's incoming bitrate (bits/s) since the last call (at most one
+        measurement per half second; between, the last one)."""
+        now = time.monotonic() if now is None else now
+        elapsed = now - self._measure_at
+        if elapsed >= 0.5:
+            for i, layer in enumerate(self.layers):
+                received = layer.bytes
+                self._measured[i] = (received - self._measure_bytes[i]) * 8 / elapsed
+                self._measure_bytes[i] = received
+            self._measure_at = now
+        return list(self._measured)
+
+    def active_layers(self, now_ms: int | None = None) -> list[bool]:
+        """Whether each layer's packets are arriving (one within ``LAYER_ACTIVE_WINDOW``)."""
+        if now_ms is None:
+            now_ms = int(time.time() * 1000) + 2_208_988_800_000
+        window = LAYER_ACTIVE_WINDOW * 1000
+        return [
+            layer.ssrc is not None and now_ms - layer.last_arrival_ms < window
+            for layer in self.layers
+        ]
+
+    @property
+    def bitrates(self) -> list[float]:
+        """The layers' bitrates as last measured (bits/s)."""
+        return list(self._measured)
+
+    # --- what the router, the worker and the transport ask of a track -----------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        if consumer not in self.consumers:
+            self.consumers.append(consumer)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def request_keyframe(self) -> None:
+        for layer in self.layers:
+            layer.request_keyframe()
+
+    def add_sink(self, sink: ProducerSink) -> None:
+        """A recorder receives the top layer."""
+        self.layers[-1].add_sink(sink)
+
+    def remove_sink(self, sink: ProducerSink) -> None:
+        for layer in self.layers:
+            layer.remove_sink(sink)
+
+    def send_reports(self) -> None:
+        """A receiver report per layer, and one REMB for the whole camera: what the layers
+        its subscribers want need (:meth:`estimated_bitrate`)."""
+        for layer in self.layers:
+            layer.send_reports()
+        ssrcs = [layer.ssrc for layer in self.layers if layer.ssrc is not None]
+        if ssrcs and not self.closed:
+            remb = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=self._rtcp_ssrc,
+                media_ssrc=0,
+                fci=pack_remb_fci(self.estimated_bitrate(), ssrcs),
+            )
+            self._writer.write_rtcp(bytes(remb))
+
+    def estimated_bitrate(self) -> int:
+        """The bitrate the publisher is told it may send: enough for every layer up to
+        the highest one a subscriber wants (not the weakest subscriber's rate); the
+        configured maximum while any subscriber may still climb."""
+        settings = self._settings
+        wanted = [c.wanted_layer for c in self.consumers if not c.closed]
+        top = max((w for w in wanted if w is not None), default=0)
+        if top >= len(self.layers) - 1 or not wanted:
+            return settings.max_video_bitrate
+        needed = sum(self._measured[: top + 1]) * 1.3
+        return int(min(settings.max_video_bitrate, max(needed, settings.remb_floor)))
+
+    def close(self) -> None:
+        self.closed = True
+        for layer in self.layers:
+            layer.close()
+
+    @property
+    def packets(self) -> int:
+        return sum(layer.packets for layer in self.layers)
+
+    @property
+    def bytes(self) -> int:
+        return sum(layer.bytes for layer in self.layers)
+
+    @property
+    def keyframe_requests_coalesced(self) -> int:
+        return sum(layer.keyframe_requests_coalesced for layer in self.layers)
+
+    @property
+    def dropped_over_budget(self) -> int:
+        return sum(layer.dropped_over_budget for layer in self.layers)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "participant_id": self.participant_id,
+            "kind": self.kind,
+            "codec": self.codec.mimeType,
+            "simulcast": list(self.rids),
+            "packets_received": self.packets,
+            "bytes_received": self.bytes,
+            "unplaced": self.unplaced,
+            "dropped_over_budget": self.dropped_over_budget,
+            "keyframe_requests_coalesced": self.keyframe_requests_coalesced,
+            "consumers": len(self.consumers),
+            "layers": [
+                {"rid": rid, "bitrate": round(rate), **layer.stats()}
+                for rid, rate, layer in zip(self.rids, self._measured, self.layers, strict=True)
+            ],
+        }
