@@ -55,7 +55,9 @@ class SimulcastProducer:
         settings: MediaSettings,
         section: SimulcastSection,
         on_abuse: Callable[[str], None] | None = None,
+        compiled: bool = True,
     ) -> None:
+        """``compiled=False`` keeps the layers' state in Python (see :class:`Producer`)."""
         self.id = uuid.uuid4().hex
         self.participant_id = participant_id
         self.codec = codec
@@ -80,6 +82,7 @@ class SimulcastProducer:
                 settings=settings,
                 mid=section.mid,
                 on_abuse=on_abuse,
+                compiled=compiled,
                 layer_of=self,
             )
             for _ in section.rids
