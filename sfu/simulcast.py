@@ -69,7 +69,7 @@ class SimulcastProducer:
         self._rid_id = section.rid_extension_id
         self._repaired_id = section.repaired_rid_extension_id
         self._rtcp_ssrc = rtcp_ssrc
-        self._writer = writer
+        self.__writer = writer
         self._settings = settings
         self.layers: list[Producer] = [
             Producer(
@@ -99,6 +99,17 @@ class SimulcastProducer:
         self._measured: list[float] = [0.0] * len(self.layers)
         self._measure_bytes: list[int] = [0] * len(self.layers)
         self._measure_at = time.monotonic()
+
+    @property
+    def _writer(self) -> RtpWriter:
+        return self.__writer
+
+    @_writer.setter
+    def _writer(self, writer: RtpWriter) -> None:
+        """The transport's writer changed (BUNDLE): every layer writes through it."""
+        self.__writer = writer
+        for layer in self.layers:
+            layer._writer = writer
 
     # --- packets ------------------------------------------------------------------------
 
