@@ -239,6 +239,7 @@ class Consumer:
         #: The subscriber's latest receiver report: fraction lost (0-255) and the round
         #: trip it implies (seconds, from the report's LSR/DLSR; ``None`` until known).
         self.fraction_lost = 0
+        self.report_at = 0.0  # time.monotonic() of the latest receiver report
         self.rtt: float | None = None
         self._reports_sent: dict[int, float] = {}  # middle 32 bits of the SR's NTP -> sent
         #: The simulcast layer this consumer forwards (0 lowest; ``None``: one layer).
@@ -604,6 +605,7 @@ class Consumer:
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self.fraction_lost = report.fraction_lost
+                    self.report_at = time.monotonic()
                     sent = self._reports_sent.get(report.lsr) if report.lsr else None
                     if sent is not None:
                         rtt = time.time() - sent - report.dlsr / 65536

@@ -68,6 +68,8 @@ class MediaSettings:
     #: Simulcast layers (encodings) of one camera the SFU accepts; an offer with more
     #: is answered with the first ones (docs/media-quality.md).
     max_simulcast_layers: int = 3
+    #: Seconds between two rounds of simulcast layer selection (sfu/layer_selection.py).
+    layer_interval: float = 0.5
     max_sdp_chars: int = 200_000
     #: A transport that has not connected this many seconds after its first negotiation
     #: is closed and its ports freed.

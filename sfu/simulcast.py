@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, pack_remb_fci
 
+from .bandwidth import publisher_bitrate
 from .producer import Producer, ProducerSink
 from .rtp_header import header_extension
 
@@ -232,16 +233,13 @@ class SimulcastProducer:
             self._writer.write_rtcp(bytes(remb))
 
     def estimated_bitrate(self) -> int:
-        """The bitrate the publisher is told it may send: enough for every layer up to
-        the highest one a subscriber wants (not the weakest subscriber's rate); the
-        configured maximum while any subscriber may still climb."""
-        settings = self._settings
+        """The bitrate the publisher is told it may send (its REMB): what every layer up
+        to the highest one a subscriber wants needs (:func:`~sfu.bandwidth.publisher_bitrate`),
+        not the weakest subscriber's rate."""
         wanted = [c.wanted_layer for c in self.consumers if not c.closed]
-        top = max((w for w in wanted if w is not None), default=0)
-        if top >= len(self.layers) - 1 or not wanted:
-            return settings.max_video_bitrate
-        needed = sum(self._measured[: top + 1]) * 1.3
-        return int(min(settings.max_video_bitrate, max(needed, settings.remb_floor)))
+        if any(layer is None for layer in wanted):
+            wanted = [len(self.layers) - 1]  # a subscriber not measured yet: all layers
+        return publisher_bitrate(wanted, self._measured, self._settings.max_video_bitrate)
 
     def close(self) -> None:
         self.closed = True

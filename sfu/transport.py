@@ -104,6 +104,11 @@ class Transport:
         return self._pc.connectionState
 
     @property
+    def bytes_sent(self) -> int:
+        """RTP bytes sent to the peer (before SRTP)."""
+        return self._writer.bytes if self._writer is not None else 0
+
+    @property
     def srtp_profile(self) -> str | None:
         """The negotiated DTLS-SRTP profile, once connected."""
         return rtc.negotiated_srtp_profile(self._writer.dtls if self._writer else None)

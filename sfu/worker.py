@@ -25,6 +25,7 @@ from typing import Protocol
 
 from .consumer import Consumer
 from .errors import NotFound
+from .layer_selection import LayerSelection
 from .producer import Producer
 from .router import Router
 from .rtc import FASTRECEIVE, ReceivePoller
@@ -73,6 +74,10 @@ class Worker:
         self.on_active_speaker: Callable[[str, str], None] | None = None
         self._speakers: dict[str, ActiveSpeaker] = {}
         self._speaker_task: asyncio.Task[None] | None = None
+        #: Simulcast layers per subscriber (``sfu.layer_selection``), every
+        #: ``layer_interval`` seconds.
+        self.layers = LayerSelection(self.settings)
+        self._layer_task: asyncio.Task[None] | None = None
         #: Reads every publish connection's media sockets (one epoll set; see
         #: ``MediaSettings.receive_poller``), or ``None``.
         self.receive_poller: ReceivePoller | None = (
@@ -119,6 +124,7 @@ class Worker:
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
             self._speaker_task = asyncio.ensure_future(self._run_speakers())
+            self._layer_task = asyncio.ensure_future(self._run_layers())
         if direction == SUBSCRIBE:
             router = self.router_of(participant_id)
             if router is not None:
@@ -296,6 +302,28 @@ class Worker:
             if changed is not None and self.on_active_speaker is not None:
                 self.on_active_speaker(room_id, changed)
 
+    async def _run_layers(self) -> None:
+        interval = self.settings.layer_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                self.select_layers()
+            except Exception:
+                logger.exception("simulcast layer selection failed")
+
+    def select_layers(self, now: float | None = None) -> None:
+        """One round of every subscriber's simulcast layers (see
+        :mod:`sfu.layer_selection`)."""
+        self.layers.run(
+            list(self._transports.values()),
+            time.monotonic() if now is None else now,
+            self._is_speaker,
+        )
+
+    def _is_speaker(self, participant_id: str) -> bool:
+        router = self.router_of(participant_id)
+        return router is not None and self.active_speaker(router.room_id) == participant_id
+
     def active_speaker(self, room_id: str) -> str | None:
         """The room's active speaker, or ``None`` before anyone spoke."""
         speaker = self._speakers.get(room_id)
@@ -361,12 +389,12 @@ class Worker:
         self._routers.clear()
         self._membership.clear()
         self._parking.clear()
-        for task in (self._rtcp_task, self._speaker_task):
+        for task in (self._rtcp_task, self._speaker_task, self._layer_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._rtcp_task = self._speaker_task = None
+        self._rtcp_task = self._speaker_task = self._layer_task = None
         if self.receive_poller is not None:
             self.receive_poller.close()
 
