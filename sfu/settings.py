@@ -112,6 +112,14 @@ class MediaSettings:
     receive_busy_tick: float = 0.001
     #: Seconds between two decisions of each room's active speaker (``sfu.speaker``).
     speaker_interval: float = 0.3
+    #: Simulcast (``sfu.bandwidth``, docs/media-quality.md): a subscriber's estimated
+    #: downlink before any feedback and its floor (bits/s); a layer is switched up to after
+    #: the subscriber's share has carried it for ``layer_up_wait`` seconds, and retried
+    #: after a failed switch no sooner than ``layer_max_up_wait`` at the most.
+    downlink_start_bitrate: int = 800_000
+    downlink_min_bitrate: int = 100_000
+    layer_up_wait: float = 3.0
+    layer_max_up_wait: float = 8.0
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
     #: While transports have closed, a full garbage collection at most this often (a
@@ -135,6 +143,10 @@ class MediaSettings:
             raise ValueError("at least one SRTP profile is required")
         if not 0 < self.max_tracks_per_publisher <= self.max_offer_media_sections:
             raise ValueError("max_tracks_per_publisher must be in 1..max_offer_media_sections")
+        if not 0 < self.downlink_min_bitrate <= self.downlink_start_bitrate:
+            raise ValueError("need 0 < downlink_min_bitrate <= downlink_start_bitrate")
+        if not 0 <= self.layer_up_wait <= self.layer_max_up_wait:
+            raise ValueError("need 0 <= layer_up_wait <= layer_max_up_wait")
         size = self.retransmission_buffer
         if size <= 0 or size & (size - 1):
             raise ValueError("retransmission_buffer must be a power of two")
