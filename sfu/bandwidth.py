@@ -437,6 +437,8 @@ class LayerChooser:
         if current is not None and current not in allowed:  # forced: cap or layer gone
             lower = [i for i in allowed if i <= current] or allowed[:1]
             target = next((i for i in reversed(lower) if fits(i, rule.down_margin)), None)
+            if self._probe is not None and (target is None or target < self._probe[0]):
+                self._probe = None  # ended by the tile or the publisher: no verdict
             self._set(target, at, paused=target is None)
             return target
 
@@ -466,6 +468,8 @@ class LayerChooser:
             and at - self._up_since >= rule.up_wait
             and at >= self._retry_at(candidate)
         ):
+            if self._probe is not None:  # the layer below carried the wait: it held
+                self._failures.pop(self._probe[0], None)
             self._probe = (candidate, at)
             self._set(candidate, at, paused=False)
             return candidate
