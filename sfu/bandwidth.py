@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from .settings import MediaSettings
 
-#: The layers Caucus publishes (Chromium's defaults for rids q, h, f of a 720p camera).
+#: The layers of a 720p camera (rids q, h, f): Chromium's targets for 180p and 360p, and
+#: what the 720p layer takes under the publisher's REMB.  Decisions use measured bitrates;
+#: these stand in for a layer not measured.
 DEFAULT_LAYER_BITRATES: tuple[int, ...] = (150_000, 500_000, 1_200_000)
 DEFAULT_LAYER_HEIGHTS: tuple[int, ...] = (180, 360, 720)
 #: Layers considered per track; more (from a hostile offer) are ignored.
