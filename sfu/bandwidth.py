@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from .settings import MediaSettings
 
-#: The layers Caucus publishes (Chromium's defaults for rids q, h, f of a 720p camera).
+#: The layers of a 720p camera (rids q, h, f): Chromium's targets for 180p and 360p, and
+#: what the 720p layer takes under the publisher's REMB.  Decisions use measured bitrates;
+#: these stand in for a layer not measured.
 DEFAULT_LAYER_BITRATES: tuple[int, ...] = (150_000, 500_000, 1_200_000)
 DEFAULT_LAYER_HEIGHTS: tuple[int, ...] = (180, 360, 720)
 #: Layers considered per track; more (from a hostile offer) are ignored.
@@ -437,6 +439,8 @@ class LayerChooser:
         if current is not None and current not in allowed:  # forced: cap or layer gone
             lower = [i for i in allowed if i <= current] or allowed[:1]
             target = next((i for i in reversed(lower) if fits(i, rule.down_margin)), None)
+            if self._probe is not None and (target is None or target < self._probe[0]):
+                self._probe = None  # ended by the tile or the publisher: no verdict
             self._set(target, at, paused=target is None)
             return target
 
@@ -466,6 +470,8 @@ class LayerChooser:
             and at - self._up_since >= rule.up_wait
             and at >= self._retry_at(candidate)
         ):
+            if self._probe is not None:  # the layer below carried the wait: it held
+                self._failures.pop(self._probe[0], None)
             self._probe = (candidate, at)
             self._set(candidate, at, paused=False)
             return candidate

@@ -219,15 +219,19 @@ def test_a_300_kbits_link_gets_layer_0_and_keeps_it(remb: bool) -> None:
     assert all(gap >= 8 for gap in gaps[1:])  # nor, after two in a row, within the cap
 
 
-@pytest.mark.parametrize("tick", [0.5, 1.0])
+@pytest.mark.parametrize("queue", [0.05, 0.5], ids=["50 ms queue", "500 ms queue"])
+@pytest.mark.parametrize("tick", [0.5, 1.0], ids=["decisions every 0.5 s", "every 1 s"])
 @pytest.mark.parametrize("remb", [False, True], ids=["reports only", "with REMB"])
-def test_a_recovered_link_is_back_at_layer_2_within_15_s(remb: bool, tick: float) -> None:
+def test_a_recovered_link_is_back_at_layer_2_within_15_s(
+    remb: bool, tick: float, queue: float
+) -> None:
     """Whatever the moment the impairment is lifted (sweeping half-second offsets over a
     whole back-off cycle, 60-72 s into an impaired call)."""
     worst = 0.0
     for k in range(25):
         lifted = 60 + k / 2
         sub = Subscriber(300_000, remb=remb, tick=tick)
+        sub.link.queue = queue
         sub.run(lifted)
         samples = sub.run(lifted + 30, capacity=UNLIMITED)
         at = settled_at(samples, 2)
@@ -578,6 +582,17 @@ def test_a_tile_that_shrinks_moves_down_at_once_and_is_no_failure() -> None:
     for at in (2, 3, 4, 5):
         assert chooser.choose(VIDEO, 5_000_000, at, tile_height=300) == 1
     assert chooser.choose(VIDEO, 5_000_000, 5.5, tile_height=None) == 2
+
+
+def test_a_try_ended_by_the_tile_is_no_failure() -> None:
+    chooser = LayerChooser()
+    assert chooser.choose(VIDEO, 700_000, 0) == 1
+    for at in (1, 2, 3):
+        assert chooser.choose(VIDEO, 5_000_000, at) == 1
+    assert chooser.choose(VIDEO, 5_000_000, 4) == 2  # a try at layer 2
+    assert chooser.choose(VIDEO, 5_000_000, 5, tile_height=300) == 1  # the tile shrank
+    assert chooser.choose(VIDEO, 400_000, 6, tile_height=300) == 0  # then bandwidth
+    assert chooser.retry_wait(2) == 0 and chooser.retry_wait(1) == 0
 
 
 def test_layers_that_stop_arriving() -> None:
