@@ -152,11 +152,10 @@ def rewrite_offer(sdp: str, mid: str, rids: Sequence[str]) -> SimulcastOffer:
             used.add(number)
             added.append(f"a=extmap:{number} {uri}")
         ids[uri] = number
-    after_extmaps = max(
-        (i for i, line in enumerate(kept) if line.startswith(("a=extmap:", "a=mid:"))),
-        default=0,
-    )
-    kept[after_extmaps + 1 : after_extmaps + 1] = added
+    # with the other extensions (after the a=mid line when there are none)
+    extmaps = [i for i, line in enumerate(kept) if line.startswith("a=extmap:")]
+    after = extmaps[-1] if extmaps else kept.index(f"a=mid:{mid}")
+    kept[after + 1 : after + 1] = added
     after_codecs = max(
         (
             i

@@ -95,6 +95,8 @@ async def test_the_offer_is_rewritten_as_chromium_writes_simulcast(offer) -> Non
     assert video.index("a=rid:q send") == last_codec + 1
     # the three extensions, the mid's id unchanged, the others on ids nothing else uses
     ids = extmaps(video)
+    at = [i for i, line in enumerate(video) if line.startswith("a=extmap:")]
+    assert at == list(range(at[0], at[0] + len(ids)))  # the extensions together
     assert {uri: number for number, uri in ids.items()} | rewritten.extension_ids == {
         uri: number for number, uri in ids.items()
     }
