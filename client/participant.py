@@ -9,8 +9,9 @@ room through another, counting what arrives per track.
 
 With ``video="simulcast"`` it publishes three VP8 layers on one m-line as Chromium does
 (:class:`client.simulcast.SimulcastVideo`, reachable as :attr:`Participant.simulcast` to
-pause a layer); with ``check_video=True`` every received VP8 track is checked frame by
-frame (:class:`client.vp8_check.Vp8Check`, as ``participant.tracks[mid].check``).
+pause a layer; a rejoin publishes it afresh, every layer sending); with
+``check_video=True`` every received VP8 track is checked frame by frame
+(:class:`client.vp8_check.Vp8Check`, as ``participant.tracks[mid].check``).
 
 With ``rejoin=True`` the participant comes back by itself when its signal reports that
 the live session ended for any reason but ``"removed"`` (a failed connection, a restarted

@@ -15,10 +15,10 @@ layers the answer accepted (and the extension ids to send with).
 Each layer is a :class:`SimulcastLayer` that a test can pause and resume
 (:meth:`SimulcastVideo.pause`), and that answers a keyframe request (a PLI, or a FIR,
 naming its SSRC) by sending its clip's keyframe as its next frame; with
-``keyframes_on_all_layers`` every layer does, as libvpx's simulcast encoder in Chromium
-does.  The layers send sender reports (and their CNAME) every second.  No RTX is sent
-(NACKs are not answered); the ``repaired-rtp-stream-id`` extension is declared, as
-Chromium declares it.
+``keyframes_on_all_layers`` every layer does, as libwebrtc's VP8 encoder does when one
+libvpx instance encodes all the layers.  The layers send sender reports (and their
+CNAME) every second.  No RTX is sent (NACKs are not answered); the
+``repaired-rtp-stream-id`` extension is declared, as Chromium declares it.
 
     publisher = DirectPublisher(pc)
     video = SimulcastVideo(publisher, simulcast_clips())

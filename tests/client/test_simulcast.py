@@ -236,13 +236,13 @@ async def test_a_paused_layer_stops_and_comes_back_on_a_keyframe(loopback) -> No
     await eventually(lambda: len(receiver.frames(f.ssrc)) >= 5, 20)
     video.pause("f")
     sent = f.packets
-    last_before = receiver.frames(f.ssrc)[-1]
     q_frames = q.frames
     await eventually(lambda: q.frames >= q_frames + 15, 5)
     assert f.packets == sent and f.paused
     frames_while_paused = len(receiver.frames(f.ssrc))
     await eventually(lambda: q.frames >= q_frames + 20, 5)
     assert len(receiver.frames(f.ssrc)) == frames_while_paused
+    last_before = receiver.frames(f.ssrc)[-1]
     video.resume("f")
     await eventually(lambda: len(receiver.frames(f.ssrc)) > frames_while_paused, 5)
     first_after = receiver.frames(f.ssrc)[frames_while_paused]
