@@ -272,9 +272,9 @@ class Participant:
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
         received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
-        vp8 = [c for c in rtc.negotiated_codecs(transceiver) if c.mimeType.lower() == "video/vp8"]
-        if self._check_video and vp8:
-            self._check(transceiver, received, vp8[0].payloadType)
+        codecs = [c for c in rtc.negotiated_codecs(transceiver) if c.name.lower() != "rtx"]
+        if self._check_video and codecs and codecs[0].mimeType.lower() == "video/vp8":
+            self._check(transceiver, received, codecs[0].payloadType)
         elif self._decode:
             self._own(self._consume(track, received))
         else:
