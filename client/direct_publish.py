@@ -25,8 +25,12 @@ descriptor with a 15-bit picture ID that grows by one per frame), the marker bit
 frame's last packet (so on every Opus packet, as aiortc sets it), RTP timestamps 960
 (20 ms at 48 kHz) and 3000 (one frame at 30 fps, 90 kHz) apart, random initial sequence
 number and timestamp.  Not sent: the abs-send-time extension (the SFU writes its own),
-sender reports, retransmissions; NACKs and keyframe requests are ignored (the VP8 clip
-has a keyframe every second).
+retransmissions; NACKs and keyframe requests are ignored (the VP8 clip has a keyframe
+every second), and sender reports are sent only for streams given a CNAME.
+
+A stream may also be sent with an SSRC of its own and an ``rtp-stream-id`` (its RID,
+RFC 8852): the simulcast publisher (:mod:`client.simulcast`) sends three such streams on
+one transceiver, each paused, resumed and restarted on its clip's keyframe by itself.
 """
 
 from __future__ import annotations
@@ -38,13 +42,22 @@ import math
 import random
 import struct
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.vpx import PACKET_MAX, VpxPayloadDescriptor
-from aiortc.rtcrtpparameters import RTCRtpParameters
-from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtpPacket
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import (
+    AnyRtcpPacket,
+    HeaderExtensionsMap,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from sfu import rtc
 from sfu.rtc.native import new_int
@@ -52,6 +65,7 @@ from sfu.rtc.writer import RtpWriter
 
 from .frames import FrameTemplate, new_frame_batch, send_frame
 from .media import VIDEO_CLOCK_RATE
+from .simulcast_sdp import RID_URI
 from .stamped import (
     AUDIO_FRAME_SAMPLES,
     AUDIO_RATE,
@@ -67,6 +81,11 @@ VIDEO_FPS = 30
 VP8_PICTURE_ID_OFFSET = 2
 _VP8_DESCRIPTOR_SIZE = 4
 _pack_picture_id = struct.Struct("!H").pack_into
+#: Seconds between the sender reports of a stream that sends them.
+SENDER_REPORT_INTERVAL = 1.0
+#: Seconds from the NTP epoch (1900) to the Unix epoch.
+_NTP_OFFSET = 2_208_988_800
+_SDES_CNAME = 1
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +172,25 @@ class PublishedStream:
     publisher skips slots (counted in ``skipped``; their RTP timestamps are skipped too)
     instead of catching up in a burst.  The clip's frames themselves are never skipped:
     VP8 delta frames need the frames before them.
+
+    By default a stream sends with the SSRC aiortc announced for the transceiver's sender
+    and the ``mid`` extension; ``ssrc``, ``rid`` and ``header_extensions`` (the
+    negotiated extensions plus ``rtp-stream-id``) make it one of several streams of a
+    simulcast transceiver.  :meth:`pause` stops it sending (its slots pass, its RTP
+    timestamps go on), :meth:`resume` and :meth:`restart` make its next frame the clip's
+    first (a keyframe, for the VP8 clips here).  With a ``cname`` it sends an RTCP
+    sender report (and SDES CNAME) every :data:`SENDER_REPORT_INTERVAL` seconds while it
+    sends, as a browser does, so that a receiver can relate its RTP clock to wall time.
     """
 
     __slots__ = (
         "_first_byte",
         "_frames",
+        "_header_size",
         "_index",
         "_interval",
         "_native",
+        "_octets",
         "_picture_id",
         "_picture_id_offset",
         "_seq",
@@ -170,20 +200,37 @@ class PublishedStream:
         "_timestamp_origin",
         "_writer",
         "bytes",
+        "cname",
         "due",
         "frames",
         "kind",
         "mid",
         "packets",
+        "paused",
         "payload_type",
+        "restarts",
+        "rid",
         "skipped",
         "ssrc",
         "transceiver",
     )
 
-    def __init__(self, transceiver: RTCRtpTransceiver, clip: PacketizedClip) -> None:
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        clip: PacketizedClip,
+        *,
+        ssrc: int | None = None,
+        rid: str | None = None,
+        header_extensions: Sequence[RTCRtpHeaderExtensionParameters] | None = None,
+        cname: str | None = None,
+    ) -> None:
         """Read what aiortc negotiated for ``transceiver``'s sender; build each packet's
-        ``tail`` (the ``mid`` extension block, then the payload) once."""
+        ``tail`` (the ``mid`` extension block, then the payload) once.
+
+        ``ssrc`` replaces the sender's SSRC; ``rid`` adds the ``rtp-stream-id`` element,
+        whose id ``header_extensions`` (default: the negotiated ones) must hold;
+        ``cname`` turns sender reports on."""
         if not clip.frames:
             raise ValueError("an empty clip")
         codecs = [
@@ -197,20 +244,26 @@ class PublishedStream:
         self.transceiver = transceiver
         self.kind = clip.kind
         self.mid = transceiver.mid
-        self.ssrc = rtc.sender_ssrcs(transceiver.sender)[0]
+        self.ssrc = rtc.sender_ssrcs(transceiver.sender)[0] if ssrc is None else ssrc
+        self.rid = rid
+        self.cname = cname
         payload_type = codecs[0].payloadType
         if payload_type is None:
             raise ValueError(f"no payload type negotiated for {clip.mime_type}")
         self.payload_type: int = payload_type
+        if header_extensions is None:
+            header_extensions = rtc.negotiated_header_extensions(transceiver)
+        if rid is not None and not any(e.uri == RID_URI for e in header_extensions):
+            raise ValueError(f"no {RID_URI} extension id to send rid {rid!r} with")
         extensions = HeaderExtensionsMap()
-        extensions.configure(
-            RTCRtpParameters(headerExtensions=rtc.negotiated_header_extensions(transceiver))
-        )
+        extensions.configure(RTCRtpParameters(headerExtensions=list(header_extensions)))
         probe = RtpPacket(payload_type=self.payload_type)
         probe.extensions.mid = self.mid
+        probe.extensions.rtp_stream_id = rid
         header = probe.serialize(extensions)
         self._first_byte = header[0]  # V=2, and X when the mid extension was negotiated
         block = header[12:]
+        self._header_size = len(header)
         self._picture_id_offset = (
             None if clip.picture_id_offset is None else len(block) + clip.picture_id_offset
         )
@@ -234,6 +287,10 @@ class PublishedStream:
         #: Frames whose last packet left, and slots skipped because the sender was late.
         self.frames = 0
         self.skipped = 0
+        self._octets = 0  # payload bytes, for sender reports
+        #: Not sending (see :meth:`pause`); times :meth:`restart` took effect.
+        self.paused = False
+        self.restarts = 0
 
     @property
     def dtls(self) -> RTCDtlsTransport:
@@ -265,13 +322,62 @@ class PublishedStream:
                 for tails in self._frames
             ]
 
+    def pause(self) -> None:
+        """Stop sending: the stream's slots pass without a packet (as a browser stops an
+        encoding it was told is inactive); :meth:`resume` starts it again."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Send again, from the clip's first frame (a receiver needs a keyframe)."""
+        if self.paused:
+            self.paused = False
+            self.restart()
+
+    def restart(self) -> None:
+        """Make the next frame sent the clip's first (the keyframe of the VP8 clips):
+        the answer to a keyframe request.  Timestamps and picture IDs go on."""
+        if self._index % len(self._frames):
+            self._index = 0
+            self.restarts += 1
+
+    def timestamp_at(self, moment: float) -> int:
+        """The RTP timestamp of ``moment`` (``time.monotonic()``) on the stream's clock."""
+        ticks = round((moment - self._start) / self._interval * self._step)
+        return (self._timestamp_origin + ticks) & 0xFFFFFFFF
+
+    def sender_report(self, moment: float, wall: float) -> bytes | None:
+        """An RTCP compound (SR, SDES CNAME) for ``moment`` (``time.monotonic()``),
+        whose wall-clock time is ``wall`` (``time.time()``); ``None`` when the stream
+        sends no reports, has sent nothing yet or is paused."""
+        if self.cname is None or not self.packets or self.paused:
+            return None
+        ntp = int((wall + _NTP_OFFSET) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
+        report = RtcpSrPacket(
+            ssrc=self.ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=self.timestamp_at(moment),
+                packet_count=self.packets & 0xFFFFFFFF,
+                octet_count=self._octets & 0xFFFFFFFF,
+            ),
+        )
+        cname = RtcpSdesPacket(
+            chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(_SDES_CNAME, self.cname.encode())])]
+        )
+        return bytes(report) + bytes(cname)
+
     def send_due(self, now: float) -> None:
         """Send the frame of the latest slot due at ``now`` and schedule the next one."""
         slot = int((now - self._start) / self._interval)
         if slot > self._slot:
-            self.skipped += slot - self._slot
+            if not self.paused:
+                self.skipped += slot - self._slot
         else:
             slot = self._slot
+        if self.paused:
+            self._slot = slot + 1
+            self.due = self._start + self._slot * self._interval
+            return
         index = self._index % len(self._frames)
         self._index += 1
         timestamp = (self._timestamp_origin + slot * self._step) & 0xFFFFFFFF
@@ -286,6 +392,8 @@ class PublishedStream:
             packets, sent = self._send_packets(self._frames[index], timestamp, picture_id)
         self.packets += packets
         self.bytes += sent
+        if self.cname is not None:
+            self._octets += sent - self._header_size * packets
         self._slot = slot + 1
         self.due = self._start + self._slot * self._interval
 
@@ -331,42 +439,65 @@ class PublishedStream:
 class DirectPublisher:
     """Publishes :class:`PacketizedClip` streams on ``pc`` through the direct send path.
 
-    :meth:`add` each clip before the offer is made; :meth:`start` once the answer is
-    set.  From the moment the connection's DTLS transport is connected until it closes
-    or :meth:`close`, the event loop's :class:`SharedPacer` sends each stream's frames
-    when due (see :class:`PublishedStream`).
+    :meth:`add` each clip before the offer is made (or :meth:`add_transceiver` and
+    :meth:`add_streams`, for several streams on one transceiver); :meth:`start` once the
+    answer is set.  From the moment the connection's DTLS transport is connected until it
+    closes or :meth:`close`, the event loop's :class:`SharedPacer` sends each stream's
+    frames when due (see :class:`PublishedStream`), and streams with a CNAME send their
+    sender reports.
     """
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self._pc = pc
-        self._added: list[tuple[RTCRtpTransceiver, PacketizedClip]] = []
+        #: what makes the streams once negotiated, in the order they were added
+        self._added: list[Callable[[], Sequence[PublishedStream]]] = []
         self._tracks: list[rtc.IdleTrack] = []
         self._task: asyncio.Task[None] | None = None
         self.streams: list[PublishedStream] = []
         #: ``time.monotonic()`` when the first frames were due, once connected.
         self.started_at: float | None = None
 
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._pc
+
     def add(self, clip: PacketizedClip) -> RTCRtpTransceiver:
         """A send-only transceiver for ``clip`` whose aiortc sender sends nothing."""
-        track = rtc.IdleTrack(clip.kind)
+        transceiver = self.add_transceiver(clip.kind, clip.mime_type)
+        self.add_streams(lambda: [PublishedStream(transceiver, clip)])
+        return transceiver
+
+    def add_transceiver(
+        self,
+        kind: str,
+        mime_type: str,
+        on_rtcp: Callable[[AnyRtcpPacket], None] = _ignore_rtcp,
+    ) -> RTCRtpTransceiver:
+        """A send-only transceiver offering ``mime_type`` (and RTX) whose aiortc sender
+        sends nothing; the feedback routed to its sender goes to ``on_rtcp``."""
+        track = rtc.IdleTrack(kind)
         self._tracks.append(track)
         transceiver = self._pc.addTransceiver(track, direction="sendonly")
         codecs = [
             c
-            for c in RTCRtpSender.getCapabilities(clip.kind).codecs
-            if c.mimeType.lower() in (clip.mime_type.lower(), f"{clip.kind}/rtx")
+            for c in RTCRtpSender.getCapabilities(kind).codecs
+            if c.mimeType.lower() in (mime_type.lower(), f"{kind}/rtx")
         ]
         transceiver.setCodecPreferences(codecs)
-        rtc.intercept_sender_rtcp(transceiver.sender, _ignore_rtcp)
-        self._added.append((transceiver, clip))
+        rtc.intercept_sender_rtcp(transceiver.sender, on_rtcp)
         return transceiver
+
+    def add_streams(self, build: Callable[[], Sequence[PublishedStream]]) -> None:
+        """Streams to send, made by ``build()`` when :meth:`start` is called (what they
+        send with is known once the answer is set)."""
+        self._added.append(build)
 
     def start(self) -> None:
         """Start sending once connected; call after the answer is set (raises
         ``ValueError`` when a negotiated codec does not match its clip)."""
         if self._task is not None:
             return
-        self.streams = [PublishedStream(t, clip) for t, clip in self._added]
+        self.streams = [stream for build in self._added for stream in build()]
         self._task = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
@@ -405,6 +536,16 @@ class DirectPublisher:
             dtls.on("statechange", on_state_change)
         try:
             on_state_change()
+            reporting = [stream for stream in self.streams if stream.cname is not None]
+            while reporting and not closed.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SENDER_REPORT_INTERVAL):
+                        await closed.wait()
+                moment, wall = time.monotonic(), time.time()
+                for stream in reporting:
+                    report = stream.sender_report(moment, wall)
+                    if report is not None and not closed.is_set():
+                        writers[stream.dtls].write_rtcp(report)
             await closed.wait()
         finally:
             pacer.remove(self.streams)
@@ -538,6 +679,7 @@ async def _connected(dtls: RTCDtlsTransport) -> bool:
 
 
 __all__ = [
+    "SENDER_REPORT_INTERVAL",
     "DirectPublisher",
     "PacketizedClip",
     "PublishedStream",

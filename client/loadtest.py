@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ from .loadtest_setup import ApiSession, SetupError, read_accounts
 from .participant import receiving_transceiver
 from .receive_poller import ReceivePoller
 from .report import summarize, summary_text, track_table
+from .simulcast import SimulcastVideo
+from .simulcast_clips import LayerClip
 from .socket_signal import NAMESPACE, SocketSignal
 from .stamped import make_clips
 from .track_stats import TrackStats, watch_receiver
@@ -124,6 +126,7 @@ class LoadParticipant:
     _publish_pc: RTCPeerConnection | None = None
     _subscribe_pc: RTCPeerConnection | None = None
     _publisher: DirectPublisher | None = None
+    _simulcast: SimulcastVideo | None = None
 
     @property
     def name(self) -> str:
@@ -134,6 +137,11 @@ class LoadParticipant:
         """What this participant publishes (its streams' counters), once joined."""
         return self._publisher
 
+    @property
+    def simulcast(self) -> SimulcastVideo | None:
+        """The simulcast video published (:meth:`enter` with ``simulcast``), once joined."""
+        return self._simulcast
+
     async def join(self, audio: PacketizedClip, video: PacketizedClip | None) -> None:
         """Join the room; a publisher publishes ``audio`` and ``video`` (when given)."""
         began = time.monotonic()
@@ -142,21 +150,33 @@ class LoadParticipant:
         self.joined = True
         self.join_seconds = time.monotonic() - began
 
-    async def enter(self, clips: list[PacketizedClip]) -> None:
-        """Join the room and publish ``clips`` (none: only receive)."""
+    async def enter(
+        self, clips: list[PacketizedClip], simulcast: Sequence[LayerClip] | None = None
+    ) -> None:
+        """Join the room and publish ``clips`` (none: only receive), and with
+        ``simulcast`` a simulcast video of those layers' clips (:attr:`simulcast`)."""
         await self.signal.connect(self.account["username"], self._on_offer)
-        if not clips:
+        if not clips and simulcast is None:
             return
         pc = self._publish_pc = _pc()
         if self.poller is not None:
-            # what comes back is the SFU's feedback, which a looped clip ignores
-            rtc.receive_directly(pc, self.poller, rtcp=False)
+            # what comes back is the SFU's feedback, which a looped clip ignores (a
+            # simulcast video answers keyframe requests)
+            rtc.receive_directly(pc, self.poller, rtcp=simulcast is not None)
         publisher = self._publisher = DirectPublisher(pc)
         for clip in clips:
             publisher.add(clip)
+        video = None
+        if simulcast is not None:
+            video = self._simulcast = SimulcastVideo(publisher, simulcast)
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await self.signal.publish(pc.localDescription.sdp)
+        offer = pc.localDescription.sdp
+        if video is not None:
+            offer = video.rewrite_offer(offer)
+        answer = await self.signal.publish(offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        if video is not None:
+            video.accept_answer(answer)
         publisher.start()
 
     def flowing(self) -> int:

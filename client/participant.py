@@ -7,6 +7,12 @@ room through another, counting what arrives per track.
         await participant.wait_until(lambda p: p.frames_from_all(2))
     await participant.close()
 
+With ``video="simulcast"`` it publishes three VP8 layers on one m-line as Chromium does
+(:class:`client.simulcast.SimulcastVideo`, reachable as :attr:`Participant.simulcast` to
+pause a layer; a rejoin publishes it afresh, every layer sending); with
+``check_video=True`` every received VP8 track is checked frame by frame
+(:class:`client.vp8_check.Vp8Check`, as ``participant.tracks[mid].check``).
+
 With ``rejoin=True`` the participant comes back by itself when its signal reports that
 the live session ended for any reason but ``"removed"`` (a failed connection, a restarted
 or changed media worker, a dropped socket): it closes both peer connections and joins
@@ -22,7 +28,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +44,12 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 
 from sfu import rtc
 
+from .direct_publish import DirectPublisher
 from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .signal import REMOVED, OfferHandler, Signal
+from .simulcast import SimulcastVideo
+from .simulcast_clips import LayerClip, simulcast_clips
+from .vp8_check import Vp8Check
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,9 @@ class ReceivedTrack:
     #: ``time.monotonic()`` of the first decoded frame (or first packet when not decoding).
     first_frame_at: float | None = None
     frame_times: list[float] = field(default_factory=list)
+    #: The frame-by-frame check of a VP8 track (``check_video=True``); ``frames`` then
+    #: counts the frames it decoded cleanly.
+    check: Vp8Check | None = None
 
     def frames_since(self, since: float) -> int:
         return sum(1 for t in self.frame_times if t >= since)
@@ -93,10 +106,15 @@ class Participant:
     """Publishes ``audio``/``video`` and receives everybody else in its room.
 
     ``video`` is ``"pattern"`` (generated, encoded live), ``"preencoded"`` (a VP8 clip
-    looped; pass ``clip``) or ``None``.  ``video_codec`` picks the published codec
-    (``"video/VP8"`` or ``"video/H264"``).  With ``decode=False`` received packets are
-    counted but never decoded (benchmarks).  ``loss`` drops that fraction of received
-    media datagrams, like a lossy link toward this participant.
+    looped; pass ``clip``), ``"simulcast"`` (three VP8 layers of pre-encoded clips on
+    one m-line, :class:`~client.simulcast.SimulcastVideo`; ``simulcast_layers`` replaces
+    the default clips of :func:`~client.simulcast_clips.simulcast_clips`) or ``None``.
+    ``video_codec`` picks the published codec (``"video/VP8"`` or ``"video/H264"``;
+    simulcast is VP8).  With ``decode=False`` received packets are counted but never
+    decoded (benchmarks).  With ``check_video=True`` received VP8 tracks are checked and
+    decoded by a :class:`~client.vp8_check.Vp8Check` each (``tracks[mid].check``)
+    instead of aiortc's decoder.  ``loss`` drops that fraction of received media
+    datagrams, like a lossy link toward this participant.
 
     With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
     makes it join again by itself; each attempt may take ``rejoin_timeout`` seconds.
@@ -113,7 +131,9 @@ class Participant:
         video: str | None = "pattern",
         video_codec: str = "video/VP8",
         clip: list[bytes] | None = None,
+        simulcast_layers: Sequence[LayerClip] | None = None,
         decode: bool = True,
+        check_video: bool = False,
         loss: float = 0.0,
         rejoin: bool = False,
         rejoin_timeout: float = 30.0,
@@ -139,7 +159,12 @@ class Participant:
         self._video = video
         self._video_codec = video_codec
         self._clip = clip
+        self._simulcast_layers = simulcast_layers
         self._decode = decode
+        self._check_video = check_video
+        #: The simulcast video published (``video="simulcast"``), once publishing.
+        self.simulcast: SimulcastVideo | None = None
+        self._direct: DirectPublisher | None = None
         self._loss = loss
         self._random = random.Random(participant_id)
         self._publish_pc: RTCPeerConnection | None = None
@@ -179,7 +204,14 @@ class Participant:
             track = ToneAudioTrack() if self._audio == "tone" else AudioStreamTrack()
             self._sources.append(track)
             pc.addTransceiver(track, direction="sendonly")
-        if self._video:
+        simulcast = None
+        if self._video == "simulcast":
+            layers = self._simulcast_layers
+            if layers is None:  # encoded once per process (about a second of CPU)
+                layers = await asyncio.to_thread(simulcast_clips)
+            direct = self._direct = DirectPublisher(pc)
+            simulcast = self.simulcast = SimulcastVideo(direct, layers)
+        elif self._video:
             if self._video == "preencoded":
                 video: MediaStreamTrack = PreEncodedVideoTrack(self._clip or [])
             else:
@@ -193,8 +225,16 @@ class Participant:
             ]
             transceiver.setCodecPreferences(codecs)
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await self.signal.publish(pc.localDescription.sdp)
+        offer = pc.localDescription.sdp
+        if simulcast is not None:
+            offer = simulcast.rewrite_offer(offer)
+        answer = await self.signal.publish(offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        if simulcast is not None:
+            simulcast.accept_answer(answer)
+            simulcast_publisher = self._direct
+            assert simulcast_publisher is not None  # made with the simulcast video
+            simulcast_publisher.start()
 
     def _offer_handler(self) -> OfferHandler:
         generation = self._generation
@@ -232,7 +272,10 @@ class Participant:
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
         received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
-        if self._decode:
+        codecs = [c for c in rtc.negotiated_codecs(transceiver) if c.name.lower() != "rtx"]
+        if self._check_video and codecs and codecs[0].mimeType.lower() == "video/vp8":
+            self._check(transceiver, received, codecs[0].payloadType)
+        elif self._decode:
             self._own(self._consume(track, received))
         else:
 
@@ -243,6 +286,26 @@ class Participant:
 
             rtc.intercept_rtp_data(transceiver.receiver, count)
         self._notify()
+
+    def _check(
+        self, transceiver: RTCRtpTransceiver, received: ReceivedTrack, payload_type: int | None
+    ) -> None:
+        """Feed the track's packets to a :class:`Vp8Check`, which decodes them."""
+        check = received.check = Vp8Check(payload_type=payload_type)
+
+        def on_data(data: bytes, arrival_time_ms: int) -> None:
+            received.packets += 1
+            before = check.frames_decoded
+            check.feed(data)
+            if check.frames_decoded != before:
+                now = time.monotonic()
+                received.frames += check.frames_decoded - before
+                received.frame_times.append(now)
+                if received.first_frame_at is None:
+                    received.first_frame_at = now
+                self._notify()
+
+        rtc.intercept_rtp_data(transceiver.receiver, on_data)
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
         try:
@@ -271,7 +334,7 @@ class Participant:
             return
         for transceiver in self._subscribe_pc.getTransceivers():
             received = self.tracks.get(transceiver.mid) if transceiver.mid else None
-            if received is None:
+            if received is None or received.check is not None:  # counted as they come
                 continue
             stats = await transceiver.receiver.getStats()
             received.packets = sum(
@@ -369,6 +432,9 @@ class Participant:
         self._generation += 1
         pcs = (self._publish_pc, self._subscribe_pc)
         self._publish_pc = self._subscribe_pc = None
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            await direct.close()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -397,6 +463,8 @@ class Participant:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.signal.close()
+        if self._direct is not None:
+            await self._direct.close()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()
