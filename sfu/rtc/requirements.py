@@ -112,6 +112,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _r(_ROUTER, "ssrc_table", ATTRIBUTE, used_by="receive, routing"),
     _r(_ROUTER, "payload_type_table", ATTRIBUTE, used_by="receive, routing"),
     _r(_ROUTER, "mid_table", ATTRIBUTE, used_by="routing"),
+    _r(_ROUTER, "register_sender", METHOD, "self, sender, ssrc", used_by="client.simulcast"),
     _r(_ROUTER, "route_rtp", METHOD, "self, packet", used_by="receive, guard, routing"),
     _r(_ROUTER, "route_rtcp", METHOD, "self, packet", used_by="guard"),
     _r(
