@@ -94,7 +94,8 @@ class LineRpc:
 async def serve() -> None:
     """Serve one :class:`sfu.Worker` over stdin/stdout until ``stop``."""
     sys.path.insert(0, ROOT)
-    from sfu import Worker
+    from sfu import MediaSettings, Worker
+    from sfu.simulcast import SimulcastProducer
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -103,7 +104,10 @@ async def serve() -> None:
         asyncio.streams.FlowControlMixin, sys.stdout
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    worker = Worker()
+    # CAUCUS_BENCH_PIN_LAYERS=1: no layer selection of the worker's own; ``spread_layers``
+    # places the subscribers of a simulcast camera (the benchmark's own spread)
+    pinned = os.environ.get("CAUCUS_BENCH_PIN_LAYERS") == "1"
+    worker = Worker(MediaSettings(layer_interval=0) if pinned else None)
     done = asyncio.Event()
     rpc: LineRpc
 
@@ -138,6 +142,31 @@ async def serve() -> None:
             "received": received,
         }
 
+    async def spread_layers() -> list[int]:
+        """Consumer k of each simulcast camera forwards layer k modulo the layers (from
+        that layer's next keyframe); returns how many consumers each layer got."""
+        counts: list[int] = []
+        for transport in worker.transports:
+            for producer in transport.producers.values():
+                if not isinstance(producer, SimulcastProducer):
+                    continue
+                counts = [0] * len(producer.layers)
+                for k, consumer in enumerate(list(producer.consumers)):
+                    layer = k % len(producer.layers)
+                    consumer.select_layer(layer)
+                    counts[layer] += 1
+        return counts
+
+    async def layers_settled() -> bool:
+        """Every consumer of a simulcast camera forwards the layer it was given."""
+        return all(
+            c.switching_to is None and c.layer is not None and not c._paused
+            for t in worker.transports
+            for p in t.producers.values()
+            if isinstance(p, SimulcastProducer)
+            for c in p.consumers
+        )
+
     async def stop() -> None:
         await worker.close()
         done.set()
@@ -150,6 +179,8 @@ async def serve() -> None:
             "accept_offer": accept_offer,
             "join": join,
             "counters": counters,
+            "spread_layers": spread_layers,
+            "layers_settled": layers_settled,
             "stop": stop,
         },
     )

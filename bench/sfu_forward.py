@@ -7,8 +7,21 @@ packets/s; ``--width --height --bitrate`` choose another, e.g. ``320 240 1000000
 its own process (``bench/_sfu_process.py``).  The clients are those of
 ``bench/versus_janus.py`` (``BenchParticipant``: the load client's publisher, which sends
 each frame's packets in one ``sendmmsg``, and receivers counting in C), so that a row
-here and the same fan-out step there measure the same thing.  Prints one JSON row per
-N::
+here and the same fan-out step there measure the same thing.  With ``--simulcast N...``
+(50 by default) the publisher also sends its camera as three simulcast layers (the load client's
+320x180, 640x360 and 1280x720 clips, rids q/h/f) to N subscribers spread evenly over the
+layers (the SFU's own layer selection off, ``CAUCUS_BENCH_PIN_LAYERS``); that row carries
+``simulcast_layers`` (subscribers per layer) and ``ratio_to_single_layer`` (its
+cpu_us_per_packet over the single-layer row's with as many subscribers, same run).
+
+After each measurement window the publisher pauses and the SFU's CPU is measured as long
+again with the same connections and no media (``sfu_idle_cpu_ms_per_s``: timers, RTCP,
+consent checks); ``marginal_us_per_packet`` is the CPU above that per forwarded packet,
+and ``marginal_ratio_to_single_layer`` compares a simulcast row's with the single-layer
+row's.  The plain figure divides the fixed cost by the packets forwarded, so a stream of
+fewer packets (three layers of 150, 500 and 1,200 kbit/s against one of 4.7 Mbit/s,
+each packet going to a third of the subscribers) shows a higher one for the same work.
+Prints one JSON row per N::
 
     {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...,
      "sfu_user_us_per_packet": ..., "sfu_sys_us_per_packet": ..., "publisher_pps": ...,
@@ -41,6 +54,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,10 +64,16 @@ from versus_janus import BenchParticipant
 from client import encode_vp8_clip
 from client.direct_publish import PacketizedClip, packetize_vp8
 from client.receive_poller import ReceivePoller
+from client.simulcast_clips import LayerClip, simulcast_clips
 from sfu import rtc
 
 
-async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
+async def run(
+    subscribers: int,
+    seconds: float,
+    clip: PacketizedClip,
+    simulcast: Sequence[LayerClip] | None = None,
+) -> dict:
     sfu = await SfuProcess.start()
     rpc = sfu.rpc
     poller = ReceivePoller() if rtc.FASTRECEIVE else None
@@ -62,13 +82,22 @@ async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
     try:
         for client in clients:
             await client.enter([])
-        await publisher.enter([clip])
+        if simulcast is None:
+            await publisher.enter([clip])
+        else:
+            await publisher.enter([], simulcast=simulcast)
         async with asyncio.timeout(30):
             # the SFU is another process and the clients count in C: polling is the way
             while not (  # noqa: ASYNC110
                 all(c.flowing() for c in clients) and (await rpc.call("counters"))["received"]
             ):
                 await asyncio.sleep(0.1)
+        spread = None
+        if simulcast is not None:
+            spread = await rpc.call("spread_layers")
+            async with asyncio.timeout(30):
+                while not await rpc.call("layers_settled"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
         await asyncio.sleep(1)  # let connection set-up traffic settle before measuring
 
         def received() -> int:
@@ -94,11 +123,25 @@ async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
         )
         received_by_sfu = end["received"] - start["received"]
 
+        # the same connections without media: what the SFU spends anyway (timers, RTCP,
+        # consent checks), to tell the cost of forwarding itself
+        assert publisher.publisher is not None
+        for stream in publisher.publisher.streams:
+            stream.pause()
+        await asyncio.sleep(1)
+        idle_start = await rpc.call("counters")
+        idle_began = time.monotonic()
+        await asyncio.sleep(seconds)
+        idle_end = await rpc.call("counters")
+        idle_rate = (idle_end["cpu"] - idle_start["cpu"]) / (time.monotonic() - idle_began)
+        marginal = cpu - idle_rate * elapsed
+
         def per(cpu: float, packets: int) -> float | None:
             return round(cpu * 1e6 / packets, 2) if packets else None
 
         return {
             "subscribers": subscribers,
+            **({"simulcast_layers": spread} if spread is not None else {}),
             "forwarded_pps": round(forwarded / elapsed, 1),
             "cpu_us_per_packet": per(cpu, forwarded),
             "loss_pct": round(max(0.0, 1 - got / forwarded) * 100, 2) if forwarded else 0.0,
@@ -109,6 +152,8 @@ async def run(subscribers: int, seconds: float, clip: PacketizedClip) -> dict:
             "sfu_us_per_received_packet": per(cpu, received_by_sfu),
             "client_cpu_ms_per_s": round(client_cpu / elapsed * 1e3, 1),
             "client_us_per_received_packet": per(client_cpu, got),
+            "sfu_idle_cpu_ms_per_s": round(idle_rate * 1e3, 1),
+            "marginal_us_per_packet": per(marginal, forwarded),
         }
     finally:
         await sfu.stop()
@@ -127,6 +172,14 @@ async def main() -> None:
     parser.add_argument("--width", type=int, default=FANOUT_CLIP["width"])
     parser.add_argument("--height", type=int, default=FANOUT_CLIP["height"])
     parser.add_argument("--bitrate", type=int, default=FANOUT_CLIP["bitrate"])
+    parser.add_argument(
+        "--simulcast",
+        type=int,
+        nargs="*",
+        default=[50],
+        help="subscriber counts of the simulcast rows (three layers, subscribers spread "
+        "over them; none: no simulcast row)",
+    )
     args = parser.parse_args()
     if args.serve:  # the SFU process (CAUCUS_BENCH_PROFILE=file profiles it)
         await serve_main()
@@ -134,7 +187,23 @@ async def main() -> None:
     clip = packetize_vp8(
         encode_vp8_clip(width=args.width, height=args.height, bitrate=args.bitrate)
     )
+    # no layer selection of the SFU's own: the simulcast rows spread subscribers themselves
+    os.environ["CAUCUS_BENCH_PIN_LAYERS"] = "1"
     rows = [await run(n, args.seconds, clip) for n in args.subscribers]
+    if args.simulcast:
+        layers = simulcast_clips()
+        rows += [await run(n, args.seconds, clip, layers) for n in args.simulcast]
+        single = {r["subscribers"]: r for r in rows if "simulcast_layers" not in r}
+        for row in rows:
+            base = single.get(row["subscribers"]) if "simulcast_layers" in row else None
+            if base and base["cpu_us_per_packet"] and row["cpu_us_per_packet"]:
+                row["ratio_to_single_layer"] = round(
+                    row["cpu_us_per_packet"] / base["cpu_us_per_packet"], 3
+                )
+            if base and base["marginal_us_per_packet"] and row["marginal_us_per_packet"]:
+                row["marginal_ratio_to_single_layer"] = round(
+                    row["marginal_us_per_packet"] / base["marginal_us_per_packet"], 3
+                )
     if args.json:
         print(json.dumps(rows))
     else:

@@ -68,7 +68,8 @@ class MediaSettings:
     #: Simulcast layers (encodings) of one camera the SFU accepts; an offer with more
     #: is answered with the first ones (docs/media-quality.md).
     max_simulcast_layers: int = 3
-    #: Seconds between two rounds of simulcast layer selection (sfu/layer_selection.py).
+    #: Seconds between two rounds of simulcast layer selection (sfu/layer_selection.py);
+    #: 0: none (layers are chosen by whoever calls ``Consumer.select_layer``).
     layer_interval: float = 0.5
     max_sdp_chars: int = 200_000
     #: A transport that has not connected this many seconds after its first negotiation
@@ -127,6 +128,8 @@ class MediaSettings:
     reclaim_interval: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.layer_interval < 0:
+            raise ValueError("layer_interval must be 0 (off) or positive")
         if (self.udp_port_min is None) != (self.udp_port_max is None):
             raise ValueError("udp_port_min and udp_port_max go together")
         if self.udp_port_min is not None and not (

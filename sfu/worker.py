@@ -124,7 +124,8 @@ class Worker:
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
             self._speaker_task = asyncio.ensure_future(self._run_speakers())
-            self._layer_task = asyncio.ensure_future(self._run_layers())
+            if self.settings.layer_interval > 0:
+                self._layer_task = asyncio.ensure_future(self._run_layers())
         if direction == SUBSCRIBE:
             router = self.router_of(participant_id)
             if router is not None:
