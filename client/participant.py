@@ -39,6 +39,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from sfu import rtc
 
 from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
+from .receiver_feedback import ReceiverFeedback, RtpDataHandler
 from .signal import REMOVED, OfferHandler, Signal
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,10 @@ class Participant:
     looped; pass ``clip``) or ``None``.  ``video_codec`` picks the published codec
     (``"video/VP8"`` or ``"video/H264"``).  With ``decode=False`` received packets are
     counted but never decoded (benchmarks).  ``loss`` drops that fraction of received
-    media datagrams, like a lossy link toward this participant.
+    media datagrams, like a lossy link toward this participant.  With ``feedback=True``
+    (only with ``decode=False``: a decoding receiver sends aiortc's own) the subscribe
+    connection sends a browser's receiver feedback (receiver reports, REMB, NACK, PLI;
+    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`).
 
     With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
     makes it join again by itself; each attempt may take ``rejoin_timeout`` seconds.
@@ -117,7 +121,10 @@ class Participant:
         loss: float = 0.0,
         rejoin: bool = False,
         rejoin_timeout: float = 30.0,
+        feedback: bool = False,
     ) -> None:
+        if feedback and decode:
+            raise ValueError("feedback=True is for decode=False: aiortc's decoder sends its own")
         self.id = participant_id
         self.signal = signal
         #: The current subscribe connection's tracks, by mid.
@@ -141,6 +148,9 @@ class Participant:
         self._clip = clip
         self._decode = decode
         self._loss = loss
+        self._send_feedback = feedback
+        #: The current subscribe connection's receiver feedback (``feedback=True``).
+        self.feedback: ReceiverFeedback | None = None
         self._random = random.Random(participant_id)
         self._publish_pc: RTCPeerConnection | None = None
         self._subscribe_pc: RTCPeerConnection | None = None
@@ -219,6 +229,8 @@ class Participant:
             if not self._decode:  # every receiver is hooked: no decoder task to feed
                 rtc.receive_directly(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        if self.feedback is not None:
+            self.feedback.declare(offer)
         if self._loss:
             transceivers = pc.getTransceivers()
             if transceivers:  # a later offer on the same connection changes nothing
@@ -235,14 +247,26 @@ class Participant:
         if self._decode:
             self._own(self._consume(track, received))
         else:
+            feed = self._feedback_for(transceiver) if self._send_feedback else None
 
             def count(data: bytes, arrival_time_ms: int) -> None:
                 received.packets += 1
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
+                if feed is not None:
+                    feed(data, arrival_time_ms)
 
+            # no compiled track counter: every packet reaches ``count`` (and the feedback)
             rtc.intercept_rtp_data(transceiver.receiver, count)
         self._notify()
+
+    def _feedback_for(self, transceiver: RTCRtpTransceiver) -> RtpDataHandler:
+        dtls = transceiver.receiver.transport
+        if self.feedback is None or self.feedback.dtls is not dtls:
+            if self.feedback is not None:
+                self.feedback.close()
+            self.feedback = ReceiverFeedback(dtls)
+        return self.feedback.watch(transceiver)
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
         try:
@@ -369,6 +393,9 @@ class Participant:
         self._generation += 1
         pcs = (self._publish_pc, self._subscribe_pc)
         self._publish_pc = self._subscribe_pc = None
+        if self.feedback is not None:
+            self.feedback.close()
+            self.feedback = None
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -397,6 +424,8 @@ class Participant:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.signal.close()
+        if self.feedback is not None:
+            self.feedback.close()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()
