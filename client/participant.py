@@ -46,6 +46,7 @@ from sfu import rtc
 
 from .direct_publish import DirectPublisher
 from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
+from .receiver_feedback import ReceiverFeedback, RtpDataHandler
 from .signal import REMOVED, OfferHandler, Signal
 from .simulcast import SimulcastVideo
 from .simulcast_clips import LayerClip, simulcast_clips
@@ -114,7 +115,10 @@ class Participant:
     decoded (benchmarks).  With ``check_video=True`` received VP8 tracks are checked and
     decoded by a :class:`~client.vp8_check.Vp8Check` each (``tracks[mid].check``)
     instead of aiortc's decoder.  ``loss`` drops that fraction of received media
-    datagrams, like a lossy link toward this participant.
+    datagrams, like a lossy link toward this participant.  With ``feedback=True`` (not
+    with ``decode=True``: a decoding receiver sends aiortc's own) the subscribe
+    connection sends a browser's receiver feedback (receiver reports, REMB, NACK, PLI;
+    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`).
 
     With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
     makes it join again by itself; each attempt may take ``rejoin_timeout`` seconds.
@@ -137,7 +141,10 @@ class Participant:
         loss: float = 0.0,
         rejoin: bool = False,
         rejoin_timeout: float = 30.0,
+        feedback: bool = False,
     ) -> None:
+        if feedback and decode:
+            raise ValueError("feedback=True is for decode=False: aiortc's decoder sends its own")
         self.id = participant_id
         self.signal = signal
         #: The current subscribe connection's tracks, by mid.
@@ -166,6 +173,9 @@ class Participant:
         self.simulcast: SimulcastVideo | None = None
         self._direct: DirectPublisher | None = None
         self._loss = loss
+        self._send_feedback = feedback
+        #: The current subscribe connection's receiver feedback (``feedback=True``).
+        self.feedback: ReceiverFeedback | None = None
         self._random = random.Random(participant_id)
         self._publish_pc: RTCPeerConnection | None = None
         self._subscribe_pc: RTCPeerConnection | None = None
@@ -259,6 +269,8 @@ class Participant:
             if not self._decode:  # every receiver is hooked: no decoder task to feed
                 rtc.receive_directly(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        if self.feedback is not None:
+            self.feedback.declare(offer)
         if self._loss:
             transceivers = pc.getTransceivers()
             if transceivers:  # a later offer on the same connection changes nothing
@@ -278,12 +290,16 @@ class Participant:
         elif self._decode:
             self._own(self._consume(track, received))
         else:
+            feed = self._feedback_for(transceiver) if self._send_feedback else None
 
             def count(data: bytes, arrival_time_ms: int) -> None:
                 received.packets += 1
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
+                if feed is not None:
+                    feed(data, arrival_time_ms)
 
+            # no compiled track counter: every packet reaches ``count`` (and the feedback)
             rtc.intercept_rtp_data(transceiver.receiver, count)
         self._notify()
 
@@ -292,9 +308,12 @@ class Participant:
     ) -> None:
         """Feed the track's packets to a :class:`Vp8Check`, which decodes them."""
         check = received.check = Vp8Check(payload_type=payload_type)
+        feed = self._feedback_for(transceiver) if self._send_feedback else None
 
         def on_data(data: bytes, arrival_time_ms: int) -> None:
             received.packets += 1
+            if feed is not None:
+                feed(data, arrival_time_ms)
             before = check.frames_decoded
             check.feed(data)
             if check.frames_decoded != before:
@@ -306,6 +325,14 @@ class Participant:
                 self._notify()
 
         rtc.intercept_rtp_data(transceiver.receiver, on_data)
+
+    def _feedback_for(self, transceiver: RTCRtpTransceiver) -> RtpDataHandler:
+        dtls = transceiver.receiver.transport
+        if self.feedback is None or self.feedback.dtls is not dtls:
+            if self.feedback is not None:
+                self.feedback.close()
+            self.feedback = ReceiverFeedback(dtls)
+        return self.feedback.watch(transceiver)
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
         try:
@@ -435,6 +462,9 @@ class Participant:
         direct, self._direct = self._direct, None
         if direct is not None:
             await direct.close()
+        if self.feedback is not None:
+            self.feedback.close()
+            self.feedback = None
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -465,6 +495,8 @@ class Participant:
         await self.signal.close()
         if self._direct is not None:
             await self._direct.close()
+        if self.feedback is not None:
+            self.feedback.close()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()

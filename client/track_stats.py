@@ -11,6 +11,7 @@ call per packet; otherwise each reaches :meth:`TrackStats.on_data` as bytes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,12 +240,31 @@ def percentile(values: list[float], pct: float) -> float | None:
     return round(ordered[rank], 2)
 
 
-def watch_receiver(receiver: RTCRtpReceiver, stats: TrackStats) -> None:
+def watch_receiver(
+    receiver: RTCRtpReceiver,
+    stats: TrackStats,
+    feedback: Callable[[bytes, int], None] | None = None,
+) -> None:
     """Feed ``receiver``'s decrypted RTP packets to ``stats`` instead of aiortc's decoder.
 
     With :func:`sfu.rtc.receive_directly` on the peer connection, they arrive
     straight from the socket, as bytes, without aiortc's queue, task and parser.  aiortc's
     receiver never sees a packet, so it has nothing to put in receiver reports: its RTCP
-    loop is stopped too."""
-    rtc.intercept_rtp_data(receiver, stats.on_data, stats.native)
+    loop is stopped too.
+
+    ``feedback`` (what :meth:`client.receiver_feedback.ReceiverFeedback.watch` returned
+    for the receiver's transceiver) gets every packet after ``stats``: the compiled path
+    then never counts the track in C, since each packet must reach Python.  (With a
+    ``ReceivePoller`` the connection must keep its SRTCP, ``receive_directly(...,
+    rtcp=True)``, for the sender reports the round trip is measured from.)"""
+    if feedback is None:
+        rtc.intercept_rtp_data(receiver, stats.on_data, stats.native)
+    else:
+        on_data = stats.on_data
+
+        def count_and_feed(data: bytes, arrival_time_ms: int) -> None:
+            on_data(data, arrival_time_ms)
+            feedback(data, arrival_time_ms)
+
+        rtc.intercept_rtp_data(receiver, count_and_feed)
     rtc.stop_receiver_reports(receiver)
