@@ -97,10 +97,11 @@ class EstimateRule:
     feedback_timeout: float = 3.0
     #: A REMB is compared with the previous one for this long.  One at least ``remb_drop``
     #: below the previous one still fresh (or, with none fresh, below ``remb_first_share``
-    #: of the rate sent) reports congestion: the estimate falls to it.
+    #: of the rate sent), and below the rate sent, reports congestion: the estimate falls
+    #: to it.
     remb_expiry: float = 5.0
     remb_drop: float = 0.03
-    remb_first_share: float = 0.85
+    remb_first_share: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.min_bitrate <= self.start_bitrate <= self.max_bitrate:
@@ -211,6 +212,10 @@ class DownlinkEstimate:
             congested = value < previous[0] * (1 - rule.remb_drop)
         else:
             congested = value < self._sending_rate * rule.remb_first_share
+        # a receiver able to take more than it is sent is not congested, whatever its
+        # REMB did (libwebrtc's follows the rate received, up to 1.5 x, and falls with it)
+        if self._sending_rate > 0:
+            congested = congested and value < self._sending_rate
         self._remb = (value, at)
         if congested:
             self._cut(value, at)

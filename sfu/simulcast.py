@@ -16,6 +16,7 @@ layer it is.  A publisher restarting a layer with a new SSRC keeps the layer.
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 #: A layer counts as arriving while its last packet is younger than this (seconds).
 LAYER_ACTIVE_WINDOW = 1.5
+#: Seconds over which a layer's incoming bitrate is measured.
+MEASURE_WINDOW = 2.0
 
 
 class SimulcastProducer:
@@ -98,7 +101,7 @@ class SimulcastProducer:
         self.unplaced = 0
         # each layer's bitrate, measured over the last interval (bits/s)
         self._measured: list[float] = [0.0] * len(self.layers)
-        self._measure_bytes: list[int] = [0] * len(self.layers)
+        self._samples: collections.deque[tuple[float, list[int]]] = collections.deque()
         self._measure_at = time.monotonic()
 
     @property
@@ -168,16 +171,22 @@ class SimulcastProducer:
     # --- layers -------------------------------------------------------------------------
 
     def measure(self, now: float | None = None) -> list[float]:
-        """Each layer's incoming bitrate (bits/s) since the last call (at most one
-        measurement per half second; between, the last one)."""
+        """Each layer's incoming bitrate (bits/s) over the last ``MEASURE_WINDOW``
+        seconds (a keyframe every second or two would swing a shorter window several
+        times over), refreshed at most every half second."""
         now = time.monotonic() if now is None else now
-        elapsed = now - self._measure_at
-        if elapsed >= 0.5:
-            for i, layer in enumerate(self.layers):
-                received = layer.bytes
-                self._measured[i] = (received - self._measure_bytes[i]) * 8 / elapsed
-                self._measure_bytes[i] = received
+        if now - self._measure_at >= 0.5 or not self._samples:
             self._measure_at = now
+            self._samples.append((now, [layer.bytes for layer in self.layers]))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= MEASURE_WINDOW:
+                self._samples.popleft()
+            first_at, first = self._samples[0]
+            elapsed = now - first_at
+            if elapsed > 0:
+                self._measured = [
+                    (layer.bytes - before) * 8 / elapsed
+                    for layer, before in zip(self.layers, first, strict=True)
+                ]
         return list(self._measured)
 
     def active_layers(self, now_ms: int | None = None) -> list[bool]:

@@ -115,3 +115,33 @@ async def test_video_withheld_for_bandwidth_resumes_on_a_keyframe(
     assert got.sequence_gap_count == 0 and got.picture_id_jump_count == 0
     assert got.frames_failed == 0 and got.frames_corrupt == 0
     assert consumer.stats()["paused_for_bandwidth"] is False
+
+
+@pytest.mark.media_settings(layer_interval=0.5)
+async def test_each_subscriber_gets_the_layer_its_link_and_tile_allow(
+    worker: Worker, participants
+) -> None:
+    """The worker's own layer selection, from the subscribers' receiver feedback (receiver
+    reports, REMB): a subscriber on a clean link climbs to the top layer, one showing the
+    camera in a small tile stays on the layer that fills it, and the publisher is asked
+    for what the top layer needs.  (A link that is too slow: tests/weaknet/.)"""
+    publisher = participants("alice", audio=False, video="simulcast")
+    clean = participants("bob", audio=False, video=None, feedback=True)
+    small = participants("carol", audio=False, video=None, feedback=True)
+    for p in (clean, small, publisher):
+        await p.join()
+    producer = camera(worker)
+    await eventually(lambda: all(producer.active_layers()), 20)
+    assert worker.set_tile_heights("carol", {producer.id: 170, "unknown": 90}) == 1
+    good = consumer_of(worker, "bob")
+    thumbnail = consumer_of(worker, "carol")
+    await eventually(lambda: good.layer == 2 and good.switching_to is None, 30)
+    assert thumbnail.layer == 0 and thumbnail.layer_switches == 0
+    assert good.layer_switches == 2  # one layer at a time
+    assert good.rtt is not None and good.remb is not None
+    # the publisher is told what the top layer needs
+    assert good.wanted_layer == 2 and thumbnail.wanted_layer == 0
+    assert producer.estimated_bitrate() >= 1_200_000
+    # the tile grows: the layer follows
+    worker.set_tile_heights("carol", {producer.id: 720})
+    await eventually(lambda: thumbnail.layer == 2, 30)
