@@ -476,6 +476,11 @@ class ReceiverFeedback:
     def dtls(self) -> RTCDtlsTransport:
         return self._dtls
 
+    @property
+    def streams(self) -> dict[int, ReceptionStats]:
+        """The reception statistics of every SSRC followed, by SSRC (a copy)."""
+        return dict(self._streams)
+
     # --- wiring -------------------------------------------------------------------------
 
     def watch(self, transceiver: RTCRtpTransceiver) -> RtpDataHandler:

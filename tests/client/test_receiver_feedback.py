@@ -175,7 +175,7 @@ async def test_a_gap_given_up_asks_for_a_keyframe(worker, participants):
     assert feedback is not None
     ssrc = next(iter(_video_ssrcs(feedback)))
     feed = _feed_of(subscriber, feedback, "video")
-    stream = feedback._streams[ssrc]
+    stream = feedback.streams[ssrc]
     # a jump of more than MAX_MISSING numbers cannot be NACKed: a PLI at once
     data = _rtp(ssrc, stream.max_seq + MAX_MISSING + 2, payload_type=_video_pt(feed))
     plis = feedback.plis_sent
@@ -229,7 +229,7 @@ async def test_load_client_receivers_feed_stats_and_feedback(worker, participant
         feedback = holder["feedback"]
         # both are fed in the same call: the same count (retransmission streams aside,
         # which TrackStats does not follow)
-        received = sum(s.received for s in feedback._streams.values() if not s.rtx)
+        received = sum(s.received for s in feedback.streams.values() if not s.rtx)
         assert received > 0 and received == sum(s.packets for s in tracks.values())
     finally:
         if "feedback" in holder:
@@ -325,7 +325,7 @@ async def test_malformed_packets_are_ignored(worker, participants):
     good = _rtp(ssrc, 100, payload_type=pt)
     unknown_pt = next(n for n in range(96, 128) if n not in feed.clock_rates)
     feed(good, _now_ms())
-    stream = feedback._streams[ssrc]
+    stream = feedback.streams[ssrc]
     malformed = [
         b"",
         good[:11],  # shorter than the fixed header
@@ -484,7 +484,7 @@ def _now_ms() -> int:
 
 
 def _video_ssrcs(feedback: ReceiverFeedback) -> list[int]:
-    return [s.ssrc for s in feedback._streams.values() if s.kind == "video" and not s.rtx]
+    return [s.ssrc for s in feedback.streams.values() if s.kind == "video" and not s.rtx]
 
 
 def _feed_of(p: Participant, feedback: ReceiverFeedback, kind: str):
