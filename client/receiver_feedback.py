@@ -377,19 +377,23 @@ class _ReceiverFeed:
         self.transceiver = transceiver
         self.kind = transceiver.kind
         self.mid = transceiver.mid
-        codecs = rtc.negotiated_codecs(transceiver)
-        rates = {c.payloadType: c.clockRate for c in codecs}
+        codecs = [
+            (c.payloadType, c)
+            for c in rtc.negotiated_codecs(transceiver)
+            if c.payloadType is not None
+        ]
+        rates = {payload_type: c.clockRate for payload_type, c in codecs}
         #: payload type -> clock rate (an RTX payload type: its primary codec's)
         self.clock_rates: dict[int, int] = {}
         self.rtx: set[int] = set()
-        for codec in codecs:
+        for payload_type, codec in codecs:
             if is_rtx(codec):
                 apt = codec.parameters.get("apt")
                 if isinstance(apt, int) and apt in rates:
-                    self.rtx.add(codec.payloadType)
-                    self.clock_rates[codec.payloadType] = rates[apt]
+                    self.rtx.add(payload_type)
+                    self.clock_rates[payload_type] = rates[apt]
             else:
-                self.clock_rates[codec.payloadType] = codec.clockRate
+                self.clock_rates[payload_type] = codec.clockRate
         self.abs_send_time_id = next(
             (
                 e.id
@@ -471,6 +475,11 @@ class ReceiverFeedback:
     @property
     def dtls(self) -> RTCDtlsTransport:
         return self._dtls
+
+    @property
+    def streams(self) -> dict[int, ReceptionStats]:
+        """The reception statistics of every SSRC followed, by SSRC (a copy)."""
+        return dict(self._streams)
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -729,7 +738,9 @@ class ReceiverFeedback:
             try:
                 self.send_reports()
             except Exception:  # never end the task: the next interval tries again
-                log.exception("receiver feedback: reports failed")
+                log.exception(
+                    "receiver feedback: reports failed", extra={"rtcp_ssrc": self.rtcp_ssrc}
+                )
 
     def send_reports(self) -> None:
         """Send a receiver report for every SSRC heard from lately (and the REMB)."""

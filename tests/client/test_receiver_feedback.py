@@ -6,9 +6,11 @@ The reception statistics follow RFC 3550 A.1, A.3 and A.8."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 import time
+from typing import Any
 
 import pytest
 from aiortc import (
@@ -36,6 +38,8 @@ from client.receiver_feedback import (
 from client.track_stats import TrackStats, watch_receiver
 from sfu import Worker, rtc
 from sfu.consumer import Consumer
+from sfu.rtc import receive
+from sfu.rtc.internals import nominated_pair
 from tests.support.eventually import eventually
 from tests.support.media import participant
 
@@ -171,7 +175,7 @@ async def test_a_gap_given_up_asks_for_a_keyframe(worker, participants):
     assert feedback is not None
     ssrc = next(iter(_video_ssrcs(feedback)))
     feed = _feed_of(subscriber, feedback, "video")
-    stream = feedback._streams[ssrc]
+    stream = feedback.streams[ssrc]
     # a jump of more than MAX_MISSING numbers cannot be NACKed: a PLI at once
     data = _rtp(ssrc, stream.max_seq + MAX_MISSING + 2, payload_type=_video_pt(feed))
     plis = feedback.plis_sent
@@ -225,13 +229,79 @@ async def test_load_client_receivers_feed_stats_and_feedback(worker, participant
         feedback = holder["feedback"]
         # both are fed in the same call: the same count (retransmission streams aside,
         # which TrackStats does not follow)
-        received = sum(s.received for s in feedback._streams.values() if not s.rtx)
+        received = sum(s.received for s in feedback.streams.values() if not s.rtx)
         assert received > 0 and received == sum(s.packets for s in tracks.values())
     finally:
         if "feedback" in holder:
             holder["feedback"].close()
         await signal.close()
         await pc.close()
+
+
+class Bottleneck(asyncio.DatagramProtocol):
+    """Stands between a socket's asyncio transport and its protocol as a slow link with a
+    tail-drop queue (what ``tc tbf`` does): each datagram waits for the link to be free,
+    takes ``(size + 42) * 8 / rate`` seconds, and is dropped when it would wait longer
+    than ``queue`` seconds."""
+
+    def __init__(self, protocol: Any, rate: int, queue: float) -> None:
+        self._protocol = protocol
+        self._rate = rate
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._free_at = 0.0
+        self.dropped = 0
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        now = self._loop.time()
+        start = max(now, self._free_at)
+        if start - now > self._queue:
+            self.dropped += 1
+            return
+        self._free_at = start + (len(data) + 42) * 8 / self._rate
+        self._loop.call_at(self._free_at, self._deliver, data, addr)
+
+    def _deliver(self, data: bytes, addr: tuple) -> None:
+        self._protocol.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._protocol.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._protocol.connection_lost(exc)
+
+
+async def test_behind_a_slow_link_the_sfu_sees_loss_and_the_queue(worker, participants):
+    """The publisher's clip (~1.2 Mbit/s of video) toward a subscriber behind 300 kbit/s
+    with a 0.5 s queue: the reports carry heavy loss and a round trip that includes the
+    queue, and given-up gaps ask for keyframes."""
+    publisher = participants("publisher")
+    subscriber = participants("subscriber", video=None, audio=False, feedback=True)
+    await joined(publisher, subscriber)
+    await eventually(
+        lambda: (
+            len(consumers_of(worker, "subscriber")) == 2
+            and all(c.rtt is not None for c in consumers_of(worker, "subscriber"))
+        ),
+        15,
+    )
+    feedback = subscriber.feedback
+    assert feedback is not None
+    pair = nominated_pair(feedback.dtls)
+    assert pair is not None
+    receive.stop_polling(feedback.dtls)
+    transport = pair.protocol.transport
+    link = Bottleneck(transport.get_protocol(), 300_000, 0.5)
+    transport.set_protocol(link)
+    video = consumers_of(worker, "subscriber", "video")[0]
+    await eventually(
+        lambda: video.fraction_lost > 100 and video.rtt is not None and video.rtt > 0.2,
+        15,
+        what="the video consumer hears of > 40 % loss and a round trip over 200 ms",
+        details=lambda: f"{video.stats()} {feedback.stats()} dropped {link.dropped}",
+    )
+    assert feedback.plis_sent > 0 and video.plis_received > 0
+    assert feedback.abandoned > 0
 
 
 def test_feedback_needs_packets_not_decoded_frames(worker):
@@ -255,7 +325,7 @@ async def test_malformed_packets_are_ignored(worker, participants):
     good = _rtp(ssrc, 100, payload_type=pt)
     unknown_pt = next(n for n in range(96, 128) if n not in feed.clock_rates)
     feed(good, _now_ms())
-    stream = feedback._streams[ssrc]
+    stream = feedback.streams[ssrc]
     malformed = [
         b"",
         good[:11],  # shorter than the fixed header
@@ -414,7 +484,7 @@ def _now_ms() -> int:
 
 
 def _video_ssrcs(feedback: ReceiverFeedback) -> list[int]:
-    return [s.ssrc for s in feedback._streams.values() if s.kind == "video" and not s.rtx]
+    return [s.ssrc for s in feedback.streams.values() if s.kind == "video" and not s.rtx]
 
 
 def _feed_of(p: Participant, feedback: ReceiverFeedback, kind: str):
