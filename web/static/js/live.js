@@ -28,6 +28,14 @@ const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 // Joins in a row whose media never connected before the page gives up.
 const UNCONNECTED_ATTEMPTS = 2;
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+// The camera is sent as three simulcast layers (a quarter, half and full size), from which
+// the server forwards to each person the one their link and tile size call for. Screen
+// sharing stays one layer.
+const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
 
 const session = await requireStage("active");
 const rooms = liveRooms({
@@ -423,7 +431,11 @@ async function publish() {
   }
   const pc = (live.publishPc = newPeerConnection());
   for (const track of live.local.getTracks()) {
-    pc.addTransceiver(track, { direction: "sendonly", streams: [live.local] });
+    const init = { direction: "sendonly", streams: [live.local] };
+    if (track.kind === "video") {
+      init.sendEncodings = CAMERA_LAYERS.map((layer) => ({ ...layer }));
+    }
+    pc.addTransceiver(track, init);
   }
   await pc.setLocalDescription(await pc.createOffer());
   await waitForCandidates(pc);
@@ -432,13 +444,57 @@ async function publish() {
   }
   const reply = await request("media.publish", { case_id: caseId, sdp: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+  await oneLayerAtFullSize(pc, reply.sdp);
+}
+
+// A server that does not answer with a=simulcast takes one layer: the browser then sends
+// only the first encoding (the quarter-size one), so that one is sent at full size.
+async function oneLayerAtFullSize(pc, answer) {
+  if (/^a=simulcast:/m.test(answer)) {
+    return;
+  }
+  for (const sender of pc.getSenders()) {
+    const parameters = sender.getParameters();
+    // the camera's sender (a shared screen's has no rid)
+    if (!parameters.encodings || parameters.encodings.length !== 1 || parameters.encodings[0].rid !== CAMERA_LAYERS[0].rid) {
+      continue;
+    }
+    const full = CAMERA_LAYERS[CAMERA_LAYERS.length - 1];
+    parameters.encodings[0].scaleResolutionDownBy = full.scaleResolutionDownBy;
+    parameters.encodings[0].maxBitrate = full.maxBitrate;
+    try {
+      await sender.setParameters(parameters);
+    } catch {
+      // The call goes on with the smaller picture.
+    }
+  }
+}
+
+// The browser's later offers name the camera's layers (a=rid, a=simulcast) but leave out the
+// header extension that carries those names when the server did not take it, and then
+// refuse their own offer: it is put back.
+const RID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+function withRidExtension(sdp) {
+  const sections = sdp.split(/(?=^m=)/m);
+  const used = new Set([...sdp.matchAll(/^a=extmap:(\d+)/gm)].map((match) => Number(match[1])));
+  const free = [...Array(14).keys()].map((i) => i + 1).find((id) => !used.has(id));
+  return sections
+    .map((section) => {
+      if (!/^a=simulcast:/m.test(section) || section.includes(RID_EXTENSION) || free === undefined) {
+        return section;
+      }
+      return section.replace(/^(a=mid:.*\r\n)/m, `$1a=extmap:${free} ${RID_EXTENSION}\r\n`);
+    })
+    .join("");
 }
 
 // Screen sharing: an extra video track on the publish connection, named to the server by
 // its mid (the server refuses it where the mediator turned sharing off).
 async function renegotiatePublish() {
   const pc = live.publishPc;
-  await pc.setLocalDescription(await pc.createOffer());
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription({ type: "offer", sdp: withRidExtension(offer.sdp) });
   await waitForCandidates(pc);
   const payload = { case_id: caseId, sdp: pc.localDescription.sdp };
   if (live.screen && live.screen.track) {
@@ -446,6 +502,7 @@ async function renegotiatePublish() {
   }
   const reply = await request("media.publish", payload);
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+  await oneLayerAtFullSize(pc, reply.sdp);
 }
 
 async function startSharing() {
