@@ -320,6 +320,25 @@ async def test_the_room_is_told_its_active_speaker_and_everyones_connection(
                 assert entry["level"] in ("good", "fair", "poor"), entry
                 assert set(entry) == {"level", "loss_pct", "rtt_ms"}
 
+        # the SFU withholds carl's video from paula (her link cannot carry it): she is told
+        # which video, and her own connection is poor
+        worker = world.server.app[MEDIA_WORKER]
+        paula, carl = (p.signal.participant_id for p in quiet)
+        assert paula is not None and carl is not None
+        withheld = next(
+            c
+            for t in worker.transports_of(paula)
+            for c in t.consumers.values()
+            if c.kind == "video" and c.producer is not None and c.producer.participant_id == carl
+        )
+        withheld.paused_for_bandwidth = True
+        await eventually(lambda: (latest_quality(quiet[0]) or {}).get("paused"), 10)
+        told = latest_quality(quiet[0])
+        assert told is not None and told["paused"] == [withheld.producer_id], told
+        assert told["participants"][paula]["level"] == "poor", told
+        withheld.paused_for_bandwidth = False
+        await eventually(lambda: (latest_quality(quiet[0]) or {}).get("paused") == [], 10)
+
         # a socket joining now is told the speaker with the room's people
         reply = await late.call(
             "media.join", {"case_id": world.cases["Case A"]}, namespace="/media", timeout=15
