@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import statistics
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,16 +132,33 @@ class QualityMeter:
         #: The upstream loss of each producer at its latest sample (kept between samples
         #: that receive too few packets to say).
         self._upstream: weakref.WeakKeyDictionary[Producer, float] = weakref.WeakKeyDictionary()
+        #: Each track's common loss during one :meth:`sample` (looked at once per track).
+        self._common: dict[Producer, float | None] | None = None
+
+    def sample(self, participant_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`participant_quality` of each of ``participant_ids`` (a room, say),
+        reading each track's subscribers once for all of them."""
+        self._common = {}
+        try:
+            return {pid: self.participant_quality(pid) for pid in participant_ids}
+        finally:
+            self._common = None
 
     def common_loss(self, producer: Producer) -> float | None:
         """The least fraction lost (0-1) among the receiver reports of ``producer``'s
         subscribers, when two or more reported: loss before the SFU."""
+        cache = self._common
+        if cache is not None and producer in cache:
+            return cache[producer]
         losses = [
             c.fraction_lost / 256
             for c in producer.consumers
             if _forwarding(self.worker, c) and _reported(c)
         ]
-        return min(losses) if len(losses) >= 2 else None
+        common = min(losses) if len(losses) >= 2 else None
+        if cache is not None:
+            cache[producer] = common
+        return common
 
     def upstream_loss(self, producer: Producer) -> float | None:
         """``producer``'s loss on the way to the SFU (see the module), or ``None``."""

@@ -117,7 +117,7 @@ async def test_a_lossy_downlink_is_poor_and_placed_at_its_subscriber(worker, par
     meter = QualityMeter(worker)
 
     def measured() -> dict[str, dict] | None:
-        found = {p: meter.participant_quality(p) for p in ("publisher", "clean", "lossy")}
+        found = meter.sample(("publisher", "clean", "lossy"))
         ready = (
             found["clean"]["rtt_ms"] is not None
             and found["lossy"]["rtt_ms"] is not None

@@ -256,16 +256,25 @@ async def test_a_bad_subscribe_answer_ends_the_session_cleanly(world: World) -> 
     await eventually(lambda: not worker.transports and not namespace.live, 10)
 
 
-def speaker_events(person: Participant) -> list[dict]:
+def socket_signal(person: Participant) -> SocketSignal:
     signal = person.signal
     assert isinstance(signal, SocketSignal)
-    return [payload for name, payload in signal.live_events if name == "media.speaker"]
+    return signal
+
+
+def participant_id(person: Participant) -> str:
+    found = socket_signal(person).participant_id
+    assert found is not None
+    return found
+
+
+def speaker_events(person: Participant) -> list[dict]:
+    told = socket_signal(person).live_events
+    return [payload for name, payload in told if name == "media.speaker"]
 
 
 def latest_quality(person: Participant) -> dict | None:
-    signal = person.signal
-    assert isinstance(signal, SocketSignal)
-    told = [payload for name, payload in signal.live_events if name == "media.quality"]
+    told = [p for name, p in socket_signal(person).live_events if name == "media.quality"]
     return told[-1] if told else None
 
 
@@ -282,8 +291,7 @@ async def test_the_room_is_told_its_active_speaker_and_everyones_connection(
     try:
         for person in people:
             await person.join()
-        nina = talker.signal.participant_id
-        assert nina is not None
+        nina = participant_id(talker)
         await eventually(
             lambda: all(
                 any(e["participant_id"] == nina for e in speaker_events(p)) for p in people
@@ -301,7 +309,7 @@ async def test_the_room_is_told_its_active_speaker_and_everyones_connection(
         )
 
         # the quiet ones publish video: the SFU counts what reaches it and finds no loss
-        publishers = {p.signal.participant_id for p in quiet}
+        publishers = {participant_id(p) for p in quiet}
 
         def told_everyone() -> bool:
             for person in people:
@@ -323,8 +331,7 @@ async def test_the_room_is_told_its_active_speaker_and_everyones_connection(
         # the SFU withholds carl's video from paula (her link cannot carry it): she is told
         # which video, and her own connection is poor
         worker = world.server.app[MEDIA_WORKER]
-        paula, carl = (p.signal.participant_id for p in quiet)
-        assert paula is not None and carl is not None
+        paula, carl = (participant_id(p) for p in quiet)
         withheld = next(
             c
             for t in worker.transports_of(paula)
@@ -380,7 +387,7 @@ async def test_tile_heights_are_checked_and_reach_the_sfu(world: World) -> None:
         audio = next(t["producer_id"] for t in signal.tracks.values() if t["kind"] == "audio")
         consumer = next(
             c
-            for t in worker.transports_of(signal.participant_id)
+            for t in worker.transports_of(participant_id(viewer))
             for c in t.consumers.values()
             if c.producer_id == video
         )

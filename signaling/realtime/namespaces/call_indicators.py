@@ -113,9 +113,7 @@ class CallIndicators:
         for sid in [sid for sid in self._told if sid not in present]:
             del self._told[sid]
         for room, sessions in rooms.items():
-            measured = {
-                s.participant_id: self.meter.participant_quality(s.participant_id) for s in sessions
-            }
+            measured = self.meter.sample(s.participant_id for s in sessions)
             people = {
                 pid: {
                     "level": quality["level"],
