@@ -83,7 +83,7 @@ const live = {
   sentStatus: "", // the last live.status sent, to send only changes
   speaker: null, // the room's active speaker as the server decides it (media.speaker)
   speakerSeq: -1, // the `seq` of that decision: a newer one replaces it
-  speakerEvents: [], // every media.speaker received (for the browser tests)
+  speakerEvents: [], // the latest 50 media.speaker received (for the browser tests)
   quality: new Map(), // participant_id -> {level, loss_pct, rtt_ms} (media.quality)
   paused: new Set(), // producer ids of videos withheld from this page for bandwidth
   tilesTimer: null,
@@ -361,7 +361,7 @@ function connectSocket() {
   });
   socket.on("media.speaker", (change) => {
     if (change && typeof change.seq === "number") {
-      live.speakerEvents.push(change);
+      live.speakerEvents = [...live.speakerEvents.slice(-49), change];
       setSpeaker(change.participant_id, change.seq);
       renderGrid();
     }
