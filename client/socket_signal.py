@@ -232,6 +232,8 @@ class SocketSignal:
             "live.person",
             "live.board.stroke",
             "recording.state",  # this room is (no longer) being recorded
+            "media.speaker",  # the room's active speaker changed
+            "media.quality",  # how well everyone's connection carries the call
         ):
             sio.on(name, self._live_event(name), namespace=NAMESPACE)
         try:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -132,8 +133,14 @@ async def prepare_case(
 
 
 async def enter_room(
-    browser: Browser, server: RunningServer, case_id: str, key: str, watch: Watch
+    browser: Browser,
+    server: RunningServer,
+    case_id: str,
+    key: str,
+    watch: Watch,
+    before_join: Callable[[Page], Awaitable[None]] | None = None,
 ) -> tuple[BrowserContext, Page]:
+    """``key``'s page in the case's live room (``before_join``: run on the page first)."""
     username, _display, password, _ = PEOPLE[key]
     context, page = await signed_in_page(
         browser,
@@ -145,6 +152,8 @@ async def enter_room(
         init_script=SMALL_CAMERA,
         viewport=(1280, 800),  # the size the mediator's console is laid out for
     )
+    if before_join is not None:
+        await before_join(page)
     await page.goto(f"/cases/{case_id}/live")
     join = page.get_by_test_id("join")
     await expect(join).to_be_enabled()

@@ -762,6 +762,7 @@ EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
     ("/case", "case.leave"): ("paula", case_a),
     ("/media", "media.join"): ("paula", case_a),
     ("/media", "media.publish"): ("carl", publish_body),
+    ("/media", "media.tiles"): ("paula", lambda w: {**case_a(w), "tiles": []}),
     ("/media", "media.leave"): ("paula", case_a),
     ("/spaces", "space.subscribe"): ("paula", sample_space),
     ("/spaces", "space.unsubscribe"): ("paula", sample_space),
@@ -775,6 +776,7 @@ EVENT_SAMPLES: dict[tuple[str, str], tuple[str, Callable[[World], Any]]] = {
 # An entry may also be (event, payload maker) for a payload of its own.
 EVENT_PRELUDES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("/media", "media.publish"): ("media.join",),
+    ("/media", "media.tiles"): ("media.join",),
     ("/media", "media.leave"): ("media.join",),
     **LIVE_EVENT_PRELUDES,
     **RECORDING_EVENT_PRELUDES,

@@ -19,6 +19,7 @@ from signaling.realtime.ice_servers import browser_ice_servers
 from signaling.realtime.namespaces.media import MediaNamespace
 from signaling.settings import Settings
 from tests.support.eventually import eventually
+from tests.support.media import participant
 from tests.support.world import PASSWORD, World
 
 
@@ -253,3 +254,198 @@ async def test_a_bad_subscribe_answer_ends_the_session_cleanly(world: World) -> 
         await sio.disconnect()
         await publisher.close()
     await eventually(lambda: not worker.transports and not namespace.live, 10)
+
+
+def socket_signal(person: Participant) -> SocketSignal:
+    signal = person.signal
+    assert isinstance(signal, SocketSignal)
+    return signal
+
+
+def participant_id(person: Participant) -> str:
+    found = socket_signal(person).participant_id
+    assert found is not None
+    return found
+
+
+def speaker_events(person: Participant) -> list[dict]:
+    told = socket_signal(person).live_events
+    return [payload for name, payload in told if name == "media.speaker"]
+
+
+def latest_quality(person: Participant) -> dict | None:
+    told = [p for name, p in socket_signal(person).live_events if name == "media.quality"]
+    return told[-1] if told else None
+
+
+async def test_the_room_is_told_its_active_speaker_and_everyones_connection(
+    world: World,
+) -> None:
+    """nina publishes a tone, paula and carl silence (and a video clip): everyone in the
+    room is told that nina speaks, and how well each connection carries the call; a
+    socket joining later learns the speaker in its join reply."""
+    talker = participant("nina", signal_for(world, "nina"), audio="tone", video=None)
+    quiet = [participant(name, signal_for(world, name)) for name in ("paula", "carl")]
+    people = [talker, *quiet]
+    late = await connect(world, "paula")
+    try:
+        for person in people:
+            await person.join()
+        nina = participant_id(talker)
+        await eventually(
+            lambda: all(
+                any(e["participant_id"] == nina for e in speaker_events(p)) for p in people
+            ),
+            20,
+        )
+        for person in people:
+            seqs = [e["seq"] for e in speaker_events(person)]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert (
+            media_namespace(world).worker.active_speaker(
+                media_namespace(world).by_participant[nina].room_id
+            )
+            == nina
+        )
+
+        # the quiet ones publish video: the SFU counts what reaches it and finds no loss
+        publishers = {participant_id(p) for p in quiet}
+
+        def told_everyone() -> bool:
+            for person in people:
+                quality = latest_quality(person)
+                if quality is None or not publishers <= set(quality["participants"]):
+                    return False
+            return True
+
+        await eventually(told_everyone, 20)
+        for person in people:
+            quality = latest_quality(person)
+            assert quality is not None
+            assert quality["paused"] == []
+            for pid in publishers:
+                entry = quality["participants"][pid]
+                assert entry["level"] in ("good", "fair", "poor"), entry
+                assert set(entry) == {"level", "loss_pct", "rtt_ms"}
+
+        # the SFU withholds carl's video from paula (her link cannot carry it): she is told
+        # which video, and her own connection is poor
+        worker = world.server.app[MEDIA_WORKER]
+        paula, carl = (participant_id(p) for p in quiet)
+        withheld = next(
+            c
+            for t in worker.transports_of(paula)
+            for c in t.consumers.values()
+            if c.kind == "video" and c.producer is not None and c.producer.participant_id == carl
+        )
+        withheld.paused_for_bandwidth = True
+        await eventually(lambda: (latest_quality(quiet[0]) or {}).get("paused"), 10)
+        told = latest_quality(quiet[0])
+        assert told is not None and told["paused"] == [withheld.producer_id], told
+        assert told["participants"][paula]["level"] == "poor", told
+        withheld.paused_for_bandwidth = False
+        await eventually(lambda: (latest_quality(quiet[0]) or {}).get("paused") == [], 10)
+
+        # a socket joining now is told the speaker with the room's people
+        reply = await late.call(
+            "media.join", {"case_id": world.cases["Case A"]}, namespace="/media", timeout=15
+        )
+        assert reply["ok"] is True, reply
+        assert reply["speaker"] == nina and reply["speaker_seq"] >= 1, reply
+    finally:
+        await late.disconnect()
+        for person in people:
+            await person.close()
+
+
+async def test_tile_heights_are_checked_and_reach_the_sfu(world: World) -> None:
+    """``media.tiles`` from a hostile page: every malformed payload is refused with a
+    clear error and changes nothing; only videos the caller receives may be named."""
+    worker = world.server.app[MEDIA_WORKER]
+    publisher = participant("paula", signal_for(world, "paula"))
+    viewer = participant("carl", signal_for(world, "carl"), audio=False, video=None)
+    case_a = world.cases["Case A"]
+    outsider = await connect(world, "nina")
+    try:
+        # not joined: refused before anything else
+        reply = await outsider.call(
+            "media.tiles", {"case_id": case_a, "tiles": []}, namespace="/media", timeout=15
+        )
+        assert reply["error"]["code"] == "not_joined", reply
+
+        await publisher.join()
+        await viewer.join()
+        signal = viewer.signal
+        assert isinstance(signal, SocketSignal)
+        await asyncio.wait_for(
+            signal.wait_until(
+                lambda s: {t["kind"] for t in s.tracks.values()} == {"audio", "video"}
+            ),
+            20,
+        )
+        video = next(t["producer_id"] for t in signal.tracks.values() if t["kind"] == "video")
+        audio = next(t["producer_id"] for t in signal.tracks.values() if t["kind"] == "audio")
+        consumer = next(
+            c
+            for t in worker.transports_of(participant_id(viewer))
+            for c in t.consumers.values()
+            if c.producer_id == video
+        )
+
+        async def tiles(payload: object) -> dict:
+            try:
+                return await signal.call("media.tiles", payload)  # type: ignore[arg-type]
+            except SignalError as error:
+                return {"ok": False, "error": {"code": error.code, "message": str(error)}}
+
+        def tile(producer: object = video, height: object = 180) -> dict:
+            return {"producer_id": producer, "height": height}
+
+        bad = [
+            "tiles",
+            {"case_id": case_a},
+            {"case_id": case_a, "tiles": "all"},
+            {"case_id": case_a, "tiles": [tile()], "extra": 1},
+            {"case_id": case_a, "tiles": [tile(height="180")]},
+            {"case_id": case_a, "tiles": [tile(height=180.5)]},
+            {"case_id": case_a, "tiles": [tile(height=True)]},
+            {"case_id": case_a, "tiles": [tile(height=-1)]},
+            {"case_id": case_a, "tiles": [tile(height=100_000)]},
+            {"case_id": case_a, "tiles": [{"producer_id": video}]},
+            {"case_id": case_a, "tiles": [{**tile(), "width": 320}]},
+            {"case_id": case_a, "tiles": [tile(producer=7)]},
+            {"case_id": case_a, "tiles": [tile(producer="")]},
+            {"case_id": case_a, "tiles": [tile(producer="../../etc")]},
+            {"case_id": case_a, "tiles": [tile(producer="a" * 65)]},
+            {"case_id": case_a, "tiles": [tile(), tile()]},
+            {"case_id": case_a, "tiles": [tile(producer=f"{n:032x}") for n in range(65)]},
+        ]
+        for payload in bad:
+            reply = await tiles(payload)
+            assert reply["ok"] is False, payload
+            assert reply["error"]["code"] == "invalid_payload", (payload, reply)
+            assert consumer.tile_height is None
+        # well formed, but not a video this person receives
+        for producer in ("0" * 32, audio):
+            reply = await tiles({"case_id": case_a, "tiles": [tile(producer=producer)]})
+            assert reply["error"]["code"] == "unknown_producer", reply
+            assert "do not receive" in reply["error"]["message"]
+        # another case's id: refused by membership, not by the tiles
+        reply = await tiles({"case_id": world.cases["Case B"], "tiles": [tile()]})
+        assert reply["error"]["code"] in ("not_found", "forbidden"), reply
+        assert consumer.tile_height is None
+
+        reply = await tiles({"case_id": case_a, "tiles": [tile(height=180)]})
+        assert reply == {"ok": True, "applied": 1}, reply
+        assert consumer.tile_height == 180
+        reply = await tiles({"case_id": case_a, "tiles": [tile(height=None)]})
+        assert reply["ok"] is True and consumer.tile_height is None
+        await tiles({"case_id": case_a, "tiles": [tile(height=720)]})
+        assert consumer.tile_height == 720
+        # a video left out is not shown
+        reply = await tiles({"case_id": case_a, "tiles": []})
+        assert reply == {"ok": True, "applied": 1} and consumer.tile_height is None
+    finally:
+        await outsider.disconnect()
+        await viewer.close()
+        await publisher.close()

@@ -10,7 +10,10 @@ A socket is at most one :class:`LiveParticipant`, in one live room of its case (
 case's ``rooms.cases.live.LiveSession`` places its user; the mediator's controls
 (:class:`~signaling.realtime.namespaces.live.LiveControls`, a component of this
 namespace) move it.  Leaving, disconnecting or a failed subscribe connection releases
-both transports.  See docs/signaling.md.
+both transports.  Everyone in a room is also told who the active speaker is and how
+well each connection carries the call (:class:`~signaling.realtime.namespaces.
+call_indicators.CallIndicators`), and a page tells the SFU how large it shows each video
+(``media.tiles``).  See docs/signaling.md.
 
 This module names the SFU's types only for type checking: a signaling node imports it to
 declare ``/media``'s events, and never loads the SFU.
@@ -26,15 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from rooms.cases.live import WAITING, LiveSessions
 from rooms.cases.roles import CASE_ROLES
-from rooms.errors import Conflict, Forbidden
+from rooms.errors import Conflict, Forbidden, NotFound
 from signaling.realtime.events import Caller, EventNamespace, event
 from signaling.realtime.ice_servers import TurnCredentials, browser_ice_servers
+from signaling.realtime.namespaces.call_indicators import CallIndicators
 from signaling.realtime.namespaces.live import LiveControls, LiveParticipant
 from signaling.realtime.schemas.media import (
     MAX_SDP_CHARS,
     MEDIA_NAMESPACE,
     MediaPayload,
     PublishPayload,
+    TilesPayload,
 )
 from signaling.services import Services
 
@@ -60,6 +65,8 @@ class MediaNamespace(EventNamespace):
         #: Mints each joining user's TURN credential (``None``: no ``turn_urls`` set).
         self.turn = TurnCredentials.from_settings(services.settings)
         self.controls = LiveControls(self, services, worker, self.rooms_state)
+        #: Tells the rooms who speaks and how well everyone's connection carries the call.
+        self.indicators = CallIndicators(self, worker)
         super().__init__(MEDIA_NAMESPACE, services, self.controls)
 
     # --- events -------------------------------------------------------------------------
@@ -84,6 +91,7 @@ class MediaNamespace(EventNamespace):
         )
         self.live[caller.sid] = session
         self.by_participant[session.participant_id] = session
+        self.indicators.start()
         try:
             subscribe = await self.worker.create_transport(session.participant_id, "subscribe")
             session.subscribe = subscribe
@@ -111,6 +119,7 @@ class MediaNamespace(EventNamespace):
             "ice_servers": browser_ice_servers(self.worker.settings, self.turn, caller.user_id),
             "participants": self._people(session.room_id),
             "live": await self.controls.view_for(state, caller.user_id, session.role),
+            **self.indicators.speaker_of(session.room_id),
         }
 
     def _check_sessions_of(self, user_id: str) -> None:
@@ -152,6 +161,40 @@ class MediaNamespace(EventNamespace):
         # consumers that took over parked m-lines are not renegotiated: say who they are
         await self.announce_room(session.room_id)
         return {"sdp": answer}
+
+    @event("media.tiles", TilesPayload, "case", CASE_ROLES)
+    async def tiles(self, caller: Caller, payload: TilesPayload) -> dict[str, Any]:
+        """How tall the caller's page shows each video it receives (device pixels;
+        ``None``: not shown).  The SFU caps the simulcast layer it sends a small tile; a
+        video the page does not list counts as not shown."""
+        session = self._session(caller.sid, payload.case_id)
+        received = self._videos_received(session)
+        heights = {tile.producer_id: tile.height for tile in payload.tiles}
+        unknown = [producer for producer in heights if producer not in received]
+        if unknown:
+            raise NotFound(
+                f"{len(unknown)} of the tiles name a video you do not receive "
+                f"(first: {unknown[0]}); send the videos of your latest media.tracks.",
+                code="unknown_producer",
+            )
+        applied = self.worker.set_tile_heights(
+            session.participant_id, {producer: heights.get(producer) for producer in received}
+        )
+        return {"applied": applied}
+
+    def _videos_received(self, session: LiveParticipant) -> set[str]:
+        """The producer ids of the videos ``session``'s subscribe connection carries."""
+        transport = session.subscribe
+        if transport is None or transport.closed:
+            return set()
+        return {
+            consumer.producer_id
+            for consumer in transport.consumers.values()
+            if consumer.kind == "video"
+            and not consumer.closed
+            and consumer.producer_id is not None
+            and not self.worker.is_parked(consumer)
+        }
 
     @event("media.leave", MediaPayload, "case", CASE_ROLES)
     async def leave(self, caller: Caller, payload: MediaPayload) -> dict[str, Any]:
@@ -199,7 +242,13 @@ class MediaNamespace(EventNamespace):
                     continue
                 source = "screen" if producer.mid == owner.screen_mid else "camera"
                 tracks.append(
-                    {"mid": consumer.mid, "kind": consumer.kind, "source": source, **owner.person()}
+                    {
+                        "mid": consumer.mid,
+                        "kind": consumer.kind,
+                        "source": source,
+                        "producer_id": producer.id,
+                        **owner.person(),
+                    }
                 )
         tracks.sort(key=lambda track: int(track["mid"]) if track["mid"].isdigit() else 0)
         # Views can overtake each other (an offer's view is delivered after its answer is
@@ -210,6 +259,7 @@ class MediaNamespace(EventNamespace):
             "participants": self._people(session.room_id),
             "tracks": tracks,
             "first_seq": first_seq,
+            **self.indicators.speaker_of(session.room_id),
         }
 
     def _people(self, room_id: str) -> list[dict[str, Any]]:
@@ -225,13 +275,21 @@ class MediaNamespace(EventNamespace):
         for session in [s for s in self.live.values() if s.room_id == room_id and not s.ending]:
             await self.emit("media.tracks", self._view(session), to=session.sid)
 
-    # --- what the live controls reach (LiveHost) ----------------------------------------
+    # --- what the live controls and the indicators reach (LiveHost, IndicatorHost) -----
 
     def participant(self, sid: str) -> LiveParticipant | None:
         return self.live.get(sid)
 
     def participants_of(self, case_id: str) -> list[LiveParticipant]:
         return [s for s in self.live.values() if s.case_id == case_id and not s.ending]
+
+    def in_rooms(self) -> dict[str, list[LiveParticipant]]:
+        rooms: dict[str, list[LiveParticipant]] = {}
+        for session in self.live.values():
+            if session.ending or not session.room_id or session.room_id.endswith(":" + WAITING):
+                continue
+            rooms.setdefault(session.room_id, []).append(session)
+        return rooms
 
     async def tell(self, sid: str, name: str, data: dict[str, Any]) -> None:
         await self.emit(name, data, to=sid)
@@ -265,6 +323,7 @@ class MediaNamespace(EventNamespace):
         if session.ending:
             return
         session.ending = True
+        self.indicators.forget(session.sid)
         self.live.pop(session.sid, None)
         self.by_participant.pop(session.participant_id, None)
         router = self.worker.router_of(session.participant_id)
@@ -297,6 +356,7 @@ class MediaNamespace(EventNamespace):
     async def close(self) -> None:
         """End every live session (the server is stopping)."""
         await self.controls.stop_timers()
+        await self.indicators.close()
         for session in list(self.live.values()):
             await self.end(session)
 

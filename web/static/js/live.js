@@ -13,6 +13,7 @@ import { byId, el, roleName } from "./dom.js";
 import { clearError, showError } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { callLayout, initials, stateBadges } from "./live-layout.js";
+import { pausedBadge, qualityBadge } from "./live-quality.js";
 import { liveRooms } from "./live-rooms.js";
 import { speakingDetector } from "./live-speaking.js";
 import { showRecordingIndicator } from "./recording-indicator.js";
@@ -28,6 +29,16 @@ const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 // Joins in a row whose media never connected before the page gives up.
 const UNCONNECTED_ATTEMPTS = 2;
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+// How long the tiles' sizes must stay put before the server is told them (media.tiles).
+const TILES_DEBOUNCE_MS = 300;
+// The camera is sent as three simulcast layers (a quarter, half and full size), from which
+// the server forwards to each person the one their link and tile size call for. Screen
+// sharing stays one layer.
+const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
 
 const session = await requireStage("active");
 const rooms = liveRooms({
@@ -37,6 +48,9 @@ const rooms = liveRooms({
   sendStatus: () => sendStatus(),
 });
 const layout = callLayout();
+const tileWatch = new ResizeObserver(() => scheduleTiles());
+tileWatch.observe(byId("grid"));
+tileWatch.observe(byId("stage"));
 byId("view-toggle").setAttribute("aria-pressed", String(layout.view === "speaker"));
 byId("main").hidden = false;
 
@@ -67,6 +81,13 @@ const live = {
   speaking: new Set(), // participant ids this page hears speaking (getStats audioLevel)
   selfSpeaking: false,
   sentStatus: "", // the last live.status sent, to send only changes
+  speaker: null, // the room's active speaker as the server decides it (media.speaker)
+  speakerSeq: -1, // the `seq` of that decision: a newer one replaces it
+  speakerEvents: [], // the latest 50 media.speaker received (for the browser tests)
+  quality: new Map(), // participant_id -> {level, loss_pct, rtt_ms} (media.quality)
+  paused: new Set(), // producer ids of videos withheld from this page for bandwidth
+  tilesTimer: null,
+  sentTiles: "", // the last media.tiles sent, to send only changes
 };
 const speaking = speakingDetector(
   () => live,
@@ -100,6 +121,18 @@ window.caucusLive = {
   },
   get layout() {
     return byId("stage-wrap").dataset.layout;
+  },
+  get speaker() {
+    return live.speaker;
+  },
+  get speakerEvents() {
+    return live.speakerEvents;
+  },
+  get quality() {
+    return Object.fromEntries(live.quality);
+  },
+  get sentTiles() {
+    return live.sentTiles ? JSON.parse(live.sentTiles) : null;
   },
 };
 
@@ -326,6 +359,21 @@ function connectSocket() {
   socket.on("media.tracks", (view) => {
     updateView(view);
   });
+  socket.on("media.speaker", (change) => {
+    if (change && typeof change.seq === "number") {
+      live.speakerEvents = [...live.speakerEvents.slice(-49), change];
+      setSpeaker(change.participant_id, change.seq);
+      renderGrid();
+    }
+  });
+  socket.on("media.quality", (told) => {
+    if (!told || typeof told.participants !== "object") {
+      return;
+    }
+    live.quality = new Map(Object.entries(told.participants));
+    live.paused = new Set(Array.isArray(told.paused) ? told.paused : []);
+    renderGrid();
+  });
   socket.on("media.ended", (ended) => {
     if (ended && ended.reason === "removed") {
       live.wanted = false;
@@ -423,7 +471,11 @@ async function publish() {
   }
   const pc = (live.publishPc = newPeerConnection());
   for (const track of live.local.getTracks()) {
-    pc.addTransceiver(track, { direction: "sendonly", streams: [live.local] });
+    const init = { direction: "sendonly", streams: [live.local] };
+    if (track.kind === "video") {
+      init.sendEncodings = CAMERA_LAYERS.map((layer) => ({ ...layer }));
+    }
+    pc.addTransceiver(track, init);
   }
   await pc.setLocalDescription(await pc.createOffer());
   await waitForCandidates(pc);
@@ -432,13 +484,57 @@ async function publish() {
   }
   const reply = await request("media.publish", { case_id: caseId, sdp: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+  await oneLayerAtFullSize(pc, reply.sdp);
+}
+
+// A server that does not answer with a=simulcast takes one layer: the browser then sends
+// only the first encoding (the quarter-size one), so that one is sent at full size.
+async function oneLayerAtFullSize(pc, answer) {
+  if (/^a=simulcast:/m.test(answer)) {
+    return;
+  }
+  for (const sender of pc.getSenders()) {
+    const parameters = sender.getParameters();
+    // the camera's sender (a shared screen's has no rid)
+    if (!parameters.encodings || parameters.encodings.length !== 1 || parameters.encodings[0].rid !== CAMERA_LAYERS[0].rid) {
+      continue;
+    }
+    const full = CAMERA_LAYERS[CAMERA_LAYERS.length - 1];
+    parameters.encodings[0].scaleResolutionDownBy = full.scaleResolutionDownBy;
+    parameters.encodings[0].maxBitrate = full.maxBitrate;
+    try {
+      await sender.setParameters(parameters);
+    } catch {
+      // The call goes on with the smaller picture.
+    }
+  }
+}
+
+// The browser's later offers name the camera's layers (a=rid, a=simulcast) but leave out the
+// header extension that carries those names when the server did not take it, and then
+// refuse their own offer: it is put back.
+const RID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+function withRidExtension(sdp) {
+  const sections = sdp.split(/(?=^m=)/m);
+  const used = new Set([...sdp.matchAll(/^a=extmap:(\d+)/gm)].map((match) => Number(match[1])));
+  const free = [...Array(14).keys()].map((i) => i + 1).find((id) => !used.has(id));
+  return sections
+    .map((section) => {
+      if (!/^a=simulcast:/m.test(section) || section.includes(RID_EXTENSION) || free === undefined) {
+        return section;
+      }
+      return section.replace(/^(a=mid:.*\r\n)/m, `$1a=extmap:${free} ${RID_EXTENSION}\r\n`);
+    })
+    .join("");
 }
 
 // Screen sharing: an extra video track on the publish connection, named to the server by
 // its mid (the server refuses it where the mediator turned sharing off).
 async function renegotiatePublish() {
   const pc = live.publishPc;
-  await pc.setLocalDescription(await pc.createOffer());
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription({ type: "offer", sdp: withRidExtension(offer.sdp) });
   await waitForCandidates(pc);
   const payload = { case_id: caseId, sdp: pc.localDescription.sdp };
   if (live.screen && live.screen.track) {
@@ -446,6 +542,7 @@ async function renegotiatePublish() {
   }
   const reply = await request("media.publish", payload);
   await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+  await oneLayerAtFullSize(pc, reply.sdp);
 }
 
 async function startSharing() {
@@ -543,6 +640,11 @@ function closeConnections() {
   live.speaking = new Set();
   live.selfSpeaking = false;
   live.status.clear();
+  live.speaker = null;
+  live.speakerSeq = -1;
+  live.quality = new Map();
+  live.paused = new Set();
+  live.sentTiles = "";
   // `seq` orders the views of one live session; the next join may be served by another
   // media worker, which numbers its views from 1.
   live.viewSeq = 0;
@@ -687,7 +789,18 @@ function updateView(view) {
   if (Array.isArray(view.tracks)) {
     live.tracks = view.tracks;
   }
+  if (typeof view.speaker_seq === "number") {
+    setSpeaker(view.speaker, view.speaker_seq);
+  }
   renderGrid();
+}
+
+// Views and media.speaker can overtake each other: the decision with the highest `seq` holds.
+function setSpeaker(participantId, seq) {
+  if (seq >= live.speakerSeq) {
+    live.speakerSeq = seq;
+    live.speaker = participantId || null;
+  }
 }
 
 function receivedTrack(mid) {
@@ -722,13 +835,16 @@ function renderGrid() {
     }
   }
   let screenTile = null;
-  let speakerTile = null;
+  let talkingTile = null;
+  let activeTile = null;
   for (const person of others) {
     present.add(person.participant_id);
     let tile = live.tiles.get(person.participant_id);
     if (!tile) {
       const video = el("video", { autoplay: true, playsinline: true });
       const states = el("span", { class: "states" });
+      const quality = el("span", { class: "quality-slot" });
+      const active = el("span", { class: "visually-hidden" });
       const figure = el(
         "figure",
         {
@@ -736,48 +852,60 @@ function renderGrid() {
           dataset: { testid: "remote-tile", participant: person.participant_id, initials: initials(person.display_name) },
         },
         video,
+        quality,
         el(
           "figcaption",
           {},
           el("span", { dataset: { testid: "tile-name" } }, person.display_name),
           " ",
           el("span", { class: "tag" }, roleName(person.role)),
+          active,
           " ",
           states,
         ),
       );
-      tile = { figure, video, states, key: "", shown: "" };
+      tile = { figure, video, states, quality, active, key: "", shown: "", rated: "" };
       live.tiles.set(person.participant_id, tile);
       grid.append(figure);
     }
-    const tracks = person.screenOf
-      ? [receivedTrack(person.screenOf)].filter(Boolean)
-      : live.tracks
-          .filter((track) => track.participant_id === person.participant_id && track.source !== "screen")
-          .map((track) => receivedTrack(track.mid))
-          .filter(Boolean);
+    const shownTracks = person.screenOf
+      ? live.tracks.filter((track) => track.mid === person.screenOf)
+      : live.tracks.filter((track) => track.participant_id === person.participant_id && track.source !== "screen");
+    const tracks = shownTracks.map((track) => receivedTrack(track.mid)).filter(Boolean);
     const key = tracks.map((track) => track.id).join(",");
     if (key !== tile.key) {
       tile.key = key;
       tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
     }
+    // the videos this tile shows, for media.tiles; withheld ones show the name instead
+    tile.producers = shownTracks.filter((track) => track.kind === "video").map((track) => track.producer_id);
+    const paused = tile.producers.some((producer) => live.paused.has(producer));
     const status = person.screenOf ? {} : statusOf(person);
     const talking = !person.screenOf && (live.speaking.has(person.participant_id) || Boolean(status.speaking));
+    const isActive = !person.screenOf && person.participant_id === live.speaker;
     tile.figure.classList.toggle(
       "no-video",
-      !tracks.some((track) => track.kind === "video") || Boolean(status.camera_off),
+      !tracks.some((track) => track.kind === "video") || Boolean(status.camera_off) || paused,
     );
     tile.figure.dataset.speaking = String(talking && !status.muted);
-    const shown = JSON.stringify([status.muted, status.camera_off, status.hand, talking]);
+    tile.figure.dataset.activeSpeaker = String(isActive);
+    tile.figure.dataset.paused = String(paused);
+    tile.active.textContent = isActive ? " (speaking now)" : "";
+    const shown = JSON.stringify([status.muted, status.camera_off, status.hand, talking, paused]);
     if (shown !== tile.shown) {
       tile.shown = shown;
-      tile.states.replaceChildren(...stateBadges(status, { speaking: talking }));
+      const badges = stateBadges(status, { speaking: talking });
+      tile.states.replaceChildren(...badges, ...(paused ? [pausedBadge()] : []));
     }
+    showQuality(tile, person.screenOf ? null : live.quality.get(person.participant_id));
     if (person.screenOf && !screenTile) {
       screenTile = tile.figure;
     }
-    if (talking && !status.muted && !speakerTile) {
-      speakerTile = tile.figure;
+    if (isActive) {
+      activeTile = tile.figure;
+    }
+    if (talking && !status.muted && !talkingTile) {
+      talkingTile = tile.figure;
     }
   }
   for (const [participantId, tile] of live.tiles) {
@@ -791,11 +919,58 @@ function renderGrid() {
   const mine = { muted: live.audioMuted, camera_off: live.cameraOff, hand: rooms.hand };
   const selfTalking = live.selfSpeaking && !live.audioMuted;
   self.dataset.speaking = String(selfTalking);
+  self.dataset.activeSpeaker = String(live.inRoom && live.speaker === live.participantId);
   byId("self-states").replaceChildren(...stateBadges(mine, { speaking: selfTalking }));
+  const selfQuality = live.inRoom ? live.quality.get(live.participantId) : null;
+  byId("self-quality").replaceChildren(...[qualityBadge(selfQuality)].filter(Boolean));
   const tiles = [self, ...others.map((person) => live.tiles.get(person.participant_id).figure)];
-  layout.arrange({ tiles, screen: screenTile, speaking: speakerTile });
+  // The server's active speaker takes the stage; before it named one, whoever this page
+  // hears speaking.
+  layout.arrange({ tiles, screen: screenTile, speaking: live.speaker ? activeTile : talkingTile });
   byId("alone").hidden = !live.inRoom || others.length > 0;
   byId("share-screen").hidden = !live.inRoom;
+  scheduleTiles();
+}
+
+function showQuality(tile, entry) {
+  const rated = JSON.stringify(entry || null);
+  if (rated !== tile.rated) {
+    tile.rated = rated;
+    tile.quality.replaceChildren(...[qualityBadge(entry)].filter(Boolean));
+  }
+}
+
+// --- tile sizes (media.tiles) ----------------------------------------------------------------
+
+/** Tell the server how tall each received video is shown, once the layout settles. */
+function scheduleTiles() {
+  clearTimeout(live.tilesTimer);
+  live.tilesTimer = setTimeout(sendTiles, TILES_DEBOUNCE_MS);
+}
+
+function sendTiles() {
+  if (!live.inRoom || !live.socket) {
+    return;
+  }
+  const scale = window.devicePixelRatio || 1;
+  const tiles = [];
+  for (const tile of live.tiles.values()) {
+    const height = tile.figure.isConnected ? tile.figure.getBoundingClientRect().height : 0;
+    for (const producer of tile.producers || []) {
+      if (producer) {
+        tiles.push({ producer_id: producer, height: height > 0 ? Math.min(4320, Math.round(height * scale)) : null });
+      }
+    }
+  }
+  tiles.sort((a, b) => a.producer_id.localeCompare(b.producer_id));
+  const key = JSON.stringify(tiles);
+  if (key === live.sentTiles) {
+    return;
+  }
+  live.sentTiles = key;
+  request("media.tiles", { case_id: caseId, tiles }).catch(() => {
+    live.sentTiles = ""; // e.g. a view changed meanwhile: the next layout sends again
+  });
 }
 
 // --- controls ------------------------------------------------------------------------------
