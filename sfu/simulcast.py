@@ -264,6 +264,18 @@ class SimulcastProducer:
         return sum(layer.bytes for layer in self.layers)
 
     @property
+    def nacks_sent(self) -> int:
+        return sum(layer.nacks_sent for layer in self.layers)
+
+    @property
+    def retransmissions_received(self) -> int:
+        return sum(layer.retransmissions_received for layer in self.layers)
+
+    @property
+    def keyframe_requests_sent(self) -> int:
+        return sum(layer.keyframe_requests_sent for layer in self.layers)
+
+    @property
     def keyframe_requests_coalesced(self) -> int:
         return sum(layer.keyframe_requests_coalesced for layer in self.layers)
 
