@@ -69,14 +69,24 @@ async def test_sign_in_with_a_second_factor(caucus_server: RunningServer, firefo
 # What headless Firefox answers to getDisplayMedia() (it has no screen to capture, and its
 # fake devices cover cameras and microphones only).
 REAL_DISPLAY_CAPTURE = """
-async () => {
-  try {
-    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
-    stream.getTracks().forEach((track) => track.stop());
-    return "captured";
-  } catch (error) {
-    return error.name;
-  }
+() => {
+  // getDisplayMedia needs a user's gesture (transient activation): the probe runs on a
+  // click the driver makes on this button
+  const probe = document.createElement("button");
+  probe.type = "button";
+  probe.id = "capture-probe";
+  probe.textContent = "probe";
+  probe.addEventListener("click", async () => {
+    try {
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      stream.getTracks().forEach((track) => track.stop());
+      window.captureProbe = "captured";
+    } catch (error) {
+      window.captureProbe = error.name;
+    }
+    probe.remove();
+  });
+  document.body.append(probe);
 }
 """
 
@@ -146,7 +156,15 @@ async def test_live_room_with_two_chromiums_and_a_firefox(
         assert await fox.evaluate("() => window.stillTheSamePage === true"), "B's page reloaded"
 
         # screen sharing from Firefox: headless Firefox cannot capture a screen ...
-        assert await fox.evaluate(REAL_DISPLAY_CAPTURE) == "NotFoundError"
+        await fox.evaluate(REAL_DISPLAY_CAPTURE)
+        await fox.click("#capture-probe")
+        await fox.wait("[data-testid=share-screen]")
+        for _ in range(100):
+            probe = await fox.evaluate("() => window.captureProbe || null")
+            if probe is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert probe == "NotFoundError"
         # ... so the page shares a drawn canvas in its place, through the same code path
         await fox.evaluate(f"() => {{ {FAKE_SCREEN} }}")
         await fox.click("[data-testid=share-screen]")
