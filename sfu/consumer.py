@@ -529,11 +529,10 @@ class Consumer:
             # nothing flowing: go straight to the new layer and wait for its keyframe
             if self._source is not None:
                 self._source.remove_consumer(self, self._waiting_keyframe)
-                self._waiting_keyframe = False
             self._source = target
             self.layer = layer
             self.paused_for_bandwidth = False
-            target.add_consumer(self, False)
+            target.add_consumer(self, self._waiting_keyframe)
             if self.started:
                 self._pause()
             return

@@ -325,3 +325,26 @@ async def test_a_retransmission_is_placed_by_its_repaired_rid() -> None:
     finally:
         for wire in wires:
             wire.close()
+
+
+async def test_a_consumer_started_while_its_video_is_withheld_resumes_on_a_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(producer_module, "abs_send_time", lambda: SEND_TIME)
+    producer, consumers, wires, _ = make(False)
+    try:
+        consumer = consumers[0]
+        consumer.select_layer(None)  # withheld before the subscriber could even receive
+        consumer.start()
+        consumer.select_layer(1)
+        assert producer.layers[1].keyframe_waiters == 1
+        for step, (_n, _layer, packets) in enumerate(frames(random.Random(4), 12)):
+            for data in packets:
+                producer.on_rtp_data(data, ARRIVAL_BASE + 11 * step)
+        assert consumer.layer == 1 and consumer.packets > 0
+        assert producer.layers[1].keyframe_waiters == 0
+        layers = check_continuous(wires[0].packets(consumer.packets), [])
+        assert set(layers) == {1}
+    finally:
+        for wire in wires:
+            wire.close()
