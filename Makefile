@@ -65,7 +65,7 @@ test: dev-deps browser lint
 ## build/sanitize (the source tree's module stays the normal build), then its tests and a
 ## bounded run of its fuzz targets with gcc's libasan preloaded.
 SANITIZE_DIR := build/sanitize
-SANITIZE_TESTS := tests/sfu/test_fastpath.py tests/sfu/test_direct_receive.py tests/sfu/test_native_producer.py \
+SANITIZE_TESTS := tests/sfu/test_fastpath.py tests/sfu/test_direct_receive.py tests/sfu/test_native_producer.py tests/sfu/test_simulcast.py \
 	tests/client/test_receive_poller.py tests/client/test_frames.py $(wildcard tests/hostile/test_native_*.py)
 SANITIZE_FUZZ := $(wildcard tests/fuzz/fuzz_native_*.py)
 FUZZ_SECONDS ?= 30

@@ -329,31 +329,7 @@ class Consumer:
     def _rewrite_vp8(
         self, first_byte: int, tail: builtins.bytes
     ) -> tuple[builtins.bytes, int, int]:
-        """``tail`` with its VP8 picture ID and TL0PICIDX moved by this consumer's
-        offsets, and the two values written (-1: none); the compiled path does the same
-        (``write_consumer``)."""
-        start = _descriptor_start(first_byte, tail)
-        if start < 0:
-            return tail, -1, -1
-        at, bits, level_at = vp8_picture(tail, start)
-        if at < 0 and level_at < 0:
-            return tail, -1, -1
-        out = bytearray(tail)
-        picture = level = -1
-        if at >= 0:
-            at += start
-            if bits == 15:
-                picture = (((out[at] & 0x7F) << 8 | out[at + 1]) + self._pic_offset) & 0x7FFF
-                out[at] = 0x80 | picture >> 8
-                out[at + 1] = picture & 0xFF
-            else:
-                picture = ((out[at] & 0x7F) + self._pic_offset) & 0x7F
-                out[at] = picture
-        if level_at >= 0:
-            level_at += start
-            level = (out[level_at] + self._tl0_offset) & 0xFF
-            out[level_at] = level
-        return builtins.bytes(out), picture, level
+        return rewrite_vp8(first_byte, tail, self._pic_offset, self._tl0_offset)
 
     def _leave_native(self) -> None:
         """Go on with the Python path, from the compiled path's state."""
@@ -722,6 +698,36 @@ class Consumer:
             "layer_switches": self.layer_switches,
             "paused_for_bandwidth": self.paused_for_bandwidth,
         }
+
+
+def rewrite_vp8(
+    first_byte: int, tail: builtins.bytes, pic_offset: int, tl0_offset: int
+) -> tuple[builtins.bytes, int, int]:
+    """``tail`` (a consumer's extension block and payload) with its VP8 picture ID and
+    TL0PICIDX moved by the offsets, and the two values written (-1: none); the compiled
+    path does the same (``write_consumer``)."""
+    start = _descriptor_start(first_byte, tail)
+    if start < 0:
+        return tail, -1, -1
+    at, bits, level_at = vp8_picture(tail, start)
+    if at < 0 and level_at < 0:
+        return tail, -1, -1
+    out = bytearray(tail)
+    picture = level = -1
+    if at >= 0:
+        at += start
+        if bits == 15:
+            picture = (((out[at] & 0x7F) << 8 | out[at + 1]) + pic_offset) & 0x7FFF
+            out[at] = 0x80 | picture >> 8
+            out[at + 1] = picture & 0xFF
+        else:
+            picture = ((out[at] & 0x7F) + pic_offset) & 0x7F
+            out[at] = picture
+    if level_at >= 0:
+        level_at += start
+        level = (out[level_at] + tl0_offset) & 0xFF
+        out[level_at] = level
+    return builtins.bytes(out), picture, level
 
 
 def _descriptor_start(first_byte: int, tail: builtins.bytes) -> int:

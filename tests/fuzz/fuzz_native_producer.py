@@ -132,6 +132,11 @@ def TestOneInput(data: bytes) -> None:
         consumer.payload_type = 100 + i
         consumer.started = consumer.paused = 0
         consumer.source_span = fdp.ConsumeIntInRange(0, 0x8000)
+        # VP8 picture-ID and TL0PICIDX rewriting on hostile payload descriptors
+        consumer.vp8 = fdp.ConsumeBool()
+        consumer.pic_offset = fdp.ConsumeIntInRange(0, 0xFFFF)
+        consumer.tl0_offset = fdp.ConsumeIntInRange(0, 0xFF)
+        consumer.last_pic = consumer.last_tl0 = -1
         PRODUCER.outputs[i].consumer = consumer
         PRODUCER.outputs[i].abs_send_time_id = fdp.ConsumeIntInRange(0, 15)
         PRODUCER.outputs[i].audio_level_id = fdp.ConsumeIntInRange(0, 15)

@@ -26,6 +26,8 @@ with atheris.instrument_imports(include=["sfu.rtc"]):
     from sfu.rtc import native, writer
     from sfu.rtc.internals import srtp_context
 
+from sfu.consumer import rewrite_vp8  # the Python twin of the compiled rewrite
+
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
 KEY = bytes(range(28))
@@ -102,6 +104,10 @@ def TestOneInput(data: bytes) -> None:
     CONSUMER.ts_offset = fdp.ConsumeUInt(4)
     CONSUMER.last_seq = fdp.ConsumeUInt(2)
     CONSUMER.source_span = fdp.ConsumeIntInRange(-(2**31), 2**31 - 1)
+    CONSUMER.vp8 = fdp.ConsumeBool()  # rewrite picture IDs in hostile VP8 descriptors
+    CONSUMER.pic_offset = pic_offset = fdp.ConsumeUInt(2)
+    CONSUMER.tl0_offset = tl0_offset = fdp.ConsumeUInt(1)
+    CONSUMER.last_pic = CONSUMER.last_tl0 = -1
     CONSUMER.packets = 0
     #: (SSRC, sequence number) -> the tails that may leave under it (None: a frame's
     #: packet, whose tail the picture ID and the stamp change)
@@ -121,7 +127,10 @@ def TestOneInput(data: bytes) -> None:
             assert sent <= 12 + max(length, 0)
             if sent > 0:
                 out = (seq + CONSUMER.seq_offset) & 0xFFFF
-                expected.setdefault((CONSUMER.ssrc, out), set()).add(tail[:length])
+                written = tail[:length]
+                if CONSUMER.vp8:  # what sfu.consumer writes in Python
+                    written = rewrite_vp8(first, written, pic_offset, tl0_offset)[0]
+                expected.setdefault((CONSUMER.ssrc, out), set()).add(written)
             else:
                 assert CONSUMER.last_seq == before
         elif op == 1:  # one packet
