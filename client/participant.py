@@ -48,6 +48,7 @@ from sfu import rtc
 from .direct_publish import DirectPublisher
 from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .receiver_feedback import ReceiverFeedback, RtpDataHandler
+from .reorder import PacketReorder
 from .signal import REMOVED, OfferHandler, Signal
 from .simulcast import SimulcastVideo
 from .simulcast_clips import LayerClip, simulcast_clips
@@ -69,6 +70,14 @@ def receiving_transceiver(
     if transceiver.mid is None:
         raise RuntimeError("a track arrived on a transceiver without a mid")
     return transceiver, transceiver.mid
+
+
+def _rtx_payload_type(transceiver: RTCRtpTransceiver, payload_type: int) -> int | None:
+    """The negotiated RTX payload type that repairs ``payload_type`` (``apt``), if any."""
+    for codec in rtc.negotiated_codecs(transceiver):
+        if codec.name.lower() == "rtx" and str(codec.parameters.get("apt")) == str(payload_type):
+            return codec.payloadType
+    return None
 
 
 def _configuration() -> RTCConfiguration:
@@ -96,6 +105,8 @@ class ReceivedTrack:
     #: The frame-by-frame check of a VP8 track (``check_video=True``); ``frames`` then
     #: counts the frames it decoded cleanly.
     check: Vp8Check | None = None
+    #: What puts the checked track's retransmissions back in place (``feedback=True``).
+    reorder: PacketReorder | None = None
     #: ``time.monotonic()`` of every packet's arrival (``Participant(arrival_times=True)``).
     arrivals: list[float] | None = None
 
@@ -134,8 +145,10 @@ class Participant:
     datagrams, like a lossy link toward this participant.  With ``feedback=True`` (not
     with ``decode=True``: a decoding receiver sends aiortc's own) the subscribe
     connection sends a browser's receiver feedback (receiver reports, REMB, NACK, PLI;
-    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`).  Tracks
-    not decoded count their packets' bytes and marker bits (``bytes``, ``marked``); with
+    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`); a checked
+    track then sees its retransmissions put back in place, as a browser's decoder does
+    (:class:`~client.reorder.PacketReorder`, ``tracks[mid].reorder``).  Tracks not
+    decoded count their packets' bytes and marker bits (``bytes``, ``marked``); with
     ``arrival_times=True`` they also record each packet's arrival (``arrivals``).
 
     With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
@@ -342,6 +355,31 @@ class Participant:
         arrivals = received.arrivals
         marked = 0x80 | payload_type if payload_type is not None else -1
 
+        def checked(decoded_before: int) -> None:
+            if check.frames_decoded != decoded_before:
+                now = time.monotonic()
+                received.frames += check.frames_decoded - decoded_before
+                received.frame_times.append(now)
+                if received.first_frame_at is None:
+                    received.first_frame_at = now
+                self._notify()
+
+        check_data: Callable[[bytes], None] = check.feed
+        if feed is not None and payload_type is not None:
+            # this receiver NACKs: its check sees retransmissions put back in place, as a
+            # browser's decoder does behind its jitter buffer
+            def deliver(ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes) -> None:
+                before = check.frames_decoded
+                check.feed_packet(ssrc, seq, timestamp, marker, payload)
+                checked(before)
+
+            reorder = received.reorder = PacketReorder(
+                deliver,
+                media_payload_type=payload_type,
+                rtx_payload_type=_rtx_payload_type(transceiver, payload_type),
+            )
+            check_data = reorder.feed
+
         def on_data(data: bytes, arrival_time_ms: int) -> None:
             received.packets += 1
             received.bytes += len(data)
@@ -352,14 +390,8 @@ class Participant:
             if feed is not None:
                 feed(data, arrival_time_ms)
             before = check.frames_decoded
-            check.feed(data)
-            if check.frames_decoded != before:
-                now = time.monotonic()
-                received.frames += check.frames_decoded - before
-                received.frame_times.append(now)
-                if received.first_frame_at is None:
-                    received.first_frame_at = now
-                self._notify()
+            check_data(data)
+            checked(before)
 
         rtc.intercept_rtp_data(transceiver.receiver, on_data)
 
@@ -502,6 +534,7 @@ class Participant:
         if self.feedback is not None:
             self.feedback.close()
             self.feedback = None
+        self._close_reorders()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -511,6 +544,11 @@ class Participant:
         for source in sources:
             source.stop()
         self._notify()
+
+    def _close_reorders(self) -> None:
+        for track in self.tracks.values():
+            if track.reorder is not None:
+                track.reorder.close()
 
     async def wait_until(self, condition: Callable[[Participant], bool]) -> None:
         """Wait until ``condition(self)`` holds (wrap in ``asyncio.timeout``)."""
@@ -534,6 +572,7 @@ class Participant:
             await self._direct.close()
         if self.feedback is not None:
             self.feedback.close()
+        self._close_reorders()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()
