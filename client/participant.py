@@ -328,7 +328,8 @@ class Participant:
             feed = self._feedback_for(transceiver) if self._send_feedback else None
             arrivals = received.arrivals
             # the second byte of a packet of the media payload type with the marker bit
-            marked = 0x80 | codecs[0].payloadType if codecs else -1
+            media_type = codecs[0].payloadType if codecs else None
+            marked = 0x80 | media_type if media_type is not None else -1
 
             def count(data: bytes, arrival_time_ms: int) -> None:
                 received.packets += 1
