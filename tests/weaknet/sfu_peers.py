@@ -307,7 +307,11 @@ class RemotePeer:
         """Start ``participant``'s child (``options``: :meth:`HeadlessPeer.open`'s)."""
         side = SfuSide(worker, room, participant.name)
         process = await participant.start(
-            PEER, handlers=side.handlers, name=participant.name, **options
+            PEER,
+            handlers=side.handlers,
+            ready_within=60.0,  # a publisher without cached clips encodes them first
+            name=participant.name,
+            **options,
         )
         side.process = process
         return cls(process, side)
