@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -47,6 +48,7 @@ from sfu import rtc
 from .direct_publish import DirectPublisher
 from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .receiver_feedback import ReceiverFeedback, RtpDataHandler
+from .reorder import PacketReorder
 from .signal import REMOVED, OfferHandler, Signal
 from .simulcast import SimulcastVideo
 from .simulcast_clips import LayerClip, simulcast_clips
@@ -70,6 +72,14 @@ def receiving_transceiver(
     return transceiver, transceiver.mid
 
 
+def _rtx_payload_type(transceiver: RTCRtpTransceiver, payload_type: int) -> int | None:
+    """The negotiated RTX payload type that repairs ``payload_type`` (``apt``), if any."""
+    for codec in rtc.negotiated_codecs(transceiver):
+        if codec.name.lower() == "rtx" and str(codec.parameters.get("apt")) == str(payload_type):
+            return codec.payloadType
+    return None
+
+
 def _configuration() -> RTCConfiguration:
     # MAX_BUNDLE: with aiortc's default (balanced) policy a second m-line of one kind in
     # an offer keeps a transport that BUNDLE then discards.
@@ -83,6 +93,11 @@ class ReceivedTrack:
     mid: str
     kind: str
     packets: int = 0
+    #: RTP bytes of the packets counted (decrypted: header, extensions, payload).
+    bytes: int = 0
+    #: Packets of the media payload type with the marker bit (a video frame's last
+    #: packet): the frames that arrived, counted without decoding.
+    marked: int = 0
     frames: int = 0
     #: ``time.monotonic()`` of the first decoded frame (or first packet when not decoding).
     first_frame_at: float | None = None
@@ -90,9 +105,21 @@ class ReceivedTrack:
     #: The frame-by-frame check of a VP8 track (``check_video=True``); ``frames`` then
     #: counts the frames it decoded cleanly.
     check: Vp8Check | None = None
+    #: What puts the checked track's retransmissions back in place (``feedback=True``).
+    reorder: PacketReorder | None = None
+    #: ``time.monotonic()`` of every packet's arrival (``Participant(arrival_times=True)``).
+    arrivals: list[float] | None = None
 
     def frames_since(self, since: float) -> int:
         return sum(1 for t in self.frame_times if t >= since)
+
+    def longest_gap(self, since: float, until: float) -> float | None:
+        """The longest time between two packets' arrivals in [``since``, ``until``], the
+        window's edges counting as arrivals (``None`` without recorded arrivals)."""
+        if self.arrivals is None or until < since:
+            return None
+        times = [since, *(t for t in self.arrivals if since <= t <= until), until]
+        return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
 @dataclass(frozen=True)
@@ -118,7 +145,11 @@ class Participant:
     datagrams, like a lossy link toward this participant.  With ``feedback=True`` (not
     with ``decode=True``: a decoding receiver sends aiortc's own) the subscribe
     connection sends a browser's receiver feedback (receiver reports, REMB, NACK, PLI;
-    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`).
+    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`); a checked
+    track then sees its retransmissions put back in place, as a browser's decoder does
+    (:class:`~client.reorder.PacketReorder`, ``tracks[mid].reorder``).  Tracks not
+    decoded count their packets' bytes and marker bits (``bytes``, ``marked``); with
+    ``arrival_times=True`` they also record each packet's arrival (``arrivals``).
 
     With ``rejoin=True`` an ending reported by the signal (other than ``"removed"``)
     makes it join again by itself; each attempt may take ``rejoin_timeout`` seconds.
@@ -142,6 +173,7 @@ class Participant:
         rejoin: bool = False,
         rejoin_timeout: float = 30.0,
         feedback: bool = False,
+        arrival_times: bool = False,
     ) -> None:
         if feedback and decode:
             raise ValueError("feedback=True is for decode=False: aiortc's decoder sends its own")
@@ -174,6 +206,7 @@ class Participant:
         self._direct: DirectPublisher | None = None
         self._loss = loss
         self._send_feedback = feedback
+        self._arrival_times = arrival_times
         #: The current subscribe connection's receiver feedback (``feedback=True``).
         self.feedback: ReceiverFeedback | None = None
         self._random = random.Random(participant_id)
@@ -284,6 +317,8 @@ class Participant:
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver, mid = receiving_transceiver(self._subscribe_pc, track)
         received = self.tracks[mid] = ReceivedTrack(mid, track.kind)
+        if self._arrival_times:
+            received.arrivals = []
         codecs = [c for c in rtc.negotiated_codecs(transceiver) if c.name.lower() != "rtx"]
         if self._check_video and codecs and codecs[0].mimeType.lower() == "video/vp8":
             self._check(transceiver, received, codecs[0].payloadType)
@@ -291,9 +326,18 @@ class Participant:
             self._own(self._consume(track, received))
         else:
             feed = self._feedback_for(transceiver) if self._send_feedback else None
+            arrivals = received.arrivals
+            # the second byte of a packet of the media payload type with the marker bit
+            media_type = codecs[0].payloadType if codecs else None
+            marked = 0x80 | media_type if media_type is not None else -1
 
             def count(data: bytes, arrival_time_ms: int) -> None:
                 received.packets += 1
+                received.bytes += len(data)
+                if len(data) > 1 and data[1] == marked:
+                    received.marked += 1
+                if arrivals is not None:
+                    arrivals.append(time.monotonic())
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
                 if feed is not None:
@@ -309,20 +353,46 @@ class Participant:
         """Feed the track's packets to a :class:`Vp8Check`, which decodes them."""
         check = received.check = Vp8Check(payload_type=payload_type)
         feed = self._feedback_for(transceiver) if self._send_feedback else None
+        arrivals = received.arrivals
+        marked = 0x80 | payload_type if payload_type is not None else -1
 
-        def on_data(data: bytes, arrival_time_ms: int) -> None:
-            received.packets += 1
-            if feed is not None:
-                feed(data, arrival_time_ms)
-            before = check.frames_decoded
-            check.feed(data)
-            if check.frames_decoded != before:
+        def checked(decoded_before: int) -> None:
+            if check.frames_decoded != decoded_before:
                 now = time.monotonic()
-                received.frames += check.frames_decoded - before
+                received.frames += check.frames_decoded - decoded_before
                 received.frame_times.append(now)
                 if received.first_frame_at is None:
                     received.first_frame_at = now
                 self._notify()
+
+        check_data: Callable[[bytes], None] = check.feed
+        if feed is not None and payload_type is not None:
+            # this receiver NACKs: its check sees retransmissions put back in place, as a
+            # browser's decoder does behind its jitter buffer
+            def deliver(ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes) -> None:
+                before = check.frames_decoded
+                check.feed_packet(ssrc, seq, timestamp, marker, payload)
+                checked(before)
+
+            reorder = received.reorder = PacketReorder(
+                deliver,
+                media_payload_type=payload_type,
+                rtx_payload_type=_rtx_payload_type(transceiver, payload_type),
+            )
+            check_data = reorder.feed
+
+        def on_data(data: bytes, arrival_time_ms: int) -> None:
+            received.packets += 1
+            received.bytes += len(data)
+            if len(data) > 1 and data[1] == marked:
+                received.marked += 1
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
+            if feed is not None:
+                feed(data, arrival_time_ms)
+            before = check.frames_decoded
+            check_data(data)
+            checked(before)
 
         rtc.intercept_rtp_data(transceiver.receiver, on_data)
 
@@ -465,6 +535,7 @@ class Participant:
         if self.feedback is not None:
             self.feedback.close()
             self.feedback = None
+        self._close_reorders()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -474,6 +545,11 @@ class Participant:
         for source in sources:
             source.stop()
         self._notify()
+
+    def _close_reorders(self) -> None:
+        for track in self.tracks.values():
+            if track.reorder is not None:
+                track.reorder.close()
 
     async def wait_until(self, condition: Callable[[Participant], bool]) -> None:
         """Wait until ``condition(self)`` holds (wrap in ``asyncio.timeout``)."""
@@ -497,6 +573,7 @@ class Participant:
             await self._direct.close()
         if self.feedback is not None:
             self.feedback.close()
+        self._close_reorders()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()

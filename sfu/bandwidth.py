@@ -317,6 +317,14 @@ class LayerRule:
     #: ``max_up_wait``.  A layer kept for ``failure_window`` clears its failures.
     failure_window: float = 4.0
     max_up_wait: float = 8.0
+    #: Withholding a track's video needs loss when this is above 0: a share below the
+    #: lowest layer then pauses only a track sending the lowest layer with the loss at
+    #: least ``pause_loss`` (for ``failure_window`` seconds, when it came down to that
+    #: layer, so that the loss is the lowest layer's); otherwise the lowest layer is
+    #: sent.  A share cut by a REMB drop alone (growing delay: a keyframe queued on a thin
+    #: link is enough) then takes the video down to the lowest layer but never off.  0:
+    #: the share alone decides.
+    pause_loss: float = 0.0
     #: Nominal bitrates and heights of the layers, for what is not measured or known.
     layer_bitrates: tuple[int, ...] = DEFAULT_LAYER_BITRATES
     layer_heights: tuple[int, ...] = DEFAULT_LAYER_HEIGHTS
@@ -330,6 +338,8 @@ class LayerRule:
             raise ValueError("need 0 <= up_wait <= max_up_wait and failure_window >= 0")
         if not 0 <= self.up_loss <= 1 or self.publisher_margin < 1:
             raise ValueError("up_loss is a share and publisher_margin at least 1")
+        if not 0 <= self.pause_loss <= 1:
+            raise ValueError("pause_loss is a share")
         for table in (self.layer_bitrates, self.layer_heights):
             if len(table) != MAX_LAYERS or any(b <= a for a, b in itertools.pairwise(table)):
                 raise ValueError(f"layer tables hold {MAX_LAYERS} increasing values")
@@ -338,7 +348,11 @@ class LayerRule:
 
     @classmethod
     def from_settings(cls, settings: MediaSettings) -> LayerRule:
-        return cls(up_wait=settings.layer_up_wait, max_up_wait=settings.layer_max_up_wait)
+        return cls(
+            up_wait=settings.layer_up_wait,
+            max_up_wait=settings.layer_max_up_wait,
+            pause_loss=settings.layer_pause_loss,
+        )
 
 
 def layer_cap(
@@ -379,7 +393,8 @@ class LayerChooser:
     failure, so that an impaired link is not toggled every few seconds while a recovered
     one is back at the top layer within 15 s.  Resuming from a pause follows the same rule
     (the lowest layer is the next one).  A tile cap or a layer that stops arriving moves
-    at once and is no failure.
+    at once and is no failure.  With :attr:`LayerRule.pause_loss` (the worker's rule) a
+    share below the lowest layer pauses only on loss measured on that layer.
     """
 
     def __init__(self, rule: LayerRule | None = None) -> None:
@@ -391,7 +406,9 @@ class LayerChooser:
         self._now: float | None = None
         self._up_layer: int | None = None  # the layer the streak below is for
         self._up_since: float | None = None  # its share has been enough since then
-        self._probe: tuple[int, float] | None = None  # (layer switched up to, when)
+        # (layer switched up to, when, whether it resumed a paused video)
+        self._probe: tuple[int, float, bool] | None = None
+        self._layer_since: float | None = None  # when the layer sent last changed
         self._failures: dict[int, tuple[int, float]] = {}  # layer -> (failures in a row, last)
 
     def choose(
@@ -452,6 +469,11 @@ class LayerChooser:
         if current is not None and not fits(current, rule.down_margin):  # down, at once
             below = [i for i in allowed if i < current]
             target = next((i for i in reversed(below) if fits(i, rule.down_margin)), None)
+            if target is None and not self._may_pause(current, allowed[0], lossy, at):
+                target = allowed[0]  # nothing says the link cannot carry the lowest layer
+                if target == current:
+                    self._up_layer = self._up_since = None
+                    return current
             self._failed(target, at)
             self._set(target, at, paused=target is None)
             return target
@@ -477,7 +499,7 @@ class LayerChooser:
         ):
             if self._probe is not None:  # the layer below carried the wait: it held
                 self._failures.pop(self._probe[0], None)
-            self._probe = (candidate, at)
+            self._probe = (candidate, at, current is None)
             self._set(candidate, at, paused=False)
             return candidate
         return current
@@ -522,7 +544,22 @@ class LayerChooser:
     def _set(self, layer: int | None, at: float, *, paused: bool) -> None:
         if layer != self.layer or paused != self.paused:
             self._up_layer = self._up_since = None
+            self._layer_since = at
         self.layer, self.paused = layer, paused
+
+    def _may_pause(self, current: int, lowest: int, loss: float, at: float) -> bool:
+        """Whether a share below the lowest layer may withhold the video of a track sending
+        ``current`` (see :attr:`LayerRule.pause_loss`)."""
+        rule = self.rule
+        if rule.pause_loss <= 0:
+            return True
+        if current != lowest or loss < rule.pause_loss:
+            return False  # the lowest layer first: what undid a higher one says nothing of it
+        probe = self._probe
+        if probe is not None and probe[2] and at - probe[1] < rule.failure_window:
+            return True  # a resumption the link did not carry: its loss is its own
+        since = self._layer_since
+        return since is not None and at - since >= rule.failure_window
 
     def _settle(self, at: float) -> None:
         """A probe kept for the failure window succeeded: its layer's failures are cleared."""
@@ -539,7 +576,7 @@ class LayerChooser:
         probe = self._probe
         if probe is None:
             return
-        layer, since = probe
+        layer, since, _ = probe
         if (target is None or target < layer) and at - since < self.rule.failure_window:
             count = self._failures.get(layer, (0, at))[0]
             self._failures[layer] = (count + 1, at)

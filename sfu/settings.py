@@ -121,6 +121,10 @@ class MediaSettings:
     downlink_min_bitrate: int = 100_000
     layer_up_wait: float = 3.0
     layer_max_up_wait: float = 8.0
+    #: A subscriber's video is withheld for bandwidth only when its loss is at least this
+    #: on the lowest layer (``sfu.bandwidth.LayerRule.pause_loss``); a REMB drop alone
+    #: takes it down to the lowest layer, never off.
+    layer_pause_loss: float = 0.10
     #: Seconds between two log lines about the same repeated failure (one line, a count).
     repeated_log_interval: float = 10.0
     #: While transports have closed, a full garbage collection at most this often (a
@@ -150,6 +154,8 @@ class MediaSettings:
             raise ValueError("need 0 < downlink_min_bitrate <= downlink_start_bitrate")
         if not 0 <= self.layer_up_wait <= self.layer_max_up_wait:
             raise ValueError("need 0 <= layer_up_wait <= layer_max_up_wait")
+        if not 0 <= self.layer_pause_loss <= 1:
+            raise ValueError("layer_pause_loss is a share, 0..1")
         size = self.retransmission_buffer
         if size <= 0 or size & (size - 1):
             raise ValueError("retransmission_buffer must be a power of two")

@@ -110,6 +110,7 @@ MEDIA_LIMIT_FIELDS = frozenset(
         "downlink_min_bitrate",
         "layer_up_wait",
         "layer_max_up_wait",
+        "layer_pause_loss",
         "max_video_bitrate",
         "max_audio_bitrate",
         "publisher_budget_multiple",

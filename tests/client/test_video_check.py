@@ -53,3 +53,55 @@ async def test_a_subscriber_checks_what_the_sfu_forwards(decode: bool) -> None:
         await publisher.close()
         await subscriber.close()
         await worker.close()
+
+
+async def test_with_nacks_the_check_decodes_frames_whose_lost_packets_came_back() -> None:
+    """A subscriber that loses 3 % of its datagrams and NACKs them: each retransmission is
+    put back in place before the check (``client.reorder``), so that the frames it
+    repairs decode, as behind a browser's jitter buffer."""
+    worker = Worker()
+    publisher = participant("pub", LocalSignal(worker, "room"))  # 320x240, a keyframe a second
+    subscriber = Participant(
+        "sub",
+        LocalSignal(worker, "room"),
+        audio=False,
+        video=None,
+        decode=False,
+        check_video=True,
+        feedback=True,
+        loss=0.03,
+    )
+    try:
+        async with asyncio.timeout(20):
+            await subscriber.join()
+            await publisher.join()
+
+        def video():
+            tracks = [t for t in subscriber.tracks.values() if t.kind == "video"]
+            return tracks[0] if tracks else None
+
+        await eventually(
+            lambda: (
+                (t := video()) is not None
+                and t.check is not None
+                and t.check.frames_decoded >= 150
+                and subscriber.feedback is not None
+                and subscriber.feedback.recovered >= 5
+            ),
+            30,
+        )
+        track = video()
+        assert track is not None and track.check is not None and track.reorder is not None
+        report, reorder = track.check.report(), track.reorder
+        feedback = subscriber.feedback
+        assert feedback is not None
+        assert reorder.unwrapped >= feedback.recovered > 0 and reorder.reordered > 0
+        # the check misses only what was never recovered, and decodes everything else
+        assert report.lost_packets <= feedback.abandoned + 3, (report, feedback.stats())
+        assert report.frames_failed == 0 and report.malformed_packets == 0
+        assert report.frames_corrupt <= report.frames_assembled // 10, report
+        assert report.resolutions == {(320, 240): report.frames_decoded}
+    finally:
+        await publisher.close()
+        await subscriber.close()
+        await worker.close()

@@ -778,3 +778,79 @@ def test_the_rules_come_from_the_media_settings() -> None:
         MediaSettings(layer_up_wait=10.0)
     with pytest.raises(ValueError, match="increasing"):
         LayerRule(layer_bitrates=(500_000, 150_000, 1_200_000))
+
+
+# --- withholding video needs loss (LayerRule.pause_loss; the worker's settings) --------
+
+PAUSING = LayerRule(pause_loss=0.10)
+
+
+def test_with_pause_loss_a_share_below_the_lowest_layer_without_loss_keeps_it() -> None:
+    chooser = LayerChooser(PAUSING)
+    assert chooser.choose(VIDEO, 200_000, 0) == 0
+    # a REMB drop cut the share below layer 0 (a keyframe queued on a thin link): no loss
+    for at in (1, 2, 10, 20):
+        assert chooser.choose(VIDEO, 130_000, at) == 0 and not chooser.paused
+    assert chooser.choose(VIDEO, 130_000, 21, loss=0.05) == 0  # some loss, below 10 %
+    assert chooser.choose(VIDEO, 130_000, 22, loss=0.10) is None and chooser.paused
+    assert chooser.retry_wait(0) == 0  # not a failed resumption
+
+
+def test_with_pause_loss_a_higher_layer_comes_down_to_the_lowest_before_any_pause() -> None:
+    chooser = LayerChooser(PAUSING)
+    assert chooser.choose(VIDEO, 700_000, 0) == 1
+    assert chooser.choose(VIDEO, 100_000, 1, loss=0.5) == 0  # that loss was layer 1's
+    assert chooser.choose(VIDEO, 100_000, 3, loss=0.5) == 0  # layer 0 not held 4 s yet
+    assert chooser.choose(VIDEO, 100_000, 5, loss=0.5) is None  # held, and still lossy
+
+
+def test_with_pause_loss_a_resumption_the_link_does_not_carry_pauses_again_at_once() -> None:
+    chooser = LayerChooser(PAUSING)
+    assert chooser.choose(VIDEO, 200_000, 0) == 0
+    assert chooser.choose(VIDEO, 100_000, 4, loss=0.3) is None
+    assert chooser.choose(VIDEO, 180_000, 5) is None
+    assert chooser.choose(VIDEO, 180_000, 8) == 0  # resumed: 3 s held
+    assert chooser.choose(VIDEO, 100_000, 9) == 0  # a REMB drop alone: kept
+    assert chooser.choose(VIDEO, 100_000, 10, loss=0.3) is None  # its own loss: paused
+    assert chooser.retry_wait(0) == 6
+
+
+def remb_dips(sub: Subscriber, until: float, every: float = 2.0) -> list[Sample]:
+    """Run ``sub`` with a REMB dip every ``every`` seconds, as a receiver sends when a
+    keyframe queues on its link: a REMB at 200 kbit/s, then 0.85 x the 175 kbit/s it gets."""
+    samples: list[Sample] = []
+    while sub.now < until - 1e-9:
+        samples += sub.run(min(sub.now + every, until))
+        sub.estimate.on_remb(200_000, sub.now)
+        samples += sub.run(min(sub.now + 0.5, until))
+        sub.estimate.on_remb(0.85 * 175_000, sub.now)
+    return samples
+
+
+def test_with_pause_loss_remb_dips_on_a_link_that_carries_layer_0_never_pause_it() -> None:
+    paused = Subscriber(300_000, tracks={"cam": Track(speaker=True)})
+    kept = Subscriber(300_000, tracks={"cam": Track(speaker=True, chooser=LayerChooser(PAUSING))})
+    before = [s for s in remb_dips(paused, 60) if s.at > 5]
+    after = [s for s in remb_dips(kept, 60) if s.at > 5]
+    assert None in layer_of(before)  # the share alone: each dip withholds the video
+    assert None not in layer_of(after) and layer_of(after).count(0) / len(after) >= 0.85
+
+
+def test_with_pause_loss_a_link_below_the_lowest_layer_still_pauses_and_recovers() -> None:
+    sub = Subscriber(150_000, tracks={"cam": Track(speaker=True, chooser=LayerChooser(PAUSING))})
+    later = [s for s in sub.run(60) if s.at > 10]
+    assert layer_of(later).count(None) / len(later) >= 0.6
+    assert 1 not in layer_of(later) and 2 not in layer_of(later)
+    samples = sub.run(90, capacity=UNLIMITED)
+    at = settled_at(samples, 2)
+    assert at is not None and at - 60 <= 15
+
+
+def test_the_worker_withholds_video_only_on_loss() -> None:
+    assert LayerRule().pause_loss == 0.0  # the rule alone: the share decides
+    assert LayerRule.from_settings(MediaSettings()).pause_loss == 0.10
+    assert LayerRule.from_settings(MediaSettings(layer_pause_loss=0.2)).pause_loss == 0.2
+    with pytest.raises(ValueError, match="layer_pause_loss"):
+        MediaSettings(layer_pause_loss=1.5)
+    with pytest.raises(ValueError, match="pause_loss"):
+        LayerRule(pause_loss=-0.1)

@@ -41,6 +41,24 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"database backends of store tests: {backends}; other tests: sqlite"
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures tests measured (``record_property("figures", json_line)``, the
+    weak-network tests' say), one line per test, whether it passed or not: CI logs keep
+    them."""
+    lines = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "figures":
+                    lines.append(f"{report.nodeid}: {value}")
+    if lines:
+        terminalreporter.section("measured figures")
+        for line in lines:
+            terminalreporter.line(line)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return

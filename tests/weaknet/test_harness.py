@@ -32,6 +32,8 @@ from tests.support.weaknet import (
 
 from .probes import Pinger, TcpEcho, UdpEcho, UdpSink, UdpSource, rate_kbit, tcp_roundtrip
 
+pytestmark = pytest.mark.weaknet
+
 #: What the senders push: 1 Mbit/s of payload in 1000-byte datagrams (~1042 kbit/s of
 #: frames).
 SEND_RATE = 1_000_000
