@@ -627,6 +627,8 @@ class Consumer:
             self._tokens -= 1
             _, timestamp, marker, payload = entry
             out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+            if self._vp8:  # as it was forwarded: picture ID and TL0PICIDX moved
+                payload = rewrite_vp8(VERSION_BYTE, payload, self._pic_offset, self._tl0_offset)[0]
             if self._rtx_payload_type is not None:
                 header = FIXED_HEADER.pack(
                     VERSION_BYTE,

@@ -348,3 +348,30 @@ async def test_a_consumer_started_while_its_video_is_withheld_resumes_on_a_keyfr
     finally:
         for wire in wires:
             wire.close()
+
+
+async def test_a_retransmission_after_a_switch_carries_the_rewritten_picture_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(producer_module, "abs_send_time", lambda: SEND_TIME)
+    producer, consumers, wires, _ = make(False, extension_ids=((0, 0),))
+    try:
+        consumer = consumers[0]
+        consumer.configure(100, 101, (0, 0))  # retransmissions as RTX (RFC 4588)
+        consumer.start()
+        for step, (n, layer, packets) in enumerate(frames(random.Random(6), 20)):
+            if layer == 0 and n == 2:
+                consumer.select_layer(2)  # picture IDs of layer 2 moved onto layer 0's
+            for data in packets:
+                producer.on_rtp_data(data, ARRIVAL_BASE + 11 * step)
+        assert consumer.layer == 2 and consumer._pic_offset != 0
+        forwarded = wires[0].packets(consumer.packets)
+        last = forwarded[-1]
+        consumer._retransmit([last[2]])  # the subscriber NACKs the newest packet
+        (again,) = wires[0].packets(1)
+        # RTX: the original sequence number, then the same payload bytes as forwarded
+        assert again[1] & 0x7F == 101
+        assert again[5][:2] == last[2].to_bytes(2, "big") and again[5][2:] == last[5]
+    finally:
+        for wire in wires:
+            wire.close()
