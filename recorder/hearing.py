@@ -27,7 +27,7 @@ from .recorder import COMPLETED, DEFAULT_MAX_SECONDS, FAILED, Recorder, Recordin
 
 if TYPE_CHECKING:
     from rooms.vault.store import SpaceVault
-    from sfu import Producer
+    from sfu.simulcast import Track
 
 HEARING_MAX_SECONDS = 4 * 3600.0
 
@@ -82,7 +82,7 @@ class HearingRecorder:
             self._stopping = asyncio.ensure_future(self._stop())
 
     async def add_participant(
-        self, participant_id: str, room_id: str, producers: Iterable[Producer]
+        self, participant_id: str, room_id: str, producers: Iterable[Track]
     ) -> Recorder:
         """Start recording ``participant_id``'s producers (one audio, one video)."""
         previous = self._active.pop(participant_id, None)

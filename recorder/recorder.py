@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from aiortc.rtp import RtpPacket
 
     from rooms.vault.store import SpaceVault
-    from sfu import Producer
+    from sfu.simulcast import Track
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class RecordingResult:
 class _Track:
     """One recorded producer: its jitter buffer, timestamp mapping and frame state."""
 
-    def __init__(self, recorder: Recorder, producer: Producer) -> None:
+    def __init__(self, recorder: Recorder, producer: Track) -> None:
         self.recorder = recorder
         self.producer = producer
         self.kind = producer.kind
@@ -136,7 +136,7 @@ class _Track:
     def on_rtp(self, packet: RtpPacket) -> None:
         self.recorder._enqueue(self, packet)
 
-    def on_producer_closed(self, producer: Producer) -> None:
+    def on_producer_closed(self, producer: Track) -> None:
         self.recorder._track_closed(self)
 
     # --- frames -------------------------------------------------------------------------
@@ -236,7 +236,7 @@ class Recorder:
         await self._sink.open()
         self._started = True
 
-    def attach(self, producer: Producer) -> None:
+    def attach(self, producer: Track) -> None:
         """Record ``producer`` (one audio and one video at most, attached before media
         is muxed)."""
         if not self._started or self.status != RECORDING:

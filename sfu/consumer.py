@@ -153,7 +153,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        producer: Producer,
+        producer: Producer | SimulcastProducer,
         transceiver: RTCRtpTransceiver,
         ssrc: int,
         rtx_ssrc: int,

@@ -2,8 +2,8 @@
 interfaces): events go up through these protocols, never through an owner's private
 methods.  The :class:`~sfu.worker.Worker` implements both.
 
-Worker → Router (a live room) → Transport (a peer connection) → Producer / Consumer.
-A Consumer changes its Producer only through the Producer's methods
+Worker → Router (a live room) → Transport (a peer connection) → Track / Consumer.
+A Consumer changes its Track only through the Producer's methods
 (``add_consumer``, ``remove_consumer``, ``consumer_waits_for_keyframe``).
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .consumer import Consumer
-    from .producer import Producer
     from .router import Router
     from .rtc import ReceivePoller
     from .settings import MediaSettings
+    from .simulcast import Track
     from .transport import Transport
 
 
@@ -28,10 +28,10 @@ class TransportListener(Protocol):
     #: Reads the publish connections' media sockets (``None``: each on its own event).
     receive_poller: ReceivePoller | None
 
-    def on_transport_new_producer(self, transport: Transport, producer: Producer) -> None:
+    def on_transport_new_producer(self, transport: Transport, producer: Track) -> None:
         """``producer`` was negotiated on ``transport`` (a publish transport)."""
 
-    def on_transport_producer_closed(self, transport: Transport, producer: Producer) -> None:
+    def on_transport_producer_closed(self, transport: Transport, producer: Track) -> None:
         """``producer`` is closing with its transport; its consumers must stop."""
 
     def video_codecs_for(self, participant_id: str) -> tuple[str, ...]:
@@ -62,10 +62,10 @@ class RouterListener(Protocol):
     def park(self, consumer: Consumer) -> None:
         """Keep ``consumer``'s m-line for a later producer of the same codec."""
 
-    def parked_consumer(self, transport: Transport, producer: Producer) -> Consumer | None:
+    def parked_consumer(self, transport: Transport, producer: Track) -> Consumer | None:
         """A parked consumer of ``transport`` that can carry ``producer``, if any."""
 
-    def switch(self, consumer: Consumer, producer: Producer) -> None:
+    def switch(self, consumer: Consumer, producer: Track) -> None:
         """Move ``consumer`` (a parked one) to ``producer``."""
 
     def consumer_created(self, consumer: Consumer) -> None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .consumer import Consumer
-    from .producer import Producer
+    from .simulcast import Track
     from .worker import Worker
 
 GOOD = "good"
@@ -92,11 +92,11 @@ class ReceptionWindow:
 
     def __init__(self, rule: QualityRule = QualityRule()) -> None:
         self.rule = rule
-        self._previous: weakref.WeakKeyDictionary[Producer, tuple[int, int]] = (
+        self._previous: weakref.WeakKeyDictionary[Track, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def loss(self, producer: Producer) -> float | None:
+    def loss(self, producer: Track) -> float | None:
         """The share of ``producer``'s packets missing on the way in since its previous
         sample (gaps NACKed per packet received), or ``None`` for a producer that is not
         NACKed (audio) or received too few packets since."""
@@ -131,9 +131,9 @@ class QualityMeter:
         self.window = ReceptionWindow(self.rule)
         #: The upstream loss of each producer at its latest sample (kept between samples
         #: that receive too few packets to say).
-        self._upstream: weakref.WeakKeyDictionary[Producer, float] = weakref.WeakKeyDictionary()
+        self._upstream: weakref.WeakKeyDictionary[Track, float] = weakref.WeakKeyDictionary()
         #: Each track's common loss during one :meth:`sample` (looked at once per track).
-        self._common: dict[Producer, float | None] | None = None
+        self._common: dict[Track, float | None] | None = None
 
     def sample(self, participant_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """:meth:`participant_quality` of each of ``participant_ids`` (a room, say),
@@ -144,7 +144,7 @@ class QualityMeter:
         finally:
             self._common = None
 
-    def common_loss(self, producer: Producer) -> float | None:
+    def common_loss(self, producer: Track) -> float | None:
         """The least fraction lost (0-1) among the receiver reports of ``producer``'s
         subscribers, when two or more reported: loss before the SFU."""
         cache = self._common
@@ -160,7 +160,7 @@ class QualityMeter:
             cache[producer] = common
         return common
 
-    def upstream_loss(self, producer: Producer) -> float | None:
+    def upstream_loss(self, producer: Track) -> float | None:
         """``producer``'s loss on the way to the SFU (see the module), or ``None``."""
         measured = self.window.loss(producer)
         if measured is not None:
@@ -174,7 +174,7 @@ class QualityMeter:
         """The quality of ``participant_id``'s connection now (see the module).  Call it
         about once per sampling interval per participant: each call closes the NACK
         window of their producers."""
-        producers: list[Producer] = []
+        producers: list[Track] = []
         consumers: list[Consumer] = []
         for transport in self.worker.transports_of(participant_id):
             if transport.closed:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .listeners import RouterListener
-    from .producer import Producer
+    from .simulcast import Track
 
 
 class Router:
@@ -42,11 +42,11 @@ class Router:
         self.blocked: set[str] = set()
         self._listener = listener
         #: producer -> the consumers this router gave it (an ordered set)
-        self._consumers: dict[Producer, dict[Consumer, None]] = {}
+        self._consumers: dict[Track, dict[Consumer, None]] = {}
 
     @property
-    def producers(self) -> list[Producer]:
-        found: list[Producer] = []
+    def producers(self) -> list[Track]:
+        found: list[Track] = []
         for participant_id in self.members:
             for transport in self._listener.transports_of(participant_id, "publish"):
                 found.extend(
@@ -94,12 +94,12 @@ class Router:
             if producer.participant_id != participant_id:
                 self._consume(participant_id, producer)
 
-    def producer_added(self, producer: Producer) -> None:
+    def producer_added(self, producer: Track) -> None:
         for member in self.members:
             if member != producer.participant_id:
                 self._consume(member, producer)
 
-    def producer_closed(self, producer: Producer) -> None:
+    def producer_closed(self, producer: Track) -> None:
         """Nobody receives ``producer`` any more (its consumers are parked)."""
         for consumer in self._consumers.pop(producer, {}):
             if consumer.closed or consumer.producer is not producer:
@@ -110,18 +110,18 @@ class Router:
             else:
                 consumer.close()
 
-    def block(self, producer: Producer) -> None:
+    def block(self, producer: Track) -> None:
         """Stop forwarding ``producer`` in this room until :meth:`unblock`."""
         self.blocked.add(producer.id)
         self.producer_closed(producer)
 
-    def unblock(self, producer: Producer) -> None:
+    def unblock(self, producer: Track) -> None:
         if producer.id in self.blocked:
             self.blocked.discard(producer.id)
             if producer.participant_id in self.members and not producer.closed:
                 self.producer_added(producer)
 
-    def _consume(self, participant_id: str, producer: Producer) -> None:
+    def _consume(self, participant_id: str, producer: Track) -> None:
         if producer.id in self.blocked:
             return
         for transport in self._listener.transports_of(participant_id, "subscribe"):
@@ -142,13 +142,13 @@ class Router:
             if self.on_consumer_added is not None:
                 self.on_consumer_added(consumer)
 
-    def consumers_of(self, producer: Producer) -> list[Consumer]:
+    def consumers_of(self, producer: Track) -> list[Consumer]:
         """The consumers this router gave ``producer`` that still carry it."""
         return [
             c for c in self._consumers.get(producer, ()) if not c.closed and c.producer is producer
         ]
 
-    def _forget(self, producer: Producer, consumer: Consumer) -> None:
+    def _forget(self, producer: Track, consumer: Consumer) -> None:
         given = self._consumers.get(producer)
         if given is not None:
             given.pop(consumer, None)

@@ -20,7 +20,7 @@ import collections
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, pack_remb_fci
 
@@ -301,3 +301,8 @@ class SimulcastProducer:
                 for rid, rate, layer in zip(self.rids, self._measured, self.layers, strict=True)
             ],
         }
+
+
+#: A published track as the router, the worker and the signaling see it: one stream, or a
+#: camera of several layers.
+Track: TypeAlias = Producer | SimulcastProducer

@@ -40,7 +40,7 @@ from .errors import InvalidSdp, InvalidState, LimitExceeded, MediaError, NoSuppo
 from .ingress import Ingress
 from .producer import Producer
 from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
-from .simulcast import SimulcastProducer
+from .simulcast import SimulcastProducer, Track
 from .simulcast_sdp import SimulcastSection, answer_simulcast, read_simulcast
 
 if TYPE_CHECKING:
@@ -185,10 +185,10 @@ class Transport:
                 )
         return description
 
-    def _prepare_producers(self) -> list[Producer]:
+    def _prepare_producers(self) -> list[Track]:
         known = {p.mid for p in self.producers.values()}
         allowed = {c.lower() for c in self._settings.codecs}
-        new = []
+        new: list[Track] = []
         for transceiver in self._pc.getTransceivers():
             if transceiver.mid in known or transceiver.receiver.track is None:
                 continue
@@ -241,7 +241,7 @@ class Transport:
 
     # --- subscribe ----------------------------------------------------------------------
 
-    def consume(self, producer: Producer) -> Consumer:
+    def consume(self, producer: Track) -> Consumer:
         """Add a consumer of ``producer``; the subscriber gets it after the next offer."""
         self._require(SUBSCRIBE)
         if self.closed:
@@ -597,7 +597,7 @@ def _declared_ssrcs(
     return sections
 
 
-def _sender_codecs(producer: Producer) -> list:
+def _sender_codecs(producer: Track) -> list:
     """Capabilities to offer for a consumer of ``producer``: its codec, then RTX."""
     wanted = producer.codec
     chosen: list[Any] = []

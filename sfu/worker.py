@@ -31,6 +31,7 @@ from .router import Router
 from .rtc import FASTRECEIVE, ReceivePoller
 from .rtc.native import log_native_paths
 from .settings import MediaSettings
+from .simulcast import Track
 from .speaker import ActiveSpeaker
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
@@ -43,7 +44,7 @@ class WorkerObserver(Protocol):
 
     def membership_changed(self, participant_id: str, router: Router | None) -> None: ...
 
-    def producer_added(self, producer: Producer) -> None: ...
+    def producer_added(self, producer: Track) -> None: ...
 
 
 class Worker:
@@ -157,7 +158,7 @@ class Worker:
                 return transport
         return None
 
-    def on_transport_new_producer(self, transport: Transport, producer: Producer) -> None:
+    def on_transport_new_producer(self, transport: Transport, producer: Track) -> None:
         router = self.router_of(producer.participant_id)
         if router is not None:
             router.producer_added(producer)
@@ -172,7 +173,7 @@ class Worker:
             return self.settings.room_video_codecs
         return tuple(c for c in self.settings.codecs if c.lower().startswith("video/"))
 
-    def on_transport_producer_closed(self, transport: Transport, producer: Producer) -> None:
+    def on_transport_producer_closed(self, transport: Transport, producer: Track) -> None:
         router = self.router_of(producer.participant_id)
         if router is not None:
             router.producer_closed(producer)
@@ -205,7 +206,7 @@ class Worker:
             )
         self.switch(consumer, parking)
 
-    def switch(self, consumer: Consumer, producer: Producer) -> None:
+    def switch(self, consumer: Consumer, producer: Track) -> None:
         """``consumer.switch_to(producer)``, remembering the sequence number from which the
         subscriber's m-line carries ``producer`` (see :meth:`first_sequence_number`)."""
         if consumer.producer is not producer:
@@ -223,7 +224,7 @@ class Worker:
         not create."""
         return self._first_seq.get(consumer)
 
-    def parked_consumer(self, transport: Transport, producer: Producer) -> Consumer | None:
+    def parked_consumer(self, transport: Transport, producer: Track) -> Consumer | None:
         """A parked consumer of ``transport`` that can carry ``producer``, if any."""
         parking = self._parking.get(_codec_key(producer))
         if parking is None:
@@ -294,7 +295,11 @@ class Worker:
         for room_id, router in list(self._routers.items()):
             levels: dict[str, tuple[int, float, int]] = {}
             for producer in router.producers:
-                if producer.kind == "audio" and not producer.closed:
+                if (
+                    isinstance(producer, Producer)
+                    and producer.kind == "audio"
+                    and not producer.closed
+                ):
                     levels[producer.participant_id] = producer.take_audio_level()
             speaker = self._speakers.get(room_id)
             if speaker is None:
@@ -400,7 +405,7 @@ class Worker:
             self.receive_poller.close()
 
 
-def _codec_key(producer: Producer) -> tuple[object, ...]:
+def _codec_key(producer: Track) -> tuple[object, ...]:
     """Producers with equal keys can share an m-line negotiated for either of them."""
     codec = producer.codec
     parameters = codec.parameters or {}

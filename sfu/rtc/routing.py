@@ -46,5 +46,5 @@ def route_by_mid(pc: RTCPeerConnection) -> None:
             router.ssrc_table[packet.ssrc] = candidate
             return candidate
 
-        router.route_rtp = route
+        router.route_rtp = route  # type: ignore[method-assign]  # the route replaces aiortc's method
         setattr(router, _ROUTED, True)

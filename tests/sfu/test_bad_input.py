@@ -45,8 +45,8 @@ async def test_bad_offers_give_errors_and_release_everything(worker):
         assert transport.closed
 
     await eventually(lambda: not worker.transports, 5)
-    # + the RTCP and active-speaker tasks
-    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before + 2, 5)
+    # + the RTCP, active-speaker and layer-selection tasks
+    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before + 3, 5)
     await eventually(lambda: _media_threads() <= threads_before, 5)
     assert worker.stats()["transports"] == []
 

@@ -43,7 +43,8 @@ from signaling.realtime.schemas.live import (
 from signaling.services import Services
 
 if TYPE_CHECKING:
-    from sfu import Producer, Router, Transport, Worker
+    from sfu import Router, Transport, Worker
+    from sfu.simulcast import Track
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +477,7 @@ class LiveControls:
             self.worker.close_router(old.room_id)
         session.room_id = router_id(state.case_id, target)
 
-    def _screens(self, session: LiveParticipant) -> list[tuple[Producer, bool]]:
+    def _screens(self, session: LiveParticipant) -> list[tuple[Track, bool]]:
         """The session's screen producers, each with whether it is shared now."""
         transport = session.publish
         if transport is None or transport.closed:

@@ -59,7 +59,8 @@ from signaling.services import Services
 if TYPE_CHECKING:
     from recorder import HearingRecorder, Recorder
     from recorder import RecordingResult as Result
-    from sfu import Producer, Router, Transport, Worker
+    from sfu import Router, Transport, Worker
+    from sfu.simulcast import Track
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def _stamp(at: float) -> str:
     return time.strftime("%Y-%m-%d %H.%M UTC", time.gmtime(at))
 
 
-def _content_type(producers: list[Producer]) -> str:
+def _content_type(producers: list[Track]) -> str:
     if any(p.kind == "video" and p.codec.mimeType.lower() == "video/h264" for p in producers):
         return "video/x-matroska"
     return "video/webm"
@@ -498,7 +499,7 @@ class RecordingNamespace(EventNamespace):
         ):
             self._spawn(self._follow(participant_id))
 
-    def producer_added(self, producer: Producer) -> None:
+    def producer_added(self, producer: Track) -> None:
         pid = producer.participant_id
         router = self.worker.router_of(pid)
         if router is not None and router.room_id in self.hearings:
@@ -550,13 +551,13 @@ class RecordingNamespace(EventNamespace):
         hearing.names[recorder.blob_id] = session.display_name
 
     @staticmethod
-    def _camera(session: LiveParticipant) -> list[Producer]:
+    def _camera(session: LiveParticipant) -> list[Track]:
         """The session's camera and microphone producers (one of each kind at most; a
         shared screen is not recorded)."""
         transport = session.publish
         if transport is None or transport.closed:
             return []
-        chosen: dict[str, Producer] = {}
+        chosen: dict[str, Track] = {}
         for producer in transport.producers.values():
             if producer.closed or producer.mid in session.screen_mids:
                 continue
