@@ -89,8 +89,6 @@ def header_extension(data: bytes, first_byte: int, extension_id: int) -> bytes |
                 pos += 1
                 continue
             element_id, length = byte >> 4, (byte & 0x0F) + 1
-            if element_id == 15:
-                return None  # the rest of the block is not to be read
             pos += 1
             if pos + length > end:
                 return None
