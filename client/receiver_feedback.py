@@ -578,12 +578,6 @@ class ReceiverFeedback:
                 nacks = self._nacks.get(media) if media is not None else None
                 if nacks is not None and nacks.arrived(_SEQ.unpack_from(data, start)[0]):
                     self.recovered += 1
-            # retransmissions and padding-only probes count toward the estimate, as a
-            # browser's receiver counts every packet that carries abs-send-time
-            if feed.kind == "video" and feed.abs_send_time_id:
-                self._estimate_bitrate(
-                    feed, data, first_byte, ssrc, length - start, arrival_time_ms
-                )
             return
         if feed.kind != "video":
             return

@@ -102,12 +102,6 @@ class EstimateRule:
     remb_expiry: float = 5.0
     remb_drop: float = 0.03
     remb_first_share: float = 0.5
-    #: A subscriber the SFU can send padding to (:attr:`DownlinkEstimate.proven`): the
-    #: estimate grows by ``probe_increase`` per second, and never past ``proof_margin`` x
-    #: the rate sent (media and padding): it claims no more than what the link was shown
-    #: to carry, by a margin, so that a layer is never tried on faith.
-    probe_increase: float = 0.50
-    proof_margin: float = 1.25
 
     def __post_init__(self) -> None:
         if not 0 < self.min_bitrate <= self.start_bitrate <= self.max_bitrate:
@@ -120,8 +114,6 @@ class EstimateRule:
             raise ValueError("feedback_timeout and remb_expiry must be positive")
         if not 0 <= self.remb_drop < 1 or not 0 <= self.remb_first_share <= 1:
             raise ValueError("remb_drop and remb_first_share are shares")
-        if not 0 <= self.probe_increase <= 10 or self.proof_margin < 1:
-            raise ValueError("probe_increase is a share per second, proof_margin >= 1")
 
     @classmethod
     def from_settings(cls, settings: MediaSettings) -> EstimateRule:
@@ -160,9 +152,6 @@ class DownlinkEstimate:
         self._sent_bytes = 0.0
         self._sent_since: float | None = None
         self._sending_rate = 0.0
-        #: Padding can be sent to this subscriber: growth is bounded by what was sent
-        #: (see :attr:`EstimateRule.proof_margin`).  Set by the caller.
-        self.proven = False
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -250,11 +239,6 @@ class DownlinkEstimate:
         return self._fresh_loss(self._now or 0.0) or 0.0
 
     @property
-    def cut_at(self) -> float:
-        """When the estimate was last cut (loss or a REMB drop); -inf: never."""
-        return self._cut_at
-
-    @property
     def sending_rate(self) -> float:
         """The rate the SFU sent the subscriber over the latest interval, bits/s."""
         return self._sending_rate
@@ -310,12 +294,7 @@ class DownlinkEstimate:
         if loss is None or loss >= self.rule.low_loss:
             return
         elapsed = min(at - since, 60.0)  # a long gap cannot overflow the power
-        if not self.proven:
-            self._estimate = self._clamp(self._estimate * (1 + self.rule.increase) ** elapsed)
-            return
-        grown = self._estimate * (1 + self.rule.probe_increase) ** elapsed
-        bound = max(self._estimate, self._sending_rate * self.rule.proof_margin)
-        self._estimate = self._clamp(min(grown, bound))
+        self._estimate = self._clamp(self._estimate * (1 + self.rule.increase) ** elapsed)
 
 
 # --- choosing a layer -----------------------------------------------------------------
@@ -557,10 +536,6 @@ class LayerChooser:
         if failures is None:
             return 0.0
         return min(self.rule.up_wait * 2 ** min(failures[0], 30), self.rule.max_up_wait)
-
-    def retry_at(self, layer: int) -> float:
-        """When ``layer`` may be tried again (-inf: it never failed)."""
-        return self._retry_at(layer)
 
     def _retry_at(self, layer: int) -> float:
         failures = self._failures.get(layer)

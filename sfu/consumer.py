@@ -34,14 +34,7 @@ from aiortc.rtp import (
 )
 
 from .rtc.native import FASTPATH, NATIVE
-from .rtp_header import (
-    FIXED_HEADER,
-    SEQUENCE,
-    VERSION_BYTE,
-    abs_send_time,
-    extension_block,
-    vp8_picture,
-)
+from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE, vp8_picture
 from .simulcast import SimulcastProducer
 from .state_field import state_field
 from .token_bucket import TokenBucket
@@ -109,12 +102,6 @@ if FASTPATH:
 
     _fast_write = _lib.caucus_write
     _FAST_NOT_BOUND = _lib.CAUCUS_NOT_BOUND
-
-
-#: The size of one padding packet (:meth:`Consumer.send_padding`): the fixed header, an
-#: abs-send-time element and 255 bytes of padding, the most one packet's count byte says.
-PADDING_PACKET = 12 + 8 + 255
-_PADDING = bytes(254) + bytes((255,))  # RFC 3550: the last byte counts the padding
 
 
 def _interned(ids: tuple[int, int]) -> tuple[int, int]:
@@ -244,9 +231,6 @@ class Consumer:
         self.nack_requests = 0
         self.retransmitted = 0
         self.retransmissions_suppressed = 0
-        #: Padding sent as a bandwidth probe (:meth:`send_padding`).
-        self.padding_packets = 0
-        self.padding_bytes = 0
         self.plis_received = 0
         self.firs_received = 0
         self.switches = 0
@@ -672,49 +656,6 @@ class Consumer:
             for key in [k for k, at in nacked.items() if now - at >= repeat]:
                 del nacked[key]
 
-    @property
-    def can_pad(self) -> bool:
-        """Whether :meth:`send_padding` can send: a started video consumer whose subscriber
-        negotiated retransmissions (padding travels on the RTX stream, which every
-        receiver discards)."""
-        return (
-            self.kind == "video"
-            and self.started
-            and not self.closed
-            and self._rtx_payload_type is not None
-            and self.packets > 0
-        )
-
-    def send_padding(self, budget: int) -> int:
-        """Send padding-only RTX packets of up to ``budget`` bytes in all (each
-        :data:`PADDING_PACKET` bytes): a bandwidth probe, the bytes a higher layer would
-        take, that no receiver decodes (RFC 4588's RTX stream; a packet without an
-        original sequence number is dropped by WebRTC receivers, after their bandwidth
-        estimator counted it).  Each carries abs-send-time when negotiated, so that the
-        subscriber's estimate (REMB) sees it.  Returns the bytes sent."""
-        if not self.can_pad or budget < PADDING_PACKET:
-            return 0
-        assert self._rtx_payload_type is not None  # can_pad
-        abs_id = self.extension_ids[0]
-        sent = 0
-        while budget - sent >= PADDING_PACKET:
-            block = extension_block(abs_id, abs_send_time(), 0, None)
-            header = FIXED_HEADER.pack(
-                VERSION_BYTE | 0x20 | (0x10 if block else 0),
-                self._rtx_payload_type,
-                self._rtx_seq,
-                self._last_ts,
-                self._rtx_ssrc,
-            )
-            data = header + block + _PADDING
-            if not self._writer.write_rtp(data):
-                break
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            sent += len(data)
-            self.padding_packets += 1
-        self.padding_bytes += sent
-        return sent
-
     def send_report(self, now: float) -> None:
         """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space."""
         if not self.started or self.packets == 0 or self._source is None:
@@ -750,7 +691,6 @@ class Consumer:
             "nack_entries_ignored": self.nack_entries_ignored,
             "retransmitted": self.retransmitted,
             "retransmissions_suppressed": self.retransmissions_suppressed,
-            "padding_bytes": self.padding_bytes,
             "plis_received": self.plis_received,
             "firs_received": self.firs_received,
             "switches": self.switches,

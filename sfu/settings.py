@@ -71,10 +71,6 @@ class MediaSettings:
     #: Seconds between two rounds of simulcast layer selection (sfu/layer_selection.py);
     #: 0: none (layers are chosen by whoever calls ``Consumer.select_layer``).
     layer_interval: float = 0.5
-    #: Seconds between two padding sends to a subscriber being probed before it is sent a
-    #: higher layer (sfu/layer_selection.py); 0: no probing (a layer is tried on the
-    #: estimate alone).
-    probe_interval: float = 0.02
     max_sdp_chars: int = 200_000
     #: A transport that has not connected this many seconds after its first negotiation
     #: is closed and its ports freed.
@@ -138,8 +134,6 @@ class MediaSettings:
     def __post_init__(self) -> None:
         if self.layer_interval < 0:
             raise ValueError("layer_interval must be 0 (off) or positive")
-        if not 0 <= self.probe_interval <= 1:
-            raise ValueError("probe_interval must be 0 (off) or at most 1 s")
         if (self.udp_port_min is None) != (self.udp_port_max is None):
             raise ValueError("udp_port_min and udp_port_max go together")
         if self.udp_port_min is not None and not (

@@ -309,23 +309,11 @@ class Worker:
                 self.on_active_speaker(room_id, changed)
 
     async def _run_layers(self) -> None:
-        """Layer selection every ``layer_interval``; between two rounds, while a
-        subscriber is probed, its padding every ``probe_interval``."""
         interval = self.settings.layer_interval
-        tick = self.settings.probe_interval
-        next_round = time.monotonic() + interval
         while not self._closed:
-            wait = max(next_round - time.monotonic(), 0.0)
-            if tick > 0 and self.layers.probing:
-                wait = min(wait, tick)
-            await asyncio.sleep(wait)
-            now = time.monotonic()
+            await asyncio.sleep(interval)
             try:
-                if now >= next_round:
-                    next_round = max(next_round + interval, now)
-                    self.select_layers(now)
-                if tick > 0 and self.layers.probing:
-                    self.layers.pad(time.monotonic())
+                self.select_layers()
             except Exception:
                 logger.exception("simulcast layer selection failed")
 

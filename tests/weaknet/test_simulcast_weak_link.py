@@ -348,6 +348,7 @@ async def test_a_subscriber_behind_300_kbit_s_gets_the_bottom_layer_and_the_othe
         log.info("weaknet.simulcast_weak_link", extra={"figures": figures})
         record_property("figures", line)
         story = timeline.story(window_start, last=len(timeline.samples))
+        print("the weak subscriber (s since the window):\n" + story)
 
         # every criterion is checked, and every one missed is named at once
         missed = []
