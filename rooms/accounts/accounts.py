@@ -305,7 +305,7 @@ class Accounts:
         if row is None or not ok:
             await self.throttle.record_failure(*subjects)
             raise Unauthenticated(WRONG_CREDENTIALS, code="invalid_credentials")
-        if self.policy.needs_rehash(row.password_hash):
+        if self.policy.needs_rehash(row.password_hash, password):
             await self._set_password_hash(row.id, self.policy.hash(password))
         user = _user(row)
         return user, self.stage_after_password(user)

@@ -1,11 +1,13 @@
 """Password policy and hashing (argon2id through argon2-cffi).
 
 The rules follow NIST SP 800-63B: a minimum length, every printing character and spaces
-accepted as typed (a password is never trimmed or otherwise altered, at sign-up or sign-in),
-and a refusal of passwords attackers try first: those of a breach corpus (the top 100,000 of
-SecLists' ten-million list, ``data/common-passwords.txt``), one character repeated, a short
-pattern repeated, a run of consecutive letters, digits or keyboard keys, and anything with
-the account's username in it.  Control characters are refused too.
+accepted (a password is never trimmed), Unicode normalised (NFKC, §5.1.1.2) before it is
+checked, hashed or verified, so that "é" typed as one character on one device and as "e"
+and a combining accent on another is the same password, and a refusal of passwords
+attackers try first: those of a breach corpus (the top 100,000 of SecLists' ten-million
+list, ``data/common-passwords.txt``), one character repeated, a short pattern repeated, a
+run of consecutive letters, digits or keyboard keys, and anything with the account's
+username in it.  Control characters are refused too.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def _is_repeated_pattern(text: str) -> bool:
     return False
 
 
+def normalized(password: str) -> str:
+    """``password`` as it is checked and hashed: Unicode NFKC (NIST SP 800-63B §5.1.1.2).
+    Nothing else changes: spaces and case stay as typed."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def _has_control_character(text: str) -> bool:
     return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
@@ -106,6 +114,7 @@ class PasswordPolicy:
         return InvalidInput(f"{reason} {self.rules}", code="weak_password")
 
     def check(self, password: str, *, username: str = "") -> None:
+        password = normalized(password)
         if len(password) < self.min_length:
             raise self._refuse(f"This password is shorter than {self.min_length} characters.")
         if len(password) > MAX_PASSWORD_CHARS:
@@ -124,10 +133,20 @@ class PasswordPolicy:
             raise self._refuse("This password is a run of consecutive letters, digits or keys.")
 
     def hash(self, password: str) -> str:
-        return self.hasher.hash(password)
+        return self.hasher.hash(normalized(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
-        """True when ``password`` matches; costs the same time when there is no hash."""
+        """True when ``password`` matches; costs the same time when there is no hash.
+
+        A hash made before passwords were normalised holds the password as typed: a
+        password whose normalised form differs is also tried as typed (then
+        :meth:`needs_rehash` says to hash it again, normalised)."""
+        form = normalized(password)
+        if self._matches(password_hash, form):
+            return True
+        return form != password and self._matches(password_hash, password)
+
+    def _matches(self, password_hash: str | None, password: str) -> bool:
         try:
             return self.hasher.verify(password_hash or self._dummy_hash, password) and bool(
                 password_hash
@@ -135,5 +154,13 @@ class PasswordPolicy:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    def needs_rehash(self, password_hash: str) -> bool:
-        return self.hasher.check_needs_rehash(password_hash)
+    def needs_rehash(self, password_hash: str, password: str | None = None) -> bool:
+        """Whether ``password_hash`` should be made again: older parameters, or (given the
+        ``password`` that just matched it) a hash of the password as typed rather than
+        normalised."""
+        if self.hasher.check_needs_rehash(password_hash):
+            return True
+        if password is None:
+            return False
+        form = normalized(password)
+        return form != password and not self._matches(password_hash, form)

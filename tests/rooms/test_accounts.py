@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pyotp
 import pytest
 import sqlalchemy as sa
@@ -81,6 +83,49 @@ async def test_wrong_password_and_unknown_user_answer_alike(accounts: Accounts) 
     with pytest.raises(Unauthenticated) as unknown:
         await accounts.authenticate("nobody", "not the password", "10.0.0.2")
     assert (wrong.value.code, wrong.value.message) == (unknown.value.code, unknown.value.message)
+
+
+async def test_a_password_is_the_same_however_its_accents_are_typed(
+    accounts: Accounts, store
+) -> None:
+    """NFKC before hashing: "é" as one character (macOS, most keyboards) or as "e" and a
+    combining accent (some phones, pasted text) is one password; a full-width digit is
+    the digit."""
+    composed = "Crème brûlée à 9 heures"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    await accounts.create_user("alice", decomposed)
+    user, _ = await accounts.authenticate("alice", composed, "10.0.0.1")
+    assert user.username == "alice"
+    user, _ = await accounts.authenticate("alice", decomposed, "10.0.0.1")
+    assert user.username == "alice"
+    full_width_nine = "Crème brûlée à \uff19 heures"
+    await accounts.create_user("bob", full_width_nine)
+    user, _ = await accounts.authenticate("bob", composed, "10.0.0.2")
+    assert user.username == "bob"
+    with pytest.raises(Unauthenticated):
+        await accounts.authenticate("alice", composed.upper(), "10.0.0.3")  # case counts
+
+
+async def test_a_hash_of_the_password_as_typed_still_signs_in_and_is_made_again(
+    accounts: Accounts, store
+) -> None:
+    """An account whose hash predates normalisation (the password as typed, decomposed)
+    signs in with what it typed, and its hash is replaced by the normalised one."""
+    typed = unicodedata.normalize("NFD", "Crème brûlée à 9 heures")
+    await accounts.create_user("alice", GOOD)
+    before_normalising = accounts.policy.hasher.hash(typed)
+    async with store.begin() as conn:
+        await conn.execute(sa.update(users).values(password_hash=before_normalising))
+    user, _ = await accounts.authenticate("alice", typed, "10.0.0.1")
+    assert user.username == "alice"
+    async with store.connect() as conn:
+        stored = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
+    assert stored != before_normalising
+    assert accounts.policy.hasher.verify(stored, unicodedata.normalize("NFKC", typed))
+    # and now the composed form works too
+    user, _ = await accounts.authenticate("alice", unicodedata.normalize("NFC", typed), "10.0.0.1")
+    assert user.username == "alice"
 
 
 async def test_sixth_failure_in_window_is_rate_limited(accounts: Accounts, clock: Clock) -> None:
