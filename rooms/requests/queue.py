@@ -28,6 +28,7 @@ from rooms.requests.records import (
     UNCONFIRMED,
     CaseRequest,
     load_request,
+    load_requests,
 )
 from rooms.storage.outbox import enqueue
 from rooms.storage.schema import (
@@ -74,9 +75,9 @@ class RequestQueue:
 
     async def listing(self, neutral_id: str) -> list[dict[str, Any]]:
         async with self.store.connect() as conn:
-            ids = (
+            rows = (
                 await conn.execute(
-                    sa.select(case_requests.c.id)
+                    sa.select(case_requests)
                     .where(
                         case_requests.c.neutral_id == neutral_id,
                         case_requests.c.status != UNCONFIRMED,
@@ -84,8 +85,8 @@ class RequestQueue:
                     .order_by(case_requests.c.created_at.desc())
                     .limit(500)
                 )
-            ).scalars()
-            requests = [await load_request(conn, request_id) for request_id in ids]
+            ).all()
+            requests = await load_requests(conn, list(rows))
             matters = await self.matters(conn, neutral_id)
         return [
             {**r.summary(), "hits": len(self.hits(r, matters)) if r.status == PENDING else None}

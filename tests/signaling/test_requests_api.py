@@ -454,3 +454,65 @@ async def test_profile_validation(link: World) -> None:
     assert status == 400 and "25:00" in got["error"]["message"]
     status, got, _ = await nina.get("/api/neutral/profile")
     assert got["profile"]["link"] == "/request/nina"
+
+
+async def test_the_queue_lists_every_request_in_a_fixed_number_of_queries(link: World) -> None:
+    """The neutral's queue reads its requests' people and slots together: listing four
+    requests reads those tables as often as listing one does, and each summary is its
+    own request's (requester, answers), as its detail says."""
+    world, services = link, link.server.services
+    nina = world.clients["nina"]
+    engine = services.store.engine.sync_engine
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if "request_people" in statement or "request_slots" in statement:
+            statements.append(statement)  # (the session's own statements vary)
+
+    async def listing() -> tuple[list[dict[str, Any]], int]:
+        statements.clear()
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            status, body, _ = await nina.get("/api/neutral/requests")
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+        assert status == 200, body
+        return body["requests"], len(statements)
+
+    async def file(name: str, email: str) -> None:
+        client = world.make_client()
+        form = request_form(
+            await open_slots(world, 1),
+            requester={"name": name, "email": email, "role": "party"},
+        )
+        status, body, _ = await client.post(f"{LINK}/requests", form)
+        assert status == 201, body
+        confirm = link_of(await newest_path(services, "request_confirm", email))
+        status, body, _ = await client.post(f"/api/request-confirmations/{confirm}")
+        assert status == 200, body
+
+    await file("Ada Requester", "ada@example.net")
+    one, with_one = await listing()
+    assert [r["requester"]["name"] for r in one] == ["Ada Requester"]
+    for name, email in [
+        ("Ben Requester", "ben@example.net"),
+        ("Cleo Requester", "cleo@example.net"),
+        ("Dov Requester", "dov@example.net"),
+    ]:
+        await file(name, email)
+    four, with_four = await listing()
+    assert with_four == with_one, statements
+    assert [r["requester"]["name"] for r in four] == [
+        "Dov Requester",
+        "Cleo Requester",
+        "Ben Requester",
+        "Ada Requester",
+    ]  # newest first
+    for summary in four:
+        status, body, _ = await nina.get(f"/api/neutral/requests/{summary['id']}")
+        assert status == 200, body
+        detail = body["request"]
+        requester = next(p for p in detail["people"] if p["email"] == summary["requester"]["email"])
+        assert requester["name"] == summary["requester"]["name"]
+        assert summary["answers"]["total"] == len(detail["people"])
+        assert summary["reference"] == detail["reference"]
