@@ -50,7 +50,7 @@ from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .receiver_feedback import ReceiverFeedback, RtpDataHandler
 from .reorder import PacketReorder
 from .signal import REMOVED, OfferHandler, Signal
-from .simulcast import SimulcastVideo
+from .simulcast import SimulcastVideo, negotiate
 from .simulcast_clips import LayerClip, simulcast_clips
 from .vp8_check import Vp8Check
 
@@ -267,14 +267,8 @@ class Participant:
                 if c.mimeType.lower() in (self._video_codec.lower(), "video/rtx")
             ]
             transceiver.setCodecPreferences(codecs)
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = pc.localDescription.sdp
+        await negotiate(pc, self.signal.publish, simulcast)
         if simulcast is not None:
-            offer = simulcast.rewrite_offer(offer)
-        answer = await self.signal.publish(offer)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        if simulcast is not None:
-            simulcast.accept_answer(answer)
             simulcast_publisher = self._direct
             assert simulcast_publisher is not None  # made with the simulcast video
             simulcast_publisher.start()
