@@ -44,7 +44,7 @@ from .loadtest_setup import ApiSession, SetupError, read_accounts
 from .participant import receiving_transceiver
 from .receive_poller import ReceivePoller
 from .report import summarize, summary_text, track_table
-from .simulcast import SimulcastVideo
+from .simulcast import SimulcastVideo, negotiate
 from .simulcast_clips import LayerClip
 from .socket_signal import NAMESPACE, SocketSignal
 from .stamped import make_clips
@@ -169,14 +169,7 @@ class LoadParticipant:
         video = None
         if simulcast is not None:
             video = self._simulcast = SimulcastVideo(publisher, simulcast)
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = pc.localDescription.sdp
-        if video is not None:
-            offer = video.rewrite_offer(offer)
-        answer = await self.signal.publish(offer)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        if video is not None:
-            video.accept_answer(answer)
+        await negotiate(pc, self.signal.publish, video)
         publisher.start()
 
     def flowing(self) -> int:

@@ -50,7 +50,7 @@ from .media import PatternVideoTrack, PreEncodedVideoTrack, ToneAudioTrack
 from .receiver_feedback import ReceiverFeedback, RtpDataHandler
 from .reorder import PacketReorder
 from .signal import REMOVED, OfferHandler, Signal
-from .simulcast import SimulcastVideo
+from .simulcast import SimulcastVideo, negotiate
 from .simulcast_clips import LayerClip, simulcast_clips
 from .vp8_check import Vp8Check
 
@@ -103,7 +103,8 @@ class ReceivedTrack:
     first_frame_at: float | None = None
     frame_times: list[float] = field(default_factory=list)
     #: The frame-by-frame check of a VP8 track (``check_video=True``); ``frames`` then
-    #: counts the frames it decoded cleanly.
+    #: counts the frames it decoded cleanly.  Closed with the connection (its decoder
+    #: released, its figures kept).
     check: Vp8Check | None = None
     #: What puts the checked track's retransmissions back in place (``feedback=True``).
     reorder: PacketReorder | None = None
@@ -267,14 +268,8 @@ class Participant:
                 if c.mimeType.lower() in (self._video_codec.lower(), "video/rtx")
             ]
             transceiver.setCodecPreferences(codecs)
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = pc.localDescription.sdp
+        await negotiate(pc, self.signal.publish, simulcast)
         if simulcast is not None:
-            offer = simulcast.rewrite_offer(offer)
-        answer = await self.signal.publish(offer)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        if simulcast is not None:
-            simulcast.accept_answer(answer)
             simulcast_publisher = self._direct
             assert simulcast_publisher is not None  # made with the simulcast video
             simulcast_publisher.start()
@@ -535,7 +530,7 @@ class Participant:
         if self.feedback is not None:
             self.feedback.close()
             self.feedback = None
-        self._close_reorders()
+        self._close_tracks()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         for pc in pcs:
@@ -546,10 +541,14 @@ class Participant:
             source.stop()
         self._notify()
 
-    def _close_reorders(self) -> None:
+    def _close_tracks(self) -> None:
+        """The current tracks end with their connection: stop their reorders' timers and
+        release their checks' decoders (their figures stay readable)."""
         for track in self.tracks.values():
             if track.reorder is not None:
                 track.reorder.close()
+            if track.check is not None:
+                track.check.close()
 
     async def wait_until(self, condition: Callable[[Participant], bool]) -> None:
         """Wait until ``condition(self)`` holds (wrap in ``asyncio.timeout``)."""
@@ -573,7 +572,7 @@ class Participant:
             await self._direct.close()
         if self.feedback is not None:
             self.feedback.close()
-        self._close_reorders()
+        self._close_tracks()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()

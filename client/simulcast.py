@@ -10,7 +10,9 @@ negotiated for VP8, and on every packet the ``mid`` and ``rtp-stream-id`` (its R
 header extensions.  The offer aiortc writes knows nothing of this;
 :meth:`SimulcastVideo.rewrite_offer` makes the server's copy a simulcast offer
 (:mod:`client.simulcast_sdp`) and :meth:`SimulcastVideo.accept_answer` reads which
-layers the answer accepted (and the extension ids to send with).
+layers the answer accepted (and the extension ids to send with); :func:`negotiate`
+does the whole offer and answer of a publish connection, with or without a simulcast
+video on it.
 
 Each layer is a :class:`SimulcastLayer` that a test can pause and resume
 (:meth:`SimulcastVideo.pause`), and that answers a keyframe request (a PLI, or a FIR,
@@ -22,10 +24,7 @@ CNAME) every second.  No RTX is sent (NACKs are not answered); the
 
     publisher = DirectPublisher(pc)
     video = SimulcastVideo(publisher, simulcast_clips())
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await signal.publish(video.rewrite_offer(pc.localDescription.sdp))
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-    video.accept_answer(answer)
+    await negotiate(pc, signal.publish, video)
     publisher.start()
     ...
     video.pause("f")
@@ -36,9 +35,9 @@ from __future__ import annotations
 import logging
 import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from aiortc import RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, AnyRtcpPacket, RtcpPsfbPacket
 
@@ -261,4 +260,27 @@ class SimulcastVideo:
         self.request_keyframe(layer.spec.rid)
 
 
-__all__ = ["SimulcastLayer", "SimulcastVideo"]
+async def negotiate(
+    pc: RTCPeerConnection,
+    publish: Callable[[str], Awaitable[str]],
+    video: SimulcastVideo | None = None,
+) -> None:
+    """Negotiate the publish connection ``pc``: make its offer, send it with ``publish``
+    (the signal's: the offer's SDP in, the answer's SDP out) and apply the answer.
+
+    With ``video`` (a :class:`SimulcastVideo` on ``pc``) the server is sent the
+    simulcast offer and ``video`` reads what the answer accepted; that raises
+    :class:`~client.simulcast_sdp.SimulcastSdpError` when the answer does not accept
+    simulcast.  Start the publisher afterwards.
+    """
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    if video is not None:
+        offer = video.rewrite_offer(offer)
+    answer = await publish(offer)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    if video is not None:
+        video.accept_answer(answer)
+
+
+__all__ = ["SimulcastLayer", "SimulcastVideo", "negotiate"]

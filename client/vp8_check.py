@@ -22,7 +22,8 @@ a browser drops it (and asks for a keyframe).  A frame *failed* when its VP8 hea
 malformed, the decoder raised, or it gave no picture for a shown frame.  Everything is
 hostile input: a malformed packet is counted, never raised, and no table grows without
 bound.  :meth:`Vp8Check.report` returns the figures at once as a
-:class:`Vp8CheckReport`.
+:class:`Vp8CheckReport`.  :meth:`Vp8Check.close` ends the check when its stream ends:
+the decoder is released, and packets fed later are not counted.
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ class Vp8Check:
     ``payload_type``, when given, is the one checked (others are counted in
     ``ignored_packets``: RTX, say).  ``decode=False`` reassembles and checks without
     decoding (resolutions then come from the keyframes' headers).  ``codec`` is the
-    PyAV decoder's name (``"vp8"``, FFmpeg's own, or ``"libvpx"``).  Owns its decoder.
+    PyAV decoder's name (``"vp8"``, FFmpeg's own, or ``"libvpx"``).  Owns its decoder,
+    until :meth:`close`.
     """
 
     def __init__(
@@ -301,11 +303,14 @@ class Vp8Check:
         self._last_picture_id: tuple[int, int] | None = None  # (picture ID, bits)
         self._last_tl0picidx: int | None = None
         self._header_size: tuple[int, int] | None = None
+        self._closed = False
 
     # --- input ----------------------------------------------------------------------
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """One received RTP packet, whole (header, extensions, payload, padding)."""
+        if self._closed:
+            return
         packet = parse_rtp(data)
         if packet is None:  # its sequence number is unknown: a gap will tell if it mattered
             self.packets += 1
@@ -322,6 +327,8 @@ class Vp8Check:
         self, ssrc: int, seq: int, timestamp: int, marker: bool, payload: bytes
     ) -> None:
         """One received RTP packet's fields."""
+        if self._closed:
+            return
         self.packets += 1
         if ssrc in self.packets_per_ssrc:
             self.packets_per_ssrc[ssrc] += 1
@@ -489,6 +496,23 @@ class Vp8Check:
         except (av.FFmpegError, ValueError) as error:
             log.debug("a VP8 frame failed to decode: %s", error)
             return None
+
+    # --- end ------------------------------------------------------------------------
+
+    @property
+    def decoder(self) -> VideoCodecContext | None:
+        """The PyAV decoder, once a frame was decoded; ``None`` again after :meth:`close`."""
+        return self._decoder
+
+    def close(self) -> None:
+        """The stream ended: release the decoder and the frame in progress; packets fed
+        from now on are not counted.  Closing again does nothing.
+
+        PyAV has no way to close a codec context: it frees it (FFmpeg's context and its
+        buffers) when the last reference goes, and the check holds the only one."""
+        self._closed = True
+        self._decoder = None
+        self._frame = None
 
     # --- output ---------------------------------------------------------------------
 

@@ -1,14 +1,18 @@
 """A participant's received video checked frame by frame (``Participant(check_video=True)``)
 behind a real SFU: the subscriber's :class:`client.vp8_check.Vp8Check` sees the
-publisher's VP8, whole and decodable at its size, and counts it as the track's frames."""
+publisher's VP8, whole and decodable at its size, and counts it as the track's frames;
+the participant's close releases the check's decoder."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
+from av.codec.context import CodecContext
 
 from client import LocalSignal, Participant
+from client.vp8_check import Vp8Check
 from sfu import Worker
 from tests.support.eventually import eventually
 from tests.support.media import participant
@@ -105,3 +109,36 @@ async def test_with_nacks_the_check_decodes_frames_whose_lost_packets_came_back(
         await publisher.close()
         await subscriber.close()
         await worker.close()
+
+
+async def test_closing_the_participant_releases_its_checks_decoder() -> None:
+    """The check's decoder lives as long as the subscribe connection: once the participant
+    closed, it is freed (PyAV frees a codec context with its last reference) and the
+    check's figures stay readable."""
+    worker = Worker()
+    publisher = participant("pub", LocalSignal(worker, "room"))
+    subscriber = Participant(
+        "sub", LocalSignal(worker, "room"), audio=False, video=None, decode=False, check_video=True
+    )
+
+    def video_check() -> Vp8Check | None:
+        tracks = [t for t in subscriber.tracks.values() if t.kind == "video"]
+        return tracks[0].check if tracks else None
+
+    try:
+        async with asyncio.timeout(20):
+            await subscriber.join()
+            await publisher.join()
+        await eventually(lambda: (c := video_check()) is not None and c.frames_decoded >= 10, 30)
+        check = video_check()
+        assert check is not None and check.decoder is not None and check.decoder.is_open
+        decoder_id = id(check.decoder)
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        await worker.close()
+    assert check.decoder is None
+    gc.collect()
+    assert decoder_id not in {id(o) for o in gc.get_objects() if isinstance(o, CodecContext)}
+    report = check.report()
+    assert report.frames_decoded >= 10, report

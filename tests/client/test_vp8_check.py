@@ -7,6 +7,7 @@ never raised."""
 
 from __future__ import annotations
 
+import gc
 import random
 import struct
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from av.codec.context import CodecContext
 
 from client.direct_publish import PacketizedClip, packetize_vp8
 from client.rtp_packet import parse_rtp
@@ -112,6 +114,24 @@ def test_each_layer_reassembles_and_decodes_at_its_size(layers) -> None:
 def test_without_decoding_the_keyframes_tell_the_size(low, layers) -> None:
     check = fed(Vp8Check(decode=False), packets(low, 10))
     assert check.frames_decoded == 10 and check.resolutions == {(320, 180): 10}
+
+
+def test_a_closed_check_releases_its_decoder_and_counts_nothing_more(low) -> None:
+    check = fed(Vp8Check(payload_type=PAYLOAD_TYPE), packets(low, 10))
+    assert check.decoder is not None and check.decoder.is_open
+    decoder_id = id(check.decoder)
+    figures = check.report()
+    assert figures.frames_decoded == 10
+    check.close()
+    check.close()  # closing again does nothing
+    assert check.decoder is None
+    gc.collect()
+    assert decoder_id not in {id(o) for o in gc.get_objects() if isinstance(o, CodecContext)}
+    # fed after the close: nothing counted, nothing decoded, nothing raised
+    fed(check, packets(low, 10, seq=100))
+    check.feed(b"\x80")
+    check.feed_packet(SSRC, 7, 0, True, b"\x90")
+    assert check.report() == figures and check.decoder is None
 
 
 def test_a_lost_packet_is_a_gap_and_delta_frames_are_corrupt_until_a_keyframe(

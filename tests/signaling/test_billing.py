@@ -1,11 +1,12 @@
 """Fees, invoices and offline payments through the HTTP API: terms and their acceptance,
 invoices per party that always add up to the fee, gapless numbers under concurrency,
-who sees and pays what, credit notes, the ledger, and invoices outliving a closed case
-with only what an invoice must hold."""
+who sees and pays what, credit notes, the ledger (its CSV gives a spreadsheet no formula),
+and invoices outliving a closed case with only what an invoice must hold."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pypdf import PdfReader
 
 from rooms.storage.schema import invoices, payments, users
 from rooms.storage.store import Store
+from signaling.http.api.billing import _cell
 from signaling.services import Services
 from tests.signaling.test_case_close import files_holding, pg_dump
 from tests.support.world import World
@@ -355,3 +357,107 @@ async def test_the_draft_offers_the_deposit_and_the_sessions_held(world: World) 
     assert session["quantity_thousandths"] == 1500 and session["amount"] == 45_000
     status, _, _ = await world.clients["paula"].get(f"/api/cases/{case_id}/invoices/draft")
     assert status == 403
+
+
+async def accepted_as(world: World, case_id: str, names: dict[str, str], rate: int) -> None:
+    """New fee terms for Case A (``rate`` makes them a new version), accepted by each party
+    under the billing name given for them (``names``: username to name)."""
+    paula, pia = await user_id(world, "paula"), await user_id(world, "pia")
+    status, body, _ = await world.clients["nina"].request(
+        "PUT", f"/api/cases/{case_id}/fees", terms(paula, pia, rate=rate)
+    )
+    assert status == 200, body
+    for who, name in names.items():
+        status, body, _ = await world.clients[who].get(f"/api/cases/{case_id}/fees")
+        agreement = body["agreement"]
+        status, body, _ = await world.clients[who].post(
+            f"/api/cases/{case_id}/fees/accept",
+            {"version": agreement["version"], "digest": agreement["digest"], "billing_name": name},
+        )
+        assert status == 200, (name, body)
+
+
+def guarded(text: str) -> str:
+    """``text`` as a spreadsheet must be given it: with a quote in front if it could be
+    taken for a formula."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
+async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> None:
+    """OWASP's rule for CSV injection: a text cell beginning with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return is written with a single quote in front, so a spreadsheet
+    shows it as text; every text cell is quoted. The numbers Caucus writes itself (amounts
+    in minor units, the time of issue) are written bare, so a spreadsheet adds them up: a
+    credit note's total stays the negative number it is."""
+    case_id = world.cases["Case A"]
+    nina = world.clients["nina"]
+    await second_party(world)
+    hostile = ['=HYPERLINK("http://x","y")', "+1+1", "-2", "@SUM(A1)", "\t=1", "\r=1"]
+    ordinary = ["Pia Party", 'Smith, "Junior"\nHoldings']
+    names = hostile + ordinary
+    for round_, (paula_name, pia_name) in enumerate(zip(names[::2], names[1::2], strict=True)):
+        await accepted_as(
+            world, case_id, {"paula": paula_name, "pia": pia_name}, rate=30_000 + round_
+        )
+        status, got, _ = await nina.post(f"/api/cases/{case_id}/invoices", {"lines": LINES})
+        assert status == 201, got
+    # The neutral names the case in mails after a reference that could be a formula too.
+    status, got, _ = await nina.post(
+        f"/api/cases/{case_id}/mail-naming", {"reference": "-A1+B1", "title_in_mail": False}
+    )
+    assert status == 200, got
+    status, got, _ = await nina.post(f"/api/cases/{case_id}/invoices", {"lines": LINES})
+    assert status == 201, got
+    status, got, _ = await nina.post(
+        f"/api/cases/{case_id}/invoices/{got['invoices'][0]['id']}/credit"
+    )
+    assert status == 201 and got["invoice"]["total"] < 0, got
+
+    status, got, _ = await nina.get("/api/billing/ledger")
+    invoices = {i["number"]: i for i in got["invoices"]}
+    async with nina.http.get(world.server.url + "/api/billing/ledger?format=csv") as response:
+        assert response.status == 200 and response.content_type == "text/csv"
+        text = await response.text()
+    header, *rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert header[3:5] == ["case_reference", "payer"]
+    assert len(rows) == len(invoices) == len(names) + 3
+    for number, _kind, issued_at, reference, payer, currency, total, paid, status_ in rows:
+        invoice = invoices[number]
+        # A name the party typed: guarded when a spreadsheet would take it for a formula
+        # (a leading tab or carriage return is trimmed as surrounding space when the name
+        # is given, and what is left is guarded), unchanged otherwise.
+        assert payer == guarded(invoice["payer_name"])
+        assert reference == guarded(invoice["case_reference"])
+        assert (currency, status_) == (invoice["currency"], invoice["status"])
+        assert (int(total), int(paid), float(issued_at)) == (
+            invoice["total"],
+            invoice["paid"],
+            invoice["issued_at"],
+        )
+    assert {row[3] for row in rows} == {"'-A1+B1", f"CASE-{case_id[:8].upper()}"}
+    payers = {row[4] for row in rows}
+    assert {
+        '\'=HYPERLINK("http://x","y")',
+        "'+1+1",
+        "'-2",
+        "'@SUM(A1)",
+        "'=1",
+        "Pia Party",
+        'Smith, "Junior"\nHoldings',
+    } <= payers
+    # On the wire: each guarded cell quoted with its quote in front; the credit note's
+    # total a bare negative number, as the product wrote it.
+    for cell in ('"\'=HYPERLINK(""http://x"",""y"")"', '"\'+1+1"', '"\'-2"', '"\'@SUM(A1)"'):
+        assert cell in text
+    assert '"\'-A1+B1"' in text
+    credit = next(i for i in invoices.values() if i["kind"] == "credit_note")
+    assert f",{credit['total']},0," in text and credit["total"] < 0
+    # Read the way a spreadsheet is told to: quoted cells are text, bare ones numbers;
+    # every text cell is quoted, every number Caucus writes is bare.
+    typed_rows = list(csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_NONNUMERIC))
+    for row in typed_rows[1:]:
+        kinds = [type(cell) for cell in row]
+        assert kinds == [str, str, float, str, str, str, float, float, str], row
+    # The guard itself also covers a leading tab or carriage return (which no name
+    # reaches the ledger with).
+    assert [_cell(t) for t in ("\t=1", "\r=1", "x=1", "")] == ["'\t=1", "'\r=1", "x=1", ""]

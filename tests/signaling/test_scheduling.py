@@ -1,11 +1,12 @@
 """Scheduling: two requesters taking one slot at the same moment (one gets it, the other
 is told and offered the next slots), sessions of a case scheduled, moved and cancelled
-with calendar entries that update each other, reminders a day and an hour before, and the
-private calendar feed."""
+with calendar entries that update each other, reminders a day and an hour before, the
+private calendar feed, and a start with seconds refused wherever a time is given."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -14,10 +15,23 @@ import sqlalchemy as sa
 from icalendar import Calendar
 
 from rooms.scheduling.bookings import SlotTaken
-from rooms.storage.schema import bookings, case_requests, outbox, users
+from rooms.storage.schema import (
+    bookings,
+    case_requests,
+    case_sessions,
+    outbox,
+    request_slots,
+    users,
+)
 from rooms.storage.store import Store
 from signaling.services import Services
-from tests.support.requests import mail_attachments, open_link, request_form
+from tests.support.requests import (
+    decided,
+    free_slots,
+    mail_attachments,
+    open_link,
+    request_form,
+)
 from tests.support.world import World
 
 pytestmark = pytest.mark.store  # about SQL: runs on every database backend
@@ -220,3 +234,93 @@ async def test_the_calendar_feed_serves_my_sessions_until_revoked(world: World) 
     assert status == 410
     status, _, _ = await anyone.get("/calendar/forged.ics")
     assert status == 410
+
+
+async def test_a_start_off_the_whole_minute_is_refused_wherever_a_time_is_given(
+    world: World,
+) -> None:
+    """Calendars, reminders and the neutral's hours all count in whole minutes, and a
+    browser's time field gives none other; a start with seconds (14:30:27) comes from a
+    client that miscounted, so it is refused with a clear error rather than moved, and
+    nothing of it is kept: not by the neutral scheduling or moving a case's session, not
+    in a request filed, nor in a time proposed by the neutral or a person asked."""
+    services = world.server.services
+    case_id = world.cases["Case A"]
+    nina = world.clients["nina"]
+    await verified_address(world, "paula", "paula@example.org")
+    profile = await open_link(services, world.users["nina"], "nina")
+    request_id, tokens = await decided(services, profile, world.users["nina"])
+    (slot,) = await free_slots(services, profile)
+
+    async def rows() -> dict[str, int]:
+        async with services.store.connect() as conn:
+            return {
+                table.name: (
+                    await conn.execute(sa.select(sa.func.count()).select_from(table))
+                ).scalar_one()
+                for table in (case_sessions, bookings, request_slots, outbox)
+            }
+
+    before = await rows()
+    start = whole_minute(time.time() + 3 * 86400)
+    sessions_path = f"/api/cases/{case_id}/sessions"
+    for seconds in (27, 0.5, 59.999):
+        status, body, _ = await nina.post(
+            sessions_path, {"starts_at": start + seconds, "minutes": 60}
+        )
+        assert status == 400 and body["error"] == {
+            "code": "invalid_input",
+            "message": "A session starts on a whole minute.",
+        }, body
+    anyone = world.make_client()
+    form = request_form([slot + 27])
+    form["requester"] = {**form["requester"], "email": "sam@law.example"}
+    form["attorneys"] = [{**form["attorneys"][0], "email": "sam@law.example"}]
+    refused = [
+        await anyone.post("/api/request-links/nina/requests", form),
+        await nina.post(
+            f"/api/neutral/requests/{request_id}/proposals", {"starts_at": [slot + 27]}
+        ),
+        await anyone.post(
+            f"/api/respond/{tokens['jon@example.org']}/answer",
+            {"answer": "propose", "starts_at": [slot + 27]},
+        ),
+    ]
+    for status, body, _ in refused:
+        assert status == 400 and body["error"]["code"] == "slot_unavailable", body
+        assert "not at a slot start" in body["error"]["message"]
+    assert await rows() == before
+
+    # On the minute: scheduled; a move to a time with seconds is refused and changes nothing.
+    status, body, _ = await nina.post(sessions_path, {"starts_at": start, "minutes": 60})
+    assert status == 201, body
+    session = body["session"]
+    status, body, _ = await nina.post(
+        f"{sessions_path}/{session['id']}/reschedule", {"starts_at": start + 3627, "minutes": 60}
+    )
+    assert status == 400 and body["error"]["code"] == "invalid_input", body
+    status, body, _ = await nina.get(sessions_path)
+    assert [(s["starts_at"], s["sequence"]) for s in body["sessions"]] == [(start, 0)]
+    async with services.store.connect() as conn:
+        kinds = set((await conn.execute(sa.select(outbox.c.kind))).scalars())
+    assert "session_scheduled" in kinds and "session_updated" not in kinds
+
+    # The calendar entry mailed and the feed hold that very minute, and so do reminders.
+    status, body, _ = await world.clients["paula"].post("/api/calendar-feed")
+    feed = body["url"][body["url"].index("/calendar/") :]
+    status, text, _ = await anyone.get(feed)
+    assert status == 200
+    for calendar in [*await entries(world, "session_scheduled"), Calendar.from_ical(text)]:
+        (event,) = calendar.walk("VEVENT")
+        begins, ends = event["DTSTART"].dt, event["DTEND"].dt
+        assert begins.timestamp() == start and begins.second == 0 and begins.microsecond == 0
+        assert ends.timestamp() == start + 3600
+    reminders = services.case_sessions
+    for moment, written in (
+        (start - 86400 - 1, 0),  # a second before the day's reminder is due
+        (start - 86400, 1),
+        (start - 3600 - 1, 0),
+        (start - 3600, 1),
+    ):
+        reminders.clock = functools.partial(float, moment)
+        assert await reminders.send_reminders() == written, moment - start

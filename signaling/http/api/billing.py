@@ -311,7 +311,8 @@ async def ledger(request: web.Request) -> web.Response:
     if request.query.get("format") != "csv":
         return web.json_response({"invoices": items})
     out = io.StringIO()
-    writer = csv.writer(out)
+    # every text cell quoted, the amounts and times bare: a spreadsheet adds those up
+    writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(
         [
             "number",
@@ -347,7 +348,8 @@ async def ledger(request: web.Request) -> web.Response:
 
 
 def _cell(text: str) -> str:
-    """A spreadsheet cannot take a name for a formula."""
+    """A spreadsheet cannot take a name for a formula: text it would evaluate gets a quote
+    in front (OWASP's rule for CSV injection; the writer quotes the cell)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
