@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import rtc
 
 from .media import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, encode_vp8_clip
 from .participant import Participant, ReceivedTrack, _configuration, receiving_transceiver
+from .simulcast import negotiate
 
 MARKER = b"\x00CAUCUS-FROM:"
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
@@ -121,9 +122,7 @@ class IdentifiedParticipant(Participant):
         ):
             self._sources.append(track)
             pc.addTransceiver(track, direction="sendonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await self.signal.publish(pc.localDescription.sdp)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await negotiate(pc, self.signal.publish)
 
     async def _on_subscribe_offer(self, offer: str) -> str:
         # the interception comes before aiortc unwraps retransmissions: note their types
