@@ -97,6 +97,9 @@ class SimulcastProducer:
         self._ssrc_of: dict[tuple[int, bool], int] = {}
         #: Consumers of this track, whichever layer each forwards (or none, paused).
         self.consumers: list[Consumer] = []
+        #: Recorders (:meth:`add_sink`) and the layer they receive.
+        self._sinks: list[ProducerSink] = []
+        self._sink_layer: int | None = None
         #: Packets of an unknown SSRC without a (known) rid: dropped.
         self.unplaced = 0
         # each layer's bitrate, measured over the last interval (bits/s)
@@ -219,12 +222,53 @@ class SimulcastProducer:
             layer.request_keyframe()
 
     def add_sink(self, sink: ProducerSink) -> None:
-        """A recorder receives the top layer."""
-        self.layers[-1].add_sink(sink)
+        """A recorder receives the highest layer arriving (the top one until layers are
+        known), and follows it when it changes (:meth:`follow_sinks`)."""
+        if self.closed:
+            sink.on_producer_closed(self)  # type: ignore[arg-type]  # a recorder takes a Track
+            return
+        if sink in self._sinks:
+            return
+        self._sinks.append(sink)
+        if self._sink_layer is None:
+            self._sink_layer = self._recording_layer(None)
+        self.layers[self._sink_layer].add_sink(sink)
 
     def remove_sink(self, sink: ProducerSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
         for layer in self.layers:
             layer.remove_sink(sink)
+        if not self._sinks:
+            self._sink_layer = None
+
+    def follow_sinks(self, now_ms: int | None = None) -> int | None:
+        """Move the recorders to the highest layer arriving at ``now_ms`` when that is no
+        longer the one they receive (a publisher whose uplink cannot carry its top layer
+        stops sending it; it comes back when it can), and ask that layer for a keyframe,
+        from which the recording goes on.  With no layer arriving they stay where they
+        are.  Returns the layer recorded (``None``: no recorder).  The worker calls this
+        every layer-selection round."""
+        if not self._sinks or self.closed:
+            return None
+        target = self._recording_layer(now_ms)
+        current = self._sink_layer
+        if target != current:
+            if current is not None:
+                for sink in self._sinks:
+                    self.layers[current].remove_sink(sink)
+            for sink in self._sinks:
+                self.layers[target].add_sink(sink)
+            self._sink_layer = target
+            self.layers[target].request_keyframe()
+        return self._sink_layer
+
+    def _recording_layer(self, now_ms: int | None) -> int:
+        active = self.active_layers(now_ms)
+        highest = max((i for i, on in enumerate(active) if on), default=None)
+        if highest is not None:
+            return highest
+        return self._sink_layer if self._sink_layer is not None else len(self.layers) - 1
 
     def send_reports(self) -> None:
         """A receiver report per layer, and one REMB for the whole camera: what the layers

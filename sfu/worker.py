@@ -31,7 +31,7 @@ from .router import Router
 from .rtc import FASTRECEIVE, ReceivePoller
 from .rtc.native import log_native_paths
 from .settings import MediaSettings
-from .simulcast import Track
+from .simulcast import SimulcastProducer, Track
 from .speaker import ActiveSpeaker
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
@@ -319,7 +319,13 @@ class Worker:
 
     def select_layers(self, now: float | None = None) -> None:
         """One round of every subscriber's simulcast layers (see
-        :mod:`sfu.layer_selection`)."""
+        :mod:`sfu.layer_selection`), and of the layer each recorded simulcast camera is
+        recorded from (:meth:`SimulcastProducer.follow_sinks`)."""
+        for transport in list(self._transports.values()):
+            if transport.direction == "publish" and not transport.closed:
+                for producer in list(transport.producers.values()):
+                    if isinstance(producer, SimulcastProducer):
+                        producer.follow_sinks()
         self.layers.run(
             list(self._transports.values()),
             time.monotonic() if now is None else now,

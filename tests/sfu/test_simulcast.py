@@ -375,3 +375,68 @@ async def test_a_retransmission_after_a_switch_carries_the_rewritten_picture_id(
     finally:
         for wire in wires:
             wire.close()
+
+
+class RecordingSink:
+    """Stands for a recorder: what reaches it, by SSRC."""
+
+    def __init__(self) -> None:
+        self.ssrcs: list[int] = []
+        self.closed_by: list[object] = []
+
+    def on_rtp(self, packet) -> None:
+        self.ssrcs.append(packet.ssrc)
+
+    def on_producer_closed(self, producer) -> None:
+        self.closed_by.append(producer)
+
+
+async def test_a_recorder_follows_the_highest_layer_arriving() -> None:
+    """A publisher whose uplink stops carrying its top layer: the recording goes on from
+    the layer below (from a keyframe it asks that layer for), and returns to the top
+    layer when it arrives again.  Never two layers at once."""
+    producer, _consumers, wires, rtcp = make(False)
+    sink = RecordingSink()
+    try:
+        producer.add_sink(sink)  # before any layer is known: the top one
+        stream = list(frames(random.Random(9), 40))
+        arrival = ARRIVAL_BASE
+
+        def send(first: int, last: int, layers: set[int]) -> None:
+            nonlocal arrival
+            for n, layer, packets in stream:
+                if first <= n < last and layer in layers:
+                    for data in packets:
+                        producer.on_rtp_data(data, arrival)
+                arrival += 11  # ms: the three layers of an instant, ~33 ms per frame
+
+        send(0, 10, {0, 1, 2})
+        assert producer.follow_sinks(arrival) == 2
+        assert set(sink.ssrcs) == {SSRCS[2]}
+        # the top layer stops; 2 s later only layers 0 and 1 have arrived lately
+        send(10, 20, {0, 1})
+        arrival += 2000
+        send(20, 22, {0, 1})
+        rtcp.clear()
+        sink.ssrcs.clear()
+        assert producer.follow_sinks(arrival) == 1
+        assert any(bytes_[1] == 206 and SSRCS[1].to_bytes(4, "big") in bytes_ for bytes_ in rtcp)
+        send(22, 30, {0, 1})
+        assert set(sink.ssrcs) == {SSRCS[1]}
+        # the top layer is back
+        send(30, 32, {0, 1, 2})
+        assert producer.follow_sinks(arrival) == 2
+        sink.ssrcs.clear()
+        send(32, 40, {0, 1, 2})
+        assert set(sink.ssrcs) == {SSRCS[2]}
+        # nothing arrives at all: the recorder stays where it is
+        assert producer.follow_sinks(arrival + 60_000) == 2
+        producer.remove_sink(sink)
+        assert producer.follow_sinks(arrival) is None
+        assert all(sink not in layer.sinks for layer in producer.layers)
+        producer.add_sink(sink)
+        producer.close()
+        assert sink.closed_by == [producer.layers[2]]  # told once, by the layer it had
+    finally:
+        for wire in wires:
+            wire.close()
