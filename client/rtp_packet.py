@@ -4,8 +4,9 @@ for the client's checks of what it receives.
 Every length is checked against the data before it is used: a packet that is not RTP
 version 2, whose CSRC list, extension block or padding runs past its end gives ``None``
 (never an exception), as aiortc's parser would reject it.  The extension elements of
-both forms are kept by id, unknown ones included (aiortc drops those it was not told
-of, the ``rtp-stream-id`` among them).
+both forms are read as the SFU and aiortc read them (``sfu.rtp_header.extension_elements``)
+and kept by id, unknown ones included (aiortc drops those it was not told of, the
+``rtp-stream-id`` among them).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from sfu.rtp_header import extension_elements
+
 _FIXED = struct.Struct("!BBHII")
-#: RFC 8285: one-byte elements (§4.2) and two-byte elements (§4.3, any "appbits").
-_ONE_BYTE_PROFILE = 0xBEDE
-_TWO_BYTE_PROFILE = 0x1000
-_TWO_BYTE_MASK = 0xFFF0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,8 @@ class RtpPacketView:
     timestamp: int
     ssrc: int
     payload: bytes
-    #: header extension elements by id (the first of any id given twice)
+    #: header extension elements by id (of an id given twice, the first non-empty one, as
+    #: ``sfu.rtp_header.header_extension`` finds it)
     extensions: dict[int, bytes] = field(default_factory=dict)
     #: an extension block was there but could not be read element by element
     malformed_extensions: bool = False
@@ -92,36 +92,17 @@ def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacketView | None:
 
 
 def _elements(data: bytes, pos: int, end: int, profile: int) -> dict[int, bytes] | None:
-    """The elements of the extension block ``data[pos:end]``; ``None`` when one runs past
-    the block.  A profile of neither form carries no elements this reader knows."""
+    """The elements of the extension block ``data[pos:end]`` by id, read as aiortc reads
+    them (:func:`sfu.rtp_header.extension_elements`: a profile of neither form carries
+    none); ``None`` when one runs past the block, where aiortc rejects the packet.  Of an
+    id given twice the first non-empty element is kept, the one the SFU's lookup finds."""
     found: dict[int, bytes] = {}
-    if profile == _ONE_BYTE_PROFILE:
-        while pos < end:
-            byte = data[pos]
-            if byte == 0:  # padding
-                pos += 1
-                continue
-            element_id, length = byte >> 4, (byte & 0x0F) + 1
-            if element_id == 15:  # reserved: the rest of the block is not read
-                break
-            pos += 1
-            if pos + length > end:
-                return None
-            found.setdefault(element_id, data[pos : pos + length])
-            pos += length
-    elif profile & _TWO_BYTE_MASK == _TWO_BYTE_PROFILE:
-        while pos < end:
-            if data[pos] == 0:  # padding
-                pos += 1
-                continue
-            if pos + 2 > end:
-                return None
-            element_id, length = data[pos], data[pos + 1]
-            pos += 2
-            if pos + length > end:
-                return None
-            found.setdefault(element_id, data[pos : pos + length])
-            pos += length
+    try:
+        for element_id, value in extension_elements(data, pos, end, profile):
+            if not found.get(element_id):
+                found[element_id] = value
+    except ValueError:
+        return None
     return found
 
 

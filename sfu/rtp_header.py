@@ -7,6 +7,7 @@ shared by every consumer; each consumer only packs its own 12-byte fixed header.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from aiortc import clock
 
@@ -68,47 +69,74 @@ def payload_bounds(data: bytes, first_byte: int) -> tuple[int, int]:
     return start, end
 
 
-def header_extension(data: bytes, first_byte: int, extension_id: int) -> bytes | None:
-    """The value of the element ``extension_id`` in the header extension of the RTP
-    packet ``data`` (RFC 8285, one- or two-byte form), as aiortc's parser reads it;
-    ``None`` when there is none, it is empty, or the extension block is malformed."""
-    if not first_byte & 0x10 or not extension_id:
-        return None
-    pos = 12 + ((first_byte & 0x0F) << 2)
-    if len(data) < pos + 4:
-        return None
-    profile = data[pos] << 8 | data[pos + 1]
-    end = pos + 4 + ((data[pos + 2] << 8 | data[pos + 3]) << 2)
-    pos += 4
-    if end > len(data):
-        return None
-    if profile == 0xBEDE:  # one-byte headers (RFC 8285 §4.2)
+def extension_elements(
+    data: bytes, pos: int, end: int, profile: int
+) -> Iterator[tuple[int, bytes]]:
+    """The elements ``(id, value)`` of the header-extension block ``data[pos:end]`` with
+    ``profile``, in order, read as aiortc's parser reads them
+    (``aiortc.rtp.unpack_header_extensions``): one-byte elements (RFC 8285 §4.2) for the
+    profile 0xBEDE, two-byte elements (§4.3, no "appbits") for 0x1000, none for any other
+    profile.  A zero byte where an element would start is padding; any other byte starts
+    one, id 15 included (RFC 8285 reserves it; aiortc and the compiled reader read on).
+
+    Raises ``ValueError`` at an element running past ``end``, after yielding those before
+    it, where aiortc rejects the block: a caller that stops at an earlier element does not
+    read that far (the walk costs only what it reads, see :func:`header_extension`).
+    ``end`` must lie within ``data``."""
+    if profile == 0xBEDE:
         while pos < end:
             byte = data[pos]
             if byte == 0:
                 pos += 1
                 continue
-            element_id, length = byte >> 4, (byte & 0x0F) + 1
+            length = (byte & 0x0F) + 1
             pos += 1
             if pos + length > end:
-                return None
-            if element_id == extension_id:
-                return data[pos : pos + length]
+                raise ValueError("RTP one-byte header extension value is truncated")
+            yield byte >> 4, data[pos : pos + length]
             pos += length
-    elif profile == 0x1000:  # two-byte headers (RFC 8285 §4.3), as aiortc reads them
+    elif profile == 0x1000:
         while pos < end:
             if data[pos] == 0:
                 pos += 1
                 continue
             if pos + 2 > end:
-                return None
+                raise ValueError("RTP two-byte header extension is truncated")
             element_id, length = data[pos], data[pos + 1]
             pos += 2
             if pos + length > end:
-                return None
-            if element_id == extension_id:
-                return data[pos : pos + length] if length else None
+                raise ValueError("RTP two-byte header extension value is truncated")
+            yield element_id, data[pos : pos + length]
             pos += length
+
+
+def header_extension(data: bytes, first_byte: int, extension_id: int) -> bytes | None:
+    """The value of the first non-empty element ``extension_id`` in the header extension
+    of the RTP packet ``data`` (RFC 8285, one- or two-byte form), its elements read as
+    aiortc's parser reads them (:func:`extension_elements`); ``None`` when there is none
+    or the block (or its extension header) is malformed before it.
+
+    The walk stops at the element, as the compiled reader (``caucus_audio_level``) does: a
+    block malformed only after it still gives it, where aiortc would reject the packet.
+    An empty element (two-byte form) is passed over for a later one with the id, as the
+    compiled reader does (aiortc's map, where the last element of an id wins, gives that
+    later one too)."""
+    if not first_byte & 0x10 or not extension_id:
+        return None
+    pos = 12 + ((first_byte & 0x0F) << 2)
+    if len(data) < pos + 4:
+        return None
+    end = pos + 4 + ((data[pos + 2] << 8 | data[pos + 3]) << 2)
+    if end > len(data):
+        return None
+    try:
+        for element_id, value in extension_elements(
+            data, pos + 4, end, data[pos] << 8 | data[pos + 1]
+        ):
+            if element_id == extension_id and value:
+                return value
+    except ValueError:
+        return None
     return None
 
 
