@@ -1,9 +1,16 @@
 """``Agreements``: the one object the HTTP API and closing use for settlement agreements;
-it delegates to the part that owns each concern (drafts, signing, sealing, closing)."""
+it delegates to the part that owns each concern (drafts, signing, sealing, closing).
+
+Every change (a new agreement, a version, a proposal, a comment, publishing, a
+signature) is announced to the agreement's space once committed, as an
+``agreement.changed`` space event carrying ids only (the space's members subscribed to it
+reload the agreement through the HTTP API, which checks their access)."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
@@ -26,6 +33,7 @@ from rooms.agreements.signing import AgreementSigning
 from rooms.agreements.text import AgreementText
 from rooms.cases.cases import Member
 from rooms.cases.roles import NEUTRAL_ROLES
+from rooms.spaces.events import SpaceEvent
 from rooms.storage.schema import (
     agreement_events,
     agreement_signatures,
@@ -33,6 +41,9 @@ from rooms.storage.schema import (
     agreements,
     case_members,
 )
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Agreements:
@@ -47,20 +58,45 @@ class Agreements:
         self.at_close = AgreementsAtClose(parts)
         self.seal_key = parts.seal_key
         # drafting
-        self.create = drafts.create
-        self.edit = drafts.edit
-        self.propose = drafts.propose
+        self.create = self._announced("created", drafts.create)
+        self.edit = self._announced("version", drafts.edit)
+        self.propose = self._announced("proposal", drafts.propose)
         self.version = drafts.version
         self.compare = drafts.compare
-        self.comment = drafts.comment
+        self.comment = self._announced("comment", drafts.comment)
         self.comments = drafts.comments
         # signing and sealing
-        self.publish = signing.publish
-        self.sign = signing.sign
+        self.publish = self._announced("published", signing.publish)
+        self.sign = self._announced("signed", signing.sign)
         self.sealed_pdf = sealer.sealed_pdf
         self.signature_file = sealer.signature_file
         self.verify = sealer.verify
         self.closing_list = self.at_close.closing_list
+
+    def _announced(
+        self, change: str, method: Callable[P, Awaitable[T]]
+    ) -> Callable[P, Awaitable[T]]:
+        """``method`` (taking case id, space id and, but for ``create``, which answers
+        it, the agreement id, first and by position), then ``agreement.changed`` to the
+        space once it returned: what changed and ids, nothing of the text."""
+
+        @functools.wraps(method)
+        async def announced(*args: P.args, **kwargs: P.kwargs) -> T:
+            result = await method(*args, **kwargs)
+            case_id, space_id = str(args[0]), str(args[1])
+            agreement_id = str(result) if change == "created" else str(args[2])
+            data = {
+                "case_id": case_id,
+                "space_id": space_id,
+                "agreement_id": agreement_id,
+                "change": change,
+            }
+            await self.parts.spaces.publish(
+                SpaceEvent("agreement.changed", case_id, space_id, data)
+            )
+            return result
+
+        return announced
 
     async def listing(self, case_id: str, space_id: str) -> list[dict[str, Any]]:
         """The agreements of a space, newest first, with their current titles."""

@@ -17,7 +17,8 @@ class SpaceEvent:
     kind: ``message.new`` / ``message.edited`` / ``message.deleted`` (data: the message),
     ``file.new`` (data: the file), ``space.updated`` (data: the space),
     ``member.added`` / ``member.removed`` (``user_id``), ``space.closed`` (the case was
-    closed; ``space_ids`` lists every space it had).
+    closed; ``space_ids`` lists every space it had), ``agreement.changed`` (data: the
+    agreement's ids and what changed: ``rooms.agreements.facade``).
     """
 
     kind: str

@@ -29,6 +29,7 @@ class Inbox:
             "file.new",
             "space.updated",
             "space.removed",
+            "agreement.changed",
         ):
             sio.on(name, self._handler(name), namespace=NS)
 
@@ -190,3 +191,65 @@ async def test_wrong_fields_answer_invalid_payload(world: World) -> None:
             assert reply["error"]["code"] == "invalid_payload", (event, payload, reply)
             assert "Traceback" not in reply["error"]["message"]
     await paula.disconnect()
+
+
+async def test_agreement_changes_reach_the_members_of_its_space_only_as_ids(
+    world: World,
+) -> None:
+    """A new agreement, a version and a comment are announced to the subscribers of the
+    agreement's space (its page reloads it over HTTP, which checks access); the event
+    carries ids and what changed, never its text; a member of another space hears
+    nothing of it."""
+    spaces = await open_spaces(world)
+    sockets = {name: await connect_spaces(world, name) for name in ("nina", "paula", "carl")}
+    inboxes = {name: Inbox(sio) for name, sio in sockets.items()}
+    subscriptions = {"nina": spaces.private, "paula": spaces.private, "carl": spaces.shared}
+    for name, space_id in subscriptions.items():
+        reply = await sockets[name].call(
+            "space.subscribe",
+            {"case_id": spaces.case_id, "space_id": space_id},
+            namespace=NS,
+            timeout=10,
+        )
+        assert reply["ok"] is True, reply
+    secret = "Paula pays EUR 31,337 by Friday"
+    text = {"title": f"Settlement {secret}", "clauses": [{"heading": "", "body": secret}]}
+    status, body, _ = await world.clients["nina"].post(
+        spaces.path(spaces.private, "/agreements"), text
+    )
+    assert status == 201, body
+    agreement_id = body["agreement"]["id"]
+    expected = {"case_id": spaces.case_id, "space_id": spaces.private, "agreement_id": agreement_id}
+    got = await inboxes["paula"].wait("agreement.changed")
+    assert got == {**expected, "change": "created"}
+
+    status, body, _ = await world.clients["paula"].post(
+        spaces.path(spaces.private, f"/agreements/{agreement_id}/comments"),
+        {"version": 1, "clause": 1, "body": "Friday is too soon"},
+    )
+    assert status == 201, body
+    status, body, _ = await world.clients["nina"].post(
+        spaces.path(spaces.private, f"/agreements/{agreement_id}/versions"),
+        {**text, "clauses": [{"heading": "", "body": "Monday"}], "based_on": 1},
+    )
+    assert status == 201, body
+    for name in ("nina", "paula"):
+        await inboxes[name].wait("agreement.changed", lambda d: d["change"] == "version")
+        changes = [d for n, d in inboxes[name].events if n == "agreement.changed"]
+        assert [d["change"] for d in changes] == ["created", "comment", "version"]
+        assert all(set(d) == {*expected, "change"} for d in changes)
+        assert secret not in str(changes) and "Friday" not in str(changes)
+    # a refused change announces nothing
+    status, body, _ = await world.clients["nina"].post(
+        spaces.path(spaces.private, f"/agreements/{agreement_id}/versions"),
+        {**text, "based_on": 1},  # stale: version 2 exists
+    )
+    assert status == 409, body
+    # Carl, subscribed to the other space, heard nothing; a message there still reaches
+    # him (so his socket was listening all along)
+    await world.clients["nina"].post(spaces.path(spaces.shared, "/messages"), {"body": "later"})
+    await inboxes["carl"].wait("message.new")
+    assert not [n for n, _ in inboxes["carl"].events if n == "agreement.changed"]
+    assert len([n for n, _ in inboxes["paula"].events if n == "agreement.changed"]) == 3
+    for sio in sockets.values():
+        await sio.disconnect()

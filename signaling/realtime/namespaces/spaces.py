@@ -32,7 +32,14 @@ from signaling.services import Services
 
 log = logging.getLogger(__name__)
 
-FORWARDED = ("message.new", "message.edited", "message.deleted", "file.new", "space.updated")
+FORWARDED = (
+    "message.new",
+    "message.edited",
+    "message.deleted",
+    "file.new",
+    "space.updated",
+    "agreement.changed",
+)
 
 
 class SpaceChannel(Protocol):

@@ -34,6 +34,21 @@ export class ClauseEditor {
     for (const clause of clauses) {
       this.append(clause);
     }
+    this.base = this.typed();
+  }
+
+  /** What is in the fields now, unchecked, as one string (to compare). */
+  typed() {
+    const clauses = [...this.list.children].map((item) => [
+      item.querySelector(".clause-heading-input").value,
+      item.querySelector(".clause-body-input").value,
+    ]);
+    return JSON.stringify([this.titleInput.value, clauses]);
+  }
+
+  /** Whether anything was typed since the last `setText`. */
+  isDirty() {
+    return this.base !== undefined && this.typed() !== this.base;
   }
 
   append(clause) {

@@ -10,6 +10,7 @@ import { byId, el, formatDate, humanize, roleName } from "./dom.js";
 import { clearError, showError, submitting } from "./feedback.js";
 import { renderHeader } from "./header.js";
 import { ClauseEditor } from "./agreement-editor.js";
+import { call, connectSpaces } from "./space-socket.js";
 
 const [, , rawCaseId, , rawSpaceId, , rawAgreementId] = window.location.pathname.split("/");
 const caseId = decodeURIComponent(rawCaseId || "");
@@ -495,8 +496,67 @@ async function load() {
   byId("agreement-content").hidden = false;
 }
 
+// -- live: every change to this agreement (a version, a proposal, a comment, publishing, a
+// signature) arrives as `agreement.changed` on the space's socket, and the page reloads it;
+// unsaved edits are never replaced: the person is told, and chooses when to reload.
+function hasTyping() {
+  if (editor.isDirty()) {
+    return true;
+  }
+  const fields = byId("agreement-content").querySelectorAll("textarea, input[type=text], input[type=password]");
+  return [...fields].some((field) => !field.closest("#edit-form") && field.value.trim() !== "");
+}
+
+async function refresh() {
+  const [view, { comments }] = await Promise.all([api("GET", agreementPath), api("GET", `${agreementPath}/comments`)]);
+  if (JSON.stringify([view, comments]) === JSON.stringify([state.view, state.comments])) {
+    return; // nothing new (the event was for what this page itself just did)
+  }
+  if (hasTyping()) {
+    byId("changed-notice").hidden = false; // re-rendering would drop what is being typed
+    return;
+  }
+  byId("changed-notice").hidden = true;
+  await load();
+}
+
+byId("changed-reload").addEventListener("click", async () => {
+  byId("changed-notice").hidden = true;
+  state.adoptedFrom = null;
+  byId("adopting").hidden = true;
+  try {
+    await load();
+    editor.setText(state.view.current); // what was typed is dropped, as the button says
+  } catch (error) {
+    showError(byId("page-error"), error);
+  }
+});
+
+function connect() {
+  const socket = connectSpaces();
+  socket.on("connect", async () => {
+    try {
+      await call(socket, "space.subscribe", { case_id: caseId, space_id: spaceId });
+      await refresh(); // what changed while the socket was away
+    } catch (error) {
+      showError(byId("page-error"), error);
+    }
+  });
+  socket.on("agreement.changed", async (change) => {
+    if (change && change.agreement_id === agreementId) {
+      try {
+        await refresh();
+      } catch (error) {
+        showError(byId("page-error"), error);
+      }
+    }
+  });
+  socket.on("space.removed", () => socket.disconnect());
+}
+
 try {
   await load();
+  connect();
 } catch (error) {
   if (error instanceof ApiError && error.status === 404) {
     showError(byId("page-error"), new Error("This agreement does not exist, or you are not a member of its space."));
