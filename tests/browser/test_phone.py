@@ -178,3 +178,61 @@ async def test_pages_on_a_phone(caucus_server: RunningServer, media_browser: Bro
             await context.close()
         for client in (admin, *clients):
             await client.close()
+
+
+async def test_the_header_folds_into_a_menu_on_a_phone(
+    caucus_server: RunningServer, browser: Browser
+) -> None:
+    """On a phone the header is one row (brand and "Menu"); the links and the account open
+    under the button, every target a fingertip wide, and close with Escape; on a laptop
+    the links are shown and there is no button."""
+    admin, _case_id, _users, clients = await prepare_case(caucus_server)
+    watch = Watch()
+    username, _, password, _ = LIVE_PEOPLE["mediator"]
+    context, phone = await phone_page(browser, caucus_server, (username, password), watch)
+    wide = await browser.new_context(ignore_https_errors=True, base_url=caucus_server.url)
+    try:
+        header = await phone.locator("#site-header").bounding_box()
+        assert header is not None and header["height"] <= 64, header
+        links = phone.get_by_role("navigation", name="Main")
+        toggle = phone.get_by_test_id("menu-toggle")
+        await expect(links).to_be_hidden()
+        await expect(phone.get_by_test_id("logout")).to_be_hidden()
+        await expect(toggle).to_have_attribute("aria-expanded", "false")
+        await fits_a_phone(phone, "menu-closed")
+
+        await toggle.tap()
+        await expect(toggle).to_have_attribute("aria-expanded", "true")
+        await expect(links.get_by_role("link", name="Security")).to_be_visible()
+        await expect(phone.get_by_test_id("logout")).to_be_visible()
+        await expect(phone.get_by_test_id("current-user")).to_be_visible()
+        await fits_a_phone(phone, "menu-open")
+        await phone.keyboard.press("Escape")
+        await expect(links).to_be_hidden()
+        await expect(toggle).to_be_focused()
+
+        await toggle.tap()
+        await links.get_by_role("link", name="Security").tap()
+        await phone.wait_for_url("**/account/security")
+        await expect(phone.get_by_test_id("menu-toggle")).to_have_attribute(
+            "aria-expanded", "false"
+        )  # a new page starts folded
+
+        laptop = await wide.new_page()
+        watch.attach(laptop)
+        await laptop.goto("/login")
+        await laptop.get_by_label("Username").fill(username)
+        await laptop.get_by_label("Password").fill(password)
+        await laptop.get_by_role("button", name="Sign in").click()
+        await laptop.wait_for_url("**/cases")
+        await expect(laptop.get_by_test_id("menu-toggle")).to_be_hidden()
+        await expect(
+            laptop.get_by_role("navigation", name="Main").get_by_role("link", name="Security")
+        ).to_be_visible()
+        await expect(laptop.get_by_test_id("logout")).to_be_visible()
+        assert watch.problems == []
+    finally:
+        await wide.close()
+        await context.close()
+        for client in (admin, *clients):
+            await client.close()

@@ -48,5 +48,24 @@ export function renderHeader(session, { caseRole = null } = {}) {
     signOut.disabled = true;
     logout();
   });
-  header.replaceChildren(el("div", { class: "bar" }, brand, nav, el("div", { class: "account" }, who, signOut)));
+  // On a phone the links and the account fold behind one "Menu" button (caucus.css), so
+  // that the header takes one row, not three, above a call or a conversation.
+  const menu = el("div", { id: "site-menu", class: "menu" }, nav, el("div", { class: "account" }, who, signOut));
+  const toggle = el(
+    "button",
+    { type: "button", class: "quiet menu-toggle", "aria-expanded": "false", "aria-controls": "site-menu", dataset: { testid: "menu-toggle" } },
+    "Menu",
+  );
+  const setOpen = (open) => {
+    toggle.setAttribute("aria-expanded", String(open));
+    header.toggleAttribute("data-menu-open", open);
+  };
+  toggle.addEventListener("click", () => setOpen(toggle.getAttribute("aria-expanded") !== "true"));
+  header.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && toggle.getAttribute("aria-expanded") === "true") {
+      setOpen(false);
+      toggle.focus();
+    }
+  });
+  header.replaceChildren(el("div", { class: "bar" }, brand, toggle, menu));
 }
