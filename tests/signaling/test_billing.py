@@ -9,6 +9,8 @@ import asyncio
 import csv
 import io
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -429,11 +431,13 @@ async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> No
         assert payer == guarded(invoice["payer_name"])
         assert reference == guarded(invoice["case_reference"])
         assert (currency, status_) == (invoice["currency"], invoice["status"])
-        assert (int(total), int(paid), float(issued_at)) == (
-            invoice["total"],
-            invoice["paid"],
-            invoice["issued_at"],
+        # amounts in the currency's units, exact; the time of issue in UTC, to the second
+        assert (Decimal(total), Decimal(paid)) == (
+            Decimal(invoice["total"]) / 100,
+            Decimal(invoice["paid"]) / 100,
         )
+        issued = datetime.strptime(issued_at, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        assert abs(issued.timestamp() - invoice["issued_at"]) < 1
     assert {row[3] for row in rows} == {"'-A1+B1", f"CASE-{case_id[:8].upper()}"}
     payers = {row[4] for row in rows}
     assert {
@@ -451,13 +455,14 @@ async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> No
         assert cell in text
     assert '"\'-A1+B1"' in text
     credit = next(i for i in invoices.values() if i["kind"] == "credit_note")
-    assert f",{credit['total']},0," in text and credit["total"] < 0
+    credit_total = Decimal(credit["total"]) / 100
+    assert f",{credit_total:.2f},0.00," in text and credit["total"] < 0
     # Read the way a spreadsheet is told to: quoted cells are text, bare ones numbers;
     # every text cell is quoted, every number Caucus writes is bare.
     typed_rows = list(csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_NONNUMERIC))
     for row in typed_rows[1:]:
         kinds = [type(cell) for cell in row]
-        assert kinds == [str, str, float, str, str, str, float, float, str], row
+        assert kinds == [str, str, str, str, str, str, float, float, str], row
     # The guard itself also covers a leading tab or carriage return (which no name
     # reaches the ledger with).
     assert [_cell(t) for t in ("\t=1", "\r=1", "x=1", "")] == ["'\t=1", "'\r=1", "x=1", ""]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rooms.billing.invoice_pdf import render_html, render_pdf
 from rooms.billing.invoices import document
+from rooms.billing.money import CURRENCIES
 from rooms.billing.payments import ProviderEvent
 from rooms.cases.roles import CASE_ROLES, NEUTRAL_ROLES
 from rooms.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
@@ -311,13 +314,14 @@ async def ledger(request: web.Request) -> web.Response:
     if request.query.get("format") != "csv":
         return web.json_response({"invoices": items})
     out = io.StringIO()
-    # every text cell quoted, the amounts and times bare: a spreadsheet adds those up
+    # every text cell quoted, the amounts bare: a spreadsheet adds those up; amounts in
+    # the currency's units (324.79, not 32479 cents), the time of issue as UTC date-time
     writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(
         [
             "number",
             "kind",
-            "issued_at",
+            "issued_utc",
             "case_reference",
             "payer",
             "currency",
@@ -327,16 +331,17 @@ async def ledger(request: web.Request) -> web.Response:
         ]
     )
     for item in items:
+        currency = item["currency"]
         writer.writerow(
             [
                 item["number"],
                 item["kind"],
-                item["issued_at"],
+                _utc(item["issued_at"]),
                 _cell(item["case_reference"]),
                 _cell(item["payer_name"]),
-                item["currency"],
-                item["total"],
-                item["paid"],
+                currency,
+                _major(item["total"], currency),
+                _major(item["paid"], currency),
                 item["status"],
             ]
         )
@@ -345,6 +350,17 @@ async def ledger(request: web.Request) -> web.Response:
         content_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="caucus-ledger.csv"'},
     )
+
+
+def _utc(at: float) -> str:
+    """A time of issue as a spreadsheet reads a date-time: ``2026-12-07 18:41:33`` (UTC)."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _major(amount: int, currency: str) -> Decimal:
+    """Integer minor units as an exact amount in the currency's units (``32479`` EUR:
+    ``324.79``; ``500`` JPY: ``500``), written bare."""
+    return Decimal(amount).scaleb(-CURRENCIES.get(currency.upper(), 2))
 
 
 def _cell(text: str) -> str:
