@@ -17,6 +17,7 @@ SOCKET_LIMITS = {
     "board_full": "whiteboard_bytes",
     "stroke_too_long": "whiteboard_stroke_points",
     "too_many_sessions": "live_sessions_per_user",
+    "server_full": "live_sessions_per_worker",
 }
 #: HTTP error codes (other than rate limits, which name their limit) -> the limit
 HTTP_LIMITS = {"weak_password": "password_policy"}

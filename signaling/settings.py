@@ -119,10 +119,13 @@ class Settings(BaseSettings):
     # Live rooms (docs/security.md, live rooms): the whiteboard of one room holds at most
     # whiteboard_max_bytes of strokes (their compact encoded size), a stroke at most
     # whiteboard_max_stroke_points points; one user holds at most live_sessions_per_user
-    # live sessions at once (two tabs, say).
+    # live sessions at once (two tabs, say); one media process (the server, or each
+    # media worker) holds at most live_sessions_per_worker, so that a flood of joins
+    # degrades no session already there (docs/loadtest.md: what one core forwards).
     whiteboard_max_bytes: int = Field(2 * 1024**2, ge=4096, le=256 * 1024**2)
     whiteboard_max_stroke_points: int = Field(500, ge=2, le=5000)
     live_sessions_per_user: int = Field(2, ge=1, le=100)
+    live_sessions_per_worker: int = Field(400, ge=1, le=100_000)
     # Mail (docs/email.md): smtp_url is smtp://[user:password@]host[:port] (STARTTLS when
     # the server offers it), smtp+starttls:// (STARTTLS required) or smtps:// (implicit
     # TLS); without it, mails are written as .eml files into mail_dir (default

@@ -80,6 +80,7 @@ class MediaNamespace(EventNamespace):
             )
         assert caller.member is not None
         self._check_sessions_of(caller.user_id)
+        self._check_capacity()
         session = LiveParticipant(
             sid=caller.sid,
             case_id=payload.case_id,
@@ -136,6 +137,20 @@ class MediaNamespace(EventNamespace):
                 f"You are already in live rooms from {held} places (at most {limit}); "
                 "leave one of them first.",
                 code="too_many_sessions",
+            )
+
+    def _check_capacity(self) -> None:
+        """Refuse a live session beyond ``live_sessions_per_worker`` on this process (its
+        sessions are every session of the cases placed on it); no await between this
+        check and the registration, as for :meth:`_check_sessions_of`."""
+        limit = self.services.settings.live_sessions_per_worker
+        held = sum(1 for s in self.live.values() if not s.ending)
+        if held >= limit:
+            log.warning("live sessions at this process's limit", extra={"limit": limit})
+            raise Conflict(
+                "This server is holding as many live sessions as it can; "
+                "try again in a few minutes, or ask its operator.",
+                code="server_full",
             )
 
     @event("media.publish", PublishPayload, "case", CASE_ROLES)
