@@ -21,6 +21,7 @@ from aiohttp import web
 
 from certs.authority import ensure_self_signed
 from rooms.storage.store import Store
+from signaling.cli.main import SHUTDOWN_SECONDS
 from signaling.http.app import build_app
 from signaling.services import Services
 from signaling.settings import Settings
@@ -152,7 +153,8 @@ async def server(services: Services, tmp_path: Path) -> AsyncIterator[RunningSer
     """The whole Caucus app served over HTTPS on a free loopback port."""
     cert = ensure_self_signed(tmp_path / "certs", ["127.0.0.1"])
     app = build_app(services)
-    runner = web.AppRunner(app, access_log=None)
+    # as `caucus serve` stops: connections still open after a few seconds are closed
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=cert.ssl_context())
     await site.start()
