@@ -87,8 +87,8 @@ def frames(rng: random.Random, count: int):
             yield n, layer, packets
 
 
-def make(compiled: bool, extension_ids=((3, 0), (0, 0))):
-    settings = MediaSettings()
+def make(compiled: bool, extension_ids=((3, 0), (0, 0)), settings: MediaSettings | None = None):
+    settings = settings or MediaSettings()
     rtcp: list[bytes] = []
     producer = SimulcastProducer(
         participant_id="p",
@@ -132,8 +132,12 @@ def feed(producer: SimulcastProducer, data: bytes, arrival: int, compiled: bool)
 
 def run(compiled: bool, seed: int, plan: dict[int, int | None], count: int) -> dict:
     """Feed ``count`` frames per layer; at frame n, ``plan[n]`` is selected on consumer 0
-    (consumer 1 follows it one frame later)."""
-    producer, consumers, wires, rtcp = make(compiled)
+    (consumer 1 follows it one frame later).  Keyframe requests leave at once (no
+    0.3 s spacing): what the two paths send must not depend on how fast the machine runs
+    them."""
+    producer, consumers, wires, rtcp = make(
+        compiled, settings=MediaSettings(keyframe_request_interval=0.0)
+    )
     try:
         for consumer in consumers:
             consumer.start()
