@@ -1,5 +1,6 @@
 """An agreement's page follows changes made elsewhere without a reload: counsel's comment
-and the neutral's new version appear on a party's open page; a neutral typing in the
+and the neutral's new version appear on a party's open page (and the new version in the
+space's list of agreements); a neutral typing in the
 editor is not interrupted: the page says the agreement changed, keeps what was typed,
 and shows the latest only when asked."""
 
@@ -35,10 +36,16 @@ async def test_an_open_agreement_page_follows_changes_made_elsewhere(
     agreement_id = body["agreement"]["id"]
     url = f"/cases/{case_id}/spaces/{space_id}/agreements/{agreement_id}"
     watch = Watch()
-    _, paula = await signed_in_page(browser, server, "paula", PASSWORDS["paula"], watch)
+    paula_context, paula = await signed_in_page(browser, server, "paula", PASSWORDS["paula"], watch)
     _, nina = await signed_in_page(browser, server, "nina", PASSWORDS["nina"], watch)
     await paula.goto(url)
     await nina.goto(url)
+    # the space's page, open beside it, lists the agreement and its version
+    space = await paula_context.new_page()
+    watch.attach(space)
+    await space.goto(f"/cases/{case_id}/spaces/{space_id}")
+    listed = space.get_by_test_id("agreement-item")
+    await expect(listed).to_contain_text("Version 1")
     clause = paula.get_by_test_id("clause").nth(0)
     await expect(clause.get_by_test_id("clause-body")).to_contain_text("30 days")
 
@@ -62,8 +69,9 @@ async def test_an_open_agreement_page_follows_changes_made_elsewhere(
         },
     )
     assert status == 201, body
-    # Paula, who types nothing, sees version 2 at once
+    # Paula, who types nothing, sees version 2 at once, and so does the space's list
     await expect(clause.get_by_test_id("clause-body")).to_contain_text("45 days")
+    await expect(listed).to_contain_text("Version 2")
     # Nina is told, and her text is still there
     await expect(nina.get_by_test_id("changed-notice")).to_be_visible()
     await expect(editing.get_by_label("Clause 1 text")).to_have_value("EUR 4,000 within 40 days.")

@@ -489,6 +489,7 @@ function connect() {
     renderSpace();
     renderMessages();
   });
+  socket.on("agreement.changed", () => loadAgreements()); // new, or a version or status changed
   socket.on("space.removed", removed);
 }
 
