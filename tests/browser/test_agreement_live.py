@@ -1,8 +1,7 @@
 """An agreement's page follows changes made elsewhere without a reload: counsel's comment
 and the neutral's new version appear on a party's open page (and the new version in the
-space's list of agreements); a neutral typing in the
-editor is not interrupted: the page says the agreement changed, keeps what was typed,
-and shows the latest only when asked."""
+space's list of agreements); a neutral typing in the editor is not interrupted: the page
+says the agreement changed, keeps what was typed, and shows the latest only when asked."""
 
 from __future__ import annotations
 
