@@ -378,6 +378,47 @@ int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_
    cleared for the process the first time it refuses one. */
 static int gso_works = 1;
 
+/* What sendmmsg_all returns when the kernel refused UDP_SEGMENT before anything left. */
+#define CAUCUS_UNSEGMENTED (-3)
+
+/* Sends msgs[0..m) on the sink's socket with sendmmsg: again when a call is interrupted
+   (EINTR) and with the rest after a partial send, each call counted in ``*calls`` unless
+   it is NULL.  Returns how many messages left.  When a call fails the rest are dropped,
+   each of their packets (one per iovec) counted in the sink's ``dropped``: a full send
+   buffer (EAGAIN, EWOULDBLOCK, ENOBUFS) only drops them, as the network would; another
+   failure also unbinds the sink, its errno kept, as send_packet does.  With
+   ``segmented`` (runs sent with UDP_SEGMENT), the kernel or the route refusing to
+   segment before any message left drops nothing: CAUCUS_UNSEGMENTED, for the caller to
+   send them again one by one. */
+static int sendmmsg_all(caucus_sink *s, struct mmsghdr *msgs, int m, int segmented,
+                        uint64_t *calls)
+{
+    int done = 0;
+    while (done < m) {
+        int sent = sendmmsg(s->fd, msgs + done, (unsigned int)(m - done), 0);
+        if (calls != NULL)
+            (*calls)++;
+        if (sent >= 0) {
+            done += sent;
+            continue;
+        }
+        int err = errno;
+        if (err == EINTR)
+            continue;
+        if (segmented && done == 0
+            && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP))
+            return CAUCUS_UNSEGMENTED;
+        for (int k = done; k < m; k++)
+            s->dropped += (uint64_t)msgs[k].msg_hdr.msg_iovlen;
+        if (!(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)) {
+            s->last_errno = err;
+            s->srtp = NULL;
+        }
+        break;
+    }
+    return done;
+}
+
 /* Sends what the sink holds back, in one sendmmsg (more when the kernel takes part of
    it).  Consecutive packets of one size (a video frame's, but its last) go as one
    message the kernel cuts into datagrams of that size (UDP_SEGMENT): the stack is
@@ -438,33 +479,16 @@ again:;
         counts[m++] = count;
         i += count;
     }
-    int done = 0;
-    while (done < m) {
-        int sent = sendmmsg(s->fd, msgs + done, (unsigned int)(m - done), 0);
-        s->batches++;
-        if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            if (segmented && done == 0 && (errno == EIO || errno == EINVAL
-                                           || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-                gso_works = 0; /* this kernel or route does not segment: one by one */
-                segmented = 0;
-                goto again;
-            }
-            for (int k = done; k < m; k++)
-                s->dropped += (uint64_t)counts[k];
-            if (!(errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-                s->last_errno = errno;
-                s->srtp = NULL;
-            }
-            break;
-        }
-        for (int k = done; k < done + sent; k++) {
-            s->packets += (uint64_t)counts[k];
-            for (int j = firsts[k]; j < firsts[k] + counts[k]; j++)
-                s->bytes += (uint64_t)s->queued_rtp[j];
-        }
-        done += sent;
+    int done = sendmmsg_all(s, msgs, m, segmented, &s->batches);
+    if (done == CAUCUS_UNSEGMENTED) {
+        gso_works = 0; /* this kernel or route does not segment: one by one */
+        segmented = 0;
+        goto again;
+    }
+    for (int k = 0; k < done; k++) {
+        s->packets += (uint64_t)counts[k];
+        for (int j = firsts[k]; j < firsts[k] + counts[k]; j++)
+            s->bytes += (uint64_t)s->queued_rtp[j];
     }
 }
 
@@ -642,22 +666,8 @@ static int send_batch(caucus_sink *s, caucus_batch *batch, const int *lens, int 
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int done = 0;
-    while (done < n) {
-        int sent = sendmmsg(s->fd, msgs + done, (unsigned int)(n - done), 0);
-        if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            s->dropped += (uint64_t)(n - done);
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-                return done;
-            s->last_errno = errno;
-            s->srtp = NULL;
-            return done ? done : CAUCUS_NOT_BOUND;
-        }
-        done += sent;
-    }
-    return done;
+    int done = sendmmsg_all(s, msgs, n, 0, NULL);
+    return done == 0 && s->srtp == NULL ? CAUCUS_NOT_BOUND : done;
 }
 
 /* One frame of a publisher: ``count`` RTP packets whose tails (extension block and

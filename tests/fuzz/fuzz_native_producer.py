@@ -20,15 +20,13 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["sfu.rtc"]):
-    import pylibsrtp
-
     from sfu.rtc import native
     from sfu.rtc.internals import srtp_context
 
+from srtp_pair import protect, session  # beside this file
+
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
-KEY = bytes(range(28))
-PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 BUFFER = lib.CAUCUS_BUFFER
 RING = 16
 OUTPUTS = 4
@@ -45,27 +43,6 @@ SINKS = [ffi.new("caucus_sink *") for _ in range(OUTPUTS)]
 CONSUMERS = [ffi.new("caucus_consumer *") for _ in range(OUTPUTS)]
 RX = ffi.new("caucus_receiver *")
 PEER_ADDRESS = PEER_SOCK.getsockname()
-
-
-def session(inbound: bool) -> pylibsrtp.Session:
-    policy = pylibsrtp.Policy(
-        key=KEY,
-        ssrc_type=(
-            pylibsrtp.Policy.SSRC_ANY_INBOUND if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-        ),
-        srtp_profile=PROFILE,
-    )
-    policy.allow_repeat_tx = True
-    return pylibsrtp.Session(policy)
-
-
-def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
-    buf = native.srtp_ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
-    buf[0 : len(packet)] = packet
-    size = native.srtp_ffi.new("int *", len(packet))
-    if native.srtp_protect(srtp_context(outbound), buf, size):
-        return packet
-    return native.srtp_ffi.buffer(buf, size[0])[:]
 
 
 def drain(sock: socket.socket) -> None:

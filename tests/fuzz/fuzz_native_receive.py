@@ -21,16 +21,14 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["sfu.rtc"]):
-    import pylibsrtp
-
     from sfu import rtc
     from sfu.rtc import native
     from sfu.rtc.internals import srtp_context
 
+from srtp_pair import protect, session  # beside this file
+
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
-KEY = bytes(range(28))
-PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 BUFFER = lib.CAUCUS_BUFFER
 RESULTS = {lib.CAUCUS_RX_DONE, lib.CAUCUS_RX_RTP, lib.CAUCUS_RX_OTHER, lib.CAUCUS_RX_UNKNOWN}
 LENGTHS = (BUFFER - 1, BUFFER, BUFFER + 1, -1, -(2**31), 0, 1, 2, 12, 13, 2**31 - 1)
@@ -43,27 +41,6 @@ TRACK = ffi.new("caucus_track *")
 TABLE = ffi.new("uint32_t[]", lib.CAUCUS_ALLOWED_SSRCS + 1)
 POLLER = ffi.new("caucus_poller *")
 assert lib.caucus_poller_open(POLLER) >= 0
-
-
-def session(inbound: bool) -> pylibsrtp.Session:
-    policy = pylibsrtp.Policy(
-        key=KEY,
-        ssrc_type=(
-            pylibsrtp.Policy.SSRC_ANY_INBOUND if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-        ),
-        srtp_profile=PROFILE,
-    )
-    policy.allow_repeat_tx = True
-    return pylibsrtp.Session(policy)
-
-
-def protect(outbound: pylibsrtp.Session, packet: bytes) -> bytes:
-    buf = native.srtp_ffi.new("char[]", len(packet) + pylibsrtp.SRTP_MAX_TRAILER_LEN)
-    buf[0 : len(packet)] = packet
-    size = native.srtp_ffi.new("int *", len(packet))
-    if native.srtp_protect(srtp_context(outbound), buf, size):
-        return packet
-    return native.srtp_ffi.buffer(buf, size[0])[:]
 
 
 def empty_socket() -> None:

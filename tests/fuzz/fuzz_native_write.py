@@ -26,12 +26,12 @@ with atheris.instrument_imports(include=["sfu.rtc"]):
     from sfu.rtc import native, writer
     from sfu.rtc.internals import srtp_context
 
+from srtp_pair import session  # beside this file
+
 from sfu.consumer import rewrite_vp8  # the Python twin of the compiled rewrite
 
 fast = native.NATIVE
 ffi, lib = fast.ffi, fast.lib
-KEY = bytes(range(28))
-PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 MAX_TAIL = lib.CAUCUS_MAX_RTP - 12
 LENGTHS = (-1, -(2**31), MAX_TAIL, MAX_TAIL + 1, 2**31 - 1, 2**31 - 12)
 HEADER = struct.Struct("!BBHII")
@@ -47,19 +47,6 @@ SINK = ffi.new("caucus_sink *")
 CONSUMER = ffi.new("caucus_consumer *")
 BATCH = ffi.new("caucus_batch *")
 SENT_BYTES = ffi.new("int *")
-
-
-def session(inbound: bool) -> pylibsrtp.Session:
-    policy = pylibsrtp.Policy(
-        key=KEY,
-        ssrc_type=(
-            pylibsrtp.Policy.SSRC_ANY_INBOUND if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-        ),
-        srtp_profile=PROFILE,
-    )
-    policy.allow_repeat_tx = True
-    policy.window_size = 1024
-    return pylibsrtp.Session(policy)
 
 
 def received(inbound: pylibsrtp.Session) -> list[bytes]:
@@ -90,7 +77,7 @@ def tail_length(fdp: atheris.FuzzedDataProvider, tail: bytes) -> int:
 @atheris.instrument_func
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    outbound, inbound = session(False), session(True)
+    outbound, inbound = session(False, window_size=1024), session(True, window_size=1024)
     ffi.memmove(SINK, bytes(ffi.sizeof("caucus_sink")), ffi.sizeof("caucus_sink"))
     SINK.protect = native.FAST_PROTECT
     SINK.srtp = ffi.cast("void *", native.address_of(srtp_context(outbound)))
