@@ -378,19 +378,17 @@ int caucus_send(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_
    cleared for the process the first time it refuses one. */
 static int gso_works = 1;
 
-/* What sendmmsg_all returns when the kernel refused UDP_SEGMENT before anything left. */
-#define CAUCUS_UNSEGMENTED (-3)
-
 /* Sends msgs[0..m) on the sink's socket with sendmmsg: again when a call is interrupted
    (EINTR) and with the rest after a partial send, each call counted in ``*calls`` unless
    it is NULL.  Returns how many messages left.  When a call fails the rest are dropped,
    each of their packets (one per iovec) counted in the sink's ``dropped``: a full send
    buffer (EAGAIN, EWOULDBLOCK, ENOBUFS) only drops them, as the network would; another
    failure also unbinds the sink, its errno kept, as send_packet does.  With
-   ``segmented`` (runs sent with UDP_SEGMENT), the kernel or the route refusing to
-   segment before any message left drops nothing: CAUCUS_UNSEGMENTED, for the caller to
-   send them again one by one. */
-static int sendmmsg_all(caucus_sink *s, struct mmsghdr *msgs, int m, int segmented,
+   ``refused`` (runs sent with UDP_SEGMENT), the kernel or the route refusing to segment
+   the message that failed (one of several packets) drops nothing: ``*refused`` is set
+   and the messages that left are returned, for the caller to send the rest one by one
+   (also when a lone packet left before the first run). */
+static int sendmmsg_all(caucus_sink *s, struct mmsghdr *msgs, int m, int *refused,
                         uint64_t *calls)
 {
     int done = 0;
@@ -405,9 +403,11 @@ static int sendmmsg_all(caucus_sink *s, struct mmsghdr *msgs, int m, int segment
         int err = errno;
         if (err == EINTR)
             continue;
-        if (segmented && done == 0
-            && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP))
-            return CAUCUS_UNSEGMENTED;
+        if (refused != NULL && msgs[done].msg_hdr.msg_iovlen > 1
+            && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) {
+            *refused = 1;
+            return done;
+        }
         for (int k = done; k < m; k++)
             s->dropped += (uint64_t)msgs[k].msg_hdr.msg_iovlen;
         if (!(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)) {
@@ -443,9 +443,10 @@ static void flush_sink(caucus_sink *s)
         unsigned char space[CMSG_SPACE(sizeof(uint16_t))];
     } controls[CAUCUS_SINK_BATCH];
     int segmented = gso_works;
+    int start = 0; /* the first packet not sent yet */
 again:;
     int m = 0;
-    for (int i = 0; i < n;) {
+    for (int i = start; i < n;) {
         int size = s->queued_len[i], count = 1, total = size;
         iovs[i].iov_base = s->batch[i];
         iovs[i].iov_len = (size_t)size;
@@ -479,16 +480,18 @@ again:;
         counts[m++] = count;
         i += count;
     }
-    int done = sendmmsg_all(s, msgs, m, segmented, &s->batches);
-    if (done == CAUCUS_UNSEGMENTED) {
-        gso_works = 0; /* this kernel or route does not segment: one by one */
-        segmented = 0;
-        goto again;
-    }
+    int refused = 0;
+    int done = sendmmsg_all(s, msgs, m, segmented ? &refused : NULL, &s->batches);
     for (int k = 0; k < done; k++) {
         s->packets += (uint64_t)counts[k];
         for (int j = firsts[k]; j < firsts[k] + counts[k]; j++)
             s->bytes += (uint64_t)s->queued_rtp[j];
+    }
+    if (refused) {
+        gso_works = 0; /* this kernel or route does not segment: one by one */
+        segmented = 0;
+        start = firsts[done];
+        goto again;
     }
 }
 
@@ -666,7 +669,7 @@ static int send_batch(caucus_sink *s, caucus_batch *batch, const int *lens, int 
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int done = sendmmsg_all(s, msgs, n, 0, NULL);
+    int done = sendmmsg_all(s, msgs, n, NULL, NULL);
     return done == 0 && s->srtp == NULL ? CAUCUS_NOT_BOUND : done;
 }
 

@@ -212,6 +212,38 @@ def test_runs_leave_segmented_and_one_by_one_where_the_kernel_refuses() -> None:
     assert after == [*counters, "1", "0", str(datagrams)]  # one by one from the start
 
 
+def test_a_refused_run_after_a_lone_packet_is_sent_one_by_one() -> None:
+    """The kernel refuses to segment a run after a lone packet of the same event left: the
+    run's packets go one by one (nothing dropped, the sink kept), and so does every run
+    after."""
+    result = run_isolated(
+        """
+        import socket
+        from sfu.rtc import writer
+        from tests.hostile.test_native_send_failures import SO_NO_CHECK, Forwarding, received
+
+        target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        target.bind(("127.0.0.1", 0))
+        address = writer._sockaddr(socket.AF_INET, target.getsockname())
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        forwarding = Forwarding(sender.fileno(), address)
+        for _ in range(2):
+            forwarding.event(600, 1000, 1000, 1000, 1000, 600)
+            s = forwarding.sink
+            bound = int(s.srtp != 0)
+            print(s.packets, s.dropped, s.batches, s.last_errno, bound, received(target, 6))
+        forwarding.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    datagrams = [12 + 600 + TAG] + [12 + 1000 + TAG] * 4 + [12 + 600 + TAG]
+    first, second = (line.split(" ", 5) for line in result.stdout.splitlines())
+    # the lone packet and the refused run in two calls, then the run one by one
+    assert first == ["6", "0", "3", "0", "1", str(datagrams)]
+    assert second == ["12", "0", "4", "0", "1", str(datagrams)]  # one by one from then on
+
+
 def frame(sizes: list[int]) -> FrameTemplate:
     """A frame whose tails have these lengths (no picture ID, no stamp)."""
     return FrameTemplate(
