@@ -22,6 +22,7 @@ import atheris
 with atheris.instrument_imports(include=["sfu.rtc"]):
     from sfu.rtc import native
     from sfu.rtc.internals import srtp_context
+    from sfu.rtc.writer import _sockaddr
 
 from srtp_pair import protect, session  # beside this file
 
@@ -31,7 +32,10 @@ BUFFER = lib.CAUCUS_BUFFER
 RING = 16
 OUTPUTS = 4
 
-SINK_SOCK, PEER_SOCK = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+# the sinks send real UDP datagrams on loopback (batched, segmented), as to a subscriber
+SINK_SOCK = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+PEER_SOCK = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+PEER_SOCK.bind(("127.0.0.1", 0))
 SINK_SOCK.setblocking(False)
 PEER_SOCK.setblocking(False)
 RX_SOCK, FEED_SOCK = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -42,7 +46,8 @@ STORED = ffi.new("caucus_stored[]", RING)
 SINKS = [ffi.new("caucus_sink *") for _ in range(OUTPUTS)]
 CONSUMERS = [ffi.new("caucus_consumer *") for _ in range(OUTPUTS)]
 RX = ffi.new("caucus_receiver *")
-PEER_ADDRESS = PEER_SOCK.getsockname()
+PEER_ADDRESS = _sockaddr(socket.AF_INET, PEER_SOCK.getsockname())
+assert PEER_ADDRESS is not None
 
 
 def drain(sock: socket.socket) -> None:
@@ -99,10 +104,8 @@ def TestOneInput(data: bytes) -> None:
         sink.protect = native.FAST_PROTECT
         sink.srtp = ffi.cast("void *", native.address_of(srtp_context(outbound)))
         sink.fd = SINK_SOCK.fileno()
-        address = PEER_ADDRESS.encode() if isinstance(PEER_ADDRESS, str) else PEER_ADDRESS
-        raw = struct.pack("=H", socket.AF_UNIX) + address
-        sink.addrlen = min(len(raw), 28)
-        ffi.memmove(sink.addr, raw[:28], sink.addrlen)
+        sink.addrlen = len(PEER_ADDRESS)
+        ffi.memmove(sink.addr, PEER_ADDRESS, sink.addrlen)
         consumer = CONSUMERS[i]
         consumer.sink = sink
         consumer.ssrc = 0x1000 + i
