@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.pages import ARTIFACTS, Watch
+from tests.browser.pages import ARTIFACTS, Watch, signed_in_page
 from tests.browser.test_live_rooms import PEOPLE as LIVE_PEOPLE
 from tests.browser.test_live_rooms import SMALL_CAMERA, enter_room, prepare_case
 
@@ -190,7 +190,7 @@ async def test_the_header_folds_into_a_menu_on_a_phone(
     watch = Watch()
     username, _, password, _ = LIVE_PEOPLE["mediator"]
     context, phone = await phone_page(browser, caucus_server, (username, password), watch)
-    wide = await browser.new_context(ignore_https_errors=True, base_url=caucus_server.url)
+    wide: BrowserContext | None = None
     try:
         header = await phone.locator("#site-header").bounding_box()
         assert header is not None and header["height"] <= 64, header
@@ -218,13 +218,7 @@ async def test_the_header_folds_into_a_menu_on_a_phone(
             "aria-expanded", "false"
         )  # a new page starts folded
 
-        laptop = await wide.new_page()
-        watch.attach(laptop)
-        await laptop.goto("/login")
-        await laptop.get_by_label("Username").fill(username)
-        await laptop.get_by_label("Password").fill(password)
-        await laptop.get_by_role("button", name="Sign in").click()
-        await laptop.wait_for_url("**/cases")
+        wide, laptop = await signed_in_page(browser, caucus_server, username, password, watch)
         await expect(laptop.get_by_test_id("menu-toggle")).to_be_hidden()
         await expect(
             laptop.get_by_role("navigation", name="Main").get_by_role("link", name="Security")
@@ -232,7 +226,8 @@ async def test_the_header_folds_into_a_menu_on_a_phone(
         await expect(laptop.get_by_test_id("logout")).to_be_visible()
         assert watch.problems == []
     finally:
-        await wide.close()
+        if wide is not None:
+            await wide.close()
         await context.close()
         for client in (admin, *clients):
             await client.close()
