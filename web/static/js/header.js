@@ -3,6 +3,17 @@
 import { logout } from "./api.js";
 import { el, roleName } from "./dom.js";
 
+/** Escape closes the phone menu: one listener for the page, whichever header is drawn. */
+let escapeCloses = false;
+
+function setMenuOpen(header, open) {
+  const toggle = header.querySelector(".menu-toggle");
+  if (toggle) {
+    toggle.setAttribute("aria-expanded", String(open));
+  }
+  header.toggleAttribute("data-menu-open", open);
+}
+
 /**
  * Fills <header id="site-header"> for `session`; links only once the session is active.
  * On a case's pages `caseRole` is the person's role in that case (party, counsel…), shown
@@ -51,21 +62,29 @@ export function renderHeader(session, { caseRole = null } = {}) {
   // On a phone the links and the account fold behind one "Menu" button (caucus.css), so
   // that the header takes one row, not three, above a call or a conversation.
   const menu = el("div", { id: "site-menu", class: "menu" }, nav, el("div", { class: "account" }, who, signOut));
+  // (a page may render its header again, e.g. once it knows the case role: an open menu
+  // stays open)
   const toggle = el(
     "button",
-    { type: "button", class: "quiet menu-toggle", "aria-expanded": "false", "aria-controls": "site-menu", dataset: { testid: "menu-toggle" } },
+    {
+      type: "button",
+      class: "quiet menu-toggle",
+      "aria-expanded": String(header.hasAttribute("data-menu-open")),
+      "aria-controls": "site-menu",
+      dataset: { testid: "menu-toggle" },
+    },
     "Menu",
   );
-  const setOpen = (open) => {
-    toggle.setAttribute("aria-expanded", String(open));
-    header.toggleAttribute("data-menu-open", open);
-  };
-  toggle.addEventListener("click", () => setOpen(toggle.getAttribute("aria-expanded") !== "true"));
-  header.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && toggle.getAttribute("aria-expanded") === "true") {
-      setOpen(false);
-      toggle.focus();
-    }
-  });
+  toggle.addEventListener("click", () => setMenuOpen(header, toggle.getAttribute("aria-expanded") !== "true"));
   header.replaceChildren(el("div", { class: "bar" }, brand, toggle, menu));
+  if (!escapeCloses) {
+    escapeCloses = true;
+    document.addEventListener("keydown", (event) => {
+      const current = header.querySelector(".menu-toggle");
+      if (event.key === "Escape" && current && current.getAttribute("aria-expanded") === "true") {
+        setMenuOpen(header, false);
+        current.focus();
+      }
+    });
+  }
 }
