@@ -72,6 +72,31 @@ def receiving_transceiver(
     return transceiver, transceiver.mid
 
 
+def _packet_counter(
+    received: ReceivedTrack,
+    payload_type: int | None,
+    feed: Callable[[bytes, int], None] | None,
+) -> Callable[[bytes, int], None]:
+    """What every intercepted packet of ``received`` does first: counted (packets, bytes,
+    frames by the marker bit of ``payload_type``'s packets, arrival times when kept) and
+    handed to the receiver feedback ``feed``, if any."""
+    arrivals = received.arrivals
+    # the second byte of a packet of the media payload type with the marker bit
+    marked = 0x80 | payload_type if payload_type is not None else -1
+
+    def counted(data: bytes, arrival_time_ms: int) -> None:
+        received.packets += 1
+        received.bytes += len(data)
+        if len(data) > 1 and data[1] == marked:
+            received.marked += 1
+        if arrivals is not None:
+            arrivals.append(time.monotonic())
+        if feed is not None:
+            feed(data, arrival_time_ms)
+
+    return counted
+
+
 def _rtx_payload_type(transceiver: RTCRtpTransceiver, payload_type: int) -> int | None:
     """The negotiated RTX payload type that repairs ``payload_type`` (``apt``), if any."""
     for codec in rtc.negotiated_codecs(transceiver):
@@ -321,22 +346,12 @@ class Participant:
             self._own(self._consume(track, received))
         else:
             feed = self._feedback_for(transceiver) if self._send_feedback else None
-            arrivals = received.arrivals
-            # the second byte of a packet of the media payload type with the marker bit
-            media_type = codecs[0].payloadType if codecs else None
-            marked = 0x80 | media_type if media_type is not None else -1
+            counted = _packet_counter(received, codecs[0].payloadType if codecs else None, feed)
 
             def count(data: bytes, arrival_time_ms: int) -> None:
-                received.packets += 1
-                received.bytes += len(data)
-                if len(data) > 1 and data[1] == marked:
-                    received.marked += 1
-                if arrivals is not None:
-                    arrivals.append(time.monotonic())
+                counted(data, arrival_time_ms)
                 if received.first_frame_at is None:
                     received.first_frame_at = time.monotonic()
-                if feed is not None:
-                    feed(data, arrival_time_ms)
 
             # no compiled track counter: every packet reaches ``count`` (and the feedback)
             rtc.intercept_rtp_data(transceiver.receiver, count)
@@ -348,8 +363,7 @@ class Participant:
         """Feed the track's packets to a :class:`Vp8Check`, which decodes them."""
         check = received.check = Vp8Check(payload_type=payload_type)
         feed = self._feedback_for(transceiver) if self._send_feedback else None
-        arrivals = received.arrivals
-        marked = 0x80 | payload_type if payload_type is not None else -1
+        counted = _packet_counter(received, payload_type, feed)
 
         def checked(decoded_before: int) -> None:
             if check.frames_decoded != decoded_before:
@@ -377,14 +391,7 @@ class Participant:
             check_data = reorder.feed
 
         def on_data(data: bytes, arrival_time_ms: int) -> None:
-            received.packets += 1
-            received.bytes += len(data)
-            if len(data) > 1 and data[1] == marked:
-                received.marked += 1
-            if arrivals is not None:
-                arrivals.append(time.monotonic())
-            if feed is not None:
-                feed(data, arrival_time_ms)
+            counted(data, arrival_time_ms)
             before = check.frames_decoded
             check_data(data)
             checked(before)
