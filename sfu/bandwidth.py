@@ -152,6 +152,7 @@ class DownlinkEstimate:
         self._sent_bytes = 0.0
         self._sent_since: float | None = None
         self._sending_rate = 0.0
+        self._delay_based: tuple[float, float] | None = None  # (bits/s, when)
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -220,6 +221,18 @@ class DownlinkEstimate:
         if congested:
             self._cut(value, at)
 
+    def on_delay_based(self, bitrate: float, now: float) -> None:
+        """The delay-based estimate of the subscriber's transport feedback (bits/s,
+        :class:`sfu.delay_based.DelayBasedEstimate`): while it is fresh it caps
+        :meth:`available`, as libwebrtc caps its loss-based estimate with it.  Loss alone
+        cannot tell a link that carries more from one that was never tried; the delay of
+        each packet's arrival can, within a feedback interval."""
+        at = self._clock(now)
+        value = _rate(bitrate)
+        if at is None or value is None:
+            return
+        self._delay_based = (self._clamp(value), at)
+
     def forget(self, stream: Hashable) -> None:
         """The stream ended: its reports no longer count."""
         self._losses.pop(stream, None)
@@ -231,7 +244,13 @@ class DownlinkEstimate:
         at = self._clock(now)
         if at is not None:
             self._grow(at)
-        return int(self._clamp(self._estimate))
+        estimate = self._clamp(self._estimate)
+        delay_based = self._delay_based
+        if delay_based is not None and (self._now or 0.0) - delay_based[1] <= (
+            self.rule.feedback_timeout
+        ):
+            estimate = min(estimate, delay_based[0])
+        return int(estimate)
 
     def loss(self, now: float) -> float:
         """The subscriber's loss (0..1) from the reports still fresh at ``now`` (0: none)."""

@@ -7,6 +7,11 @@ guard walks the compound packet's headers (RFC 3550 §6.4, RFC 4585 §6), drops 
 part that is malformed, cuts a NACK to its first ``max_nack_items`` items before
 anything expands them, addresses a FIR by its FCI (a FIR's media SSRC is 0 by
 RFC 5104), and drops whole compounds beyond the peer's rate.  It keeps counts of each.
+
+Transport feedback (RTPFB format 15, draft-holmer-rmcat-transport-wide-cc-extensions-01)
+never reaches aiortc, which would read its chunks as a NACK list: it goes, as it came, to
+``on_transport_feedback`` when the transport negotiated it (the subscriber's downlink
+estimate reads it), and is dropped otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ _PT_PSFB = 206
 _PT_XR = 207
 _KNOWN = frozenset((_PT_SR, _PT_RR, _PT_SDES, _PT_BYE, _PT_APP, _PT_RTPFB, _PT_PSFB, _PT_XR))
 _FMT_NACK = 1
+_FMT_TRANSPORT_CC = 15
 _FMT_PLI = 1
 _FMT_FIR = 4
 _FMT_APP = 15
@@ -46,6 +52,8 @@ class RtcpGuard:
         "firs_readdressed",
         "max_nack_items",
         "nack_items_ignored",
+        "on_transport_feedback",
+        "transport_feedback",
     )
 
     def __init__(
@@ -62,6 +70,9 @@ class RtcpGuard:
         self.dropped_rate = 0
         self.nack_items_ignored = 0
         self.firs_readdressed = 0
+        #: Called with each transport feedback packet (header included), if set.
+        self.on_transport_feedback: Callable[[bytes], None] | None = None
+        self.transport_feedback = 0
 
     def check(self, data: bytes) -> bytes | None:
         """The parts of ``data`` that may be parsed, rewritten as said; ``None``: none."""
@@ -120,6 +131,12 @@ class RtcpGuard:
         if not ok:
             self.dropped_malformed += 1
             return b""
+        if packet_type == _PT_RTPFB and count == _FMT_TRANSPORT_CC:
+            self.transport_feedback += 1
+            handler = self.on_transport_feedback
+            if handler is not None:
+                handler(part)
+            return b""
         if packet_type == _PT_RTPFB and count == _FMT_NACK:
             if padded or (body - 12) % 4:
                 self.dropped_malformed += 1
@@ -166,4 +183,5 @@ class RtcpGuard:
             "rtcp_dropped_rate": self.dropped_rate,
             "nack_items_ignored": self.nack_items_ignored,
             "firs_readdressed": self.firs_readdressed,
+            "transport_feedback": self.transport_feedback,
         }

@@ -329,6 +329,28 @@ def test_the_estimate_starts_at_the_start_bitrate_and_grows_30_percent_a_second(
     assert estimate.available(3) == pytest.approx(800_000 * 1.3**2, rel=1e-6)
 
 
+def test_a_fresh_delay_based_estimate_caps_the_loss_based_one() -> None:
+    estimate = DownlinkEstimate()
+    estimate.on_sent(0, 0)
+    feed(estimate, at=1, fraction=0, sent_rate=540_000)
+    estimate.on_delay_based(300_000, 1)
+    assert estimate.available(1) == 300_000
+    # the loss-based estimate grows meanwhile; the delay-based one still caps it
+    feed(estimate, at=3, fraction=0, sent_rate=250_000)
+    estimate.on_delay_based(1_500_000, 3)
+    assert estimate.available(3) == pytest.approx(800_000 * 1.3**2, rel=1e-6)
+    estimate.on_delay_based(400_000, 3.5)
+    assert estimate.available(3.5) == 400_000
+    # hostile or absurd values change nothing; floors and ceilings hold
+    for value in (math.nan, math.inf, -1, 0, True, "1e6", None):
+        estimate.on_delay_based(value, 3.6)  # type: ignore[arg-type]
+    assert estimate.available(3.6) == 400_000
+    estimate.on_delay_based(1, 3.7)
+    assert estimate.available(3.7) == estimate.rule.min_bitrate
+    # no feedback for longer than the feedback timeout: the cap no longer holds
+    assert estimate.available(3.7 + estimate.rule.feedback_timeout + 0.1) > 400_000
+
+
 def test_high_loss_cuts_to_the_sending_rate_less_half_the_loss() -> None:
     estimate = DownlinkEstimate()
     estimate.on_sent(0, 0)
