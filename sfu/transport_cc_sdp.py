@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+from .twcc import TRANSPORT_CC_URI
 
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\S+)?\s+(\S+)")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+)\s+([^/\s]+)/")
