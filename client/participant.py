@@ -52,6 +52,7 @@ from .reorder import PacketReorder
 from .signal import REMOVED, OfferHandler, Signal
 from .simulcast import SimulcastVideo, negotiate
 from .simulcast_clips import LayerClip, simulcast_clips
+from .transport_cc import keep_transport_cc, transport_cc_ids
 from .vp8_check import Vp8Check
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,11 @@ class Participant:
     datagrams, like a lossy link toward this participant.  With ``feedback=True`` (not
     with ``decode=True``: a decoding receiver sends aiortc's own) the subscribe
     connection sends a browser's receiver feedback (receiver reports, REMB, NACK, PLI;
-    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`); a checked
+    :class:`~client.receiver_feedback.ReceiverFeedback`, in :attr:`feedback`), and its
+    answers accept the transport-wide sequence number an offer proposes (aiortc would
+    leave it out: :func:`~client.transport_cc.keep_transport_cc`), so that the SFU
+    stamps it and gets transport feedback instead of REMB; without ``feedback`` the
+    answers do not accept it, and the SFU falls back to REMB; a checked
     track then sees its retransmissions put back in place, as a browser's decoder does
     (:class:`~client.reorder.PacketReorder`, ``tracks[mid].reorder``).  Tracks not
     decoded count their packets' bytes and marker bits (``bytes``, ``marked``); with
@@ -332,7 +337,13 @@ class Participant:
                     lambda: self._random.random() < self._loss,
                 )
         await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription.sdp
+        answer = pc.localDescription.sdp
+        if self._send_feedback:
+            ids = transport_cc_ids(offer)
+            answer = keep_transport_cc(answer, ids)
+            if self.feedback is not None:
+                self.feedback.use_transport_cc(ids)
+        return answer
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver, mid = receiving_transceiver(self._subscribe_pc, track)

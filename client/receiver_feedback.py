@@ -15,6 +15,17 @@ packet as bytes and sends what libwebrtc's receiver would:
   (:class:`aiortc.rate.RemoteBitrateEstimator`, one per connection, as libwebrtc keeps
   one) fed from the abs-send-time header extension, naming every video SSRC received:
   with the next report, and at once when the estimate moved notably;
+* transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-
+  extensions-01, :mod:`sfu.twcc`) when the answer accepted the SFU's transport-wide
+  sequence number (:meth:`ReceiverFeedback.use_transport_cc`): every packet carrying
+  one (audio, video and retransmissions alike) is recorded with its arrival time on
+  this side's monotonic clock, and every 50 ms while such packets arrive a feedback
+  reports the numbers since the last one (:class:`client.transport_cc.TransportArrivals`),
+  its feedback count one more each time (modulo 256), its sender SSRC the one of the
+  other RTCP, its media SSRC that of the latest packet recorded (as libwebrtc's
+  ``RemoteEstimatorProxy`` does; the draft gives it no use).  From the first such packet
+  on no REMB is sent (libwebrtc's receiver leaves bandwidth estimation to the sender
+  once packets carry the number); receiver reports and NACKs go on;
 * generic NACKs (RFC 4585 §6.2.1) for sequence gaps of video, re-asked a few times and
   given up after ~300 ms, when a PLI asks for a keyframe instead.
 
@@ -34,6 +45,9 @@ Use (``client.Participant(..., decode=False, feedback=True)`` does this)::
     feed = feedback.watch(transceiver)           # per receiving transceiver
     rtc.intercept_rtp_data(transceiver.receiver, feed)   # no compiled track counter
     feedback.declare(offer_sdp)                  # after each subscribe offer: RTX SSRCs
+    ids = transport_cc_ids(offer_sdp)            # transport-wide congestion control:
+    answer_sdp = keep_transport_cc(answer_sdp, ids)   # accepted in the answer,
+    feedback.use_transport_cc(ids)                    # its feedback sent
     ...
     feedback.close()
 
@@ -49,8 +63,8 @@ import logging
 import random
 import struct
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from aiortc import RTCDtlsTransport, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
@@ -78,6 +92,9 @@ from sfu.rtp_header import (
     header_extension,
     payload_bounds,
 )
+from sfu.twcc import build_feedbacks
+
+from .transport_cc import TransportArrivals
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +137,9 @@ STREAM_SILENT = 5.0
 STREAM_FORGET = 30.0
 #: Report blocks per receiver report (the count is five bits).
 MAX_BLOCKS = 31
+#: Seconds between transport feedbacks while packets with a transport-wide sequence
+#: number arrive (libwebrtc sends one every 50-250 ms, by the bitrate; the shortest).
+TRANSPORT_FEEDBACK_INTERVAL = 0.05
 
 # what ReceptionStats.update says of a packet
 REJECTED = 0  # not believed (a jump beyond MAX_DROPOUT, until confirmed)
@@ -370,6 +390,7 @@ class _ReceiverFeed:
         "mid",
         "rtx",
         "transceiver",
+        "transport_cc_id",
     )
 
     def __init__(self, feedback: ReceiverFeedback, transceiver: RTCRtpTransceiver) -> None:
@@ -404,22 +425,32 @@ class _ReceiverFeed:
         )
         #: The media SSRC this receiver gets (its RTX stream's retransmissions belong to it).
         self.media_ssrc: int | None = None
+        #: The transport-wide sequence number's extension id, once the answer accepted it
+        #: (:meth:`ReceiverFeedback.use_transport_cc`; aiortc does not negotiate it).
+        self.transport_cc_id = 0
 
     def __call__(self, data: bytes, arrival_time_ms: int) -> None:
         self.feedback.on_rtp(self, data, arrival_time_ms)
 
 
+class RtcpWriter(Protocol):
+    def write_rtcp(self, data: bytes) -> bool: ...
+
+
 class ReceiverFeedback:
     """The receiver feedback of one subscribe connection (see the module): reception
     statistics per SSRC, the NACK lists of video streams, the bitrate estimator, the
-    periodic report task and the NACK timer, and the writer they send RTCP through.
+    transport-wide arrivals not reported yet, the periodic report task, the NACK and
+    transport feedback timers, and the writer they send RTCP through (``writer``: an
+    :class:`sfu.rtc.RtpWriter` on ``dtls`` unless given).
 
     Its figures: :attr:`reports_sent` (receiver reports), :attr:`nacked` (sequence
     numbers NACKed), :attr:`nacks_sent` (NACK packets), :attr:`recovered` (NACKed
     numbers that arrived later), :attr:`abandoned` (numbers given up), :attr:`plis_sent`,
     :attr:`remb` (the last REMB's bitrate, bits/s) and :attr:`rembs_sent`,
-    :attr:`sender_reports` (SRs received), :attr:`ignored` (packets not read); all in
-    :meth:`stats`.
+    :attr:`sender_reports` (SRs received), :attr:`ignored` (packets not read),
+    :attr:`transport_feedbacks_sent` and :attr:`transport_cc_packets` (packets recorded
+    for it); all in :meth:`stats`.
     """
 
     def __init__(
@@ -430,10 +461,12 @@ class ReceiverFeedback:
         nack_retry: float = NACK_RETRY,
         nack_asks: int = NACK_ASKS,
         nack_give_up: float = NACK_GIVE_UP,
+        transport_feedback_interval: float = TRANSPORT_FEEDBACK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        writer: RtcpWriter | None = None,
     ) -> None:
         self._dtls = dtls
-        self._writer = rtc.RtpWriter(dtls)
+        self._writer: RtcpWriter = rtc.RtpWriter(dtls) if writer is None else writer
         self._report_interval = report_interval
         self._nack_retry = nack_retry
         self._nack_asks = nack_asks
@@ -456,6 +489,15 @@ class ReceiverFeedback:
         self._closed = False
         self._nack_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Transport-wide congestion control: the ids by mid the answer accepted, the
+        #: arrivals not reported yet, the next feedback count, the media SSRC named.
+        self._transport_cc_ids: dict[str, int] = {}
+        self._arrivals = TransportArrivals()
+        self._transport_feedback_interval = transport_feedback_interval
+        self._transport_feedback_timer: asyncio.TimerHandle | None = None
+        self._feedback_count = 0
+        self._transport_cc_ssrc = 0
+        self._transport_cc_active = False
 
         self.reports_sent = 0
         self.report_blocks_sent = 0
@@ -469,6 +511,8 @@ class ReceiverFeedback:
         self.sender_reports = 0
         self.ignored = 0
         self.unsent = 0  # RTCP the writer could not send (not connected yet, socket gone)
+        self.transport_feedbacks_sent = 0
+        self.transport_cc_packets = 0
 
         dtls.on("statechange", self._state_changed)
 
@@ -493,6 +537,8 @@ class ReceiverFeedback:
         if feed is not None:
             return feed
         feed = self._feeds[id(transceiver)] = _ReceiverFeed(self, transceiver)
+        if feed.mid is not None:
+            feed.transport_cc_id = self._transport_cc_ids.get(feed.mid, 0)
         if not self.rtcp_ssrc:
             self.rtcp_ssrc = rtc.receiver_rtcp_ssrc(transceiver)
         rtc.intercept_receiver_rtcp(transceiver.receiver, self.on_rtcp)
@@ -526,6 +572,24 @@ class ReceiverFeedback:
                     self._rtx_of[retransmission] = media
                 router.ssrc_table.setdefault(retransmission, transceiver.receiver)
 
+    def use_transport_cc(self, ids: Mapping[str, int]) -> None:
+        """The answer accepted the transport-wide sequence number with these extension
+        ids (by mid, see :func:`client.transport_cc.transport_cc_ids`): read it from the
+        watched receivers' packets and send transport feedback for them.  Each call (one
+        per answer) replaces the ids; a receiver watched later takes its mid's."""
+        self._transport_cc_ids = {mid: number for mid, number in ids.items() if 1 <= number <= 255}
+        if not self._transport_cc_ids:
+            self._transport_cc_active = False  # renegotiated without it: REMB again
+        for feed in self._feeds.values():
+            if feed.mid is not None:
+                feed.transport_cc_id = self._transport_cc_ids.get(feed.mid, 0)
+
+    @property
+    def transport_cc_in_use(self) -> bool:
+        """A packet with a transport-wide sequence number arrived since the answer
+        accepted it: REMB is left off."""
+        return self._transport_cc_active
+
     def close(self) -> None:
         """Stop reporting (the connection closed, or the subscriber leaves)."""
         self._closed = True
@@ -535,6 +599,9 @@ class ReceiverFeedback:
         if self._nack_timer is not None:
             self._nack_timer.cancel()
             self._nack_timer = None
+        if self._transport_feedback_timer is not None:
+            self._transport_feedback_timer.cancel()
+            self._transport_feedback_timer = None
 
     def _state_changed(self) -> None:
         if self._dtls.state in ("closed", "failed"):
@@ -572,6 +639,12 @@ class ReceiverFeedback:
             self.ignored += 1
             return
         stream.last_at = now
+        transport_cc = False
+        if feed.transport_cc_id:
+            value = header_extension(data, first_byte, feed.transport_cc_id)
+            if value is not None and len(value) == 2:
+                transport_cc = True
+                self._transport_cc_arrival(ssrc, value[0] << 8 | value[1], now)
         if retransmission:
             if end - start >= 2:
                 media = self._rtx_of.get(ssrc, feed.media_ssrc)
@@ -583,8 +656,19 @@ class ReceiverFeedback:
             return
         feed.media_ssrc = ssrc
         self._track_video(ssrc, seq, result, stream, now)
-        if feed.abs_send_time_id:
+        if feed.abs_send_time_id and not transport_cc:
             self._estimate_bitrate(feed, data, first_byte, ssrc, length - start, arrival_time_ms)
+
+    def _transport_cc_arrival(self, ssrc: int, seq: int, now: float) -> None:
+        if not self._arrivals.add(seq, int(now * 1_000_000)):
+            return
+        self.transport_cc_packets += 1
+        self._transport_cc_ssrc = ssrc
+        self._transport_cc_active = True
+        if self._transport_feedback_timer is None:
+            self._transport_feedback_timer = asyncio.get_running_loop().call_later(
+                self._transport_feedback_interval, self.send_transport_feedback
+            )
 
     def _stream(
         self, ssrc: int, clock_rate: int, kind: str, retransmission: bool
@@ -712,7 +796,7 @@ class ReceiverFeedback:
             )
 
     def _send_remb(self, now: float) -> None:
-        if self._estimate is None:
+        if self._estimate is None or self.transport_cc_in_use:
             return
         ssrcs = [
             s.ssrc
@@ -767,6 +851,24 @@ class ReceiverFeedback:
                 self.report_blocks_sent += len(chunk)
         self._send_remb(now)
 
+    def send_transport_feedback(self) -> None:
+        """Send transport feedback for the packets recorded since the last one (its
+        timer calls this 50 ms after the first of them; nothing when there are none)."""
+        if self._transport_feedback_timer is not None:
+            self._transport_feedback_timer.cancel()
+            self._transport_feedback_timer = None
+        if self._closed:
+            return
+        arrivals = self._arrivals.take()
+        if not arrivals:
+            return
+        for data in build_feedbacks(
+            self.rtcp_ssrc, self._transport_cc_ssrc, self._feedback_count, arrivals
+        ):
+            self._feedback_count = (self._feedback_count + 1) & 0xFF
+            if self._write(data):
+                self.transport_feedbacks_sent += 1
+
     def _forget_silent(self, now: float) -> None:
         for ssrc in [s for s, st in self._streams.items() if now - st.last_at >= STREAM_FORGET]:
             del self._streams[ssrc]
@@ -793,6 +895,9 @@ class ReceiverFeedback:
             "sender_reports": self.sender_reports,
             "ignored": self.ignored,
             "unsent": self.unsent,
+            "transport_feedbacks_sent": self.transport_feedbacks_sent,
+            "transport_cc_packets": self.transport_cc_packets,
+            "transport_cc_late": self._arrivals.late,
         }
 
 
