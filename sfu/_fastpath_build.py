@@ -27,6 +27,18 @@ STRUCTS = """
 
 typedef int (*caucus_protect_fn)(void *ctx, void *buf, int *len);
 
+/* Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01):
+   what a subscribe transport remembers of each packet it numbered and sent, for the
+   feedback to be matched against; a ring indexed by the transport-wide number. */
+#define CAUCUS_SENT_RING 4096
+
+typedef struct {
+    int64_t sent_us;            /* CLOCK_MONOTONIC microseconds when it left; 0: none */
+    uint16_t seq;               /* the transport-wide number of the packet in the slot */
+    uint16_t size;              /* its SRTP-protected length: the UDP payload */
+    int32_t probe_cluster;      /* the sink's probe_cluster when it left (0: none) */
+} caucus_sent;
+
 /* Packets one sink holds back during a receive event. */
 #define CAUCUS_SINK_BATCH 16
 /* Sinks one receiver holds packets in during an event (more: the earlier ones leave). */
@@ -50,6 +62,14 @@ typedef struct {
     int queued_rtp[CAUCUS_SINK_BATCH];   /* before SRTP, as ``bytes`` counts */
     uint64_t batches;           /* sendmmsg calls */
     unsigned char batch[CAUCUS_SINK_BATCH][CAUCUS_BUFFER];
+    /* transport-wide numbering: a packet whose one-byte extension block begins with the
+       element transport_cc_id of length 2 gets transport_seq there, and its slot in
+       ``sent`` once it left (number_packet, record_sent) */
+    uint8_t transport_cc_id;    /* 0: packets are not numbered */
+    uint16_t transport_seq;     /* the number the next packet gets */
+    int32_t probe_cluster;      /* recorded with each packet that leaves (0: none) */
+    caucus_sent *sent;          /* CAUCUS_SENT_RING slots (NULL: not numbered) */
+    int queued_seq[CAUCUS_SINK_BATCH];   /* each queued packet's number, or -1 */
 } caucus_sink;
 
 typedef struct {
@@ -91,6 +111,7 @@ typedef struct {
     caucus_consumer *consumer;
     uint8_t abs_send_time_id;
     uint8_t audio_level_id;
+    uint8_t transport_cc_id;    /* its block begins with the transport-wide number's */
 } caucus_output;
 
 #define CAUCUS_PRODUCER_OUTPUTS 64
@@ -317,15 +338,51 @@ static void write_packet(unsigned char *b, uint8_t first_byte, uint8_t second_by
     memcpy(b + 12, tail, (size_t)tail_len);
 }
 
-/* Header, tail, SRTP in place, one sendto.  Returns the RTP length, CAUCUS_DROPPED (too
-   large, SRTP failure, full send buffer) or CAUCUS_NOT_BOUND (no socket, or it failed:
-   the sink is unbound and its errno kept). */
-/* The packet (header, then tail) written at ``b`` and SRTP-protected there with the
-   sink's context: its protected length, its RTP length in ``*end``; CAUCUS_DROPPED (too
-   large, SRTP failure: counted) or CAUCUS_NOT_BOUND (no context). */
+/* CLOCK_MONOTONIC in microseconds (Python's time.monotonic() on Linux). */
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The transport-wide number of the RTP packet at ``b`` (``len`` bytes, written by the
+   SFU): when the sink numbers packets and the packet's extension block (one-byte form,
+   after the CSRC list) begins with the element of the sink's transport-cc id and length
+   2, the sink's next number is written into that element and returned; otherwise -1
+   and the packet is left as it is (e.g. a consumer whose subscriber did not negotiate
+   the extension).  sfu.rtc.writer numbers the packets of the Python path the same way. */
+static int number_packet(caucus_sink *s, unsigned char *b, int len)
+{
+    if (s->transport_cc_id == 0 || s->sent == NULL || !(b[0] & 0x10))
+        return -1;
+    int at = 12 + ((b[0] & 0x0F) << 2);
+    if (len < at + 8 || b[at] != 0xBE || b[at + 1] != 0xDE || (b[at + 2] | b[at + 3]) == 0
+        || b[at + 4] != (unsigned char)(s->transport_cc_id << 4 | 1))
+        return -1;
+    uint16_t number = s->transport_seq++;
+    b[at + 5] = (unsigned char)(number >> 8);
+    b[at + 6] = (unsigned char)number;
+    return number;
+}
+
+/* The numbered packet ``number`` left at ``now_us``, ``size`` bytes on the wire. */
+static void record_sent(caucus_sink *s, int number, int size, int64_t now_us)
+{
+    caucus_sent *slot = &s->sent[number & (CAUCUS_SENT_RING - 1)];
+    slot->seq = (uint16_t)number;
+    slot->size = (uint16_t)size;
+    slot->sent_us = now_us > 0 ? now_us : 1;
+    slot->probe_cluster = s->probe_cluster;
+}
+
+/* The packet (header, then tail) written at ``b``, numbered (number_packet: its number,
+   or -1, in ``*number``) and SRTP-protected there with the sink's context: its protected
+   length, its RTP length in ``*end``; CAUCUS_DROPPED (too large, SRTP failure: counted,
+   and the number goes to the next packet) or CAUCUS_NOT_BOUND (no context). */
 static int protect_packet(caucus_sink *s, unsigned char *b, uint8_t first_byte,
                           uint8_t second_byte, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
-                          const unsigned char *tail, int tail_len, int *end)
+                          const unsigned char *tail, int tail_len, int *end, int *number)
 {
     if (s == NULL || s->srtp == NULL)
         return CAUCUS_NOT_BOUND;
@@ -335,22 +392,29 @@ static int protect_packet(caucus_sink *s, unsigned char *b, uint8_t first_byte,
     }
     *end = 12 + tail_len;
     write_packet(b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len);
+    *number = number_packet(s, b, *end);
     int len = *end;
     if (s->protect(s->srtp, b, &len) != 0) {
+        if (*number >= 0)
+            s->transport_seq = (uint16_t)*number;
         s->dropped++;
         return CAUCUS_DROPPED;
     }
     return len;
 }
 
+/* Header, tail, SRTP in place, one sendto.  Returns the RTP length, CAUCUS_DROPPED (too
+   large, SRTP failure, full send buffer) or CAUCUS_NOT_BOUND (no socket, or it failed:
+   the sink is unbound and its errno kept).  A numbered packet that did not leave keeps
+   its number (the subscriber sees it as lost) but no slot in ``sent``. */
 static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, uint16_t seq,
                        uint32_t timestamp, uint32_t ssrc, const unsigned char *tail,
                        int tail_len)
 {
-    int end = 0;
+    int end = 0, number = -1;
     unsigned char *b = s != NULL ? s->buf : NULL;
     int len = protect_packet(s, b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len,
-                             &end);
+                             &end, &number);
     if (len < 0)
         return len;
     ssize_t sent = sendto(s->fd, b, (size_t)len, 0, (const struct sockaddr *)s->addr,
@@ -363,6 +427,8 @@ static int send_packet(caucus_sink *s, uint8_t first_byte, uint8_t second_byte, 
         s->srtp = NULL;
         return CAUCUS_NOT_BOUND;
     }
+    if (number >= 0)
+        record_sent(s, number, len, monotonic_us());
     s->packets++;
     s->bytes += (uint64_t)end;
     return end;
@@ -482,10 +548,17 @@ again:;
     }
     int refused = 0;
     int done = sendmmsg_all(s, msgs, m, segmented ? &refused : NULL, &s->batches);
+    int64_t now_us = 0; /* read once, when a numbered packet left: they left together */
     for (int k = 0; k < done; k++) {
         s->packets += (uint64_t)counts[k];
-        for (int j = firsts[k]; j < firsts[k] + counts[k]; j++)
+        for (int j = firsts[k]; j < firsts[k] + counts[k]; j++) {
             s->bytes += (uint64_t)s->queued_rtp[j];
+            if (s->queued_seq[j] >= 0) {
+                if (now_us == 0)
+                    now_us = monotonic_us();
+                record_sent(s, s->queued_seq[j], s->queued_len[j], now_us);
+            }
+        }
     }
     if (refused) {
         gso_works = 0; /* this kernel or route does not segment: one by one */
@@ -510,10 +583,10 @@ static int queue_packet(caucus_receiver *r, caucus_sink *s, uint8_t first_byte,
                         uint8_t second_byte, uint16_t seq, uint32_t timestamp, uint32_t ssrc,
                         const unsigned char *tail, int tail_len)
 {
-    int end = 0;
+    int end = 0, number = -1;
     unsigned char *b = s != NULL ? s->batch[s->queued] : NULL;
     int len = protect_packet(s, b, first_byte, second_byte, seq, timestamp, ssrc, tail, tail_len,
-                             &end);
+                             &end, &number);
     if (len < 0)
         return len;
     if (s->queued == 0) {
@@ -521,6 +594,7 @@ static int queue_packet(caucus_receiver *r, caucus_sink *s, uint8_t first_byte,
             flush_pending(r);
         r->pending[r->pending_count++] = s;
     }
+    s->queued_seq[s->queued] = number;
     s->queued_rtp[s->queued] = end;
     s->queued_len[s->queued++] = len;
     if (s->queued == CAUCUS_SINK_BATCH)
@@ -1002,11 +1076,17 @@ static int64_t abs_send_time_now(void)
 }
 
 /* The one-byte-header extension block (sfu.rtp_header.extension_block) at ``b``; its
-   length (0: nothing to write). */
-static int extension_block(unsigned char *b, int abs_send_time_id, int64_t send_time,
-                           int audio_level_id, int level)
+   length (0: nothing to write).  The transport-wide number's element comes first, 00 00
+   until the sink numbers the packet (number_packet). */
+static int extension_block(unsigned char *b, int transport_cc_id, int abs_send_time_id,
+                           int64_t send_time, int audio_level_id, int level)
 {
     int n = 4;
+    if (transport_cc_id) {
+        b[n++] = (unsigned char)(transport_cc_id << 4 | 1);
+        b[n++] = 0;
+        b[n++] = 0;
+    }
     if (abs_send_time_id && send_time >= 0) {
         b[n++] = (unsigned char)(abs_send_time_id << 4 | 2);
         b[n++] = (unsigned char)(send_time >> 16);
@@ -1138,8 +1218,8 @@ static int producer_packet(caucus_producer *p, const unsigned char *data, int le
         const unsigned char *tail = payload;
         int tail_len = payload_len;
         uint8_t first_byte = 0x80;
-        if (o->abs_send_time_id || o->audio_level_id) {
-            int key = o->abs_send_time_id << 8 | o->audio_level_id;
+        if (o->abs_send_time_id || o->audio_level_id || o->transport_cc_id) {
+            int key = o->transport_cc_id << 16 | o->abs_send_time_id << 8 | o->audio_level_id;
             int k = 0;
             while (k < built && keys[k] != key)
                 k++;
@@ -1153,7 +1233,7 @@ static int producer_packet(caucus_producer *p, const unsigned char *data, int le
                 if (o->audio_level_id && level == -2)
                     level = caucus_audio_level(data, len, p->audio_level_id);
                 unsigned char *b = p->tails[k];
-                int n = extension_block(b, o->abs_send_time_id, send_time,
+                int n = extension_block(b, o->transport_cc_id, o->abs_send_time_id, send_time,
                                         o->audio_level_id, o->audio_level_id ? level : -1);
                 memcpy(b + n, payload, (size_t)payload_len);
                 keys[k] = key;

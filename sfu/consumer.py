@@ -34,7 +34,14 @@ from aiortc.rtp import (
 )
 
 from .rtc.native import FASTPATH, NATIVE
-from .rtp_header import FIXED_HEADER, SEQUENCE, VERSION_BYTE, vp8_picture
+from .rtp_header import (
+    FIXED_HEADER,
+    SEQUENCE,
+    VERSION_BYTE,
+    VERSION_BYTE_EXTENSION,
+    extension_block,
+    vp8_picture,
+)
 from .simulcast import SimulcastProducer
 from .state_field import state_field
 from .token_bucket import TokenBucket
@@ -47,9 +54,13 @@ if TYPE_CHECKING:
     from .settings import MediaSettings
 
 
-#: One tuple object per distinct extension-id pair, so that the producer recognises
+#: The header-extension ids negotiated with a subscriber: (abs-send-time,
+#: ssrc-audio-level, transport-wide sequence number), 0 for one not negotiated.
+ExtensionIds = tuple[int, int, int]
+
+#: One tuple object per distinct set of extension ids, so that the producer recognises
 #: consumers sharing a serialized extension block by identity.
-_EXTENSION_IDS: dict[tuple[int, int], tuple[int, int]] = {}
+_EXTENSION_IDS: dict[ExtensionIds, ExtensionIds] = {}
 
 
 class RewriteState:
@@ -104,8 +115,14 @@ if FASTPATH:
     _FAST_NOT_BOUND = _lib.CAUCUS_NOT_BOUND
 
 
-def _interned(ids: tuple[int, int]) -> tuple[int, int]:
-    return _EXTENSION_IDS.setdefault(ids, ids)
+def _interned(ids: tuple[int, ...]) -> ExtensionIds:
+    """``ids`` as the one tuple of its values; a pair (abs-send-time, audio level) has
+    no transport-wide number, and an id the one-byte form cannot carry (1-14) is not
+    written (0)."""
+    if not 2 <= len(ids) <= 3:
+        raise ValueError(f"extension ids are 2 or 3 ids, not {ids!r}")
+    full = tuple(i if 1 <= i <= 14 else 0 for i in (*ids, 0)[:3])
+    return _EXTENSION_IDS.setdefault(full, full)  # type: ignore[arg-type]  # three ints
 
 
 class Consumer:
@@ -197,8 +214,12 @@ class Consumer:
         self._rtx_ssrc = rtx_ssrc
         self._payload_type = 0
         self._rtx_payload_type: int | None = None
-        #: (abs-send-time id, audio-level id) negotiated with the subscriber.
-        self.extension_ids: tuple[int, int] = _interned((0, 0))
+        #: (abs-send-time id, audio-level id, transport-cc id) negotiated with the
+        #: subscriber.
+        self.extension_ids: ExtensionIds = _interned((0, 0, 0))
+        #: The extension block a retransmission carries: the transport-wide number's
+        #: element alone (its writer numbers it), or none.
+        self._retransmission_block = b""
 
         # rewrite state
         self._paused = True
@@ -386,12 +407,22 @@ class Consumer:
     # --- control ------------------------------------------------------------------------
 
     def configure(
-        self, payload_type: int, rtx_payload_type: int | None, extension_ids: tuple[int, int]
+        self,
+        payload_type: int,
+        rtx_payload_type: int | None,
+        extension_ids: tuple[int, int] | tuple[int, int, int],
     ) -> None:
-        """Apply what the subscriber's answer negotiated for this sender."""
+        """Apply what the subscriber's answer negotiated for this sender: its payload
+        types and header-extension ids (abs-send-time, audio level[, transport-wide
+        sequence number]; 0 for one not negotiated, and for one above 14, which the
+        one-byte form the SFU writes cannot carry)."""
         self._payload_type = payload_type
         self._rtx_payload_type = rtx_payload_type
         self.extension_ids = _interned(extension_ids)
+        transport_cc_id = self.extension_ids[2]
+        self._retransmission_block = (
+            extension_block(0, None, 0, None, transport_cc_id) if transport_cc_id else b""
+        )
         self.configured = True
         if self._source is not None:
             self._source.consumers_changed()
@@ -629,25 +660,28 @@ class Consumer:
             out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
             if self._vp8:  # as it was forwarded: picture ID and TL0PICIDX moved
                 payload = rewrite_vp8(VERSION_BYTE, payload, self._pic_offset, self._tl0_offset)[0]
+            block = self._retransmission_block
+            first_byte = VERSION_BYTE_EXTENSION if block else VERSION_BYTE
             if self._rtx_payload_type is not None:
                 header = FIXED_HEADER.pack(
-                    VERSION_BYTE,
+                    first_byte,
                     self._rtx_payload_type | (marker << 7),
                     self._rtx_seq,
                     out_ts,
                     self._rtx_ssrc,
                 )
-                data = header + SEQUENCE.pack(out_seq) + payload
+                data = header + block + SEQUENCE.pack(out_seq) + payload
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             else:
                 data = (
                     FIXED_HEADER.pack(
-                        VERSION_BYTE,
+                        first_byte,
                         self._payload_type | (marker << 7),
                         out_seq,
                         out_ts,
                         self._ssrc,
                     )
+                    + block
                     + payload
                 )
             if self._writer.write_rtp(data):

@@ -366,7 +366,7 @@ class Producer:
         last_ids = None
         first_byte = VERSION_BYTE
         tail = payload
-        tails: dict[tuple[int, int], tuple[int, builtins.bytes]] | None = None
+        tails: dict[tuple[int, int, int], tuple[int, builtins.bytes]] | None = None
         send_time = None
         for consumer in self.consumers:
             ids = consumer.extension_ids
@@ -377,7 +377,9 @@ class Producer:
                 if cached is None:
                     if ids[0] and send_time is None:
                         send_time = abs_send_time()
-                    block = extension_block(ids[0], send_time, ids[1], level if ids[1] else None)
+                    block = extension_block(
+                        ids[0], send_time, ids[1], level if ids[1] else None, ids[2]
+                    )
                     cached = tails[ids] = (
                         VERSION_BYTE_EXTENSION if block else VERSION_BYTE,
                         block + payload if block else payload,
@@ -453,7 +455,11 @@ class Producer:
         if complete:
             for output, consumer in zip(native.outputs, consumers, strict=False):
                 output.consumer = consumer.native
-                output.abs_send_time_id, output.audio_level_id = consumer.extension_ids
+                (
+                    output.abs_send_time_id,
+                    output.audio_level_id,
+                    output.transport_cc_id,
+                ) = consumer.extension_ids
             native.outputs_used = len(consumers)
         else:
             native.outputs_used = 0

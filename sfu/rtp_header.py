@@ -20,6 +20,7 @@ SEQUENCE = struct.Struct("!H")
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 
 def abs_send_time() -> int:
@@ -27,11 +28,25 @@ def abs_send_time() -> int:
     return (clock.current_ntp_time() >> 14) & 0x00FFFFFF
 
 
+def transport_cc_element(transport_cc_id: int) -> bytes:
+    """The transport-wide sequence number's element (one-byte form, two bytes), its
+    number 0 until the subscribe transport's writer numbers the packet as it sends it."""
+    return bytes((transport_cc_id << 4 | 1, 0, 0))
+
+
 def extension_block(
-    abs_send_time_id: int, abs_send_time_value: int | None, audio_level_id: int, audio_level
+    abs_send_time_id: int,
+    abs_send_time_value: int | None,
+    audio_level_id: int,
+    audio_level,
+    transport_cc_id: int = 0,
 ) -> bytes:
-    """The one-byte-header extension block, or ``b""`` when there is nothing to write."""
-    elements = b""
+    """The one-byte-header extension block, or ``b""`` when there is nothing to write.
+
+    With a ``transport_cc_id`` the block begins with that element: the writer then finds
+    the number's place at a fixed offset of every packet (bytes 17-18 behind a 12-byte
+    header) instead of walking the block for each packet it sends."""
+    elements = transport_cc_element(transport_cc_id) if transport_cc_id else b""
     if abs_send_time_id and abs_send_time_value is not None:
         elements += bytes((abs_send_time_id << 4 | 2,)) + abs_send_time_value.to_bytes(3, "big")
     if audio_level_id and audio_level is not None:
