@@ -13,13 +13,14 @@ import errno
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from client.frames import FrameTemplate, new_frame_batch
-from sfu.rtc import native
+from sfu.rtc import native, writer
 from sfu.rtc.internals import srtp_context
 
 from .native_support import Receiver, Sink, fast, rtp, run_isolated, session
@@ -138,6 +139,67 @@ def test_a_full_send_buffer_drops_the_rest_of_an_event_and_keeps_the_sink() -> N
         forwarding.event(1000)  # still bound: the next event's packet leaves
         assert sink.packets == left + 1 and sink.dropped == 6 - left
         assert received(target, 1) == [12 + 1000 + TAG]
+    finally:
+        forwarding.close()
+        sender.close()
+        target.close()
+
+
+def numbered(forwarding: Forwarding, extension_id: int = 3) -> Any:
+    """Has the forwarding's subscriber negotiated the transport-wide number and its sink
+    number packets; the sink's ring of what left."""
+    ring = ffi.new("caucus_sent[]", lib.CAUCUS_SENT_RING)
+    forwarding.sink.sent = ring
+    forwarding.sink.transport_cc_id = extension_id
+    forwarding.producer.outputs[0].transport_cc_id = extension_id
+    return ring
+
+
+def test_the_packets_of_an_event_are_numbered_and_remembered_as_they_leave() -> None:
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    address = writer._sockaddr(socket.AF_INET, target.getsockname())
+    assert address is not None
+    forwarding = Forwarding(sender.fileno(), address)
+    ring = numbered(forwarding)
+    try:
+        forwarding.sink.transport_seq = 0xFFFE
+        forwarding.sink.probe_cluster = 4
+        before = time.monotonic_ns() // 1000
+        forwarding.event(100, 1000, 1000, 600)
+        after = time.monotonic_ns() // 1000
+        inbound = forwarding.receiver.inbound  # the receiver's key is the sink's too
+        packets = [inbound.unprotect(target.recv(4096)) for _ in range(4)]
+        # the block (the element alone, padded) leads each; numbers wrap
+        numbers = [0xFFFE, 0xFFFF, 0, 1]
+        assert [p[12:20] for p in packets] == [
+            b"\xbe\xde\x00\x01\x31" + n.to_bytes(2, "big") + b"\x00" for n in numbers
+        ]
+        slots = [ring[n & (lib.CAUCUS_SENT_RING - 1)] for n in numbers]
+        assert [(s.seq, s.size, s.probe_cluster) for s in slots] == [
+            (n, 12 + 8 + size + TAG, 4)
+            for n, size in zip(numbers, (100, 1000, 1000, 600), strict=True)
+        ]
+        # one clock reading for what left together
+        assert len({s.sent_us for s in slots}) == 1 and before <= slots[0].sent_us <= after
+        assert forwarding.sink.transport_seq == 2
+    finally:
+        forwarding.close()
+        sender.close()
+        target.close()
+
+
+def test_a_full_send_buffer_keeps_the_numbers_of_what_it_dropped_unremembered() -> None:
+    sender, target, address = stalled_pair()
+    forwarding = Forwarding(sender.fileno(), address)
+    ring = numbered(forwarding)
+    try:
+        forwarding.event(1000, 1001, 1002, 1003, 1004, 1005)
+        left = forwarding.sink.packets
+        assert 1 <= left < 6 and forwarding.sink.transport_seq == 6
+        assert [ring[n].sent_us != 0 for n in range(6)] == [True] * left + [False] * (6 - left)
+        assert [ring[n].size for n in range(left)] == [12 + 8 + 1000 + n + TAG for n in range(left)]
     finally:
         forwarding.close()
         sender.close()

@@ -25,6 +25,9 @@ KEY = os.urandom(28)
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 #: A one-byte header extension block (RFC 8285): id 1, two bytes, padded to a word.
 EXTENSION_BLOCK = b"\xbe\xde\x00\x01\x10\xaa\x00\x00"
+#: The transport-wide sequence number's element first (id 2, its number to be written).
+TRANSPORT_CC_ID = 2
+NUMBERED_BLOCK = b"\xbe\xde\x00\x01\x21\x00\x00\x00"
 
 
 def test_the_compiled_path_is_built() -> None:
@@ -119,9 +122,11 @@ def consumer_on(wire: Wire, source: Source, seed: int) -> Consumer:
 
 def run(native: bool, seed: int) -> tuple[list, dict]:
     """Reordered, duplicated and wrapping numbers, packets from before the source began,
-    a switch to another source, markers, extension blocks; returns what left, and the
-    consumer's counters."""
+    a switch to another source, markers, extension blocks (one with the transport-wide
+    number's element first, numbered by the transport); returns what left, and the
+    consumer's and the transport's counters."""
     wire = Wire(native)
+    wire.writer.transport_cc_id = TRANSPORT_CC_ID
     try:
         source, other = Source(), Source()
         consumer = consumer_on(wire, source, seed)
@@ -129,11 +134,17 @@ def run(native: bool, seed: int) -> tuple[list, dict]:
         rng = random.Random(seed)
         sent = 0
 
-        def feed(src: Source, seqs: list[int], arrival_ms: int, first_byte: int = 0x80):
+        def feed(
+            src: Source,
+            seqs: list[int],
+            arrival_ms: int,
+            first_byte: int = 0x80,
+            block: bytes = EXTENSION_BLOCK,
+        ):
             nonlocal sent
             for seq in seqs:
                 payload = rng.randbytes(rng.randint(1, 1200))
-                tail = payload if first_byte == 0x80 else EXTENSION_BLOCK + payload
+                tail = payload if first_byte == 0x80 else block + payload
                 timestamp = (seq * 960 + 12345) & 0xFFFFFFFF
                 before = consumer.packets
                 consumer.write(seq, timestamp, seq & 1, first_byte, tail, True, arrival_ms)
@@ -152,6 +163,8 @@ def run(native: bool, seed: int) -> tuple[list, dict]:
         for start in range(4, 304, 50):
             feed(source, [(start + i) & 0xFFFF for i in range(50)], 1020, first_byte=0x90)
             collect()
+        feed(source, list(range(304, 354)), 1030, first_byte=0x90, block=NUMBERED_BLOCK)
+        collect()
         consumer.switch_to(other)  # type: ignore[arg-type]
         feed(other, [40000, 40002, 40001, 39999, 40003], 1400)
         collect()
@@ -160,6 +173,10 @@ def run(native: bool, seed: int) -> tuple[list, dict]:
             "bytes": consumer.bytes,
             "next": consumer.next_sequence_number,
             "writer": (wire.writer.packets, wire.writer.bytes, wire.writer.dropped),
+            "numbered": [
+                wire.writer.sent(n)[1:]  # type: ignore[index]
+                for n in range(wire.writer.next_transport_seq)
+            ],
         }
         return got, counters
     finally:
@@ -173,7 +190,13 @@ def test_both_paths_put_the_same_packets_on_the_wire(seed: int) -> None:
     assert compiled == python
     assert compiled_counters == python_counters
     # the two from before the first source and the late one of the second never left
-    assert len(compiled) == 8 + 300 + 4
+    assert len(compiled) == 8 + 350 + 4
+    # only the 50 with the transport-wide number's element first were numbered
+    numbered = compiled[308:358]
+    assert [p[5][:7] for p in numbered] == [
+        NUMBERED_BLOCK[:5] + n.to_bytes(2, "big") for n in range(50)
+    ]
+    assert compiled_counters["numbered"] == [(12 + len(p[5]) + 16, 0) for p in numbered]
     assert [p for p in compiled if p[5] == b"(replay)"] == [compiled[6]]  # the second "1"
     assert compiled_counters["writer"][2] == 0
     # one stream: one SSRC, the payload type with the marker of each packet

@@ -27,9 +27,13 @@ from .test_fastpath import Wire
 SEND_TIME = 0x123456
 ARRIVAL_BASE = 3_900_000_000_000
 #: The publisher's ssrc-audio-level id, and what each consumer's subscriber negotiated
-#: (abs-send-time id, audio-level id): two share a block, one has none.
+#: (abs-send-time id, audio-level id[, transport-wide sequence number id]): two share a
+#: block, one has none, one has the transport-wide number alone.
 PUBLISHER_LEVEL_ID = 1
-CONSUMER_IDS = [(3, 5), (0, 0), (3, 5), (0, 5), (4, 0)]
+CONSUMER_IDS = [(3, 5, 2), (0, 0), (3, 5, 2), (0, 5), (0, 0, 7), (4, 0)]
+#: The transport-wide number's id each consumer's transport numbers packets with (a
+#: transport whose consumer did not negotiate it numbers nothing: no element).
+TRANSPORT_CC_IDS = [2, 2, 2, 3, 7, 0]
 
 
 def packet(
@@ -83,6 +87,7 @@ def make(compiled: bool) -> tuple[Producer, list[Consumer], list[Wire], list[byt
     consumers, wires = [], []
     for i, ids in enumerate(CONSUMER_IDS):
         wire = Wire(compiled)
+        wire.writer.transport_cc_id = TRANSPORT_CC_IDS[i]
         random.seed(i)
         consumer = Consumer(
             producer=producer,
@@ -132,6 +137,10 @@ def run(compiled: bool, seed: int) -> dict:
             got[i].extend(wire.packets(sent[i]))
         return {
             "wires": got,
+            "numbered": [
+                [w.writer.sent(n)[1:] for n in range(w.writer.next_transport_seq)]  # type: ignore[index]
+                for w in wires
+            ],
             "consumers": [(c.packets, c.bytes, c.next_sequence_number) for c in consumers],
             "producer": (
                 producer.packets,
@@ -165,7 +174,8 @@ async def test_the_compiled_producer_forwards_exactly_what_python_does(
     monkeypatch.setattr(producer_module, "abs_send_time", lambda: SEND_TIME)
     compiled = run(True, seed)
     python = run(False, seed)
-    for key in ("consumers", "producer", "levels", "held_before_restart", "buffer", "rtcp"):
+    keys = ("consumers", "numbered", "producer", "levels", "held_before_restart", "buffer")
+    for key in (*keys, "rtcp"):
         assert compiled[key] == python[key], key
     for i, (a, b) in enumerate(zip(compiled["wires"], python["wires"], strict=True)):
         assert a == b, f"consumer {i}"
@@ -183,6 +193,17 @@ async def test_the_compiled_producer_forwards_exactly_what_python_does(
     assert first[1][5][0] == 0x80 and first[0][5][0] == 0x90
     # the late joiner began mid-stream, on the same sequence it continues
     assert 0 < len(first[-1]) < len(first[0])
+    # the consumers with the transport-wide number: every packet numbered, in order, the
+    # element first (a duplicate, refused as a replay, is read in the clear: not checked);
+    # none on the transports of the others
+    for i, (wire, numbered) in enumerate(zip(first, compiled["numbered"], strict=True)):
+        tcc_id = CONSUMER_IDS[i][2] if len(CONSUMER_IDS[i]) > 2 else 0
+        assert len(numbered) == (len(wire) if tcc_id else 0)
+        for number, (first_byte, *_, tail) in enumerate(wire if tcc_id else []):
+            if tail != b"(replay)":
+                element = bytes((tcc_id << 4 | 1,)) + number.to_bytes(2, "big")
+                assert first_byte == 0x90 and tail[4:7] == element
+                assert numbered[number] == (12 + len(tail) + 16, 0)
 
 
 async def test_a_payload_too_large_for_a_slot_is_forwarded_but_not_held() -> None:

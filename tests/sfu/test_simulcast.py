@@ -87,7 +87,15 @@ def frames(rng: random.Random, count: int):
             yield n, layer, packets
 
 
-def make(compiled: bool, extension_ids=((3, 0), (0, 0)), settings: MediaSettings | None = None):
+#: The transport-wide number's id every subscribe transport numbers packets with.
+TRANSPORT_CC_ID = 2
+
+
+def make(
+    compiled: bool,
+    extension_ids=((3, 0, TRANSPORT_CC_ID), (0, 0)),
+    settings: MediaSettings | None = None,
+):
     settings = settings or MediaSettings()
     rtcp: list[bytes] = []
     producer = SimulcastProducer(
@@ -103,6 +111,7 @@ def make(compiled: bool, extension_ids=((3, 0), (0, 0)), settings: MediaSettings
     consumers, wires = [], []
     for i, ids in enumerate(extension_ids):
         wire = Wire(compiled)
+        wire.writer.transport_cc_id = TRANSPORT_CC_ID
         random.seed(i)
         consumer = Consumer(
             producer=producer,  # type: ignore[arg-type]  # a simulcast track
@@ -163,6 +172,10 @@ def run(compiled: bool, seed: int, plan: dict[int, int | None], count: int) -> d
             got[i].extend(wire.packets(sent[i]))
         return {
             "wires": got,
+            "numbered": [
+                [w.writer.sent(n)[1:] for n in range(w.writer.next_transport_seq)]  # type: ignore[index]
+                for w in wires
+            ],
             "consumers": [
                 (c.packets, c.bytes, c.next_sequence_number, c.layer, c.layer_switches)
                 for c in consumers
@@ -268,10 +281,16 @@ async def test_the_compiled_path_writes_what_python_writes(
     count = max(plan) + 2 * KEYFRAME_EVERY
     compiled = run(True, seed, plan, count)
     python = run(False, seed, plan, count)
-    for key in ("consumers", "layers", "rtcp"):
+    for key in ("consumers", "numbered", "layers", "rtcp"):
         assert compiled[key] == python[key], key
     for a, b in zip(compiled["wires"], python["wires"], strict=True):
         assert a == b
+    # consumer 0's subscriber negotiated the transport-wide number: each packet has the
+    # next one; consumer 1's did not: its transport numbers nothing
+    wire = compiled["wires"][0]
+    numbers = [p[5][5] << 8 | p[5][6] for p in wire]
+    assert numbers == list(range(len(wire))) and len(compiled["numbered"][0]) == len(wire)
+    assert compiled["numbered"][1] == []
     assert compiled["in_c"] > count  # the layers nobody waits on went through C
 
 
