@@ -635,7 +635,7 @@ class DelayBasedEstimate:
                 send_delta, arrival_delta = deltas
                 self._trendline.update(send_delta * 1000, arrival_delta * 1000, arrival * 1000)
                 overused = overused or self._trendline.state == _OVERUSING
-        if overused:
+        if overused or self._trendline.state == _OVERUSING:
             self._last_overuse = at
         acked = self._acked.rate()
         if acked is not None:
@@ -657,8 +657,8 @@ class DelayBasedEstimate:
         return self._estimate
 
     def acknowledged_bitrate(self) -> float | None:
-        """What the subscriber received over the last 0.5 s of arrivals, bits/s (``None``
-        until the arrivals span that long)."""
+        """What the subscriber received over the last 0.5 s of arrivals, bits/s: the latest
+        full window (``None`` until the arrivals first span that long)."""
         return self._acked_rate
 
     def loss(self) -> float:
