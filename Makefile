@@ -61,10 +61,10 @@ TEST_PROCESSES ?= 2
 test: dev-deps browser lint
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
-## make weak-link: issue #22's acceptance test on real shaped links (root), not yet
-## reliable enough for every run (see tests/weaknet/test_simulcast_weak_link.py)
+## make weak-link: the weak-network acceptance test alone, on real shaped links (root),
+## with its figures (see tests/weaknet/test_simulcast_weak_link.py)
 weak-link: dev-deps
-	CAUCUS_WEAK_LINK_ACCEPTANCE=1 $(BIN)/python -m pytest -q -rA tests/weaknet/test_simulcast_weak_link.py
+	$(BIN)/python -m pytest -q -rA tests/weaknet/test_simulcast_weak_link.py
 
 ## make sanitize: the compiled media module built with AddressSanitizer and UBSan into
 ## build/sanitize (the source tree's module stays the normal build), then its tests and a

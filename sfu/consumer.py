@@ -39,6 +39,7 @@ from .rtp_header import (
     SEQUENCE,
     VERSION_BYTE,
     VERSION_BYTE_EXTENSION,
+    abs_send_time,
     extension_block,
     vp8_picture,
 )
@@ -113,6 +114,12 @@ if FASTPATH:
 
     _fast_write = _lib.caucus_write
     _FAST_NOT_BOUND = _lib.CAUCUS_NOT_BOUND
+
+
+#: The size of one padding packet (:meth:`Consumer.send_padding`) before its extension
+#: block: the fixed header and 255 bytes of padding, the most one count byte says.
+PADDING_PACKET = 12 + 255
+_PADDING = bytes(254) + bytes((255,))  # RFC 3550: the last byte counts the padding
 
 
 def _interned(ids: tuple[int, ...]) -> ExtensionIds:
@@ -252,6 +259,9 @@ class Consumer:
         self.nack_requests = 0
         self.retransmitted = 0
         self.retransmissions_suppressed = 0
+        #: Padding sent as bandwidth probes (:meth:`send_padding`).
+        self.padding_packets = 0
+        self.padding_bytes = 0
         self.plis_received = 0
         self.firs_received = 0
         self.switches = 0
@@ -690,6 +700,57 @@ class Consumer:
             for key in [k for k, at in nacked.items() if now - at >= repeat]:
                 del nacked[key]
 
+    @property
+    def can_pad(self) -> bool:
+        """Whether :meth:`send_padding` can send: a started video consumer that sent
+        media, whose subscriber negotiated retransmissions (padding travels on the RTX
+        stream, which every receiver discards) and the transport-wide sequence number
+        (padding is only worth what the subscriber's feedback says of it)."""
+        return (
+            self.kind == "video"
+            and self.started
+            and not self.closed
+            and self._rtx_payload_type is not None
+            and self.extension_ids[2] != 0
+            and self.packets > 0
+        )
+
+    def send_padding(self, budget: int, cluster: int, minimum: int = 1) -> int:
+        """Send padding-only RTX packets of about ``budget`` bytes in all, at least
+        ``minimum`` of them: one burst of the bandwidth probe ``cluster``
+        (:class:`sfu.layer_selection.Prober`).  Each carries the transport-wide number
+        (and abs-send-time when negotiated) and no original sequence number, so WebRTC
+        receivers count it in their feedback and drop it (RFC 4588's RTX stream: nothing
+        reaches a decoder).  Returns the bytes sent."""
+        if not self.can_pad or budget <= 0:
+            return 0
+        assert self._rtx_payload_type is not None  # can_pad
+        abs_id, _, transport_cc_id = self.extension_ids
+        writer = self._writer
+        writer.probe_cluster = cluster
+        sent = count = 0
+        try:
+            while sent < budget or count < minimum:
+                block = extension_block(abs_id, abs_send_time(), 0, None, transport_cc_id)
+                header = FIXED_HEADER.pack(
+                    VERSION_BYTE_EXTENSION | 0x20,
+                    self._rtx_payload_type,
+                    self._rtx_seq,
+                    self._last_ts,
+                    self._rtx_ssrc,
+                )
+                data = header + block + _PADDING
+                if not writer.write_rtp(data):
+                    break
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                sent += len(data)
+                count += 1
+        finally:
+            writer.probe_cluster = 0
+        self.padding_packets += count
+        self.padding_bytes += sent
+        return sent
+
     def send_report(self, now: float) -> None:
         """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space."""
         if not self.started or self.packets == 0 or self._source is None:
@@ -725,6 +786,7 @@ class Consumer:
             "nack_entries_ignored": self.nack_entries_ignored,
             "retransmitted": self.retransmitted,
             "retransmissions_suppressed": self.retransmissions_suppressed,
+            "padding_bytes": self.padding_bytes,
             "plis_received": self.plis_received,
             "firs_received": self.firs_received,
             "switches": self.switches,

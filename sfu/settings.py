@@ -119,6 +119,11 @@ class MediaSettings:
     #: after a failed switch no sooner than ``layer_max_up_wait`` at the most.
     downlink_start_bitrate: int = 800_000
     downlink_min_bitrate: int = 100_000
+    #: Subscribe offers carry transport-wide congestion control (the transport-cc header
+    #: extension and feedback, ``sfu.transport_cc_sdp``): a subscriber that answers it
+    #: reports every packet's arrival, and its downlink is estimated from the delay those
+    #: arrivals show (``sfu.delay_based``) as well as from loss.
+    transport_cc: bool = True
     layer_up_wait: float = 3.0
     layer_max_up_wait: float = 8.0
     #: A subscriber's video is withheld for bandwidth only when its loss is at least this

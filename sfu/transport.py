@@ -36,12 +36,15 @@ from aiortc.sdp import SessionDescription
 
 from . import rtc
 from .consumer import Consumer
+from .delay_based import DelayBasedEstimate
 from .errors import InvalidSdp, InvalidState, LimitExceeded, MediaError, NoSupportedCodec
 from .ingress import Ingress
 from .producer import Producer
 from .rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
 from .simulcast import SimulcastProducer, Track
 from .simulcast_sdp import SimulcastSection, answer_simulcast, read_simulcast
+from .transport_cc_sdp import answered_transport_cc, offer_transport_cc
+from .transport_feedback import TransportFeedbackReader
 
 if TYPE_CHECKING:
     from .listeners import TransportListener
@@ -98,6 +101,11 @@ class Transport:
         self.close_reason: str | None = None
         #: What the peer may send and the counts of what was dropped.
         self.ingress = Ingress(self._settings, on_abuse=_weakly(self._abused))
+        #: Subscribe transports: the transport-cc extension id offered (0: none) and,
+        #: once the subscriber's answer accepted it, the reader of its feedback, which
+        #: keeps the delay-based estimate of its downlink.
+        self._transport_cc_id = 0
+        self.transport_feedback: TransportFeedbackReader | None = None
 
     @property
     def connection_state(self) -> str:
@@ -294,7 +302,10 @@ class Transport:
         self._start_connect_timer()
         self._pending.extend(offered)
         self._unoffered = [c for c in self._unoffered if c not in offered]
-        return self._announce(self._pc.localDescription.sdp)
+        sdp = self._pc.localDescription.sdp
+        if self._settings.transport_cc:
+            sdp, self._transport_cc_id = offer_transport_cc(sdp, self._transport_cc_id)
+        return self._announce(sdp)
 
     async def accept_answer(self, sdp: str) -> None:
         """Apply the subscriber's answer to the last offer."""
@@ -312,6 +323,8 @@ class Transport:
         except Exception as exc:
             await self.close()
             raise _as_media_error(exc) from exc
+        self._apply_transport_cc(answered_transport_cc(sdp, self._transport_cc_id))
+        transport_cc_id = self._transport_cc_id if self.transport_feedback is not None else 0
         pending, self._pending = self._pending, []
         for consumer in pending:
             if consumer.closed:
@@ -330,9 +343,27 @@ class Transport:
             consumer.configure(
                 primary.payloadType,
                 rtx.payloadType if rtx else None,
-                (ids.get(ABS_SEND_TIME_URI, 0), ids.get(AUDIO_LEVEL_URI, 0)),
+                (ids.get(ABS_SEND_TIME_URI, 0), ids.get(AUDIO_LEVEL_URI, 0), transport_cc_id),
             )
         self._start_consumers()
+
+    def _apply_transport_cc(self, accepted: bool) -> None:
+        """Number what the transport sends and read the subscriber's transport feedback
+        once an answer accepted the extension (then for the transport's life: with BUNDLE
+        the id belongs to the transport, and a later answer leaving it out changes
+        nothing); without, the downlink is estimated from REMB and receiver reports."""
+        if not accepted or self.transport_feedback is not None:
+            return
+        writer = self._ensure_writer()
+        writer.transport_cc_id = self._transport_cc_id
+        estimate = DelayBasedEstimate(float(self._settings.downlink_start_bitrate))
+        reader = TransportFeedbackReader(self._sent_packet, estimate)
+        self.transport_feedback = reader
+        self.ingress.rtcp.on_transport_feedback = reader.on_part
+
+    def _sent_packet(self, seq: int) -> tuple[float, int, int] | None:
+        writer = self._writer
+        return writer.sent(seq) if writer is not None else None
 
     def _primary_codec(self, kind: str, codecs: list[Any], allowed: set[str]) -> Any:
         """The codec to forward of a published track: for video, the first of the video
@@ -454,7 +485,9 @@ class Transport:
             if transceivers and self._writer is not None:
                 dtls = transceivers[0].sender.transport
                 if dtls is not self._writer.dtls:
+                    transport_cc_id = self._writer.transport_cc_id
                     self._writer = rtc.RtpWriter(dtls)
+                    self._writer.transport_cc_id = transport_cc_id
                     for producer in self.producers.values():
                         producer._writer = self._writer
                     for consumer in self.consumers.values():

@@ -122,9 +122,10 @@ async def test_each_subscriber_gets_the_layer_its_link_and_tile_allow(
     worker: Worker, participants
 ) -> None:
     """The worker's own layer selection, from the subscribers' receiver feedback (receiver
-    reports, REMB): a subscriber on a clean link climbs to the top layer, one showing the
-    camera in a small tile stays on the layer that fills it, and the publisher is asked
-    for what the top layer needs.  (A link that is too slow: tests/weaknet/.)"""
+    reports, transport feedback, padding probes): a subscriber on a clean link climbs to
+    the top layer, one showing the camera in a small tile stays on the layer that fills
+    it, and the publisher is asked for what the top layer needs.  (A link that is too
+    slow: tests/weaknet/.)"""
     publisher = participants("alice", audio=False, video="simulcast")
     clean = participants("bob", audio=False, video=None, feedback=True)
     small = participants("carol", audio=False, video=None, feedback=True)
@@ -138,7 +139,13 @@ async def test_each_subscriber_gets_the_layer_its_link_and_tile_allow(
     await eventually(lambda: good.layer == 2 and good.switching_to is None, 30)
     assert thumbnail.layer == 0 and thumbnail.layer_switches == 0
     assert good.layer_switches == 2  # one layer at a time
-    assert good.rtt is not None and good.remb is not None
+    # the subscribers answered transport-cc: their downlink is read from transport
+    # feedback (a browser's receiver then sends no REMB), and the climb was probed
+    transport = next(worker.transports_of("bob", "subscribe"))
+    reader = transport.transport_feedback
+    assert reader is not None and reader.feedbacks > 0 and reader.malformed == 0
+    assert good.rtt is not None and good.remb is None
+    assert good.padding_bytes > 0 and worker.layers.prober(transport).succeeded > 0
     # the publisher is told what the top layer needs
     assert good.wanted_layer == 2 and thumbnail.wanted_layer == 0
     assert producer.estimated_bitrate() >= 1_200_000

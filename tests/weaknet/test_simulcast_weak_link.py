@@ -16,8 +16,10 @@ channel (``tests/weaknet/sfu_peers.py``):
 * one subscriber's downlink is limited to 300 kbit/s; it decodes the video it receives
   (``client/vp8_check.py``) and records its audio packets' arrival times.
 
-Every subscriber sends a browser's receiver feedback (receiver reports, REMB from
-abs-send-time with aiortc's estimator, NACK, PLI: ``client/receiver_feedback.py``).
+Every subscriber sends a browser's receiver feedback (receiver reports, transport-wide
+congestion control feedback every 50 ms, NACK, PLI: ``client/receiver_feedback.py``): the
+SFU estimates each downlink from the delay of every packet's arrival and probes it with
+padding before a higher layer (``sfu/delay_based.py``, ``sfu/layer_selection.py``).
 
 The limit is ``tc tbf`` at 300 kbit/s (a token bucket with a byte queue behind it, as an
 access link shapes; ``htb`` with one class would do the same here) with ``latency`` 250 ms:
@@ -45,7 +47,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -58,20 +59,7 @@ from tests.support.weaknet import Shape, WeakNet
 
 from .sfu_peers import RemotePeer
 
-#: Issue #22's acceptance is not met yet: in 7 of 17 runs an up-switch try on the thin
-#: link held the weak subscriber's audio back for 300-350 ms (the new layer's keyframe
-#: queued ahead of it; the SFU has no pacer that sends audio first, nor padding probes),
-#: or a try straddling the lift delayed the return past 15 s.  Until the SFU does that,
-#: the test runs when asked (``make weak-link``), not in every test run, where it would
-#: fail one run in three; it says so in the run's summary.
-pytestmark = [
-    pytest.mark.weaknet,
-    pytest.mark.skipif(
-        os.environ.get("CAUCUS_WEAK_LINK_ACCEPTANCE") != "1",
-        reason="issue #22 acceptance, not met yet (audio held behind up-switch keyframes "
-        "in ~40 % of runs): run with `make weak-link`",
-    ),
-]
+pytestmark = pytest.mark.weaknet
 
 log = logging.getLogger(__name__)
 
