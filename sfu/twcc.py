@@ -45,7 +45,16 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+from .rtp_header import TRANSPORT_CC_URI
+
+__all__ = [
+    "TRANSPORT_CC_URI",
+    "FeedbackError",
+    "TransportFeedback",
+    "build_feedback",
+    "build_feedbacks",
+    "parse_feedback",
+]
 
 #: RTCP packet type (transport layer feedback, RFC 4585) and its feedback message type.
 PT_RTPFB = 205
