@@ -571,6 +571,22 @@ class Transport:
             "bytes_received": sum(p.bytes for p in self.producers.values()),
             "producers": [p.stats() for p in self.producers.values()],
             "consumers": [c.stats() for c in self.consumers.values()],
+            "transport_feedback": self._transport_feedback_stats(),
+        }
+
+    def _transport_feedback_stats(self) -> dict[str, object] | None:
+        """What a subscriber's transport feedback said (``None``: not negotiated)."""
+        reader = self.transport_feedback
+        if reader is None:
+            return None
+        estimate = reader.estimate
+        return {
+            **reader.stats(),
+            "delay_based_bitrate": int(estimate.bitrate()),
+            "acknowledged_bitrate": (
+                None if (acked := estimate.acknowledged_bitrate()) is None else int(acked)
+            ),
+            "detector": estimate.state(),
         }
 
 

@@ -40,6 +40,7 @@ from tests.samples import pdf_bytes
 if TYPE_CHECKING:
     from tests.browser.conftest import RunningServer
     from tests.browser.firefox.driver import Firefox
+    from tests.support.world import ApiClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -91,6 +92,24 @@ REAL_DISPLAY_CAPTURE = """
 """
 
 
+async def wait_transport_feedback(admin: ApiClient, subscribers: int) -> None:
+    """Until ``subscribers`` subscribe transports have had transport feedback read (each
+    browser's own encoding of it), none of it malformed."""
+    async with asyncio.timeout(15):
+        while True:
+            status, stats, _ = await admin.get("/api/admin/media")
+            assert status == 200, stats
+            feedback = [
+                t["transport_feedback"]
+                for t in stats["transports"]
+                if t["direction"] == "subscribe" and t["transport_feedback"] is not None
+            ]
+            assert all(f["transport_feedback_malformed"] == 0 for f in feedback), feedback
+            if sum(1 for f in feedback if f["transport_feedbacks"] > 5) >= subscribers:
+                return
+            await asyncio.sleep(0.2)
+
+
 async def test_live_room_with_two_chromiums_and_a_firefox(
     caucus_server: RunningServer, media_browser: Browser, firefox: Firefox
 ) -> None:
@@ -123,6 +142,8 @@ async def test_live_room_with_two_chromiums_and_a_firefox(
         )
         await wait_sfu(admin, [everyone])
         await fox.evaluate("() => { window.stillTheSamePage = true; }")
+        # both browsers answered transport-cc and their feedback is read, none refused
+        await wait_transport_feedback(admin, 3)
 
         # the mediator moves B into breakout "B": B alone there, the others in the main room
         mediator = pages["mediator"]

@@ -36,7 +36,7 @@ from client.receiver_feedback import (
     nack_packet,
 )
 from client.track_stats import TrackStats, watch_receiver
-from sfu import Worker, rtc
+from sfu import MediaSettings, Worker, rtc
 from sfu.consumer import Consumer
 from sfu.rtc import receive
 from sfu.rtc.internals import nominated_pair
@@ -45,8 +45,10 @@ from tests.support.media import participant
 
 
 @pytest.fixture
-async def worker():
-    w = Worker()
+async def worker(request):
+    """The SFU; ``@pytest.mark.media_settings(...)`` sets its settings."""
+    fields = request.node.get_closest_marker("media_settings")
+    w = Worker(MediaSettings(**fields.kwargs) if fields else None)
     yield w
     await w.close()
 
@@ -112,7 +114,11 @@ async def test_reports_give_the_sfu_round_trip_and_loss_only_when_on(worker, par
     assert all(c.rtt is None and c.remb is None and c.nacks_received == 0 for c in quiet)
 
 
+@pytest.mark.media_settings(transport_cc=False)
 async def test_remb_from_abs_send_time_reaches_every_video_consumer(worker, participants):
+    """Without transport-cc offered, a subscriber estimates its downlink itself, from
+    abs-send-time, and sends REMB (with it, it sends transport feedback instead:
+    tests/client/test_transport_cc.py)."""
     first, second = participants("first"), participants("second")
     subscriber = participants("subscriber", video=None, audio=False, feedback=True)
     await joined(first, second, subscriber)
