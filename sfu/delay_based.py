@@ -104,6 +104,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .bandwidth import _number as _finite
+
 #: A packet on the wire is 1..65,535 bytes (an IP datagram's limit); any other size is not
 #: a packet the SFU sent.
 MAX_PACKET_SIZE = 65_535
@@ -126,17 +128,6 @@ Usage = Literal["normal", "overusing", "underusing"]
 _NORMAL: Usage = "normal"
 _OVERUSING: Usage = "overusing"
 _UNDERUSING: Usage = "underusing"
-
-
-def _finite(value: object) -> float | None:
-    """``value`` as a finite float, or ``None`` (not a number, bool, NaN, infinite)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        result = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return result if math.isfinite(result) else None
 
 
 @dataclass(frozen=True, slots=True)
