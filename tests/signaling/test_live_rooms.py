@@ -175,6 +175,31 @@ async def test_parties_cannot_use_the_mediators_controls(world: World) -> None:
                 assert refusal.code == "invalid_payload", refusal
             else:
                 raise AssertionError(f"live.status took {forged}")
+        # a status cannot raise a hand (only asking does, which tells the neutrals)...
+        shown = await paula.call("live.status", {"case_id": case_a, "hand": True})
+        assert shown["hand"] is False
+        # ...and one sent while a request is on its way (a speaking change) does not
+        # take the request back: only the asker's own "hand: false" lowers it
+        seen = len(nina.live_events)
+
+        def paula_shown(since: int) -> list[dict[str, Any]]:
+            return [
+                p
+                for e, p in nina.live_events[since:]
+                if e == "live.person" and p["user_id"] == ids["PAULA"]
+            ]
+
+        await paula.call("live.ask", {"case_id": case_a, "text": ""})
+        shown = await paula.call("live.status", {"case_id": case_a, "speaking": True})
+        assert shown["hand"] is True and shown["speaking"] is True
+        async with asyncio.timeout(10):
+            await nina.wait_until(lambda s: any(p["speaking"] for p in paula_shown(seen)))
+        assert all(p["hand"] for p in paula_shown(seen)), paula_shown(seen)
+        seen = len(nina.live_events)
+        shown = await paula.call("live.status", {"case_id": case_a, "hand": False})
+        assert shown["hand"] is False and shown["speaking"] is False
+        async with asyncio.timeout(10):
+            await nina.wait_until(lambda s: any(not p["hand"] for p in paula_shown(seen)))
     finally:
         for person in people:
             await person.close()

@@ -330,8 +330,10 @@ class LiveControls:
 
     @event("live.status", StatusPayload, "case", CASE_ROLES)
     async def status(self, caller: Caller, payload: StatusPayload) -> dict[str, Any]:
-        """The caller's microphone, camera, speaking and raised-hand state, told to their
-        room and to the neutrals (only when it changed)."""
+        """The caller's microphone, camera and speaking state, and the lowering of their
+        own raised hand, told to their room and to the neutrals (only when it changed).
+        Only ``live.ask`` raises a hand: a status the page sent while its request was on
+        its way (a speaking change, say) must not take the request back."""
         session = self.host.participant(caller.sid)
         if session is None or session.case_id != payload.case_id:
             raise Conflict("Join the case's live room first.", code="not_joined")
@@ -339,7 +341,7 @@ class LiveControls:
             "muted": payload.muted,
             "camera_off": payload.camera_off,
             "speaking": payload.speaking and not payload.muted,
-            "hand": payload.hand,
+            "hand": session.hand and payload.hand is not False,
         }
         if wanted != session.status():
             session.muted = wanted["muted"]

@@ -100,10 +100,12 @@ class StrokePayload(CasePayload):
 
 
 class StatusPayload(CasePayload):
-    """What a participant shows of themselves: microphone muted, camera off, speaking,
-    hand raised (asked for the mediator)."""
+    """What a participant shows of themselves: microphone muted, camera off, speaking.
+    ``hand: false`` lowers the caller's raised hand; a hand goes up only through
+    ``live.ask`` (which tells the neutrals), so ``true`` or no ``hand`` leave it as it is:
+    a status sent while a request is on its way never takes the request back."""
 
     muted: bool = False
     camera_off: bool = False
     speaking: bool = False
-    hand: bool = False
+    hand: bool | None = None

@@ -768,7 +768,7 @@ export function liveRooms({ caseId, request, onChange = () => {}, sendStatus = (
   byId("ask").addEventListener("click", async () => {
     if (rooms.hand) {
       setHand(false);
-      sendStatus();
+      sendStatus({ hand: false });
     } else if (await act("live.ask", { text: "" })) {
       setHand(true);
       addMessage("notice", "The mediator has been asked to join you.");

@@ -45,7 +45,7 @@ const rooms = liveRooms({
   caseId,
   request: (name, payload) => request(name, payload),
   onChange: () => renderGrid(),
-  sendStatus: () => sendStatus(),
+  sendStatus: (extra) => sendStatus(extra),
 });
 const layout = callLayout();
 const tileWatch = new ResizeObserver(() => scheduleTiles());
@@ -176,8 +176,11 @@ function setControls() {
   }
 }
 
-/** Tell the room (and the neutrals) this person's state, when it changed. */
-function sendStatus() {
+/** Tell the room (and the neutrals) this person's state, when it changed; `extra` is
+ * `{hand: false}` when they lower their own hand, sent whatever changed. The raised hand
+ * is not part of the state sent: only "Ask the mediator" raises it, and a speaking change
+ * sent while that request is on its way must not take it back. */
+function sendStatus(extra = {}) {
   if (!live.inRoom || !live.socket) {
     return;
   }
@@ -185,14 +188,13 @@ function sendStatus() {
     muted: live.audioMuted,
     camera_off: live.cameraOff,
     speaking: live.selfSpeaking && !live.audioMuted,
-    hand: rooms.hand,
   };
   const key = JSON.stringify(status);
-  if (key === live.sentStatus) {
+  if (key === live.sentStatus && Object.keys(extra).length === 0) {
     return;
   }
   live.sentStatus = key;
-  request("live.status", { case_id: caseId, ...status }).catch(() => {
+  request("live.status", { case_id: caseId, ...status, ...extra }).catch(() => {
     live.sentStatus = ""; // sent again with the next change
   });
 }
