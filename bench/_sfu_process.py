@@ -140,6 +140,9 @@ async def serve() -> None:
             "cpu": time.process_time(),
             "forwarded": forwarded,
             "received": received,
+            # the receive poller's wake-ups and the datagrams they read
+            "polls": worker.receive_poller.polls if worker.receive_poller else 0,
+            "datagrams": worker.receive_poller.datagrams if worker.receive_poller else 0,
         }
 
     async def spread_layers() -> list[int]:

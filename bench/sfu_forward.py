@@ -154,6 +154,12 @@ async def run(
             "client_us_per_received_packet": per(client_cpu, got),
             "sfu_idle_cpu_ms_per_s": round(idle_rate * 1e3, 1),
             "marginal_us_per_packet": per(marginal, forwarded),
+            # how many datagrams each wake-up of the SFU's receive poller read
+            "datagrams_per_wakeup": (
+                round((end["datagrams"] - start["datagrams"]) / (end["polls"] - start["polls"]), 2)
+                if end["polls"] > start["polls"]
+                else None
+            ),
         }
     finally:
         await sfu.stop()
