@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sfu.sdp_lines import mid_of, split_sdp
+
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
@@ -67,22 +69,8 @@ class SimulcastAnswer:
     extension_ids: dict[str, int]
 
 
-def _lines(sdp: str) -> tuple[list[str], str]:
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    lines = sdp.split(newline)
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines, newline
-
-
-def _sections(lines: list[str]) -> list[tuple[int, int]]:
-    """``(start, end)`` line indexes of each media section (from its ``m=`` line)."""
-    starts = [i for i, line in enumerate(lines) if line.startswith("m=")]
-    return [(s, e) for s, e in zip(starts, [*starts[1:], len(lines)], strict=True)]
-
-
-def _find_section(lines: list[str], mid: str) -> tuple[int, int]:
-    found = [(s, e) for s, e in _sections(lines) if f"a=mid:{mid}" in lines[s:e]]
+def _find_section(sections: list[list[str]], mid: str) -> int:
+    found = [i for i, section in enumerate(sections) if mid_of(section) == mid]
     if len(found) != 1:
         raise SimulcastSdpError(f"{len(found)} media sections with mid {mid!r}")
     return found[0]
@@ -113,9 +101,9 @@ def rewrite_offer(sdp: str, mid: str, rids: Sequence[str]) -> SimulcastOffer:
     rids = tuple(check_rid(rid) for rid in rids)
     if len(set(rids)) != len(rids) or len(rids) < 2:
         raise SimulcastSdpError(f"simulcast needs two or more distinct rids, not {rids}")
-    lines, newline = _lines(sdp)
-    start, end = _find_section(lines, mid)
-    section = lines[start:end]
+    lines = split_sdp(sdp)
+    index = _find_section(lines.sections, mid)
+    section = lines.sections[index]
     if not section[0].startswith("m=video "):
         raise SimulcastSdpError(f"the m-line of mid {mid!r} is not video")
     if any(line.startswith(("a=rid:", "a=simulcast:")) for line in section):
@@ -133,7 +121,7 @@ def rewrite_offer(sdp: str, mid: str, rids: Sequence[str]) -> SimulcastOffer:
         if not line.startswith("a=ssrc-group:"):
             kept.append(line)
     # an id keeps one meaning in the whole offer (its m-lines share one BUNDLE transport)
-    everywhere = _extmaps(lines)
+    everywhere = _extmaps([*lines.session, *(line for s in lines.sections for line in s)])
     here = {uri: number for number, uri in _extmaps(section)}
     used = {number for number, _ in everywhere}
     ids: dict[str, int] = {}
@@ -166,8 +154,8 @@ def rewrite_offer(sdp: str, mid: str, rids: Sequence[str]) -> SimulcastOffer:
     )
     simulcast = [f"a=rid:{rid} send" for rid in rids] + ["a=simulcast:send " + ";".join(rids)]
     kept[after_codecs + 1 : after_codecs + 1] = simulcast
-    lines[start:end] = kept
-    return SimulcastOffer(newline.join(lines) + newline, mid, rids, ids, cname)
+    lines.sections[index] = kept
+    return SimulcastOffer(lines.text(), mid, rids, ids, cname)
 
 
 def read_answer(sdp: str, mid: str, offered: Sequence[str]) -> SimulcastAnswer:
@@ -175,9 +163,8 @@ def read_answer(sdp: str, mid: str, offered: Sequence[str]) -> SimulcastAnswer:
     ``offered``; raises :class:`SimulcastSdpError` when it accepts no simulcast."""
     if not isinstance(sdp, str) or len(sdp) > MAX_SDP:
         raise SimulcastSdpError("the answer is not an SDP of a sane size")
-    lines, _ = _lines(sdp)
-    start, end = _find_section(lines, mid)
-    section = lines[start:end]
+    lines = split_sdp(sdp)
+    section = lines.sections[_find_section(lines.sections, mid)]
     if section[0].startswith("m=video 0 "):
         raise SimulcastSdpError(f"the answer rejected the m-line of mid {mid!r}")
     lists = [line for line in section if line.startswith("a=simulcast:")]

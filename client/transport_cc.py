@@ -18,47 +18,30 @@ number not reported yet to the highest received, the missing ones as lost.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
+from sfu.sdp_lines import EXTMAP, extmaps, mid_of, rejected, split_sdp
 from sfu.twcc import MAX_STATUSES, TRANSPORT_CC_URI
-
-_EXTMAP = re.compile(r"a=extmap:(\d{1,3})(?:/\w+)?\s+(\S+)")
 
 
 def transport_cc_ids(sdp: str) -> dict[str, int]:
     """``{mid: extension id}`` of every m-section of ``sdp`` that offers the
     transport-wide sequence number (a media-level ``a=extmap`` line, or a session-level
     one for every section without its own); ids outside 1-255 are skipped."""
-    session_id = 0
+
+    def offered(lines: list[str]) -> int:
+        return next(
+            (i for i, uri in extmaps(lines) if uri == TRANSPORT_CC_URI and 1 <= i <= 255), 0
+        )
+
+    lines = split_sdp(sdp)
+    session_id = offered(lines.session)
     ids: dict[str, int] = {}
-    mid: str | None = None
-    section_id = 0
-    in_media = False
-
-    def close_section() -> None:
-        chosen = section_id or session_id
-        if in_media and mid is not None and chosen:
+    for section in lines.sections:
+        mid = mid_of(section)
+        chosen = offered(section) or session_id
+        if mid is not None and chosen:
             ids[mid] = chosen
-
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            close_section()
-            in_media, mid, section_id = True, None, 0
-        elif line.startswith("a=mid:") and in_media:
-            mid = line[6:].strip()
-        elif line.startswith("a=extmap:"):
-            match = _EXTMAP.match(line)
-            if match is None or match.group(2) != TRANSPORT_CC_URI:
-                continue
-            number = int(match.group(1))
-            if not 1 <= number <= 255:
-                continue
-            if in_media:
-                section_id = number
-            else:
-                session_id = number
-    close_section()
     return ids
 
 
@@ -69,38 +52,23 @@ def keep_transport_cc(answer: str, ids: Mapping[str, int]) -> str:
     extension.  Line endings are the answer's own."""
     if not ids:
         return answer
-    newline = "\r\n" if "\r\n" in answer else "\n"
-    lines = answer.split(newline)
-    out: list[str] = []
-    section: list[str] = []
-
-    def flush() -> None:
-        out.extend(_with_extmap(section, ids))
-        section.clear()
-
-    for line in lines:
-        if line.startswith("m="):
-            flush()
-        section.append(line)
-    flush()
-    return newline.join(out)
+    lines = split_sdp(answer)
+    lines.sections = [_with_extmap(section, ids) for section in lines.sections]
+    return lines.text()
 
 
 def _with_extmap(section: list[str], ids: Mapping[str, int]) -> list[str]:
-    if not section or not section[0].startswith("m="):
-        return section  # the session part
-    parts = section[0].split()
-    if len(parts) < 2 or parts[1] == "0":
+    if rejected(section):
         return section
-    mid = next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+    mid = mid_of(section)
     number = ids.get(mid) if mid is not None else None
     if number is None:
         return section
     at = None
     for i, line in enumerate(section):
-        if line.startswith("a=extmap:"):
-            match = _EXTMAP.match(line)
-            if match is not None and int(match.group(1)) == number:
+        match = EXTMAP.match(line)
+        if match is not None:
+            if int(match.group(1)) == number:
                 return section  # already there, or the id is taken
             at = i
         elif line.startswith("a=mid:") and at is None:

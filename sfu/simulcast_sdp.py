@@ -21,13 +21,13 @@ import re
 from dataclasses import dataclass
 
 from .errors import InvalidSdp
+from .sdp_lines import EXTMAP, mid_of, split_sdp
 
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 #: RFC 8851 allows longer rids; no browser uses more than a few characters.
 _RID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-_EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\S+)?\s+(\S+)")
 
 
 @dataclass(frozen=True)
@@ -44,21 +44,10 @@ class SimulcastSection:
     repaired_rid_extension_id: int
 
 
-def _sections(sdp: str) -> list[list[str]]:
-    """The SDP's lines, one list per media section (session lines dropped)."""
-    sections: list[list[str]] = []
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-    return sections
-
-
 def read_simulcast(sdp: str, max_layers: int) -> dict[str, SimulcastSection]:
     """The simulcast sections of a publisher's offer, by mid."""
     found: dict[str, SimulcastSection] = {}
-    for lines in _sections(sdp):
+    for lines in split_sdp(sdp).sections:
         if not lines[0].startswith("m=video"):
             continue
         mid = None
@@ -78,7 +67,7 @@ def read_simulcast(sdp: str, max_layers: int) -> dict[str, SimulcastSection]:
                     raise InvalidSdp("an m-line with two simulcast lines")
                 listing = line[12:].strip()
             else:
-                match = _EXTMAP.match(line)
+                match = EXTMAP.match(line)
                 if match:
                     extensions[match.group(2)] = int(match.group(1))
         if listing is None:
@@ -127,31 +116,16 @@ def answer_simulcast(answer: str, sections: dict[str, SimulcastSection]) -> str:
     ``a=simulcast:recv``."""
     if not sections:
         return answer
-    newline = "\r\n" if "\r\n" in answer else "\n"
-    out: list[str] = []
-    lines = answer.split(newline)
-    pending: SimulcastSection | None = None
-
-    def flush() -> None:
-        nonlocal pending
-        if pending is None:
-            return
-        section = pending
-        out.append(f"a=extmap:{section.rid_extension_id} {RID_URI}")
-        if section.repaired_rid_extension_id:
-            out.append(f"a=extmap:{section.repaired_rid_extension_id} {REPAIRED_RID_URI}")
-        out.extend(f"a=rid:{rid} recv" for rid in section.rids)
-        listed = ";".join(("~" + rid) if rid in section.paused else rid for rid in section.rids)
-        out.append(f"a=simulcast:recv {listed}")
-        pending = None
-
-    for line in lines:
-        if line.startswith("m="):
-            flush()
-        elif line.startswith("a=mid:") and line[6:].strip() in sections:
-            pending = sections[line[6:].strip()]
-        if line == "" and pending is not None:
-            flush()
-        out.append(line)
-    flush()
-    return newline.join(out)
+    lines = split_sdp(answer)
+    for section in lines.sections:
+        mid = mid_of(section)
+        if mid is None or mid not in sections:
+            continue
+        simulcast = sections[mid]
+        section.append(f"a=extmap:{simulcast.rid_extension_id} {RID_URI}")
+        if simulcast.repaired_rid_extension_id:
+            section.append(f"a=extmap:{simulcast.repaired_rid_extension_id} {REPAIRED_RID_URI}")
+        section.extend(f"a=rid:{rid} recv" for rid in simulcast.rids)
+        listed = ";".join(("~" + rid) if rid in simulcast.paused else rid for rid in simulcast.rids)
+        section.append(f"a=simulcast:recv {listed}")
+    return lines.text()

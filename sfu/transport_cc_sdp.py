@@ -22,37 +22,10 @@ from __future__ import annotations
 
 import re
 
+from .sdp_lines import EXTMAP, extmaps, split_sdp
 from .twcc import TRANSPORT_CC_URI
 
-_EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\S+)?\s+(\S+)")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+)\s+([^/\s]+)/")
-
-
-def _split(sdp: str) -> tuple[list[str], list[list[str]], str]:
-    """The session lines, the m-sections' lines, and the line ending used."""
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    lines = sdp.split(newline)
-    while lines and lines[-1] == "":
-        lines.pop()
-    session: list[str] = []
-    sections: list[list[str]] = []
-    for line in lines:
-        if line.startswith("m="):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-        else:
-            session.append(line)
-    return session, sections, newline
-
-
-def _extmaps(lines: list[str]) -> list[tuple[int, str]]:
-    found = []
-    for line in lines:
-        match = _EXTMAP.match(line)
-        if match:
-            found.append((int(match.group(1)), match.group(2)))
-    return found
 
 
 def offer_transport_cc(sdp: str, ext_id: int = 0) -> tuple[str, int]:
@@ -60,28 +33,30 @@ def offer_transport_cc(sdp: str, ext_id: int = 0) -> tuple[str, int]:
     and video m-section and its feedback on each video codec but RTX, and the id used:
     ``ext_id`` when given (a later offer of the same transport), else the lowest free
     one.  ``(sdp, 0)`` unchanged when no id is free."""
-    session, sections, newline = _split(sdp)
-    used = {i for section in sections for i, uri in _extmaps(section) if uri != TRANSPORT_CC_URI}
+    lines = split_sdp(sdp)
+    used = {
+        i for section in lines.sections for i, uri in extmaps(section) if uri != TRANSPORT_CC_URI
+    }
     if not ext_id:
         ext_id = next((i for i in range(1, 15) if i not in used), 0)
     if not ext_id or ext_id in used:
         return sdp, 0
-    out = list(session)
-    for section in sections:
+    sections = []
+    for section in lines.sections:
         kind = section[0][2:].split(" ", 1)[0]
         if kind not in ("audio", "video"):
-            out.extend(section)
+            sections.append(section)
             continue
         kept = [
             line
             for line in section
             if not (
-                (match := _EXTMAP.match(line)) is not None and match.group(2) == TRANSPORT_CC_URI
+                (match := EXTMAP.match(line)) is not None and match.group(2) == TRANSPORT_CC_URI
             )
             and not (line.startswith("a=rtcp-fb:") and line.endswith(" transport-cc"))
         ]
         extmap = f"a=extmap:{ext_id} {TRANSPORT_CC_URI}"
-        last_extmap = max((n for n, line in enumerate(kept) if _EXTMAP.match(line)), default=-1)
+        last_extmap = max((n for n, line in enumerate(kept) if EXTMAP.match(line)), default=-1)
         if last_extmap >= 0:
             kept.insert(last_extmap + 1, extmap)
         else:
@@ -97,8 +72,9 @@ def offer_transport_cc(sdp: str, ext_id: int = 0) -> tuple[str, int]:
                 if match and match.group(2).lower() != "rtx":
                     with_feedback.append(f"a=rtcp-fb:{match.group(1)} transport-cc")
             kept = with_feedback
-        out.extend(kept)
-    return newline.join(out) + newline, ext_id
+        sections.append(kept)
+    lines.sections = sections
+    return lines.text(), ext_id
 
 
 def answered_transport_cc(sdp: str, ext_id: int) -> bool:
@@ -107,10 +83,9 @@ def answered_transport_cc(sdp: str, ext_id: int) -> bool:
     no other extension of the answer holds that id."""
     if not 1 <= ext_id <= 14:
         return False
-    _, sections, _ = _split(sdp)
     accepted = False
-    for section in sections:
-        for i, uri in _extmaps(section):
+    for section in split_sdp(sdp).sections:
+        for i, uri in extmaps(section):
             if uri == TRANSPORT_CC_URI:
                 if i != ext_id:
                     return False
