@@ -59,6 +59,27 @@ def _number(value: object) -> float | None:
     return result if math.isfinite(result) else None
 
 
+class SteadyClock:
+    """The time an estimator is told, kept from running back: each ``now`` given is read
+    as a finite number (else ignored: ``None``), and one earlier than the latest reads as
+    the latest (hostile or reordered input cannot move an estimator's time backwards)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        #: The latest time read, or ``None`` before the first.
+        self.now: float | None = None
+
+    def read(self, now: object) -> float | None:
+        at = _number(now)
+        if at is None:
+            return None
+        if self.now is not None and at < self.now:
+            at = self.now
+        self.now = at
+        return at
+
+
 def _rate(value: object) -> float | None:
     """A bitrate: positive and finite (clamped to :data:`ABSURD_BITRATE`), else ``None``."""
     number = _number(value)
@@ -142,7 +163,7 @@ class DownlinkEstimate:
     def __init__(self, rule: EstimateRule | None = None) -> None:
         self.rule = rule or EstimateRule()
         self._estimate = float(self.rule.start_bitrate)
-        self._now: float | None = None  # the latest time seen (time never runs back)
+        self._time = SteadyClock()
         self._grown_at: float | None = None  # the estimate is up to date at this time
         #: stream -> (fraction lost 0..1, weight, when reported)
         self._losses: dict[Hashable, tuple[float, float, float]] = {}
@@ -159,7 +180,7 @@ class DownlinkEstimate:
     def on_sent(self, nbytes: float, now: float) -> None:
         """The bytes sent to the subscriber since the previous call (the first call starts
         the count).  The sending rate is taken over at least a quarter of a second."""
-        at = self._clock(now)
+        at = self._time.read(now)
         count = _number(nbytes)
         if at is None or count is None or count < 0:
             return
@@ -181,7 +202,7 @@ class DownlinkEstimate:
         ``weight`` is that stream's part of the subscriber's traffic (say the bytes sent on
         it in the report's interval): the subscriber's loss is the weighted mean of every
         stream's latest report still fresh, so that a lossy audio packet weighs little."""
-        at = self._clock(now)
+        at = self._time.read(now)
         fraction = _number(fraction_lost)
         if at is None or fraction is None:
             return
@@ -201,7 +222,7 @@ class DownlinkEstimate:
 
     def on_remb(self, bitrate: float, now: float) -> None:
         """A REMB from the subscriber (bits/s).  0 or below the floor counts as the floor."""
-        at = self._clock(now)
+        at = self._time.read(now)
         value = _number(bitrate)
         if at is None or value is None or value < 0:
             return
@@ -227,7 +248,7 @@ class DownlinkEstimate:
         :meth:`available`, as libwebrtc caps its loss-based estimate with it.  Loss alone
         cannot tell a link that carries more from one that was never tried; the delay of
         each packet's arrival can, within a feedback interval."""
-        at = self._clock(now)
+        at = self._time.read(now)
         value = _rate(bitrate)
         if at is None or value is None:
             return
@@ -241,12 +262,12 @@ class DownlinkEstimate:
 
     def available(self, now: float) -> int:
         """The estimate at ``now``, bits/s."""
-        at = self._clock(now)
+        at = self._time.read(now)
         if at is not None:
             self._grow(at)
         estimate = self._clamp(self._estimate)
         delay_based = self._delay_based
-        if delay_based is not None and (self._now or 0.0) - delay_based[1] <= (
+        if delay_based is not None and (self._time.now or 0.0) - delay_based[1] <= (
             self.rule.feedback_timeout
         ):
             estimate = min(estimate, delay_based[0])
@@ -254,8 +275,8 @@ class DownlinkEstimate:
 
     def loss(self, now: float) -> float:
         """The subscriber's loss (0..1) from the reports still fresh at ``now`` (0: none)."""
-        self._clock(now)
-        return self._fresh_loss(self._now or 0.0) or 0.0
+        self._time.read(now)
+        return self._fresh_loss(self._time.now or 0.0) or 0.0
 
     @property
     def sending_rate(self) -> float:
@@ -263,15 +284,6 @@ class DownlinkEstimate:
         return self._sending_rate
 
     # --- internals ----------------------------------------------------------------------
-
-    def _clock(self, now: object) -> float | None:
-        at = _number(now)
-        if at is None:
-            return None
-        if self._now is not None and at < self._now:
-            at = self._now
-        self._now = at
-        return at
 
     def _cut(self, value: float, at: float) -> None:
         self._estimate = self._clamp(min(self._estimate, value))
@@ -422,7 +434,7 @@ class LayerChooser:
         self.layer: int | None = None
         #: Video withheld because the share cannot carry the lowest layer arriving.
         self.paused = False
-        self._now: float | None = None
+        self._time = SteadyClock()
         self._up_layer: int | None = None  # the layer the streak below is for
         self._up_since: float | None = None  # its share has been enough since then
         # (layer switched up to, when, whether it resumed a paused video)
@@ -445,12 +457,9 @@ class LayerChooser:
         subscriber's estimate (bits/s), ``tile_height`` the tile's height in pixels
         (caps the layer), ``heights`` the layers' heights when known, ``loss`` the
         subscriber's current loss (0..1; blocks going up).  ``None``: send no video."""
-        at = _number(now)
+        at = self._time.read(now)
         if at is None:
             return self.layer
-        if self._now is not None and at < self._now:
-            at = self._now
-        self._now = at
         rates = _layer_rates(bitrates)
         arriving = [i for i, rate in enumerate(rates) if rate is not None]
         if not arriving:  # nothing to send: start afresh when layers arrive again

@@ -104,6 +104,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .bandwidth import SteadyClock
 from .bandwidth import _number as _finite
 
 #: A packet on the wire is 1..65,535 bytes (an IP datagram's limit); any other size is not
@@ -576,7 +577,7 @@ class DelayBasedEstimate:
         if start is None or start <= 0:
             raise ValueError("start_bitrate must be a positive finite number")
         self._estimate = self._clamp(start)
-        self._now: float | None = None  # the latest time seen (time never runs back)
+        self._time = SteadyClock()
         # grouping and detection
         self._groups = _InterArrival(rule)
         self._trendline = _Trendline(rule)
@@ -603,7 +604,7 @@ class DelayBasedEstimate:
 
     def on_feedback(self, packets: Sequence[PacketResult], now: float) -> None:
         """The packets of one feedback, in transport sequence order (which is send order)."""
-        at = self._clock(now)
+        at = self._time.read(now)
         if at is None:
             return
         fresh = self._fresh(packets, at)
@@ -674,15 +675,6 @@ class DelayBasedEstimate:
         return self._last_overuse
 
     # --- internals: input -----------------------------------------------------------------
-
-    def _clock(self, now: object) -> float | None:
-        at = _finite(now)
-        if at is None:
-            return None
-        if self._now is not None and at < self._now:
-            at = self._now
-        self._now = at
-        return at
 
     def _fresh(self, packets: object, at: float) -> list[_Packet]:
         """The valid packets not reported before, in order."""
