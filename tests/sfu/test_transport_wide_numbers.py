@@ -49,6 +49,16 @@ def wire_on(path: str, monkeypatch: pytest.MonkeyPatch) -> Wire:
     return wire
 
 
+@pytest.fixture(params=PATHS)
+def wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
+    """:func:`wire_on` each path, closed after the test."""
+    wire = wire_on(request.param, monkeypatch)
+    try:
+        yield wire
+    finally:
+        wire.close()
+
+
 def number_of(tail: bytes) -> int | None:
     """The transport-wide number of a packet whose block begins with the element."""
     if tail[:2] != b"\xbe\xde" or tail[4] != TCC << 4 | 1:
@@ -243,40 +253,33 @@ def drain(wire: Wire) -> list[bytes]:
         wire.receiver.settimeout(2)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_numbers_wrap_after_65535_and_the_ring_forgets_old_packets(
-    path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    wire = wire_on(path, monkeypatch)
+def test_numbers_wrap_after_65535_and_the_ring_forgets_old_packets(wire: Wire) -> None:
     writer = wire.writer
-    try:
-        writer.transport_cc_id = TCC
-        block = extension_block(0, None, 0, None, TCC)
-        numbers = []
-        for seq in range(65534):
-            assert writer.forward(0x90, 96, seq, 0, 0x10, block + b"x")
-            if seq == 3:  # early on, the ring's first lap holds nothing after them
-                assert writer.sent(0) is not None and writer.sent(4) is None
-            if seq % 32 == 31:
-                numbers.extend(number_of(tail) for tail in drain(wire))
-        numbers.extend(number_of(tail) for tail in drain(wire))
-        assert numbers == list(range(65534))
-        assert writer.next_transport_seq == 65534
-        for seq in range(65534, 65538):
-            data = struct.pack("!BBHII", 0x90, 96, seq & 0xFFFF, 0, 0x10) + block + b"late"
-            assert writer.write_rtp(data)
-        assert [number_of(tail) for tail in drain(wire)] == [65534, 65535, 0, 1]
-        assert writer.next_transport_seq == 2
-        size = 12 + len(block) + 4 + TAG
-        for number in (65534, 65535, 0, 1):
-            entry = writer.sent(number)
-            assert entry is not None and entry[1:] == (size, 0)
-        # the ring holds the newest 4,096: 61442-65535, 0 and 1; slot 2 holds 61442
-        assert writer.sent(61442) is not None
-        for gone in (61441, 2, 3, 4):
-            assert writer.sent(gone) is None
-    finally:
-        wire.close()
+    writer.transport_cc_id = TCC
+    block = extension_block(0, None, 0, None, TCC)
+    numbers = []
+    for seq in range(65534):
+        assert writer.forward(0x90, 96, seq, 0, 0x10, block + b"x")
+        if seq == 3:  # early on, the ring's first lap holds nothing after them
+            assert writer.sent(0) is not None and writer.sent(4) is None
+        if seq % 32 == 31:
+            numbers.extend(number_of(tail) for tail in drain(wire))
+    numbers.extend(number_of(tail) for tail in drain(wire))
+    assert numbers == list(range(65534))
+    assert writer.next_transport_seq == 65534
+    for seq in range(65534, 65538):
+        data = struct.pack("!BBHII", 0x90, 96, seq & 0xFFFF, 0, 0x10) + block + b"late"
+        assert writer.write_rtp(data)
+    assert [number_of(tail) for tail in drain(wire)] == [65534, 65535, 0, 1]
+    assert writer.next_transport_seq == 2
+    size = 12 + len(block) + 4 + TAG
+    for number in (65534, 65535, 0, 1):
+        entry = writer.sent(number)
+        assert entry is not None and entry[1:] == (size, 0)
+    # the ring holds the newest 4,096: 61442-65535, 0 and 1; slot 2 holds 61442
+    assert writer.sent(61442) is not None
+    for gone in (61441, 2, 3, 4):
+        assert writer.sent(gone) is None
 
 
 def rtp(first_byte: int, after_header: bytes, seq: int = 7) -> bytes:
@@ -297,69 +300,57 @@ UNTOUCHED = [
 ]
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_packets_without_the_element_first_are_sent_as_they_are(
-    path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    wire = wire_on(path, monkeypatch)
+def test_packets_without_the_element_first_are_sent_as_they_are(wire: Wire) -> None:
     writer = wire.writer
-    try:
-        writer.transport_cc_id = TCC
-        for i, data in enumerate(UNTOUCHED):
-            assert writer.write_rtp(data[:2] + struct.pack("!H", 2 * i) + data[4:])
-            assert writer.forward(data[0], data[1], 2 * i + 1, 9, 0x10, data[12:])
-        got = wire.packets(2 * len(UNTOUCHED))
-        assert [p[2] for p in got] == list(range(2 * len(UNTOUCHED)))
-        assert [p[0] for p in got[::2]] == [data[0] for data in UNTOUCHED]
-        assert [p[5] for p in got[::2]] == [data[12:] for data in UNTOUCHED]
-        assert [p[5] for p in got[1::2]] == [data[12:] for data in UNTOUCHED]
-        assert writer.next_transport_seq == 0 and writer.sent(0) is None
-        # a block shorter than its element: not numbered (and libsrtp refuses it); one
-        # longer than the packet is numbered, refused by libsrtp: its number is reused
-        assert not writer.write_rtp(rtp(0x90, b"\xbe\xde\x00\x01" + bytes((TCC << 4 | 1, 0))))
-        assert not writer.write_rtp(rtp(0x90, b"\xbe\xde\x00\x02" + bytes((TCC << 4 | 1, 0, 0, 0))))
-        assert writer.next_transport_seq == 0 and writer.sent(0) is None
-        # two CSRCs before the block: the number goes where the element's value is
-        csrcs = b"\xff" * 8
-        block = extension_block(0, None, 0, None, TCC)
-        assert writer.write_rtp(rtp(0x90, block + b"first", 100))
-        assert writer.write_rtp(rtp(0x92, csrcs + block + b"payload", 101))
-        assert writer.forward(0x92, 96, 102, 9, 0x10, csrcs + block + b"payload")
-        first, *numbered = wire.packets(3)
-        assert first[5] == block + b"first"  # number 0
-        for number, packet in enumerate(numbered, 1):
-            assert packet[5] == csrcs + block[:5] + bytes((0, number)) + block[7:] + b"payload"
-        assert writer.next_transport_seq == 3 and writer.sent(2) is not None
-        # numbering stopped: the element stays 00 00, what was sent is still known
-        writer.transport_cc_id = 0
-        assert writer.write_rtp(rtp(0x90, block + b"payload", 103))
-        assert wire.packets(1)[0][5] == block + b"payload"
-        assert writer.next_transport_seq == 3 and writer.sent(2) is not None
-    finally:
-        wire.close()
+    writer.transport_cc_id = TCC
+    for i, data in enumerate(UNTOUCHED):
+        assert writer.write_rtp(data[:2] + struct.pack("!H", 2 * i) + data[4:])
+        assert writer.forward(data[0], data[1], 2 * i + 1, 9, 0x10, data[12:])
+    got = wire.packets(2 * len(UNTOUCHED))
+    assert [p[2] for p in got] == list(range(2 * len(UNTOUCHED)))
+    assert [p[0] for p in got[::2]] == [data[0] for data in UNTOUCHED]
+    assert [p[5] for p in got[::2]] == [data[12:] for data in UNTOUCHED]
+    assert [p[5] for p in got[1::2]] == [data[12:] for data in UNTOUCHED]
+    assert writer.next_transport_seq == 0 and writer.sent(0) is None
+    # a block shorter than its element: not numbered (and libsrtp refuses it); one
+    # longer than the packet is numbered, refused by libsrtp: its number is reused
+    assert not writer.write_rtp(rtp(0x90, b"\xbe\xde\x00\x01" + bytes((TCC << 4 | 1, 0))))
+    assert not writer.write_rtp(rtp(0x90, b"\xbe\xde\x00\x02" + bytes((TCC << 4 | 1, 0, 0, 0))))
+    assert writer.next_transport_seq == 0 and writer.sent(0) is None
+    # two CSRCs before the block: the number goes where the element's value is
+    csrcs = b"\xff" * 8
+    block = extension_block(0, None, 0, None, TCC)
+    assert writer.write_rtp(rtp(0x90, block + b"first", 100))
+    assert writer.write_rtp(rtp(0x92, csrcs + block + b"payload", 101))
+    assert writer.forward(0x92, 96, 102, 9, 0x10, csrcs + block + b"payload")
+    first, *numbered = wire.packets(3)
+    assert first[5] == block + b"first"  # number 0
+    for number, numbered_packet in enumerate(numbered, 1):
+        assert numbered_packet[5] == csrcs + block[:5] + bytes((0, number)) + block[7:] + b"payload"
+    assert writer.next_transport_seq == 3 and writer.sent(2) is not None
+    # numbering stopped: the element stays 00 00, what was sent is still known
+    writer.transport_cc_id = 0
+    assert writer.write_rtp(rtp(0x90, block + b"payload", 103))
+    assert wire.packets(1)[0][5] == block + b"payload"
+    assert writer.next_transport_seq == 3 and writer.sent(2) is not None
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_the_numbering_settings_are_checked(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    wire = wire_on(path, monkeypatch)
+def test_the_numbering_settings_are_checked(wire: Wire) -> None:
     writer = wire.writer
-    try:
-        assert writer.transport_cc_id == 0 and writer.sent(0) is None
-        for wrong in (15, -1, 256):
-            with pytest.raises(ValueError):
-                writer.transport_cc_id = wrong
-        for wrong in (2**31, -(2**31) - 1):
-            with pytest.raises(ValueError):
-                writer.probe_cluster = wrong
-        writer.transport_cc_id = 14
-        writer.probe_cluster = -(2**31)
-        assert (writer.transport_cc_id, writer.probe_cluster) == (14, -(2**31))
-        assert writer.write_rtp(rtp(0x90, extension_block(0, None, 0, None, 14)))
-        entry = writer.sent(0x10000)  # numbers are taken modulo 2**16
-        assert entry is not None and entry[1:] == (12 + 8 + TAG, -(2**31))
-        assert wire.packets(1)[0][5][4] == 14 << 4 | 1
-    finally:
-        wire.close()
+    assert writer.transport_cc_id == 0 and writer.sent(0) is None
+    for wrong in (15, -1, 256):
+        with pytest.raises(ValueError):
+            writer.transport_cc_id = wrong
+    for wrong in (2**31, -(2**31) - 1):
+        with pytest.raises(ValueError):
+            writer.probe_cluster = wrong
+    writer.transport_cc_id = 14
+    writer.probe_cluster = -(2**31)
+    assert (writer.transport_cc_id, writer.probe_cluster) == (14, -(2**31))
+    assert writer.write_rtp(rtp(0x90, extension_block(0, None, 0, None, 14)))
+    entry = writer.sent(0x10000)  # numbers are taken modulo 2**16
+    assert entry is not None and entry[1:] == (12 + 8 + TAG, -(2**31))
+    assert wire.packets(1)[0][5][4] == 14 << 4 | 1
 
 
 def test_consumers_take_two_or_three_ids() -> None:
