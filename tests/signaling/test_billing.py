@@ -382,7 +382,8 @@ async def accepted_as(world: World, case_id: str, names: dict[str, str], rate: i
 def guarded(text: str) -> str:
     """``text`` as a spreadsheet must be given it: with a quote in front if it could be
     taken for a formula."""
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+    starts = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+    return "'" + text if text.startswith(starts) else text
 
 
 async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> None:
@@ -395,6 +396,8 @@ async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> No
     nina = world.clients["nina"]
     await second_party(world)
     hostile = ['=HYPERLINK("http://x","y")', "+1+1", "-2", "@SUM(A1)", "\t=1", "\r=1"]
+    # full-width signs, read as the signs by a spreadsheet set up for CJK input
+    hostile += ['\uff1dHYPERLINK("http://x","y")', "\uff20SUM(A1)"]
     ordinary = ["Pia Party", 'Smith, "Junior"\nHoldings']
     names = hostile + ordinary
     for round_, (paula_name, pia_name) in enumerate(zip(names[::2], names[1::2], strict=True)):
@@ -466,3 +469,8 @@ async def test_the_ledger_csv_gives_a_spreadsheet_no_formula(world: World) -> No
     # The guard itself also covers a leading tab or carriage return (which no name
     # reaches the ledger with).
     assert [_cell(t) for t in ("\t=1", "\r=1", "x=1", "")] == ["'\t=1", "'\r=1", "x=1", ""]
+    # a line feed, and the full-width signs a spreadsheet set up for CJK input reads as
+    # the signs; other full-width text and a sign later in the cell stay as they are
+    for sign in ("\n", "\uff1d", "\uff0b", "\uff0d", "\uff20"):
+        assert _cell(sign + "SUM(A1)") == "'" + sign + "SUM(A1)"
+    assert [_cell(t) for t in ("\uff21=1", "a\n=1")] == ["\uff21=1", "a\n=1"]

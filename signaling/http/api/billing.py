@@ -363,10 +363,16 @@ def _major(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-CURRENCIES.get(currency.upper(), 2))
 
 
+#: What a cell may not begin with (OWASP's rule for CSV injection, with a line feed, which
+#: some spreadsheets skip before a formula, and the full-width forms of the four signs,
+#: which spreadsheets set up for Chinese, Japanese or Korean input read as the signs).
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
 def _cell(text: str) -> str:
     """A spreadsheet cannot take a name for a formula: text it would evaluate gets a quote
-    in front (OWASP's rule for CSV injection; the writer quotes the cell)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    in front (the writer quotes the cell)."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 # -- the provider's webhook ----------------------------------------------------------------------
