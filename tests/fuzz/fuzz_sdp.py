@@ -11,7 +11,8 @@ transport-wide sequence number), which must answer yes or no and never raise.
 
 Documented rejections: ``sfu.errors.MediaError`` (``invalid-sdp``,
 ``no-supported-codec``, the limits; ``InvalidSdp`` from the simulcast reader), which the
-signaling layer answers as an error code.  A crash is any other exception, or an accepted offer over a limit.
+signaling layer answers as an error code.  A crash is any other exception, or an
+accepted offer over a limit.
 """
 
 from __future__ import annotations
