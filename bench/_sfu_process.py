@@ -132,6 +132,9 @@ async def serve() -> None:
         forwarded = sum(
             c.packets for t in worker.transports for c in t.consumers.values() if c.started
         )
+        forwarded_bytes = sum(
+            c.bytes for t in worker.transports for c in t.consumers.values() if c.started
+        )
         received = sum(p.packets for t in worker.transports for p in t.producers.values())
         return {
             "user": times.user,
@@ -139,6 +142,7 @@ async def serve() -> None:
             # every thread's CPU time to the nanosecond (os.times() counts 10 ms ticks)
             "cpu": time.process_time(),
             "forwarded": forwarded,
+            "forwarded_bytes": forwarded_bytes,
             "received": received,
             # the receive poller's wake-ups and the datagrams they read
             "polls": worker.receive_poller.polls if worker.receive_poller else 0,

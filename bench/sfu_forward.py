@@ -21,6 +21,9 @@ and ``marginal_ratio_to_single_layer`` compares a simulcast row's with the singl
 row's.  The plain figure divides the fixed cost by the packets forwarded, so a stream of
 fewer packets (three layers of 150, 500 and 1,200 kbit/s against one of 4.7 Mbit/s,
 each packet going to a third of the subscribers) shows a higher one for the same work.
+``cpu_us_per_kbyte`` divides the same CPU by the kilobytes of RTP forwarded (and
+``ratio_to_single_layer_per_kbyte`` compares those), ``datagrams_per_wakeup`` is how many
+datagrams each wake-up of the SFU's receive poller read.
 Prints one JSON row per N::
 
     {"subscribers": N, "forwarded_pps": ..., "cpu_us_per_packet": ..., "loss_pct": ...,
@@ -154,6 +157,16 @@ async def run(
             "client_us_per_received_packet": per(client_cpu, got),
             "sfu_idle_cpu_ms_per_s": round(idle_rate * 1e3, 1),
             "marginal_us_per_packet": per(marginal, forwarded),
+            # the same CPU per forwarded kilobyte of RTP (before SRTP): packets of a low
+            # simulcast layer are fewer per frame and smaller, so its fan-out batches less
+            "cpu_us_per_kbyte": per(
+                cpu, (end["forwarded_bytes"] - start["forwarded_bytes"]) // 1000
+            ),
+            "forwarded_bytes_per_packet": (
+                round((end["forwarded_bytes"] - start["forwarded_bytes"]) / forwarded)
+                if forwarded
+                else None
+            ),
             # how many datagrams each wake-up of the SFU's receive poller read
             "datagrams_per_wakeup": (
                 round((end["datagrams"] - start["datagrams"]) / (end["polls"] - start["polls"]), 2)
@@ -205,6 +218,10 @@ async def main() -> None:
             if base and base["cpu_us_per_packet"] and row["cpu_us_per_packet"]:
                 row["ratio_to_single_layer"] = round(
                     row["cpu_us_per_packet"] / base["cpu_us_per_packet"], 3
+                )
+            if base and base["cpu_us_per_kbyte"] and row["cpu_us_per_kbyte"]:
+                row["ratio_to_single_layer_per_kbyte"] = round(
+                    row["cpu_us_per_kbyte"] / base["cpu_us_per_kbyte"], 3
                 )
             if base and base["marginal_us_per_packet"] and row["marginal_us_per_packet"]:
                 row["marginal_ratio_to_single_layer"] = round(
