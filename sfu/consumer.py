@@ -752,9 +752,19 @@ class Consumer:
         return sent
 
     def send_report(self, now: float) -> None:
-        """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space."""
+        """Send this sender's RTCP sender report, in the subscriber's SSRC/timestamp space
+        (alone: a transport sends its consumers' reports together, see
+        :meth:`sfu.transport.Transport.send_sender_reports`)."""
+        data = self.sender_report(now)
+        if data is not None:
+            self._writer.write_rtcp(data)
+
+    def sender_report(self, now: float) -> builtins.bytes | None:
+        """This sender's RTCP sender report at ``now``, in the subscriber's SSRC/timestamp
+        space, remembered as sent (its round trip is measured from the receiver report
+        that answers it); ``None`` before anything was forwarded."""
         if not self.started or self.packets == 0 or self._source is None:
-            return
+            return None
         ntp, rtp = self._source.sender_clock(now)
         packet = RtcpSrPacket(
             ssrc=self._ssrc,
@@ -765,11 +775,11 @@ class Consumer:
                 octet_count=self.bytes & 0xFFFFFFFF,
             ),
         )
-        self._writer.write_rtcp(bytes(packet))
         sent = self._reports_sent
         sent[(ntp >> 16) & 0xFFFFFFFF] = now
         if len(sent) > 8:
             del sent[next(iter(sent))]
+        return bytes(packet)
 
     def stats(self) -> dict[str, object]:
         return {

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 PUBLISH = "publish"
 SUBSCRIBE = "subscribe"
+#: The largest compound RTCP packet of sender reports (before SRTCP's trailer): 42 reports
+#: of 28 bytes, within the datagram size of the media itself.
+MAX_RTCP_COMPOUND = 1200
 
 _CANDIDATE_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", re.M)
 
@@ -419,6 +422,31 @@ class Transport:
         for consumer in self.consumers.values():
             if consumer.configured:
                 consumer.start()
+
+    def send_sender_reports(self, now: float) -> int:
+        """Send the RTCP sender reports of this transport's consumers at ``now``, as few
+        compound packets as fit :data:`MAX_RTCP_COMPOUND` bytes (RFC 8108 §5.3: an
+        endpoint sending several streams on one transport may report them together).  A
+        subscriber of a room of four receives six streams: one protected datagram a
+        second instead of six.  Returns the datagrams sent."""
+        writer = self._writer
+        if writer is None:
+            return 0
+        compound = b""
+        sent = 0
+        for consumer in self.consumers.values():
+            report = consumer.sender_report(now)
+            if report is None:
+                continue
+            if compound and len(compound) + len(report) > MAX_RTCP_COMPOUND:
+                writer.write_rtcp(compound)
+                sent += 1
+                compound = b""
+            compound += report
+        if compound:
+            writer.write_rtcp(compound)
+            sent += 1
+        return sent
 
     # --- common -------------------------------------------------------------------------
 

@@ -377,8 +377,7 @@ class Worker:
             try:
                 for producer in transport.producers.values():
                     producer.send_reports()
-                for consumer in transport.consumers.values():
-                    consumer.send_report(now)
+                transport.send_sender_reports(now)
             except Exception:
                 logger.exception("RTCP reports for transport %s failed", transport.id)
 
