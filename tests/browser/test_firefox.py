@@ -110,6 +110,26 @@ async def wait_transport_feedback(admin: ApiClient, subscribers: int) -> None:
             await asyncio.sleep(0.2)
 
 
+async def wait_round_trips(admin: ApiClient, subscribers: int) -> None:
+    """Until ``subscribers`` subscribe transports have every stream they forward (four or
+    more: two people's audio and video) measured a round trip: the browser answered each
+    sender report of the compound packet its transport sends once a second."""
+    async with asyncio.timeout(20):
+        while True:
+            status, stats, _ = await admin.get("/api/admin/media")
+            assert status == 200, stats
+            measured = [
+                t
+                for t in stats["transports"]
+                if t["direction"] == "subscribe"
+                and len([c for c in t["consumers"] if c["packets_forwarded"]]) >= 4
+                and all(c["rtt_ms"] is not None for c in t["consumers"] if c["packets_forwarded"])
+            ]
+            if len(measured) >= subscribers:
+                return
+            await asyncio.sleep(0.2)
+
+
 async def test_live_room_with_two_chromiums_and_a_firefox(
     caucus_server: RunningServer, media_browser: Browser, firefox: Firefox
 ) -> None:
@@ -144,6 +164,8 @@ async def test_live_room_with_two_chromiums_and_a_firefox(
         await fox.evaluate("() => { window.stillTheSamePage = true; }")
         # both browsers answered transport-cc and their feedback is read, none refused
         await wait_transport_feedback(admin, 3)
+        # and both read every sender report of a compound packet (each stream's round trip)
+        await wait_round_trips(admin, 3)
 
         # the mediator moves B into breakout "B": B alone there, the others in the main room
         mediator = pages["mediator"]
