@@ -548,9 +548,18 @@ class Producer:
             self._sr = (info.ntp_timestamp, info.rtp_timestamp, time.time())
 
     def send_reports(self) -> None:
-        """Send a receiver report (and REMB for video) to the publisher."""
+        """Send a receiver report (and REMB for video) to the publisher (alone: a
+        transport sends its producers' reports together, see
+        :meth:`sfu.transport.Transport.send_receiver_reports`)."""
+        data = self.receiver_reports()
+        if data is not None:
+            self._writer.write_rtcp(data)
+
+    def receiver_reports(self) -> builtins.bytes | None:
+        """The receiver report (and REMB for video) due to the publisher now, as RTCP
+        bytes, counted as sent; ``None`` before the first packet."""
         if self.ssrc is None or self.closed or self._base_seq is None:
-            return
+            return None
         expected = self._cycles + self._max_seq - self._base_seq + 1
         expected_interval = expected - self._expected_prior
         received_interval = self.packets - self._received_prior
@@ -585,7 +594,7 @@ class Producer:
                     fci=pack_remb_fci(self.estimated_bitrate(), [self.ssrc]),
                 )
             )
-        self._writer.write_rtcp(data)
+        return data
 
     def estimated_bitrate(self) -> int:
         """The lowest bitrate any subscriber reported (REMB) within ``remb_expiry``

@@ -271,19 +271,27 @@ class SimulcastProducer:
         return self._sink_layer if self._sink_layer is not None else len(self.layers) - 1
 
     def send_reports(self) -> None:
+        """Send :meth:`receiver_reports` (alone; see ``Transport.send_receiver_reports``)."""
+        data = self.receiver_reports()
+        if data is not None:
+            self._writer.write_rtcp(data)
+
+    def receiver_reports(self) -> bytes | None:
         """A receiver report per layer, and one REMB for the whole camera: what the layers
-        its subscribers want need (:meth:`estimated_bitrate`)."""
-        for layer in self.layers:
-            layer.send_reports()
+        its subscribers want need (:meth:`estimated_bitrate`); ``None``: nothing due."""
+        reports = [layer.receiver_reports() for layer in self.layers]
+        data = b"".join(report for report in reports if report is not None)
         ssrcs = [layer.ssrc for layer in self.layers if layer.ssrc is not None]
         if ssrcs and not self.closed:
-            remb = RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP,
-                ssrc=self._rtcp_ssrc,
-                media_ssrc=0,
-                fci=pack_remb_fci(self.estimated_bitrate(), ssrcs),
+            data += bytes(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=self._rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(self.estimated_bitrate(), ssrcs),
+                )
             )
-            self._writer.write_rtcp(bytes(remb))
+        return data or None
 
     def estimated_bitrate(self) -> int:
         """The bitrate the publisher is told it may send (its REMB): what every layer up

@@ -21,7 +21,7 @@ import logging
 import re
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -423,19 +423,27 @@ class Transport:
             if consumer.configured:
                 consumer.start()
 
+    def send_receiver_reports(self) -> int:
+        """Send the RTCP receiver reports (and REMB) of this transport's producers, as
+        few compound packets as fit :data:`MAX_RTCP_COMPOUND` bytes.  Returns the
+        datagrams sent."""
+        return self._send_compound(p.receiver_reports() for p in self.producers.values())
+
     def send_sender_reports(self, now: float) -> int:
         """Send the RTCP sender reports of this transport's consumers at ``now``, as few
         compound packets as fit :data:`MAX_RTCP_COMPOUND` bytes (RFC 8108 §5.3: an
         endpoint sending several streams on one transport may report them together).  A
         subscriber of a room of four receives six streams: one protected datagram a
         second instead of six.  Returns the datagrams sent."""
+        return self._send_compound(c.sender_report(now) for c in self.consumers.values())
+
+    def _send_compound(self, reports: Iterable[bytes | None]) -> int:
         writer = self._writer
         if writer is None:
             return 0
         compound = b""
         sent = 0
-        for consumer in self.consumers.values():
-            report = consumer.sender_report(now)
+        for report in reports:
             if report is None:
                 continue
             if compound and len(compound) + len(report) > MAX_RTCP_COMPOUND:

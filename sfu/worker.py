@@ -375,8 +375,7 @@ class Worker:
         # a method of its own: the loop's sleeping frame must not hold the last transport
         for transport in list(self._transports.values()):
             try:
-                for producer in transport.producers.values():
-                    producer.send_reports()
+                transport.send_receiver_reports()
                 transport.send_sender_reports(now)
             except Exception:
                 logger.exception("RTCP reports for transport %s failed", transport.id)

@@ -1,7 +1,8 @@
 """A subscribe transport sends its consumers' RTCP sender reports together: one compound
 packet per interval (RFC 8108 §5.3), split only when it would outgrow
 ``MAX_RTCP_COMPOUND``; aiortc peers read every report in it and answer each, so the round
-trip of every stream is still measured."""
+trip of every stream is still measured.  A publish transport sends its producers'
+receiver reports and REMB together the same way."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from aiortc.rtp import RtcpPacket, RtcpSrPacket
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
 
 from sfu import Worker
-from sfu.transport import MAX_RTCP_COMPOUND, SUBSCRIBE
+from sfu.transport import MAX_RTCP_COMPOUND, PUBLISH, SUBSCRIBE
 from tests.support.eventually import eventually
 
 
@@ -71,6 +72,32 @@ async def test_a_subscriber_gets_one_compound_report_for_its_streams_and_answers
     assert all(0 <= c.rtt < 1 for c in consumers), [c.rtt for c in consumers]
     rounds = [RtcpPacket.parse(datagram) for datagram in sent]
     assert all({r.ssrc for r in reports} == ssrcs for reports in rounds), rounds
+
+
+async def test_a_publisher_gets_its_receiver_reports_and_remb_in_one_packet(
+    worker: Worker, participants
+) -> None:
+    publisher = participants("publisher")  # audio and video
+    viewer = participants("viewer", audio=False, video=None)
+    for person in (publisher, viewer):
+        await person.join()
+    (transport,) = worker.transports_of("publisher", PUBLISH)
+    await eventually(
+        lambda: (
+            len(transport.producers) == 2 and all(p.packets for p in transport.producers.values())
+        ),
+        20,
+        what="audio and video arriving",
+    )
+    sent = recording(transport)
+    assert transport.send_receiver_reports() == 1
+    packets = RtcpPacket.parse(sent[0])
+    reports = [p for p in packets if isinstance(p, RtcpRrPacket)]
+    assert {r.reports[0].ssrc for r in reports} == {p.ssrc for p in transport.producers.values()}
+    assert [type(p) for p in packets].count(RtcpPsfbPacket) == 1  # the video's REMB
+    # the worker's rounds send them that way too
+    await eventually(lambda: len(sent) >= 3, 10, what="the worker's RTCP rounds")
+    assert all(len(RtcpPacket.parse(datagram)) == 3 for datagram in sent)
 
 
 async def test_reports_that_outgrow_one_packet_go_in_as_few_as_fit(worker: Worker) -> None:
