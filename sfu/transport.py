@@ -53,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 PUBLISH = "publish"
 SUBSCRIBE = "subscribe"
-#: The largest compound RTCP packet of sender reports (before SRTCP's trailer): 42 reports
-#: of 28 bytes, within the datagram size of the media itself.
+#: The largest compound RTCP packet of reports a transport sends (before SRTCP's trailer):
+#: 42 sender reports of 28 bytes, within the datagram size of the media itself.
 MAX_RTCP_COMPOUND = 1200
 
 _CANDIDATE_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", re.M)
