@@ -17,11 +17,12 @@ left behind.  ICE is not trickled: candidates are in the SDP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -427,7 +428,7 @@ class Transport:
         """Send the RTCP receiver reports (and REMB) of this transport's producers, as
         few compound packets as fit :data:`MAX_RTCP_COMPOUND` bytes.  Returns the
         datagrams sent."""
-        return self._send_compound(p.receiver_reports() for p in self.producers.values())
+        return self._send_compound([p.receiver_reports for p in self.producers.values()])
 
     def send_sender_reports(self, now: float) -> int:
         """Send the RTCP sender reports of this transport's consumers at ``now``, as few
@@ -435,15 +436,26 @@ class Transport:
         endpoint sending several streams on one transport may report them together).  A
         subscriber of a room of four receives six streams: one protected datagram a
         second instead of six.  Returns the datagrams sent."""
-        return self._send_compound(c.sender_report(now) for c in self.consumers.values())
+        return self._send_compound(
+            [functools.partial(c.sender_report, now) for c in self.consumers.values()]
+        )
 
-    def _send_compound(self, reports: Iterable[bytes | None]) -> int:
+    def _send_compound(self, makers: list[Callable[[], bytes | None]]) -> int:
+        """Send the reports ``makers`` make, together; one that fails is left out (and
+        logged, at most once per interval), never the others."""
         writer = self._writer
         if writer is None:
             return 0
         compound = b""
         sent = 0
-        for report in reports:
+        for make in makers:
+            try:
+                report = make()
+            except Exception as exc:
+                self.ingress.log.failure(
+                    "rtcp-report", f"an RTCP report failed: {type(exc).__name__}: {exc}"
+                )
+                continue
             if report is None:
                 continue
             if compound and len(compound) + len(report) > MAX_RTCP_COMPOUND:

@@ -118,6 +118,21 @@ async def test_reports_that_outgrow_one_packet_go_in_as_few_as_fit(worker: Worke
         sent.clear()
         transport.consumers = {"quiet": SimpleNamespace(sender_report=lambda now: None)}
         assert transport.send_sender_reports(time.time()) == 0 and sent == []
+
+        # one report that fails is left out, logged once, and the others still go
+        def broken(now: float) -> bytes:
+            raise OverflowError("a clock past the end of NTP time")
+
+        transport.consumers = {
+            "a": SimpleNamespace(sender_report=lambda now: report),
+            "broken": SimpleNamespace(sender_report=broken),
+            "b": SimpleNamespace(sender_report=lambda now: report),
+        }
+        lines = transport.ingress.log.lines
+        for _ in range(3):
+            assert transport.send_sender_reports(time.time()) == 1
+        assert sent == [report * 2] * 3
+        assert transport.ingress.log.lines == lines + 1
     finally:
         transport.consumers = {}
         await transport.close()
