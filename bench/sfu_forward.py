@@ -76,6 +76,7 @@ async def run(
     seconds: float,
     clip: PacketizedClip,
     simulcast: Sequence[LayerClip] | None = None,
+    repeat: int = 1,
 ) -> dict:
     sfu = await SfuProcess.start()
     rpc = sfu.rpc
@@ -108,22 +109,40 @@ async def run(
                 poller.poll()
             return sum(t.packets for c in clients for t in c.tracks.values())
 
-        start = await rpc.call("counters")
-        received_start = received()
-        client_start = os.times()
-        began = time.monotonic()
-        await asyncio.sleep(seconds)
-        end = await rpc.call("counters")
-        elapsed = time.monotonic() - began
-        client_end = os.times()
-        forwarded = end["forwarded"] - start["forwarded"]
-        got = received() - received_start
+        async def window() -> dict:
+            """One measurement window: the counters at both ends and the CPU between."""
+            start = await rpc.call("counters")
+            received_start = received()
+            client_start = os.times()
+            began = time.monotonic()
+            await asyncio.sleep(seconds)
+            end = await rpc.call("counters")
+            elapsed = time.monotonic() - began
+            client_end = os.times()
+            return {
+                "start": start,
+                "end": end,
+                "elapsed": elapsed,
+                "got": received() - received_start,
+                "client_cpu": (client_end.user - client_start.user)
+                + (client_end.system - client_start.system),
+                "forwarded": end["forwarded"] - start["forwarded"],
+                "cpu": end["cpu"] - start["cpu"],
+            }
+
+        def per(cpu: float, packets: int) -> float | None:
+            return round(cpu * 1e6 / packets, 2) if packets else None
+
+        windows = [await window() for _ in range(repeat)]
+        # the median window by CPU per forwarded packet: one busy moment of the machine
+        # (or one quiet one) does not make the row
+        ranked = sorted(windows, key=lambda w: w["cpu"] / w["forwarded"] if w["forwarded"] else 0)
+        chosen = ranked[len(ranked) // 2]
+        start, end, elapsed = chosen["start"], chosen["end"], chosen["elapsed"]
+        forwarded, got, cpu = chosen["forwarded"], chosen["got"], chosen["cpu"]
+        client_cpu = chosen["client_cpu"]
         user = end["user"] - start["user"]
         system = end["sys"] - start["sys"]
-        cpu = end["cpu"] - start["cpu"]
-        client_cpu = (client_end.user - client_start.user) + (
-            client_end.system - client_start.system
-        )
         received_by_sfu = end["received"] - start["received"]
 
         # the same connections without media: what the SFU spends anyway (timers, RTCP,
@@ -139,14 +158,16 @@ async def run(
         idle_rate = (idle_end["cpu"] - idle_start["cpu"]) / (time.monotonic() - idle_began)
         marginal = cpu - idle_rate * elapsed
 
-        def per(cpu: float, packets: int) -> float | None:
-            return round(cpu * 1e6 / packets, 2) if packets else None
-
         return {
             "subscribers": subscribers,
             **({"simulcast_layers": spread} if spread is not None else {}),
             "forwarded_pps": round(forwarded / elapsed, 1),
             "cpu_us_per_packet": per(cpu, forwarded),
+            **(
+                {"windows_cpu_us_per_packet": [per(w["cpu"], w["forwarded"]) for w in windows]}
+                if repeat > 1
+                else {}
+            ),
             "loss_pct": round(max(0.0, 1 - got / forwarded) * 100, 2) if forwarded else 0.0,
             "sfu_user_us_per_packet": per(user, forwarded),
             "sfu_sys_us_per_packet": per(system, forwarded),
@@ -188,6 +209,13 @@ async def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--subscribers", type=int, nargs="+", default=[0, 1, 10, 50])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measurement windows per row, back to back; the row is the median one "
+        "(windows_cpu_us_per_packet lists them all)",
+    )
     parser.add_argument("--width", type=int, default=FANOUT_CLIP["width"])
     parser.add_argument("--height", type=int, default=FANOUT_CLIP["height"])
     parser.add_argument("--bitrate", type=int, default=FANOUT_CLIP["bitrate"])
@@ -208,10 +236,12 @@ async def main() -> None:
     )
     # no layer selection of the SFU's own: the simulcast rows spread subscribers themselves
     os.environ["CAUCUS_BENCH_PIN_LAYERS"] = "1"
-    rows = [await run(n, args.seconds, clip) for n in args.subscribers]
+    if args.repeat < 1:
+        parser.error("--repeat is at least 1")
+    rows = [await run(n, args.seconds, clip, repeat=args.repeat) for n in args.subscribers]
     if args.simulcast:
         layers = simulcast_clips()
-        rows += [await run(n, args.seconds, clip, layers) for n in args.simulcast]
+        rows += [await run(n, args.seconds, clip, layers, args.repeat) for n in args.simulcast]
         single = {r["subscribers"]: r for r in rows if "simulcast_layers" not in r}
         for row in rows:
             base = single.get(row["subscribers"]) if "simulcast_layers" in row else None
