@@ -267,4 +267,3 @@ def watch_receiver(
             feedback(data, arrival_time_ms)
 
         rtc.intercept_rtp_data(receiver, count_and_feed)
-    rtc.stop_receiver_reports(receiver)

@@ -37,11 +37,14 @@ def handler_failed(kind: str, exc: BaseException) -> None:
 def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     """Deliver the receiver's decrypted RTP packets to ``handler`` instead of its decoder.
 
-    The jitter buffer, decoder, NACK generator and receiver reports of aiortc are skipped.
-    ``handler`` runs synchronously; an exception is logged, never propagated, because an
-    exception escaping this hook would close the whole peer connection.
+    The jitter buffer, decoder, NACK generator and receiver reports of aiortc are skipped
+    (its report loop, with nothing to report, no longer wakes every second: the owner of
+    ``handler`` reports).  ``handler`` runs synchronously; an exception is logged, never
+    propagated, because an exception escaping this hook would close the whole peer
+    connection.
     """
     receiver._handle_rtp_packet = RtpHook(receiver, handler, None)  # type: ignore[method-assign]  # the hook replaces aiortc's method
+    stop_receiver_reports(receiver)
 
 
 def intercept_rtp_data(
@@ -67,6 +70,7 @@ def intercept_rtp_data(
     to Python), with what to keep alive while the path points to it (the producer and
     its buffer); or ``None``."""
     receiver._handle_rtp_packet = RtpHook(receiver, None, handler, track, route)  # type: ignore[method-assign]  # the hook replaces aiortc's method
+    stop_receiver_reports(receiver)
 
 
 class RtpHook:
