@@ -15,7 +15,6 @@ API (all in-process, no signaling imports)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -36,6 +35,46 @@ from .speaker import ActiveSpeaker
 from .transport import PUBLISH, SUBSCRIBE, Transport
 
 logger = logging.getLogger(__name__)
+
+
+class Every:
+    """Runs ``job`` every ``interval`` seconds of the event loop's clock, at the deadlines
+    k x ``interval``: a timer handle, not a task sleeping in a loop, so that each run is
+    one iteration of the event loop (a sleeping task costs two: the timer, then the
+    task's step), and jobs whose intervals divide one another (the worker's RTCP round
+    and the receive poller's sweep each second, its layer round each half second) run in
+    the same wake-up.  A job that raises is logged; the next run still comes."""
+
+    __slots__ = ("_handle", "_interval", "_job", "_loop", "_next", "_what")
+
+    def __init__(self, interval: float, job: Callable[[], object], what: str) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._interval = interval
+        self._job = job
+        self._what = what
+        self._next = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        now = self._loop.time()
+        self._next += self._interval
+        if self._next <= now:  # the first run, or the loop fell behind: the next deadline
+            self._next = (now // self._interval + 1) * self._interval
+        self._handle = self._loop.call_at(self._next, self._run)
+
+    def _run(self) -> None:
+        try:
+            self._job()
+        except Exception:
+            logger.exception("%s failed", self._what)
+        if self._handle is not None:
+            self._schedule()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class WorkerObserver(Protocol):
@@ -67,18 +106,18 @@ class Worker:
         #: The first rewritten sequence number of each consumer's current assignment.
         self._first_seq: weakref.WeakKeyDictionary[Consumer, int] = weakref.WeakKeyDictionary()
         self._closed = False
-        self._rtcp_task: asyncio.Task[None] | None = None
+        #: The worker's periodic jobs (RTCP, active speakers, simulcast layers), once a
+        #: transport exists.
+        self._timers: list[Every] = []
         #: See :class:`WorkerObserver`.
         self.observers: list[WorkerObserver] = []
         #: Called with (room id, participant id) when a room's active speaker changes
         #: (``sfu.speaker``: audio levels read without decoding), or ``None``.
         self.on_active_speaker: Callable[[str, str], None] | None = None
         self._speakers: dict[str, ActiveSpeaker] = {}
-        self._speaker_task: asyncio.Task[None] | None = None
         #: Simulcast layers per subscriber (``sfu.layer_selection``), every
         #: ``layer_interval`` seconds.
         self.layers = LayerSelection(self.settings)
-        self._layer_task: asyncio.Task[None] | None = None
         #: Reads every publish connection's media sockets (one epoll set; see
         #: ``MediaSettings.receive_poller``), or ``None``.
         self.receive_poller: ReceivePoller | None = (
@@ -122,11 +161,16 @@ class Worker:
         """A new ``"publish"`` or ``"subscribe"`` transport for ``participant_id``."""
         transport = Transport(self, participant_id, direction)
         self._transports[transport.id] = transport
-        if self._rtcp_task is None:
-            self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
-            self._speaker_task = asyncio.ensure_future(self._run_speakers())
-            if self.settings.layer_interval > 0:
-                self._layer_task = asyncio.ensure_future(self._run_layers())
+        if not self._timers and not self._closed:
+            settings = self.settings
+            self._timers = [
+                Every(settings.rtcp_interval, self._rtcp_round, "RTCP reports"),
+                Every(settings.speaker_interval, self.decide_speakers, "active speakers"),
+            ]
+            if settings.layer_interval > 0:
+                self._timers.append(
+                    Every(settings.layer_interval, self.select_layers, "simulcast layers")
+                )
         if direction == SUBSCRIBE:
             router = self.router_of(participant_id)
             if router is not None:
@@ -280,15 +324,6 @@ class Worker:
 
     # --- RTCP ---------------------------------------------------------------------------
 
-    async def _run_speakers(self) -> None:
-        interval = self.settings.speaker_interval
-        while not self._closed:
-            await asyncio.sleep(interval)
-            try:
-                self.decide_speakers()
-            except Exception:
-                logger.exception("active speaker decision failed")
-
     def decide_speakers(self) -> None:
         """One interval of every room's active speaker (see :mod:`sfu.speaker`): the audio
         levels its members' producers summed since the last call."""
@@ -307,15 +342,6 @@ class Worker:
             changed = speaker.update(levels)
             if changed is not None and self.on_active_speaker is not None:
                 self.on_active_speaker(room_id, changed)
-
-    async def _run_layers(self) -> None:
-        interval = self.settings.layer_interval
-        while not self._closed:
-            await asyncio.sleep(interval)
-            try:
-                self.select_layers()
-            except Exception:
-                logger.exception("simulcast layer selection failed")
 
     def select_layers(self, now: float | None = None) -> None:
         """One round of every subscriber's simulcast layers (see
@@ -341,12 +367,9 @@ class Worker:
         speaker = self._speakers.get(room_id)
         return speaker.current if speaker is not None else None
 
-    async def _run_rtcp(self) -> None:
-        interval = self.settings.rtcp_interval
-        while not self._closed:
-            await asyncio.sleep(interval)
-            self._send_reports(time.time())
-            self._reclaim_closed()
+    def _rtcp_round(self) -> None:
+        self._send_reports(time.time())
+        self._reclaim_closed()
 
     def _reclaim_closed(self) -> None:
         """A closed peer connection is a web of reference cycles (aiortc's transports,
@@ -399,12 +422,9 @@ class Worker:
         self._routers.clear()
         self._membership.clear()
         self._parking.clear()
-        for task in (self._rtcp_task, self._speaker_task, self._layer_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._rtcp_task = self._speaker_task = self._layer_task = None
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
         if self.receive_poller is not None:
             self.receive_poller.close()
 

@@ -156,7 +156,7 @@ class ReceivePoller:
                 self._loop = loop
                 loop.add_reader(self._poller.epfd, self._ready)
                 self._window_at = loop.time()
-                self._timer = loop.call_later(self.SWEEP_INTERVAL, self._sweep_tick, loop)
+                self._timer = loop.call_at(self._next_sweep(loop), self._sweep_tick, loop)
             else:
                 self._next = loop.time() + self.interval
                 self._sweep_at = self._next + self.SWEEP_INTERVAL
@@ -261,7 +261,13 @@ class ReceivePoller:
     def _sweep_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sweep()
         if self._timer is not None:
-            self._timer = loop.call_later(self.SWEEP_INTERVAL, self._sweep_tick, loop)
+            self._timer = loop.call_at(self._next_sweep(loop), self._sweep_tick, loop)
+
+    def _next_sweep(self, loop: asyncio.AbstractEventLoop) -> float:
+        """The whole multiple of :attr:`SWEEP_INTERVAL` on the loop's clock after the
+        nearest one (a timer may run a hair before its deadline): the sweep then runs in
+        the same wake-up as the worker's jobs of the same period (``sfu.worker.Every``)."""
+        return (round(loop.time() / self.SWEEP_INTERVAL) + 1) * self.SWEEP_INTERVAL
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.poll()
