@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio
+
 from client import Participant, SocketSignal
 from client.loadtest_setup import ApiSession, create_accounts
+from signaling.cluster.placement import REGISTRATION_TTL_SECONDS
 from tests.support.databases import fresh_postgres_database
+from tests.support.eventually import eventually
 from tests.support.server import ServeProcess, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,12 +101,19 @@ async def shared_database() -> AsyncIterator[str | None]:
         yield url
 
 
+#: The key prefix of the cluster's directory in Redis (``RedisDirectory``'s default).
+PREFIX = "caucus"
+
+
 @contextlib.asynccontextmanager
 async def running_nodes(
     data_dir: Path, names: tuple[str, ...], *, workers: int, redis_url: str | None
 ) -> AsyncIterator[list[Node]]:
     """Nodes sharing a fresh database and ``data_dir``, started one after the other (the
-    first creates the certificate and master key), stopped at the end."""
+    first creates the certificate and master key), stopped at the end.  With Redis, they
+    start once no media worker of an earlier test is registered there."""
+    if redis_url is not None:
+        await no_worker_registered(redis_url)
     async with shared_database() as database:
         nodes: list[Node] = []
         try:
@@ -120,6 +131,22 @@ async def running_nodes(
         finally:
             for node in nodes:
                 await node.stop()
+
+
+async def no_worker_registered(redis_url: str) -> None:
+    """Wait until no media worker is registered in Redis.  A worker an earlier test
+    stopped or killed stays registered until its registration expires
+    (``REGISTRATION_TTL_SECONDS``); a case of this test placed on it meanwhile would be
+    served against the earlier test's database (``media.join`` then fails)."""
+    client = redis.asyncio.from_url(redis_url)
+    try:
+
+        async def none_left() -> bool:
+            return not await client.keys(f"{PREFIX}:worker:*")
+
+        await eventually(none_left, 3 * REGISTRATION_TTL_SECONDS, what="earlier workers gone")
+    finally:
+        await client.aclose()
 
 
 async def caucus_command(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

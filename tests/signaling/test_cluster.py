@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,19 @@ from tests.signaling.cluster_nodes import (
 from tests.support.eventually import eventually
 
 REDIS_URL = os.environ.get("CAUCUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Each test's cluster works in the next of Redis's databases 1-15, not in REDIS_URL's
+#: own: a media worker of an earlier test that is still stopping (a worker lives on for a
+#: moment after its node) stays registered in its test's database, where no case of
+#: this test is placed on it (it would be served against the earlier test's database).
+_DATABASES = itertools.cycle(range(1, 16))
+
+
+def fresh_redis_url() -> str:
+    """:data:`REDIS_URL` on the next database of :data:`_DATABASES`."""
+    parts = urllib.parse.urlsplit(REDIS_URL)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{next(_DATABASES)}"))
+
+
 RECOVERY_SECONDS = 5.0  # the promise to people in a session when a worker dies
 
 
@@ -145,7 +160,7 @@ async def test_two_nodes_share_a_room_and_the_mediator_moves_people_across_nodes
     tmp_path: Path,
 ) -> None:
     async with running_nodes(
-        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=REDIS_URL
+        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=fresh_redis_url()
     ) as nodes:
         node1, node2 = nodes
         accounts = await one_case(node1, 3)
@@ -237,7 +252,7 @@ async def test_a_killed_worker_loses_nobody(tmp_path: Path) -> None:
 
 async def test_a_dead_signaling_node_loses_nobody(tmp_path: Path) -> None:
     async with running_nodes(
-        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=REDIS_URL
+        tmp_path / "data", ("n1", "n2"), workers=1, redis_url=fresh_redis_url()
     ) as nodes:
         accounts = await one_case(nodes[0], 3)
         case_id = accounts["rooms"][0]["case_id"]
@@ -266,8 +281,9 @@ async def test_a_dead_signaling_node_loses_nobody(tmp_path: Path) -> None:
 
 
 async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
+    redis_url = fresh_redis_url()
     async with running_nodes(
-        tmp_path / "data", ("d1", "d2"), workers=1, redis_url=REDIS_URL
+        tmp_path / "data", ("d1", "d2"), workers=1, redis_url=redis_url
     ) as nodes:
         accounts = await one_case(nodes[0], 3)
         case_id = accounts["rooms"][0]["case_id"]
@@ -276,11 +292,11 @@ async def test_drain_moves_a_live_case_to_another_node(tmp_path: Path) -> None:
             stats = await media_stats(nodes[0])
             (hosting,) = [w for w in stats["workers"] if w["participants"]]
             drained = hosting["node"]
-            cluster = ["--redis-url", REDIS_URL, "--node-id", drained]
+            cluster = ["--redis-url", redis_url, "--node-id", drained]
 
             # mistakes are refused before anything changes
             status, text = await caucus_command(
-                "drain", "--redis-url", REDIS_URL, "--node-id", "no-such-node"
+                "drain", "--redis-url", redis_url, "--node-id", "no-such-node"
             )
             assert status == 1 and "no media worker of node 'no-such-node'" in text, text
             status, text = await caucus_command("drain", *cluster, "--now")
@@ -375,7 +391,7 @@ async def test_space_changes_reach_every_node_once_and_removal_cuts_everywhere(
     tmp_path: Path,
 ) -> None:
     async with running_nodes(
-        tmp_path / "data", ("s1", "s2"), workers=0, redis_url=REDIS_URL
+        tmp_path / "data", ("s1", "s2"), workers=0, redis_url=fresh_redis_url()
     ) as nodes:
         node1, node2 = nodes
         accounts = await one_case(node1, 2)
