@@ -395,7 +395,6 @@ class Worker:
         )
 
     def _send_reports(self, now: float) -> None:
-        # a method of its own: the loop's sleeping frame must not hold the last transport
         for transport in list(self._transports.values()):
             try:
                 transport.send_receiver_reports()
