@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: ``a=extmap:<id>[/<direction>] <uri> ...`` (RFC 8285): the id and the URI.
-EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\S+)?\s+(\S+)")
+#: ``a=extmap:<id>[/<direction>] <uri> ...`` (RFC 8285): the id and the URI.  An id is
+#: 1-255; more than five digits is no extmap line here (a hostile id of thousands of
+#: digits would otherwise reach ``int()``, which refuses beyond 4,300).
+EXTMAP = re.compile(r"^a=extmap:(\d{1,5})(?:/\S+)?\s+(\S+)")
 
 
 @dataclass

@@ -45,3 +45,11 @@ def test_an_sdp_without_media_or_lines():
     assert split_sdp("").sections == [] and split_sdp("").text() == ""
     lines = split_sdp("v=0\n")
     assert lines.newline == "\n" and lines.session == ["v=0"] and lines.text() == "v=0\n"
+
+
+def test_an_extmap_id_of_thousands_of_digits_is_no_extmap_line():
+    """The other side's SDP may carry an id Python's ``int()`` refuses (over 4,300
+    digits): read as no extension, never an exception."""
+    lines = [f"a=extmap:{'9' * 5000} urn:example:huge", "a=extmap:123456 urn:example:six"]
+    assert extmaps(lines) == []
+    assert extmaps(["a=extmap:12345 urn:example:five"]) == [(12345, "urn:example:five")]
